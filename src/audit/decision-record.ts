@@ -1,0 +1,32 @@
+// Audit stage contract: every decision, allow or deny, becomes one record (design §3.6).
+// Recording never blocks the request; secrets (tokens, cookies) never enter a record.
+
+export interface DecisionRecord {
+  id: string;
+  time: Date;
+  requestId: string;
+  /** JWT `sub`, or null when authentication failed before one was known. */
+  subject: string | null;
+  userId: string | null;
+  /** Organization slug, when the route is org-scoped. */
+  organization: string | null;
+  action: string;
+  resource: Record<string, unknown>;
+  method: string;
+  path: string;
+  allow: boolean;
+  status: number;
+  reasons: string[];
+  policyRevision: string | null;
+  evalLatencyUs: number | null;
+  /** The policy input as evaluated (never contains the token), or null if none was built. */
+  input: unknown;
+}
+
+export interface DecisionRecorder {
+  /** Queues the record; returns at once. */
+  record(record: DecisionRecord): void;
+  /** Resolves when everything queued so far is durable in PostgreSQL. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,15 @@
+// Authentication stage contract: an Authorization header in, a verified principal out,
+// or an AuthenticationError (R1). Nothing here knows about organizations.
+
+export interface Principal {
+  /** The JWT `sub`, which maps to `users.subject`. */
+  sub: string;
+  /** Seconds since the epoch, from `exp`; undefined when the token has none. */
+  expiresAt: number | undefined;
+  claims: Readonly<Record<string, unknown>>;
+}
+
+export interface Authenticator {
+  /** Throws AuthenticationError for a missing, malformed or unverifiable bearer token. */
+  authenticate(authorization: string | undefined): Promise<Principal>;
+}

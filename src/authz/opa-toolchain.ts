@@ -1,0 +1,114 @@
+// The official OPA toolchain, pinned. Found as OPA_BIN, as an `opa` of the pinned version
+// on PATH, or installed once with `go install` into the project's git-ignored .tools/bin.
+import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { projectRoot } from '../project-root';
+
+const execFileAsync = promisify(execFile);
+
+export const OPA_VERSION = '1.22.3';
+export const OPA_MODULE = `github.com/open-policy-agent/opa@v${OPA_VERSION}`;
+
+export interface ToolchainOptions {
+  /** Explicit binary (the OPA_BIN environment variable). */
+  opaBin?: string | undefined;
+  /** The PATH to search for an `opa` of the pinned version. */
+  searchPath?: string | undefined;
+  /** Where `go install` puts the binary; default `<project>/.tools/bin`. */
+  installDir?: string;
+  log?: (line: string) => void;
+}
+
+/** Returns the path of a usable opa binary, installing the pinned version when there is none. */
+export async function resolveOpa(options: ToolchainOptions = {}): Promise<string> {
+  const log = options.log ?? (() => undefined);
+  if (options.opaBin) {
+    if (!(await opaVersion(options.opaBin))) throw new Error(`OPA_BIN=${options.opaBin} is not a runnable opa binary`);
+    return options.opaBin;
+  }
+  for (const dir of (options.searchPath ?? '').split(path.delimiter).filter(Boolean)) {
+    const candidate = path.join(dir, 'opa');
+    if (existsSync(candidate) && (await opaVersion(candidate)) === OPA_VERSION) return candidate;
+  }
+  const installDir = options.installDir ?? path.join(projectRoot, '.tools', 'bin');
+  const installed = path.join(installDir, 'opa');
+  if (existsSync(installed) && (await opaVersion(installed)) === OPA_VERSION) return installed;
+
+  await mkdir(installDir, { recursive: true });
+  const started = Date.now();
+  log(`installing OPA ${OPA_VERSION} with go install ${OPA_MODULE} into ${installDir} (first time only, a few minutes)…`);
+  const ticker = setInterval(() => log(`  still compiling OPA… ${Math.round((Date.now() - started) / 1000)} s`), 15_000);
+  try {
+    await run('go', ['install', OPA_MODULE], { env: { ...process.env, GOBIN: installDir, CGO_ENABLED: '0' } });
+  } catch (error) {
+    throw new Error(`could not install OPA (${(error as Error).message}); install Go, or set OPA_BIN to an opa ${OPA_VERSION} binary`);
+  } finally {
+    clearInterval(ticker);
+  }
+  log(`installed OPA ${OPA_VERSION} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return installed;
+}
+
+async function opaVersion(binary: string): Promise<string | undefined> {
+  try {
+    const { stdout } = await execFileAsync(binary, ['version'], { timeout: 10_000 });
+    return /^Version:\s*(\S+)/m.exec(stdout)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+export interface BuildOptions {
+  opa: string;
+  /** A directory of .rego (and data .json) files. */
+  source: string;
+  entrypoints: string[];
+  output: string;
+  /** Defaults to a content hash of the source files. */
+  revision?: string;
+}
+
+/** Compiles Rego to a WebAssembly bundle with `opa build -t wasm`. Throws with the compiler's message. */
+export async function buildWasmBundle(options: BuildOptions): Promise<{ output: string; revision: string }> {
+  const revision = options.revision ?? (await sourceRevision(options.source));
+  await mkdir(path.dirname(options.output), { recursive: true });
+  const entrypoints = options.entrypoints.flatMap((e) => ['-e', e]);
+  await run(options.opa, ['build', '-t', 'wasm', ...entrypoints, '--ignore', '*_test.rego', '--revision', revision, '-o', options.output, options.source]);
+  return { output: options.output, revision };
+}
+
+/** A short, stable hash over the policy sources (tests excluded), used as the revision. */
+export async function sourceRevision(source: string): Promise<string> {
+  const hash = createHash('sha256');
+  for (const file of await policyFiles(source)) {
+    hash.update(path.relative(source, file)).update('\0').update(await readFile(file)).update('\0');
+  }
+  return `sha256:${hash.digest('hex').slice(0, 16)}`;
+}
+
+/** Every .rego and .json file below `dir`, sorted, `*_test.rego` excluded. */
+export async function policyFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile() && /\.(rego|json)$/.test(e.name) && !/_test\.rego$/.test(e.name))
+    .map((e) => path.join(e.parentPath, e.name))
+    .sort();
+}
+
+function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      env: options.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('error', (error) => reject(new Error(`${command}: ${error.message}`)));
+    child.on('close', (code) => (code === 0 ? resolve(output) : reject(new Error(output.trim() || `${command} exited with ${code}`))));
+  });
+}

@@ -1,0 +1,31 @@
+// Authorization stage contract: a policy input in, a decision out. Implementations must
+// fail closed: anything but a well-formed `{allow: true}` is a deny.
+import type { Facts, Subject } from '../directory/subject';
+import type { Resource } from '../routes/route';
+
+export interface PolicyInput {
+  request: { id: string; method: string; path: string; route: string };
+  action: string;
+  resource: Resource;
+  subject: Subject;
+  facts: Facts;
+}
+
+export interface PolicyDecision {
+  allow: boolean;
+  status: number;
+  reasons: string[];
+}
+
+export interface PolicyEvaluation {
+  decision: PolicyDecision;
+  /** Revision of the policy that decided (bundle manifest revision or content hash). */
+  revision: string;
+  /** Wall-clock evaluation time in microseconds. */
+  latencyUs: number;
+}
+
+export interface PolicyEngine {
+  readonly revision: string;
+  evaluate(input: PolicyInput): PolicyEvaluation;
+}
