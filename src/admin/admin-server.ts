@@ -1,0 +1,78 @@
+// The admin port: liveness and readiness, the public keys upstreams use to verify identity
+// assertions, and the token-guarded admin API. Never exposed on the gateway port.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { PolicyEngine } from '../authz/policy-engine';
+import { AuthenticationError } from '../http/errors';
+import { errorProblem, sendProblem } from '../http/problem';
+
+export interface AdminDependencies {
+  /** Undefined: the admin API answers 401 to everyone. */
+  token: string | undefined;
+  jwks: () => { keys: unknown[] };
+  policy: { readonly current: PolicyEngine; readonly source: string; readonly loadedAt: Date };
+  /** Resolves when PostgreSQL answers; rejects otherwise. */
+  pingDatabase: () => Promise<void>;
+}
+
+export function createAdminApp(deps: AdminDependencies): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const checks: Record<string, string> = { policy: deps.policy.current.revision ? 'ok' : 'not loaded' };
+    try {
+      await deps.pingDatabase();
+      checks.database = 'ok';
+    } catch (error) {
+      checks.database = `unreachable: ${(error as Error).message}`;
+    }
+    const ready = Object.values(checks).every((value) => value === 'ok');
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
+  });
+
+  app.get('/.well-known/jwks.json', (_req, res) => {
+    res.setHeader('cache-control', 'public, max-age=300');
+    res.json(deps.jwks());
+  });
+
+  const api = express.Router();
+  api.use(requireAdminToken(deps.token));
+  api.get('/policy', (_req, res) => {
+    res.json({
+      revision: deps.policy.current.revision,
+      source: deps.policy.source,
+      loaded_at: deps.policy.loadedAt.toISOString(),
+    });
+  });
+  app.use('/admin/v1', api);
+
+  app.use((req: Request, res: Response) => {
+    res.status(404).json({ status: 404, detail: `no admin endpoint ${req.method} ${req.path}` });
+  });
+  return app;
+}
+
+/** Bearer token check in constant time (hashes first, so lengths never leak either). */
+export function requireAdminToken(expected: string | undefined) {
+  const expectedDigest = expected ? digest(expected) : undefined;
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const header = req.headers.authorization ?? '';
+    const presented = /^Bearer ([^\s]+)$/i.exec(header)?.[1];
+    if (!expectedDigest || !presented || !timingSafeEqual(digest(presented), expectedDigest)) {
+      const error = new AuthenticationError(expectedDigest ? 'a valid admin token is required' : 'the admin API is disabled: no admin.token is configured');
+      sendProblem(res, errorProblem(error, { requestId: String(req.headers['x-request-id'] ?? '') }), error);
+      return;
+    }
+    next();
+  };
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}

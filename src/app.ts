@@ -1,0 +1,197 @@
+// The composition root: builds every stage from the parsed configuration, wires them into
+// the request pipeline, and owns start-up and graceful shutdown. Nothing else constructs stages.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import express from 'express';
+import type { Knex } from 'knex';
+import type { Logger } from 'pino';
+import { createAdminApp } from './admin/admin-server';
+import { BatchingDecisionRecorder } from './audit/batching-decision-recorder';
+import { PgDecisionStore } from './audit/pg-decision-store';
+import { JwtAuthenticator } from './authn/jwt-authenticator';
+import type { ToolchainOptions } from './authz/opa-toolchain';
+import { loadPolicy } from './authz/policy-loader';
+import type { PortcullisConfig } from './config/config-schema';
+import { createDatabase, migrateToLatest, migrationConfig } from './db/database';
+import { EmbeddedDatabase } from './db/embedded-database';
+import { PgFactsLoader } from './directory/pg-facts-loader';
+import { PgSubjectLoader } from './directory/pg-subject-loader';
+import { ConfigError } from './http/errors';
+import { RequestPipeline } from './http/request-pipeline';
+import { HttpProxyForwarder } from './proxy/forwarder';
+import { IdentityAssertionSigner } from './proxy/identity-assertion';
+import { defaultRoutes } from './routes/default-routes';
+import { RouteTable } from './routes/route-table';
+
+export interface RuntimeOptions {
+  logger: Logger;
+  /** Folder for the embedded database and compiled policies (`.portcullis/` beside the config). */
+  stateDir: string;
+  toolchain: ToolchainOptions;
+}
+
+export class Portcullis {
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly gateway: http.Server,
+    private readonly admin: http.Server,
+    private readonly shutdownSteps: Array<() => Promise<void> | void>,
+    readonly logger: Logger,
+  ) {}
+
+  get gatewayUrl(): string {
+    return urlOf(this.gateway);
+  }
+
+  get adminUrl(): string {
+    return urlOf(this.admin);
+  }
+
+  static async start(config: PortcullisConfig, options: RuntimeOptions): Promise<Portcullis> {
+    const { logger } = options;
+    const steps: Array<() => Promise<void> | void> = [];
+    const cleanUp = async () => {
+      for (const step of steps.reverse()) await Promise.resolve(step()).catch(() => undefined);
+    };
+    try {
+      const db = await openDatabase(config, options, steps);
+      const policy = await loadPolicy({
+        source: config.policy.source,
+        entrypoint: config.policy.entrypoint,
+        buildDir: path.join(options.stateDir, 'policy'),
+        toolchain: { ...options.toolchain, log: (line) => logger.info(line) },
+      });
+      logger.info({ revision: policy.engine.revision, source: policy.source }, 'policy loaded');
+      const authenticator = await JwtAuthenticator.create(config.auth);
+      const assertions = await IdentityAssertionSigner.create(config.assertion);
+      if (!config.assertion.signing_key_file) {
+        logger.warn('assertion.signing_key_file is not set: identity assertions use a per-process key; set one when running several instances');
+      }
+
+      const routes = new RouteTable(usableRoutes(config, logger), []);
+      const recorder = new BatchingDecisionRecorder(new PgDecisionStore(db), {
+        onError: (error) => logger.error({ err: error }, 'decision records could not be written yet; retrying'),
+      });
+      steps.push(() => recorder.close());
+
+      let pipeline: RequestPipeline | undefined;
+      const forwarder = new HttpProxyForwarder({
+        services: config.services,
+        timeoutMs: config.server.upstream_timeout_ms,
+        onError: (error, req, res) => pipeline?.upstreamFailed(error, req, res),
+      });
+      steps.push(() => forwarder.close());
+      pipeline = new RequestPipeline({
+        routes,
+        authenticator,
+        subjects: new PgSubjectLoader(db),
+        facts: new PgFactsLoader(db),
+        policy: { current: policy.engine },
+        recorder,
+        assertions,
+        forwarder,
+        logger,
+        bodyLimitBytes: config.server.body_limit_bytes,
+      });
+
+      const app = express();
+      app.disable('x-powered-by');
+      app.set('etag', false);
+      app.set('query parser', false);
+      app.use(pipeline.handle);
+      const gateway = http.createServer({ headersTimeout: 10_000, requestTimeout: 60_000, keepAliveTimeout: 5_000 }, app);
+      await listen(gateway, config.server.host, config.server.port);
+      steps.push(() => closeServer(gateway));
+
+      const adminApp = createAdminApp({
+        token: config.admin.token,
+        jwks: () => assertions.jwks(),
+        policy: { current: policy.engine, source: policy.source, loadedAt: policy.loadedAt },
+        pingDatabase: async () => {
+          await db.raw('select 1').timeout(1000);
+        },
+      });
+      const admin = http.createServer(adminApp);
+      await listen(admin, config.admin.host, config.admin.port);
+      steps.push(() => closeServer(admin));
+
+      const instance = new Portcullis(gateway, admin, steps, logger);
+      logger.info({ gateway: instance.gatewayUrl, admin: instance.adminUrl }, 'portcullis is ready');
+      return instance;
+    } catch (error) {
+      await cleanUp();
+      throw error;
+    }
+  }
+
+  /** Stops accepting, lets requests in flight finish, flushes decision records, closes the database. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const step of [...this.shutdownSteps].reverse()) await step();
+    })();
+    return this.closing;
+  }
+}
+
+async function openDatabase(config: PortcullisConfig, options: RuntimeOptions, steps: Array<() => Promise<void> | void>): Promise<Knex> {
+  let url = config.database.url;
+  if (!url) {
+    const started = Date.now();
+    const embedded = await EmbeddedDatabase.create({ dataDir: path.join(options.stateDir, 'pgdata') });
+    steps.push(() => embedded.stop());
+    options.logger.info(`embedded PostgreSQL ${embedded.initialised ? 'initialised and ' : ''}started in ${Date.now() - started} ms`);
+    url = embedded.url;
+  }
+  const db = createDatabase({ url });
+  steps.push(() => db.destroy());
+  if (!config.database.url) {
+    await migrateToLatest(db);
+  } else {
+    const [, pending] = (await db.migrate.list(migrationConfig())) as [unknown[], unknown[]];
+    if (pending.length > 0) throw new ConfigError(`the database has ${pending.length} pending migration(s): run \`portcullis migrate\` first`);
+  }
+  return db;
+}
+
+/** Routes whose upstream service is not configured are dropped (so denied as unmatched), loudly. */
+function usableRoutes(config: PortcullisConfig, logger: Logger) {
+  const merged = new Map(defaultRoutes.map((route) => [`${route.method} ${route.path}`, route]));
+  for (const route of config.routes) {
+    for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
+      merged.set(`${method.toUpperCase()} ${route.path}`, { ...route, method: method.toUpperCase() });
+    }
+  }
+  const missing = new Set<string>();
+  const usable = [...merged.values()].filter((route) => {
+    if (route.service in config.services) return true;
+    missing.add(route.service);
+    return false;
+  });
+  for (const service of missing) logger.warn(`services.${service} is not configured: its routes are disabled and answer 404`);
+  return usable;
+}
+
+function listen(server: http.Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}
+
+function urlOf(server: http.Server): string {
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}

@@ -1,0 +1,130 @@
+// Canonical request targets (design §2, §3.5): the one path that the route table matches,
+// the policy judges and the upstream receives. Anything ambiguous is refused rather than
+// repaired, since every repair is a place where two parsers can disagree (CVE-2019-9901
+// `..`/`%2e`, CVE-2021-29492 `%2F`/`%5C`, CVE-2026-33494 encoded dot segments).
+//
+// Canonical form: lower-case ASCII, no empty or dot segments, no trailing slash (except
+// `/`), percent-encoded unreserved characters decoded, every remaining escape written with
+// upper-case hex (`%C3%A9`). Canonicalizing a canonical path returns it unchanged.
+import { InputError } from './errors';
+
+export const MAX_PATH_LENGTH = 2048;
+export const MAX_PATH_SEGMENTS = 64;
+
+export interface CanonicalTarget {
+  /** The canonical path: matched, judged and forwarded as is. */
+  path: string;
+  /** The raw query string including its leading `?`, or `''`; never rewritten. */
+  query: string;
+}
+
+const SLASH = 0x2f;
+const PERCENT = 0x25;
+const HEX_DIGITS = '0123456789ABCDEF';
+
+/** RFC 3986 unreserved: ALPHA DIGIT - . _ ~ (decoded when percent-encoded). */
+const UNRESERVED = byteSet('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~');
+/** pchar minus `;` (path parameters such as `..;/` are read differently by Java servers). */
+const RAW_ALLOWED = byteSet("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@");
+
+/**
+ * Splits an origin-form request target into its canonical path and untouched query.
+ * Throws InputError (400) for any target that could be read two ways.
+ */
+export function canonicalizeTarget(rawUrl: string): CanonicalTarget {
+  if (rawUrl.charCodeAt(0) !== SLASH) {
+    throw new InputError('the request target must be a path starting with "/" (absolute-form, authority-form and "*" are not accepted)');
+  }
+  if (rawUrl.includes('#')) throw new InputError('the request target must not contain a fragment ("#")');
+
+  const queryStart = rawUrl.indexOf('?');
+  const rawPath = queryStart === -1 ? rawUrl : rawUrl.slice(0, queryStart);
+  const query = queryStart === -1 ? '' : rawUrl.slice(queryStart);
+  for (let i = 0; i < query.length; i++) {
+    if (isControl(query.charCodeAt(i))) throw new InputError('the query string contains a control character');
+  }
+  if (rawPath.length > MAX_PATH_LENGTH) throw new InputError(`the request path is longer than ${MAX_PATH_LENGTH} characters`);
+
+  const segments: string[] = [];
+  let segment = '';
+  const endSegment = () => {
+    if (segment === '') return; // repeated and trailing slashes collapse
+    if (segment === '.' || segment === '..') {
+      throw new InputError('the request path contains a "." or ".." segment (also when percent-encoded)');
+    }
+    segments.push(segment);
+    if (segments.length > MAX_PATH_SEGMENTS) throw new InputError(`the request path has more than ${MAX_PATH_SEGMENTS} segments`);
+    segment = '';
+  };
+
+  for (let i = 0; i < rawPath.length; i++) {
+    const code = rawPath.charCodeAt(i);
+    if (code === SLASH) {
+      endSegment();
+    } else if (code === PERCENT) {
+      const high = hexValue(rawPath.charCodeAt(i + 1));
+      const low = hexValue(rawPath.charCodeAt(i + 2));
+      if (high < 0 || low < 0) throw new InputError('the request path contains a "%" that is not followed by two hex digits');
+      const byte = high * 16 + low;
+      i += 2;
+      if (UNRESERVED[byte]) segment += String.fromCharCode(lowerCase(byte));
+      else {
+        rejectEncoded(byte);
+        segment += '%' + HEX_DIGITS.charAt(high) + HEX_DIGITS.charAt(low);
+      }
+    } else if (code < 0x80 && RAW_ALLOWED[code]) {
+      segment += String.fromCharCode(lowerCase(code));
+    } else {
+      throw new InputError(`the request path contains ${describeRaw(code)}`);
+    }
+  }
+  endSegment();
+
+  return { path: '/' + segments.join('/'), query };
+}
+
+function rejectEncoded(byte: number): void {
+  switch (byte) {
+    case 0x2f:
+      throw new InputError('the request path contains an encoded slash ("%2F")');
+    case 0x5c:
+      throw new InputError('the request path contains an encoded backslash ("%5C")');
+    case 0x3b:
+      throw new InputError('the request path contains an encoded semicolon ("%3B")');
+    case 0x25:
+      throw new InputError('the request path contains an encoded percent sign ("%25"): double encoding is not accepted');
+    case 0x00:
+      throw new InputError('the request path contains an encoded NUL ("%00")');
+  }
+  if (isControl(byte)) throw new InputError('the request path contains an encoded control character');
+}
+
+function describeRaw(code: number): string {
+  if (isControl(code)) return 'a control character';
+  if (code === 0x20) return 'a space';
+  if (code === 0x5c) return 'a backslash ("\\")';
+  if (code === 0x3b) return 'a semicolon (";"): path parameters are not accepted';
+  if (code > 0x7f) return 'a non-ASCII character (percent-encode it)';
+  return `the character "${String.fromCharCode(code)}", which must be percent-encoded`;
+}
+
+function isControl(code: number): boolean {
+  return code < 0x20 || code === 0x7f;
+}
+
+function lowerCase(code: number): number {
+  return code >= 0x41 && code <= 0x5a ? code + 0x20 : code;
+}
+
+function hexValue(code: number): number {
+  if (code >= 0x30 && code <= 0x39) return code - 0x30;
+  if (code >= 0x41 && code <= 0x46) return code - 0x37;
+  if (code >= 0x61 && code <= 0x66) return code - 0x57;
+  return -1;
+}
+
+function byteSet(chars: string): boolean[] {
+  const set = new Array<boolean>(256).fill(false);
+  for (let i = 0; i < chars.length; i++) set[chars.charCodeAt(i)] = true;
+  return set;
+}

@@ -1,0 +1,71 @@
+// The one place where outcomes become RFC 9457 problem+json: domain errors thrown by any
+// stage, and policy denials. Bodies never echo secrets (tokens, cookies).
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { AuthenticationError, PortcullisError } from './errors';
+
+export const PROBLEM_TYPE_BASE = 'urn:portcullis:problem:';
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  decision_id?: string;
+  request_id: string;
+}
+
+export interface ProblemContext {
+  requestId: string;
+  decisionId?: string | undefined;
+}
+
+/** A policy denial: `reasons` become the detail; the policy's status is kept when it is an error status. */
+export function denialProblem(status: number, reasons: readonly string[], context: ProblemContext): Problem {
+  const safeStatus = Number.isInteger(status) && status >= 400 && status <= 599 ? status : 403;
+  return {
+    type: `${PROBLEM_TYPE_BASE}${safeStatus === 409 ? 'conflict' : safeStatus === 404 ? 'not-found' : 'denied'}`,
+    title: STATUS_CODES[safeStatus] ?? 'Forbidden',
+    status: safeStatus,
+    detail: reasons.length > 0 ? reasons.join('; ') : 'the policy denied this request',
+    ...(context.decisionId ? { decision_id: context.decisionId } : {}),
+    request_id: context.requestId,
+  };
+}
+
+/** Any thrown value. Unknown errors become an opaque 500: fail closed, reveal nothing. */
+export function errorProblem(error: unknown, context: ProblemContext): Problem {
+  const known = error instanceof PortcullisError;
+  const status = known ? error.status : 500;
+  return {
+    type: `${PROBLEM_TYPE_BASE}${known ? error.code : 'internal'}`,
+    title: known ? error.title : 'Internal Server Error',
+    status,
+    detail: known ? error.message : 'the gateway failed to process this request; it was not forwarded',
+    ...(context.decisionId ? { decision_id: context.decisionId } : {}),
+    request_id: context.requestId,
+  };
+}
+
+export function sendProblem(res: ServerResponse, problem: Problem, error?: unknown): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(problem);
+  res.statusCode = problem.status;
+  res.setHeader('content-type', 'application/problem+json');
+  res.setHeader('content-length', Buffer.byteLength(body));
+  res.setHeader('cache-control', 'no-store');
+  if (problem.status === 401) {
+    const bearerError = error instanceof AuthenticationError ? error.bearerError : 'invalid_token';
+    res.setHeader(
+      'www-authenticate',
+      bearerError ? `Bearer realm="portcullis", error="${bearerError}", error_description="${quote(problem.detail)}"` : 'Bearer realm="portcullis"',
+    );
+  }
+  res.end(body);
+}
+
+function quote(text: string): string {
+  return text.replace(/["\\\r\n]/g, ' ');
+}
