@@ -1,2 +1,39 @@
+# Portcullis' default policy: the single entrypoint `portcullis/decision` (design §3.4).
+# Each request gets one decision: the first branch of an else-chain whose condition holds.
+# Conditions are written as "not <what must hold>" so that missing or malformed input
+# denies, and every reason is total: an undefined branch value would fall through to the
+# next branch instead of denying. Whatever no rule allows is denied (R8).
 package portcullis
-decision := {"allow": true, "status": 200, "reasons": []}
+
+default decision := {"allow": false, "status": 403, "reasons": ["no rule allows this request"]}
+
+decision := denied(401, "the request has no authenticated subject") if {
+	not authenticated
+} else := denied(403, sprintf("no user is registered for subject '%s'", [input.subject.sub])) if {
+	not registered
+} else := personal_decision if {
+	personal_action
+} else := organization_decision if {
+	organization_scoped
+} else := denied(403, sprintf("no rule allows '%s' outside an organization", [input.action]))
+
+# R1, defence in depth: the gateway answers 401 itself before asking the policy.
+authenticated if {
+	is_string(input.subject.sub)
+	input.subject.sub != ""
+}
+
+# False for a verified token whose subject has no users row.
+registered if is_string(input.subject.id)
+
+organization_scoped if is_string(input.resource.org)
+
+allowed(reason) := {"allow": true, "status": 200, "reasons": [reason]}
+
+denied(status, reason) := {"allow": false, "status": status, "reasons": [reason]}
+
+# A path parameter for a reason; "?" when the route has none, so the reason is defined.
+param(name) := value if {
+	value := input.resource[name]
+	is_string(value)
+} else := "?"

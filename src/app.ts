@@ -70,7 +70,7 @@ export class Portcullis {
         logger.warn('assertion.signing_key_file is not set: identity assertions use a per-process key; set one when running several instances');
       }
 
-      const routes = new RouteTable(usableRoutes(config, logger), []);
+      const routes = routeTable(config, logger);
       const recorder = new BatchingDecisionRecorder(new PgDecisionStore(db), {
         onError: (error) => logger.error({ err: error }, 'decision records could not be written yet; retrying'),
       });
@@ -155,22 +155,14 @@ async function openDatabase(config: PortcullisConfig, options: RuntimeOptions, s
   return db;
 }
 
-/** Routes whose upstream service is not configured are dropped (so denied as unmatched), loudly. */
-function usableRoutes(config: PortcullisConfig, logger: Logger) {
-  const merged = new Map(defaultRoutes.map((route) => [`${route.method} ${route.path}`, route]));
-  for (const route of config.routes) {
-    for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
-      merged.set(`${method.toUpperCase()} ${route.path}`, { ...route, method: method.toUpperCase() });
-    }
-  }
-  const missing = new Set<string>();
-  const usable = [...merged.values()].filter((route) => {
-    if (route.service in config.services) return true;
-    missing.add(route.service);
-    return false;
-  });
-  for (const service of missing) logger.warn(`services.${service} is not configured: its routes are disabled and answer 404`);
-  return usable;
+/** Default routes whose upstream service is not configured are dropped (so they answer 404), loudly. */
+function routeTable(config: PortcullisConfig, logger: Logger): RouteTable {
+  const missing = new Set(defaultRoutes.map((route) => route.service).filter((service) => !(service in config.services)));
+  for (const service of missing) logger.warn(`services.${service} is not configured: its default routes are disabled and answer 404`);
+  return new RouteTable(
+    config.routes,
+    defaultRoutes.filter((route) => !missing.has(route.service)),
+  );
 }
 
 function listen(server: http.Server, host: string, port: number): Promise<void> {

@@ -1,6 +1,7 @@
 // What crosses the gateway: the canonical path, trustworthy identity headers, bodies,
 // upstream failures, bad input, and the decision record left by every decision.
 import { createLocalJWKSet, jwtVerify } from 'jose';
+import { createDatabase } from '../src/db/database';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import type { EchoedRequest } from './support/echo-upstream';
 import { startHarness, type Harness } from './support/gateway-harness';
@@ -157,7 +158,6 @@ describe('dependencies failing', () => {
       expect((await local.request('/orgs/acme', { token })).status).toBe(200);
       const adminUrl = process.env.PORTCULLIS_TEST_DATABASE_URL!;
       const name = new URL(local.database.url).pathname.slice(1);
-      const { createDatabase } = await import('../src/db/database');
       const admin = createDatabase({ url: adminUrl });
       await admin.raw(`alter database ${name} allow_connections false`);
       await admin.raw(`select pg_terminate_backend(pid) from pg_stat_activity where datname = ?`, [name]);

@@ -41,7 +41,7 @@ describe('R1: a request without a valid bearer token gets 401', () => {
 
 describe('R2: a user with no organization', () => {
   it('is denied anything organization-scoped and told how to get started', async () => {
-    await expectDenied(await h.request('/orgs/acme/projects', { token: await token('carol') }), 403, /not a member of any organization/);
+    await expectDenied(await h.request('/orgs/acme/projects', { token: await token('carol') }), 403, /belong to no organization; create one or accept an invitation/);
   });
 
   it('may create an organization', async () => {

@@ -26,6 +26,8 @@ const HEX_DIGITS = '0123456789ABCDEF';
 const UNRESERVED = byteSet('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~');
 /** pchar minus `;` (path parameters such as `..;/` are read differently by Java servers). */
 const RAW_ALLOWED = byteSet("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@");
+/** Raw characters that already are in canonical form (no upper case, no escapes). */
+const CANONICAL_RAW = byteSet("abcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@");
 
 /**
  * Splits an origin-form request target into its canonical path and untouched query.
@@ -46,25 +48,38 @@ export function canonicalizeTarget(rawUrl: string): CanonicalTarget {
   if (rawPath.length > MAX_PATH_LENGTH) throw new InputError(`the request path is longer than ${MAX_PATH_LENGTH} characters`);
 
   const segments: string[] = [];
-  let segment = '';
-  const endSegment = () => {
-    if (segment === '') return; // repeated and trailing slashes collapse
-    if (segment === '.' || segment === '..') {
-      throw new InputError('the request path contains a "." or ".." segment (also when percent-encoded)');
+  let start = 0;
+  while (start < rawPath.length) {
+    let end = rawPath.indexOf('/', start + 1);
+    if (end === -1) end = rawPath.length;
+    // Empty segments vanish: repeated and trailing slashes collapse.
+    if (end > start + 1) {
+      const segment = canonicalSegment(rawPath, start + 1, end);
+      if (segment === '.' || segment === '..') {
+        throw new InputError('the request path contains a "." or ".." segment (also when percent-encoded)');
+      }
+      if (segments.push(segment) > MAX_PATH_SEGMENTS) throw new InputError(`the request path has more than ${MAX_PATH_SEGMENTS} segments`);
     }
-    segments.push(segment);
-    if (segments.length > MAX_PATH_SEGMENTS) throw new InputError(`the request path has more than ${MAX_PATH_SEGMENTS} segments`);
-    segment = '';
-  };
+    start = end;
+  }
 
-  for (let i = 0; i < rawPath.length; i++) {
-    const code = rawPath.charCodeAt(i);
-    if (code === SLASH) {
-      endSegment();
-    } else if (code === PERCENT) {
-      const high = hexValue(rawPath.charCodeAt(i + 1));
-      const low = hexValue(rawPath.charCodeAt(i + 2));
-      if (high < 0 || low < 0) throw new InputError('the request path contains a "%" that is not followed by two hex digits');
+  return { path: '/' + segments.join('/'), query };
+}
+
+/** The canonical text of `raw[from, to)`, a segment without slashes. */
+function canonicalSegment(raw: string, from: number, to: number): string {
+  let i = from;
+  // Fast path: a segment that is already canonical is sliced, not rebuilt.
+  while (i < to && CANONICAL_RAW[raw.charCodeAt(i)]) i++;
+  if (i === to) return raw.slice(from, to);
+
+  let segment = raw.slice(from, i);
+  for (; i < to; i++) {
+    const code = raw.charCodeAt(i);
+    if (code === PERCENT) {
+      const high = hexValue(raw.charCodeAt(i + 1));
+      const low = hexValue(raw.charCodeAt(i + 2));
+      if (i + 2 >= to || high < 0 || low < 0) throw new InputError('the request path contains a "%" that is not followed by two hex digits');
       const byte = high * 16 + low;
       i += 2;
       if (UNRESERVED[byte]) segment += String.fromCharCode(lowerCase(byte));
@@ -78,9 +93,7 @@ export function canonicalizeTarget(rawUrl: string): CanonicalTarget {
       throw new InputError(`the request path contains ${describeRaw(code)}`);
     }
   }
-  endSegment();
-
-  return { path: '/' + segments.join('/'), query };
+  return segment;
 }
 
 function rejectEncoded(byte: number): void {

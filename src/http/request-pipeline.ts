@@ -120,7 +120,10 @@ export class RequestPipeline {
       .then((assertion) => {
         this.record(req, judgement, 200, []);
         const headers = req.headers;
+        const clientCloses = /(^|,)\s*close\s*(,|$)/i.test(String(headers.connection ?? ''));
         stripHopByHop(headers);
+        // http-proxy answers the client with this value; the upstream hop always keeps alive.
+        headers.connection = clientCloses ? 'close' : 'keep-alive';
         if (userId) headers[HEADER.user] = userId;
         if (org) headers[HEADER.org] = org;
         headers[HEADER.decision] = judgement.decisionId;

@@ -4,6 +4,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { createProxyMiddleware, debugProxyErrorsPlugin, type RequestHandler } from 'http-proxy-middleware';
 import { UpstreamError } from '../http/errors';
+import { stripHopByHop } from '../http/inspect-request';
 
 export interface ForwardOptions {
   services: Readonly<Record<string, { url: string }>>;
@@ -58,6 +59,7 @@ export class HttpProxyForwarder implements Forwarder {
         debugProxyErrorsPlugin,
         (proxyServer) => {
           proxyServer.on('proxyReq', (proxyReq, req) => {
+            proxyReq.setHeader('connection', 'keep-alive');
             proxyReq.setTimeout(timeoutMs, () => {
               (req as TimedRequest)[TIMED_OUT] = true;
               proxyReq.destroy(new Error('upstream timed out'));
@@ -65,6 +67,8 @@ export class HttpProxyForwarder implements Forwarder {
           });
           proxyServer.on('proxyRes', (proxyRes) => {
             proxyRes.on('error', () => undefined);
+            // The upstream's hop-by-hop headers describe the upstream hop, not the client's.
+            stripHopByHop(proxyRes.headers);
           });
           proxyServer.on('error', (error, req, res) => {
             const response = res as ServerResponse;

@@ -17,13 +17,14 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-export async function createTestDatabase(): Promise<TestDatabase> {
+/** A clone of the migrated template, or with `empty` a database with no tables at all. */
+export async function createTestDatabase(options: { empty?: boolean } = {}): Promise<TestDatabase> {
   const adminUrl = process.env.PORTCULLIS_TEST_DATABASE_URL;
   if (!adminUrl) throw new Error('PORTCULLIS_TEST_DATABASE_URL is not set: run tests through jest (global setup)');
   const name = `test_${randomBytes(6).toString('hex')}`;
   const admin = createDatabase({ url: adminUrl });
   try {
-    await admin.raw(`create database ${name} template ${TEMPLATE_DATABASE}`);
+    await admin.raw(`create database ${name}${options.empty ? '' : ` template ${TEMPLATE_DATABASE}`}`);
   } finally {
     await admin.destroy();
   }

@@ -1,0 +1,44 @@
+# Actions a registered user may take without belonging to any organization (R2) and their
+# own profile (R6). None of them needs a permission.
+package portcullis
+
+personal_action if input.action in {"organization:create", "invitation:accept", "profile:read", "profile:update"}
+
+personal_decision := allowed("any registered user may create an organization") if {
+	input.action == "organization:create"
+} else := invitation_decision if {
+	input.action == "invitation:accept"
+} else := profile_decision
+
+invitation_decision := denied(404, sprintf("invitation '%s' not found", [param("invitation")])) if {
+	not input.facts.invitation.exists == true
+} else := denied(409, sprintf("invitation '%s' has already been accepted", [param("invitation")])) if {
+	not input.facts.invitation.accepted == false
+} else := denied(403, "your account has no e-mail address, so no invitation is addressed to you") if {
+	not has_email
+} else := denied(403, sprintf("invitation '%s' is addressed to another e-mail address", [param("invitation")])) if {
+	not addressed_to_subject
+} else := allowed(sprintf("invitation '%s' is addressed to your e-mail address", [param("invitation")]))
+
+has_email if is_string(input.subject.email)
+
+# E-mail addresses are compared case-insensitively, as mail providers do in practice.
+addressed_to_subject if lower(input.facts.invitation.email) == lower(input.subject.email)
+
+profile_decision := allowed("a user may read and update their own profile") if {
+	own_profile
+} else := denied(403, "a user may read and update only their own profile")
+
+own_profile if input.resource.user == "me"
+
+# `/users/me` routes carry no user parameter: the route itself names the caller.
+own_profile if {
+	not input.resource.user
+	me_route
+}
+
+me_route if input.request.route == "/users/me"
+
+me_route if startswith(input.request.route, "/users/me/")
+
+own_profile if input.resource.user == input.subject.id

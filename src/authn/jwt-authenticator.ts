@@ -1,0 +1,308 @@
+// The authentication stage (R1): a bearer JWT verified against the identity provider's
+// JWKS with pinned algorithms, issuer, audience and clock tolerance. Verified tokens are
+// cached by their SHA-256 until they expire, because verification costs more than the rest
+// of the pipeline together (performance budget). Every failure is a 401 AuthenticationError.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWTVerifyGetKey,
+} from 'jose';
+import { LRUCache } from 'lru-cache';
+import type { PortcullisConfig } from '../config/config-schema';
+import { AuthenticationError } from '../http/errors';
+import type { Authenticator, Principal } from './authenticator';
+
+export interface JwtAuthenticatorOptions {
+  /** Upper bound on the whole JWKS fetch (connect, headers and body); default `auth.jwks_timeout_ms`. */
+  fetchTimeoutMs?: number;
+  /** Clock for claim checks and the token cache, in ms since the epoch (tests move it). */
+  now?: () => number;
+  /** Verified-token cache size; default 10,000. */
+  cacheMaxEntries?: number;
+  /** Longest time a verified token is served from the cache (never past its `exp`); default 5 minutes. */
+  cacheTtlMs?: number;
+}
+
+export interface TokenCacheStats {
+  hits: number;
+  misses: number;
+  size: number;
+}
+
+type AuthConfig = PortcullisConfig['auth'];
+
+/** Longer than any sane access token, well under Node's 16 KB header limit. */
+const MAX_TOKEN_LENGTH = 8192;
+/** RFC 6750 b64token after the scheme. */
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
+/** Compact JWS: three base64url segments; an empty signature is left for jose to refuse (`alg: none`). */
+const COMPACT_JWS = /^[\w-]+\.[\w-]+\.[\w-]*$/;
+/** A failed JWKS fetch is retried no sooner than this (or the cooldown, if shorter). */
+const RETRY_AFTER_FAILED_FETCH_MS = 5_000;
+
+interface CachedPrincipal {
+  principal: Principal;
+  /** Not served at or after this time (ms): the token's `exp` or the cache TTL, whichever is first. */
+  until: number;
+}
+
+export class JwtAuthenticator implements Authenticator {
+  private readonly cache: LRUCache<string, CachedPrincipal>;
+  private readonly stats = { hits: 0, misses: 0 };
+
+  private constructor(
+    private readonly auth: AuthConfig,
+    private readonly keys: JWTVerifyGetKey,
+    private readonly now: () => number,
+    private readonly cacheTtlMs: number,
+    cacheMaxEntries: number,
+  ) {
+    this.cache = new LRUCache({ max: cacheMaxEntries });
+  }
+
+  static async create(auth: AuthConfig, options: JwtAuthenticatorOptions = {}): Promise<JwtAuthenticator> {
+    const now = options.now ?? Date.now;
+    let keys: JWTVerifyGetKey;
+    if (auth.jwks_file) {
+      keys = await loadKeyFile(auth.jwks_file);
+    } else if (auth.jwks_url) {
+      const cooldownMs = auth.jwks_cooldown_s * 1000;
+      keys = new RemoteKeySet(new URL(auth.jwks_url), {
+        cooldownMs,
+        cacheMaxAgeMs: auth.jwks_cache_max_age_s * 1000,
+        socketTimeoutMs: auth.jwks_timeout_ms,
+        deadlineMs: options.fetchTimeoutMs ?? auth.jwks_timeout_ms,
+        retryAfterFailureMs: Math.min(cooldownMs, RETRY_AFTER_FAILED_FETCH_MS),
+      }).getKey;
+    } else {
+      throw new Error('auth: exactly one of jwks_url and jwks_file is required');
+    }
+    return new JwtAuthenticator(auth, keys, now, options.cacheTtlMs ?? 5 * 60_000, options.cacheMaxEntries ?? 10_000);
+  }
+
+  async authenticate(authorization: string | undefined): Promise<Principal> {
+    const token = bearerToken(authorization);
+    const key = createHash('sha256').update(token).digest('base64url');
+    const cached = this.cache.get(key);
+    if (cached && this.now() < cached.until) {
+      this.stats.hits += 1;
+      return cached.principal;
+    }
+    this.stats.misses += 1;
+    if (cached) this.cache.delete(key);
+
+    const principal = await this.verify(token);
+    const until = Math.min(this.now() + this.cacheTtlMs, principal.expiresAt === undefined ? Infinity : principal.expiresAt * 1000);
+    if (until > this.now()) this.cache.set(key, { principal, until });
+    return principal;
+  }
+
+  cacheStats(): TokenCacheStats {
+    return { ...this.stats, size: this.cache.size };
+  }
+
+  private async verify(token: string): Promise<Principal> {
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(token, this.keys, {
+        issuer: this.auth.issuer,
+        audience: this.auth.audience,
+        algorithms: this.auth.algorithms,
+        clockTolerance: this.auth.clock_tolerance_s,
+        currentDate: new Date(this.now()),
+        requiredClaims: ['sub'],
+      }));
+    } catch (error) {
+      throw authenticationFailure(error, token);
+    }
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0) {
+      throw new AuthenticationError('token subject must be a non-empty string');
+    }
+    return Object.freeze({ sub: payload.sub, expiresAt: payload.exp, claims: Object.freeze({ ...payload }) });
+  }
+}
+
+function bearerToken(authorization: string | undefined): string {
+  if (authorization === undefined || authorization.trim() === '') {
+    throw new AuthenticationError('missing bearer token', 'invalid_request');
+  }
+  if (authorization.length > MAX_TOKEN_LENGTH + 'Bearer '.length) {
+    throw new AuthenticationError('bearer token is too long', 'invalid_request');
+  }
+  const token = BEARER.exec(authorization)?.[1];
+  if (token === undefined) {
+    const message = /^Bearer(\s|$)/i.test(authorization)
+      ? 'malformed bearer token: expected "Bearer" and exactly one token'
+      : 'the Authorization header must use the Bearer scheme';
+    throw new AuthenticationError(message, 'invalid_request');
+  }
+  if (!COMPACT_JWS.test(token)) throw new AuthenticationError('bearer token is not a JWT');
+  return token;
+}
+
+/** A short, human message for each way verification fails; never the token itself. */
+function authenticationFailure(error: unknown, token: string): AuthenticationError {
+  if (error instanceof KeySetUnavailable) {
+    // Not invalid_token: the token may be fine, so clients should retry rather than re-authenticate.
+    return new AuthenticationError('the signing keys of the identity provider are unavailable; try again shortly', undefined, { cause: error });
+  }
+  if (error instanceof errors.JWTExpired) return new AuthenticationError('token expired');
+  if (error instanceof errors.JWTClaimValidationFailed) return new AuthenticationError(claimFailure(error));
+  if (error instanceof errors.JWSSignatureVerificationFailed) return new AuthenticationError('token signature does not verify');
+  if (error instanceof errors.JOSEAlgNotAllowed) {
+    const alg = headerParameter(token, 'alg');
+    return new AuthenticationError(alg ? `algorithm ${alg} is not allowed` : 'token algorithm is not allowed');
+  }
+  if (error instanceof errors.JWKSNoMatchingKey) {
+    return new AuthenticationError(headerParameter(token, 'kid') !== undefined ? "no key matches the token's kid" : 'no key matches the token');
+  }
+  if (error instanceof errors.JWKSMultipleMatchingKeys) return new AuthenticationError('token has no kid and several keys could match');
+  if (error instanceof errors.JOSENotSupported) {
+    return new AuthenticationError(
+      error.message.startsWith('Extension Header Parameter') ? 'token has an unsupported critical header parameter' : 'token algorithm or key type is not supported',
+    );
+  }
+  if (error instanceof errors.JWTInvalid) {
+    return new AuthenticationError(error.message.includes('top-level JSON object') ? 'token payload is not a JSON object' : 'token is malformed');
+  }
+  if (error instanceof errors.JWSInvalid) return new AuthenticationError('token is malformed');
+  return new AuthenticationError('token could not be verified', 'invalid_token', { cause: error });
+}
+
+function claimFailure(error: errors.JWTClaimValidationFailed): string {
+  if (error.reason === 'missing') return `token has no "${error.claim}" claim`;
+  if (error.reason === 'invalid') return `token "${error.claim}" claim is not a number`;
+  switch (error.claim) {
+    case 'nbf':
+      return 'token is not valid yet';
+    case 'iss':
+      return 'token issuer is not trusted';
+    case 'aud':
+      return 'token audience is not accepted';
+    default:
+      return `token "${error.claim}" claim is invalid`;
+  }
+}
+
+/** A header value safe to echo (short, plain characters), or undefined. */
+function headerParameter(token: string, name: 'alg' | 'kid'): string | undefined {
+  try {
+    const value = decodeProtectedHeader(token)[name];
+    return typeof value === 'string' && /^[\w.+-]{1,40}$/.test(value) ? value : value === undefined ? undefined : '';
+  } catch {
+    return undefined;
+  }
+}
+
+async function loadKeyFile(file: string): Promise<JWTVerifyGetKey> {
+  let jwks: unknown;
+  try {
+    jwks = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new Error(`auth.jwks_file ${file}: cannot be read as JSON (${(error as Error).message})`);
+  }
+  const keys = (jwks as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((key) => typeof key === 'object' && key !== null)) {
+    throw new Error(`auth.jwks_file ${file}: not a JSON Web Key Set (expected {"keys": [...]} with at least one key)`);
+  }
+  if (keys.some((key: Record<string, unknown>) => 'd' in key || key.kty === 'oct')) {
+    throw new Error(`auth.jwks_file ${file}: contains a private or symmetric key; publish public keys only`);
+  }
+  return createLocalJWKSet(jwks as JSONWebKeySet);
+}
+
+/** No key set could be fetched and none was fetched before: the token cannot be checked. */
+class KeySetUnavailable extends Error {
+  constructor(cause: unknown) {
+    super('the JWKS endpoint could not be fetched and no key set is cached', { cause });
+    this.name = 'KeySetUnavailable';
+  }
+}
+
+interface RemoteKeySetOptions {
+  cooldownMs: number;
+  cacheMaxAgeMs: number;
+  /** jose's socket idle timeout. */
+  socketTimeoutMs: number;
+  /** Bound on a whole fetch; jose's timeout only covers waiting for the response headers. */
+  deadlineMs: number;
+  retryAfterFailureMs: number;
+}
+
+/**
+ * jose's remote key set does the fetching, the cache max age and the cooldown. Around it,
+ * what a gateway needs during an identity-provider outage: a deadline on each fetch, no
+ * refetch per request after a failure, and the last good keys kept in use meanwhile
+ * (tokens are still checked for signature and expiry). With no good keys yet, every token
+ * fails with KeySetUnavailable (a 401, after at most one bounded wait).
+ */
+class RemoteKeySet {
+  private remote: ReturnType<typeof createRemoteJWKSet>;
+  private keys: JWTVerifyGetKey | undefined;
+  private lastError: unknown;
+  private failedAt = -Infinity;
+  private refreshing: Promise<void> | undefined;
+
+  constructor(
+    private readonly url: URL,
+    private readonly options: RemoteKeySetOptions,
+  ) {
+    this.remote = this.createRemote();
+  }
+
+  readonly getKey: JWTVerifyGetKey = async (header, token) => {
+    if (!this.remote.fresh) await this.refresh();
+    const keys = this.keys;
+    if (!keys) throw new KeySetUnavailable(this.lastError);
+    try {
+      return await keys(header, token);
+    } catch (error) {
+      // An unknown kid may mean the provider rotated keys; refetch, at most once per cooldown.
+      if (!(error instanceof errors.JWKSNoMatchingKey) || this.remote.coolingDown) throw error;
+      await this.refresh();
+      if (this.keys === keys) throw error;
+      return this.keys!(header, token);
+    }
+  };
+
+  private refresh(): Promise<void> {
+    if (Date.now() - this.failedAt < this.options.retryAfterFailureMs) return Promise.resolve();
+    this.refreshing ??= this.fetch().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async fetch(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new errors.JWKSTimeout()), this.options.deadlineMs);
+    });
+    try {
+      await Promise.race([this.remote.reload(), deadline]);
+      const jwks = this.remote.jwks();
+      if (jwks) this.keys = createLocalJWKSet(jwks);
+    } catch (error) {
+      this.lastError = error;
+      this.failedAt = Date.now();
+      // A fetch whose body never ends would stay jose's pending fetch forever: start afresh.
+      this.remote = this.createRemote();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private createRemote(): ReturnType<typeof createRemoteJWKSet> {
+    return createRemoteJWKSet(this.url, {
+      cooldownDuration: this.options.cooldownMs,
+      cacheMaxAge: this.options.cacheMaxAgeMs,
+      timeoutDuration: this.options.socketTimeoutMs,
+    });
+  }
+}

@@ -1,0 +1,134 @@
+// The facts read model: what the policy needs to know about the addressed resource (design
+// §3.4 `facts`), in one SQL round trip. Each fact is one JSON column of a single SELECT;
+// only the facts the resource (and, for R5, the action) needs are asked for.
+import type { Knex } from 'knex';
+import { DependencyError } from '../http/errors';
+import type { Resource } from '../routes/route';
+import type { Facts, FactsLoader } from './subject';
+
+/** How many project slugs an organization:delete denial may name (R5). */
+export const PROJECT_SLUG_SAMPLE = 5;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function isUuid(value: string): boolean {
+  return UUID.test(value);
+}
+
+/** One `<sql> as <fact>` column of the facts query with its positional bindings. */
+interface FactColumn {
+  name: string;
+  sql: string;
+  bindings: readonly string[];
+}
+
+// `org` is a CTE holding the addressed organization's id (no row when it does not exist).
+function organizationFact(action: string): FactColumn {
+  if (action !== 'organization:delete') return { name: 'organization', sql: `json_build_object('exists', exists(select 1 from org))`, bindings: [] };
+  return {
+    name: 'organization',
+    sql: `json_build_object(
+      'exists', exists(select 1 from org),
+      'project_count', (select count(*) from projects p join org on org.id = p.organization_id),
+      'project_slugs', coalesce((
+        select json_agg(s.slug order by s.slug collate "C")
+        from (select p.slug from projects p join org on org.id = p.organization_id order by p.slug collate "C" limit ${PROJECT_SLUG_SAMPLE}) s
+      ), '[]'::json))`,
+    bindings: [],
+  };
+}
+
+// A project or team is addressed by id (anywhere, then checked against the organization,
+// R7) or by its slug/name, which only means something inside the organization.
+function scopedFact(name: 'project' | 'team', table: 'projects' | 'teams', key: 'slug' | 'name', value: string): FactColumn {
+  if (isUuid(value)) {
+    return {
+      name,
+      sql: `json_build_object(
+        'exists', exists(select 1 from ${table} x where x.id = ?),
+        'in_organization', exists(select 1 from ${table} x join org on org.id = x.organization_id where x.id = ?))`,
+      bindings: [value, value],
+    };
+  }
+  return {
+    name,
+    sql: `(select json_build_object('exists', e, 'in_organization', e)
+      from (select exists(select 1 from ${table} x join org on org.id = x.organization_id where x.${key} = ?) as e) found)`,
+    bindings: [value],
+  };
+}
+
+// Built-in roles are in every existing organization. By name, the organization's own role of that
+// name is the one meant; a built-in role of the same name is the fallback.
+function roleFact(value: string): FactColumn {
+  const found = isUuid(value)
+    ? `select r.organization_id is null as builtin,
+         coalesce((r.organization_id is null and exists(select 1 from org)) or r.organization_id = (select id from org), false) as in_organization
+       from roles r where r.id = ?`
+    : `select r.organization_id is null as builtin, exists(select 1 from org) as in_organization
+       from roles r
+       where r.name = ? and (r.organization_id is null or r.organization_id = (select id from org))
+       order by r.organization_id is null
+       limit 1`;
+  return {
+    name: 'role',
+    sql: `coalesce(
+      (select json_build_object('exists', true, 'in_organization', f.in_organization, 'builtin', f.builtin) from (${found}) f),
+      json_build_object('exists', false, 'in_organization', false, 'builtin', false))`,
+    bindings: [value],
+  };
+}
+
+function memberFact(userId: string): FactColumn {
+  if (!isUuid(userId)) return { name: 'member', sql: `json_build_object('exists', false)`, bindings: [] };
+  return {
+    name: 'member',
+    sql: `json_build_object('exists', exists(select 1 from organization_members m join org on org.id = m.organization_id where m.user_id = ?))`,
+    bindings: [userId],
+  };
+}
+
+function invitationFact(invitationId: string): FactColumn {
+  const missing = `json_build_object('exists', false, 'email', null, 'accepted', false, 'organization', null)`;
+  if (!isUuid(invitationId)) return { name: 'invitation', sql: missing, bindings: [] };
+  return {
+    name: 'invitation',
+    sql: `coalesce((
+      select json_build_object('exists', true, 'email', lower(i.email), 'accepted', i.accepted_at is not null, 'organization', o.slug)
+      from invitations i join organizations o on o.id = i.organization_id
+      where i.id = ?), ${missing})`,
+    bindings: [invitationId],
+  };
+}
+
+/** The facts the resource needs, in the order they appear in the query. */
+function factColumns(resource: Resource, action: string): FactColumn[] {
+  const columns: FactColumn[] = [];
+  if (resource.org !== undefined) columns.push(organizationFact(action));
+  if (resource.project !== undefined) columns.push(scopedFact('project', 'projects', 'slug', resource.project));
+  if (resource.team !== undefined) columns.push(scopedFact('team', 'teams', 'name', resource.team));
+  if (resource.role !== undefined) columns.push(roleFact(resource.role));
+  if (resource.type === 'member' && resource.user !== undefined) columns.push(memberFact(resource.user));
+  if (resource.type === 'invitation' && resource.invitation !== undefined) columns.push(invitationFact(resource.invitation));
+  return columns;
+}
+
+export class PgFactsLoader implements FactsLoader {
+  constructor(private readonly db: Knex | Knex.Transaction) {}
+
+  async load(resource: Resource, action: string): Promise<Facts> {
+    const columns = factColumns(resource, action);
+    if (columns.length === 0) return {};
+    const sql = `with org as (select id from organizations where slug = ?)
+      select ${columns.map((column) => `${column.sql} as ${column.name}`).join(',\n')}`;
+    const bindings: (string | null)[] = [resource.org ?? null, ...columns.flatMap((column) => column.bindings)];
+    let row: Facts | undefined;
+    try {
+      ({ rows: [row] } = await this.db.raw<{ rows: Facts[] }>(sql, bindings));
+    } catch (error) {
+      throw new DependencyError('the directory database is unavailable: could not load the facts of the request', { cause: error });
+    }
+    if (!row) throw new DependencyError('the directory database returned no facts');
+    return row;
+  }
+}

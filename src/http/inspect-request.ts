@@ -1,0 +1,74 @@
+// Header hygiene at the edge. inspectRequest refuses messages whose framing or identity
+// two HTTP parsers could read differently (request smuggling, a second Authorization that
+// Node drops but an upstream might read); stripHopByHop cleans the headers just before the
+// gateway adds its own identity headers and forwards.
+import type { IncomingHttpHeaders } from 'node:http';
+import { InputError } from './errors';
+
+export interface InspectedRequest {
+  method: string;
+  url: string;
+  /** Node's `req.rawHeaders`: name, value, name, value… as received, duplicates included. */
+  rawHeaders: readonly string[];
+  httpVersion: string;
+}
+
+/** RFC 9110 §7.6.1 and RFC 9112 connection-specific fields (transfer-encoding is left to Node's client). */
+const HOP_BY_HOP = new Set(['connection', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade']);
+/** Frameworks that honour these would run a different method than the one the policy judged. */
+const METHOD_OVERRIDES = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
+/** Framing and routing fields a `Connection:` token must never remove (that would re-frame the body upstream). */
+const CONNECTION_PROTECTED = new Set(['host', 'content-length', 'transfer-encoding']);
+const GATEWAY_PREFIX = 'x-portcullis-';
+const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+
+/** Throws InputError (400) for ambiguous framing or duplicated identity headers. */
+export function inspectRequest(req: InspectedRequest): void {
+  const seen = new Map<string, string[]>();
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!.toLowerCase();
+    if (name !== 'host' && name !== 'authorization' && name !== 'content-length' && name !== 'transfer-encoding') continue;
+    const values = seen.get(name);
+    if (values) values.push(req.rawHeaders[i + 1]!);
+    else seen.set(name, [req.rawHeaders[i + 1]!]);
+  }
+
+  const hosts = seen.get('host') ?? [];
+  if (hosts.length > 1) throw new InputError('the request has more than one Host header');
+  if (hosts.length === 0 && req.httpVersion === '1.1') throw new InputError('an HTTP/1.1 request must have a Host header');
+  if ((seen.get('authorization')?.length ?? 0) > 1) throw new InputError('the request has more than one Authorization header');
+
+  const lengths = seen.get('content-length');
+  const encodings = seen.get('transfer-encoding');
+  if (lengths && encodings) throw new InputError('the request has both Content-Length and Transfer-Encoding');
+  if (lengths) {
+    if (lengths.length > 1) throw new InputError('the request has more than one Content-Length header');
+    if (!/^[0-9]+$/.test(lengths[0]!.trim())) throw new InputError('the Content-Length header is not a single decimal number');
+  }
+  if (encodings) {
+    if (encodings.length > 1) throw new InputError('the request has more than one Transfer-Encoding header');
+    if (encodings[0]!.trim().toLowerCase() !== 'chunked') throw new InputError('the only Transfer-Encoding accepted is "chunked"');
+    if (req.httpVersion === '1.0') throw new InputError('an HTTP/1.0 request must not use Transfer-Encoding');
+  }
+}
+
+/**
+ * Removes, in place, every header that must not reach the upstream: hop-by-hop fields and
+ * those named by `Connection:`, method-override headers, and any client-sent
+ * `x-portcullis-*` header. Names are compared case-insensitively with `_` read as `-`,
+ * because some upstream stacks (CGI, WSGI, Rack) merge `X_Portcullis_User` into
+ * `X-Portcullis-User`. The gateway adds its own identity headers after this.
+ */
+export function stripHopByHop(headers: IncomingHttpHeaders): void {
+  const connection = headers.connection as string | string[] | undefined;
+  const listed = connection === undefined ? [] : (Array.isArray(connection) ? connection.join(',') : connection).split(',');
+  for (const raw of listed) {
+    const token = raw.trim().toLowerCase();
+    if (TOKEN.test(token) && !CONNECTION_PROTECTED.has(token)) delete headers[token];
+  }
+
+  for (const key of Object.keys(headers)) {
+    const name = key.toLowerCase().replace(/_/g, '-');
+    if (HOP_BY_HOP.has(name) || METHOD_OVERRIDES.has(name) || name.startsWith(GATEWAY_PREFIX)) delete headers[key];
+  }
+}

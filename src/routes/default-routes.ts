@@ -1,0 +1,72 @@
+// The default route table (design §3.3), one entry per method and pattern so that the
+// whole surface the gateway exposes can be audited line by line. Anything not listed,
+// including HEAD and OPTIONS, is unmatched and therefore denied (R8).
+//
+// Method mapping for a resource collection: GET read, POST create. For an item: GET read,
+// PATCH and PUT update, DELETE delete. Team members are part of the team: reading them is
+// team:read and every change is team:update (joining a team grants its roles, so it must
+// never need only team:create).
+import type { RouteDefinition } from './route';
+
+const route = (method: string, path: string, action: string, service: string, resource?: string): RouteDefinition =>
+  resource === undefined ? { method, path, action, service } : { method, path, action, service, resource };
+
+export const defaultRoutes: readonly RouteDefinition[] = Object.freeze([
+  route('POST', '/orgs', 'organization:create', 'organizations'),
+  route('GET', '/orgs/{org}', 'organization:read', 'organizations'),
+  route('PATCH', '/orgs/{org}', 'organization:update', 'organizations'),
+  route('DELETE', '/orgs/{org}', 'organization:delete', 'organizations'),
+
+  route('GET', '/orgs/{org}/members', 'member:read', 'organizations'),
+  route('POST', '/orgs/{org}/members', 'member:invite', 'organizations'),
+  route('GET', '/orgs/{org}/members/{user}', 'member:read', 'organizations'),
+  route('PATCH', '/orgs/{org}/members/{user}', 'member:update', 'organizations'),
+  route('DELETE', '/orgs/{org}/members/{user}', 'member:remove', 'organizations'),
+
+  route('GET', '/orgs/{org}/teams', 'team:read', 'organizations'),
+  route('POST', '/orgs/{org}/teams', 'team:create', 'organizations'),
+  route('GET', '/orgs/{org}/teams/{team}', 'team:read', 'organizations'),
+  route('PATCH', '/orgs/{org}/teams/{team}', 'team:update', 'organizations'),
+  route('PUT', '/orgs/{org}/teams/{team}', 'team:update', 'organizations'),
+  route('DELETE', '/orgs/{org}/teams/{team}', 'team:delete', 'organizations'),
+  route('GET', '/orgs/{org}/teams/{team}/members', 'team:read', 'organizations', 'team'),
+  route('POST', '/orgs/{org}/teams/{team}/members', 'team:update', 'organizations', 'team'),
+  route('PATCH', '/orgs/{org}/teams/{team}/members', 'team:update', 'organizations', 'team'),
+  route('PUT', '/orgs/{org}/teams/{team}/members', 'team:update', 'organizations', 'team'),
+  route('GET', '/orgs/{org}/teams/{team}/members/{user}', 'team:read', 'organizations', 'team'),
+  route('DELETE', '/orgs/{org}/teams/{team}/members/{user}', 'team:update', 'organizations', 'team'),
+
+  route('GET', '/orgs/{org}/roles', 'role:read', 'organizations'),
+  route('POST', '/orgs/{org}/roles', 'role:create', 'organizations'),
+  route('GET', '/orgs/{org}/roles/{role}', 'role:read', 'organizations'),
+  route('PATCH', '/orgs/{org}/roles/{role}', 'role:update', 'organizations'),
+  route('PUT', '/orgs/{org}/roles/{role}', 'role:update', 'organizations'),
+  route('DELETE', '/orgs/{org}/roles/{role}', 'role:delete', 'organizations'),
+
+  route('POST', '/invitations/{invitation}/accept', 'invitation:accept', 'organizations'),
+
+  route('GET', '/orgs/{org}/projects', 'project:read', 'projects'),
+  route('POST', '/orgs/{org}/projects', 'project:create', 'projects'),
+  route('GET', '/orgs/{org}/projects/{project}', 'project:read', 'projects'),
+  route('PATCH', '/orgs/{org}/projects/{project}', 'project:update', 'projects'),
+  route('PUT', '/orgs/{org}/projects/{project}', 'project:update', 'projects'),
+  route('DELETE', '/orgs/{org}/projects/{project}', 'project:delete', 'projects'),
+  route('GET', '/orgs/{org}/projects/{project}/pipelines', 'pipeline:read', 'projects'),
+  route('POST', '/orgs/{org}/projects/{project}/pipelines', 'pipeline:run', 'projects'),
+  route('GET', '/orgs/{org}/projects/{project}/pipelines/*', 'pipeline:read', 'projects'),
+  route('POST', '/orgs/{org}/projects/{project}/pipelines/*', 'pipeline:run', 'projects'),
+
+  route('GET', '/orgs/{org}/credentials', 'credential:read', 'credentials'),
+  route('POST', '/orgs/{org}/credentials', 'credential:create', 'credentials'),
+  route('GET', '/orgs/{org}/credentials/{credential}', 'credential:read', 'credentials'),
+  route('PATCH', '/orgs/{org}/credentials/{credential}', 'credential:update', 'credentials'),
+  route('PUT', '/orgs/{org}/credentials/{credential}', 'credential:update', 'credentials'),
+  route('DELETE', '/orgs/{org}/credentials/{credential}', 'credential:delete', 'credentials'),
+
+  // `/users/me` has no `user` parameter: the route itself says "the caller" (R6).
+  route('GET', '/users/me', 'profile:read', 'users', 'profile'),
+  route('PATCH', '/users/me', 'profile:update', 'users', 'profile'),
+  route('POST', '/users/me/password-reset', 'profile:update', 'users', 'profile'),
+  route('GET', '/users/{user}', 'profile:read', 'users', 'profile'),
+  route('PATCH', '/users/{user}', 'profile:update', 'users', 'profile'),
+].map((definition) => Object.freeze(definition)));

@@ -1,0 +1,192 @@
+// The route table: the default routes (design §3.3) merged with the config's `routes`,
+// compiled once into one segment trie per method. Matching walks the canonical path's
+// segments; at every position a literal beats a parameter, which beats a final `*`.
+import type { RouteConfig } from '../config/config-schema';
+import { canonicalizeTarget } from '../http/normalize-path';
+import { defaultRoutes } from './default-routes';
+import type { Resource, RouteDefinition, RouteMatch, RouteMatcher } from './route';
+
+interface CompiledRoute {
+  pattern: string;
+  action: string;
+  service: string;
+  type: string;
+  /** Names of the pattern's parameters, in path order. */
+  paramNames: readonly string[];
+}
+
+interface TrieNode {
+  literals: Map<string, TrieNode>;
+  param?: TrieNode;
+  /** A route ending in `*`: matches one or more further segments. */
+  wildcard?: CompiledRoute;
+  route?: CompiledRoute;
+}
+
+type Segment = { kind: 'literal'; value: string } | { kind: 'param'; name: string } | { kind: 'wildcard' };
+
+const METHOD = /^[!#$%&'*+.^_`|~0-9A-Z-]+$/;
+const PARAM = /^\{([a-z][a-z0-9_]*)\}$/;
+const ACTION = /^[a-z][a-z0-9_-]*:[a-z*][a-z0-9_-]*$/;
+
+/** A config entry becomes one definition per method, method names upper-cased. */
+export function expandRouteConfig(entry: RouteConfig): RouteDefinition[] {
+  const methods = Array.isArray(entry.method) ? entry.method : [entry.method];
+  return methods.map((method) => {
+    const definition: RouteDefinition = { method: method.toUpperCase(), path: entry.path, action: entry.action, service: entry.service };
+    if (entry.resource !== undefined) definition.resource = entry.resource;
+    return definition;
+  });
+}
+
+export class RouteTable implements RouteMatcher {
+  /** The effective routes after overrides, for `explain` and documentation. */
+  readonly routes: readonly RouteDefinition[];
+  private readonly tries = new Map<string, TrieNode>();
+
+  /**
+   * Config routes replace a default with the same method and the same pattern shape
+   * (parameter names aside) and add every other route. Throws Error naming any bad pattern.
+   */
+  constructor(configRoutes: readonly RouteConfig[] = [], defaults: readonly RouteDefinition[] = defaultRoutes) {
+    const effective = new Map<string, RouteDefinition>();
+    for (const definition of defaults) {
+      const key = keyOf(validated(definition));
+      const existing = effective.get(key);
+      if (existing) throw new Error(`default route ${definition.method} ${definition.path} is ambiguous with ${existing.method} ${existing.path}`);
+      effective.set(key, definition);
+    }
+    const fromConfig = new Set<string>();
+    for (const entry of configRoutes) {
+      for (const definition of expandRouteConfig(entry)) {
+        const key = keyOf(validated(definition));
+        if (fromConfig.has(key)) throw new Error(`config route ${definition.method} ${definition.path} is listed twice`);
+        fromConfig.add(key);
+        effective.set(key, definition);
+      }
+    }
+
+    this.routes = Object.freeze([...effective.values()]);
+    for (const definition of this.routes) this.insert(definition);
+  }
+
+  match(method: string, path: string): RouteMatch | undefined {
+    const root = this.tries.get(method);
+    if (!root || path.charCodeAt(0) !== 0x2f) return undefined;
+    const segments = path === '/' ? [] : path.slice(1).split('/');
+    const values: string[] = [];
+    const route = find(root, segments, 0, values);
+    if (!route) return undefined;
+
+    const params: Record<string, string> = {};
+    const resource: Resource = { type: route.type };
+    for (let i = 0; i < route.paramNames.length; i++) {
+      const name = route.paramNames[i]!;
+      params[name] = resource[name] = values[i]!;
+    }
+    return { route: route.pattern, action: route.action, service: route.service, params, resource };
+  }
+
+  private insert(definition: RouteDefinition): void {
+    const segments = parsePattern(definition.path);
+    const compiled: CompiledRoute = {
+      pattern: definition.path,
+      action: definition.action,
+      service: definition.service,
+      type: definition.resource ?? definition.action.slice(0, definition.action.indexOf(':')),
+      paramNames: segments.flatMap((segment) => (segment.kind === 'param' ? [segment.name] : [])),
+    };
+    let node = this.tries.get(definition.method);
+    if (!node) this.tries.set(definition.method, (node = newNode()));
+    for (const segment of segments) {
+      if (segment.kind === 'wildcard') {
+        node.wildcard = compiled;
+        return;
+      }
+      if (segment.kind === 'param') {
+        node = node.param ??= newNode();
+      } else {
+        let next = node.literals.get(segment.value);
+        if (!next) node.literals.set(segment.value, (next = newNode()));
+        node = next;
+      }
+    }
+    node.route = compiled;
+  }
+}
+
+/** Depth-first: literal, then parameter, then wildcard, backtracking when a branch dead-ends. */
+function find(node: TrieNode, segments: readonly string[], index: number, values: string[]): CompiledRoute | undefined {
+  if (index === segments.length) return node.route;
+  const segment = segments[index]!;
+  const literal = node.literals.get(segment);
+  if (literal) {
+    const found = find(literal, segments, index + 1, values);
+    if (found) return found;
+  }
+  if (node.param && segment !== '') {
+    values.push(segment);
+    const found = find(node.param, segments, index + 1, values);
+    if (found) return found;
+    values.pop();
+  }
+  return segment === '' ? undefined : node.wildcard;
+}
+
+function newNode(): TrieNode {
+  return { literals: new Map() };
+}
+
+function validated(definition: RouteDefinition): RouteDefinition {
+  const where = `route ${definition.method} ${definition.path}`;
+  if (!METHOD.test(definition.method)) throw new Error(`${where}: "${definition.method}" is not an upper-case HTTP method`);
+  if (!ACTION.test(definition.action)) throw new Error(`${where}: action "${definition.action}" does not look like resource:verb`);
+  if (!definition.service) throw new Error(`${where}: no service`);
+  if (definition.resource !== undefined && !/^[a-z][a-z0-9_-]*$/.test(definition.resource)) {
+    throw new Error(`${where}: resource type "${definition.resource}" must be a lower-case word`);
+  }
+  parsePattern(definition.path);
+  return definition;
+}
+
+/**
+ * Splits a pattern into segments. Literal segments must already be canonical (lower-case,
+ * no dot segments, no forbidden escapes), since a pattern that is not could never match.
+ */
+function parsePattern(pattern: string): Segment[] {
+  const bad = (reason: string) => new Error(`route pattern "${pattern}" ${reason}`);
+  if (!pattern.startsWith('/')) throw bad('must start with "/"');
+  if (pattern === '/') return [];
+  const parts = pattern.slice(1).split('/');
+  const names = new Set<string>();
+  return parts.map((part, index): Segment => {
+    if (part === '') throw bad('has an empty segment (a "//" or a trailing "/")');
+    if (part === '*') {
+      if (index !== parts.length - 1) throw bad('may use "*" only as its last segment');
+      return { kind: 'wildcard' };
+    }
+    const param = PARAM.exec(part);
+    if (param) {
+      const name = param[1]!;
+      if (name === 'type') throw bad('may not name a parameter {type}: it would hide the resource type');
+      if (names.has(name)) throw bad(`names the parameter {${name}} twice`);
+      names.add(name);
+      return { kind: 'param', name };
+    }
+    if (/[{}*]/.test(part)) throw bad(`has a malformed segment "${part}" (parameters are a whole segment like {name}, "*" only alone)`);
+    let canonical: string;
+    try {
+      canonical = canonicalizeTarget('/' + part).path;
+    } catch (error) {
+      throw bad(`has a segment "${part}" that no request can match: ${(error as Error).message}`);
+    }
+    if (canonical !== '/' + part) throw bad(`has a segment "${part}" that is not canonical (requests arrive as "${canonical.slice(1)}")`);
+    return { kind: 'literal', value: part };
+  });
+}
+
+/** Method plus pattern shape: `/orgs/{org}` and `/orgs/{slug}` are the same route. */
+function keyOf(definition: RouteDefinition): string {
+  const shape = parsePattern(definition.path).map((segment) => (segment.kind === 'literal' ? segment.value : segment.kind === 'param' ? '{}' : '*'));
+  return `${definition.method} /${shape.join('/')}`;
+}

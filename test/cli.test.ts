@@ -1,0 +1,142 @@
+// The command line as an operator uses it: the built binary, real processes, exit codes
+// and one-line errors.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { projectRoot } from '../src/project-root';
+import { seedDirectory } from './support/directory-fixtures';
+import { startEchoUpstream, type EchoUpstream } from './support/echo-upstream';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { AUDIENCE, createTokenIssuer, ISSUER } from './support/token-issuer';
+
+const BIN = path.join(projectRoot, 'bin', 'portcullis.js');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function portcullis(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, OPA_BIN: process.env.PORTCULLIS_TEST_OPA, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+let dir: string;
+let database: TestDatabase;
+
+beforeAll(async () => {
+  if (!existsSync(path.join(projectRoot, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+  dir = await mkdtemp(path.join(os.tmpdir(), 'portcullis-cli-'));
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await database?.drop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function writeConfig(name: string, body: string): Promise<string> {
+  const file = path.join(dir, name);
+  await writeFile(file, body);
+  return file;
+}
+
+describe('portcullis serve', () => {
+  it('refuses an unknown configuration key with exit code 2 and the key path on one line', async () => {
+    const file = await writeConfig('bad.yaml', 'server: { port: 8080, colour: blue }\nauth: { issuer: x, audience: y, jwks_file: k.json }\nservices: {}\n');
+    const run = await portcullis(['serve', '--config', file]);
+    expect(run.code).toBe(2);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(/server: .*colour/);
+  });
+
+  it('refuses a missing configuration file with a reason a person can act on', async () => {
+    const run = await portcullis(['serve', '--config', path.join(dir, 'absent.yaml')]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/cannot read configuration file .*absent\.yaml: ENOENT/);
+  });
+
+  it('compiles a policy directory at start, serves, and exits 0 on SIGTERM', async () => {
+    const tokens = await createTokenIssuer(dir);
+    const upstream: EchoUpstream = await startEchoUpstream('organizations');
+    await seedDirectory(database.db);
+    const file = await writeConfig(
+      'portcullis.yaml',
+      [
+        'server: { host: 127.0.0.1, port: 0 }',
+        'admin: { host: 127.0.0.1, port: 0 }',
+        'database: { url: ${TEST_DB} }',
+        `auth: { issuer: "${ISSUER}", audience: ${AUDIENCE}, jwks_file: jwks.json, algorithms: [ES256] }`,
+        `policy: { source: ${path.join(projectRoot, 'policies')} }`,
+        `services: { organizations: { url: "${upstream.url}" } }`,
+      ].join('\n'),
+    );
+    const child = spawn(process.execPath, [BIN, 'serve', '--config', file], {
+      env: { ...process.env, OPA_BIN: process.env.PORTCULLIS_TEST_OPA, TEST_DB: database.url },
+    });
+    try {
+      let output = '';
+      const gatewayUrl = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          output += chunk.toString();
+          const ready = /"gateway":"(http:\/\/[^"]+)".*portcullis is ready/.exec(output);
+          if (ready) resolve(ready[1]!);
+        });
+        child.on('close', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
+      });
+      const res = await fetch(`${gatewayUrl}/orgs/acme`, { headers: { authorization: `Bearer ${await tokens.sign('alice|sub')}` } });
+      expect(res.status).toBe(200);
+      expect(output).toMatch(/compiled policies in \d+ ms/);
+      const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
+      child.kill('SIGTERM');
+      expect(await exit).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+      await upstream.close();
+    }
+  }, 60_000);
+});
+
+describe('portcullis migrate', () => {
+  it('is idempotent', async () => {
+    const fresh = await createTestDatabase({ empty: true });
+    try {
+      const file = await writeConfig('migrate.yaml', `database: { url: "${fresh.url}" }\nauth: { issuer: x, audience: y, jwks_file: k.json }\nservices: {}\n`);
+      const first = await portcullis(['migrate', '--config', file]);
+      expect(first).toMatchObject({ code: 0 });
+      expect(first.stdout).toMatch(/applied \d+ migration/);
+      const second = await portcullis(['migrate', '--config', file]);
+      expect(second.code).toBe(0);
+      expect(second.stdout).toMatch(/database is up to date/);
+    } finally {
+      await fresh.drop();
+    }
+  });
+});
+
+describe('portcullis policy', () => {
+  it('builds a WebAssembly bundle from policies/', async () => {
+    const output = path.join(dir, 'bundle.tar.gz');
+    const run = await portcullis(['policy', 'build', '--source', path.join(projectRoot, 'policies'), '--output', output]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/built .*bundle\.tar\.gz \(revision sha256:[0-9a-f]{16}\)/);
+    expect(existsSync(output)).toBe(true);
+  });
+
+  it('fails with the compiler’s message when a policy does not compile', async () => {
+    const broken = path.join(dir, 'broken');
+    await mkdir(broken, { recursive: true });
+    await writeFile(path.join(broken, 'p.rego'), 'package portcullis\n\ndecision := {"allow": true\n');
+    const run = await portcullis(['policy', 'build', '--source', broken, '--output', path.join(dir, 'b2.tar.gz')]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/p\.rego:\d+/);
+  });
+});
