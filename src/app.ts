@@ -74,7 +74,10 @@ export class Portcullis {
       const recorder = new BatchingDecisionRecorder(new PgDecisionStore(db), {
         onError: (error) => logger.error({ err: error }, 'decision records could not be written yet; retrying'),
       });
-      steps.push(() => recorder.close());
+      steps.push(async () => {
+        const flushed = await withDeadline(recorder.close(), SHUTDOWN_GRACE_MS);
+        if (!flushed) logger.error({ backlog: recorder.backlog }, 'decision records could not be written before shutdown');
+      });
 
       let pipeline: RequestPipeline | undefined;
       const forwarder = new HttpProxyForwarder({
@@ -144,7 +147,7 @@ async function openDatabase(config: PortcullisConfig, options: RuntimeOptions, s
     options.logger.info(`embedded PostgreSQL ${embedded.initialised ? 'initialised and ' : ''}started in ${Date.now() - started} ms`);
     url = embedded.url;
   }
-  const db = createDatabase({ url });
+  const db = createDatabase({ url, warn: (message) => options.logger.warn({ component: 'knex' }, message) });
   steps.push(() => db.destroy());
   if (!config.database.url) {
     await migrateToLatest(db);
@@ -175,11 +178,28 @@ function listen(server: http.Server, host: string, port: number): Promise<void> 
   });
 }
 
+const SHUTDOWN_GRACE_MS = 10_000;
+
+/** Stops accepting; requests in flight get the grace period, then their connections are cut. */
 function closeServer(server: http.Server): Promise<void> {
   return new Promise((resolve) => {
-    server.close(() => resolve());
+    const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
     server.closeIdleConnections();
   });
+}
+
+async function withDeadline(work: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([work.then(() => true), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function urlOf(server: http.Server): string {

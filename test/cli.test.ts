@@ -73,7 +73,7 @@ describe('portcullis serve', () => {
       [
         'server: { host: 127.0.0.1, port: 0 }',
         'admin: { host: 127.0.0.1, port: 0 }',
-        'database: { url: ${TEST_DB} }',
+        'database: { url: "${TEST_DB}" }',
         `auth: { issuer: "${ISSUER}", audience: ${AUDIENCE}, jwks_file: jwks.json, algorithms: [ES256] }`,
         `policy: { source: ${path.join(projectRoot, 'policies')} }`,
         `services: { organizations: { url: "${upstream.url}" } }`,
@@ -90,6 +90,7 @@ describe('portcullis serve', () => {
           const ready = /"gateway":"(http:\/\/[^"]+)".*portcullis is ready/.exec(output);
           if (ready) resolve(ready[1]!);
         });
+        child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
         child.on('close', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
       });
       const res = await fetch(`${gatewayUrl}/orgs/acme`, { headers: { authorization: `Bearer ${await tokens.sign('alice|sub')}` } });

@@ -77,7 +77,11 @@ export async function buildWasmBundle(options: BuildOptions): Promise<{ output: 
   const revision = options.revision ?? (await sourceRevision(options.source));
   await mkdir(path.dirname(options.output), { recursive: true });
   const entrypoints = options.entrypoints.flatMap((e) => ['-e', e]);
-  await run(options.opa, ['build', '-t', 'wasm', ...entrypoints, '--ignore', '*_test.rego', '--revision', revision, '-o', options.output, options.source]);
+  try {
+    await run(options.opa, ['build', '-t', 'wasm', ...entrypoints, '--ignore', '*_test.rego', '--revision', revision, '-o', options.output, options.source]);
+  } catch (error) {
+    throw new Error(`policy compilation failed: ${oneLine((error as Error).message)}`);
+  }
   return { output: options.output, revision };
 }
 
@@ -97,6 +101,13 @@ export async function policyFiles(dir: string): Promise<string[]> {
     .filter((e) => e.isFile() && /\.(rego|json)$/.test(e.name) && !/_test\.rego$/.test(e.name))
     .map((e) => path.join(e.parentPath, e.name))
     .sort();
+}
+
+/** opa prints one finding per line (`file:line: code: message`); keep them all on one line. */
+function oneLine(output: string): string {
+  const lines = output.split('\n').map((line) => line.trim()).filter(Boolean);
+  const findings = lines.filter((line) => /:\d+: /.test(line));
+  return (findings.length > 0 ? findings : lines).join('; ');
 }
 
 function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<string> {

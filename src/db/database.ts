@@ -11,6 +11,8 @@ export interface DatabaseOptions {
   poolMax?: number;
   /** Milliseconds a request waits for a pooled connection before failing. */
   acquireTimeoutMs?: number;
+  /** Where Knex's own warnings go (connection errors); default: Knex's console logging. */
+  warn?: (message: string) => void;
 }
 
 export function createDatabase(options: DatabaseOptions): Knex {
@@ -19,6 +21,7 @@ export function createDatabase(options: DatabaseOptions): Knex {
     connection: { connectionString: options.url, application_name: 'portcullis', connectionTimeoutMillis: 2000 },
     pool: { min: 0, max: options.poolMax ?? 10 },
     acquireConnectionTimeout: options.acquireTimeoutMs ?? 2000,
+    ...(options.warn ? { log: { warn: options.warn, error: options.warn, deprecate: options.warn, debug: () => undefined } } : {}),
   });
 }
 
