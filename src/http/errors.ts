@@ -18,7 +18,7 @@ export class AuthenticationError extends PortcullisError {
   readonly status = 401;
   readonly title = 'Unauthorized';
   readonly code = 'unauthenticated';
-  constructor(message: string, readonly bearerError: 'invalid_request' | 'invalid_token' | undefined = 'invalid_token', options?: { cause?: unknown }) {
+  constructor(message: string, readonly bearerError: 'invalid_request' | 'invalid_token' | null = 'invalid_token', options?: { cause?: unknown }) {
     super(message, options);
   }
 }

@@ -1,0 +1,53 @@
+// `demo` (the zero-config start behind `npm start`) and `token` (mint a development token).
+import path from 'node:path';
+import type { Command } from 'commander';
+import pino from 'pino';
+import { DEMO_USERS, demoEmail, demoSubject } from '../demo/demo-data';
+import { Demo } from '../demo/demo';
+import { loadDevIdentity } from '../demo/dev-identity';
+import type { CliContext } from './cli-context';
+
+interface DemoFlags {
+  port?: string;
+  adminPort?: string;
+  stateDir?: string;
+}
+
+export async function runDemo(ctx: CliContext, flags: DemoFlags): Promise<void> {
+  const stateDir = flags.stateDir ? path.resolve(ctx.io.cwd, flags.stateDir) : ctx.stateDir(undefined);
+  const demo = await Demo.start({
+    stateDir,
+    host: '127.0.0.1',
+    port: Number(flags.port ?? 8080),
+    adminPort: Number(flags.adminPort ?? 9090),
+    logger: pino({ name: 'portcullis', level: ctx.io.env.LOG_LEVEL ?? 'warn' }),
+    toolchain: ctx.toolchain(ctx.io.out),
+    out: ctx.io.out,
+  });
+  await ctx.untilSignal();
+  ctx.io.out('stopping: gateway, echo services, PostgreSQL…');
+  await demo.close();
+  ctx.io.out('stopped');
+}
+
+export function registerDemoCommands(program: Command, ctx: CliContext): void {
+  program
+    .command('demo')
+    .description('zero-config demo: embedded PostgreSQL, demo data, echo upstreams, development tokens')
+    .option('--port <port>', 'gateway port (taken: any free port)', '8080')
+    .option('--admin-port <port>', 'admin port (taken: any free port)', '9090')
+    .option('--state-dir <dir>', 'where the database and development key live (default: .portcullis/ in the project)')
+    .action((flags: DemoFlags) => runDemo(ctx, flags));
+
+  program
+    .command('token')
+    .description('mint a development token for a demo user (valid 12 hours)')
+    .requiredOption('-u, --user <name>', `demo user: ${DEMO_USERS.join(', ')} (any name works; unknown users are denied)`)
+    .option('--ttl <hours>', 'lifetime in hours', '12')
+    .option('--state-dir <dir>', 'the demo state folder (default: .portcullis/ in the project)')
+    .action(async (flags: { user: string; ttl: string; stateDir?: string }) => {
+      const stateDir = flags.stateDir ? path.resolve(ctx.io.cwd, flags.stateDir) : ctx.stateDir(undefined);
+      const identity = await loadDevIdentity(stateDir);
+      ctx.io.out(await identity.mint(demoSubject(flags.user), { email: demoEmail(flags.user) }, Number(flags.ttl) * 3600));
+    });
+}
