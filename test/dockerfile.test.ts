@@ -1,0 +1,70 @@
+// No Docker engine runs on these machines, so the image is kept honest by checking that
+// everything the Dockerfile names exists and agrees with the code it packages.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { createAdminApp } from '../src/admin/admin-server';
+import { OPA_MODULE } from '../src/authz/opa-toolchain';
+import { configSchema } from '../src/config/config-schema';
+import { projectRoot } from '../src/project-root';
+
+const dockerfile = readFileSync(path.join(projectRoot, 'Dockerfile'), 'utf8');
+const instructions = dockerfile
+  .replace(/\\\n/g, ' ')
+  .split('\n')
+  .map((line) => line.trim())
+  .filter((line) => line && !line.startsWith('#'));
+const packageJson = JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+
+describe('Dockerfile', () => {
+  it('copies only paths that exist in the repository', () => {
+    const sources = instructions
+      .filter((line) => line.startsWith('COPY ') && !line.includes('--from='))
+      .flatMap((line) => line.split(/\s+/).slice(1, -1));
+    expect(sources.length).toBeGreaterThan(5);
+    for (const source of sources) expect([source, existsSync(path.join(projectRoot, source))]).toEqual([source, true]);
+  });
+
+  it('copies from build stages that it defines', () => {
+    const stages = instructions.filter((line) => line.startsWith('FROM ')).map((line) => / AS (\S+)$/i.exec(line)?.[1]);
+    const used = instructions.flatMap((line) => [.../--from=(\S+)/.exec(line)?.slice(1) ?? []]);
+    for (const stage of used) expect(stages).toContain(stage);
+  });
+
+  it('runs only npm scripts that package.json defines', () => {
+    const scripts = instructions.flatMap((line) => [...line.matchAll(/npm run (\S+)/g)].map((match) => match[1]!));
+    expect(scripts).toContain('build');
+    for (const script of scripts) expect(packageJson.scripts).toHaveProperty(script);
+  });
+
+  it('installs the same pinned OPA as the project and builds the same entrypoint', () => {
+    expect(dockerfile).toContain(`go install ${OPA_MODULE}`);
+    expect(dockerfile).toContain('-e portcullis/decision');
+    expect(configSchema.parse({ auth: { issuer: 'i', audience: 'a', jwks_file: 'k' }, services: {} }).policy.entrypoint).toBe('portcullis/decision');
+  });
+
+  it('starts the CLI and checks health on the default admin port, which answers /healthz', async () => {
+    expect(dockerfile).toContain('ENTRYPOINT ["node", "bin/portcullis.js"]');
+    expect(existsSync(path.join(projectRoot, 'bin', 'portcullis.js'))).toBe(true);
+    const url = /fetch\('(http:\/\/127\.0\.0\.1:(\d+)(\/\S+?))'\)/.exec(dockerfile);
+    expect(url?.[2]).toBe(String(configSchema.parse({ auth: { issuer: 'i', audience: 'a', jwks_file: 'k' }, services: {} }).admin.port));
+    const app = createAdminApp({
+      token: undefined,
+      jwks: () => ({ keys: [] }),
+      policy: { current: { revision: 'r', evaluate: () => { throw new Error('unused'); } }, source: 's', loadedAt: new Date() },
+      pingDatabase: async () => undefined,
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const { port } = server.address() as { port: number };
+      expect((await fetch(`http://127.0.0.1:${port}${url![3]}`)).status).toBe(200);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('runs as a non-root user with a health check', () => {
+    expect(instructions.some((line) => /^USER (?!root)\S+/.test(line))).toBe(true);
+    expect(instructions.some((line) => line.startsWith('HEALTHCHECK '))).toBe(true);
+  });
+});
