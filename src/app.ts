@@ -3,20 +3,25 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import express from 'express';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin/admin-server';
-import { BatchingDecisionRecorder } from './audit/batching-decision-recorder';
-import { PgDecisionStore } from './audit/pg-decision-store';
+import { createPolicyRouter } from './admin/policy-routes';
+import { GatewayMetrics } from './admin/metrics';
+import { decisionRoutes } from './admin/decision-routes';
+import { AuditTrail } from './audit/audit-trail';
+import { PgDecisionQueryStore } from './audit/pg-decision-query-store';
+import { PgShadowDisagreementStore } from './audit/pg-shadow-disagreement-store';
 import { JwtAuthenticator } from './authn/jwt-authenticator';
 import type { ToolchainOptions } from './authz/opa-toolchain';
-import { loadPolicy } from './authz/policy-loader';
+import { PolicyExplainer } from './authz/policy-explainer';
+import { setUpPolicies } from './authz/policy-setup';
+import { RequestJudge } from './authz/request-judge';
 import type { PortcullisConfig } from './config/config-schema';
 import { createDatabase, migrateToLatest, migrationConfig } from './db/database';
 import { EmbeddedDatabase } from './db/embedded-database';
-import { PgFactsLoader } from './directory/pg-facts-loader';
-import { PgSubjectLoader } from './directory/pg-subject-loader';
+import { createDirectoryCaches } from './directory/directory-caches';
+import { PgGrantDirectory } from './directory/pg-grant-directory';
 import { ConfigError } from './http/errors';
 import { RequestPipeline } from './http/request-pipeline';
 import { HttpProxyForwarder } from './proxy/forwarder';
@@ -56,62 +61,94 @@ export class Portcullis {
       for (const step of steps.reverse()) await Promise.resolve(step()).catch(() => undefined);
     };
     try {
-      const db = await openDatabase(config, options, steps);
-      const policy = await loadPolicy({
-        source: config.policy.source,
-        entrypoint: config.policy.entrypoint,
-        buildDir: path.join(options.stateDir, 'policy'),
+      const { db, url: databaseUrl } = await openDatabase(config, options, steps);
+      const policies = await setUpPolicies(config.policy, {
+        buildDir: options.stateDir,
         toolchain: { ...options.toolchain, log: options.toolchain.log ?? ((line) => logger.info(line)) },
+        logger,
+        disagreements: new PgShadowDisagreementStore(db),
       });
-      logger.info({ revision: policy.engine.revision, source: policy.source }, 'policy loaded');
-      const authenticator = await JwtAuthenticator.create(config.auth);
+      steps.push(() => policies.close());
+      policies.watch();
+      // Disabled caches: a verified token is never reused either.
+      const authenticator = await JwtAuthenticator.create(config.auth, config.cache.enabled ? { cacheMaxEntries: config.cache.max_entries } : { cacheTtlMs: 0 });
+      const directory = await createDirectoryCaches({ config: config.cache, db, url: databaseUrl, logger });
+      steps.push(() => directory.close());
       const assertions = await IdentityAssertionSigner.create(config.assertion);
       if (!config.assertion.signing_key_file) {
         logger.warn('assertion.signing_key_file is not set: identity assertions use a per-process key; set one when running several instances');
       }
 
       const routes = routeTable(config, logger);
-      const recorder = new BatchingDecisionRecorder(new PgDecisionStore(db), {
-        onError: (error) => logger.error({ err: error }, 'decision records could not be written yet; retrying'),
-      });
+      const audit = await AuditTrail.start({ db, config: config.audit, stateDir: options.stateDir, entrypoint: config.policy.entrypoint, logger });
+      const recorder = audit.recorder;
       steps.push(async () => {
-        const flushed = await withDeadline(recorder.close(), SHUTDOWN_GRACE_MS);
-        if (!flushed) logger.error({ backlog: recorder.backlog }, 'decision records could not be written before shutdown');
+        const flushed = await withDeadline(audit.close(), SHUTDOWN_GRACE_MS);
+        if (!flushed) logger.error({ backlog: recorder.backlog }, 'decision records could not be written (or spooled) before shutdown');
       });
 
+      const metrics = new GatewayMetrics({
+        caches: { tokens: authenticator, ...directory.caches },
+        auditBacklog: () => recorder.backlog,
+        policyRevision: () => policies.policy.current.revision,
+      });
       let pipeline: RequestPipeline | undefined;
       const forwarder = new HttpProxyForwarder({
         services: config.services,
         timeoutMs: config.server.upstream_timeout_ms,
+        bodyLimitBytes: config.server.body_limit_bytes,
         onError: (error, req, res) => pipeline?.upstreamFailed(error, req, res),
       });
       steps.push(() => forwarder.close());
+      const { subjects, facts } = directory;
       pipeline = new RequestPipeline({
         routes,
         authenticator,
-        subjects: new PgSubjectLoader(db),
-        facts: new PgFactsLoader(db),
-        policy: { current: policy.engine },
+        subjects,
+        facts,
+        policy: policies.policy,
+        shadow: policies.shadow,
         recorder,
+        strictAudit: audit.strict,
         assertions,
         forwarder,
         logger,
+        observer: metrics,
         bodyLimitBytes: config.server.body_limit_bytes,
       });
 
-      const app = express();
-      app.disable('x-powered-by');
-      app.set('etag', false);
-      app.set('query parser', false);
-      app.use(pipeline.handle);
-      const gateway = http.createServer({ headersTimeout: 10_000, requestTimeout: 60_000, keepAliveTimeout: 5_000 }, app);
+      // The pipeline is the whole request handler: no framework on the hot path (Express's
+      // per-request work cost more than the rest of the pipeline; see BENCHMARKS.md).
+      const gateway = http.createServer(
+        {
+          headersTimeout: config.server.headers_timeout_ms,
+          requestTimeout: config.server.request_timeout_ms,
+          maxHeaderSize: config.server.max_header_bytes,
+          keepAliveTimeout: 5_000,
+          // How often Node checks the two timeouts above (its default, 30 s, would let slow clients linger).
+          connectionsCheckingInterval: Math.min(1_000, config.server.headers_timeout_ms),
+        },
+        pipeline.handle,
+      );
       await listen(gateway, config.server.host, config.server.port);
       steps.push(() => closeServer(gateway));
 
       const adminApp = createAdminApp({
         token: config.admin.token,
         jwks: () => assertions.jwks(),
-        policy: { current: policy.engine, source: policy.source, loadedAt: policy.loadedAt },
+        metrics: metrics.registry,
+        policy: policies.policy,
+        policyApi: createPolicyRouter({
+          policy: policies.policy,
+          shadow: policies.shadow,
+          explainer: new PolicyExplainer({
+            routes,
+            judge: new RequestJudge({ subjects, facts, policy: policies.policy, shadow: policies.shadow }),
+            directory: new PgGrantDirectory(db),
+            recorder,
+          }),
+        }),
+        decisionApi: decisionRoutes({ decisions: new PgDecisionQueryStore(db), backlog: () => audit.backlog }),
         pingDatabase: async () => {
           await db.raw('select 1').timeout(1000);
         },
@@ -138,7 +175,7 @@ export class Portcullis {
   }
 }
 
-async function openDatabase(config: PortcullisConfig, options: RuntimeOptions, steps: Array<() => Promise<void> | void>): Promise<Knex> {
+async function openDatabase(config: PortcullisConfig, options: RuntimeOptions, steps: Array<() => Promise<void> | void>): Promise<{ db: Knex; url: string }> {
   let url = config.database.url;
   if (!url) {
     const started = Date.now();
@@ -147,7 +184,7 @@ async function openDatabase(config: PortcullisConfig, options: RuntimeOptions, s
     options.logger.info(`embedded PostgreSQL ${embedded.initialised ? 'initialised and ' : ''}started in ${Date.now() - started} ms`);
     url = embedded.url;
   }
-  const db = createDatabase({ url, warn: (message) => options.logger.warn({ component: 'knex' }, message) });
+  const db = createDatabase({ url, acquireTimeoutMs: config.database.timeout_ms, warn: (message) => options.logger.warn({ component: 'knex' }, message) });
   steps.push(() => db.destroy());
   if (!config.database.url) {
     await migrateToLatest(db);
@@ -155,11 +192,11 @@ async function openDatabase(config: PortcullisConfig, options: RuntimeOptions, s
     const [, pending] = (await db.migrate.list(migrationConfig())) as [unknown[], unknown[]];
     if (pending.length > 0) throw new ConfigError(`the database has ${pending.length} pending migration(s): run \`portcullis migrate\` first`);
   }
-  return db;
+  return { db, url };
 }
 
 /** Default routes whose upstream service is not configured are dropped (so they answer 404), loudly. */
-function routeTable(config: PortcullisConfig, logger: Logger): RouteTable {
+export function routeTable(config: PortcullisConfig, logger: Logger): RouteTable {
   const missing = new Set(defaultRoutes.map((route) => route.service).filter((service) => !(service in config.services)));
   for (const service of missing) logger.warn(`services.${service} is not configured: its default routes are disabled and answer 404`);
   return new RouteTable(

@@ -106,6 +106,67 @@ describe('portcullis serve', () => {
   }, 60_000);
 });
 
+describe('portcullis serve under stress', () => {
+  /** Uses the jwks.json of the token issuer the test created last. */
+  async function serveConfig(name: string, policySource: string, upstreamUrl: string): Promise<string> {
+    return writeConfig(
+      name,
+      [
+        'server: { host: 127.0.0.1, port: 0 }',
+        'admin: { host: 127.0.0.1, port: 0 }',
+        'database: { url: "${TEST_DB}" }',
+        `auth: { issuer: "${ISSUER}", audience: ${AUDIENCE}, jwks_file: jwks.json, algorithms: [ES256] }`,
+        `policy: { source: "${policySource}" }`,
+        `services: { organizations: { url: "${upstreamUrl}" } }`,
+      ].join('\n'),
+    );
+  }
+
+  it('exits non-zero with the compiler’s message when the policy does not compile at start', async () => {
+    const broken = path.join(dir, 'broken-at-start');
+    await mkdir(broken, { recursive: true });
+    await writeFile(path.join(broken, 'policy.rego'), 'package portcullis\n\ndecision := {"allow": true\n');
+    const file = await serveConfig('broken.yaml', broken, 'http://127.0.0.1:9');
+    const run = await portcullis(['serve', '--config', file], { TEST_DB: database.url, LOG_LEVEL: 'silent' });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/policy compilation failed: .*policy\.rego:4: rego_parse_error/);
+  });
+
+  it('on SIGTERM stops accepting, finishes the request in flight, records it and exits 0', async () => {
+    const tokens = await createTokenIssuer(dir);
+    const upstream = await startEchoUpstream('organizations');
+    upstream.handler = (_req, res) => setTimeout(() => res.end('{"slow":true}'), 1500);
+    const file = await serveConfig('graceful.yaml', process.env.PORTCULLIS_TEST_BUNDLE!, upstream.url);
+    const child = spawn(process.execPath, [BIN, 'serve', '--config', file], { env: { ...process.env, OPA_BIN: process.env.PORTCULLIS_TEST_OPA, TEST_DB: database.url } });
+    try {
+      const gatewayUrl = await new Promise<string>((resolve, reject) => {
+        let output = '';
+        child.stdout.on('data', (chunk: Buffer) => {
+          output += chunk.toString();
+          const ready = /"gateway":"(http:\/\/[^"]+)".*portcullis is ready/.exec(output);
+          if (ready) resolve(ready[1]!);
+        });
+        child.on('close', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
+      });
+      const inFlight = fetch(`${gatewayUrl}/orgs/acme`, { headers: { authorization: `Bearer ${await tokens.sign('alice|sub')}` } });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
+      child.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await expect(fetch(`${gatewayUrl}/orgs/acme`)).rejects.toThrow();
+      const res = await inFlight;
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe('{"slow":true}');
+      expect(await exit).toBe(0);
+      const decision = await database.db('decisions').where({ id: res.headers.get('x-portcullis-decision') }).first();
+      expect(decision).toMatchObject({ allow: true, status: 200 });
+    } finally {
+      child.kill('SIGKILL');
+      await upstream.close();
+    }
+  }, 60_000);
+});
+
 describe('portcullis migrate', () => {
   it('is idempotent', async () => {
     const fresh = await createTestDatabase({ empty: true });

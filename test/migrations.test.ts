@@ -196,13 +196,17 @@ describe('decision log schema (design §3.6)', () => {
       policy_revision: TEXT,
       eval_latency_us: 'integer',
       input: 'jsonb',
+      dry_run: 'boolean',
+      seq: 'bigint',
+      prev_hash: TEXT,
+      hash: TEXT,
     });
     expect(await foreignKeys('decisions')).toEqual([]);
   });
 
   it('indexes decisions by time, subject, organization, action and outcome', async () => {
     const { rows } = await database.db.raw<{ rows: { indexdef: string }[] }>(`select indexdef from pg_indexes where tablename = 'decisions'`);
-    const definitions = rows.map((row) => row.indexdef.replace(/^CREATE (UNIQUE )?INDEX \S+ ON public\.decisions USING btree /, ''));
+    const definitions = rows.map((row) => row.indexdef.replace(/^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?public\.decisions USING btree /, ''));
     expect(definitions).toEqual(expect.arrayContaining(['("time")', '(subject, "time")', '(organization, "time")', '(action, "time")', '(allow, "time")']));
   });
 });

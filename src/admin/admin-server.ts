@@ -1,7 +1,8 @@
 // The admin port: liveness and readiness, the public keys upstreams use to verify identity
 // assertions, and the token-guarded admin API. Never exposed on the gateway port.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import express, { type Express, type NextFunction, type Request, type Response, type Router } from 'express';
+import type { Registry } from 'prom-client';
 import type { PolicyEngine } from '../authz/policy-engine';
 import { AuthenticationError } from '../http/errors';
 import { errorProblem, sendProblem } from '../http/problem';
@@ -13,6 +14,12 @@ export interface AdminDependencies {
   policy: { readonly current: PolicyEngine; readonly source: string; readonly loadedAt: Date };
   /** Resolves when PostgreSQL answers; rejects otherwise. */
   pingDatabase: () => Promise<void>;
+  /** Prometheus registry served at /metrics (unauthenticated, like the probes: keep the admin port private). */
+  metrics?: Registry;
+  /** /policy, /policy/reload, /evaluate (admin/policy-routes.ts), behind the token. */
+  policyApi?: Router;
+  /** /decisions, /decisions/{id}, /audit (admin/decision-routes.ts), behind the token. */
+  decisionApi?: Router;
 }
 
 export function createAdminApp(deps: AdminDependencies): Express {
@@ -36,6 +43,15 @@ export function createAdminApp(deps: AdminDependencies): Express {
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
   });
 
+  app.get('/metrics', async (_req, res) => {
+    if (!deps.metrics) {
+      res.status(404).end();
+      return;
+    }
+    res.setHeader('content-type', deps.metrics.contentType);
+    res.end(await deps.metrics.metrics());
+  });
+
   app.get('/.well-known/jwks.json', (_req, res) => {
     res.setHeader('cache-control', 'public, max-age=300');
     res.json(deps.jwks());
@@ -43,13 +59,8 @@ export function createAdminApp(deps: AdminDependencies): Express {
 
   const api = express.Router();
   api.use(requireAdminToken(deps.token));
-  api.get('/policy', (_req, res) => {
-    res.json({
-      revision: deps.policy.current.revision,
-      source: deps.policy.source,
-      loaded_at: deps.policy.loadedAt.toISOString(),
-    });
-  });
+  if (deps.policyApi) api.use(deps.policyApi);
+  if (deps.decisionApi) api.use(deps.decisionApi);
   app.use('/admin/v1', api);
 
   app.use((req: Request, res: Response) => {

@@ -1,8 +1,15 @@
-// The recorder's batching, ordering, flush and retry logic, with a fake store.
+// The recorder's batching, ordering, flush, retry and spool logic, with a fake store and a
+// real spool file in a temporary folder.
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { BatchingDecisionRecorder, type BatchingDecisionRecorderOptions } from './batching-decision-recorder';
+import { prepareDecision, type PreparedDecision } from './decision-chain';
+import { DecisionMask } from './decision-mask';
 import type { DecisionRecord } from './decision-record';
-import type { DecisionStore } from './pg-decision-store';
+import { DecisionSpool } from './decision-spool';
+import type { AppendResult, DecisionStore } from './pg-decision-store';
 
 function decision(n: number): DecisionRecord {
   return {
@@ -21,24 +28,32 @@ function decision(n: number): DecisionRecord {
     reasons: [],
     policyRevision: 'rev-1',
     evalLatencyUs: 42,
-    input: null,
+    input: { request: { id: `request-${n}`, headers: { cookie: 'session=secret' } } },
   };
 }
 
-/** Remembers every batch; fails the next `failures` writes. */
+const requestIdOf = (record: PreparedDecision) => (JSON.parse(record.content) as { request_id: string }).request_id;
+
+/** Remembers every batch; fails the next `failures` writes; skips ids it already has, like the real store. */
 class FakeStore implements DecisionStore {
   readonly batches: string[][] = [];
+  readonly records: PreparedDecision[] = [];
+  private readonly ids = new Set<string>();
   failures = 0;
   attempts = 0;
 
-  async insertMany(records: readonly DecisionRecord[]): Promise<void> {
+  async append(records: readonly PreparedDecision[]): Promise<AppendResult> {
     this.attempts += 1;
     await new Promise((resolve) => setImmediate(resolve));
     if (this.failures > 0) {
       this.failures -= 1;
       throw new Error('connection terminated');
     }
-    this.batches.push(records.map((record) => record.requestId));
+    const fresh = records.filter((record) => !this.ids.has(record.id));
+    for (const record of fresh) this.ids.add(record.id);
+    this.records.push(...fresh);
+    this.batches.push(fresh.map(requestIdOf));
+    return { inserted: fresh.length, skipped: records.length - fresh.length };
   }
 
   get written(): string[] {
@@ -204,5 +219,152 @@ describe('BatchingDecisionRecorder', () => {
     expect(activeTimers()).toBe(before + 1);
     await flushed;
     expect(failing.written).toEqual(['request-1']);
+  });
+});
+
+describe('BatchingDecisionRecorder with a spool', () => {
+  let dir: string;
+  let spool: DecisionSpool;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'portcullis-spool-'));
+    spool = await DecisionSpool.open(dir);
+  });
+
+  afterEach(async () => {
+    await Promise.all(recorders.map((recorder) => recorder.close()));
+    recorders = [];
+    await spool.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const spooledRequestIds = async () =>
+    (await readFile(spool.file, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => (JSON.parse(line) as { request_id: string }).request_id);
+
+  it('moves a batch the store refuses to the spool, and later batches behind it, so memory empties', async () => {
+    const store = new FakeStore();
+    store.failures = Number.POSITIVE_INFINITY;
+    const { recorder, errors } = recorderWith(store, { spool, batchSize: 10, retryInitialMs: 5, retryMaxMs: 5 });
+    for (let n = 0; n < 35; n++) recorder.record(decision(n));
+    await sleep(50);
+
+    expect(recorder.memoryBacklog).toBe(0);
+    expect(recorder.spoolBacklog).toBe(35);
+    expect(recorder.backlog).toBe(35);
+    expect(await spooledRequestIds()).toEqual(requestIds(0, 35));
+    // One direct attempt fails; the later batches go straight to the spool.
+    expect(errors.some((error) => /spooling them to .*decisions\.ndjson/.test(error.message))).toBe(true);
+  });
+
+  it('replays the spool in order once the store accepts, then writes directly and empties the spool file', async () => {
+    const store = new FakeStore();
+    store.failures = Number.POSITIVE_INFINITY;
+    const { recorder } = recorderWith(store, { spool, batchSize: 10, retryInitialMs: 5, retryMaxMs: 5 });
+    for (let n = 0; n < 25; n++) recorder.record(decision(n));
+    await sleep(30);
+    store.failures = 0;
+    for (let n = 25; n < 30; n++) recorder.record(decision(n));
+    await recorder.flush();
+
+    expect(store.records.map(requestIdOf)).toEqual(requestIds(0, 30));
+    expect(recorder.backlog).toBe(0);
+    expect(await readFile(spool.file, 'utf8')).toBe('');
+
+    recorder.record(decision(30));
+    await recorder.flush();
+    expect(store.written.at(-1)).toBe('request-30');
+  });
+
+  it('writes each spooled record exactly once when a replayed batch had already been stored', async () => {
+    const store = new FakeStore();
+    const records = Array.from({ length: 5 }, (_, n) => decision(n));
+    // The database committed these, but the acknowledgement was lost: they were spooled too.
+    const { recorder: first } = recorderWith(store);
+    for (const record of records.slice(0, 3)) first.record(record);
+    await first.flush();
+    await spool.append(records.map(prepareDecision));
+
+    const { recorder } = recorderWith(store, { spool });
+    await recorder.flush();
+    expect(store.records.map(requestIdOf)).toEqual(requestIds(0, 5));
+  });
+
+  it('replays records an earlier process left in the spool before anything new', async () => {
+    await spool.append([decision(0), decision(1)].map(prepareDecision));
+    await spool.close();
+    spool = await DecisionSpool.open(dir);
+    expect(spool.pending).toBe(2);
+
+    const store = new FakeStore();
+    const { recorder } = recorderWith(store, { spool });
+    recorder.record(decision(2));
+    await recorder.flush();
+    expect(store.written).toEqual(requestIds(0, 3));
+  });
+
+  it('resolves recordDurably once the record is stored', async () => {
+    const store = new FakeStore();
+    const { recorder } = recorderWith(store, { spool, delayMs: 60_000 });
+    await recorder.recordDurably(decision(0));
+    expect(store.written).toEqual(['request-0']);
+  });
+
+  it('resolves recordDurably once the record is in the spool when the store refuses it', async () => {
+    const store = new FakeStore();
+    store.failures = Number.POSITIVE_INFINITY;
+    const { recorder } = recorderWith(store, { spool });
+    await recorder.recordDurably(decision(0));
+    expect(await spooledRequestIds()).toEqual(['request-0']);
+  });
+
+  it('rejects recordDurably and takes the record back when neither the store nor the spool accepts it', async () => {
+    const store = new FakeStore();
+    store.failures = Number.POSITIVE_INFINITY;
+    await spool.close(); // every append now fails
+    const { recorder } = recorderWith(store, { spool });
+    recorder.record(decision(0));
+    await expect(recorder.recordDurably(decision(1))).rejects.toThrow(/could not be made durable/);
+    // The plain record stays queued for a retry; the strict one is gone (its request was refused).
+    expect(recorder.memoryBacklog).toBe(1);
+    store.failures = 0;
+    spool = await DecisionSpool.open(dir);
+  });
+
+  it('close() spools what PostgreSQL cannot take and resolves', async () => {
+    const store = new FakeStore();
+    store.failures = Number.POSITIVE_INFINITY;
+    const { recorder } = recorderWith(store, { spool, delayMs: 60_000 });
+    for (let n = 0; n < 3; n++) recorder.record(decision(n));
+    await recorder.close();
+    expect(await spooledRequestIds()).toEqual(requestIds(0, 3));
+    expect(recorder.memoryBacklog).toBe(0);
+  });
+
+  it('masks the input before anything is stored or spooled', async () => {
+    const store = new FakeStore();
+    const { recorder } = recorderWith(store, { mask: new DecisionMask(['/request/headers/cookie']) });
+    const record = decision(0);
+    recorder.record(record);
+    await recorder.flush();
+    const stored = JSON.parse(store.records[0]!.content) as { input: { request: { headers: Record<string, string> } } };
+    expect(stored.input.request.headers).toEqual({});
+    expect(store.records[0]!.content).not.toContain('session=secret');
+    // The pipeline's own object is left alone.
+    expect((record.input as { request: { headers: Record<string, string> } }).request.headers.cookie).toBe('session=secret');
+  });
+
+  it('tells onDurable about records in order once they are stored or spooled', async () => {
+    const store = new FakeStore();
+    const told: string[] = [];
+    const { recorder } = recorderWith(store, { spool, batchSize: 2, delayMs: 1, onDurable: (records) => told.push(...records.map(requestIdOf)) });
+    for (let n = 0; n < 3; n++) recorder.record(decision(n));
+    await recorder.flush();
+    store.failures = Number.POSITIVE_INFINITY;
+    recorder.record(decision(3));
+    await sleep(30);
+    expect(told).toEqual(requestIds(0, 4));
   });
 });

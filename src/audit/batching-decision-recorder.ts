@@ -1,8 +1,13 @@
 // Records decisions off the request path: record() only queues, and one writer drains the
-// queue in order, in batches, when a batch is full or after a short delay. A failed write
-// keeps its records and is retried with backoff; nothing is ever dropped, however long
-// PostgreSQL is away; the growing backlog is reported instead.
+// queue in order, in batches, when a batch is full or after a short delay. With a spool, a
+// batch PostgreSQL refuses is appended to it (fsync'd) instead of waiting in memory, later
+// batches follow it there to keep the order, and a replayer writes the spool back once
+// PostgreSQL answers. Without one, a failed batch is retried from memory. Nothing is dropped.
+import type { PreparedDecision } from './decision-chain';
+import { prepareDecision } from './decision-chain';
+import type { DecisionMask } from './decision-mask';
 import type { DecisionRecord, DecisionRecorder } from './decision-record';
+import type { DecisionSpool } from './decision-spool';
 import type { DecisionStore } from './pg-decision-store';
 
 export interface BatchingDecisionRecorderOptions {
@@ -10,18 +15,33 @@ export interface BatchingDecisionRecorderOptions {
   batchSize?: number;
   /** How long a record may wait for its batch to fill up. Default 50 ms. */
   delayMs?: number;
-  /** Backlog above which onError is told (once per excursion); records are still kept. Default 100,000. */
+  /** Memory backlog above which onError is told (once per excursion); records are still kept. Default 100,000. */
   maxBacklog?: number;
   /** First retry delay after a failed write; doubles up to retryMaxMs. Defaults 100 ms and 5 s. */
   retryInitialMs?: number;
   retryMaxMs?: number;
+  /** Where batches go while PostgreSQL refuses them; without one they wait in memory. */
+  spool?: DecisionSpool;
+  /** audit.mask, applied before a record is hashed, stored, spooled or exported. */
+  mask?: DecisionMask;
+  /** Told, in order, about records once they are durable (stored or spooled): the export hooks in here. */
+  onDurable?: (records: readonly PreparedDecision[]) => void;
   /** Told about every failed write and about a backlog over maxBacklog. Should log loudly. */
   onError: (error: Error) => void;
 }
 
-interface FlushWaiter {
-  /** Resolved once this many records (counted since start) are written. */
+interface Entry {
+  record: DecisionRecord;
+  prepared?: PreparedDecision;
+  /** Set by recordDurably: settled once the record is durable, or rejected if it cannot be. */
+  durable?: { resolve: () => void; reject: (error: Error) => void };
+}
+
+interface Waiter {
+  /** Resolved once this many records (counted since start) have left memory… */
   target: number;
+  /** …and, for flush(), once the spool is empty too. */
+  inPostgres: boolean;
   resolve: () => void;
 }
 
@@ -31,15 +51,21 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
   private readonly maxBacklog: number;
   private readonly retryInitialMs: number;
   private readonly retryMaxMs: number;
+  private readonly spool: DecisionSpool | undefined;
+  private readonly mask: DecisionMask | undefined;
+  private readonly onDurable: ((records: readonly PreparedDecision[]) => void) | undefined;
   private readonly onError: (error: Error) => void;
 
-  private readonly queue: DecisionRecord[] = [];
+  private queue: Entry[] = [];
   private queued = 0;
-  private written = 0;
-  private waiters: FlushWaiter[] = [];
+  /** Records that left memory: stored, spooled, or (strict records only) withdrawn. */
+  private settled = 0;
+  private urgent = 0;
+  private waiters: Waiter[] = [];
   private batchTimer: NodeJS.Timeout | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly pauses = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
   private writing: Promise<void> | undefined;
+  private replaying: Promise<void> | undefined;
   private overBacklog = false;
   private closed = false;
 
@@ -52,49 +78,91 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
     this.maxBacklog = options.maxBacklog ?? 100_000;
     this.retryInitialMs = options.retryInitialMs ?? 100;
     this.retryMaxMs = options.retryMaxMs ?? 5_000;
+    this.spool = options.spool;
+    this.mask = options.mask;
+    this.onDurable = options.onDurable;
     this.onError = options.onError;
+    // Records an earlier process left in the spool are written before anything new.
+    this.startReplay();
   }
 
-  /** Records queued and not yet written (including a batch being written or retried). */
+  /** Records not yet in PostgreSQL: in memory plus in the spool. */
   get backlog(): number {
+    return this.queue.length + (this.spool?.pending ?? 0);
+  }
+
+  get memoryBacklog(): number {
     return this.queue.length;
   }
 
+  get spoolBacklog(): number {
+    return this.spool?.pending ?? 0;
+  }
+
   record(record: DecisionRecord): void {
+    this.enqueue({ record });
+  }
+
+  /** Resolves once the record is stored in PostgreSQL or fsync'd to the spool; rejects if neither is possible. */
+  recordDurably(record: DecisionRecord): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.urgent += 1;
+      this.enqueue({ record, durable: { resolve, reject } });
+    });
+  }
+
+  /**
+   * Resolves when every record queued before the call is in PostgreSQL (spooled ones replayed).
+   * While it waits, retry timers keep the process alive: an awaited flush must not end in a silent exit.
+   */
+  flush(): Promise<void> {
+    return this.wait(true);
+  }
+
+  /**
+   * Refuses further records and makes everything queued durable: written, or spooled when
+   * PostgreSQL is away. A spool being replayed gets until its first failure to finish;
+   * what remains is written by the next start.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.wait(!this.spool);
+    clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    this.wakePauses();
+    await this.replaying;
+    this.wakePauses();
+    await this.writing;
+  }
+
+  private enqueue(entry: Entry): void {
     if (this.closed) throw new Error('the decision recorder is closed; the decision was not recorded');
-    this.queue.push(record);
+    this.queue.push(entry);
     this.queued += 1;
     if (this.queue.length > this.maxBacklog && !this.overBacklog) {
       this.overBacklog = true;
-      this.report(new Error(`${this.queue.length} decision records are waiting to be written (more than ${this.maxBacklog}); they are kept in memory until PostgreSQL accepts them`));
+      const where = this.spool ? 'PostgreSQL or the spool accepts them' : 'PostgreSQL accepts them';
+      this.report(new Error(`${this.queue.length} decision records are waiting to be written (more than ${this.maxBacklog}); they are kept in memory until ${where}`));
     }
     this.schedule();
   }
 
-  /**
-   * Resolves when every record queued before the call is written. While it waits, a retry
-   * timer keeps the process alive: an awaited flush must not end in a silent exit.
-   */
-  flush(): Promise<void> {
+  private wait(inPostgres: boolean): Promise<void> {
     const target = this.queued;
-    if (this.written >= target) return Promise.resolve();
-    const done = new Promise<void>((resolve) => this.waiters.push({ target, resolve }));
-    this.retryTimer?.ref();
+    if (this.reached(target, inPostgres)) return Promise.resolve();
+    const done = new Promise<void>((resolve) => this.waiters.push({ target, inPostgres, resolve }));
+    for (const pause of this.pauses) pause.timer.ref();
     this.startWriting();
     return done;
   }
 
-  /** Refuses further records, writes everything queued, and stops the timers. */
-  async close(): Promise<void> {
-    this.closed = true;
-    await this.flush();
-    clearTimeout(this.batchTimer);
-    this.batchTimer = undefined;
+  private reached(target: number, inPostgres: boolean): boolean {
+    return this.settled >= target && (!inPostgres || !this.spool || this.spool.pending === 0);
   }
 
   private schedule(): void {
     if (this.writing || this.queue.length === 0) return;
-    if (this.queue.length >= this.batchSize || this.waiters.length > 0) {
+    if (this.queue.length >= this.batchSize || this.waiters.length > 0 || this.urgent > 0) {
       this.startWriting();
     } else if (!this.batchTimer) {
       this.batchTimer = setTimeout(() => this.startWriting(), this.delayMs);
@@ -113,44 +181,149 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
     });
   }
 
-  /** The single writer: batches go out one at a time, in queue order; a failed one is retried first. */
+  /** The single writer: batches leave memory one at a time, in queue order; a failed one is retried first. */
   private async drain(): Promise<void> {
     let failures = 0;
     while (this.queue.length > 0) {
-      const batch = this.queue.slice(0, this.batchSize);
-      try {
-        await this.store.insertMany(batch);
-      } catch (error) {
+      const entries = this.queue.slice(0, this.batchSize);
+      const batch = entries.map((entry) => (entry.prepared ??= this.prepare(entry.record)));
+      const failure = await this.persist(batch);
+      if (failure) {
         failures += 1;
-        this.report(new Error(`could not write ${batch.length} decision records (attempt ${failures}, ${this.queue.length} waiting); retrying`, { cause: error }));
-        await this.pause(Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** (failures - 1)));
+        this.report(new Error(`could not write ${batch.length} decision records (attempt ${failures}, ${this.queue.length} waiting); retrying`, { cause: failure }));
+        this.withdraw(entries, failure);
+        await this.pause(this.backoff(failures));
         continue;
       }
       failures = 0;
-      this.queue.splice(0, batch.length);
-      this.written += batch.length;
-      if (this.queue.length <= this.maxBacklog) this.overBacklog = false;
+      this.leaveMemory(entries);
+      this.tell(batch);
+      for (const entry of entries) entry.durable?.resolve();
       this.releaseWaiters();
     }
   }
 
+  /** Masked and canonical. An input that cannot be serialized (a bug) must not block the queue: the decision is kept without it. */
+  private prepare(record: DecisionRecord): PreparedDecision {
+    const masked = this.mask ? this.mask.apply(record) : record;
+    try {
+      return prepareDecision(masked);
+    } catch (error) {
+      this.report(new Error(`decision ${record.id}: its input could not be serialized and is recorded without it`, { cause: error }));
+      return prepareDecision({ ...masked, input: { unrecordable: String((error as Error).message) } });
+    }
+  }
+
+  /** Stores the batch, or spools it; returns why neither worked. */
+  private async persist(batch: readonly PreparedDecision[]): Promise<Error | undefined> {
+    const spool = this.spool;
+    if (!spool || spool.pending === 0) {
+      try {
+        await this.store.append(batch);
+        return undefined;
+      } catch (error) {
+        if (!spool) return error as Error;
+        this.report(new Error(`could not write ${batch.length} decision records to PostgreSQL; spooling them to ${spool.file} until it is back`, { cause: error }));
+      }
+    }
+    // Older records wait in the spool: these go behind them, so the order holds.
+    try {
+      await spool!.append(batch);
+    } catch (error) {
+      return error as Error;
+    }
+    this.startReplay();
+    return undefined;
+  }
+
+  /** Strict records that could not be made durable are taken back: their requests are refused instead. */
+  private withdraw(entries: readonly Entry[], cause: Error): void {
+    const strict = new Set(entries.filter((entry) => entry.durable));
+    if (strict.size === 0) return;
+    this.queue = this.queue.filter((entry) => !strict.has(entry));
+    this.settled += strict.size;
+    this.urgent -= strict.size;
+    for (const entry of strict) entry.durable!.reject(new Error('the decision record could not be made durable', { cause }));
+    this.releaseWaiters();
+  }
+
+  private leaveMemory(entries: readonly Entry[]): void {
+    this.queue.splice(0, entries.length);
+    this.settled += entries.length;
+    this.urgent -= entries.filter((entry) => entry.durable).length;
+    if (this.queue.length <= this.maxBacklog) this.overBacklog = false;
+  }
+
+  private startReplay(): void {
+    if (!this.spool || this.replaying || this.spool.pending === 0) return;
+    this.replaying = this.replay().finally(() => {
+      this.replaying = undefined;
+      this.releaseWaiters();
+    });
+  }
+
+  /** Writes the spool back to PostgreSQL in order; ids already stored are skipped by the store. */
+  private async replay(): Promise<void> {
+    const spool = this.spool!;
+    const batchSize = Math.max(this.batchSize, 2000);
+    let failures = 0;
+    while (spool.pending > 0) {
+      try {
+        const { records, bytes, corrupt } = await spool.peek(batchSize);
+        if (corrupt > 0) this.report(new Error(`${corrupt} unreadable lines in the spool ${spool.file} were skipped`));
+        await this.store.append(records);
+        await spool.consume(records.length + corrupt, bytes);
+        failures = 0;
+        this.releaseWaiters();
+      } catch (error) {
+        failures += 1;
+        this.report(new Error(`could not replay the spool (${spool.pending} decision records waiting, attempt ${failures}); retrying`, { cause: error }));
+        // Shutting down: the spool is durable, the next start replays the rest.
+        if (this.closed) return;
+        await this.pause(this.backoff(failures));
+      }
+    }
+  }
+
+  private tell(batch: readonly PreparedDecision[]): void {
+    if (!this.onDurable) return;
+    try {
+      this.onDurable(batch);
+    } catch (error) {
+      this.report(new Error('the decision export hook failed', { cause: error }));
+    }
+  }
+
   private releaseWaiters(): void {
-    const pending: FlushWaiter[] = [];
+    const pending: Waiter[] = [];
     for (const waiter of this.waiters) {
-      if (waiter.target <= this.written) waiter.resolve();
+      if (this.reached(waiter.target, waiter.inPostgres)) waiter.resolve();
       else pending.push(waiter);
     }
     this.waiters = pending;
   }
 
+  private backoff(failures: number): number {
+    return Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** (failures - 1));
+  }
+
   private pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = undefined;
-        resolve();
-      }, ms);
-      if (this.waiters.length === 0) this.retryTimer.unref();
+      const pause = {
+        wake: () => {
+          clearTimeout(pause.timer);
+          this.pauses.delete(pause);
+          resolve();
+        },
+        timer: setTimeout(() => pause.wake(), ms),
+      };
+      this.pauses.add(pause);
+      if (this.waiters.length === 0) pause.timer.unref();
     });
+  }
+
+  private wakePauses(): void {
+    for (const pause of [...this.pauses]) pause.wake();
   }
 
   private report(error: Error): void {

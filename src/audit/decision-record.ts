@@ -21,12 +21,20 @@ export interface DecisionRecord {
   evalLatencyUs: number | null;
   /** The policy input as evaluated (never contains the token), or null if none was built. */
   input: unknown;
+  /** A dry run (admin evaluate, `portcullis explain`): judged like a request, never served. Default false. */
+  dryRun?: boolean;
 }
 
 export interface DecisionRecorder {
   /** Queues the record; returns at once. */
   record(record: DecisionRecord): void;
-  /** Resolves when everything queued so far is durable in PostgreSQL. */
+  /**
+   * Resolves once the record is durable (in PostgreSQL, or fsync'd to the local spool);
+   * rejects when it cannot be, and the record is then not kept. `audit.mode: strict` awaits
+   * this before forwarding an allowed request.
+   */
+  recordDurably(record: DecisionRecord): Promise<void>;
+  /** Resolves when everything queued so far is in PostgreSQL. */
   flush(): Promise<void>;
   close(): Promise<void>;
 }

@@ -1,11 +1,16 @@
-// The decision log against a real PostgreSQL: PgDecisionStore's rows, and the batching
-// recorder writing through it off the request path, in order, through an outage.
+// The decision log against a real PostgreSQL: PgDecisionStore's hash-chained rows, several
+// writers appending at once, and the batching recorder writing through it off the request
+// path, in order, through an outage.
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
+import { createDatabase } from '../db/database';
 import { DependencyError } from '../http/errors';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { BatchingDecisionRecorder } from './batching-decision-recorder';
+import { canonicalJson, chainHash, contentOfRow, GENESIS_HASH, prepareDecision } from './decision-chain';
+import { verifyChain } from './decision-chain-verifier';
 import type { DecisionRecord } from './decision-record';
+import { PgDecisionQueryStore } from './pg-decision-query-store';
 import { PgDecisionStore } from './pg-decision-store';
 
 let database: TestDatabase;
@@ -24,6 +29,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await db('decisions').truncate();
+  await db('decision_chain_head').update({ seq: 0, hash: GENESIS_HASH });
 });
 
 function decision(n: number, overrides: Partial<DecisionRecord> = {}): DecisionRecord {
@@ -48,6 +54,8 @@ function decision(n: number, overrides: Partial<DecisionRecord> = {}): DecisionR
   };
 }
 
+const append = (records: DecisionRecord[], into = store) => into.append(records.map(prepareDecision));
+
 async function countQueries<T>(work: () => Promise<T>): Promise<{ result: T; queries: { sql: string; bindings: unknown[] }[] }> {
   const queries: { sql: string; bindings: unknown[] }[] = [];
   const onQuery = (query: { sql: string; bindings: unknown[] }) => queries.push(query);
@@ -60,14 +68,15 @@ async function countQueries<T>(work: () => Promise<T>): Promise<{ result: T; que
 }
 
 const requestIds = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `request-${from + i}`);
-/** Rows in the order they were appended to the (freshly truncated) heap. */
-const storedRequestIds = async () => (await db('decisions').select('request_id').orderBy('ctid')).map((row: { request_id: string }) => row.request_id);
+/** Request ids in chain order. */
+const storedRequestIds = async () => (await db('decisions').select('request_id').orderBy('seq')).map((row: { request_id: string }) => row.request_id);
 
 describe('PgDecisionStore', () => {
-  it('stores every field of a decision record', async () => {
+  it('stores every field of a decision record, chained to the genesis hash', async () => {
     const record = decision(1);
-    await store.insertMany([record]);
-    expect(await db('decisions').where({ id: record.id }).first()).toEqual({
+    expect(await append([record])).toEqual({ inserted: 1, skipped: 0 });
+    const row = await db('decisions').where({ id: record.id }).first();
+    expect(row).toEqual({
       id: record.id,
       time: record.time,
       request_id: 'request-1',
@@ -84,13 +93,29 @@ describe('PgDecisionStore', () => {
       policy_revision: 'sha256:abc',
       eval_latency_us: 137,
       input: record.input,
+      dry_run: false,
+      seq: '1',
+      prev_hash: GENESIS_HASH,
+      hash: chainHash(GENESIS_HASH, 1, prepareDecision(record).content),
     });
+    expect(await db('decision_chain_head').first('seq', 'hash')).toEqual({ seq: '1', hash: row.hash });
+  });
+
+  it('hashes what it stores: the hash recomputed from the row read back is the stored one', async () => {
+    const odd = decision(2, { input: { nested: { z: 1, a: [1.5, null, 'x\u0000y', { b: true }] }, big: 1e21 }, dryRun: true, reasons: [] });
+    await append([decision(1), odd]);
+    const rows = await db('decisions').select('*').orderBy('seq');
+    for (const row of rows) expect(chainHash(row.prev_hash, Number(row.seq), canonicalJson(contentOfRow(row)))).toBe(row.hash);
+    expect(rows[1].prev_hash).toBe(rows[0].hash);
+    expect(rows[1].dry_run).toBe(true);
+    // PostgreSQL cannot store NUL: it became U+FFFD before hashing.
+    expect(rows[1].input.nested.a[2]).toBe('x\ufffdy');
   });
 
   it('stores the optional fields as null and keeps a JSON array input as JSON', async () => {
     const anonymous = decision(2, { subject: null, userId: null, organization: null, policyRevision: null, evalLatencyUs: null, input: null, reasons: [] });
     const listInput = decision(3, { input: ['a', { b: 1 }] });
-    await store.insertMany([anonymous, listInput]);
+    await append([anonymous, listInput]);
     expect(await db('decisions').where({ id: anonymous.id }).first('subject', 'user_id', 'organization', 'policy_revision', 'eval_latency_us', 'input', 'reasons')).toEqual({
       subject: null,
       user_id: null,
@@ -103,24 +128,57 @@ describe('PgDecisionStore', () => {
     expect((await db('decisions').where({ id: listInput.id }).first('input')).input).toEqual(['a', { b: 1 }]);
   });
 
-  it('writes a batch with one multi-row INSERT', async () => {
-    const { queries } = await countQueries(() => store.insertMany(Array.from({ length: 500 }, (_, n) => decision(n))));
-    expect(queries).toHaveLength(1);
-    expect(queries[0]?.sql).toMatch(/^insert into "decisions"/);
-    expect(await storedRequestIds()).toEqual(requestIds(0, 500));
+  it('writes a batch with one INSERT, whatever its size', async () => {
+    const { queries } = await countQueries(() => append(Array.from({ length: 5000 }, (_, n) => decision(n))));
+    expect(queries.filter((query) => query.sql.startsWith('insert'))).toHaveLength(1);
+    expect(await storedRequestIds()).toEqual(requestIds(0, 5000));
+    expect(await db('decision_chain_head').first('seq')).toEqual({ seq: '5000' });
   });
 
-  it('writes a batch too large for one statement atomically, in order', async () => {
-    await store.insertMany(Array.from({ length: 9000 }, (_, n) => decision(n)));
-    expect(await storedRequestIds()).toEqual(requestIds(0, 9000));
+  it('skips records already stored, so a replayed batch is written once and the chain continues', async () => {
+    const records = Array.from({ length: 4 }, (_, n) => decision(n));
+    await append(records.slice(0, 2));
+    expect(await append(records)).toEqual({ inserted: 2, skipped: 2 });
+    expect(await storedRequestIds()).toEqual(requestIds(0, 4));
+    expect((await db('decisions').select('seq').orderBy('seq')).map((row) => Number(row.seq))).toEqual([1, 2, 3, 4]);
   });
 
-  it('writes nothing of a batch that fails, and reports an unavailable dependency', async () => {
-    const duplicate = decision(1);
-    const error = await store.insertMany([decision(0), duplicate, duplicate]).catch((thrown: unknown) => thrown);
+  it('creates the partition of a month that has none yet', async () => {
+    const later = decision(1, { time: new Date(Date.UTC(2031, 4, 17, 8)) });
+    await append([later]);
+    const { rows } = await db.raw(`select tableoid::regclass::text as partition from decisions where id = ?`, [later.id]);
+    expect(rows).toEqual([{ partition: 'decisions_y2031m05' }]);
+  });
+
+  it('writes nothing of a batch that fails, keeps the chain head, and reports an unavailable dependency', async () => {
+    await append([decision(0)]);
+    const head = await db('decision_chain_head').first('seq', 'hash');
+    const error = await store
+      .append([decision(1), decision(2)].map(prepareDecision).map((record, n) => (n === 1 ? { ...record, content: record.content.replace(/"status":409/, '"status":"not a number"') } : record)))
+      .catch((thrown: unknown) => thrown);
     expect(error).toBeInstanceOf(DependencyError);
-    expect((error as Error).message).toBe('could not write 3 decision records to PostgreSQL');
-    expect(await db('decisions').count({ n: '*' })).toEqual([{ n: '0' }]);
+    expect((error as Error).message).toBe('could not write 2 decision records to PostgreSQL');
+    expect(await db('decisions').count({ n: '*' })).toEqual([{ n: '1' }]);
+    expect(await db('decision_chain_head').first('seq', 'hash')).toEqual(head);
+  });
+
+  it('keeps one unbroken chain when several gateways append at once', async () => {
+    const pools = Array.from({ length: 4 }, () => createDatabase({ url: database.url, poolMax: 3 }));
+    try {
+      await Promise.all(
+        pools.map(async (pool, writer) => {
+          const own = new PgDecisionStore(pool);
+          for (let batch = 0; batch < 10; batch++) {
+            await append(Array.from({ length: 25 }, (_, n) => decision(writer * 1000 + batch * 25 + n)), own);
+          }
+        }),
+      );
+    } finally {
+      await Promise.all(pools.map((pool) => pool.destroy()));
+    }
+    const seqs = (await db('decisions').select('seq').orderBy('seq')).map((row) => Number(row.seq));
+    expect(seqs).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+    expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 1000 });
   });
 });
 

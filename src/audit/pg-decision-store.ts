@@ -1,56 +1,102 @@
-// Appends decision records to the `decisions` table. A batch is one multi-row INSERT, so a
-// batch is written entirely or not at all and a retry never leaves half of it behind.
+// Appends decision records to the hash chain in `decisions`. One transaction per batch, under
+// an advisory lock, reads the chain head, hashes and inserts the new records and moves the
+// head: several gateways appending at once queue up and the chain never forks. Records whose
+// id is already stored are skipped, so replaying a batch (from the spool) is exactly once.
 import type { Knex } from 'knex';
 import { DependencyError } from '../http/errors';
-import type { DecisionRecord } from './decision-record';
+import { chainHash, type PreparedDecision } from './decision-chain';
+import { DECISION_LOG_LOCK, monthOf, PgDecisionPartitions } from './pg-decision-partitions';
+
+export interface AppendResult {
+  inserted: number;
+  /** Records already in the chain (a replay after an acknowledgement was lost). */
+  skipped: number;
+}
 
 export interface DecisionStore {
-  insertMany(records: readonly DecisionRecord[]): Promise<void>;
+  /** Appends in order, atomically: all of the batch's new records or none. */
+  append(batch: readonly PreparedDecision[]): Promise<AppendResult>;
 }
 
-// PostgreSQL accepts at most 65,535 bind parameters per statement; 16 columns a row.
-const MAX_ROWS_PER_INSERT = 4000;
+// A hung database must not hold records in memory for long: the batch goes to the spool instead.
+const STATEMENT_TIMEOUT_MS = 10_000;
 
-function toRow(record: DecisionRecord): Record<string, unknown> {
-  return {
-    id: record.id,
-    time: record.time,
-    request_id: record.requestId,
-    subject: record.subject,
-    user_id: record.userId,
-    organization: record.organization,
-    action: record.action,
-    // Serialized here: node-pg would turn a JS array into a PostgreSQL array, not JSON.
-    resource: JSON.stringify(record.resource),
-    method: record.method,
-    path: record.path,
-    allow: record.allow,
-    status: record.status,
-    reasons: record.reasons,
-    policy_revision: record.policyRevision,
-    eval_latency_us: record.evalLatencyUs,
-    input: record.input === undefined || record.input === null ? null : JSON.stringify(record.input),
-  };
-}
+const COLUMNS = 'id, time, request_id, subject, user_id, organization, action, resource, method, path, allow, status, reasons, policy_revision, eval_latency_us, input, seq, prev_hash, hash';
 
 export class PgDecisionStore implements DecisionStore {
+  /** Months whose partition this process has made sure of. */
+  private readonly knownMonths = new Set<number>();
+
   constructor(private readonly db: Knex | Knex.Transaction) {}
 
-  async insertMany(records: readonly DecisionRecord[]): Promise<void> {
-    if (records.length === 0) return;
-    const rows = records.map(toRow);
+  async append(batch: readonly PreparedDecision[]): Promise<AppendResult> {
+    if (batch.length === 0) return { inserted: 0, skipped: 0 };
     try {
-      if (rows.length <= MAX_ROWS_PER_INSERT) {
-        await this.db('decisions').insert(rows);
-        return;
-      }
-      await this.db.transaction(async (trx) => {
-        for (let start = 0; start < rows.length; start += MAX_ROWS_PER_INSERT) {
-          await trx('decisions').insert(rows.slice(start, start + MAX_ROWS_PER_INSERT));
-        }
+      return await this.db.transaction(async (trx) => {
+        await trx.raw(`set local statement_timeout = ${STATEMENT_TIMEOUT_MS}`);
+        await trx.raw('select pg_advisory_xact_lock(?)', [DECISION_LOG_LOCK]);
+        await this.ensurePartitions(trx, batch);
+        const fresh = await this.unseen(trx, batch);
+        if (fresh.length > 0) await this.chain(trx, fresh);
+        return { inserted: fresh.length, skipped: batch.length - fresh.length };
       });
     } catch (error) {
-      throw new DependencyError(`could not write ${records.length} decision records to PostgreSQL`, { cause: error });
+      // A partition dropped by retention since we created it: check again on the retry.
+      this.knownMonths.clear();
+      throw new DependencyError(`could not write ${batch.length} decision records to PostgreSQL`, { cause: error });
     }
+  }
+
+  private async ensurePartitions(trx: Knex.Transaction, batch: readonly PreparedDecision[]): Promise<void> {
+    for (const record of batch) {
+      const month = monthOf(record.time);
+      if (this.knownMonths.has(month.getTime())) continue;
+      await new PgDecisionPartitions(trx).ensure(month);
+      this.knownMonths.add(month.getTime());
+    }
+  }
+
+  /** The batch without the records already stored (and without repeats within it). */
+  private async unseen(trx: Knex.Transaction, batch: readonly PreparedDecision[]): Promise<PreparedDecision[]> {
+    let earliest = batch[0]!.time;
+    let latest = earliest;
+    for (const record of batch) {
+      if (record.time < earliest) earliest = record.time;
+      if (record.time > latest) latest = record.time;
+    }
+    // The time range lets PostgreSQL probe only the partitions these records can be in.
+    const { rows } = await trx.raw<{ rows: { id: string }[] }>(
+      `select id from decisions where id = any(?::uuid[]) and time between ? and ?`,
+      [`{${batch.map((record) => record.id).join(',')}}`, earliest, latest],
+    );
+    const seen = new Set(rows.map((row) => row.id));
+    return batch.filter((record) => {
+      if (seen.has(record.id)) return false;
+      seen.add(record.id);
+      return true;
+    });
+  }
+
+  private async chain(trx: Knex.Transaction, records: readonly PreparedDecision[]): Promise<void> {
+    const { rows } = await trx.raw<{ rows: { seq: string; hash: string }[] }>('select seq, hash from decision_chain_head');
+    const head = rows[0];
+    if (!head) throw new Error('decision_chain_head is empty: the decision chain migration has not run');
+    let seq = Number(head.seq);
+    let prevHash = head.hash;
+    const json: string[] = [];
+    for (const record of records) {
+      seq += 1;
+      const hash = chainHash(prevHash, seq, record.content);
+      // The canonical content is a JSON object: the chain fields join it as members.
+      json.push(`${record.content.slice(0, -1)},"seq":${seq},"prev_hash":"${prevHash}","hash":"${hash}"}`);
+      prevHash = hash;
+    }
+    // One parameter whatever the batch size; dry_run is only in the content when true.
+    await trx.raw(
+      `insert into decisions (${COLUMNS}, dry_run)
+       select ${COLUMNS}, coalesce(dry_run, false) from json_populate_recordset(null::decisions, ?::json)`,
+      [`[${json.join(',')}]`],
+    );
+    await trx.raw('update decision_chain_head set seq = ?, hash = ?', [seq, prevHash]);
   }
 }

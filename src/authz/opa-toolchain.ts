@@ -70,6 +70,24 @@ export interface BuildOptions {
   output: string;
   /** Defaults to a content hash of the source files. */
   revision?: string;
+  /** A PEM private key (RSA or EC): the bundle gets an OPA `.signatures.json`. */
+  signing?: { keyFile: string; algorithm: string };
+}
+
+/** One finding of the compiler: `file:line: code: message`, or `file: message` for data files. */
+export interface CompileFinding {
+  file?: string;
+  line?: number;
+  code?: string;
+  message: string;
+}
+
+/** `opa build` refused the sources; `findings` locate each problem. */
+export class PolicyCompileError extends Error {
+  constructor(readonly findings: CompileFinding[], output: string) {
+    super(`policy compilation failed: ${oneLine(output)}`);
+    this.name = 'PolicyCompileError';
+  }
 }
 
 /** Compiles Rego to a WebAssembly bundle with `opa build -t wasm`. Throws with the compiler's message. */
@@ -77,12 +95,32 @@ export async function buildWasmBundle(options: BuildOptions): Promise<{ output: 
   const revision = options.revision ?? (await sourceRevision(options.source));
   await mkdir(path.dirname(options.output), { recursive: true });
   const entrypoints = options.entrypoints.flatMap((e) => ['-e', e]);
+  // opa signs only in bundle mode; for a plain directory both modes produce the same files.
+  const signing = options.signing ? ['--bundle', '--signing-key', options.signing.keyFile, '--signing-alg', options.signing.algorithm] : [];
   try {
-    await run(options.opa, ['build', '-t', 'wasm', ...entrypoints, '--ignore', '*_test.rego', '--revision', revision, '-o', options.output, options.source]);
+    await run(options.opa, ['build', '-t', 'wasm', ...entrypoints, ...signing, '--ignore', '*_test.rego', '--revision', revision, '-o', options.output, options.source]);
   } catch (error) {
-    throw new Error(`policy compilation failed: ${oneLine((error as Error).message)}`);
+    const output = (error as Error).message;
+    throw new PolicyCompileError(parseFindings(output), output);
   }
   return { output: options.output, revision };
+}
+
+/** Reads opa's error output; a message without a location is kept as one finding. */
+export function parseFindings(output: string): CompileFinding[] {
+  const findings: CompileFinding[] = [];
+  for (const raw of output.split('\n')) {
+    const line = raw.trim().replace(/^error: (load error: )?(\d+ errors? occurred( during loading)?: )?/, '');
+    const located = /^(.+?\.(?:rego|json|ya?ml)):(\d+): ([a-z_]+): (.+)$/.exec(line);
+    if (located) {
+      findings.push({ file: located[1]!, line: Number(located[2]), code: located[3]!, message: located[4]! });
+      continue;
+    }
+    const inFile = /^(.+?\.(?:rego|json|ya?ml)): (.+)$/.exec(line);
+    if (inFile) findings.push({ file: inFile[1]!, message: inFile[2]! });
+  }
+  if (findings.length === 0) findings.push({ message: oneLine(output) || 'opa build failed without output' });
+  return findings;
 }
 
 /** A short, stable hash over the policy sources (tests excluded), used as the revision. */

@@ -3,7 +3,9 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../http/errors';
 import { createCliContext, type Io } from './cli-context';
+import { registerDecisionCommands } from './decisions-commands';
 import { registerDemoCommands } from './demo-commands';
+import { registerExplainCommand } from './explain-command';
 import { registerPolicyCommands } from './policy-commands';
 import { registerServeCommands } from './serve-commands';
 
@@ -39,5 +41,7 @@ function buildProgram(io: Io, setExitCode: (code: number) => void): Command {
   registerServeCommands(program, ctx);
   registerPolicyCommands(program, ctx);
   registerDemoCommands(program, ctx);
+  registerExplainCommand(program, ctx);
+  registerDecisionCommands(program, ctx);
   return program;
 }

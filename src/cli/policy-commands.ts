@@ -1,6 +1,7 @@
 // `policy build` and `policy test`: what a policy author runs on their Rego.
 import path from 'node:path';
 import type { Command } from 'commander';
+import { signingAlgorithmFor } from '../authz/bundle-signature';
 import { buildWasmBundle, resolveOpa } from '../authz/opa-toolchain';
 import type { CliContext } from './cli-context';
 import { runPolicyTests } from './policy-test';
@@ -14,7 +15,10 @@ export function registerPolicyCommands(program: Command, ctx: CliContext): void 
     .option('-s, --source <dir>', 'policy directory', 'policies')
     .option('-o, --output <file>', 'bundle to write', path.join('build', 'bundle.tar.gz'))
     .option('-e, --entrypoint <path>', 'entrypoint', 'portcullis/decision')
-    .action(async (options: { source: string; output: string; entrypoint: string }) => {
+    .option('--signing-key <file>', 'PEM private key (RSA or EC): sign the bundle (.signatures.json) for policy.verification')
+    .action(async (options: { source: string; output: string; entrypoint: string; signingKey?: string }) => {
+      const keyFile = options.signingKey ? path.resolve(io.cwd, options.signingKey) : undefined;
+      const signing = keyFile ? { keyFile, algorithm: await signingAlgorithmFor(keyFile) } : undefined;
       const opa = await resolveOpa(ctx.toolchain());
       const started = Date.now();
       const { output, revision } = await buildWasmBundle({
@@ -22,8 +26,10 @@ export function registerPolicyCommands(program: Command, ctx: CliContext): void 
         source: path.resolve(io.cwd, options.source),
         entrypoints: [options.entrypoint],
         output: path.resolve(io.cwd, options.output),
+        signing,
       });
-      io.out(`built ${path.relative(io.cwd, output) || output} (revision ${revision}) in ${Date.now() - started} ms`);
+      const signed = signing ? `, signed ${signing.algorithm}` : '';
+      io.out(`built ${path.relative(io.cwd, output) || output} (revision ${revision}${signed}) in ${Date.now() - started} ms`);
     });
   policy
     .command('test')

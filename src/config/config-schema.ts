@@ -1,6 +1,7 @@
 // The one schema of portcullis.yaml (design §3.2). Every key is strict: unknown keys and
 // bad values are start-up errors naming the key path.
 import { z } from 'zod';
+import { auditConfigSchema } from '../audit/audit-config';
 
 const hostPort = (defaultPort: number) =>
   z.strictObject({
@@ -28,12 +29,23 @@ export const configSchema = z
         body_limit_bytes: z.number().int().positive().default(10 * 1024 * 1024),
         /** How long the upstream may take to answer before the client gets 504. */
         upstream_timeout_ms: z.number().int().positive().default(30_000),
+        /** Slow clients: the whole header block, and the whole request, must arrive within these. */
+        headers_timeout_ms: z.number().int().positive().default(10_000),
+        request_timeout_ms: z.number().int().positive().default(60_000),
+        /** Larger header blocks are answered 431. */
+        max_header_bytes: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
       })
       .prefault({}),
     admin: hostPort(9090)
       .extend({ token: z.string().min(16, 'must be at least 16 characters').optional() })
       .prefault({}),
-    database: z.strictObject({ url: z.string().min(1).optional() }).prefault({}),
+    database: z
+      .strictObject({
+        url: z.string().min(1).optional(),
+        /** A request needing the database fails closed (503) after waiting this long for it. */
+        timeout_ms: z.number().int().positive().default(800),
+      })
+      .prefault({}),
     auth: z.strictObject({
       issuer: z.string().min(1),
       audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
@@ -50,6 +62,28 @@ export const configSchema = z
       .strictObject({
         source: z.string().min(1).default('policies'),
         entrypoint: z.string().regex(/^[A-Za-z_][\w]*(\/[A-Za-z_][\w]*)*$/, 'must be a path like portcullis/decision').default('portcullis/decision'),
+        /** How often an http(s) bundle source is polled (with If-None-Match). */
+        poll_interval_s: z.number().int().min(1).max(86_400).default(30),
+        /** Bundles must carry an OPA signature (.signatures.json) made with this key's private half. */
+        verification: z
+          .strictObject({
+            public_key_file: z.string().min(1),
+            algorithm: z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512']).optional(),
+          })
+          .optional(),
+        /** A candidate policy evaluated beside the active one on every request, never enforced. */
+        shadow: z.strictObject({ source: z.string().min(1) }).optional(),
+      })
+      .prefault({}),
+    /** Caches of the hot path (issue 6): verified tokens, subjects and resource facts. */
+    cache: z
+      .strictObject({
+        /** false: every request verifies its token and reads PostgreSQL (for comparison and debugging). */
+        enabled: z.boolean().default(true),
+        /** Safety net only: change notifications evict entries within a second of a commit. */
+        ttl_s: z.number().int().min(1).max(3600).default(60),
+        /** Entries per cache. */
+        max_entries: z.number().int().min(1).max(10_000_000).default(10_000),
       })
       .prefault({}),
     /** The signed identity assertion sent upstream (design §3.5). */
@@ -63,6 +97,8 @@ export const configSchema = z
       .prefault({}),
     services: z.record(z.string().regex(/^[a-z][a-z0-9_-]*$/, 'service names are lower-case words'), z.strictObject({ url: httpUrl })),
     routes: z.array(routeSchema).default([]),
+    /** The decision log: recording mode, spool, retention, masking, export. */
+    audit: auditConfigSchema,
   })
   .superRefine((config, ctx) => {
     const { jwks_url, jwks_file } = config.auth;

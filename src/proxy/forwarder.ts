@@ -3,15 +3,17 @@
 // replaced every identity header; this module only moves bytes and maps upstream failures.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { createProxyMiddleware, debugProxyErrorsPlugin, type RequestHandler } from 'http-proxy-middleware';
-import { UpstreamError } from '../http/errors';
+import { InputError, UpstreamError } from '../http/errors';
 import { stripHopByHop } from '../http/inspect-request';
 
 export interface ForwardOptions {
   services: Readonly<Record<string, { url: string }>>;
   /** Idle time allowed while waiting for the upstream before answering 504. */
   timeoutMs: number;
-  /** Called when an upstream fails before the response started (answer the client). */
-  onError: (error: UpstreamError, req: IncomingMessage, res: ServerResponse) => void;
+  /** A streamed (chunked) body is cut off past this; declared lengths are checked before forwarding. */
+  bodyLimitBytes: number;
+  /** Called when forwarding fails before the response started (answer the client). */
+  onError: (error: UpstreamError | InputError, req: IncomingMessage, res: ServerResponse) => void;
 }
 
 export interface Forwarder {
@@ -20,7 +22,8 @@ export interface Forwarder {
 }
 
 const TIMED_OUT = Symbol('portcullis.upstreamTimedOut');
-type TimedRequest = IncomingMessage & { [TIMED_OUT]?: true };
+const TOO_LARGE = Symbol('portcullis.bodyTooLarge');
+type TimedRequest = IncomingMessage & { [TIMED_OUT]?: true; [TOO_LARGE]?: true };
 
 export class HttpProxyForwarder implements Forwarder {
   private readonly proxies = new Map<string, RequestHandler>();
@@ -48,7 +51,7 @@ export class HttpProxyForwarder implements Forwarder {
   }
 
   private createProxy(target: string): RequestHandler {
-    const { timeoutMs, onError } = this.options;
+    const { timeoutMs, bodyLimitBytes, onError } = this.options;
     return createProxyMiddleware({
       target,
       changeOrigin: true,
@@ -64,9 +67,25 @@ export class HttpProxyForwarder implements Forwarder {
               (req as TimedRequest)[TIMED_OUT] = true;
               proxyReq.destroy(new Error('upstream timed out'));
             });
+            if (req.headers['content-length'] === undefined) {
+              // http-proxy pipes the body right after this event, so no chunk is missed here.
+              let received = 0;
+              req.on('data', (chunk: Buffer) => {
+                received += chunk.length;
+                if (received > bodyLimitBytes && !(req as TimedRequest)[TOO_LARGE]) {
+                  (req as TimedRequest)[TOO_LARGE] = true;
+                  req.unpipe(proxyReq);
+                  proxyReq.destroy(new Error('request body too large'));
+                }
+              });
+            }
           });
-          proxyServer.on('proxyRes', (proxyRes) => {
+          proxyServer.on('proxyRes', (proxyRes, _req, res) => {
             proxyRes.on('error', () => undefined);
+            // An upstream that dies mid-body must not leave the client waiting for the rest.
+            proxyRes.on('close', () => {
+              if (!proxyRes.complete) (res as ServerResponse).destroy();
+            });
             // The upstream's hop-by-hop headers describe the upstream hop, not the client's.
             stripHopByHop(proxyRes.headers);
           });
@@ -75,6 +94,11 @@ export class HttpProxyForwarder implements Forwarder {
             if (typeof response.setHeader !== 'function') return;
             if (response.headersSent) {
               response.destroy();
+              return;
+            }
+            if ((req as TimedRequest)[TOO_LARGE]) {
+              response.setHeader('connection', 'close');
+              onError(new InputError(`the request body exceeds ${bodyLimitBytes} bytes`, 413), req, response);
               return;
             }
             const timedOut = (req as TimedRequest)[TIMED_OUT] === true;

@@ -12,11 +12,20 @@ declare module '@open-policy-agent/opa-wasm' {
     evaluate(input: unknown, entrypoint?: number | string): unknown;
     /** Replaces `data` for every later evaluation. */
     setData(data: object | ArrayBuffer): void;
+    /** The instance's linear memory; it grows to fit the largest input and never shrinks. */
+    readonly mem: WebAssembly.Memory;
   }
+
+  /** As loadPolicy, synchronously (fine in Node for an already compiled module). */
+  export function loadPolicySync(
+    regoWasm: ArrayBuffer | ArrayBufferView | WebAssembly.Module,
+    memoryDescriptor?: number | { initial: number; maximum?: number },
+    customBuiltins?: Record<string, (...args: unknown[]) => unknown>,
+  ): LoadedPolicy;
 
   /** Compiles and instantiates a policy built with `opa build -t wasm`. */
   export function loadPolicy(
-    regoWasm: ArrayBuffer | ArrayBufferView,
+    regoWasm: ArrayBuffer | ArrayBufferView | WebAssembly.Module,
     memoryDescriptor?: number | { initial: number; maximum?: number },
     customBuiltins?: Record<string, (...args: unknown[]) => unknown>,
   ): Promise<LoadedPolicy>;

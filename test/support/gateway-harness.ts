@@ -23,9 +23,10 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(overrides: Record<string, unknown> = {}): Promise<Harness> {
+/** `options.database`: run on that database (e.g. a second gateway beside another); its owner drops it. */
+export async function startHarness(overrides: Record<string, unknown> = {}, options: { database?: TestDatabase } = {}): Promise<Harness> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'portcullis-harness-'));
-  const database = await createTestDatabase();
+  const database = options.database ?? (await createTestDatabase());
   const tokens = await createTokenIssuer(dir);
   const upstreams = Object.fromEntries(await Promise.all(SERVICES.map(async (name) => [name, await startEchoUpstream(name)] as const))) as Record<
     ServiceName,
@@ -65,7 +66,7 @@ export async function startHarness(overrides: Record<string, unknown> = {}): Pro
     async close() {
       await gateway.close();
       await Promise.all(Object.values(upstreams).map((upstream) => upstream.close()));
-      await database.drop();
+      if (!options.database) await database.drop();
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -1,0 +1,168 @@
+// `npm run bench`: the same loopback upstream behind (a) nothing, (b) Express 5 +
+// http-proxy-middleware, (c) Portcullis with warm caches, (d) Portcullis with caches
+// disabled, (e) an Express gateway asking `opa run --server` per request; alternating
+// rounds at a fixed concurrency; medians and ratios to (b) into BENCHMARKS.md.
+// Options: --rounds 5 --duration 10 --connections 32 --users 200; --profile writes a CPU
+// profile of (c) under load and prints where its time goes, instead of the comparison.
+import path from 'node:path';
+import { organizationOf, seedBenchDirectory, type DirectorySize } from './bench-directory';
+import {
+  arg,
+  describeMachine,
+  flag,
+  log,
+  prepareEnvironment,
+  startOpaServer,
+  startTargetProcess,
+  targetSettings,
+  writeBenchmarkSection,
+  type TargetProcess,
+} from './bench-environment';
+import { summarizeProfile } from './cpu-profile';
+import { drive, median, type LoadRequest, type LoadResult } from './load';
+import type { TargetKind } from './targets';
+
+const SIZE: DirectorySize = { users: 1000, organizations: 100, membershipsPerUser: 3, projectsPerOrganization: 10, teamsPerOrganization: 2 };
+
+interface Target {
+  id: string;
+  label: string;
+  kind: TargetKind;
+  cache?: boolean;
+  process?: TargetProcess;
+  url?: string;
+}
+
+async function main(): Promise<void> {
+  const rounds = arg('rounds', 5);
+  const durationS = arg('duration', 10);
+  const connections = arg('connections', 32);
+  const callers = arg('users', 200);
+  const started = Date.now();
+
+  const env = await prepareEnvironment('proxy');
+  await seedBenchDirectory(env.db, SIZE, log);
+  // Each request: a distinct caller reading a project of an organization where they have the
+  // default role and a team (so the subject has roles, teams and several memberships).
+  const requests: LoadRequest[] = [];
+  for (let user = 1; user <= callers; user += 1) {
+    const org = organizationOf(SIZE, user, 1);
+    requests.push({
+      method: 'GET',
+      path: `/orgs/org-${org}/projects/project-${(user % SIZE.projectsPerOrganization) + 1}`,
+      headers: { authorization: `Bearer ${await env.sign(`user-${user}`)}` },
+    });
+  }
+
+  const upstream = await startTargetProcess('upstream', targetSettings(env, { upstreamUrl: '' }));
+  const opaServer = flag('profile') ? undefined : await startOpaServer(env.opa);
+  const settings = (cache: boolean) => targetSettings(env, { upstreamUrl: upstream.url, opaUrl: opaServer?.url ?? '', cache });
+
+  if (flag('profile')) {
+    const profileDir = path.join(env.dir, 'profiles');
+    const gateway = await startTargetProcess('portcullis', settings(true), ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
+    await drive(gateway.url, requests, { connections, durationS: 3 });
+    const result = await drive(gateway.url, requests, { connections, durationS: arg('duration', 15) });
+    log(`(c) under profiling: ${Math.round(result.rps)} req/s, p99 ${result.p99.toFixed(2)} ms, ${result.failed} failed`);
+    await gateway.stop();
+    process.stdout.write(`${(await summarizeProfile(profileDir, 30)).join('\n')}\n`);
+  } else {
+    const targets: Target[] = [
+      { id: 'a', label: 'upstream direct', kind: 'upstream' },
+      { id: 'b', label: 'Express 5 + http-proxy-middleware, no authorization', kind: 'express-proxy' },
+      { id: 'c', label: 'Portcullis, caches warm', kind: 'portcullis', cache: true },
+      { id: 'd', label: 'Portcullis, caches disabled', kind: 'portcullis', cache: false },
+      { id: 'e', label: 'Express gateway + `opa run --server` over HTTP', kind: 'opa-gateway' },
+    ];
+    for (const target of targets) {
+      if (target.kind === 'upstream') {
+        target.url = upstream.url;
+        continue;
+      }
+      target.process = await startTargetProcess(target.kind, settings(target.cache ?? true));
+      target.url = target.process.url;
+    }
+    await checkTargets(targets, requests, env.sign);
+    for (const target of targets) await drive(target.url!, requests, { connections, durationS: 3 }); // warm-up: JIT, caches, pools
+
+    const results = new Map<string, LoadResult[]>(targets.map((target) => [target.id, []]));
+    for (let round = 1; round <= rounds; round += 1) {
+      for (const target of targets) {
+        const result = await drive(target.url!, requests, { connections, durationS });
+        if (result.failed > 0) throw new Error(`(${target.id}) answered ${result.failed} requests with something other than 2xx`);
+        results.get(target.id)!.push(result);
+        log(`round ${round}/${rounds} (${target.id}) ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms`);
+      }
+    }
+    const lines = await report(targets, results, { rounds, durationS, connections, callers }, env);
+    process.stdout.write(`${lines.join('\n')}\n`);
+    await writeBenchmarkSection('bench:proxy', lines);
+    for (const target of targets) await target.process?.stop();
+  }
+  await upstream.stop();
+  await opaServer?.stop();
+  await env.close();
+  log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
+}
+
+/** Every target must forward an allowed request, and the gateways must refuse a forbidden one. */
+async function checkTargets(targets: Target[], requests: LoadRequest[], sign: (sub: string) => Promise<string>): Promise<void> {
+  const sample = requests[0]!;
+  const outsider = { authorization: `Bearer ${await sign('nobody')}` };
+  for (const target of targets) {
+    const allowed = await fetch(`${target.url}${sample.path}`, { headers: sample.headers });
+    if (allowed.status !== 200) throw new Error(`(${target.id}) answers ${allowed.status} to an allowed request`);
+    if (target.kind === 'portcullis' || target.kind === 'opa-gateway') {
+      const denied = await fetch(`${target.url}${sample.path}`, { headers: outsider });
+      if (denied.status < 400) throw new Error(`(${target.id}) forwards a request the policy denies`);
+    }
+  }
+}
+
+async function report(
+  targets: Target[],
+  results: Map<string, LoadResult[]>,
+  run: { rounds: number; durationS: number; connections: number; callers: number },
+  env: { db: import('knex').Knex },
+): Promise<string[]> {
+  const summary = new Map(
+    targets.map((target) => {
+      const runs = results.get(target.id)!;
+      return [target.id, { rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)), runs }];
+    }),
+  );
+  const b = summary.get('b')!;
+  const c = summary.get('c')!;
+  const e = summary.get('e')!;
+  const rows = targets.map((target) => {
+    const s = summary.get(target.id)!;
+    const spread = `${Math.round(Math.min(...s.runs.map((r) => r.rps)))}–${Math.round(Math.max(...s.runs.map((r) => r.rps)))}`;
+    return `| (${target.id}) ${target.label} | ${Math.round(s.rps)} | ${spread} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.rps / b.rps).toFixed(2)}× | ${(s.p99 - b.p99 >= 0 ? '+' : '')}${(s.p99 - b.p99).toFixed(2)} |`;
+  });
+  const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
+  return [
+    '## Proxy comparison (`npm run bench`)',
+    '',
+    ...(await describeMachine(env.db)),
+    `- load: autocannon, ${run.connections} connections, ${run.rounds} alternating rounds of ${run.durationS} s per target (after a 3 s warm-up each); ` +
+      `${run.callers} distinct callers (tokens) reading a project of one of their organizations (\`GET /orgs/{org}/projects/{project}\`, allowed); every response checked to be 2xx`,
+    '- figures: median over the rounds; latency measured per response by the benchmark (not autocannon\'s whole-millisecond histogram)',
+    '',
+    '| target | req/s (median) | req/s (min–max) | p50 ms | p99 ms | req/s vs (b) | p99 vs (b), ms |',
+    '|---|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    `Targets: (c) ≥ 1.0× (b) req/s: ${(c.rps / b.rps).toFixed(2)}× ${verdict(c.rps >= b.rps)}; ` +
+      `(c) ≥ 3× (e): ${(c.rps / e.rps).toFixed(2)}× ${verdict(c.rps >= 3 * e.rps)}; ` +
+      `p99 (c) ≤ p99 (b) + 1 ms: ${(c.p99 - b.p99).toFixed(2)} ms ${verdict(c.p99 <= b.p99 + 1)}.`,
+    '',
+    '(e) matches the route, verifies the JWT (no cache) and loads subject and facts from PostgreSQL exactly as (d) does, then POSTs the same ' +
+      'input to `opa run --server` (`/v1/data/portcullis/decision`, keep-alive) and forwards with http-proxy-middleware; unlike (c) and (d) ' +
+      'it neither records decisions nor signs identity assertions. (b) and (e) use a keep-alive agent to the upstream, as Portcullis does.',
+  ];
+}
+
+main().catch((error: unknown) => {
+  log(`failed: ${(error as Error).stack ?? String(error)}`);
+  process.exit(1);
+});

@@ -1,0 +1,92 @@
+// Prometheus metrics (prom-client) for operators: requests by route, action, outcome and
+// status; latency per pipeline stage; cache hit rates, audit backlog and policy revision,
+// read from their owners when /metrics is scraped (nothing extra on the request path).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PipelineObserver, RequestSummary, Stage } from '../http/pipeline-observer';
+
+export interface CacheStatsSource {
+  cacheStats(): { hits: number; misses: number; size: number };
+}
+
+export interface MetricSources {
+  caches?: Record<string, CacheStatsSource>;
+  auditBacklog?: () => number;
+  policyRevision?: () => string;
+}
+
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export class GatewayMetrics implements PipelineObserver {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'route' | 'action' | 'outcome' | 'status'>;
+  private readonly requestSeconds: Histogram<'outcome'>;
+  private readonly stageSeconds: Histogram<'stage'>;
+
+  constructor(sources: MetricSources = {}) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'portcullis_process_' });
+    this.requests = new Counter({
+      name: 'portcullis_requests_total',
+      help: 'Requests by matched route, action, outcome (allowed, denied, failed, rejected) and HTTP status',
+      labelNames: ['route', 'action', 'outcome', 'status'],
+      registers: [this.registry],
+    });
+    this.requestSeconds = new Histogram({
+      name: 'portcullis_request_duration_seconds',
+      help: 'Time from receiving a request to finishing its response',
+      labelNames: ['outcome'],
+      buckets: LATENCY_BUCKETS,
+      registers: [this.registry],
+    });
+    this.stageSeconds = new Histogram({
+      name: 'portcullis_stage_duration_seconds',
+      help: 'Time spent per pipeline stage (authentication, directory, policy, upstream)',
+      labelNames: ['stage'],
+      buckets: LATENCY_BUCKETS,
+      registers: [this.registry],
+    });
+    const caches = Object.entries(sources.caches ?? {});
+    for (const [name, read] of [
+      ['hits', (stats: { hits: number }) => stats.hits],
+      ['misses', (stats: { misses: number }) => stats.misses],
+      ['entries', (stats: { size: number }) => stats.size],
+    ] as const) {
+      new Gauge({
+        name: `portcullis_cache_${name}`,
+        help: `Cache ${name} by cache`,
+        labelNames: ['cache'],
+        registers: [this.registry],
+        collect() {
+          for (const [cache, source] of caches) this.set({ cache }, read(source.cacheStats()));
+        },
+      });
+    }
+    const { auditBacklog, policyRevision } = sources;
+    new Gauge({
+      name: 'portcullis_audit_backlog',
+      help: 'Decision records not yet durable in PostgreSQL',
+      registers: [this.registry],
+      collect() {
+        if (auditBacklog) this.set(auditBacklog());
+      },
+    });
+    new Gauge({
+      name: 'portcullis_policy_info',
+      help: 'The policy revision that is serving (value is always 1)',
+      labelNames: ['revision'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        if (policyRevision) this.set({ revision: policyRevision() }, 1);
+      },
+    });
+  }
+
+  stage(stage: Stage, seconds: number): void {
+    this.stageSeconds.observe({ stage }, seconds);
+  }
+
+  request(summary: RequestSummary): void {
+    this.requests.inc({ route: summary.route, action: summary.action, outcome: summary.outcome, status: String(summary.status) });
+    this.requestSeconds.observe({ outcome: summary.outcome }, summary.seconds);
+  }
+}

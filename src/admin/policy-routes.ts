@@ -1,0 +1,88 @@
+// The policy part of the admin API (mounted behind the admin token): what policy serves and
+// its last load error, a reload on demand, and dry-run evaluation for policy authors.
+import express, { type Request, type Response, type Router } from 'express';
+import type { ExplainQuery, PolicyExplainer } from '../authz/policy-explainer';
+import type { PolicyManager, PolicyState } from '../authz/policy-manager';
+import type { ShadowPolicy } from '../authz/shadow-policy';
+import { InputError, PolicyRejectedError } from '../http/errors';
+import { errorProblem, sendProblem } from '../http/problem';
+
+export interface PolicyRouteDependencies {
+  policy: Pick<PolicyManager, 'state' | 'reload'>;
+  shadow?: Pick<ShadowPolicy, 'stats'> & { manager: Pick<PolicyManager, 'state'> } | undefined;
+  explainer: Pick<PolicyExplainer, 'explain'>;
+}
+
+export function createPolicyRouter(deps: PolicyRouteDependencies): Router {
+  const router = express.Router();
+
+  router.get('/policy', (_req, res) => {
+    res.json({
+      ...stateJson(deps.policy.state()),
+      shadow: deps.shadow ? { ...stateJson(deps.shadow.manager.state()), ...statsJson(deps.shadow.stats()) } : null,
+    });
+  });
+
+  router.post('/policy/reload', async (req, res) => {
+    const outcome = await deps.policy.reload();
+    if (outcome.status === 'failed') {
+      const error = new PolicyRejectedError(`the policy was not reloaded: ${outcome.error.message}; revision ${outcome.revision} keeps serving`);
+      const problem = errorProblem(error, { requestId: requestIdOf(req) });
+      res.status(422).type('application/problem+json').json({ ...problem, revision: outcome.revision, error: failureJson(outcome.error) });
+      return;
+    }
+    res.json({ status: outcome.status, revision: outcome.revision, policy: stateJson(deps.policy.state()) });
+  });
+
+  router.post('/evaluate', express.json({ limit: '16kb' }), async (req, res) => {
+    try {
+      res.json(await deps.explainer.explain(parseQuery(req.body)));
+    } catch (error) {
+      sendProblem(res, errorProblem(error, { requestId: requestIdOf(req) }), error);
+    }
+  });
+
+  // Malformed JSON bodies (express.json) become problems like everything else.
+  router.use((error: unknown, req: Request, res: Response, _next: express.NextFunction) => {
+    const type = (error as { type?: string }).type;
+    const problemError =
+      type === 'entity.too.large'
+        ? new InputError('the request body is too large', 413)
+        : type?.startsWith('entity.')
+          ? new InputError(`the request body is not acceptable JSON: ${(error as Error).message}`)
+          : error;
+    sendProblem(res, errorProblem(problemError, { requestId: requestIdOf(req) }), problemError);
+  });
+  return router;
+}
+
+function parseQuery(body: unknown): ExplainQuery {
+  const { subject, method, path } = (body ?? {}) as Record<string, unknown>;
+  if (typeof subject !== 'string' || typeof method !== 'string' || typeof path !== 'string') {
+    throw new InputError('the body must be {"subject": "<JWT sub or user id>", "method": "GET", "path": "/orgs/acme"}');
+  }
+  return { subject, method, path };
+}
+
+function stateJson(state: PolicyState) {
+  return {
+    revision: state.revision,
+    source: state.source,
+    source_kind: state.kind,
+    loaded_at: state.loadedAt.toISOString(),
+    entrypoints: state.entrypoints,
+    last_error: state.lastError ? failureJson(state.lastError) : null,
+  };
+}
+
+function failureJson(failure: NonNullable<PolicyState['lastError']>) {
+  return { file: failure.file ?? null, line: failure.line ?? null, message: failure.message, at: failure.at.toISOString() };
+}
+
+function statsJson(stats: ReturnType<ShadowPolicy['stats']>) {
+  return { evaluated: stats.evaluated, disagreements: stats.disagreements, unrecorded: stats.unrecorded };
+}
+
+function requestIdOf(req: Request): string {
+  return String(req.headers['x-request-id'] ?? '');
+}

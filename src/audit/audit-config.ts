@@ -1,0 +1,46 @@
+// The `audit` section of portcullis.yaml: how decisions are recorded, kept, masked and
+// exported. Part of the one configuration schema (src/config/config-schema.ts).
+import { z } from 'zod';
+
+const exportTuning = {
+  /** Most events in one write or POST. */
+  batch_size: z.number().int().min(1).max(10_000).default(500),
+  /** How long an event may wait for its batch. */
+  flush_interval_ms: z.number().int().min(10).max(600_000).default(1_000),
+  /** Most events held while the destination fails; beyond it the oldest are dropped (and counted). */
+  buffer_size: z.number().int().min(1).default(10_000),
+  /** Added to OPA's `labels` (with `id` and `app`). */
+  labels: z.record(z.string(), z.string()).default({}),
+};
+
+export const auditConfigSchema = z
+  .strictObject({
+    /** async: records are written behind the request; strict: an allow is forwarded only once its record is durable. */
+    mode: z.enum(['async', 'strict']).default('async'),
+    /** Where records wait while PostgreSQL is away; default `<state dir>/spool`. One per instance. */
+    spool_dir: z.string().min(1).optional(),
+    /** Partitions whose records are all older than this are dropped. */
+    retention_days: z.number().int().min(1).max(36_500).default(365),
+    /** JSON pointers into the policy input whose values are never stored or exported. */
+    mask: z
+      .array(z.string().regex(/^\/.+/, 'must be a JSON pointer such as /request/headers/cookie'))
+      .default(['/request/headers/authorization', '/request/headers/cookie']),
+    /** Ship records in OPA's decision-log format as well. */
+    export: z
+      .discriminatedUnion('kind', [
+        z.strictObject({ kind: z.literal('stdout'), ...exportTuning }),
+        z.strictObject({ kind: z.literal('file'), path: z.string().min(1), ...exportTuning }),
+        z.strictObject({
+          kind: z.literal('http'),
+          /** The collector's endpoint, e.g. https://logs.example.com/logs (OPA posts to <service>/logs). */
+          url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+          headers: z.record(z.string(), z.string()).default({}),
+          timeout_ms: z.number().int().positive().default(5_000),
+          ...exportTuning,
+        }),
+      ])
+      .optional(),
+  })
+  .prefault({});
+
+export type AuditConfig = z.infer<typeof auditConfigSchema>;

@@ -1,0 +1,127 @@
+// The audit stage as the composition root uses it: the batching recorder over the hash-chained
+// store, its spool, masking, the optional OPA-format export and the partition upkeep, built
+// from the `audit` config and shut down in the right order.
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Writable } from 'node:stream';
+import type { Knex } from 'knex';
+import type { Logger } from 'pino';
+import { projectRoot } from '../project-root';
+import type { AuditConfig } from './audit-config';
+import { BatchingDecisionRecorder } from './batching-decision-recorder';
+import { FileSink, HttpSink, StreamSink, type EventSink } from './decision-export-sinks';
+import { DecisionExporter } from './decision-exporter';
+import { DecisionMask } from './decision-mask';
+import { DecisionRetention } from './decision-retention';
+import { DecisionSpool } from './decision-spool';
+import { PgDecisionStore } from './pg-decision-store';
+
+export interface AuditTrailOptions {
+  db: Knex;
+  config: AuditConfig;
+  /** The spool defaults to `<stateDir>/spool`. */
+  stateDir: string;
+  /** The policy entrypoint, reported as the exported events' `path`. */
+  entrypoint: string;
+  logger: Logger;
+  /** Where `export.kind: stdout` writes; default process.stdout. */
+  stdout?: Writable;
+}
+
+/** The backlog as the admin API shows it. */
+export interface AuditBacklog {
+  mode: AuditConfig['mode'];
+  /** Records not yet in PostgreSQL. */
+  backlog: number;
+  memory: number;
+  spool: number;
+  spool_file: string;
+  export?: { kind: string; pending: number; dropped: number };
+}
+
+const EXPORT_CLOSE_MS = 3_000;
+
+export class AuditTrail {
+  private constructor(
+    readonly recorder: BatchingDecisionRecorder,
+    private readonly spool: DecisionSpool,
+    private readonly retention: DecisionRetention,
+    private readonly exporter: DecisionExporter | undefined,
+    private readonly config: AuditConfig,
+  ) {}
+
+  get strict(): boolean {
+    return this.config.mode === 'strict';
+  }
+
+  static async start(options: AuditTrailOptions): Promise<AuditTrail> {
+    const { config, logger } = options;
+    const mask = new DecisionMask(config.mask);
+    const spool = await DecisionSpool.open(config.spool_dir ?? path.join(options.stateDir, 'spool'));
+    if (spool.pending > 0) logger.warn({ spool: spool.file, records: spool.pending }, 'writing decision records an earlier run spooled');
+    const exporter = config.export
+      ? new DecisionExporter(sinkFor(config.export, options.stdout ?? process.stdout), {
+          batchSize: config.export.batch_size,
+          flushIntervalMs: config.export.flush_interval_ms,
+          bufferSize: config.export.buffer_size,
+          path: options.entrypoint,
+          labels: { id: randomUUID(), app: 'portcullis', version: version(), ...config.export.labels },
+          onError: (error) => logger.warn({ err: error }, 'decision export failed'),
+        })
+      : undefined;
+    const recorder = new BatchingDecisionRecorder(new PgDecisionStore(options.db), {
+      spool,
+      mask,
+      ...(exporter ? { onDurable: (records) => exporter.enqueue(records) } : {}),
+      onError: (error) => logger.error({ err: error }, 'decision records could not be written to PostgreSQL yet'),
+    });
+    const retention = new DecisionRetention(options.db, {
+      retentionDays: config.retention_days,
+      onError: (error) => logger.error({ err: error }, 'decision log partition upkeep failed'),
+      onRun: ({ created, dropped }) => {
+        if (created.length > 0 || dropped.length > 0) logger.info({ created, dropped }, 'decision log partitions maintained');
+      },
+    });
+    await retention.start();
+    return new AuditTrail(recorder, spool, retention, exporter, config);
+  }
+
+  get backlog(): AuditBacklog {
+    return {
+      mode: this.config.mode,
+      backlog: this.recorder.backlog,
+      memory: this.recorder.memoryBacklog,
+      spool: this.recorder.spoolBacklog,
+      spool_file: this.spool.file,
+      ...(this.exporter && this.config.export ? { export: { kind: this.config.export.kind, pending: this.exporter.pending, dropped: this.exporter.dropped } } : {}),
+    };
+  }
+
+  /** Everything recorded becomes durable (PostgreSQL or the spool); then the export gets a last chance. */
+  async close(): Promise<void> {
+    await this.retention.stop();
+    await this.recorder.close();
+    await this.exporter?.close(EXPORT_CLOSE_MS);
+    await this.spool.close();
+  }
+}
+
+function sinkFor(config: NonNullable<AuditConfig['export']>, stdout: Writable): EventSink {
+  switch (config.kind) {
+    case 'stdout':
+      return new StreamSink(stdout);
+    case 'file':
+      return new FileSink(config.path);
+    case 'http':
+      return new HttpSink({ url: config.url, headers: config.headers, timeoutMs: config.timeout_ms });
+  }
+}
+
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}

@@ -1,0 +1,196 @@
+// The decision log's read side: filtered, newest-first pages with a keyset cursor for the admin
+// API and `decisions query`, one full record by id, and the seq-ordered pages that verify,
+// replay and tail walk through without holding more than a page in memory.
+import type { Knex } from 'knex';
+import { InputError } from '../http/errors';
+import type { ChainReader } from './decision-chain-verifier';
+
+export interface DecisionFilter {
+  /** The token's `sub`. */
+  subject?: string | undefined;
+  /** Organization slug. */
+  organization?: string | undefined;
+  action?: string | undefined;
+  allow?: boolean | undefined;
+  /** Inclusive. */
+  since?: Date | undefined;
+  /** Exclusive. */
+  until?: Date | undefined;
+}
+
+export interface DecisionSummary {
+  id: string;
+  seq: number;
+  time: string;
+  request_id: string;
+  subject: string | null;
+  user_id: string | null;
+  organization: string | null;
+  action: string;
+  method: string;
+  path: string;
+  allow: boolean;
+  status: number;
+  reasons: string[];
+  policy_revision: string | null;
+  eval_latency_us: number | null;
+  dry_run: boolean;
+}
+
+export interface DecisionDetail extends DecisionSummary {
+  resource: Record<string, unknown>;
+  /** The policy input as stored (masked), or null when none was built (e.g. a 401). */
+  input: unknown;
+  result: { allow: boolean; status: number; reasons: string[] };
+  prev_hash: string;
+  hash: string;
+}
+
+export interface DecisionPage {
+  decisions: DecisionSummary[];
+  /** Pass back as `cursor` for the next (older) page; null on the last page. */
+  next_cursor: string | null;
+}
+
+const SUMMARY = ['id', 'seq', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path', 'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run'];
+const CHAIN = [...SUMMARY.filter((column) => column !== 'dry_run'), 'resource', 'input', 'dry_run', 'prev_hash', 'hash'];
+
+export const MAX_PAGE = 1000;
+
+/** An opaque cursor: the (time, seq) of the last record of a page. */
+export function encodeCursor(time: string, seq: number): string {
+  return Buffer.from(JSON.stringify([time, seq]), 'utf8').toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { time: string; seq: number } {
+  try {
+    const [time, seq] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [unknown, unknown];
+    if (typeof time === 'string' && !Number.isNaN(Date.parse(time)) && Number.isSafeInteger(seq)) return { time, seq: seq as number };
+  } catch {
+    // Reported below.
+  }
+  throw new InputError('cursor: not a cursor this API returned');
+}
+
+function summary(row: Record<string, unknown>): DecisionSummary {
+  return {
+    id: row.id as string,
+    seq: Number(row.seq),
+    time: (row.time as Date).toISOString(),
+    request_id: row.request_id as string,
+    subject: row.subject as string | null,
+    user_id: row.user_id as string | null,
+    organization: row.organization as string | null,
+    action: row.action as string,
+    method: row.method as string,
+    path: row.path as string,
+    allow: row.allow as boolean,
+    status: row.status as number,
+    reasons: row.reasons as string[],
+    policy_revision: row.policy_revision as string | null,
+    eval_latency_us: row.eval_latency_us as number | null,
+    dry_run: row.dry_run === true,
+  };
+}
+
+export class PgDecisionQueryStore implements ChainReader {
+  constructor(private readonly db: Knex | Knex.Transaction) {}
+
+  /** Newest first. */
+  async list(filter: DecisionFilter, options: { limit: number; cursor?: string | undefined }): Promise<DecisionPage> {
+    const limit = Math.min(Math.max(1, options.limit), MAX_PAGE);
+    const query = this.filtered(filter).select(SUMMARY).orderBy([{ column: 'time', order: 'desc' }, { column: 'seq', order: 'desc' }]).limit(limit + 1);
+    if (options.cursor) {
+      const { time, seq } = decodeCursor(options.cursor);
+      query.whereRaw('(time, seq) < (?::timestamptz, ?)', [time, seq]);
+    }
+    const rows = (await query) as Record<string, unknown>[];
+    const decisions = rows.slice(0, limit).map(summary);
+    const last = decisions[decisions.length - 1];
+    return { decisions, next_cursor: rows.length > limit && last ? encodeCursor(last.time, last.seq) : null };
+  }
+
+  async get(id: string): Promise<DecisionDetail | undefined> {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
+    const row = (await this.db('decisions').select(CHAIN).where({ id }).first()) as Record<string, unknown> | undefined;
+    if (!row) return undefined;
+    const base = summary(row);
+    return {
+      ...base,
+      resource: row.resource as Record<string, unknown>,
+      input: row.input ?? null,
+      result: { allow: base.allow, status: base.status, reasons: base.reasons },
+      prev_hash: row.prev_hash as string,
+      hash: row.hash as string,
+    };
+  }
+
+  /** Records with seq > afterSeq, oldest first: what `tail` prints next. */
+  async after(afterSeq: number, filter: DecisionFilter, limit: number): Promise<DecisionSummary[]> {
+    const rows = (await this.filtered(filter).select(SUMMARY).where('seq', '>', afterSeq).orderBy('seq').limit(limit)) as Record<string, unknown>[];
+    return rows.map(summary);
+  }
+
+  /** The seq of the newest record (0 when there is none). */
+  async lastSeq(): Promise<number> {
+    return Number((await this.db('decision_chain_head').first('seq'))?.seq ?? 0);
+  }
+
+  /** Rows with everything the chain hashes, seq in (afterSeq, throughSeq], in seq order. */
+  async chainPage(afterSeq: number, throughSeq: number, limit: number): Promise<Record<string, unknown>[]> {
+    return (await this.db('decisions').select(CHAIN).where('seq', '>', afterSeq).andWhere('seq', '<=', throughSeq).orderBy('seq').limit(limit)) as Record<string, unknown>[];
+  }
+
+  async chainState(): Promise<{ head: { seq: number; hash: string }; anchor: { seq: number; hash: string } }> {
+    const { rows } = await this.db.raw<{ rows: { head_seq: string; head_hash: string; anchor_seq: string; anchor_hash: string }[] }>(
+      `select h.seq as head_seq, h.hash as head_hash, a.seq as anchor_seq, a.hash as anchor_hash from decision_chain_head h, decision_chain_anchor a`,
+    );
+    const row = rows[0];
+    if (!row) throw new Error('the decision chain tables are empty: run `portcullis migrate`');
+    return { head: { seq: Number(row.head_seq), hash: row.head_hash }, anchor: { seq: Number(row.anchor_seq), hash: row.anchor_hash } };
+  }
+
+  /** The seq of the earliest record at or after `time`. */
+  async firstSeqSince(time: Date): Promise<number | undefined> {
+    const row = await this.db('decisions').select('seq').where('time', '>=', time).orderBy([{ column: 'time' }, { column: 'seq' }]).first();
+    return row ? Number(row.seq) : undefined;
+  }
+
+  /** How many records a filter matches (replay's progress). */
+  async count(filter: DecisionFilter): Promise<number> {
+    const row = await this.filtered(filter).count({ n: '*' }).first();
+    return Number(row?.n ?? 0);
+  }
+
+  /** What replay needs of the records with seq > afterSeq matching the filter, oldest first. */
+  async replayPage(afterSeq: number, filter: DecisionFilter, limit: number): Promise<ReplayRow[]> {
+    const rows = (await this.filtered(filter)
+      .select('id', 'seq', 'action', 'organization', 'allow', 'status', 'reasons', 'input')
+      .where('seq', '>', afterSeq)
+      .orderBy('seq')
+      .limit(limit)) as (Omit<ReplayRow, 'seq'> & { seq: string })[];
+    return rows.map((row) => ({ ...row, seq: Number(row.seq) }));
+  }
+
+  private filtered(filter: DecisionFilter): Knex.QueryBuilder {
+    const query = this.db('decisions');
+    if (filter.subject !== undefined) query.where('subject', filter.subject);
+    if (filter.organization !== undefined) query.where('organization', filter.organization);
+    if (filter.action !== undefined) query.where('action', filter.action);
+    if (filter.allow !== undefined) query.where('allow', filter.allow);
+    if (filter.since) query.where('time', '>=', filter.since);
+    if (filter.until) query.where('time', '<', filter.until);
+    return query;
+  }
+}
+
+export interface ReplayRow {
+  id: string;
+  seq: number;
+  action: string;
+  organization: string | null;
+  allow: boolean;
+  status: number;
+  reasons: string[];
+  input: unknown;
+}

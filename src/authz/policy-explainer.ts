@@ -1,0 +1,157 @@
+// Dry runs for policy authors (`POST /admin/v1/evaluate`, `portcullis explain`): the pipeline
+// for a named subject without a token and without forwarding (canonicalize, route, subject,
+// facts, policy), recorded as a dry-run decision, plus what would grant a missing permission.
+import { randomUUID } from 'node:crypto';
+import type { DecisionRecorder } from '../audit/decision-record';
+import type { Membership } from '../directory/subject';
+import type { RoleGrant } from '../directory/pg-grant-directory';
+import { InputError } from '../http/errors';
+import { canonicalizeTarget } from '../http/normalize-path';
+import type { RouteMatcher } from '../routes/route';
+import type { PolicyDecision, PolicyInput } from './policy-engine';
+import type { RequestJudge } from './request-judge';
+
+export interface ExplainQuery {
+  /** A JWT `sub`, or a users.id. */
+  subject: string;
+  method: string;
+  /** Path (and query) as a client would send it. */
+  path: string;
+}
+
+export interface Explanation {
+  dry_run: true;
+  method: string;
+  /** The canonical path the route table and the policy see. */
+  path: string;
+  subject: { reference: string; sub: string; id: string | null; email: string | null };
+  route: { pattern: string; action: string; service: string; params: Record<string, string> } | null;
+  action: string | null;
+  resource: PolicyInput['resource'] | null;
+  /** The member's role, teams, counted roles and permissions in the addressed organization. */
+  membership: Membership | null;
+  facts: PolicyInput['facts'] | null;
+  input: PolicyInput | null;
+  result: PolicyDecision;
+  revision: string | null;
+  latency_us: number | null;
+  decision_id: string | null;
+  /** Set when the denial is for a permission the subject lacks in the organization. */
+  missing_permission: { permission: string; organization: string; granted_by: RoleGrant[] } | null;
+  /** The shadow policy's answer for the same input, when one is configured. */
+  shadow: { revision: string; result: PolicyDecision; agrees: boolean } | null;
+}
+
+export interface ExplainerDependencies {
+  routes: RouteMatcher;
+  judge: Pick<RequestJudge, 'judge'>;
+  directory: {
+    subjectFor(reference: string): Promise<string | undefined>;
+    grantsFor(organization: string, permissions: readonly string[]): Promise<RoleGrant[]>;
+  };
+  recorder: Pick<DecisionRecorder, 'record'>;
+}
+
+const METHOD = /^[A-Za-z]{1,16}$/;
+
+export class PolicyExplainer {
+  constructor(private readonly deps: ExplainerDependencies) {}
+
+  async explain(query: ExplainQuery): Promise<Explanation> {
+    const method = query.method.toUpperCase();
+    if (!METHOD.test(method)) throw new InputError(`"${query.method}" is not an HTTP method`);
+    if (!query.subject) throw new InputError('a subject (JWT sub or user id) is required');
+    if (!query.path.startsWith('/')) throw new InputError('the path must start with /');
+    const { path } = canonicalizeTarget(query.path);
+    const sub = (await this.deps.directory.subjectFor(query.subject)) ?? query.subject;
+
+    const match = this.deps.routes.match(method, path);
+    if (!match) {
+      // The gateway answers 404 before judging anything, and records nothing (R8).
+      return {
+        ...empty(method, path, query.subject, sub),
+        result: { allow: false, status: 404, reasons: [`no route matches ${method} ${path}`] },
+      };
+    }
+
+    const requestId = `dry-run-${randomUUID()}`;
+    const decisionId = randomUUID();
+    const { input, evaluation, shadow } = await this.deps.judge.judge({ requestId, decisionId, method, path, match, sub, dryRun: true });
+    const { decision } = evaluation;
+    this.deps.recorder.record({
+      id: decisionId,
+      time: new Date(),
+      requestId,
+      subject: sub,
+      userId: input.subject.id,
+      organization: match.resource.org ?? null,
+      action: match.action,
+      resource: match.resource,
+      method,
+      path,
+      allow: decision.allow,
+      status: decision.allow ? 200 : decision.status,
+      reasons: decision.reasons,
+      policyRevision: evaluation.revision,
+      evalLatencyUs: evaluation.latencyUs,
+      input,
+      dryRun: true,
+    });
+
+    const org = match.resource.org;
+    const membership = org !== undefined ? (input.subject.memberships[org] ?? null) : null;
+    return {
+      dry_run: true,
+      method,
+      path,
+      subject: { reference: query.subject, sub, id: input.subject.id, email: input.subject.email },
+      route: { pattern: match.route, action: match.action, service: match.service, params: { ...match.params } },
+      action: match.action,
+      resource: match.resource,
+      membership,
+      facts: input.facts,
+      input,
+      result: decision,
+      revision: evaluation.revision,
+      latency_us: evaluation.latencyUs,
+      decision_id: decisionId,
+      missing_permission: await this.missingPermission(decision, input, membership),
+      shadow: shadow ? { revision: shadow.revision, result: shadow.decision, agrees: shadow.agrees } : null,
+    };
+  }
+
+  /** A 403 in an existing organization where the subject holds none of action, `resource:*`, `*`. */
+  private async missingPermission(decision: PolicyDecision, input: PolicyInput, membership: Membership | null): Promise<Explanation['missing_permission']> {
+    const org = input.resource.org;
+    if (decision.allow || decision.status !== 403 || org === undefined || input.facts.organization?.exists !== true) return null;
+    const granting = grantingPermissions(input.action);
+    if (membership && granting.some((permission) => membership.permissions.includes(permission))) return null;
+    return { permission: input.action, organization: org, granted_by: await this.deps.directory.grantsFor(org, granting) };
+  }
+}
+
+/** What grants `action` (R4): the permission itself, every verb of its resource, or `*`. */
+export function grantingPermissions(action: string): string[] {
+  const resource = action.split(':')[0];
+  return [action, `${resource}:*`, '*'];
+}
+
+function empty(method: string, path: string, reference: string, sub: string): Omit<Explanation, 'result'> {
+  return {
+    dry_run: true,
+    method,
+    path,
+    subject: { reference, sub, id: null, email: null },
+    route: null,
+    action: null,
+    resource: null,
+    membership: null,
+    facts: null,
+    input: null,
+    revision: null,
+    latency_us: null,
+    decision_id: null,
+    missing_permission: null,
+    shadow: null,
+  };
+}

@@ -1,0 +1,246 @@
+// PolicyManager with real sources compiled by the real opa: atomic swaps, failed loads that
+// keep the last good policy (with file and line), unchanged sources, overlapping reloads,
+// hot reload from a watched directory, and bundle files checked against a signing key.
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { buildBundle, generateSigningKeys, rewriteBundle, scratchDir, testOpa, waitFor } from '../../test/support/policy-workspace';
+import { BundleVerifier } from './bundle-signature';
+import type { PolicyInput } from './policy-engine';
+import { openPolicySource } from './policy-loader';
+import { PolicyManager } from './policy-manager';
+
+const policy = (reason: string) => `package portcullis
+
+decision := {"allow": input.action in data.settings.open, "status": 403, "reasons": ["${reason}"]}
+`;
+
+const input: PolicyInput = {
+  request: { id: 'r', method: 'GET', path: '/orgs/acme', route: '/orgs/{org}' },
+  action: 'organization:read',
+  resource: { type: 'organization', org: 'acme' },
+  subject: { id: 'u', sub: 's', email: null, memberships: {} },
+  facts: {},
+};
+
+interface LogLine {
+  level: string;
+  fields: Record<string, unknown>;
+  message: string;
+}
+
+function recordingLogger() {
+  const lines: LogLine[] = [];
+  const at = (level: string) => (fields: Record<string, unknown>, message: string) => lines.push({ level, fields, message });
+  return { lines, logger: { info: at('info'), warn: at('warn'), error: at('error') } as never };
+}
+
+let dir: string;
+let counter = 0;
+
+beforeAll(async () => {
+  dir = await scratchDir('manager');
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function policyDir(reason = 'first', open: string[] = ['organization:read']): Promise<string> {
+  const source = path.join(dir, `source-${++counter}`);
+  await mkdir(source);
+  await writeFile(path.join(source, 'policy.rego'), policy(reason));
+  await writeFile(path.join(source, 'data.json'), JSON.stringify({ settings: { open } }));
+  return source;
+}
+
+async function managerFor(source: string, extra: { verifier?: BundleVerifier } = {}) {
+  const { lines, logger } = recordingLogger();
+  const opened = await openPolicySource({
+    source,
+    entrypoint: 'portcullis/decision',
+    buildDir: path.join(dir, `build-${++counter}`),
+    toolchain: { opaBin: testOpa() },
+    pollIntervalMs: 60_000,
+  });
+  const manager = await PolicyManager.create({ source: opened, entrypoint: 'portcullis/decision', logger, ...extra });
+  return { manager, lines };
+}
+
+const reasonOf = (manager: PolicyManager) => manager.current.evaluate(input).decision.reasons[0];
+
+describe('PolicyManager with a directory source', () => {
+  it('swaps in the recompiled policy, while an engine read before the swap keeps deciding with its own revision', async () => {
+    const source = await policyDir('first');
+    const { manager } = await managerFor(source);
+    const before = manager.current;
+    const firstRevision = before.revision;
+    expect(manager.state()).toMatchObject({ kind: 'directory', source, entrypoints: ['portcullis/decision'], lastError: null });
+
+    await writeFile(path.join(source, 'policy.rego'), policy('second'));
+    const outcome = await manager.reload();
+    expect(outcome).toEqual({ status: 'loaded', revision: expect.stringMatching(/^sha256:/) });
+    expect(outcome.revision).not.toBe(firstRevision);
+    expect(reasonOf(manager)).toBe('second');
+    expect(manager.current.evaluate(input).revision).toBe(outcome.revision);
+
+    // A request that read the engine before the swap finishes on it (evaluation is synchronous).
+    expect(before.evaluate(input)).toMatchObject({ revision: firstRevision, decision: { reasons: ['first'] } });
+  });
+
+  it('keeps the last good policy when the change does not compile, and reports file, line and message', async () => {
+    const source = await policyDir('good');
+    const { manager, lines } = await managerFor(source);
+    const good = manager.current.revision;
+    const loadedAt = manager.state().loadedAt;
+
+    await writeFile(path.join(source, 'policy.rego'), 'package portcullis\n\ndecision := {"allow" true}\n\nother := 1\n');
+    const outcome = await manager.reload();
+    expect(outcome).toMatchObject({ status: 'failed', revision: good });
+    const state = manager.state();
+    expect(state.revision).toBe(good);
+    expect(state.loadedAt).toBe(loadedAt);
+    expect(state.lastError).toEqual({
+      file: path.join(source, 'policy.rego'),
+      line: 3,
+      message: expect.stringMatching(/^rego_parse_error: /),
+      at: expect.any(Date),
+    });
+    expect(reasonOf(manager)).toBe('good');
+    expect(lines).toContainEqual(
+      expect.objectContaining({ level: 'error', fields: expect.objectContaining({ file: path.join(source, 'policy.rego'), line: 3 }), message: expect.stringMatching(/last good policy keeps serving/) }),
+    );
+
+    // Undoing the broken edit brings the source back to what serves: no error any more.
+    await writeFile(path.join(source, 'policy.rego'), policy('good'));
+    expect(await manager.reload()).toEqual({ status: 'unchanged', revision: good });
+    expect(manager.state().lastError).toBeNull();
+  });
+
+  it('reports a semantic error with its location, and an invalid data.json by file', async () => {
+    const source = await policyDir();
+    const { manager } = await managerFor(source);
+    await writeFile(path.join(source, 'extra.rego'), 'package portcullis\n\nx := y\n');
+    await manager.reload();
+    expect(manager.state().lastError).toMatchObject({ file: path.join(source, 'extra.rego'), line: 3, message: 'rego_unsafe_var_error: var y is unsafe' });
+
+    await rm(path.join(source, 'extra.rego'));
+    await writeFile(path.join(source, 'data.json'), '{"settings": ');
+    await manager.reload();
+    expect(manager.state().lastError).toMatchObject({ file: path.join(source, 'data.json'), message: expect.stringMatching(/.+/) });
+    expect(manager.state().lastError?.line).toBeUndefined();
+  });
+
+  it('refuses a policy without the configured entrypoint and keeps the old one', async () => {
+    const source = await policyDir();
+    const { manager } = await managerFor(source);
+    await writeFile(path.join(source, 'policy.rego'), 'package portcullis\n\nverdict := true\n');
+    const outcome = await manager.reload();
+    expect(outcome.status).toBe('failed');
+    expect(manager.state().lastError?.message).toMatch(/portcullis\/decision/);
+    expect(reasonOf(manager)).toBe('first');
+  });
+
+  it('loads a changed data.json as policy data', async () => {
+    const source = await policyDir('closed', []);
+    const { manager } = await managerFor(source);
+    expect(manager.current.evaluate(input).decision.allow).toBe(false);
+    await writeFile(path.join(source, 'data.json'), JSON.stringify({ settings: { open: ['organization:read'] } }));
+    expect((await manager.reload()).status).toBe('loaded');
+    expect(manager.current.evaluate(input).decision.allow).toBe(true);
+  });
+
+  it('runs overlapping reloads one after the other, so the last caller sees its change', async () => {
+    const source = await policyDir('one');
+    const { manager } = await managerFor(source);
+    await writeFile(path.join(source, 'policy.rego'), policy('two'));
+    const first = manager.reload();
+    await writeFile(path.join(source, 'policy.rego'), policy('three'));
+    const second = manager.reload();
+    const third = manager.reload();
+    await Promise.all([first, second, third]);
+    expect(second).toBe(third);
+    expect(reasonOf(manager)).toBe('three');
+  });
+
+  it('reloads by itself after a .rego file is saved, and ignores *_test.rego files', async () => {
+    const source = await policyDir('watched');
+    const { manager } = await managerFor(source);
+    manager.watch();
+    try {
+      const revision = manager.current.revision;
+      await writeFile(path.join(source, 'policy_test.rego'), 'package portcullis_test\n');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(manager.current.revision).toBe(revision);
+
+      await mkdir(path.join(source, 'nested'));
+      await writeFile(path.join(source, 'nested', 'more.rego'), policy('unused').replace('decision', 'other'));
+      await writeFile(path.join(source, 'policy.rego'), policy('saved'));
+      await waitFor(() => (reasonOf(manager) === 'saved' ? true : undefined), 5000, 'the saved policy to serve');
+    } finally {
+      manager.close();
+    }
+  });
+
+  it('keeps watching a directory that is removed and created again', async () => {
+    const source = await policyDir('original');
+    const { manager } = await managerFor(source);
+    manager.watch();
+    try {
+      await rm(source, { recursive: true });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await mkdir(source);
+      await writeFile(path.join(source, 'data.json'), JSON.stringify({ settings: { open: [] } }));
+      await writeFile(path.join(source, 'policy.rego'), policy('recreated'));
+      await waitFor(() => (reasonOf(manager) === 'recreated' ? true : undefined), 5000, 'the recreated policy to serve');
+    } finally {
+      manager.close();
+    }
+  });
+});
+
+describe('PolicyManager with a bundle file and a verification key', () => {
+  it('loads a signed bundle, refuses a tampered replacement, then accepts a correctly signed one', async () => {
+    const keys = await generateSigningKeys(dir, 'ec', 'manager');
+    const verifier = await BundleVerifier.create({ public_key_file: keys.publicKeyFile });
+    const source = await policyDir('signed v1');
+    const bundle = path.join(dir, 'served.tar.gz');
+    await buildBundle(source, bundle, { signingKey: keys.privateKeyFile, algorithm: 'ES256' });
+    const { manager } = await managerFor(bundle, { verifier });
+    expect(manager.state().kind).toBe('bundle');
+    expect(reasonOf(manager)).toBe('signed v1');
+
+    await writeFile(path.join(source, 'policy.rego'), policy('signed v2'));
+    const v2 = await buildBundle(source, path.join(dir, 'v2.tar.gz'), { signingKey: keys.privateKeyFile, algorithm: 'ES256' });
+    await rewriteBundle(v2, bundle, (files) => {
+      files.set('data.json', Buffer.from(JSON.stringify({ settings: { open: ['organization:read', 'organization:delete'] } })));
+    });
+    expect(await manager.reload()).toMatchObject({ status: 'failed', error: { message: 'bundle signature rejected: data.json does not match its signed digest' } });
+    expect(reasonOf(manager)).toBe('signed v1');
+
+    await buildBundle(source, bundle, { signingKey: keys.privateKeyFile, algorithm: 'ES256' });
+    expect((await manager.reload()).status).toBe('loaded');
+    expect(reasonOf(manager)).toBe('signed v2');
+    expect(manager.state().lastError).toBeNull();
+  });
+
+  it('reloads by itself when the bundle file is replaced by a rename, as deployments do', async () => {
+    const source = await policyDir('bundled v1');
+    const bundle = await buildBundle(source, path.join(dir, 'watched.tar.gz'));
+    const { manager } = await managerFor(bundle);
+    manager.watch();
+    try {
+      await writeFile(path.join(source, 'policy.rego'), policy('bundled v2'));
+      await buildBundle(source, path.join(dir, 'watched.tar.gz.tmp'));
+      await rename(path.join(dir, 'watched.tar.gz.tmp'), bundle);
+      await waitFor(() => (reasonOf(manager) === 'bundled v2' ? true : undefined), 5000, 'the replaced bundle to serve');
+    } finally {
+      manager.close();
+    }
+  });
+
+  it('refuses an unsigned bundle at creation', async () => {
+    const keys = await generateSigningKeys(dir, 'rsa', 'creation');
+    const verifier = await BundleVerifier.create({ public_key_file: keys.publicKeyFile });
+    const bundle = await buildBundle(await policyDir(), path.join(dir, 'unsigned.tar.gz'));
+    await expect(managerFor(bundle, { verifier })).rejects.toThrow('bundle signature rejected: the bundle has no .signatures.json');
+  });
+});

@@ -1,0 +1,57 @@
+// How `decisions query` and `decisions tail` print records: an aligned table for people,
+// JSON, NDJSON or CSV (RFC 4180) for tools.
+import type { DecisionSummary } from '../audit/pg-decision-query-store';
+
+export const FORMATS = ['table', 'json', 'ndjson', 'csv'] as const;
+export type OutputFormat = (typeof FORMATS)[number];
+
+const CSV_COLUMNS: (keyof DecisionSummary)[] = [
+  'time', 'id', 'seq', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path',
+  'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run',
+];
+
+/** `max` clips long values; `stream` is the fixed width a stream (tail) uses, since it cannot measure ahead. */
+const TABLE_COLUMNS: { title: string; value: (d: DecisionSummary) => string; max?: number; stream: number }[] = [
+  { title: 'TIME', value: (d) => d.time, stream: 24 },
+  { title: 'DECISION', value: (d) => d.id, stream: 36 },
+  { title: 'SUBJECT', value: (d) => d.subject ?? '-', max: 24, stream: 24 },
+  { title: 'ORG', value: (d) => d.organization ?? '-', max: 16, stream: 16 },
+  { title: 'ACTION', value: (d) => d.action, stream: 20 },
+  { title: 'REQUEST', value: (d) => `${d.method} ${d.path}`, max: 40, stream: 40 },
+  { title: 'OUTCOME', value: (d) => `${d.allow ? 'allow' : 'deny'} ${d.status}${d.dry_run ? ' (dry run)' : ''}`, stream: 9 },
+  { title: 'REASON', value: (d) => d.reasons.join('; ') || '-', max: 60, stream: 0 },
+];
+
+/** Prints records; a `stream` (tail) prints the header only with its first batch, at fixed widths. */
+export function formatDecisions(decisions: readonly DecisionSummary[], format: OutputFormat, options: { header: boolean; stream?: boolean }): string[] {
+  switch (format) {
+    case 'json':
+      return [JSON.stringify(decisions, null, 2)];
+    case 'ndjson':
+      return decisions.map((decision) => JSON.stringify(decision));
+    case 'csv':
+      return [...(options.header ? [CSV_COLUMNS.join(',')] : []), ...decisions.map((decision) => CSV_COLUMNS.map((column) => csvField(decision[column])).join(','))];
+    case 'table':
+      return table(decisions, options);
+  }
+}
+
+function table(decisions: readonly DecisionSummary[], options: { header: boolean; stream?: boolean }): string[] {
+  const cells = decisions.map((decision) => TABLE_COLUMNS.map((column) => clip(column.value(decision), column.max)));
+  const widths = options.stream
+    ? TABLE_COLUMNS.map((column) => column.stream)
+    : TABLE_COLUMNS.map((column, i) => Math.max(column.title.length, ...cells.map((row) => row[i]!.length)));
+  const line = (values: string[]) => values.map((value, i) => (i === values.length - 1 ? value : value.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [...(options.header ? [line(TABLE_COLUMNS.map((column) => column.title))] : []), ...cells.map(line)];
+}
+
+function clip(text: string, max: number | undefined): string {
+  const flat = text.replace(/[\r\n\t]+/g, ' ');
+  return max !== undefined && flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+function csvField(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  const text = Array.isArray(value) ? value.join('; ') : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}

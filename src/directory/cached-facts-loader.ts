@@ -1,0 +1,61 @@
+// Resource facts cached in front of the PostgreSQL read model, keyed by the action and the
+// whole resource (type and every path parameter), so two requests share an entry only when
+// the facts loader would ask PostgreSQL the same question. Entries are tagged with the
+// organization slugs and the row ids they mention, which is what change notifications name.
+import type { Resource } from '../routes/route';
+import type { CacheFreshness, CacheStats, CacheStatsSource, DirectoryCache, DirectoryChange } from './directory-cache';
+import type { Facts, FactsLoader } from './subject';
+import { TaggedCache, type TaggedCacheOptions } from './tagged-cache';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export class CachedFactsLoader implements FactsLoader, DirectoryCache, CacheStatsSource {
+  private readonly cache: TaggedCache<Facts>;
+
+  constructor(
+    private readonly inner: FactsLoader,
+    freshness: CacheFreshness,
+    options: TaggedCacheOptions,
+  ) {
+    this.cache = new TaggedCache(freshness, options);
+  }
+
+  load(resource: Resource, action: string): Promise<Facts> {
+    return this.cache.get(`${action} ${JSON.stringify(resource)}`, () => this.inner.load(resource, action), (facts) => factTags(resource, facts));
+  }
+
+  evict(change: DirectoryChange): void {
+    const { all, orgs, ids } = change.facts;
+    if (all) {
+      this.cache.clear();
+      return;
+    }
+    if (orgs.length + ids.length === 0) return;
+    this.cache.evictTagged([...orgs.map(orgTag), ...ids.map(idTag)]);
+  }
+
+  clear(): void {
+    this.cache.clear();
+  }
+
+  cacheStats(): CacheStats {
+    return this.cache.stats();
+  }
+}
+
+// Slugs are compared lower-cased: request paths are canonicalized to lower case.
+const orgTag = (slug: string) => `org:${slug.toLowerCase()}`;
+const idTag = (id: string) => `id:${id.toLowerCase()}`;
+
+/** The organization addressed, every id-shaped parameter, and an invitation's organization. */
+function factTags(resource: Resource, facts: Facts): string[] {
+  const tags: string[] = [];
+  for (const [name, value] of Object.entries(resource)) {
+    if (value === undefined || name === 'type') continue;
+    if (name === 'org') tags.push(orgTag(value));
+    else if (UUID.test(value)) tags.push(idTag(value));
+  }
+  const invitationOrg = facts.invitation?.organization;
+  if (typeof invitationOrg === 'string') tags.push(orgTag(invitationOrg));
+  return tags;
+}

@@ -1,0 +1,51 @@
+// Builds the directory stage from the `cache:` configuration: the PostgreSQL read models,
+// and with caching enabled, the cached loaders in front of them plus the change listener
+// that keeps them fresh. Called once by the composition root.
+import type { Knex } from 'knex';
+import type { Logger } from 'pino';
+import type { PortcullisConfig } from '../config/config-schema';
+import { CachedFactsLoader } from './cached-facts-loader';
+import { CachedSubjectLoader } from './cached-subject-loader';
+import { DirectoryChangeListener, type ChangeListenerStats } from './change-listener';
+import type { CacheStatsSource } from './directory-cache';
+import { PgFactsLoader } from './pg-facts-loader';
+import { PgSubjectLoader } from './pg-subject-loader';
+import type { FactsLoader, SubjectLoader } from './subject';
+
+export interface DirectoryCaches {
+  subjects: SubjectLoader;
+  facts: FactsLoader;
+  /** The cached loaders by name (none when caching is disabled). */
+  caches: Record<string, CacheStatsSource>;
+  listener: { stats(): ChangeListenerStats } | undefined;
+  close(): Promise<void>;
+}
+
+export async function createDirectoryCaches(options: {
+  config: PortcullisConfig['cache'];
+  db: Knex;
+  /** The same database, for the listener's own connection. */
+  url: string;
+  logger: Logger;
+}): Promise<DirectoryCaches> {
+  const { config, db, url, logger } = options;
+  const subjects = new PgSubjectLoader(db);
+  const facts = new PgFactsLoader(db);
+  if (!config.enabled) {
+    return { subjects, facts, caches: {}, listener: undefined, close: async () => undefined };
+  }
+  const listener = new DirectoryChangeListener({ url, logger });
+  const cacheOptions = { maxEntries: config.max_entries, ttlMs: config.ttl_s * 1000 };
+  const cachedSubjects = new CachedSubjectLoader(subjects, listener, cacheOptions);
+  const cachedFacts = new CachedFactsLoader(facts, listener, cacheOptions);
+  listener.subscribe(cachedSubjects);
+  listener.subscribe(cachedFacts);
+  await listener.start();
+  return {
+    subjects: cachedSubjects,
+    facts: cachedFacts,
+    caches: { subjects: cachedSubjects, facts: cachedFacts },
+    listener,
+    close: () => listener.close(),
+  };
+}

@@ -1,0 +1,147 @@
+// The cache logic alone, with a controllable freshness source and hand-resolved loads: what
+// is stored, what is evicted, and the race between a slow load and a change notification.
+import { parseDirectoryChange } from './directory-cache';
+import { TaggedCache } from './tagged-cache';
+
+interface Value {
+  v: number;
+}
+
+function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void; reject: (error: unknown) => void } {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+const freshness = { live: true };
+let loads: number;
+let cache: TaggedCache<Value>;
+const tags = (key: string) => () => [`k:${key}`, 'group:all', ...(key.startsWith('a') ? ['group:a'] : [])];
+const get = (key: string, value = 1) =>
+  cache.get(
+    key,
+    async () => {
+      loads += 1;
+      return { v: value };
+    },
+    tags(key),
+  );
+
+beforeEach(() => {
+  freshness.live = true;
+  loads = 0;
+  cache = new TaggedCache<Value>(freshness, { maxEntries: 3, ttlMs: 60_000 });
+});
+
+describe('TaggedCache', () => {
+  it('loads once and then serves from memory, counting hits and misses', async () => {
+    expect(await get('a1')).toEqual({ v: 1 });
+    expect(await get('a1')).toEqual({ v: 1 });
+    expect(loads).toBe(1);
+    expect(cache.stats()).toEqual({ hits: 1, misses: 1, size: 1 });
+  });
+
+  it('evicts exactly the entries carrying an evicted tag', async () => {
+    await get('a1');
+    await get('a2');
+    await get('b1');
+    cache.evictTagged(['group:a']);
+    loads = 0;
+    await get('a1');
+    await get('a2');
+    await get('b1');
+    expect(loads).toBe(2);
+  });
+
+  it('holds no more than its bound, dropping the least recently used entry and its tags', async () => {
+    for (const key of ['a1', 'a2', 'b1', 'b2']) await get(key);
+    expect(cache.stats().size).toBe(3);
+    loads = 0;
+    await get('a1');
+    expect(loads).toBe(1);
+    cache.evictTagged(['k:a1']);
+    expect(cache.stats().size).toBe(2);
+  });
+
+  it('does not store a load that was in flight when a change evicted anything', async () => {
+    const slow = deferred<Value>();
+    const pending = cache.get('a1', () => slow.promise, tags('a1'));
+    cache.evictTagged(['k:other']);
+    slow.resolve({ v: 1 });
+    expect(await pending).toEqual({ v: 1 });
+    expect(cache.stats().size).toBe(0);
+  });
+
+  it('shares one load between identical requests, but not across an eviction', async () => {
+    const first = deferred<Value>();
+    const second = deferred<Value>();
+    let calls = 0;
+    const load = () => (++calls === 1 ? first.promise : second.promise);
+    const a = cache.get('a1', load, tags('a1'));
+    const b = cache.get('a1', load, tags('a1'));
+    cache.evictTagged(['k:a1']);
+    const c = cache.get('a1', load, tags('a1'));
+    expect(calls).toBe(2);
+    first.resolve({ v: 1 });
+    second.resolve({ v: 2 });
+    expect([await a, await b, await c]).toEqual([{ v: 1 }, { v: 1 }, { v: 2 }]);
+    expect(await get('a1', 3)).toEqual({ v: 2 });
+  });
+
+  it('neither serves nor stores while changes cannot be heard', async () => {
+    await get('a1', 1);
+    freshness.live = false;
+    expect(await get('a1', 2)).toEqual({ v: 2 });
+    expect(await get('a1', 3)).toEqual({ v: 3 });
+    freshness.live = true;
+    expect(await get('a1', 4)).toEqual({ v: 1 });
+  });
+
+  it('passes a failed load to every waiting caller and stores nothing', async () => {
+    const failing = deferred<Value>();
+    const a = cache.get('a1', () => failing.promise, tags('a1'));
+    const b = cache.get('a1', () => failing.promise, tags('a1'));
+    failing.reject(new Error('database down'));
+    await expect(a).rejects.toThrow('database down');
+    await expect(b).rejects.toThrow('database down');
+    expect(await get('a1', 5)).toEqual({ v: 5 });
+  });
+
+  it('forgets entries after the time-to-live even without a notification', async () => {
+    const short = new TaggedCache<Value>(freshness, { maxEntries: 3, ttlMs: 30 });
+    let n = 0;
+    const load = async () => ({ v: ++n });
+    await short.get('a1', load, tags('a1'));
+    expect(await short.get('a1', load, tags('a1'))).toEqual({ v: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(await short.get('a1', load, tags('a1'))).toEqual({ v: 2 });
+  });
+
+  it('freezes what it stores, so one request cannot change what the next one reads', async () => {
+    const value = await get('a1');
+    expect(() => {
+      (value as { v: number }).v = 9;
+    }).toThrow(TypeError);
+  });
+});
+
+describe('parseDirectoryChange', () => {
+  it('reads the trigger payload', () => {
+    expect(parseDirectoryChange('{"table":"teams","op":"UPDATE","subjects":{"users":["u1"],"subs":[],"orgs":[]},"facts":{"orgs":["acme"],"ids":["t1"]}}')).toEqual({
+      table: 'teams',
+      op: 'UPDATE',
+      subjects: { all: false, users: ['u1'], subs: [], orgs: [] },
+      facts: { all: false, orgs: ['acme'], ids: ['t1'] },
+    });
+  });
+
+  it.each(['not json', '[]', '{"table":"x"}', '{"subjects":{"users":[1]},"facts":{}}'])('asks for everything to be dropped when it cannot read %s', (payload) => {
+    const change = parseDirectoryChange(payload);
+    expect(change.subjects.all).toBe(true);
+    expect(change.facts.all || payload.includes('"facts":{}')).toBe(true);
+  });
+});

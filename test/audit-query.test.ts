@@ -1,0 +1,218 @@
+// Asking the decision log "who did what, when": the admin API (filters, cursor pages, one full
+// record), `decisions query` in every format, `decisions tail` following live traffic, and
+// masking of stored inputs.
+import { seedDirectory, type Directory } from './support/directory-fixtures';
+import { requireBuild, runCli, spawnCli, waitFor } from './support/audit-helpers';
+import { startHarness, type Harness } from './support/gateway-harness';
+
+const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+let h: Harness;
+let dir: Directory;
+let tokens: Record<'alice' | 'bob' | 'dave', string>;
+/** The decisions made, in the order the requests were sent. */
+const made: { id: string; subject: string | null; org: string; allow: boolean; status: number }[] = [];
+
+async function send(path: string, who: keyof typeof tokens | null, method = 'GET'): Promise<string> {
+  const res = await h.request(path, { method, ...(who ? { token: tokens[who] } : {}) });
+  await res.arrayBuffer();
+  const id = res.headers.get('x-portcullis-decision')!;
+  const org = path.split('/')[2]!;
+  made.push({ id, subject: who ? `${who}|sub` : null, org, allow: res.status === 200, status: res.status });
+  return id;
+}
+
+beforeAll(async () => {
+  requireBuild();
+  h = await startHarness({ audit: { mask: ['/subject/email', '/facts/organization/project_slugs'] } });
+  dir = await seedDirectory(h.database.db);
+  tokens = { alice: await h.tokens.sign('alice|sub'), bob: await h.tokens.sign('bob|sub'), dave: await h.tokens.sign('dave|sub') };
+  for (let round = 0; round < 4; round++) {
+    await send('/orgs/acme', 'alice'); // allow
+    await send('/orgs/acme', 'bob', 'DELETE'); // deny 403
+    await send('/orgs/globex', 'dave'); // allow
+    await send('/orgs/acme', null); // 401
+    await send('/orgs/acme', 'alice', 'DELETE'); // deny 409
+  }
+  await waitFor(async () => {
+    const res = await admin('/audit');
+    return ((await res.json()) as { backlog: number }).backlog === 0;
+  }, 'the decisions to be written');
+});
+afterAll(async () => h?.close());
+
+const admin = (path: string) => fetch(`${h.gateway.adminUrl}/admin/v1${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+
+interface Page {
+  decisions: { id: string; seq: number; time: string; subject: string | null; organization: string | null; action: string; allow: boolean; status: number }[];
+  next_cursor: string | null;
+}
+
+async function list(query: string): Promise<Page> {
+  const res = await admin(`/decisions${query}`);
+  expect(res.status).toBe(200);
+  return (await res.json()) as Page;
+}
+
+describe('GET /admin/v1/decisions', () => {
+  it('lists decisions newest first', async () => {
+    const page = await list('?limit=100');
+    expect(page.decisions.map((decision) => decision.id)).toEqual(made.map((decision) => decision.id).reverse());
+    expect(page.next_cursor).toBeNull();
+  });
+
+  it('walks every page with the cursor, without repeats or gaps', async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page: Page = await list(`?limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      seen.push(...page.decisions.map((decision) => decision.id));
+      cursor = page.next_cursor;
+      pages += 1;
+    } while (cursor);
+    expect(pages).toBe(Math.ceil(made.length / 3));
+    expect(seen).toEqual(made.map((decision) => decision.id).reverse());
+  });
+
+  it('filters by subject, organization, action, outcome and time', async () => {
+    expect((await list('?subject=bob%7Csub')).decisions.map((d) => d.status)).toEqual([403, 403, 403, 403]);
+    expect((await list('?org=globex')).decisions.every((d) => d.organization === 'globex' && d.subject === 'dave|sub')).toBe(true);
+    expect((await list('?action=organization:delete&allow=false')).decisions.map((d) => d.status).sort()).toEqual([403, 403, 403, 403, 409, 409, 409, 409]);
+    expect((await list('?allow=true')).decisions).toHaveLength(8);
+    const all = (await list('?limit=100')).decisions;
+    const middle = all[10]!.time;
+    const since = await list(`?since=${encodeURIComponent(middle)}&limit=100`);
+    expect(since.decisions.every((d) => d.time >= middle)).toBe(true);
+    const until = await list(`?until=${encodeURIComponent(middle)}&limit=100`);
+    expect(since.decisions.length + until.decisions.length).toBe(made.length);
+    expect((await list('?since=1h')).decisions).toHaveLength(made.length);
+    expect((await list('?until=1h')).decisions).toHaveLength(0);
+  });
+
+  it('answers 400 for a malformed filter or cursor, naming it', async () => {
+    for (const [query, message] of [
+      ['?allow=maybe', 'allow: must be true or false'],
+      ['?limit=0', 'limit: must be a whole number from 1 to 1000'],
+      ['?since=tomorrow', 'since: "tomorrow" is neither'],
+      ['?cursor=bm9wZQ', 'cursor: not a cursor this API returned'],
+      ['?colour=blue', 'unknown parameter "colour"'],
+    ]) {
+      const res = await admin(`/decisions${query}`);
+      expect(res.status).toBe(400);
+      expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
+      expect(((await res.json()) as { detail: string }).detail).toContain(message);
+    }
+  });
+
+  it('requires the admin token', async () => {
+    expect((await fetch(`${h.gateway.adminUrl}/admin/v1/decisions`)).status).toBe(401);
+    expect((await fetch(`${h.gateway.adminUrl}/admin/v1/decisions/${made[0]!.id}`)).status).toBe(401);
+  });
+});
+
+describe('GET /admin/v1/decisions/{id}', () => {
+  it('returns the full record with its masked input, its result and its place in the chain', async () => {
+    const conflict = made.find((decision) => decision.status === 409)!;
+    const res = await admin(`/decisions/${conflict.id}`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Record<string, any>;
+    expect(body).toMatchObject({
+      id: conflict.id,
+      subject: 'alice|sub',
+      organization: 'acme',
+      action: 'organization:delete',
+      method: 'DELETE',
+      path: '/orgs/acme',
+      allow: false,
+      status: 409,
+      result: { allow: false, status: 409, reasons: [expect.stringContaining("organization 'acme' still has 2 projects")] },
+      resource: { type: 'organization', org: 'acme' },
+      prev_hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+      hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
+    expect(body.input).toMatchObject({ action: 'organization:delete', subject: { id: dir.users.alice, sub: 'alice|sub' }, facts: { organization: { project_count: 2 } } });
+  });
+
+  it('never stores a masked value or the token', async () => {
+    const rows = await h.database.db('decisions').select('input', 'resource', 'subject');
+    const stored = JSON.stringify(rows);
+    expect(stored).not.toContain('alice@example.com');
+    expect(stored).not.toContain('"project_slugs"');
+    for (const token of Object.values(tokens)) expect(stored).not.toContain(token);
+    const withInput = rows.filter((row) => row.input !== null);
+    expect(withInput.length).toBeGreaterThan(0);
+    expect(withInput.every((row) => row.input.subject && !('email' in row.input.subject))).toBe(true);
+  });
+
+  it('answers 404 for an unknown id', async () => {
+    expect((await admin('/decisions/00000000-0000-4000-8000-000000000000')).status).toBe(404);
+    expect((await admin('/decisions/not-an-id')).status).toBe(404);
+  });
+
+  it('shows the audit backlog', async () => {
+    const body = (await (await admin('/audit')).json()) as Record<string, unknown>;
+    expect(body).toMatchObject({ mode: 'async', backlog: 0, memory: 0, spool: 0, spool_file: expect.stringMatching(/decisions\.ndjson$/) });
+  });
+});
+
+describe('portcullis decisions query', () => {
+  const query = (...args: string[]) => runCli(['decisions', 'query', ...args], { DATABASE_URL: h.database.url });
+
+  it('prints the same records as the API as JSON, NDJSON and CSV', async () => {
+    const [json, ndjson, csv] = await Promise.all([
+      query('--format', 'json', '--org', 'acme', '--allow', 'false', '--limit', '100'),
+      query('--format', 'ndjson', '--org', 'acme', '--allow', 'false', '--limit', '100'),
+      query('--format', 'csv', '--org', 'acme', '--allow', 'false', '--limit', '100'),
+    ]);
+    for (const run of [json, ndjson, csv]) expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+    const expected = made.filter((d) => d.org === 'acme' && !d.allow).map((d) => d.id).reverse();
+    expect((JSON.parse(json.stdout) as { id: string }[]).map((d) => d.id)).toEqual(expected);
+    expect(ndjson.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { id: string }).id)).toEqual(expected);
+    const lines = csv.stdout.trim().split('\n');
+    expect(lines[0]).toBe('time,id,seq,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run');
+    expect(lines.slice(1).map((line) => line.split(',')[1])).toEqual(expected);
+    // The 409 reason has commas: quoted as RFC 4180 says.
+    expect(csv.stdout).toMatch(/"organization 'acme' still has 2 projects \(api, web\); delete them first"/);
+  });
+
+  it('prints an aligned table by default and honours --limit across pages', async () => {
+    const run = await query('--limit', '3');
+    expect(run.code).toBe(0);
+    const lines = run.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^TIME\s+DECISION\s+SUBJECT\s+ORG\s+ACTION\s+REQUEST\s+OUTCOME\s+REASON$/);
+    expect(lines).toHaveLength(4);
+    expect(lines[1]).toContain(made[made.length - 1]!.id);
+    expect(lines[1]!.indexOf('DELETE /orgs/acme')).toBe(lines[0]!.indexOf('REQUEST'));
+  });
+
+  it('refuses an unknown format', async () => {
+    const run = await query('--format', 'xml');
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/--format: must be one of table, json, ndjson, csv/);
+  });
+});
+
+describe('portcullis decisions tail', () => {
+  it('prints the latest decisions, then each new one as it is recorded, until SIGINT', async () => {
+    const child = spawnCli(['decisions', 'tail', '--format', 'ndjson', '--last', '2', '--interval', '200'], { DATABASE_URL: h.database.url });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      const ids = () => stdout.trim().split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { id: string }).id);
+      await waitFor(async () => ids().length >= 2, 'the last two decisions');
+      expect(ids()).toEqual(made.slice(-2).map((d) => d.id));
+      const fresh = await send('/orgs/globex', 'dave');
+      const other = await send('/orgs/acme', null);
+      await waitFor(async () => ids().length >= 4, `tail to print ${fresh}`);
+      expect(ids().slice(2)).toEqual([fresh, other]);
+    } finally {
+      child.kill('SIGINT');
+    }
+    expect(await exited).toBe(0);
+    expect(stderr).toBe('');
+  });
+});

@@ -1,0 +1,151 @@
+// What a policy change would have done, before it ships: `decisions replay` against recorded
+// traffic (flips grouped with examples, --fail-on-change for CI), and `decisions to-test`
+// pinning recorded decisions as `opa test` cases that really run.
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { projectRoot } from '../src/project-root';
+import { requireBuild, runCli, waitFor } from './support/audit-helpers';
+import { seedDirectory } from './support/directory-fixtures';
+import { startHarness, type Harness } from './support/gateway-harness';
+
+const execFileAsync = promisify(execFile);
+const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+let h: Harness;
+let scratch: string;
+let candidate: string;
+const ids: Record<string, string[]> = {};
+
+async function send(name: string, path: string, token: string | undefined, method = 'GET'): Promise<void> {
+  const res = await h.request(path, { method, ...(token ? { token } : {}) });
+  await res.arrayBuffer();
+  (ids[name] ??= []).push(res.headers.get('x-portcullis-decision')!);
+}
+
+beforeAll(async () => {
+  requireBuild();
+  scratch = await mkdtemp(path.join(os.tmpdir(), 'portcullis-replay-test-'));
+  h = await startHarness();
+  await seedDirectory(h.database.db);
+  const [alice, bob, dave] = await Promise.all(['alice|sub', 'bob|sub', 'dave|sub'].map((sub) => h.tokens.sign(sub)));
+  await send('aliceReadsAcme', '/orgs/acme', alice);
+  await send('aliceDeletesAcme', '/orgs/acme', alice, 'DELETE');
+  await send('aliceDeletesAcme', '/orgs/acme', alice, 'DELETE');
+  await send('daveReadsGlobex', '/orgs/globex', dave);
+  await send('daveReadsGlobex', '/orgs/globex', dave);
+  await send('bobDeletesAcme', '/orgs/acme', bob, 'DELETE');
+  await send('anonymous', '/orgs/acme', undefined);
+  await send('anonymous', '/orgs/acme', undefined);
+  await waitFor(async () => {
+    const res = await fetch(`${h.gateway.adminUrl}/admin/v1/audit`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    return ((await res.json()) as { backlog: number }).backlog === 0;
+  }, 'the decisions to be written');
+
+  // The candidate: organizations with projects may be deleted, and globex is frozen.
+  candidate = path.join(scratch, 'candidate');
+  await cp(path.join(projectRoot, 'policies'), candidate, { recursive: true });
+  const file = path.join(candidate, 'organization.rego');
+  const rego = await readFile(file, 'utf8');
+  const changed = rego
+    .replace('input.facts.organization.project_count > 0\n', 'input.facts.organization.project_count > 100\n')
+    .replace(
+      'organization_decision := denied(403, not_a_member_reason) if {\n\tnot membership\n}',
+      'organization_decision := denied(403, "globex is frozen for an audit") if {\n\torganization == "globex"\n} else := denied(403, not_a_member_reason) if {\n\tnot membership\n}',
+    );
+  expect(changed).not.toBe(rego);
+  await writeFile(file, changed);
+});
+afterAll(async () => {
+  await h?.close();
+  await rm(scratch, { recursive: true, force: true });
+});
+
+const cli = (...args: string[]) => runCli(['decisions', ...args], { DATABASE_URL: h.database.url });
+
+describe('portcullis decisions replay', () => {
+  it('finds no flip when the candidate is the policy that decided, and exits 0 with --fail-on-change', async () => {
+    for (const policy of [path.join(projectRoot, 'policies'), process.env.PORTCULLIS_TEST_BUNDLE!]) {
+      const run = await cli('replay', '--policy', policy, '--since', '1h', '--fail-on-change');
+      expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(run.stdout).toMatch(/^replayed 6 decisions since \S+ with policy revision \S+: 0 flipped, 6 unchanged; 2 skipped \(no stored input, e\.g\. 401s\)\n$/);
+    }
+  });
+
+  it('reports every flip grouped by direction, action, organization and reason, with example ids, and exits 1 with --fail-on-change', async () => {
+    const run = await cli('replay', '--policy', candidate, '--fail-on-change');
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^portcullis: 4 decisions would flip with policy revision \S+\n$/);
+    const blocks = run.stdout.trim().split('\n\n');
+    expect(blocks[0]).toMatch(/^replayed 6 decisions since \S+ with policy revision \S+: 4 flipped, 2 unchanged; 2 skipped/);
+    expect(blocks.slice(1).sort()).toEqual(
+      [
+        [
+          'allow→deny  2 decisions  organization:read  org globex',
+          '  reason: globex is frozen for an audit',
+          `  e.g. ${ids.daveReadsGlobex!.join(', ')}`,
+        ].join('\n'),
+        [
+          'deny→allow  2 decisions  organization:delete  org acme',
+          "  reason: organization 'acme' still has 2 projects (api, web); delete them first",
+          `  e.g. ${ids.aliceDeletesAcme!.join(', ')}`,
+        ].join('\n'),
+      ].sort(),
+    );
+  });
+
+  it('prints the report as JSON and exits 0 without --fail-on-change', async () => {
+    const run = await cli('replay', '--policy', candidate, '--format', 'json', '--org', 'acme');
+    expect(run.code).toBe(0);
+    const report = JSON.parse(run.stdout) as { replayed: number; flipped: number; skipped: number; groups: { direction: string; count: number; examples: string[] }[] };
+    expect(report).toMatchObject({ replayed: 4, flipped: 2, skipped: 2 });
+    expect(report.groups).toEqual([expect.objectContaining({ direction: 'deny→allow', count: 2, examples: ids.aliceDeletesAcme })]);
+  });
+
+  it('names a candidate that does not exist', async () => {
+    const run = await cli('replay', '--policy', path.join(scratch, 'absent'));
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/--policy: .*absent does not exist/);
+  });
+});
+
+describe('portcullis decisions to-test', () => {
+  const opa = (...args: string[]) => execFileAsync(process.env.PORTCULLIS_TEST_OPA!, args).then(
+    ({ stdout }) => ({ code: 0, stdout }),
+    (error: { code: number; stdout: string }) => ({ code: error.code, stdout: error.stdout }),
+  );
+
+  it('prints an opa test per decision that passes against the policy that decided and fails against one that decides otherwise', async () => {
+    const pinned = [ids.aliceDeletesAcme![0]!, ids.daveReadsGlobex![0]!, ids.bobDeletesAcme![0]!];
+    const run = await cli('to-test', ...pinned);
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(run.stdout).toMatch(/^package portcullis_regression_test\n/);
+    expect(run.stdout.match(/^test_decision_[0-9a-f_]{36} if \{$/gm)).toHaveLength(3);
+    expect(run.stdout).toContain('\tresult.status == 409');
+
+    const shipped = path.join(scratch, 'shipped');
+    await cp(path.join(projectRoot, 'policies'), shipped, { recursive: true });
+    await writeFile(path.join(shipped, 'regression_test.rego'), run.stdout);
+    await writeFile(path.join(candidate, 'regression_test.rego'), run.stdout);
+
+    expect(await opa('fmt', '--list', path.join(shipped, 'regression_test.rego'))).toEqual({ code: 0, stdout: '' });
+    const green = await opa('test', shipped, '--run', 'portcullis_regression_test', '-v');
+    expect(green.code).toBe(0);
+    expect(green.stdout).toMatch(/PASS: 3\/3/);
+    // The pinned decisions are exactly what the candidate changes: two of the three fail there.
+    const red = await opa('test', candidate, '--run', 'portcullis_regression_test');
+    expect(red.code).not.toBe(0);
+    expect(red.stdout).toMatch(/FAIL: 2\/3/);
+  });
+
+  it('refuses a decision that has no stored input, and an unknown id', async () => {
+    const anonymous = await cli('to-test', ids.anonymous![0]!);
+    expect(anonymous.code).toBe(1);
+    expect(anonymous.stderr).toMatch(/has no stored input: it was refused \(401\) before the policy was asked/);
+    const unknown = await cli('to-test', '00000000-0000-4000-8000-000000000000');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/no decision 00000000-0000-4000-8000-000000000000 in the decision log/);
+  });
+});

@@ -1,0 +1,107 @@
+// Years of records: monthly partitions made ahead, old months dropped whole by the retention
+// job, and the chain still verifying from where retention cut it.
+import type { Knex } from 'knex';
+import { verifyChain } from '../src/audit/decision-chain-verifier';
+import { DecisionRetention, MAINTENANCE_LOCK } from '../src/audit/decision-retention';
+import { PgDecisionPartitions } from '../src/audit/pg-decision-partitions';
+import { PgDecisionQueryStore } from '../src/audit/pg-decision-query-store';
+import { createDatabase } from '../src/db/database';
+import { appendDecisions } from './support/audit-helpers';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+
+let database: TestDatabase;
+let db: Knex;
+
+beforeEach(async () => {
+  database = await createTestDatabase();
+  db = database.db;
+});
+afterEach(async () => database?.drop());
+
+const months = async () => (await new PgDecisionPartitions(db).months()).map((month) => month.toISOString().slice(0, 7));
+const retention = (retentionDays: number, errors: Error[] = []) => new DecisionRetention(db, { retentionDays, onError: (error) => errors.push(error) });
+const at = (iso: string) => () => ({ time: new Date(iso) });
+const verify = () => verifyChain(new PgDecisionQueryStore(db));
+
+describe('decision log partitions', () => {
+  it('creates the partitions of the current month and the next two, once', async () => {
+    const first = await retention(36_500).run(new Date('2030-06-15T12:00:00Z'));
+    expect(first).toEqual({ ran: true, created: ['2030-06', '2030-07', '2030-08'], dropped: [] });
+    expect(await months()).toEqual(expect.arrayContaining(['2030-06', '2030-07', '2030-08']));
+    expect((await retention(36_500).run(new Date('2030-06-20T12:00:00Z'))).created).toEqual([]);
+  });
+
+  it('keeps the partitioned table indexed by time, subject, organization, action and outcome in every partition', async () => {
+    await retention(365).run(new Date('2030-06-15T12:00:00Z'));
+    const { rows } = await db.raw<{ rows: { indexdef: string }[] }>(`select indexdef from pg_indexes where tablename = 'decisions_y2030m07'`);
+    const columns = rows.map((row) => row.indexdef.replace(/^.* USING btree /, ''));
+    expect(columns).toEqual(expect.arrayContaining(['(id, "time")', '("time")', '(subject, "time")', '(organization, "time")', '(action, "time")', '(allow, "time")', '(seq)']));
+  });
+
+  it('drops whole months older than the retention, keeps the month straddling the cutoff, and the chain still verifies', async () => {
+    await appendDecisions(db, 5, 0, at('2020-01-10T00:00:00Z'));
+    const february = await appendDecisions(db, 5, 5, at('2020-02-10T00:00:00Z'));
+    await appendDecisions(db, 5, 10, at('2020-03-10T00:00:00Z'));
+    const run = await retention(30).run(new Date('2020-03-20T00:00:00Z'));
+    // The cutoff is 2020-02-19: January ended before it; February did not, so all of it stays.
+    expect(run.dropped).toEqual([{ name: 'decisions_y2020m01', records: 5 }]);
+    expect(await months()).not.toContain('2020-01');
+    expect(await db('decisions').count({ n: '*' })).toEqual([{ n: '10' }]);
+    expect(await db('decisions').whereIn('id', february.map((record) => record.id)).count({ n: '*' })).toEqual([{ n: '5' }]);
+
+    const anchor = await db('decision_chain_anchor').first('seq', 'pruned_before');
+    expect(anchor).toEqual({ seq: '5', pruned_before: new Date('2020-02-01T00:00:00Z') });
+    expect(await verify()).toMatchObject({ ok: true, checked: 10 });
+  });
+
+  it('still checks the records that outlive older ones appended after them, and notices one deleted after the cut', async () => {
+    await appendDecisions(db, 1, 0, at('2020-03-01T00:00:00Z')); // seq 1, kept
+    await appendDecisions(db, 1, 1, at('2020-01-31T23:59:59Z')); // seq 2, a late write into an old month
+    await appendDecisions(db, 2, 2, at('2020-03-02T00:00:00Z')); // seq 3 and 4
+    await retention(30).run(new Date('2020-03-20T00:00:00Z'));
+    expect(await verify()).toMatchObject({ ok: true, checked: 3 });
+
+    const { status } = await db('decisions').where({ seq: 1 }).first('status');
+    await db('decisions').where({ seq: 1 }).update({ status: 299 });
+    expect(await verify()).toMatchObject({ ok: false, broken: { seq: 1, problem: expect.stringMatching(/^content edited/) } });
+    await db('decisions').where({ seq: 1 }).update({ status });
+
+    await db('decisions').where({ seq: 3 }).delete();
+    expect(await verify()).toMatchObject({ ok: false, broken: { seq: 4, problem: expect.stringMatching(/^gap in seq: seq 3 is missing/) } });
+  });
+
+  it('writes a late record into a month that retention already dropped, and drops it again next time', async () => {
+    await appendDecisions(db, 2, 0, at('2020-03-05T00:00:00Z'));
+    await retention(30).run(new Date('2020-03-20T00:00:00Z'));
+    // A spool replayed long after an outage carries a record from a dropped month.
+    await appendDecisions(db, 1, 2, at('2019-12-31T12:00:00Z'));
+    expect(await months()).toContain('2019-12');
+    const run = await retention(30).run(new Date('2020-03-21T00:00:00Z'));
+    expect(run.dropped).toEqual([{ name: 'decisions_y2019m12', records: 1 }]);
+    expect(await verify()).toMatchObject({ ok: true, checked: 2 });
+  });
+
+  it('skips a round while another instance does the upkeep', async () => {
+    const other = createDatabase({ url: database.url });
+    try {
+      await other.transaction(async (trx) => {
+        await trx.raw('select pg_advisory_xact_lock(?)', [MAINTENANCE_LOCK]);
+        expect(await retention(30).run(new Date('2030-06-15T00:00:00Z'))).toEqual({ ran: false, created: [], dropped: [] });
+      });
+    } finally {
+      await other.destroy();
+    }
+    expect((await retention(30).run(new Date('2030-06-15T00:00:00Z'))).ran).toBe(true);
+  });
+
+  it('runs once as it starts', async () => {
+    await db.raw(`drop table decisions_y${new Date().getUTCFullYear()}m${String(new Date().getUTCMonth() + 1).padStart(2, '0')}`);
+    const errors: Error[] = [];
+    const job = retention(30, errors);
+    await job.start();
+    const now = new Date();
+    expect(await months()).toContain(now.toISOString().slice(0, 7));
+    await job.stop();
+    expect(errors).toEqual([]);
+  });
+});

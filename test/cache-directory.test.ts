@@ -1,0 +1,184 @@
+// The directory caches against a real PostgreSQL: the triggers' notifications name exactly
+// who and what changed, the change listener evicts exactly those entries, and warm caches
+// ask the database nothing. (Two whole gateways on one database: cache-freshness.test.ts.)
+import type { Knex } from 'knex';
+import pg from 'pg';
+import pino from 'pino';
+import { CachedFactsLoader } from '../src/directory/cached-facts-loader';
+import { CachedSubjectLoader } from '../src/directory/cached-subject-loader';
+import { DIRECTORY_CHANNEL, DirectoryChangeListener } from '../src/directory/change-listener';
+import { parseDirectoryChange, type DirectoryChange } from '../src/directory/directory-cache';
+import { PgFactsLoader } from '../src/directory/pg-facts-loader';
+import { PgSubjectLoader } from '../src/directory/pg-subject-loader';
+import { seedDirectory, type Directory } from './support/directory-fixtures';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
+
+let database: TestDatabase;
+let db: Knex;
+let dir: Directory;
+let listener: DirectoryChangeListener;
+let subjects: CachedSubjectLoader;
+let facts: CachedFactsLoader;
+let watcher: pg.Client;
+const heard: DirectoryChange[] = [];
+const payloads: string[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  db = database.db;
+  dir = await seedDirectory(db, { globexProject: true });
+  listener = new DirectoryChangeListener({ url: database.url, logger: pino({ level: 'silent' }) });
+  subjects = new CachedSubjectLoader(new PgSubjectLoader(db), listener, { maxEntries: 100, ttlMs: 60_000 });
+  facts = new CachedFactsLoader(new PgFactsLoader(db), listener, { maxEntries: 100, ttlMs: 60_000 });
+  listener.subscribe(subjects);
+  listener.subscribe(facts);
+  await listener.start();
+  watcher = new pg.Client({ connectionString: database.url });
+  await watcher.connect();
+  watcher.on('notification', (message) => {
+    payloads.push(message.payload ?? '');
+    heard.push(parseDirectoryChange(message.payload ?? ''));
+  });
+  await watcher.query(`LISTEN ${DIRECTORY_CHANNEL}`);
+});
+
+afterAll(async () => {
+  await listener?.close();
+  await watcher?.end();
+  await database?.drop();
+});
+
+/** Runs `write` and returns the notifications it caused (after the listener has them too). */
+async function changesOf(write: () => Promise<unknown>): Promise<DirectoryChange[]> {
+  const before = heard.length;
+  const seenBefore = listener.stats().notifications;
+  await write();
+  const deadline = Date.now() + 2000;
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    if (heard.length > before && listener.stats().notifications - seenBefore === heard.length - before) break;
+  }
+  return heard.slice(before);
+}
+
+function queriesDuring<T>(work: () => Promise<T>): Promise<{ result: T; queries: string[] }> {
+  const queries: string[] = [];
+  const onQuery = (query: { sql: string }) => queries.push(query.sql);
+  db.on('query', onQuery);
+  return work().then(
+    (result) => {
+      db.off('query', onQuery);
+      return { result, queries };
+    },
+    (error: unknown) => {
+      db.off('query', onQuery);
+      throw error;
+    },
+  );
+}
+
+const project = (org: string, id: string) => ({ type: 'project', org, project: id });
+
+describe('the directory triggers', () => {
+  it('name the members of a team whose roles change', async () => {
+    const [change] = await changesOf(() => db('team_roles').where({ team_id: dir.teams.deployers, role_id: dir.roles.projectCreator }).update({ role_id: dir.roles.projectCreator }));
+    expect(change).toMatchObject({ table: 'team_roles', op: 'UPDATE' });
+    expect(change!.subjects).toEqual({ all: false, users: [dir.users.bob], subs: [], orgs: [] });
+    expect(change!.facts).toEqual({ all: false, orgs: [], ids: [] });
+  });
+
+  it('name everyone holding a role directly or through a team when the role changes', async () => {
+    const [change] = await changesOf(() => db('roles').where({ id: dir.roles.projectCreator }).update({ permissions: ['project:create', 'pipeline:read'] }));
+    expect(change!.subjects.users).toEqual([dir.users.bob]);
+    expect(change!.facts).toEqual({ all: false, orgs: ['acme'], ids: [dir.roles.projectCreator] });
+  });
+
+  it('name both the old and the new subject when a user row changes', async () => {
+    const [change] = await changesOf(() => db('users').where({ id: dir.users.erin }).update({ subject: 'erin|new' }));
+    expect(change!.subjects.subs.sort()).toEqual(['erin|new', 'erin|sub']);
+    expect(change!.subjects.users).toEqual([dir.users.erin]);
+    await changesOf(() => db('users').where({ id: dir.users.erin }).update({ subject: 'erin|sub' }));
+  });
+
+  it('name the organization, for its members and its facts, when it is renamed', async () => {
+    const [change] = await changesOf(() => db('organizations').where({ id: dir.orgs.globex }).update({ slug: 'globex2' }));
+    expect(change!.subjects.orgs.sort()).toEqual(['globex', 'globex2']);
+    expect(change!.facts.orgs.sort()).toEqual(['globex', 'globex2']);
+    await changesOf(() => db('organizations').where({ id: dir.orgs.globex }).update({ slug: 'globex' }));
+  });
+
+  it('name the project and its organization when a project changes', async () => {
+    const [change] = await changesOf(() => db('projects').where({ id: dir.projects.web }).update({ name: 'Web' }));
+    expect(change!.facts).toEqual({ all: false, orgs: ['acme'], ids: [dir.projects.web] });
+    expect(change!.subjects).toEqual({ all: false, users: [], subs: [], orgs: [] });
+  });
+
+  it('send one notification for a bulk write, asking for everything to be dropped when it is too large to list', async () => {
+    const rows = Array.from({ length: 150 }, (_, i) => ({ subject: `bulk-${i}`, email: `bulk-${i}@example.com` }));
+    const changes = await changesOf(() => db('users').insert(rows));
+    expect(changes).toHaveLength(1);
+    expect(changes[0]!.subjects.all).toBe(true);
+    expect(payloads[payloads.length - 1]!.length).toBeLessThan(8000);
+    await changesOf(() => db('users').where('subject', 'like', 'bulk-%').delete());
+  });
+
+  it('keep every payload under PostgreSQL\'s 8000-byte limit, even with long subjects', async () => {
+    const rows = Array.from({ length: 20 }, (_, i) => ({ subject: `${'x'.repeat(600)}-${i}` }));
+    const [change] = await changesOf(() => db('users').insert(rows));
+    expect(Buffer.byteLength(payloads[payloads.length - 1]!)).toBeLessThan(8000);
+    expect(change!.subjects.all).toBe(true);
+    await changesOf(() => db('users').where('subject', 'like', 'xxxx%').delete());
+  });
+
+  it('stay silent for an update that changes no row', async () => {
+    const changes = await changesOf(async () => {
+      await db('teams').where({ name: 'no-such-team' }).update({ name: 'x' });
+      await db('invitations').where({ id: dir.invitations.carol }).update({ email: 'carol@example.com' });
+    });
+    expect(changes.map((change) => change.table)).toEqual(['invitations']);
+    expect(changes[0]!.facts).toEqual({ all: false, orgs: [], ids: [dir.invitations.carol] });
+  });
+});
+
+describe('the cached loaders', () => {
+  it('answer warm requests without a single query', async () => {
+    await subjects.load('alice|sub');
+    await facts.load(project('acme', 'api'), 'project:read');
+    const { result, queries } = await queriesDuring(() => Promise.all([subjects.load('alice|sub'), facts.load(project('acme', 'api'), 'project:read')]));
+    expect(queries).toEqual([]);
+    expect(result[0].memberships.acme?.role).toBe('organization-admin');
+    expect(result[1].project).toEqual({ exists: true, in_organization: true });
+  });
+
+  it('evict exactly the members of a team whose role changed, and nobody else', async () => {
+    await Promise.all(['alice|sub', 'bob|sub', 'dave|sub'].map((sub) => subjects.load(sub)));
+    const reader = await db('roles').insert({ organization_id: dir.orgs.acme, name: 'pipeline-reader', permissions: ['pipeline:read'] }).returning('id');
+    await changesOf(() => db('team_roles').insert({ team_id: dir.teams.deployers, role_id: reader[0].id }));
+    const { result, queries } = await queriesDuring(() => Promise.all(['alice|sub', 'bob|sub', 'dave|sub'].map((sub) => subjects.load(sub))));
+    expect(queries).toHaveLength(1); // bob's
+    expect(result[1]!.memberships.acme?.roles).toContain('pipeline-reader');
+  });
+
+  it('evict the facts of an organization whose projects change, keeping other organizations\' facts', async () => {
+    await facts.load(project('acme', 'mobile'), 'project:read');
+    await facts.load(project('globex', 'secret'), 'project:read');
+    expect((await facts.load(project('acme', 'mobile'), 'project:read')).project).toEqual({ exists: false, in_organization: false });
+    await changesOf(() => db('projects').insert({ organization_id: dir.orgs.acme, slug: 'mobile' }));
+    const { result, queries } = await queriesDuring(() => Promise.all([facts.load(project('acme', 'mobile'), 'project:read'), facts.load(project('globex', 'secret'), 'project:read')]));
+    expect(queries).toHaveLength(1);
+    expect(result[0].project).toEqual({ exists: true, in_organization: true });
+  });
+
+  it('evict a project addressed by id under another organization when the project is deleted', async () => {
+    const secret = dir.projects.globexSecret!;
+    expect((await facts.load(project('acme', secret), 'project:read')).project).toEqual({ exists: true, in_organization: false });
+    await changesOf(() => db('projects').where({ id: secret }).delete());
+    expect((await facts.load(project('acme', secret), 'project:read')).project).toEqual({ exists: false, in_organization: false });
+  });
+
+  it('count hits and misses and stay within their bound', async () => {
+    const small = new CachedSubjectLoader(new PgSubjectLoader(db), listener, { maxEntries: 2, ttlMs: 60_000 });
+    for (const sub of ['alice|sub', 'bob|sub', 'dave|sub', 'dave|sub']) await small.load(sub);
+    expect(small.cacheStats()).toEqual({ hits: 1, misses: 3, size: 2 });
+  });
+});

@@ -1,0 +1,162 @@
+// Hot reload against a running gateway whose policy.source is a directory (a copy of the
+// shipped policies): saved changes serve within 2 s, the swap is atomic under traffic, a
+// broken change leaves the last good policy serving with the error on the admin port, and
+// data.json is policy data.
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { seedDirectory } from './support/directory-fixtures';
+import { startHarness, type Harness } from './support/gateway-harness';
+import { copyShippedPolicies, scratchDir, waitFor } from './support/policy-workspace';
+
+const ADMIN_TOKEN = 'test-admin-token-0123456789';
+const MISSING = "missing permission '%s' in organization '%s' (your roles there: %s)";
+
+// A data-driven switch in front of the shipped decision, as a policy author would add one:
+// the Rego never changes, data.json turns it on and words it.
+const MAINTENANCE_BRANCH = `decision := denied(503, data.maintenance.message) if {
+	data.maintenance.enabled == true
+} else := denied(401, "the request has no authenticated subject") if {`;
+
+let h: Harness;
+let work: string;
+let policies: string;
+let bob: string;
+
+interface PolicyView {
+  revision: string;
+  last_error: { file: string | null; line: number | null; message: string; at: string } | null;
+}
+
+async function adminPolicy(): Promise<PolicyView> {
+  const res = await fetch(`${h.gateway.adminUrl}/admin/v1/policy`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  expect(res.status).toBe(200);
+  return (await res.json()) as PolicyView;
+}
+
+async function detailOf(res: Response): Promise<string> {
+  return ((await res.json()) as { detail: string }).detail;
+}
+
+const deleteAcme = () => h.request('/orgs/acme', { method: 'DELETE', token: bob });
+
+async function editFile(file: string, edit: (text: string) => string): Promise<void> {
+  const full = path.join(policies, file);
+  const before = await readFile(full, 'utf8');
+  const after = edit(before);
+  expect(after).not.toBe(before);
+  await writeFile(full, after);
+}
+
+async function recordsOf(decisionIds: string[]): Promise<Map<string, { policy_revision: string; reasons: string[] }>> {
+  const rows = await waitFor(async () => {
+    const found = await h.database.db('decisions').whereIn('id', decisionIds).select('id', 'policy_revision', 'reasons');
+    return found.length === decisionIds.length ? found : undefined;
+  }, 5000, 'the decision records');
+  return new Map(rows.map((row: { id: string; policy_revision: string; reasons: string[] }) => [row.id, row]));
+}
+
+beforeAll(async () => {
+  work = await scratchDir('hot-reload');
+  policies = await copyShippedPolicies(work);
+  await editFile('portcullis.rego', (text) => text.replace('decision := denied(401, "the request has no authenticated subject") if {', MAINTENANCE_BRANCH));
+  await writeFile(path.join(policies, 'data.json'), JSON.stringify({ maintenance: { enabled: false, message: 'unused' } }));
+  h = await startHarness({ policy: { source: policies } });
+  await seedDirectory(h.database.db);
+  bob = await h.tokens.sign('bob|sub');
+});
+
+afterAll(async () => {
+  await h?.close();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe('hot reload of a policy directory', () => {
+  it('serves a saved .rego change within 2 s, and records the new revision with each decision', async () => {
+    const res = await deleteAcme();
+    expect(res.status).toBe(403);
+    expect(await detailOf(res)).toBe("missing permission 'organization:delete' in organization 'acme' (your roles there: default, project-creator)");
+
+    const timings: number[] = [];
+    for (let edit = 1; edit <= 5; edit += 1) {
+      const marker = `(edit ${edit}) `;
+      const saved = performance.now();
+      await editFile('organization.rego', (text) => text.replace(/"(\(edit \d+\) )?missing permission '%s' in organization '%s' \(your roles there: %s\)"/, `"${marker}${MISSING}"`));
+      const served = await waitFor(async () => {
+        const answer = await deleteAcme();
+        return (await detailOf(answer)).startsWith(marker) ? answer : undefined;
+      }, 10_000, `edit ${edit} to serve`);
+      timings.push(performance.now() - saved);
+
+      const { revision } = await adminPolicy();
+      const decisionId = served.headers.get('x-portcullis-decision')!;
+      expect((await recordsOf([decisionId])).get(decisionId)!.policy_revision).toBe(revision);
+    }
+    const sorted = [...timings].sort((a, b) => a - b);
+    process.stderr.write(`policy hot reload, save -> new decision served: median ${Math.round(sorted[2]!)} ms (${timings.map((t) => Math.round(t)).join(', ')} ms)\n`);
+    // The requirement is 2 s; the bound is looser because the test machine is shared.
+    for (const timing of timings) expect(timing).toBeLessThan(5000);
+  });
+
+  it('swaps atomically: under concurrent traffic every answer matches the revision recorded for it', async () => {
+    const old = (await adminPolicy()).revision;
+    const answers: Array<{ decisionId: string; detail: string }> = [];
+    let stop = false;
+    const client = async () => {
+      while (!stop) {
+        const res = await deleteAcme();
+        answers.push({ decisionId: res.headers.get('x-portcullis-decision')!, detail: await detailOf(res) });
+      }
+    };
+    const clients = Array.from({ length: 8 }, client);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    await editFile('organization.rego', (text) => text.replace(/"(\(edit \d+\) )?missing permission/, '"(atomic) missing permission'));
+    await waitFor(async () => ((await adminPolicy()).revision !== old ? true : undefined), 5000, 'the reload');
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    stop = true;
+    await Promise.all(clients);
+
+    const records = await recordsOf(answers.map((answer) => answer.decisionId));
+    const current = (await adminPolicy()).revision;
+    const byRevision = { [old]: 0, [current]: 0 };
+    for (const answer of answers) {
+      const revision = records.get(answer.decisionId)!.policy_revision;
+      expect([old, current]).toContain(revision);
+      expect(answer.detail.startsWith('(atomic) ')).toBe(revision === current);
+      byRevision[revision]! += 1;
+    }
+    expect(byRevision[old]).toBeGreaterThan(0);
+    expect(byRevision[current]).toBeGreaterThan(0);
+  });
+
+  it('keeps the last good policy serving when a change does not compile, and shows file, line and message on the admin port', async () => {
+    const good = (await adminPolicy()).revision;
+    await editFile('personal.rego', (text) => `${text}\nbroken_rule := {"allow" true}\n`);
+    const failed = await waitFor(async () => (await adminPolicy()).last_error ?? undefined, 5000, 'the compile error on the admin port');
+    const lineCount = (await readFile(path.join(policies, 'personal.rego'), 'utf8')).trimEnd().split('\n').length;
+    expect(failed).toEqual({ file: path.join(policies, 'personal.rego'), line: lineCount, message: expect.stringMatching(/^rego_parse_error: /), at: expect.any(String) });
+    expect((await adminPolicy()).revision).toBe(good);
+
+    const res = await deleteAcme();
+    expect(res.status).toBe(403);
+    const decisionId = res.headers.get('x-portcullis-decision')!;
+    expect((await recordsOf([decisionId])).get(decisionId)!.policy_revision).toBe(good);
+
+    await editFile('personal.rego', (text) => text.replace('\nbroken_rule := {"allow" true}\n', ''));
+    await waitFor(async () => ((await adminPolicy()).last_error === null ? true : undefined), 5000, 'the error to clear');
+    expect((await adminPolicy()).revision).toBe(good);
+  });
+
+  it('loads data.json as policy data: changing a value changes the decision without touching Rego', async () => {
+    expect((await h.request('/orgs/acme', { token: bob })).status).toBe(200);
+
+    await writeFile(path.join(policies, 'data.json'), JSON.stringify({ maintenance: { enabled: true, message: 'down for maintenance until 14:00' } }));
+    const closed = await waitFor(async () => {
+      const res = await h.request('/orgs/acme', { token: bob });
+      return res.status === 503 ? res : undefined;
+    }, 5000, 'the maintenance switch');
+    expect(await detailOf(closed)).toBe('down for maintenance until 14:00');
+
+    await writeFile(path.join(policies, 'data.json'), JSON.stringify({ maintenance: { enabled: false, message: 'unused' } }));
+    await waitFor(async () => ((await h.request('/orgs/acme', { token: bob })).status === 200 ? true : undefined), 5000, 'the switch to turn off');
+  });
+});

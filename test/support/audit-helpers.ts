@@ -1,0 +1,85 @@
+// Shared by the audit integration tests: the built CLI as a real process, and decision records
+// appended through the real chained store.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import type { Knex } from 'knex';
+import { prepareDecision } from '../../src/audit/decision-chain';
+import type { DecisionRecord } from '../../src/audit/decision-record';
+import { PgDecisionStore } from '../../src/audit/pg-decision-store';
+import { projectRoot } from '../../src/project-root';
+
+const BIN = path.join(projectRoot, 'bin', 'portcullis.js');
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function requireBuild(): void {
+  if (!existsSync(path.join(projectRoot, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+}
+
+/** Starts `portcullis <args>`; no config file, the database from DATABASE_URL. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = projectRoot): ChildProcessWithoutNullStreams {
+  return spawn(process.execPath, [BIN, ...args], {
+    cwd,
+    env: { ...process.env, PORTCULLIS_CONFIG: '', OPA_BIN: process.env.PORTCULLIS_TEST_OPA, ...env },
+  });
+}
+
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = projectRoot): Promise<CliRun> {
+  return new Promise((resolve) => {
+    const child = spawnCli(args, env, cwd);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+export function syntheticDecision(n: number, overrides: Partial<DecisionRecord> = {}): DecisionRecord {
+  const allow = n % 3 !== 0;
+  return {
+    id: randomUUID(),
+    time: new Date(Date.UTC(2026, 10, 28, 12, 0, 0) + n * 1000),
+    requestId: `request-${n}`,
+    subject: n % 2 === 0 ? 'alice|sub' : 'bob|sub',
+    userId: randomUUID(),
+    organization: n % 5 === 0 ? 'globex' : 'acme',
+    action: allow ? 'project:read' : 'project:delete',
+    resource: { type: 'project', org: 'acme', project: 'api' },
+    method: allow ? 'GET' : 'DELETE',
+    path: '/orgs/acme/projects/api',
+    allow,
+    status: allow ? 200 : 403,
+    reasons: allow ? ["granted by permission '*' in organization 'acme'"] : ["missing permission 'project:delete' in organization 'acme'"],
+    policyRevision: 'rev-test',
+    evalLatencyUs: 40 + (n % 17),
+    input: { action: allow ? 'project:read' : 'project:delete', request: { id: `request-${n}` }, subject: { sub: 'alice|sub', memberships: { acme: { permissions: ['*'] } } } },
+    ...overrides,
+  };
+}
+
+/** Appends `count` synthetic records through the chained store, in batches. */
+export async function appendDecisions(db: Knex, count: number, from = 0, overrides: (n: number) => Partial<DecisionRecord> = () => ({})): Promise<DecisionRecord[]> {
+  const store = new PgDecisionStore(db);
+  const records = Array.from({ length: count }, (_, i) => syntheticDecision(from + i, overrides(from + i)));
+  for (let start = 0; start < records.length; start += 500) await store.append(records.slice(start, start + 500).map(prepareDecision));
+  return records;
+}
+
+export function waitFor<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 15_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  return (async () => {
+    for (;;) {
+      const value = await probe();
+      if (value !== undefined && value !== false) return value;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+    }
+  })();
+}
