@@ -86,10 +86,19 @@ export function targetSettings(env: BenchEnvironment, extra: { upstreamUrl: stri
   };
 }
 
+export interface ProcessMemory {
+  /** RSS as found, then everything after a full collection (when the process has --expose-gc). */
+  rssBeforeGc: number;
+  rss: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
 export interface TargetProcess {
   url: string;
   process: ChildProcess;
-  memory(): Promise<{ rss: number; heapUsed: number; external: number; arrayBuffers: number }>;
+  memory(): Promise<ProcessMemory>;
   stop(): Promise<void>;
 }
 
@@ -107,7 +116,7 @@ export async function startTargetProcess(kind: TargetKind, settings: TargetSetti
     process: child,
     memory: () =>
       new Promise((resolve) => {
-        child.once('message', (message: { memory: { rss: number; heapUsed: number; external: number; arrayBuffers: number } }) => resolve(message.memory));
+        child.once('message', (message: { memory: ProcessMemory }) => resolve(message.memory));
         child.send({ memory: true });
       }),
     async stop() {

@@ -12,12 +12,13 @@ let dir: string;
 let port: number;
 let server: EmbeddedDatabase;
 let h: Harness;
+let db: ReturnType<typeof createDatabase>;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'portcullis-deps-'));
   port = await freePort();
   server = await EmbeddedDatabase.create({ dataDir: path.join(dir, 'pgdata'), port });
-  const db = createDatabase({ url: server.url });
+  db = createDatabase({ url: server.url, warn: () => undefined });
   await migrateToLatest(db);
   await seedDirectory(db);
   h = await startHarness({}, { database: { url: server.url, db, drop: async () => db.destroy() } });
@@ -25,6 +26,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await h?.close();
+  await db?.destroy();
   await server?.stop();
   await rm(dir, { recursive: true, force: true });
 });

@@ -2,12 +2,22 @@
 // current one is hashed), and recomputes every hash and link. The first record that does not
 // fit is named with what is wrong: its content was edited, it does not follow its
 // predecessor's hash, or seq numbers are missing (records deleted) or out of order.
-import { canonicalJson, chainHash, contentOfRow } from './decision-chain';
+import { canonicalJson, chainHash, type DecisionContent } from './decision-chain';
+
+/** One stored record as the chain sees it. */
+export interface ChainRow {
+  id: string;
+  seq: number;
+  prevHash: string;
+  hash: string;
+  content: DecisionContent;
+}
 
 export interface ChainReader {
   chainState(): Promise<{ head: { seq: number; hash: string }; anchor: { seq: number; hash: string } }>;
   firstSeqSince(time: Date): Promise<number | undefined>;
-  chainPage(afterSeq: number, throughSeq: number, limit: number): Promise<Record<string, unknown>[]>;
+  /** Records with seq in (afterSeq, throughSeq], in seq order. */
+  chainPage(afterSeq: number, throughSeq: number, limit: number): Promise<ChainRow[]>;
 }
 
 export interface ChainBreak {
@@ -56,13 +66,11 @@ export async function verifyChain(reader: ChainReader, options: VerifyOptions = 
     for (;;) {
       const rows = await next;
       if (rows.length === 0) break;
-      const lastOfPage = Number(rows[rows.length - 1]!.seq);
+      const lastOfPage = rows[rows.length - 1]!.seq;
       next = rows.length === pageSize ? reader.chainPage(lastOfPage, head.seq, pageSize) : Promise.resolve([]);
       for (const row of rows) {
-        const id = row.id as string;
-        const seq = Number(row.seq);
-        const prevHash = row.prev_hash as string;
-        const contentHash = chainHash(prevHash, seq, canonicalJson(contentOfRow(row)));
+        const { id, seq, prevHash } = row;
+        const contentHash = chainHash(prevHash, seq, canonicalJson(row.content));
         // Records older than the anchor that survived retention (their month was not dropped yet):
         // their predecessors may be gone, so only their own content can be checked.
         const beforeAnchor = !options.since && seq <= anchor.seq;
@@ -78,7 +86,7 @@ export async function verifyChain(reader: ChainReader, options: VerifyOptions = 
           if (expectedPrev !== undefined && prevHash !== expectedPrev) {
             return fail({ id, seq, problem: `previous hash mismatch: prev_hash is not the hash of seq ${seq - 1} (that record was replaced, or this one moved)` });
           }
-          expectedPrev = row.hash as string;
+          expectedPrev = row.hash;
           expectedSeq = seq + 1;
         }
         checked += 1;

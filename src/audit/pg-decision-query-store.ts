@@ -3,7 +3,8 @@
 // replay and tail walk through without holding more than a page in memory.
 import type { Knex } from 'knex';
 import { InputError } from '../http/errors';
-import type { ChainReader } from './decision-chain-verifier';
+import type { DecisionContent } from './decision-chain';
+import type { ChainReader, ChainRow } from './decision-chain-verifier';
 
 export interface DecisionFilter {
   /** The token's `sub`. */
@@ -53,9 +54,65 @@ export interface DecisionPage {
 }
 
 const SUMMARY = ['id', 'seq', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path', 'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run'];
-const CHAIN = [...SUMMARY.filter((column) => column !== 'dry_run'), 'resource', 'input', 'dry_run', 'prev_hash', 'hash'];
+const DETAIL = [...SUMMARY.filter((column) => column !== 'dry_run'), 'resource', 'input', 'dry_run', 'prev_hash', 'hash'];
 
 export const MAX_PAGE = 1000;
+
+// Verification reads every record: PostgreSQL formats the time and the reasons as the hash
+// wants them, and node-pg's type parsers are skipped (JSON is parsed once, by hand).
+const CHAIN_TEXT = [
+  'id', 'seq', `to_char(time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as time`, 'request_id', 'subject', 'user_id', 'organization',
+  'action', 'resource', 'method', 'path', 'allow', 'status', 'array_to_json(reasons) as reasons', 'policy_revision', 'eval_latency_us', 'input',
+  'dry_run', 'prev_hash', 'hash',
+].join(', ');
+const AS_TEXT = { types: { getTypeParser: () => (value: string) => value } };
+
+/** A CHAIN_TEXT row: every column as PostgreSQL's text. */
+interface ChainTextRow {
+  id: string;
+  seq: string;
+  time: string;
+  request_id: string;
+  subject: string | null;
+  user_id: string | null;
+  organization: string | null;
+  action: string;
+  resource: string;
+  method: string;
+  path: string;
+  allow: string;
+  status: string;
+  reasons: string;
+  policy_revision: string | null;
+  eval_latency_us: string | null;
+  input: string | null;
+  dry_run: string;
+  prev_hash: string;
+  hash: string;
+}
+
+function chainRow(row: ChainTextRow): ChainRow {
+  const content: DecisionContent = {
+    id: row.id,
+    time: row.time,
+    request_id: row.request_id,
+    subject: row.subject,
+    user_id: row.user_id,
+    organization: row.organization,
+    action: row.action,
+    resource: JSON.parse(row.resource),
+    method: row.method,
+    path: row.path,
+    allow: row.allow === 't',
+    status: Number(row.status),
+    reasons: JSON.parse(row.reasons) as string[],
+    policy_revision: row.policy_revision,
+    eval_latency_us: row.eval_latency_us === null ? null : Number(row.eval_latency_us),
+    input: row.input === null ? null : JSON.parse(row.input),
+  };
+  if (row.dry_run === 't') content.dry_run = true;
+  return { id: row.id, seq: Number(row.seq), prevHash: row.prev_hash, hash: row.hash, content };
+}
 
 /** An opaque cursor: the (time, seq) of the last record of a page. */
 export function encodeCursor(time: string, seq: number): string {
@@ -112,7 +169,7 @@ export class PgDecisionQueryStore implements ChainReader {
 
   async get(id: string): Promise<DecisionDetail | undefined> {
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
-    const row = (await this.db('decisions').select(CHAIN).where({ id }).first()) as Record<string, unknown> | undefined;
+    const row = (await this.db('decisions').select(DETAIL).where({ id }).first()) as Record<string, unknown> | undefined;
     if (!row) return undefined;
     const base = summary(row);
     return {
@@ -136,9 +193,16 @@ export class PgDecisionQueryStore implements ChainReader {
     return Number((await this.db('decision_chain_head').first('seq'))?.seq ?? 0);
   }
 
-  /** Rows with everything the chain hashes, seq in (afterSeq, throughSeq], in seq order. */
-  async chainPage(afterSeq: number, throughSeq: number, limit: number): Promise<Record<string, unknown>[]> {
-    return (await this.db('decisions').select(CHAIN).where('seq', '>', afterSeq).andWhere('seq', '<=', throughSeq).orderBy('seq').limit(limit)) as Record<string, unknown>[];
+  /** Records with everything the chain hashes, seq in (afterSeq, throughSeq], in seq order. */
+  async chainPage(afterSeq: number, throughSeq: number, limit: number): Promise<ChainRow[]> {
+    const rows = (await this.db('decisions')
+      .select(this.db.raw(CHAIN_TEXT))
+      .where('seq', '>', afterSeq)
+      .andWhere('seq', '<=', throughSeq)
+      .orderBy('seq')
+      .limit(limit)
+      .options(AS_TEXT)) as ChainTextRow[];
+    return rows.map(chainRow);
   }
 
   async chainState(): Promise<{ head: { seq: number; hash: string }; anchor: { seq: number; hash: string } }> {

@@ -83,7 +83,9 @@ export class PgSubjectLoader implements SubjectLoader {
   async load(sub: string): Promise<Subject> {
     let rows: SubjectRow[];
     try {
-      ({ rows } = await this.db.raw<{ rows: SubjectRow[] }>(SUBJECT_SQL, [sub]));
+      // A named (prepared) statement: planning this query costs more than running it, and
+      // each pooled connection then plans it once (bench:scale in BENCHMARKS.md).
+      ({ rows } = await this.db.raw<{ rows: SubjectRow[] }>(SUBJECT_SQL, [sub]).options({ name: 'portcullis_subject' }));
     } catch (error) {
       throw new DependencyError('the directory database is unavailable: could not load the caller', { cause: error });
     }
