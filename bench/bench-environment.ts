@@ -135,6 +135,8 @@ export async function startOpaServer(opa: string): Promise<{ url: string; stop()
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -146,6 +148,7 @@ export async function startOpaServer(opa: string): Promise<{ url: string; stop()
   return {
     url,
     async stop() {
+      process.off('exit', killOnExit);
       child.kill('SIGTERM');
       await exited;
     },
@@ -160,6 +163,7 @@ export async function describeMachine(db: Knex): Promise<string[]> {
     `- CPU: ${cpu}, ${os.availableParallelism()} logical cores (\`nproc\`: ${os.availableParallelism()}), shared with the load generator, the upstream and PostgreSQL`,
     `- memory: ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB; ${os.type()} ${os.release()} ${os.arch()}`,
     `- Node.js ${process.version}; ${rows[0]?.version.split(',')[0] ?? 'PostgreSQL'} (embedded, same machine); OPA ${OPA_VERSION}`,
+    `- load average when the report was written (other work on this shared machine adds noise): ${os.loadavg().map((n) => n.toFixed(2)).join(', ')}`,
   ];
 }
 

@@ -88,6 +88,7 @@ async function main(): Promise<void> {
     const results = new Map<string, LoadResult[]>(targets.map((target) => [target.id, []]));
     for (let round = 1; round <= rounds; round += 1) {
       for (const target of targets) {
+        await settle(env.db);
         const result = await drive(target.url!, requests, { connections, durationS });
         if (result.failed > 0) throw new Error(`(${target.id}) answered ${result.failed} requests with something other than 2xx`);
         results.get(target.id)!.push(result);
@@ -103,6 +104,22 @@ async function main(): Promise<void> {
   await opaServer?.stop();
   await env.close();
   log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
+}
+
+/**
+ * Waits until PostgreSQL is idle (the previous gateway's decision batches written), so that
+ * one target's audit writes do not land in the next target's measurement. At most 15 s.
+ */
+async function settle(db: import('knex').Knex): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  let quiet = 0;
+  while (quiet < 3 && Date.now() < deadline) {
+    const { rows } = await db.raw<{ rows: { active: number }[] }>(
+      "select count(*)::int as active from pg_stat_activity where state = 'active' and pid <> pg_backend_pid() and backend_type = 'client backend'",
+    );
+    quiet = rows[0]!.active === 0 ? quiet + 1 : 0;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** Every target must forward an allowed request, and the gateways must refuse a forbidden one. */

@@ -7,6 +7,9 @@ type Message = { start: TargetKind; settings: TargetSettings } | { memory: true 
 
 let target: StartedTarget | undefined;
 
+// The benchmark went away (finished or failed): never linger as an orphan.
+process.on('disconnect', () => process.exit(0));
+
 process.on('message', (message: Message) => {
   if ('start' in message) {
     startTarget(message.start, message.settings).then(

@@ -1,12 +1,11 @@
 // The decision log for years of records: `decisions` becomes range-partitioned by month on
 // `time` (retention drops whole partitions), and every record joins a SHA-256 hash chain
 // (`seq`, `prev_hash`, `hash`) whose head lives in `decision_chain_head`. Records already
-// written are chained here, in (time, id) order, exactly as src/audit/decision-chain.ts would.
+// written are chained here, in (time, id) order, over the canonical form verification uses.
 const { createHash } = require('node:crypto');
 
 const GENESIS_HASH = '0'.repeat(64);
-// 19 columns a row: well under PostgreSQL's 65,535 bind parameters per statement.
-const COPY_BATCH = 2000;
+const COPY_BATCH = 5000;
 const INDEXES = {
   decisions_time_index: '(time)',
   decisions_subject_time_index: '(subject, time)',
@@ -20,6 +19,9 @@ const COLUMNS = ['id', 'time', 'request_id', 'subject', 'user_id', 'organization
 /** @param {import('knex').Knex} knex */
 exports.up = async function up(knex) {
   await knex.raw('alter table decisions rename to decisions_unchained');
+  // A database that got the dry_run column (migration ...030) before this one ran keeps it.
+  const dryRun = await knex.schema.hasColumn('decisions_unchained', 'dry_run');
+  const columns = dryRun ? [...COLUMNS, 'dry_run'] : COLUMNS;
   await knex.raw('alter table decisions_unchained rename constraint decisions_pkey to decisions_unchained_pkey');
   for (const name of Object.keys(INDEXES)) await knex.raw(`drop index ${name}`);
 
@@ -49,8 +51,9 @@ exports.up = async function up(knex) {
     ) partition by range (time)`);
   // Audit questions are "what happened recently", narrowed by who, where, what or outcome;
   // verification walks the chain in seq order.
-  for (const [name, columns] of Object.entries(INDEXES)) await knex.raw(`create index ${name} on decisions ${columns}`);
+  for (const [name, indexed] of Object.entries(INDEXES)) await knex.raw(`create index ${name} on decisions ${indexed}`);
   await knex.raw('create index decisions_seq_index on decisions (seq)');
+  if (dryRun) await knex.raw('alter table decisions add column dry_run boolean not null default false');
 
   // One row each: the newest record of the chain, and the newest record retention removed.
   await knex.raw(`
@@ -76,21 +79,35 @@ exports.up = async function up(knex) {
     await knex.raw(`create table if not exists ${partitionName(month)} partition of decisions for values from ('${month.toISOString()}') to ('${next.toISOString()}')`);
   }
 
+  // The canonical content, rendered by PostgreSQL exactly as src/audit/pg-decision-query-store.ts
+  // (CANONICAL_CONTENT_SQL) renders it for verification.
+  const canonical = `(jsonb_build_object(
+      'id', id, 'path', path, 'time', to_char(time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+      'allow', allow, 'input', input, 'action', action, 'method', method, 'status', status,
+      'reasons', to_jsonb(reasons), 'subject', subject, 'user_id', user_id, 'resource', resource,
+      'request_id', request_id, 'organization', organization, 'eval_latency_us', eval_latency_us,
+      'policy_revision', policy_revision
+    )${dryRun ? ` || case when dry_run then '{"dry_run": true}'::jsonb else '{}'::jsonb end` : ''})::text`;
   let seq = 0;
   let hash = GENESIS_HASH;
   let after = null;
   for (;;) {
-    const query = knex('decisions_unchained').select(COLUMNS).orderBy([{ column: 'time' }, { column: 'id' }]).limit(COPY_BATCH);
-    if (after) query.whereRaw('(time, id) > (?, ?)', [after.time, after.id]);
+    const query = knex('decisions_unchained').select('id', knex.raw('time::text as time'), knex.raw(`${canonical} as content`)).orderBy([{ column: 'time' }, { column: 'id' }]).limit(COPY_BATCH);
+    if (after) query.whereRaw('(time, id) > (?::timestamptz, ?)', [after.time, after.id]);
     const rows = await query;
     if (rows.length === 0) break;
-    const chained = rows.map((row) => {
+    const chain = rows.map((row) => {
       seq += 1;
       const prevHash = hash;
-      hash = createHash('sha256').update(`${prevHash}\n${seq}\n`).update(canonicalJson(contentOfRow(row))).digest('hex');
-      return { ...row, resource: JSON.stringify(row.resource), input: row.input === null ? null : JSON.stringify(row.input), seq, prev_hash: prevHash, hash };
+      hash = createHash('sha256').update(`${prevHash}\n${seq}\n`).update(row.content).digest('hex');
+      return { id: row.id, seq, prev_hash: prevHash, hash };
     });
-    await knex('decisions').insert(chained);
+    await knex.raw(
+      `insert into decisions (${columns.join(', ')}, seq, prev_hash, hash)
+       select ${columns.map((column) => `u.${column}`).join(', ')}, c.seq, c.prev_hash, c.hash
+       from json_to_recordset(?::json) as c(id uuid, seq bigint, prev_hash text, hash text) join decisions_unchained u on u.id = c.id`,
+      [JSON.stringify(chain)],
+    );
     after = rows[rows.length - 1];
   }
   await knex.raw('insert into decision_chain_head (seq, hash) values (?, ?)', [seq, hash]);
@@ -100,6 +117,8 @@ exports.up = async function up(knex) {
 /** @param {import('knex').Knex} knex */
 exports.down = async function down(knex) {
   await knex.raw('alter table decisions rename to decisions_chained');
+  const dryRun = await knex.schema.hasColumn('decisions_chained', 'dry_run');
+  const columns = dryRun ? [...COLUMNS, 'dry_run'] : COLUMNS;
   for (const name of [...Object.keys(INDEXES), 'decisions_seq_index']) await knex.raw(`drop index ${name}`);
   await knex.raw('alter table decisions_chained rename constraint decisions_pkey to decisions_chained_pkey');
   await knex.raw(`
@@ -121,8 +140,9 @@ exports.down = async function down(knex) {
       eval_latency_us integer,
       input jsonb
     )`);
-  for (const [name, columns] of Object.entries(INDEXES)) await knex.raw(`create index ${name} on decisions ${columns}`);
-  await knex.raw(`insert into decisions (${COLUMNS.join(', ')}) select ${COLUMNS.join(', ')} from decisions_chained order by seq`);
+  for (const [name, indexed] of Object.entries(INDEXES)) await knex.raw(`create index ${name} on decisions ${indexed}`);
+  if (dryRun) await knex.raw('alter table decisions add column dry_run boolean not null default false');
+  await knex.raw(`insert into decisions (${columns.join(', ')}) select ${columns.join(', ')} from decisions_chained order by seq`);
   await knex.raw('drop table decisions_chained');
   await knex.raw('drop table decision_chain_head');
   await knex.raw('drop table decision_chain_anchor');
@@ -138,63 +158,4 @@ function addMonths(date, months) {
 
 function partitionName(month) {
   return `decisions_y${month.getUTCFullYear()}m${String(month.getUTCMonth() + 1).padStart(2, '0')}`;
-}
-
-// A frozen copy of the canonical form in src/audit/decision-chain.ts (migrations never import
-// application code); test/audit-migration.test.ts checks that both agree.
-function contentOfRow(row) {
-  return {
-    id: row.id,
-    time: row.time.toISOString(),
-    request_id: row.request_id,
-    subject: row.subject,
-    user_id: row.user_id,
-    organization: row.organization,
-    action: row.action,
-    resource: row.resource,
-    method: row.method,
-    path: row.path,
-    allow: row.allow,
-    status: row.status,
-    reasons: row.reasons,
-    policy_revision: row.policy_revision,
-    eval_latency_us: row.eval_latency_us,
-    input: row.input === undefined ? null : row.input,
-  };
-}
-
-function storable(text) {
-  if (!/[\u0000\ud800-\udfff]/.test(text)) return text;
-  return text.toWellFormed().replace(/\u0000/g, '\ufffd');
-}
-
-function canonicalJson(value) {
-  const text = write(value);
-  return text === undefined ? 'null' : text;
-}
-
-function write(value) {
-  switch (typeof value) {
-    case 'string':
-      return JSON.stringify(storable(value));
-    case 'number':
-      return Number.isFinite(value) ? JSON.stringify(value) : 'null';
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'bigint':
-      return value.toString();
-    case 'object': {
-      if (value === null) return 'null';
-      if (typeof value.toJSON === 'function') return write(value.toJSON());
-      if (Array.isArray(value)) return `[${value.map((item) => write(item) ?? 'null').join(',')}]`;
-      const members = [];
-      for (const key of Object.keys(value).sort()) {
-        const item = write(value[key]);
-        if (item !== undefined) members.push(`${JSON.stringify(storable(key))}:${item}`);
-      }
-      return `{${members.join(',')}}`;
-    }
-    default:
-      return undefined;
-  }
 }

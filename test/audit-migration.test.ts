@@ -75,4 +75,25 @@ describe('migrating an existing decision log to the hash chain', () => {
     await migrateToLatest(db);
     expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 4 });
   });
+
+  it('keeps dry_run on a database that got that column before this migration ran', async () => {
+    const other = await createTestDatabase({ empty: true });
+    try {
+      const list = async () => ((await other.db.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
+      while (!(await list()).includes('20261128000002_decisions.js')) await other.db.migrate.up(migrationConfig());
+      // As if 20261128000030_decision_dry_run.js had been applied first (migrations merged out of order).
+      await other.db.raw('alter table decisions add column dry_run boolean not null default false');
+      await other.db('portcullis_migrations').insert({ name: '20261128000030_decision_dry_run.js', batch: 2, migration_time: new Date() });
+      await other.db('decisions').insert([legacyRow(1, '2026-10-01T00:00:00Z', { dry_run: true }), legacyRow(2, '2026-10-02T00:00:00Z')]);
+
+      await migrateToLatest(other.db);
+      expect(await other.db('decisions').select('request_id', 'dry_run').orderBy('seq')).toEqual([
+        { request_id: 'legacy-1', dry_run: true },
+        { request_id: 'legacy-2', dry_run: false },
+      ]);
+      expect(await verifyChain(new PgDecisionQueryStore(other.db))).toMatchObject({ ok: true, checked: 2 });
+    } finally {
+      await other.drop();
+    }
+  });
 });

@@ -1,7 +1,7 @@
 // Tamper evidence, as an auditor checks it: `portcullis decisions verify` over a real chain,
 // then the same chain edited, re-hashed, cut and reordered with SQL behind the gateway's back.
 import type { Knex } from 'knex';
-import { canonicalJson, chainHash, contentOfRow } from '../src/audit/decision-chain';
+import { CANONICAL_CONTENT_SQL } from '../src/audit/pg-decision-query-store';
 import type { DecisionRecord } from '../src/audit/decision-record';
 import { appendDecisions, requireBuild, runCli } from './support/audit-helpers';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
@@ -58,10 +58,13 @@ describe('portcullis decisions verify', () => {
   it('names the next record when an edited record was re-hashed to hide the edit', async () => {
     const victim = await rowAt(200);
     const next = await rowAt(201);
-    const forged = { ...victim, reasons: ['forged'] };
-    const forgedHash = chainHash(victim.prev_hash, 200, canonicalJson(contentOfRow(forged)));
     const run = await tampered(
-      () => db('decisions').where({ seq: 200 }).update({ reasons: ['forged'], hash: forgedHash }),
+      async () => {
+        await db('decisions').where({ seq: 200 }).update({ reasons: ['forged'] });
+        // The record's own hash recomputed over the forged content, as the chain would have it.
+        await db.raw(`update decisions set hash = encode(sha256(convert_to(prev_hash || E'\\n' || seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex') where seq = 200`);
+        expect((await rowAt(200)).hash).not.toBe(victim.hash);
+      },
       () => db('decisions').where({ seq: 200 }).update({ reasons: victim.reasons, hash: victim.hash }),
       () => verify(),
     );

@@ -24,8 +24,16 @@ afterAll(async () => {
 
 const db = () => database.db;
 
+// One token per caller and gateway, as a client would reuse it (so the token cache is warm too).
+const tokens = new Map<string, Promise<string>>();
+function tokenOf(gateway: Harness, user: string): Promise<string> {
+  const key = `${gateways.indexOf(gateway)}:${user}`;
+  if (!tokens.has(key)) tokens.set(key, gateway.tokens.sign(`${user}|sub`));
+  return tokens.get(key)!;
+}
+
 async function statusOf(gateway: Harness, user: string, method: string, path: string): Promise<number> {
-  const res = await gateway.request(path, { method, token: await gateway.tokens.sign(`${user}|sub`), ...(method === 'GET' ? {} : { body: '{}' }) });
+  const res = await gateway.request(path, { method, token: await tokenOf(gateway, user), ...(method === 'GET' ? {} : { body: '{}' }) });
   await res.arrayBuffer();
   return res.status;
 }
@@ -64,6 +72,19 @@ describe('with warm caches', () => {
       expect(Date.now() - started).toBeLessThan(500);
     } finally {
       await locker.rollback();
+    }
+  });
+});
+
+describe('the caches are observable', () => {
+  it('report hits, misses and entries of the token, subject and facts caches on /metrics', async () => {
+    await warm('alice', 'GET', '/orgs/acme/projects/web', 200);
+    const text = await (await fetch(`${gateways[0]!.gateway.adminUrl}/metrics`)).text();
+    const value = (metric: string, cache: string) => Number(new RegExp(`^${metric}\\{cache="${cache}"\\} (\\d+)`, 'm').exec(text)?.[1]);
+    for (const cache of ['tokens', 'subjects', 'facts']) {
+      expect({ cache, hits: value('portcullis_cache_hits', cache) > 0 }).toEqual({ cache, hits: true });
+      expect({ cache, entries: value('portcullis_cache_entries', cache) > 0 }).toEqual({ cache, entries: true });
+      expect(value('portcullis_cache_misses', cache)).toBeGreaterThan(0);
     }
   });
 });

@@ -105,6 +105,7 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
 
   /** Resolves once the record is stored in PostgreSQL or fsync'd to the spool; rejects if neither is possible. */
   recordDurably(record: DecisionRecord): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('the decision recorder is closed; the decision was not recorded'));
     return new Promise((resolve, reject) => {
       this.urgent += 1;
       this.enqueue({ record, durable: { resolve, reject } });

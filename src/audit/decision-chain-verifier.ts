@@ -1,8 +1,9 @@
-// Walks the decision chain in seq order, a page at a time (the next page is fetched while the
-// current one is hashed), and recomputes every hash and link. The first record that does not
+// Walks the decision chain in seq order, a range of seq at a time, and recomputes every hash
+// and link. The database renders each record's canonical text, so a few ranges are fetched at
+// once (each on its own connection, so on its own core) while this process hashes. The first record that does not
 // fit is named with what is wrong: its content was edited, it does not follow its
 // predecessor's hash, or seq numbers are missing (records deleted) or out of order.
-import { canonicalJson, chainHash, type DecisionContent } from './decision-chain';
+import { chainHash } from './decision-chain';
 
 /** One stored record as the chain sees it. */
 export interface ChainRow {
@@ -10,14 +11,17 @@ export interface ChainRow {
   seq: number;
   prevHash: string;
   hash: string;
-  content: DecisionContent;
+  /** The record's canonical JSON, as hashed. */
+  content: string;
 }
 
 export interface ChainReader {
   chainState(): Promise<{ head: { seq: number; hash: string }; anchor: { seq: number; hash: string } }>;
   firstSeqSince(time: Date): Promise<number | undefined>;
+  /** The lowest seq stored. */
+  firstSeq(): Promise<number | undefined>;
   /** Records with seq in (afterSeq, throughSeq], in seq order. */
-  chainPage(afterSeq: number, throughSeq: number, limit: number): Promise<ChainRow[]>;
+  chainPage(afterSeq: number, throughSeq: number): Promise<ChainRow[]>;
 }
 
 export interface ChainBreak {
@@ -34,7 +38,10 @@ export type VerifyResult =
 export interface VerifyOptions {
   /** Start at the first record at or after this time, trusting its prev_hash. */
   since?: Date | undefined;
+  /** seq numbers per page. Default 10,000. */
   pageSize?: number;
+  /** Pages fetched ahead. Default 3. */
+  prefetch?: number;
   onProgress?: (checked: number, total: number) => void;
 }
 
@@ -52,7 +59,7 @@ export async function verifyChain(reader: ChainReader, options: VerifyOptions = 
     expectedSeq = first;
   } else {
     // Retention may have dropped the start of the chain: it resumes after the anchor.
-    afterSeq = 0;
+    afterSeq = Math.max(0, ((await reader.firstSeq()) ?? 1) - 1);
     expectedSeq = anchor.seq + 1;
     expectedPrev = anchor.hash;
   }
@@ -61,16 +68,24 @@ export async function verifyChain(reader: ChainReader, options: VerifyOptions = 
   let last: { id: string; seq: number } | undefined;
   const fail = (broken: ChainBreak): VerifyResult => ({ ok: false, checked, broken });
 
-  let next = reader.chainPage(afterSeq, head.seq, pageSize);
+  // seq has no gaps unless records were deleted, so pages can be asked for by range, ahead.
+  const pages: Promise<ChainRow[]>[] = [];
+  let fetchedThrough = afterSeq;
+  const fetchAhead = () => {
+    while (pages.length < (options.prefetch ?? 3) && fetchedThrough < head.seq) {
+      const through = Math.min(head.seq, fetchedThrough + pageSize);
+      pages.push(reader.chainPage(fetchedThrough, through));
+      fetchedThrough = through;
+    }
+  };
+  fetchAhead();
   try {
-    for (;;) {
-      const rows = await next;
-      if (rows.length === 0) break;
-      const lastOfPage = rows[rows.length - 1]!.seq;
-      next = rows.length === pageSize ? reader.chainPage(lastOfPage, head.seq, pageSize) : Promise.resolve([]);
+    while (pages.length > 0) {
+      const rows = await pages.shift()!;
+      fetchAhead();
       for (const row of rows) {
         const { id, seq, prevHash } = row;
-        const contentHash = chainHash(prevHash, seq, canonicalJson(row.content));
+        const contentHash = chainHash(prevHash, seq, row.content);
         // Records older than the anchor that survived retention (their month was not dropped yet):
         // their predecessors may be gone, so only their own content can be checked.
         const beforeAnchor = !options.since && seq <= anchor.seq;
@@ -95,7 +110,7 @@ export async function verifyChain(reader: ChainReader, options: VerifyOptions = 
       options.onProgress?.(checked, total);
     }
   } finally {
-    next.catch(() => undefined);
+    for (const page of pages) page.catch(() => undefined);
   }
 
   // The head row moves in the same transaction as every append: records after the last one seen are gone.

@@ -1,10 +1,10 @@
-// The canonical form every hash is computed over: the same text for the same content, however
-// it was built or read back.
-import { canonicalJson, chainHash, contentOfRow, GENESIS_HASH, prepareDecision, preparedFromContent } from './decision-chain';
+// The canonical form every hash is computed over: the text PostgreSQL's jsonb writes for the
+// same value, whatever order or shape the value was built in.
+import { canonicalJson, chainHash, GENESIS_HASH, prepareDecision, preparedFromContent } from './decision-chain';
 import type { DecisionRecord } from './decision-record';
 
 const record: DecisionRecord = {
-  id: '6f1c2d3e-0000-4000-8000-000000000001',
+  id: '6F1C2D3E-0000-4000-8000-000000000001',
   time: new Date(Date.UTC(2026, 10, 28, 12, 0, 0, 7)),
   requestId: 'r-1',
   subject: 'alice|sub',
@@ -23,52 +23,43 @@ const record: DecisionRecord = {
 };
 
 describe('canonicalJson', () => {
-  it('sorts keys at every level and writes no whitespace', () => {
-    expect(canonicalJson({ b: 1, a: { d: [3, { f: 1, e: 2 }], c: null } })).toBe('{"a":{"c":null,"d":[3,{"e":2,"f":1}]},"b":1}');
+  it('writes what jsonb::text writes: sorted keys, a space after each comma and colon', () => {
+    expect(canonicalJson({ b: 1, a: { d: [3, { f: 1, e: 2 }], c: null }, e: [], o: {} })).toBe('{"a": {"c": null, "d": [3, {"e": 2, "f": 1}]}, "b": 1, "e": [], "o": {}}');
+  });
+
+  it('orders keys as PostgreSQL jsonb does: shorter UTF-8 first, then by bytes', () => {
+    const keys = { zz: 1, aaa: 2, b: 3, '\u00e9': 4, '10': 5, '9': 6, '\uffff': 7, '\u{1f600}': 8 };
+    expect(canonicalJson(keys)).toBe('{"9": 6, "b": 3, "10": 5, "zz": 1, "\u00e9": 4, "aaa": 2, "\uffff": 7, "\u{1f600}": 8}');
+  });
+
+  it('writes numbers in plain decimal, as PostgreSQL’s numeric does', () => {
+    expect(canonicalJson([1e21, 1.5e21, -1.5e-7, 5e-7, 1e-6, 2.5, -0, 0.1 + 0.2])).toBe(
+      '[1000000000000000000000, 1500000000000000000000, -0.00000015, 0.0000005, 0.000001, 2.5, 0, 0.30000000000000004]',
+    );
   });
 
   it('follows JSON.stringify for undefined, non-finite numbers, toJSON and nested arrays', () => {
     expect(canonicalJson({ gone: undefined, n: Number.NaN, i: Number.POSITIVE_INFINITY, d: new Date(0), list: [undefined, () => 1] })).toBe(
-      '{"d":"1970-01-01T00:00:00.000Z","i":null,"list":[null,null],"n":null}',
+      '{"d": "1970-01-01T00:00:00.000Z", "i": null, "n": null, "list": [null, null]}',
     );
     expect(canonicalJson(undefined)).toBe('null');
   });
 
   it('replaces what PostgreSQL cannot store (NUL, lone surrogates) and is idempotent on the result', () => {
     const once = canonicalJson({ 'k\u0000': 'a\u0000b\ud800c' });
-    expect(once).toBe('{"k\ufffd":"a\ufffdb\ufffdc"}');
+    expect(once).toBe('{"k\ufffd": "a\ufffdb\ufffdc"}');
     expect(canonicalJson(JSON.parse(once))).toBe(once);
   });
 
-  it('gives the same text for a record and for the row PostgreSQL returns for it', () => {
-    const prepared = prepareDecision(record);
-    const row = {
-      id: record.id,
-      time: new Date(record.time),
-      request_id: 'r-1',
-      subject: 'alice|sub',
-      user_id: null,
-      organization: 'acme',
-      action: 'organization:read',
-      // jsonb comes back with its own key order
-      resource: { org: 'acme', type: 'organization' },
-      method: 'GET',
-      path: '/orgs/acme',
-      allow: true,
-      status: 200,
-      reasons: ['granted'],
-      policy_revision: 'rev',
-      eval_latency_us: 5,
-      input: { a: { c: null, d: [3, { e: 2, f: 1 }] }, b: 1 },
-      dry_run: false,
-    };
-    expect(canonicalJson(contentOfRow(row))).toBe(prepared.content);
-    expect(prepared.time).toBe('2026-11-28T12:00:00.007Z');
+  it('hashes uuids lower-case, as PostgreSQL returns them', () => {
+    expect(prepareDecision(record).id).toBe('6f1c2d3e-0000-4000-8000-000000000001');
+    expect(prepareDecision(record).content).toContain('"id": "6f1c2d3e-0000-4000-8000-000000000001"');
+    expect(prepareDecision(record).time).toBe('2026-11-28T12:00:00.007Z');
   });
 
   it('includes dry_run only when it is true', () => {
     expect(prepareDecision(record).content).not.toContain('dry_run');
-    expect(prepareDecision({ ...record, dryRun: true }).content).toContain('"dry_run":true');
+    expect(prepareDecision({ ...record, dryRun: true }).content).toContain('"dry_run": true');
   });
 });
 
@@ -79,7 +70,7 @@ describe('chainHash', () => {
     expect(hash).toMatch(/^[0-9a-f]{64}$/);
     expect(chainHash(GENESIS_HASH, 2, content)).not.toBe(hash);
     expect(chainHash('1'.repeat(64), 1, content)).not.toBe(hash);
-    expect(chainHash(GENESIS_HASH, 1, content.replace('"status":200', '"status":201'))).not.toBe(hash);
+    expect(chainHash(GENESIS_HASH, 1, content.replace('"status": 200', '"status": 201'))).not.toBe(hash);
   });
 });
 

@@ -1,6 +1,6 @@
-// The tamper-evident form of a decision record: its canonical JSON (sorted keys, no spaces,
-// ISO-8601 UTC milliseconds) and the hash chain over it. The same functions hash a record
-// before it is stored and re-derive the hash from the stored row when the chain is verified.
+// The tamper-evident form of a decision record: its canonical JSON (the text PostgreSQL's jsonb
+// writes for it, times as ISO-8601 UTC milliseconds) and the hash chain over it. The gateway
+// hashes a record before storing it; verification hashes what PostgreSQL renders of the row.
 import { createHash } from 'node:crypto';
 import type { DecisionRecord } from './decision-record';
 
@@ -37,51 +37,28 @@ export interface DecisionContent {
   dry_run?: true;
 }
 
-export function contentOf(record: DecisionRecord): DecisionContent {
-  const content: DecisionContent = {
-    id: record.id,
-    time: record.time.toISOString(),
-    request_id: record.requestId,
-    subject: record.subject,
-    user_id: record.userId,
-    organization: record.organization,
-    action: record.action,
-    resource: record.resource,
-    method: record.method,
+function contentOf(record: DecisionRecord): DecisionContent {
+  // Members in canonical order, so canonicalJson need not sort them.
+  return {
+    // uuid columns come back lower-case.
+    id: record.id.toLowerCase(),
     path: record.path,
+    time: record.time.toISOString(),
     allow: record.allow,
-    status: record.status,
-    reasons: record.reasons,
-    policy_revision: record.policyRevision,
-    eval_latency_us: record.evalLatencyUs,
     input: record.input ?? null,
+    action: record.action,
+    method: record.method,
+    status: record.status,
+    ...(record.dryRun === true ? { dry_run: true as const } : {}),
+    reasons: record.reasons,
+    subject: record.subject,
+    user_id: record.userId?.toLowerCase() ?? null,
+    resource: record.resource,
+    request_id: record.requestId,
+    organization: record.organization,
+    eval_latency_us: record.evalLatencyUs,
+    policy_revision: record.policyRevision,
   };
-  if (record.dryRun === true) content.dry_run = true;
-  return content;
-}
-
-/** The hashed content of a stored row, as node-pg returns it (timestamptz as Date, jsonb parsed). */
-export function contentOfRow(row: Record<string, unknown>): DecisionContent {
-  const content: DecisionContent = {
-    id: row.id as string,
-    time: (row.time as Date).toISOString(),
-    request_id: row.request_id as string,
-    subject: row.subject as string | null,
-    user_id: row.user_id as string | null,
-    organization: row.organization as string | null,
-    action: row.action as string,
-    resource: row.resource,
-    method: row.method as string,
-    path: row.path as string,
-    allow: row.allow as boolean,
-    status: row.status as number,
-    reasons: row.reasons as string[],
-    policy_revision: row.policy_revision as string | null,
-    eval_latency_us: row.eval_latency_us as number | null,
-    input: row.input ?? null,
-  };
-  if (row.dry_run === true) content.dry_run = true;
-  return content;
 }
 
 export function prepareDecision(record: DecisionRecord): PreparedDecision {
@@ -106,7 +83,7 @@ export function chainHash(prevHash: string, seq: number, content: string): strin
 // value canonicalizes to itself).
 const UNSTORABLE = /[\u0000\ud800-\udfff]/;
 // JSON.stringify writes both as escapes; without one of these in the output there is nothing
-// to replace, and the common case skips a test per string (verify canonicalizes a million records).
+// to replace, and the common case skips a test per string.
 const ESCAPED_UNSTORABLE = /\\u(0000|d[89a-f])/i;
 
 function storable(text: string): string {
@@ -114,14 +91,45 @@ function storable(text: string): string {
   return (text as string & { toWellFormed(): string }).toWellFormed().replace(/\u0000/g, '\ufffd');
 }
 
+/** PostgreSQL's jsonb key order: shorter keys (in UTF-8 bytes) first, equal lengths by their bytes. */
+export function jsonbKeyOrder(a: string, b: string): number {
+  const lengths = Buffer.byteLength(a) - Buffer.byteLength(b);
+  if (lengths !== 0 || a === b) return lengths;
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
 /**
- * JSON with object keys sorted (JavaScript's default UTF-16 order) at every level, no
- * whitespace, and the same value rules as JSON.stringify (toJSON, undefined members dropped,
- * non-finite numbers as null). Values read back from jsonb canonicalize to the same text.
+ * The canonical form every hash is computed over: exactly the text PostgreSQL writes for the
+ * value as jsonb (`to_jsonb(value)::text`): keys in jsonbKeyOrder, `", "` and `": "` between
+ * members, numbers in plain decimal, JSON.stringify's string escapes (which are jsonb's).
+ * Values follow JSON.stringify's rules (toJSON, undefined members dropped, non-finite numbers
+ * as null). So the database can render a stored record itself, and anyone can re-check a hash
+ * with SQL alone.
  */
 export function canonicalJson(value: unknown): string {
   const text = write(value, false) ?? 'null';
   return ESCAPED_UNSTORABLE.test(text) ? (write(value, true) ?? 'null') : text;
+}
+
+/** A finite number as PostgreSQL's numeric prints it: JavaScript's digits, never an exponent. */
+function decimal(value: number): string {
+  const text = JSON.stringify(value);
+  const exponent = text.indexOf('e');
+  if (exponent === -1) return text;
+  const sign = text.startsWith('-') ? '-' : '';
+  const mantissa = text.slice(sign.length, exponent);
+  const point = mantissa.indexOf('.');
+  const digits = mantissa.replace('.', '');
+  const position = (point === -1 ? mantissa.length : point) + Number(text.slice(exponent + 1));
+  if (position <= 0) return `${sign}0.${'0'.repeat(-position)}${digits}`;
+  if (position >= digits.length) return `${sign}${digits}${'0'.repeat(position - digits.length)}`;
+  return `${sign}${digits.slice(0, position)}.${digits.slice(position)}`;
+}
+
+/** Objects built in canonical order (records) need no sort. */
+function inOrder(members: readonly (readonly [string, unknown])[]): boolean {
+  for (let i = 1; i < members.length; i++) if (jsonbKeyOrder(members[i - 1]![0], members[i]![0]) > 0) return false;
+  return true;
 }
 
 function write(value: unknown, clean: boolean): string | undefined {
@@ -129,7 +137,7 @@ function write(value: unknown, clean: boolean): string | undefined {
     case 'string':
       return JSON.stringify(clean ? storable(value) : value);
     case 'number':
-      return Number.isFinite(value) ? JSON.stringify(value) : 'null';
+      return Number.isFinite(value) ? decimal(value) : 'null';
     case 'boolean':
       return value ? 'true' : 'false';
     case 'bigint':
@@ -140,17 +148,19 @@ function write(value: unknown, clean: boolean): string | undefined {
       if (typeof withJson.toJSON === 'function') return write(withJson.toJSON(), clean);
       if (Array.isArray(value)) {
         let out = '[';
-        for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + (write(value[i], clean) ?? 'null');
+        for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ', ') + (write(value[i], clean) ?? 'null');
         return `${out}]`;
       }
       const object = value as Record<string, unknown>;
-      const keys = Object.keys(object).sort();
+      // Keys are ordered as they will be stored: after replacing what PostgreSQL cannot hold.
+      const members = Object.keys(object).map((key) => [clean ? storable(key) : key, object[key]] as const);
+      if (!inOrder(members)) members.sort((a, b) => jsonbKeyOrder(a[0], b[0]));
       let out = '{';
       let first = true;
-      for (const key of keys) {
-        const item = write(object[key], clean);
+      for (const [key, member] of members) {
+        const item = write(member, clean);
         if (item === undefined) continue;
-        out += `${first ? '' : ','}${JSON.stringify(clean ? storable(key) : key)}:${item}`;
+        out += `${first ? '' : ', '}${JSON.stringify(key)}: ${item}`;
         first = false;
       }
       return `${out}}`;

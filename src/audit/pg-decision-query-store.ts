@@ -3,7 +3,6 @@
 // replay and tail walk through without holding more than a page in memory.
 import type { Knex } from 'knex';
 import { InputError } from '../http/errors';
-import type { DecisionContent } from './decision-chain';
 import type { ChainReader, ChainRow } from './decision-chain-verifier';
 
 export interface DecisionFilter {
@@ -58,61 +57,18 @@ const DETAIL = [...SUMMARY.filter((column) => column !== 'dry_run'), 'resource',
 
 export const MAX_PAGE = 1000;
 
-// Verification reads every record: PostgreSQL formats the time and the reasons as the hash
-// wants them, and node-pg's type parsers are skipped (JSON is parsed once, by hand).
-const CHAIN_TEXT = [
-  'id', 'seq', `to_char(time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as time`, 'request_id', 'subject', 'user_id', 'organization',
-  'action', 'resource', 'method', 'path', 'allow', 'status', 'array_to_json(reasons) as reasons', 'policy_revision', 'eval_latency_us', 'input',
-  'dry_run', 'prev_hash', 'hash',
-].join(', ');
-const AS_TEXT = { types: { getTypeParser: () => (value: string) => value } };
-
-/** A CHAIN_TEXT row: every column as PostgreSQL's text. */
-interface ChainTextRow {
-  id: string;
-  seq: string;
-  time: string;
-  request_id: string;
-  subject: string | null;
-  user_id: string | null;
-  organization: string | null;
-  action: string;
-  resource: string;
-  method: string;
-  path: string;
-  allow: string;
-  status: string;
-  reasons: string;
-  policy_revision: string | null;
-  eval_latency_us: string | null;
-  input: string | null;
-  dry_run: string;
-  prev_hash: string;
-  hash: string;
-}
-
-function chainRow(row: ChainTextRow): ChainRow {
-  const content: DecisionContent = {
-    id: row.id,
-    time: row.time,
-    request_id: row.request_id,
-    subject: row.subject,
-    user_id: row.user_id,
-    organization: row.organization,
-    action: row.action,
-    resource: JSON.parse(row.resource),
-    method: row.method,
-    path: row.path,
-    allow: row.allow === 't',
-    status: Number(row.status),
-    reasons: JSON.parse(row.reasons) as string[],
-    policy_revision: row.policy_revision,
-    eval_latency_us: row.eval_latency_us === null ? null : Number(row.eval_latency_us),
-    input: row.input === null ? null : JSON.parse(row.input),
-  };
-  if (row.dry_run === 't') content.dry_run = true;
-  return { id: row.id, seq: Number(row.seq), prevHash: row.prev_hash, hash: row.hash, content };
-}
+/**
+ * A stored record rendered by PostgreSQL in canonical form (canonicalJson's): the hashed
+ * columns as one jsonb object's text. Verification then only hashes, and the database does the
+ * rendering on its own core.
+ */
+export const CANONICAL_CONTENT_SQL = `(jsonb_build_object(
+    'id', id, 'path', path, 'time', to_char(time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    'allow', allow, 'input', input, 'action', action, 'method', method, 'status', status,
+    'reasons', to_jsonb(reasons), 'subject', subject, 'user_id', user_id, 'resource', resource,
+    'request_id', request_id, 'organization', organization, 'eval_latency_us', eval_latency_us,
+    'policy_revision', policy_revision
+  ) || case when dry_run then '{"dry_run": true}'::jsonb else '{}'::jsonb end)::text`;
 
 /** An opaque cursor: the (time, seq) of the last record of a page. */
 export function encodeCursor(time: string, seq: number): string {
@@ -193,16 +149,14 @@ export class PgDecisionQueryStore implements ChainReader {
     return Number((await this.db('decision_chain_head').first('seq'))?.seq ?? 0);
   }
 
-  /** Records with everything the chain hashes, seq in (afterSeq, throughSeq], in seq order. */
-  async chainPage(afterSeq: number, throughSeq: number, limit: number): Promise<ChainRow[]> {
+  /** Records with seq in (afterSeq, throughSeq], in seq order, with their canonical content. */
+  async chainPage(afterSeq: number, throughSeq: number): Promise<ChainRow[]> {
     const rows = (await this.db('decisions')
-      .select(this.db.raw(CHAIN_TEXT))
+      .select('id', 'seq', 'prev_hash', 'hash', this.db.raw(`${CANONICAL_CONTENT_SQL} as content`))
       .where('seq', '>', afterSeq)
       .andWhere('seq', '<=', throughSeq)
-      .orderBy('seq')
-      .limit(limit)
-      .options(AS_TEXT)) as ChainTextRow[];
-    return rows.map(chainRow);
+      .orderBy('seq')) as { id: string; seq: string; prev_hash: string; hash: string; content: string }[];
+    return rows.map((row) => ({ id: row.id, seq: Number(row.seq), prevHash: row.prev_hash, hash: row.hash, content: row.content }));
   }
 
   async chainState(): Promise<{ head: { seq: number; hash: string }; anchor: { seq: number; hash: string } }> {
@@ -218,6 +172,11 @@ export class PgDecisionQueryStore implements ChainReader {
   async firstSeqSince(time: Date): Promise<number | undefined> {
     const row = await this.db('decisions').select('seq').where('time', '>=', time).orderBy([{ column: 'time' }, { column: 'seq' }]).first();
     return row ? Number(row.seq) : undefined;
+  }
+
+  async firstSeq(): Promise<number | undefined> {
+    const row = await this.db('decisions').min({ seq: 'seq' }).first();
+    return row?.seq === null || row?.seq === undefined ? undefined : Number(row.seq);
   }
 
   /** How many records a filter matches (replay's progress). */

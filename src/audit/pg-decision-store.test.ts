@@ -7,10 +7,10 @@ import { createDatabase } from '../db/database';
 import { DependencyError } from '../http/errors';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { BatchingDecisionRecorder } from './batching-decision-recorder';
-import { canonicalJson, chainHash, contentOfRow, GENESIS_HASH, prepareDecision } from './decision-chain';
+import { chainHash, GENESIS_HASH, prepareDecision } from './decision-chain';
 import { verifyChain } from './decision-chain-verifier';
 import type { DecisionRecord } from './decision-record';
-import { PgDecisionQueryStore } from './pg-decision-query-store';
+import { CANONICAL_CONTENT_SQL, PgDecisionQueryStore } from './pg-decision-query-store';
 import { PgDecisionStore } from './pg-decision-store';
 
 let database: TestDatabase;
@@ -101,15 +101,35 @@ describe('PgDecisionStore', () => {
     expect(await db('decision_chain_head').first('seq', 'hash')).toEqual({ seq: '1', hash: row.hash });
   });
 
-  it('hashes what it stores: the hash recomputed from the row read back is the stored one', async () => {
-    const odd = decision(2, { input: { nested: { z: 1, a: [1.5, null, 'x\u0000y', { b: true }] }, big: 1e21 }, dryRun: true, reasons: [] });
-    await append([decision(1), odd]);
-    const rows = await db('decisions').select('*').orderBy('seq');
-    for (const row of rows) expect(chainHash(row.prev_hash, Number(row.seq), canonicalJson(contentOfRow(row)))).toBe(row.hash);
-    expect(rows[1].prev_hash).toBe(rows[0].hash);
-    expect(rows[1].dry_run).toBe(true);
-    // PostgreSQL cannot store NUL: it became U+FFFD before hashing.
-    expect(rows[1].input.nested.a[2]).toBe('x\ufffdy');
+  it('hashes exactly the text PostgreSQL renders for the stored record, however awkward its values', async () => {
+    const awkward = {
+      numbers: [1e21, -1.5e-7, 5e-324, -0, 0.1 + 0.2, 2 ** 53 + 2, 123456789.125, 1e300, Number.NaN],
+      keys: { é: 1, '😀': 2, '\uffff': 3, '10': 4, '9': 5, zz: 6, a: 7, 'a b': 8, '': 9 },
+      strings: ['quote " backslash \\ slash /', 'tab\tline\nfeed\rcr\u0001\u001f\u007f', '\u2028\u2029', 'x\u0000y', 'lone \ud800 surrogate', '😀 é ü 中文'],
+      empty: { object: {}, array: [], nested: [[], {}] },
+      flags: [true, false, null],
+    };
+    const records = [
+      decision(1),
+      decision(2, { input: awkward, resource: { type: 'x', 'ünïcode': 'ñ' }, dryRun: true, reasons: [] }),
+      decision(3, { id: randomUUID().toUpperCase(), subject: 'sub with "quotes" and \n newline', input: [1, 'two', { three: 3 }] }),
+      decision(4, { input: null, userId: null, evalLatencyUs: null, policyRevision: null, organization: null }),
+    ];
+    await append(records);
+    const query = new PgDecisionQueryStore(db);
+    const rendered = await query.chainPage(0, 10);
+    expect(rendered.map((row) => row.content)).toEqual(records.map((record) => prepareDecision(record).content));
+    expect(await verifyChain(query)).toMatchObject({ ok: true, checked: 4 });
+    // The same check with SQL alone, as an auditor without this code could run it.
+    const { rows: mismatched } = await db.raw(
+      `select seq from decisions where hash <> encode(sha256(convert_to(prev_hash || E'\\n' || seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex')`,
+    );
+    expect(mismatched).toEqual([]);
+    const stored = await db('decisions').where({ seq: 2 }).first('input', 'dry_run');
+    expect(stored.dry_run).toBe(true);
+    // PostgreSQL cannot store NUL or a lone surrogate: they became U+FFFD before hashing.
+    expect(stored.input.strings.slice(3)).toEqual(['x\ufffdy', 'lone \ufffd surrogate', '😀 é ü 中文']);
+    expect(stored.input.numbers).toEqual([1e21, -1.5e-7, 5e-324, 0, 0.1 + 0.2, 2 ** 53 + 2, 123456789.125, 1e300, null]);
   });
 
   it('stores the optional fields as null and keeps a JSON array input as JSON', async () => {
@@ -154,7 +174,7 @@ describe('PgDecisionStore', () => {
     await append([decision(0)]);
     const head = await db('decision_chain_head').first('seq', 'hash');
     const error = await store
-      .append([decision(1), decision(2)].map(prepareDecision).map((record, n) => (n === 1 ? { ...record, content: record.content.replace(/"status":409/, '"status":"not a number"') } : record)))
+      .append([decision(1), decision(2)].map(prepareDecision).map((record, n) => (n === 1 ? { ...record, content: record.content.replace(/"status": 409/, '"status": "not a number"') } : record)))
       .catch((thrown: unknown) => thrown);
     expect(error).toBeInstanceOf(DependencyError);
     expect((error as Error).message).toBe('could not write 2 decision records to PostgreSQL');

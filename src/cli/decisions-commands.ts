@@ -105,7 +105,7 @@ export function registerDecisionCommands(program: Command, ctx: CliContext): voi
       );
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
       if (result.ok) {
-        io.out(`verified ${result.checked} decision records in ${seconds} s: the chain is intact (head: seq ${result.head.seq}, hash ${result.head.hash})`);
+        io.out(`verified ${result.checked} decision record${result.checked === 1 ? '' : 's'} in ${seconds} s: the chain is intact (head: seq ${result.head.seq}, hash ${result.head.hash})`);
         return;
       }
       const { broken } = result;

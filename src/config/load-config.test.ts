@@ -9,7 +9,15 @@ const minimal = {
 describe('parseConfig', () => {
   it('fills every default and resolves relative paths against the config folder', () => {
     const config = parseConfig(minimal, {}, '/etc/portcullis');
-    expect(config.server).toEqual({ host: '127.0.0.1', port: 8080, body_limit_bytes: 10485760, upstream_timeout_ms: 30000 });
+    expect(config.server).toEqual({
+      host: '127.0.0.1',
+      port: 8080,
+      body_limit_bytes: 10485760,
+      upstream_timeout_ms: 30000,
+      headers_timeout_ms: 10000,
+      request_timeout_ms: 60000,
+      max_header_bytes: 16384,
+    });
     expect(config.admin.port).toBe(9090);
     expect(config.policy).toEqual({ source: '/etc/portcullis/policies', entrypoint: 'portcullis/decision' });
     expect(config.auth.jwks_file).toBe('/etc/portcullis/keys/jwks.json');

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { PortcullisConfig } from '../config/config-schema';
 import { CachedFactsLoader } from './cached-facts-loader';
 import { CachedSubjectLoader } from './cached-subject-loader';
-import { DirectoryChangeListener, type ChangeListenerStats } from './change-listener';
+import { DirectoryChangeListener } from './change-listener';
 import type { CacheStatsSource } from './directory-cache';
 import { PgFactsLoader } from './pg-facts-loader';
 import { PgSubjectLoader } from './pg-subject-loader';
@@ -17,7 +17,6 @@ export interface DirectoryCaches {
   facts: FactsLoader;
   /** The cached loaders by name (none when caching is disabled). */
   caches: Record<string, CacheStatsSource>;
-  listener: { stats(): ChangeListenerStats } | undefined;
   close(): Promise<void>;
 }
 
@@ -32,7 +31,7 @@ export async function createDirectoryCaches(options: {
   const subjects = new PgSubjectLoader(db);
   const facts = new PgFactsLoader(db);
   if (!config.enabled) {
-    return { subjects, facts, caches: {}, listener: undefined, close: async () => undefined };
+    return { subjects, facts, caches: {}, close: async () => undefined };
   }
   const listener = new DirectoryChangeListener({ url, logger });
   const cacheOptions = { maxEntries: config.max_entries, ttlMs: config.ttl_s * 1000 };
@@ -45,7 +44,6 @@ export async function createDirectoryCaches(options: {
     subjects: cachedSubjects,
     facts: cachedFacts,
     caches: { subjects: cachedSubjects, facts: cachedFacts },
-    listener,
     close: () => listener.close(),
   };
 }

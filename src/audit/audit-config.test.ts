@@ -1,0 +1,37 @@
+// The `audit` section of portcullis.yaml: defaults, relative paths, and errors naming the key.
+import { parseConfig } from '../config/load-config';
+
+const minimal = { auth: { issuer: 'https://id.example.com', audience: 'portcullis', jwks_file: 'jwks.json' }, services: {} };
+
+describe('audit configuration', () => {
+  it('records asynchronously, keeps a year, masks cookies and authorization headers, and exports nothing by default', () => {
+    expect(parseConfig(minimal, {}, '/etc/portcullis').audit).toEqual({
+      mode: 'async',
+      retention_days: 365,
+      mask: ['/request/headers/authorization', '/request/headers/cookie'],
+    });
+  });
+
+  it('resolves the spool folder and an export file against the config folder', () => {
+    const config = parseConfig({ ...minimal, audit: { spool_dir: 'spool', export: { kind: 'file', path: 'logs/decisions.ndjson' } } }, {}, '/etc/portcullis');
+    expect(config.audit.spool_dir).toBe('/etc/portcullis/spool');
+    expect(config.audit.export).toEqual({ kind: 'file', path: '/etc/portcullis/logs/decisions.ndjson', batch_size: 500, flush_interval_ms: 1000, buffer_size: 10000, labels: {} });
+  });
+
+  it('fills an HTTP export’s defaults', () => {
+    const config = parseConfig({ ...minimal, audit: { mode: 'strict', export: { kind: 'http', url: 'https://logs.example.com/logs' } } }, {}, '/');
+    expect(config.audit.mode).toBe('strict');
+    expect(config.audit.export).toMatchObject({ kind: 'http', url: 'https://logs.example.com/logs', headers: {}, timeout_ms: 5000 });
+  });
+
+  it.each([
+    [{ mode: 'sometimes' }, /audit\.mode: /],
+    [{ retention_days: 0 }, /audit\.retention_days: /],
+    [{ mask: ['request/headers/cookie'] }, /audit\.mask\.0: must be a JSON pointer/],
+    [{ export: { kind: 'http', url: 'ftp://logs' } }, /audit\.export\.url: must be an http\(s\) URL/],
+    [{ export: { kind: 'kafka' } }, /audit\.export\.kind: /],
+    [{ export: { kind: 'stdout', colour: 'blue' } }, /audit\.export: .*colour/],
+  ])('refuses %j naming the key', (audit, message) => {
+    expect(() => parseConfig({ ...minimal, audit }, {}, '/')).toThrow(message);
+  });
+});
