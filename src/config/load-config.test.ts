@@ -19,7 +19,7 @@ describe('parseConfig', () => {
       max_header_bytes: 16384,
     });
     expect(config.admin.port).toBe(9090);
-    expect(config.policy).toEqual({ source: '/etc/portcullis/policies', entrypoint: 'portcullis/decision' });
+    expect(config.policy).toEqual({ source: '/etc/portcullis/policies', entrypoint: 'portcullis/decision', poll_interval_s: 30 });
     expect(config.auth.jwks_file).toBe('/etc/portcullis/keys/jwks.json');
     expect(config.auth.algorithms).toEqual(['RS256', 'ES256', 'EdDSA']);
     expect(config.database.url).toBeUndefined();
