@@ -4,6 +4,7 @@
 import type { Knex } from 'knex';
 import { InputError } from '../http/errors';
 import type { ChainReader, ChainRow } from './decision-chain-verifier';
+import { isUuid } from '../db/uuid';
 
 export interface DecisionFilter {
   /** The token's `sub`. */
@@ -124,7 +125,7 @@ export class PgDecisionQueryStore implements ChainReader {
   }
 
   async get(id: string): Promise<DecisionDetail | undefined> {
-    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
+    if (!isUuid(id)) return undefined;
     const row = (await this.db('decisions').select(DETAIL).where({ id }).first()) as Record<string, unknown> | undefined;
     if (!row) return undefined;
     const base = summary(row);

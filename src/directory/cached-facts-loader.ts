@@ -6,8 +6,7 @@ import type { Resource } from '../routes/route';
 import type { CacheFreshness, CacheStats, CacheStatsSource, DirectoryCache, DirectoryChange } from './directory-cache';
 import type { Facts, FactsLoader } from './subject';
 import { TaggedCache, type TaggedCacheOptions } from './tagged-cache';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { isUuid } from '../db/uuid';
 
 export class CachedFactsLoader implements FactsLoader, DirectoryCache, CacheStatsSource {
   private readonly cache: TaggedCache<Facts>;
@@ -53,7 +52,7 @@ function factTags(resource: Resource, facts: Facts): string[] {
   for (const [name, value] of Object.entries(resource)) {
     if (value === undefined || name === 'type') continue;
     if (name === 'org') tags.push(orgTag(value));
-    else if (UUID.test(value)) tags.push(idTag(value));
+    else if (isUuid(value)) tags.push(idTag(value));
   }
   const invitationOrg = facts.invitation?.organization;
   if (typeof invitationOrg === 'string') tags.push(orgTag(invitationOrg));

@@ -5,15 +5,10 @@ import type { Knex } from 'knex';
 import { DependencyError } from '../http/errors';
 import type { Resource } from '../routes/route';
 import type { Facts, FactsLoader } from './subject';
+import { isUuid } from '../db/uuid';
 
 /** How many project slugs an organization:delete denial may name (R5). */
 export const PROJECT_SLUG_SAMPLE = 5;
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-function isUuid(value: string): boolean {
-  return UUID.test(value);
-}
 
 /** One `<sql> as <fact>` column of the facts query with its positional bindings. */
 interface FactColumn {

@@ -3,6 +3,7 @@
 // on the request path: only dry runs (admin evaluate, `portcullis explain`) ask it.
 import type { Knex } from 'knex';
 import { DependencyError } from '../http/errors';
+import { isUuid } from '../db/uuid';
 
 export interface RoleGrant {
   role: string;
@@ -14,7 +15,6 @@ export interface RoleGrant {
   teams: string[];
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class PgGrantDirectory {
   constructor(private readonly db: Knex | Knex.Transaction) {}
@@ -24,7 +24,7 @@ export class PgGrantDirectory {
     try {
       const bySubject = await this.db('users').first('subject').where({ subject: reference });
       if (bySubject) return bySubject.subject as string;
-      if (!UUID.test(reference)) return undefined;
+      if (!isUuid(reference)) return undefined;
       const byId = await this.db('users').first('subject').where({ id: reference });
       return byId?.subject as string | undefined;
     } catch (error) {
