@@ -15,15 +15,7 @@ export interface ShadowComparison {
 }
 
 /** The request a comparison is about; absent for a dry run, which is neither counted nor stored. */
-export interface ShadowContext {
-  decisionId: string;
-  requestId: string;
-  subject: string | null;
-  organization: string | null;
-  action: string;
-  method: string;
-  path: string;
-}
+export type ShadowContext = Pick<ShadowDisagreement, 'decisionId' | 'requestId' | 'subject' | 'organization' | 'action' | 'method' | 'path'>;
 
 export interface ShadowStats {
   /** Requests judged by both policies since start. */
