@@ -2,7 +2,8 @@
 // record), `decisions query` in every format, `decisions tail` following live traffic, and
 // masking of stored inputs.
 import { seedDirectory, type Directory } from './support/directory-fixtures';
-import { requireBuild, runCli, spawnCli, waitFor } from './support/audit-helpers';
+import { waitFor } from './support/audit-helpers';
+import { requireBuild, runCli, spawnCli } from './support/cli-process';
 import { startHarness, type Harness } from './support/gateway-harness';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';

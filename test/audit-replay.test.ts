@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { projectRoot } from '../src/project-root';
-import { requireBuild, runCli, waitFor } from './support/audit-helpers';
+import { waitFor } from './support/audit-helpers';
+import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 

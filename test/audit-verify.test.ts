@@ -3,7 +3,8 @@
 import type { Knex } from 'knex';
 import { CANONICAL_CONTENT_SQL } from '../src/audit/pg-decision-query-store';
 import type { DecisionRecord } from '../src/audit/decision-record';
-import { appendDecisions, requireBuild, runCli } from './support/audit-helpers';
+import { appendDecisions } from './support/audit-helpers';
+import { requireBuild, runCli } from './support/cli-process';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 
 let database: TestDatabase;

@@ -1,40 +1,37 @@
 // The command line as an operator uses it: the built binary, real processes, exit codes
 // and one-line errors.
-import { spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { projectRoot } from '../src/project-root';
+import { requireBuild, runCli as portcullis, spawnCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startEchoUpstream, type EchoUpstream } from './support/echo-upstream';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { AUDIENCE, createTokenIssuer, ISSUER } from './support/token-issuer';
 
-const BIN = path.join(projectRoot, 'bin', 'portcullis.js');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function portcullis(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, OPA_BIN: process.env.PORTCULLIS_TEST_OPA, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+/** Resolves with the gateway URL once `serve` logs that it is ready; `output()` is everything it printed. */
+function whenReady(child: ChildProcessWithoutNullStreams): { gatewayUrl: Promise<string>; output: () => string } {
+  let output = '';
+  const gatewayUrl = new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const ready = /"gateway":"(http:\/\/[^"]+)".*portcullis is ready/.exec(output);
+      if (ready) resolve(ready[1]!);
+    });
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('close', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
   });
+  return { gatewayUrl, output: () => output };
 }
 
 let dir: string;
 let database: TestDatabase;
 
 beforeAll(async () => {
-  if (!existsSync(path.join(projectRoot, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+  requireBuild();
   dir = await mkdtemp(path.join(os.tmpdir(), 'portcullis-cli-'));
   database = await createTestDatabase();
 });
@@ -79,23 +76,13 @@ describe('portcullis serve', () => {
         `services: { organizations: { url: "${upstream.url}" } }`,
       ].join('\n'),
     );
-    const child = spawn(process.execPath, [BIN, 'serve', '--config', file], {
-      env: { ...process.env, OPA_BIN: process.env.PORTCULLIS_TEST_OPA, TEST_DB: database.url },
-    });
+    const child = spawnCli(['serve', '--config', file], { TEST_DB: database.url });
     try {
-      let output = '';
-      const gatewayUrl = await new Promise<string>((resolve, reject) => {
-        child.stdout.on('data', (chunk: Buffer) => {
-          output += chunk.toString();
-          const ready = /"gateway":"(http:\/\/[^"]+)".*portcullis is ready/.exec(output);
-          if (ready) resolve(ready[1]!);
-        });
-        child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-        child.on('close', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
-      });
+      const serving = whenReady(child);
+      const gatewayUrl = await serving.gatewayUrl;
       const res = await fetch(`${gatewayUrl}/orgs/acme`, { headers: { authorization: `Bearer ${await tokens.sign('alice|sub')}` } });
       expect(res.status).toBe(200);
-      expect(output).toMatch(/compiled policies in \d+ ms/);
+      expect(serving.output()).toMatch(/compiled policies in \d+ ms/);
       const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
       child.kill('SIGTERM');
       expect(await exit).toBe(0);
@@ -137,17 +124,9 @@ describe('portcullis serve under stress', () => {
     const upstream = await startEchoUpstream('organizations');
     upstream.handler = (_req, res) => setTimeout(() => res.end('{"slow":true}'), 1500);
     const file = await serveConfig('graceful.yaml', process.env.PORTCULLIS_TEST_BUNDLE!, upstream.url);
-    const child = spawn(process.execPath, [BIN, 'serve', '--config', file], { env: { ...process.env, OPA_BIN: process.env.PORTCULLIS_TEST_OPA, TEST_DB: database.url } });
+    const child = spawnCli(['serve', '--config', file], { TEST_DB: database.url });
     try {
-      const gatewayUrl = await new Promise<string>((resolve, reject) => {
-        let output = '';
-        child.stdout.on('data', (chunk: Buffer) => {
-          output += chunk.toString();
-          const ready = /"gateway":"(http:\/\/[^"]+)".*portcullis is ready/.exec(output);
-          if (ready) resolve(ready[1]!);
-        });
-        child.on('close', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
-      });
+      const gatewayUrl = await whenReady(child).gatewayUrl;
       const inFlight = fetch(`${gatewayUrl}/orgs/acme`, { headers: { authorization: `Bearer ${await tokens.sign('alice|sub')}` } });
       await new Promise((resolve) => setTimeout(resolve, 500));
       const exit = new Promise<number | null>((resolve) => child.on('close', resolve));

@@ -1,15 +1,14 @@
 // The zero-configuration start a newcomer meets first: `portcullis demo` (what `npm start`
 // runs without a config file) prints curl commands that must do what they say, stops
 // cleanly on Ctrl-C, and starts again on its kept data.
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { projectRoot } from '../src/project-root';
+import { BIN, spawnCli } from './support/cli-process';
 
 const run = promisify(execFile);
-const BIN = path.join(projectRoot, 'bin', 'portcullis.js');
 
 interface RunningDemo {
   child: ChildProcessWithoutNullStreams;
@@ -17,9 +16,7 @@ interface RunningDemo {
 }
 
 function startDemo(stateDir: string): Promise<RunningDemo> {
-  const child = spawn(process.execPath, [BIN, 'demo', '--state-dir', stateDir, '--port', '0', '--admin-port', '0'], {
-    env: { ...process.env, OPA_BIN: process.env.PORTCULLIS_TEST_OPA },
-  });
+  const child = spawnCli(['demo', '--state-dir', stateDir, '--port', '0', '--admin-port', '0']);
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));

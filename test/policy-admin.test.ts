@@ -2,18 +2,15 @@
 // whose policy is a directory and whose shadow policy is a variant of it: GET /policy,
 // reload, dry-run evaluate (recorded, never forwarded), `portcullis explain`, 403 details
 // naming the missing permission, and shadow disagreements recorded and counted.
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { projectRoot } from '../src/project-root';
+import { requireBuild, runCli, type CliRun } from './support/cli-process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { copyShippedPolicies, scratchDir, waitFor } from './support/policy-workspace';
 import { AUDIENCE, ISSUER } from './support/token-issuer';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
-const BIN = path.join(projectRoot, 'bin', 'portcullis.js');
 // The candidate stops honouring "*": organization admins lose everything that only "*" grants them.
 const WITHOUT_STAR = (text: string) => text.replace('sprintf("%s:*", [split(input.action, ":")[0]]), "*"]', 'sprintf("%s:*", [split(input.action, ":")[0]])]');
 
@@ -277,10 +274,10 @@ describe('shadow policy', () => {
 
 describe('portcullis explain', () => {
   beforeAll(() => {
-    if (!existsSync(path.join(projectRoot, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+    requireBuild();
   });
 
-  async function explain(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  async function explain(args: string[]): Promise<CliRun> {
     const config = path.join(work, 'explain.yaml');
     await writeFile(
       config,
@@ -292,14 +289,7 @@ describe('portcullis explain', () => {
         ...['organizations', 'projects', 'credentials', 'users'].map((name) => `  ${name}: { url: "http://127.0.0.1:9" }`),
       ].join('\n'),
     );
-    return new Promise((resolve) => {
-      const child = spawn(process.execPath, [BIN, 'explain', ...args, '--config', config], { env: { ...process.env, OPA_BIN: process.env.PORTCULLIS_TEST_OPA } });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    return runCli(['explain', ...args, '--config', config]);
   }
 
   it('prints why a request is denied and which roles and teams would allow it, standalone with --config', async () => {

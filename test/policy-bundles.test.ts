@@ -2,23 +2,20 @@
 // ETag / If-None-Match, signatures checked with policy.verification (tampered and unsigned
 // bundles refused while the last good one serves, and refused at start), and bundles signed
 // by `portcullis policy build --signing-key`.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { BundleVerifier } from '../src/authz/bundle-signature';
 import { readBundle } from '../src/authz/policy-bundle';
-import { projectRoot } from '../src/project-root';
+import { requireBuild, runCli, type CliRun } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { buildBundle, copyShippedPolicies, generateSigningKeys, rewriteBundle, scratchDir, waitFor, type SigningKeys } from './support/policy-workspace';
 import { AUDIENCE, ISSUER } from './support/token-issuer';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
-const BIN = path.join(projectRoot, 'bin', 'portcullis.js');
 
 interface BundleServer {
   url: string;
@@ -44,15 +41,8 @@ async function startBundleServer(initial: Buffer): Promise<BundleServer> {
   return state;
 }
 
-function portcullis(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, OPA_BIN: process.env.PORTCULLIS_TEST_OPA, LOG_LEVEL: 'silent', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function portcullis(args: string[]): Promise<CliRun> {
+  return runCli(args, { LOG_LEVEL: 'silent' });
 }
 
 let work: string;
@@ -85,7 +75,7 @@ async function rewordDenial(text: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(projectRoot, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+  requireBuild();
   work = await scratchDir('bundles');
   keys = await generateSigningKeys(work, 'rsa');
   source = await copyShippedPolicies(work);

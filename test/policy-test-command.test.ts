@@ -1,29 +1,18 @@
 // `portcullis policy test` as a policy author runs it: the built CLI on a copy of the shipped
 // policies, passing as shipped, failing on an unformatted file and on coverage below the minimum.
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { projectRoot } from '../src/project-root';
+import { requireBuild, runCli, type CliRun } from './support/cli-process';
 import { copyShippedPolicies, scratchDir } from './support/policy-workspace';
 
-const BIN = path.join(projectRoot, 'bin', 'portcullis.js');
-
-function policyTest(source: string, extra: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, 'policy', 'test', '--source', source, ...extra], { env: { ...process.env, OPA_BIN: process.env.PORTCULLIS_TEST_OPA } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function policyTest(source: string, extra: string[] = []): Promise<CliRun> {
+  return runCli(['policy', 'test', '--source', source, ...extra]);
 }
 
 let work: string;
 
 beforeAll(async () => {
-  if (!existsSync(path.join(projectRoot, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+  requireBuild();
   work = await scratchDir('policy-test');
 });
 afterAll(async () => {

@@ -1,45 +1,10 @@
-// Shared by the audit integration tests: the built CLI as a real process, and decision records
-// appended through the real chained store.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+// Shared by the audit integration tests: decision records appended through the real chained
+// store (the built CLI as a real process is in cli-process.ts).
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import type { Knex } from 'knex';
 import { prepareDecision } from '../../src/audit/decision-chain';
 import type { DecisionRecord } from '../../src/audit/decision-record';
 import { PgDecisionStore } from '../../src/audit/pg-decision-store';
-import { projectRoot } from '../../src/project-root';
-
-const BIN = path.join(projectRoot, 'bin', 'portcullis.js');
-
-export interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-export function requireBuild(): void {
-  if (!existsSync(path.join(projectRoot, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
-}
-
-/** Starts `portcullis <args>`; no config file, the database from DATABASE_URL. */
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = projectRoot): ChildProcessWithoutNullStreams {
-  return spawn(process.execPath, [BIN, ...args], {
-    cwd,
-    env: { ...process.env, PORTCULLIS_CONFIG: '', OPA_BIN: process.env.PORTCULLIS_TEST_OPA, ...env },
-  });
-}
-
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = projectRoot): Promise<CliRun> {
-  return new Promise((resolve) => {
-    const child = spawnCli(args, env, cwd);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 export function syntheticDecision(n: number, overrides: Partial<DecisionRecord> = {}): DecisionRecord {
   const allow = n % 3 !== 0;
