@@ -120,7 +120,7 @@ export class RequestPipeline {
     const { observer } = this.stages;
     const at = performance.now();
     judgement.principal = await this.stages.authenticator.authenticate(req.headers.authorization);
-    this.lap('authentication', at);
+    observer.stage('authentication', (performance.now() - at) / 1000);
     const judged = await this.judge.judge({
       requestId: judgement.requestId,
       decisionId: judgement.decisionId,
@@ -134,12 +134,6 @@ export class RequestPipeline {
     judgement.evaluation = judged.evaluation;
     observer.stage('policy', judgement.evaluation.latencyUs / 1e6);
     return judgement.evaluation.decision.allow === true;
-  }
-
-  private lap(stage: 'authentication' | 'directory', since: number): number {
-    const now = performance.now();
-    this.stages.observer.stage(stage, (now - since) / 1000);
-    return now;
   }
 
   private finished(res: ServerResponse, judgement: Judgement, receivedAt: number): void {
