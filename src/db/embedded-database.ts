@@ -39,10 +39,16 @@ export class EmbeddedDatabase {
     const dataDir = path.resolve(options.dataDir);
     const log = options.onLog ?? (() => undefined);
     const asRoot = os.userInfo().uid === 0;
-    await makeReachable(dataDir);
+    await mkdir(path.dirname(dataDir), { recursive: true });
     refuseIfRunning(dataDir);
 
     const binaries = postgresBinaries();
+    if (asRoot) {
+      // The postgres user must reach both its data folder and its binaries, even when the
+      // checkout lives in a private (0700) temporary folder.
+      await makeTraversable(path.dirname(dataDir));
+      await makeTraversable(path.dirname(binaries.postgres));
+    }
     const owner = asRoot ? await postgresUser() : {};
     const isNew = !existsSync(path.join(dataDir, 'PG_VERSION'));
     if (isNew) await initialise(binaries.initdb, dataDir, owner);
@@ -169,7 +175,8 @@ async function initialise(initdb: string, dataDir: string, owner: { uid?: number
     );
   } catch (error) {
     await rm(dataDir, { recursive: true, force: true });
-    throw new Error(`initdb failed in ${dataDir}: ${String((error as { stderr?: string }).stderr ?? error).trim().split('\n').pop()}`);
+    const { stderr, message } = error as { stderr?: string; message?: string };
+    throw new Error(`initdb failed in ${dataDir}: ${(stderr?.trim() || message || String(error)).split('\n').pop()}`);
   } finally {
     await rm(passwordFile, { force: true });
   }
@@ -181,12 +188,9 @@ function execFileAsync(file: string, args: string[], options: { uid?: number; gi
   });
 }
 
-/** Every folder from / down to dataDir's parent must be traversable (o+x) by the postgres user. */
-async function makeReachable(dataDir: string): Promise<void> {
-  const parent = path.dirname(dataDir);
-  await mkdir(parent, { recursive: true });
-  if (os.userInfo().uid !== 0) return;
-  for (let dir = parent; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+/** Adds o+x (traverse, not list) to `folder` and every folder above it that lacks it. */
+async function makeTraversable(folder: string): Promise<void> {
+  for (let dir = folder; dir !== path.dirname(dir); dir = path.dirname(dir)) {
     const { mode } = await stat(dir);
     if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o001);
   }
