@@ -22,8 +22,11 @@ RUN npm run build && npm prune --omit=dev --ignore-scripts
 
 # --- 3. Runtime -------------------------------------------------------------------------
 FROM node:20-bookworm-slim AS runtime
+# The config is mounted read-only; state (compiled policies, the decision spool) goes to a
+# folder the non-root user owns (mount a volume there to keep the spool across containers).
 ENV NODE_ENV=production \
     PORTCULLIS_CONFIG=/etc/portcullis/portcullis.yaml \
+    PORTCULLIS_STATE_DIR=/var/lib/portcullis \
     OPA_BIN=/usr/local/bin/opa
 WORKDIR /opt/portcullis
 COPY --from=policy /opt/opa/bin/opa /usr/local/bin/opa
@@ -35,7 +38,7 @@ COPY bin/ bin/
 COPY migrations/ migrations/
 COPY policies/ policies/
 RUN useradd --system --uid 10001 --home-dir /opt/portcullis portcullis \
- && mkdir -p /opt/portcullis/.portcullis && chown portcullis /opt/portcullis/.portcullis
+ && mkdir -p /var/lib/portcullis && chown portcullis /var/lib/portcullis && chmod 0700 /var/lib/portcullis
 USER portcullis
 # Gateway and admin ports (bind them to 0.0.0.0 in the mounted config).
 EXPOSE 8080 9090

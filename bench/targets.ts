@@ -11,6 +11,7 @@ import pino from 'pino';
 import { Portcullis } from '../src/app';
 import { JwtAuthenticator } from '../src/authn/jwt-authenticator';
 import type { PolicyInput } from '../src/authz/policy-engine';
+import { configSchema } from '../src/config/config-schema';
 import { parseConfig } from '../src/config/load-config';
 import { createDatabase } from '../src/db/database';
 import { PgFactsLoader } from '../src/directory/pg-facts-loader';
@@ -97,7 +98,7 @@ export async function startTarget(kind: TargetKind, settings: TargetSettings): P
 async function startOpaGateway(settings: TargetSettings): Promise<StartedTarget> {
   const db = createDatabase({ url: settings.databaseUrl });
   const authenticator = await JwtAuthenticator.create(
-    { issuer: settings.issuer, audience: settings.audience, jwks_file: settings.jwksFile, algorithms: ['ES256'], clock_tolerance_s: 30, jwks_cache_max_age_s: 600, jwks_cooldown_s: 30, jwks_timeout_ms: 2000 },
+    configSchema.shape.auth.parse({ issuer: settings.issuer, audience: settings.audience, jwks_file: settings.jwksFile, algorithms: ['ES256'] }),
     { cacheTtlMs: 0 },
   );
   const routes = new RouteTable([], defaultRoutes);

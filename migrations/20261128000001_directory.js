@@ -101,8 +101,17 @@ exports.up = async function up(knex) {
   }
 };
 
-/** @param {import('knex').Knex} knex */
+/** Refuses while the directory holds anything but the built-in roles: other services' data is not ours to drop. */
 exports.down = async function down(knex) {
+  const { rows } = await knex.raw(`
+    select (select count(*) from users) + (select count(*) from organizations) + (select count(*) from roles where organization_id is not null) as n`);
+  const count = Number(rows[0].n);
+  if (count > 0) {
+    throw new Error(
+      `refusing to roll back: the directory holds ${count} users, organizations and organization roles this would delete; ` +
+        'dump it first (pg_dump --data-only -t users -t organizations -t roles -t organization_members -t teams -t team_members -t team_roles -t projects -t invitations), empty it, then roll back',
+    );
+  }
   for (const table of ['invitations', 'projects', 'team_roles', 'team_members', 'teams', 'organization_members', 'roles', 'organizations', 'users']) {
     await knex.schema.dropTableIfExists(table);
   }

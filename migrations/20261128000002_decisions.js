@@ -31,7 +31,15 @@ exports.up = async function up(knex) {
   await knex.raw('create index decisions_request_id_index on decisions (request_id)');
 };
 
-/** @param {import('knex').Knex} knex */
+/** Refuses while the decision log holds records: an audit trail is never dropped by a rollback. */
 exports.down = async function down(knex) {
+  const { rows } = await knex.raw('select count(*)::bigint as n from decisions');
+  const count = Number(rows[0].n);
+  if (count > 0) {
+    throw new Error(
+      `refusing to roll back: the decision log holds ${count} records this would delete; export them first ` +
+        `(npx portcullis decisions query --format ndjson --limit ${count} > decisions.ndjson, or pg_dump), empty the table, then roll back`,
+    );
+  }
   await knex.schema.dropTableIfExists('decisions');
 };

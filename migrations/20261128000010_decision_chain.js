@@ -2,6 +2,8 @@
 // `time` (retention drops whole partitions), and every record joins a SHA-256 hash chain
 // (`seq`, `prev_hash`, `hash`) whose head lives in `decision_chain_head`. Records already
 // written are chained here, in (time, id) order, over the canonical form verification uses.
+// The copy pages by the real timestamp through an index (never by its text, which sorts
+// wrongly in a time zone's fall-back hour) and counts the rows before anything is dropped.
 const { createHash } = require('node:crypto');
 
 const GENESIS_HASH = '0'.repeat(64);
@@ -23,7 +25,9 @@ exports.up = async function up(knex) {
   const dryRun = await knex.schema.hasColumn('decisions_unchained', 'dry_run');
   const columns = dryRun ? [...COLUMNS, 'dry_run'] : COLUMNS;
   await knex.raw('alter table decisions_unchained rename constraint decisions_pkey to decisions_unchained_pkey');
+  // The old indexes make way for the new table's names; the copy below walks (time, id).
   for (const name of Object.keys(INDEXES)) await knex.raw(`drop index ${name}`);
+  await knex.raw('create index decisions_unchained_copy_index on decisions_unchained (time, id)');
 
   await knex.raw(`
     create table decisions (
@@ -92,9 +96,18 @@ exports.up = async function up(knex) {
   let hash = GENESIS_HASH;
   let after = null;
   for (;;) {
-    const query = knex('decisions_unchained').select('id', knex.raw('time::text as time'), knex.raw(`${canonical} as content`)).orderBy([{ column: 'time' }, { column: 'id' }]).limit(COPY_BATCH);
-    if (after) query.whereRaw('(time, id) > (?::timestamptz, ?)', [after.time, after.id]);
-    const rows = await query;
+    // The cursor is the timestamp's text with its offset (exact to the microsecond, which a JS
+    // Date is not); ordering and comparison are on the timestamp itself, so the index serves both.
+    const rows = (
+      await knex.raw(
+        `select u.id, u.time::text as cursor_time, ${canonical} as content
+         from decisions_unchained u
+         ${after ? 'where (u.time, u.id) > (?::timestamptz, ?::uuid)' : ''}
+         order by u.time, u.id
+         limit ${COPY_BATCH}`,
+        after ? [after.cursor_time, after.id] : [],
+      )
+    ).rows;
     if (rows.length === 0) break;
     const chain = rows.map((row) => {
       seq += 1;
@@ -111,6 +124,7 @@ exports.up = async function up(knex) {
     after = rows[rows.length - 1];
   }
   await knex.raw('insert into decision_chain_head (seq, hash) values (?, ?)', [seq, hash]);
+  await assertSameCount(knex, 'decisions_unchained', 'decisions', seq);
   await knex.raw('drop table decisions_unchained');
 };
 
@@ -143,10 +157,20 @@ exports.down = async function down(knex) {
   for (const [name, indexed] of Object.entries(INDEXES)) await knex.raw(`create index ${name} on decisions ${indexed}`);
   if (dryRun) await knex.raw('alter table decisions add column dry_run boolean not null default false');
   await knex.raw(`insert into decisions (${columns.join(', ')}) select ${columns.join(', ')} from decisions_chained order by seq`);
+  await assertSameCount(knex, 'decisions_chained', 'decisions');
   await knex.raw('drop table decisions_chained');
   await knex.raw('drop table decision_chain_head');
   await knex.raw('drop table decision_chain_anchor');
 };
+
+/** Refuses (rolling the migration back) unless `target` holds every row of `source`, and `expected` when given. */
+async function assertSameCount(knex, source, target, expected) {
+  const { rows } = await knex.raw(`select (select count(*) from ${source})::bigint as source, (select count(*) from ${target})::bigint as target`);
+  const counts = { source: Number(rows[0].source), target: Number(rows[0].target) };
+  if (counts.source !== counts.target || (expected !== undefined && counts.target !== expected)) {
+    throw new Error(`decision log copy incomplete: ${source} has ${counts.source} rows, ${target} ${counts.target}${expected !== undefined ? `, ${expected} chained` : ''}; nothing was dropped`);
+  }
+}
 
 function monthStart(date) {
   return new Date(Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1));

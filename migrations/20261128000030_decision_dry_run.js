@@ -8,8 +8,20 @@ exports.up = async function up(knex) {
   });
 };
 
-/** @param {import('knex').Knex} knex */
+/**
+ * Refuses while a record is a dry run: `dry_run` is part of that record's hash, so dropping the
+ * column would make `decisions verify` fail, and the mark would be lost.
+ */
 exports.down = async function down(knex) {
+  const { rows } = await knex.raw('select count(*)::bigint as n from decisions where dry_run');
+  const count = Number(rows[0].n);
+  if (count > 0) {
+    throw new Error(
+      `refusing to roll back: ${count} decision records are dry runs, and dry_run is part of their hash (verify would fail after dropping it); ` +
+        'export the decision log first (npx portcullis decisions query --format ndjson --limit <all records> > decisions.ndjson, or pg_dump), ' +
+        'then roll back only on a database whose decision log may be emptied',
+    );
+  }
   await knex.schema.alterTable('decisions', (table) => {
     table.dropColumn('dry_run');
   });

@@ -28,7 +28,15 @@ exports.up = async function up(knex) {
   await knex.raw('create index policy_shadow_disagreements_revisions_index on policy_shadow_disagreements (shadow_revision, active_revision)');
 };
 
-/** @param {import('knex').Knex} knex */
+/** Refuses while there are disagreements: rolling back must never delete what a policy author may still need. */
 exports.down = async function down(knex) {
+  const { rows } = await knex.raw('select count(*)::bigint as n from policy_shadow_disagreements');
+  const count = Number(rows[0].n);
+  if (count > 0) {
+    throw new Error(
+      `refusing to roll back: policy_shadow_disagreements holds ${count} rows this would delete; export them first ` +
+        `(psql "$(npx portcullis db url)" -c "\\copy policy_shadow_disagreements to 'shadow-disagreements.csv' csv header"), delete them, then roll back`,
+    );
+  }
   await knex.schema.dropTableIfExists('policy_shadow_disagreements');
 };

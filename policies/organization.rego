@@ -7,7 +7,9 @@ organization := input.resource.org
 
 membership := input.subject.memberships[organization]
 
-organization_decision := denied(403, not_a_member_reason) if {
+organization_decision := denied(404, sprintf("organization '%s' not found", [organization])) if {
+	not lower_case_slug
+} else := denied(403, not_a_member_reason) if {
 	not membership
 } else := denied(404, sprintf("organization '%s' not found", [organization])) if {
 	not input.facts.organization.exists == true
@@ -22,37 +24,45 @@ organization_decision := denied(403, not_a_member_reason) if {
 	input.action == "organization:delete"
 } else := allowed(granted_reason)
 
+# Slugs are lower-case by a database constraint, so `/orgs/ACME` names no organization;
+# saying so tells no one anything about the organizations that exist.
+lower_case_slug if organization == lower(organization)
+
 # The same answer whether or not the organization exists: non-members learn nothing (R3).
 # Someone without any organization is told what they can do instead (R2).
 not_a_member_reason := "you belong to no organization; create one or accept an invitation to join one" if {
 	count(object.get(input.subject, "memberships", {})) == 0
 } else := sprintf("you are not a member of organization '%s'", [organization])
 
-# R7: every resource named in the path must belong to the organization in the path.
-not_found contains sprintf("project '%s' not found in organization '%s'", [input.resource.project, organization]) if {
-	input.resource.project
-	not found_in_organization("project")
-}
-
-not_found contains sprintf("team '%s' not found in organization '%s'", [input.resource.team, organization]) if {
-	input.resource.team
-	not found_in_organization("team")
+# R7: every resource named in the path must belong to the organization in the path. The
+# gateway loads a fact named after each parameter (`facts.project` for `{project}`); a
+# parameter without its fact is not found, unless the route leaves it to the upstream.
+not_found contains sprintf("%s '%s' not found in organization '%s'", [name, value, organization]) if {
+	some name, value in input.resource
+	not name in {"type", "org", "role", "user"}
+	not checked_by_upstream(name)
+	not found_in_organization(name)
 }
 
 # Built-in roles belong to no organization, and so to every one.
 not_found contains sprintf("role '%s' not found in organization '%s'", [input.resource.role, organization]) if {
 	input.resource.role
+	not checked_by_upstream("role")
 	not found_in_organization("role")
 	not builtin_role
 }
 
+# A user in an organization's path (a member, a team's member) must be its member.
 not_found contains sprintf("user '%s' is not a member of organization '%s'", [input.resource.user, organization]) if {
-	input.resource.type == "member"
 	input.resource.user
+	not checked_by_upstream("user")
 	not input.facts.member.exists == true
 }
 
-# Called with a constant: `not f(ref)` is undefined, not true, when the ref is undefined.
+# The route's `checked_by: upstream` parameters: the upstream checks them against the
+# assertion's org claim.
+checked_by_upstream(name) if name in input.request.checked_by_upstream
+
 found_in_organization(kind) if {
 	input.facts[kind].exists == true
 	input.facts[kind].in_organization == true

@@ -23,7 +23,7 @@ test_allows_an_action_granted_by_a_resource_wildcard if {
 }
 
 test_allows_an_organization_admin_everything_in_their_organization if {
-	d := decide("credential:delete", acme("credential", {"credential": "c-1"}), alice, org_exists)
+	d := decide("credential:delete", acme("credential", {"credential": "c-1"}), alice, object.union(org_exists, {"credential": found}))
 	allows(d)
 	d.reasons == ["granted by permission '*' in organization 'acme'"]
 }
@@ -74,6 +74,11 @@ test_tells_a_user_without_organizations_how_to_join_one if {
 
 test_denies_an_empty_organization_slug if {
 	denies(decide("organization:read", {"type": "organization", "org": ""}, alice, {}), 403, "you are not a member of organization ''")
+}
+
+test_denies_an_upper_case_organization_slug_as_not_found if {
+	denies(decide("organization:read", {"type": "organization", "org": "ACME"}, alice, org_exists), 404, "organization 'ACME' not found")
+	denies(decide("organization:read", {"type": "organization", "org": "Acme"}, carol, {}), 404, "organization 'Acme' not found")
 }
 
 test_denies_a_member_of_an_organization_that_no_longer_exists if {
@@ -127,6 +132,56 @@ test_denies_a_user_who_is_not_a_member if {
 
 test_allows_removing_a_member if {
 	allows(decide("member:remove", acme("member", {"user": bob.id}), alice, object.union(org_exists, {"member": {"exists": true}})))
+}
+
+test_denies_a_team_member_who_is_not_a_member_of_the_organization if {
+	facts := object.union(org_exists, {"team": found, "member": {"exists": false}})
+	d := decide("team:update", acme("team", {"team": "ops", "user": carol.id}), alice, facts)
+	denies(d, 404, sprintf("user '%s' is not a member of organization 'acme'", [carol.id]))
+}
+
+test_denies_a_team_member_whose_membership_was_not_loaded if {
+	d := decide("team:read", acme("team", {"team": "ops", "user": bob.id}), alice, object.union(org_exists, {"team": found}))
+	denies(d, 404, sprintf("user '%s' is not a member of organization 'acme'", [bob.id]))
+}
+
+test_allows_a_team_member_who_is_a_member_of_the_organization if {
+	allows(decide("team:update", acme("team", {"team": "ops", "user": bob.id}), alice, object.union(org_exists, {"team": found, "member": {"exists": true}})))
+}
+
+test_denies_a_credential_of_another_organization if {
+	d := decide("credential:read", acme("credential", {"credential": "Key_AbC"}), alice, object.union(org_exists, {"credential": elsewhere}))
+	denies(d, 404, "credential 'Key_AbC' not found in organization 'acme'")
+}
+
+test_denies_a_missing_credential if {
+	d := decide("credential:delete", acme("credential", {"credential": "nope"}), alice, object.union(org_exists, {"credential": missing}))
+	denies(d, 404, "credential 'nope' not found in organization 'acme'")
+}
+
+test_denies_a_parameter_the_gateway_has_no_fact_for if {
+	d := decide("report:read", acme("report", {"report": "q3"}), alice, org_exists)
+	denies(d, 404, "report 'q3' not found in organization 'acme'")
+}
+
+# `checked_by: upstream`: the route leaves these parameters to the upstream.
+upstream_checks(names) := {
+	"request": {"id": "req-1", "method": "GET", "path": "/", "route": "/", "checked_by_upstream": names},
+	"action": "credential:read",
+	"subject": alice,
+}
+
+test_allows_parameters_the_route_leaves_to_the_upstream if {
+	resource := acme("credential", {"credential": "aws", "report": "q3", "role": "ghost", "user": carol.id})
+	request := upstream_checks(["credential", "report", "role", "user"])
+	d := data.portcullis.decision with input as object.union(request, {"resource": resource, "facts": org_exists})
+	allows(d)
+}
+
+test_checks_the_parameters_the_route_does_not_leave_to_the_upstream if {
+	request := upstream_checks(["report"])
+	d := data.portcullis.decision with input as object.union(request, {"resource": acme("credential", {"credential": "aws", "report": "q3"}), "facts": org_exists})
+	denies(d, 404, "credential 'aws' not found in organization 'acme'")
 }
 
 test_lists_every_resource_that_is_not_in_the_organization if {

@@ -10,6 +10,7 @@ import { createPolicyRouter } from './admin/policy-routes';
 import { GatewayMetrics } from './admin/metrics';
 import { decisionRoutes } from './admin/decision-routes';
 import { AuditTrail } from './audit/audit-trail';
+import { DecisionMask } from './audit/decision-mask';
 import { PgDecisionQueryStore } from './audit/pg-decision-query-store';
 import { PgShadowDisagreementStore } from './audit/pg-shadow-disagreement-store';
 import { JwtAuthenticator } from './authn/jwt-authenticator';
@@ -34,7 +35,12 @@ export interface RuntimeOptions {
   /** Folder for the embedded database and compiled policies (`.portcullis/` beside the config). */
   stateDir: string;
   toolchain: ToolchainOptions;
+  /** The wall clock whose minutes audit.unauthenticated_per_minute counts (tests move it); default Date.now. */
+  now?: (() => number) | undefined;
 }
+
+/** One part of shutting down; `deadline` (epoch ms) is when the whole shutdown must be over. */
+type ShutdownStep = (deadline: number) => Promise<void> | void;
 
 export class Portcullis {
   private closing: Promise<void> | undefined;
@@ -42,7 +48,8 @@ export class Portcullis {
   private constructor(
     private readonly gateway: http.Server,
     private readonly admin: http.Server,
-    private readonly shutdownSteps: Array<() => Promise<void> | void>,
+    private readonly shutdownSteps: ShutdownStep[],
+    private readonly shutdownGraceMs: number,
     readonly logger: Logger,
   ) {}
 
@@ -56,23 +63,28 @@ export class Portcullis {
 
   static async start(config: PortcullisConfig, options: RuntimeOptions): Promise<Portcullis> {
     const { logger } = options;
-    const steps: Array<() => Promise<void> | void> = [];
+    const steps: ShutdownStep[] = [];
     const cleanUp = async () => {
-      for (const step of steps.reverse()) await Promise.resolve(step()).catch(() => undefined);
+      const deadline = Date.now() + config.server.shutdown_grace_ms;
+      for (const step of steps.reverse()) await Promise.resolve(step(deadline)).catch(() => undefined);
     };
     try {
-      const { db, url: databaseUrl } = await openDatabase(config, options, steps);
+      const { db, requestDb, url: databaseUrl } = await openDatabase(config, options, steps);
       const policies = await setUpPolicies(config.policy, {
         buildDir: options.stateDir,
         toolchain: { ...options.toolchain, log: options.toolchain.log ?? ((line) => logger.info(line)) },
         logger,
-        disagreements: new PgShadowDisagreementStore(db),
+        disagreements: new PgShadowDisagreementStore(db, { mask: new DecisionMask(config.audit.mask) }),
       });
       steps.push(() => policies.close());
       policies.watch();
       // Disabled caches: a verified token is never reused either.
-      const authenticator = await JwtAuthenticator.create(config.auth, config.cache.enabled ? { cacheMaxEntries: config.cache.max_entries } : { cacheTtlMs: 0 });
-      const directory = await createDirectoryCaches({ config: config.cache, db, url: databaseUrl, logger });
+      const authenticator = await JwtAuthenticator.create(config.auth, {
+        logger,
+        ...(config.cache.enabled ? { cacheMaxEntries: config.cache.max_entries } : { cacheTtlMs: 0 }),
+      });
+      steps.push(() => authenticator.close());
+      const directory = await createDirectoryCaches({ config: config.cache, db: requestDb, url: databaseUrl, logger });
       steps.push(() => directory.close());
       const assertions = await IdentityAssertionSigner.create(config.assertion);
       if (!config.assertion.signing_key_file) {
@@ -80,11 +92,14 @@ export class Portcullis {
       }
 
       const routes = routeTable(config, logger);
-      const audit = await AuditTrail.start({ db, config: config.audit, stateDir: options.stateDir, entrypoint: config.policy.entrypoint, logger });
+      const audit = await AuditTrail.start({ db: requestDb, config: config.audit, stateDir: options.stateDir, entrypoint: config.policy.entrypoint, logger, now: options.now });
       const recorder = audit.recorder;
-      steps.push(async () => {
-        const flushed = await withDeadline(audit.close(), SHUTDOWN_GRACE_MS);
-        if (!flushed) logger.error({ backlog: recorder.backlog }, 'decision records could not be written (or spooled) before shutdown');
+      steps.push(async (deadline) => {
+        // The steps after this one (closing pools, stopping an embedded PostgreSQL) keep time of their own.
+        const flushMs = deadline - Date.now() - Math.min(2_000, config.server.shutdown_grace_ms / 4);
+        if (await withDeadline(audit.close(), flushMs)) return;
+        await recorder.spoolUnwritten();
+        logger.error({ backlog: recorder.backlog }, 'decision records PostgreSQL had not taken by the shutdown deadline were spooled; the next start writes them');
       });
 
       const metrics = new GatewayMetrics({
@@ -95,6 +110,7 @@ export class Portcullis {
       let pipeline: RequestPipeline | undefined;
       const forwarder = new HttpProxyForwarder({
         services: config.services,
+        trustedProxies: config.server.trusted_proxies,
         timeoutMs: config.server.upstream_timeout_ms,
         bodyLimitBytes: config.server.body_limit_bytes,
         onError: (error, req, res) => pipeline?.upstreamFailed(error, req, res),
@@ -108,7 +124,8 @@ export class Portcullis {
         facts,
         policy: policies.policy,
         shadow: policies.shadow,
-        recorder,
+        // 401s limited per client address (audit.unauthenticated_per_minute).
+        recorder: audit.requestRecorder,
         strictAudit: audit.strict,
         assertions,
         forwarder,
@@ -131,7 +148,8 @@ export class Portcullis {
         pipeline.handle,
       );
       await listen(gateway, config.server.host, config.server.port);
-      steps.push(() => closeServer(gateway));
+      const requests = pipeline;
+      steps.push(() => drainGateway(gateway, requests, config.server.shutdown_grace_ms));
 
       const adminApp = createAdminApp({
         token: config.admin.token,
@@ -149,15 +167,16 @@ export class Portcullis {
           }),
         }),
         decisionApi: decisionRoutes({ decisions: new PgDecisionQueryStore(db), backlog: () => audit.backlog }),
+        signingKeys: () => authenticator.keySetStatus(),
         pingDatabase: async () => {
           await db.raw('select 1').timeout(1000);
         },
       });
       const admin = http.createServer(adminApp);
       await listen(admin, config.admin.host, config.admin.port);
-      steps.push(() => closeServer(admin));
+      steps.push(() => closeNow(admin));
 
-      const instance = new Portcullis(gateway, admin, steps, logger);
+      const instance = new Portcullis(gateway, admin, steps, config.server.shutdown_grace_ms, logger);
       logger.info({ gateway: instance.gatewayUrl, admin: instance.adminUrl }, 'portcullis is ready');
       return instance;
     } catch (error) {
@@ -166,43 +185,71 @@ export class Portcullis {
     }
   }
 
-  /** Stops accepting, lets requests in flight finish, flushes decision records, closes the database. */
+  /**
+   * Shuts down within server.shutdown_grace_ms: stops accepting, drains the requests in flight,
+   * cuts the rest, flushes or spools decision records, then closes the other parts. Every step
+   * runs even when one before it failed or ran out of time; this never rejects.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      for (const step of [...this.shutdownSteps].reverse()) await step();
+      // The process's own exit comes after the last step.
+      const deadline = Date.now() + this.shutdownGraceMs - Math.min(EXIT_RESERVE_MS, this.shutdownGraceMs / 10);
+      for (const step of [...this.shutdownSteps].reverse()) {
+        const run = Promise.resolve()
+          .then(() => step(deadline))
+          .catch((error: unknown) => this.logger.error({ err: error }, 'a shutdown step failed; going on with the next'));
+        // Past the deadline each step still gets a moment: the embedded PostgreSQL must be stopped.
+        if (!(await withDeadline(run, Math.max(deadline - Date.now(), MIN_STEP_MS)))) {
+          this.logger.error('a shutdown step did not finish in time; going on with the next');
+        }
+      }
     })();
     return this.closing;
   }
 }
 
-async function openDatabase(config: PortcullisConfig, options: RuntimeOptions, steps: Array<() => Promise<void> | void>): Promise<{ db: Knex; url: string }> {
+async function openDatabase(config: PortcullisConfig, options: RuntimeOptions, steps: ShutdownStep[]): Promise<{ db: Knex; requestDb: Knex; url: string }> {
   let url = config.database.url;
   if (!url) {
     const started = Date.now();
     const embedded = await EmbeddedDatabase.create({ dataDir: path.join(options.stateDir, 'pgdata') });
     steps.push(() => embedded.stop());
     options.logger.info(`embedded PostgreSQL ${embedded.initialised ? 'initialised and ' : ''}started in ${Date.now() - started} ms`);
+    options.logger.warn(
+      `database.url is not set: using the embedded PostgreSQL in ${path.join(options.stateDir, 'pgdata')}, which is for development (one machine, no backups); set database.url in production`,
+    );
     url = embedded.url;
   }
-  const db = createDatabase({ url, acquireTimeoutMs: config.database.timeout_ms, warn: (message) => options.logger.warn({ component: 'knex' }, message) });
-  steps.push(() => db.destroy());
+  const warn = (message: string) => options.logger.warn({ component: 'knex' }, message);
+  // Two pools: the request path's lookups are cut off at database.timeout_ms (a locked or
+  // dead connection answers 503 instead of hanging); migrations, the decision writer and
+  // the admin API run their statements for as long as they need.
+  const db = createDatabase({ url, poolMax: 5, acquireTimeoutMs: config.database.timeout_ms, warn });
+  steps.push(() => closePool(db));
+  const requestDb = createDatabase({ url, acquireTimeoutMs: config.database.timeout_ms, statementTimeoutMs: config.database.timeout_ms, warn });
+  steps.push(() => closePool(requestDb));
   if (!config.database.url) {
     await migrateToLatest(db);
   } else {
     const [, pending] = (await db.migrate.list(migrationConfig())) as [unknown[], unknown[]];
     if (pending.length > 0) throw new ConfigError(`the database has ${pending.length} pending migration(s): run \`portcullis migrate\` first`);
   }
-  return { db, url };
+  return { db, requestDb, url };
 }
 
 /** Default routes whose upstream service is not configured are dropped (so they answer 404), loudly. */
 export function routeTable(config: PortcullisConfig, logger: Logger): RouteTable {
   const missing = new Set(defaultRoutes.map((route) => route.service).filter((service) => !(service in config.services)));
   for (const service of missing) logger.warn(`services.${service} is not configured: its default routes are disabled and answer 404`);
-  return new RouteTable(
+  const table = new RouteTable(
     config.routes,
     defaultRoutes.filter((route) => !missing.has(route.service)),
   );
+  const unchecked = table.uncheckedParameters();
+  if (unchecked.length > 0) {
+    logger.warn({ unchecked }, `route parameters forwarded unchecked (checked_by: upstream), the upstream must check them against the assertion's org claim: ${unchecked.join(', ')}`);
+  }
+  return table;
 }
 
 function listen(server: http.Server, host: string, port: number): Promise<void> {
@@ -215,18 +262,40 @@ function listen(server: http.Server, host: string, port: number): Promise<void> 
   });
 }
 
-const SHUTDOWN_GRACE_MS = 10_000;
+/** Left of server.shutdown_grace_ms for the process to exit once every step is done. */
+const EXIT_RESERVE_MS = 400;
+/** What a shutdown step gets at least, even past the deadline. */
+const MIN_STEP_MS = 100;
+/** A pool whose statement is stuck (on a lock, say) is left to the process's exit after this. */
+const POOL_CLOSE_MS = 500;
+/** After the drain, how long the 503s sent to requests still waiting get before connections are cut. */
+const CUT_MS = 500;
 
-/** Stops accepting; requests in flight get the grace period, then their connections are cut. */
-function closeServer(server: http.Server): Promise<void> {
-  return new Promise((resolve) => {
-    const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
-    server.close(() => {
-      clearTimeout(force);
-      resolve();
-    });
-    server.closeIdleConnections();
-  });
+/**
+ * Stops accepting; requests in flight get half the grace period to finish. Then those still
+ * waiting for a decision are answered 503 and the responses still streaming are cut, each
+ * recorded with what its client got, and every connection is closed.
+ */
+async function drainGateway(server: http.Server, pipeline: RequestPipeline, graceMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  if (!(await withDeadline(pipeline.whenIdle(), graceMs / 2))) {
+    pipeline.cancelInFlight('the gateway is shutting down');
+    await withDeadline(pipeline.whenIdle(), Math.min(CUT_MS, graceMs / 10));
+  }
+  server.closeAllConnections();
+  await closed;
+}
+
+async function closePool(db: Knex): Promise<void> {
+  await withDeadline(db.destroy(), POOL_CLOSE_MS);
+}
+
+/** The admin port has nothing worth waiting for: probes and queries are cut. */
+function closeNow(server: http.Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  return closed;
 }
 
 async function withDeadline(work: Promise<void>, ms: number): Promise<boolean> {

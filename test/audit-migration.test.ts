@@ -4,7 +4,7 @@
 import type { Knex } from 'knex';
 import { verifyChain } from '../src/audit/decision-chain-verifier';
 import { PgDecisionQueryStore } from '../src/audit/pg-decision-query-store';
-import { migrateToLatest, migrationConfig } from '../src/db/database';
+import { createDatabase, migrateToLatest, migrationConfig } from '../src/db/database';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 
 const CHAIN_MIGRATION = '20261128000010_decision_chain.js';
@@ -94,6 +94,43 @@ describe('migrating an existing decision log to the hash chain', () => {
       expect(await verifyChain(new PgDecisionQueryStore(other.db))).toMatchObject({ ok: true, checked: 2 });
     } finally {
       await other.drop();
+    }
+  });
+});
+
+describe('migrating a decision log across a daylight-saving change', () => {
+  it('keeps all 20,000 records of a Europe/Berlin database, the fall-back hour included, and verify agrees', async () => {
+    const berlin = await createTestDatabase({ empty: true });
+    let other: Knex | undefined;
+    try {
+      const name = (await berlin.db.raw('select current_database() as name')).rows[0].name as string;
+      await berlin.db.raw(`alter database ${name} set timezone = 'Europe/Berlin'`);
+      other = createDatabase({ url: berlin.url });
+      const list = async () => ((await other!.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
+      while (!(await list()).includes('20261128000002_decisions.js')) await other.migrate.up(migrationConfig());
+      expect((await other.raw('show timezone')).rows[0].TimeZone).toBe('Europe/Berlin');
+      // 2026-10-25 01:00 UTC the clocks go back from 03:00 CEST to 02:00 CET: 00:00-02:00 UTC reads
+      // 02:00-03:00 twice, so text order and time order differ within every copy batch.
+      await other.raw(`
+        insert into decisions (id, time, request_id, action, resource, method, path, allow, status, reasons)
+        select ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid,
+               timestamptz '2026-10-25 00:00:00+00' + (n * interval '360 milliseconds'),
+               'dst-' || n, 'project:read', '{"type":"project"}', 'GET', '/orgs/acme/projects', true, 200, '{}'
+        from generate_series(1, 20000) as n`);
+
+      await migrateToLatest(other);
+      expect(await other('decisions').count({ n: '*' })).toEqual([{ n: '20000' }]);
+      const { rows } = await other.raw(`select count(distinct request_id)::int as n, max(seq)::int as top from decisions`);
+      expect(rows).toEqual([{ n: 20000, top: 20000 }]);
+      // Chained in true time order.
+      const { rows: misordered } = await other.raw(
+        `select count(*)::int as n from (select time, lag(time) over (order by seq) as previous from decisions) t where previous > time`,
+      );
+      expect(misordered).toEqual([{ n: 0 }]);
+      expect(await verifyChain(new PgDecisionQueryStore(other))).toMatchObject({ ok: true, checked: 20000 });
+    } finally {
+      await other?.destroy();
+      await berlin.drop();
     }
   });
 });

@@ -2,7 +2,9 @@
 // record), `decisions query` in every format, `decisions tail` following live traffic, and
 // masking of stored inputs.
 import { seedDirectory, type Directory } from './support/directory-fixtures';
-import { waitFor } from './support/audit-helpers';
+import { prepareDecision } from '../src/audit/decision-chain';
+import { PgDecisionStore } from '../src/audit/pg-decision-store';
+import { syntheticDecision, waitFor } from './support/audit-helpers';
 import { requireBuild, runCli, spawnCli } from './support/cli-process';
 import { startHarness, type Harness } from './support/gateway-harness';
 
@@ -146,9 +148,13 @@ describe('GET /admin/v1/decisions/{id}', () => {
     expect(withInput.every((row) => row.input.subject && !('email' in row.input.subject))).toBe(true);
   });
 
-  it('answers 404 for an unknown id', async () => {
-    expect((await admin('/decisions/00000000-0000-4000-8000-000000000000')).status).toBe(404);
-    expect((await admin('/decisions/not-an-id')).status).toBe(404);
+  it('answers 404 problem+json for an unknown id or an unknown admin path', async () => {
+    for (const path of ['/decisions/00000000-0000-4000-8000-000000000000', '/decisions/not-an-id', '/no-such-endpoint']) {
+      const res = await admin(path);
+      expect(res.status).toBe(404);
+      expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect(await res.json()).toMatchObject({ type: 'urn:portcullis:problem:not-found', title: 'Not Found', status: 404, detail: expect.any(String) });
+    }
   });
 
   it('shows the audit backlog', async () => {
@@ -187,6 +193,21 @@ describe('portcullis decisions query', () => {
     expect(lines[1]!.indexOf('DELETE /orgs/acme')).toBe(lines[0]!.indexOf('REQUEST'));
   });
 
+  it('reads a time without an offset as UTC, like a date, whatever the time zone of the machine', async () => {
+    const all = (await list('?limit=100')).decisions;
+    const middle = all[10]!.time; // ISO-8601 UTC, e.g. 2026-11-30T10:00:00.123Z
+    const count = async (since: string, tz: string) => {
+      const run = await runCli(['decisions', 'query', '--format', 'ndjson', '--limit', '100', '--since', since], { DATABASE_URL: h.database.url, TZ: tz });
+      expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+      return run.stdout.trim().split('\n').filter(Boolean).length;
+    };
+    const expected = all.filter((decision) => decision.time >= middle).length;
+    expect(await count(middle, 'UTC')).toBe(expected);
+    expect(await count(middle.slice(0, -1), 'America/New_York')).toBe(expected);
+    expect(await count(middle.slice(0, -1).replace('T', ' '), 'Asia/Kolkata')).toBe(expected);
+    expect((await list(`?since=${encodeURIComponent(middle.slice(0, -1))}&limit=100`)).decisions).toHaveLength(expected);
+  });
+
   it('refuses an unknown format', async () => {
     const run = await query('--format', 'xml');
     expect(run.code).toBe(1);
@@ -215,5 +236,61 @@ describe('portcullis decisions tail', () => {
     }
     expect(await exited).toBe(0);
     expect(stderr).toBe('');
+  });
+});
+
+describe('pages keyed by seq', () => {
+  const store = () => new PgDecisionStore(h.database.db);
+  const cursorOf = async (query: string) => (await list(query)).next_cursor!;
+
+  it('puts a record committed late above every page read before it, never below one', async () => {
+    const before = await list('?limit=3');
+    // Stamped an hour ago (a spool replayed, a slow clock) but committed now.
+    const late = syntheticDecision(0, { time: new Date(Date.now() - 3_600_000), subject: 'late|sub', organization: 'acme' });
+    await store().append([prepareDecision(late)]);
+    const after = await list('?limit=3');
+    expect(after.decisions[0]!.id).toBe(late.id);
+    expect(after.decisions[0]!.seq).toBeGreaterThan(before.decisions[0]!.seq);
+    expect(after.decisions.slice(1).map((d) => d.id)).toEqual(before.decisions.slice(0, 2).map((d) => d.id));
+    // A walk begun before the commit goes on below where it stopped: no repeats, nothing reordered.
+    const rest = await list(`?limit=100&cursor=${encodeURIComponent(before.next_cursor!)}`);
+    expect(rest.decisions.map((d) => d.seq)).toEqual([...rest.decisions.map((d) => d.seq)].sort((a, b) => b - a));
+    expect(rest.decisions.every((d) => d.seq < before.decisions[2]!.seq)).toBe(true);
+  });
+
+  it('keeps a relative window as the first page resolved it, on every later page', async () => {
+    const stamped = Date.now() - 1_000;
+    await store().append([0, 1, 2].map((n) => prepareDecision(syntheticDecision(n, { time: new Date(stamped + n), subject: 'window|sub' }))));
+    const query = '?subject=window%7Csub&since=3s&limit=1';
+    const first = await list(query);
+    expect(first.decisions).toHaveLength(1);
+    // Now `since=3s` alone would exclude them all.
+    await waitFor(async () => Date.now() > stamped + 3_100, 'the records to fall out of a fresh 3 s window');
+    expect((await list(query)).decisions).toHaveLength(0);
+    const second = await list(`${query}&cursor=${encodeURIComponent(first.next_cursor!)}`);
+    const third = await list(`${query}&cursor=${encodeURIComponent(second.next_cursor!)}`);
+    expect([...first.decisions, ...second.decisions, ...third.decisions].map((d) => d.time)).toEqual([2, 1, 0].map((n) => new Date(stamped + n).toISOString()));
+    expect(third.next_cursor).toBeNull();
+  });
+
+  it('refuses a cursor used with other filters, or whose window was edited, with 400 naming cursor', async () => {
+    const cursor = await cursorOf('?org=acme&limit=1');
+    expect((await admin(`/decisions?org=acme&limit=1&cursor=${cursor}`)).status).toBe(200);
+    const state = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Record<string, unknown>;
+    const edited = Buffer.from(JSON.stringify({ ...state, since: '2020-01-01T00:00:00.000Z' })).toString('base64url');
+    for (const query of [`?org=globex&cursor=${cursor}`, `?org=acme&since=1h&cursor=${cursor}`, `?org=acme&allow=true&cursor=${cursor}`, `?org=acme&cursor=${edited}`]) {
+      const res = await admin(`/decisions${query}`);
+      expect(res.status).toBe(400);
+      expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect(((await res.json()) as { detail: string }).detail).toMatch(/^cursor: /);
+    }
+  });
+
+  it('pages `decisions query` by seq too', async () => {
+    const run = await runCli(['decisions', 'query', '--format', 'ndjson', '--limit', '4'], { DATABASE_URL: h.database.url });
+    expect(run.code).toBe(0);
+    const seqs = run.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { seq: number }).seq);
+    expect(seqs).toEqual((await list('?limit=4')).decisions.map((d) => d.seq));
+    expect(seqs).toEqual([...seqs].sort((a, b) => b - a));
   });
 });

@@ -50,13 +50,17 @@ beforeAll(async () => {
   await cp(path.join(projectRoot, 'policies'), candidate, { recursive: true });
   const file = path.join(candidate, 'organization.rego');
   const rego = await readFile(file, 'utf8');
-  const changed = rego
-    .replace('input.facts.organization.project_count > 0\n', 'input.facts.organization.project_count > 100\n')
-    .replace(
-      'organization_decision := denied(403, not_a_member_reason) if {\n\tnot membership\n}',
-      'organization_decision := denied(403, "globex is frozen for an audit") if {\n\torganization == "globex"\n} else := denied(403, not_a_member_reason) if {\n\tnot membership\n}',
-    );
-  expect(changed).not.toBe(rego);
+  // Each edit must apply: a policy refactor that moves the text fails here, not as a wrong count below.
+  const edit = (text: string, from: string, to: string) => {
+    expect(text).toContain(from);
+    return text.replace(from, to);
+  };
+  const firstRule = 'organization_decision := denied(404, sprintf("organization \'%s\' not found", [organization])) if {\n\tnot lower_case_slug\n}';
+  const changed = edit(
+    edit(rego, 'input.facts.organization.project_count > 0\n', 'input.facts.organization.project_count > 100\n'),
+    firstRule,
+    `organization_decision := denied(403, "globex is frozen for an audit") if {\n\torganization == "globex"\n} else := ${firstRule.slice('organization_decision := '.length)}`,
+  );
   await writeFile(file, changed);
 });
 afterAll(async () => {
@@ -105,10 +109,17 @@ describe('portcullis decisions replay', () => {
     expect(report.groups).toEqual([expect.objectContaining({ direction: 'deny→allow', count: 2, examples: ids.aliceDeletesAcme })]);
   });
 
-  it('names a candidate that does not exist', async () => {
-    const run = await cli('replay', '--policy', path.join(scratch, 'absent'));
-    expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/--policy: .*absent does not exist/);
+  it('exits 2, not 1, when it could not replay: a candidate that does not exist, a missing --policy, the database away', async () => {
+    const absent = await cli('replay', '--policy', path.join(scratch, 'absent'), '--fail-on-change');
+    expect(absent.code).toBe(2);
+    expect(absent.stderr).toMatch(/--policy: .*absent does not exist/);
+    const missing = await cli('replay', '--fail-on-change');
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/required option '-p, --policy <source>' not specified/);
+    // A port nothing listens on.
+    const away = await runCli(['decisions', 'replay', '--policy', candidate, '--fail-on-change'], { DATABASE_URL: 'postgres://portcullis:portcullis@127.0.0.1:1/portcullis' });
+    expect(away.code).toBe(2);
+    expect(away.stderr).toMatch(/^portcullis: .*ECONNREFUSED/m);
   });
 });
 

@@ -1,5 +1,6 @@
 // Years of records: monthly partitions made ahead, old months dropped whole by the retention
-// job, and the chain still verifying from where retention cut it.
+// job (by the records' time and by when PostgreSQL stored them), and the chain still verifying
+// from where retention cut it, the anchor never jumping over a surviving record.
 import type { Knex } from 'knex';
 import { verifyChain } from '../src/audit/decision-chain-verifier';
 import { DecisionRetention, MAINTENANCE_LOCK } from '../src/audit/decision-retention';
@@ -22,6 +23,8 @@ const months = async () => (await new PgDecisionPartitions(db).months()).map((mo
 const retention = (retentionDays: number, errors: Error[] = []) => new DecisionRetention(db, { retentionDays, onError: (error) => errors.push(error) });
 const at = (iso: string) => () => ({ time: new Date(iso) });
 const verify = () => verifyChain(new PgDecisionQueryStore(db));
+/** As if every record so far had been stored at its own time (they were appended just now). */
+const storedAtTheirTime = () => db('decisions').update({ recorded_at: db.ref('time') });
 
 describe('decision log partitions', () => {
   it('creates the partitions of the current month and the next two, once', async () => {
@@ -35,13 +38,14 @@ describe('decision log partitions', () => {
     await retention(365).run(new Date('2030-06-15T12:00:00Z'));
     const { rows } = await db.raw<{ rows: { indexdef: string }[] }>(`select indexdef from pg_indexes where tablename = 'decisions_y2030m07'`);
     const columns = rows.map((row) => row.indexdef.replace(/^.* USING btree /, ''));
-    expect(columns).toEqual(expect.arrayContaining(['(id, "time")', '("time")', '(subject, "time")', '(organization, "time")', '(action, "time")', '(allow, "time")', '(seq)']));
+    expect(columns).toEqual(expect.arrayContaining(['(id, "time")', '("time")', '(subject, seq)', '(organization, seq)', '(action, seq)', '(allow, seq)', '(seq)']));
   });
 
   it('drops whole months older than the retention, keeps the month straddling the cutoff, and the chain still verifies', async () => {
     await appendDecisions(db, 5, 0, at('2020-01-10T00:00:00Z'));
     const february = await appendDecisions(db, 5, 5, at('2020-02-10T00:00:00Z'));
     await appendDecisions(db, 5, 10, at('2020-03-10T00:00:00Z'));
+    await storedAtTheirTime();
     const run = await retention(30).run(new Date('2020-03-20T00:00:00Z'));
     // The cutoff is 2020-02-19: January ended before it; February did not, so all of it stays.
     expect(run.dropped).toEqual([{ name: 'decisions_y2020m01', records: 5 }]);
@@ -49,36 +53,45 @@ describe('decision log partitions', () => {
     expect(await db('decisions').count({ n: '*' })).toEqual([{ n: '10' }]);
     expect(await db('decisions').whereIn('id', february.map((record) => record.id)).count({ n: '*' })).toEqual([{ n: '5' }]);
 
-    const anchor = await db('decision_chain_anchor').first('seq', 'pruned_before');
-    expect(anchor).toEqual({ seq: '5', pruned_before: new Date('2020-02-01T00:00:00Z') });
+    const anchor = await db('decision_chain_anchor').first('seq', 'pruned_before', 'moved_at', 'retention_days');
+    expect(anchor).toEqual({ seq: '5', pruned_before: new Date('2020-02-01T00:00:00Z'), moved_at: new Date('2020-03-20T00:00:00Z'), retention_days: 30 });
     expect(await verify()).toMatchObject({ ok: true, checked: 10 });
   });
 
-  it('still checks the records that outlive older ones appended after them, and notices one deleted after the cut', async () => {
-    await appendDecisions(db, 1, 0, at('2020-03-01T00:00:00Z')); // seq 1, kept
+  it('keeps a late write into an old month until every record before it goes too: the anchor never jumps over a surviving record', async () => {
+    await appendDecisions(db, 1, 0, at('2020-03-01T00:00:00Z')); // seq 1
     await appendDecisions(db, 1, 1, at('2020-01-31T23:59:59Z')); // seq 2, a late write into an old month
     await appendDecisions(db, 2, 2, at('2020-03-02T00:00:00Z')); // seq 3 and 4
-    await retention(30).run(new Date('2020-03-20T00:00:00Z'));
-    expect(await verify()).toMatchObject({ ok: true, checked: 3 });
+    await storedAtTheirTime();
+    // January is old enough, but seq 1 in March is not: dropping January would cut the chain at seq 2.
+    expect((await retention(30).run(new Date('2020-03-20T00:00:00Z'))).dropped).toEqual([]);
+    expect(await db('decision_chain_anchor').first('seq')).toEqual({ seq: '0' });
+    expect(await verify()).toMatchObject({ ok: true, checked: 4 });
 
-    const { status } = await db('decisions').where({ seq: 1 }).first('status');
-    await db('decisions').where({ seq: 1 }).update({ status: 299 });
-    expect(await verify()).toMatchObject({ ok: false, broken: { seq: 1, problem: expect.stringMatching(/^content edited/) } });
-    await db('decisions').where({ seq: 1 }).update({ status });
-
-    await db('decisions').where({ seq: 3 }).delete();
-    expect(await verify()).toMatchObject({ ok: false, broken: { seq: 4, problem: expect.stringMatching(/^gap in seq: seq 3 is missing/) } });
+    // Once March is old enough too, both go together and the anchor moves past all four.
+    const run = await retention(30).run(new Date('2020-05-01T00:00:00Z'));
+    expect(run.dropped.map((partition) => partition.name).sort()).toEqual(['decisions_y2020m01', 'decisions_y2020m03']);
+    expect(await db('decision_chain_anchor').first('seq')).toEqual({ seq: '4' });
+    expect(await verify()).toMatchObject({ ok: true, checked: 0 });
   });
 
-  it('writes a late record into a month that retention already dropped, and drops it again next time', async () => {
+  it('never drops a record on the time a writer chose: an old time stored recently (clock reset, late spool) is kept for the retention', async () => {
     await appendDecisions(db, 2, 0, at('2020-03-05T00:00:00Z'));
-    await retention(30).run(new Date('2020-03-20T00:00:00Z'));
-    // A spool replayed long after an outage carries a record from a dropped month.
-    await appendDecisions(db, 1, 2, at('2019-12-31T12:00:00Z'));
+    await storedAtTheirTime();
+    // Stored now (2026) with a time in 2019: its partition is old by time, not by storage.
+    const late = await appendDecisions(db, 1, 2, at('2019-12-31T12:00:00Z'));
     expect(await months()).toContain('2019-12');
-    const run = await retention(30).run(new Date('2020-03-21T00:00:00Z'));
-    expect(run.dropped).toEqual([{ name: 'decisions_y2019m12', records: 1 }]);
-    expect(await verify()).toMatchObject({ ok: true, checked: 2 });
+    const run = await retention(30).run(new Date());
+    // March 2020 really was stored then and goes; the record after it in the chain stays.
+    expect(run.dropped).toEqual([{ name: 'decisions_y2020m03', records: 2 }]);
+    expect(await db('decisions').where({ id: late[0]!.id }).count({ n: '*' })).toEqual([{ n: '1' }]);
+    expect(await db('decision_chain_anchor').first('seq')).toEqual({ seq: '2' });
+    expect(await verify()).toMatchObject({ ok: true, checked: 1 });
+
+    // Retention days after it was stored, it goes.
+    const later = await retention(30).run(new Date(Date.now() + 31 * 86_400_000));
+    expect(later.dropped).toContainEqual({ name: 'decisions_y2019m12', records: 1 });
+    expect(await db('decision_chain_anchor').first('seq')).toEqual({ seq: '3' });
   });
 
   it('skips a round while another instance does the upkeep', async () => {

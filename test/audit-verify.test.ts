@@ -129,9 +129,16 @@ describe('portcullis decisions verify', () => {
     expect(run.all.stderr).toContain(`(seq 10): content edited`);
   });
 
-  it('refuses a --since that is not a time', async () => {
-    const run = await verify('--since', 'yesterday');
-    expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/--since: "yesterday" is neither an ISO-8601 time nor a duration/);
+  it('exits 2, not 1, when it could not check: a --since that is not a time, an unknown option, the database away', async () => {
+    const badSince = await verify('--since', 'yesterday');
+    expect(badSince.code).toBe(2);
+    expect(badSince.stderr).toMatch(/--since: "yesterday" is neither an ISO-8601 time nor a duration/);
+    const unknown = await verify('--sinse', '1h');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown option '--sinse'/);
+    // A port nothing listens on.
+    const away = await runCli(['decisions', 'verify'], { DATABASE_URL: 'postgres://portcullis:portcullis@127.0.0.1:1/portcullis' });
+    expect(away.code).toBe(2);
+    expect(away.stderr).toMatch(/^portcullis: .*ECONNREFUSED/m);
   });
 });

@@ -1,6 +1,7 @@
 // The directory caches against a real PostgreSQL: the triggers' notifications name exactly
-// who and what changed, the change listener evicts exactly those entries, and warm caches
-// ask the database nothing. (Two whole gateways on one database: cache-freshness.test.ts.)
+// who and what changed, the change listener evicts exactly those entries, warm caches ask
+// the database nothing, and a steady stream of unrelated writes costs no hits. (Two whole
+// gateways on one database: cache-freshness.test.ts; a silently dead listener: cache-heartbeat.)
 import type { Knex } from 'knex';
 import pg from 'pg';
 import pino from 'pino';
@@ -12,6 +13,7 @@ import { PgFactsLoader } from '../src/directory/pg-facts-loader';
 import { PgSubjectLoader } from '../src/directory/pg-subject-loader';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { waitFor } from './support/wait-for';
 
 let database: TestDatabase;
 let db: Knex;
@@ -180,5 +182,100 @@ describe('the cached loaders', () => {
     const small = new CachedSubjectLoader(new PgSubjectLoader(db), listener, { maxEntries: 2, ttlMs: 60_000 });
     for (const sub of ['alice|sub', 'bob|sub', 'dave|sub', 'dave|sub']) await small.load(sub);
     expect(small.cacheStats()).toEqual({ hits: 1, misses: 3, size: 2 });
+  });
+});
+
+describe('under a steady stream of unrelated directory writes', () => {
+  const pgSubjects = () => new PgSubjectLoader(db);
+  const options = { maxEntries: 100, ttlMs: 60_000 };
+  const changes: DirectoryChange[] = [];
+  let writing = true;
+  let writer: Promise<void>;
+
+  beforeAll(() => {
+    // The real listener's notifications as the caches get them (a cache that only records).
+    listener.subscribe({ evict: (change) => changes.push(change), clear: () => undefined });
+    // Another service keeps updating a user none of the callers below is.
+    writer = (async () => {
+      for (let n = 0; writing; n += 1) {
+        await db('users').where({ id: dir.users.erin }).update({ display_name: `erin ${n}` });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+  });
+
+  afterAll(async () => {
+    writing = false;
+    await writer;
+  });
+
+  it('keeps the subject hit rate: a read during which only others changed is cached', async () => {
+    // Each directory read is still in flight when the next notification arrives, as every read
+    // is when writes come often enough: the worst case, made certain.
+    const overlapping = pgSubjects();
+    const subjectsUnderWrites = new CachedSubjectLoader(
+      {
+        async load(sub) {
+          const heardBefore = changes.length;
+          const subject = await overlapping.load(sub);
+          await waitFor(() => changes.length > heardBefore, { what: 'a notification during the read' });
+          return subject;
+        },
+      },
+      listener,
+      options,
+    );
+    listener.subscribe(subjectsUnderWrites);
+    for (let round = 0; round < 10; round += 1) {
+      for (const sub of ['alice|sub', 'bob|sub', 'dave|sub']) await subjectsUnderWrites.load(sub);
+    }
+    expect(subjectsUnderWrites.cacheStats()).toEqual({ hits: 27, misses: 3, size: 3 });
+  });
+
+  it('does not cache a read during which the caller\'s own subject changed, and enforces the change within 1 s', async () => {
+    const gated = pgSubjects();
+    let readDone!: () => void;
+    let release!: () => void;
+    const read = new Promise<void>((resolve) => (readDone = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let reads = 0;
+    const subjectsUnderWrites = new CachedSubjectLoader(
+      {
+        async load(sub) {
+          const subject = await gated.load(sub);
+          reads += 1;
+          readDone();
+          await released;
+          return subject;
+        },
+      },
+      listener,
+      options,
+    );
+    listener.subscribe(subjectsUnderWrites);
+
+    const pending = subjectsUnderWrites.load('bob|sub');
+    await read;
+    const membership = await db('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).first();
+    const heardBefore = changes.length;
+    await db('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).delete();
+    try {
+      // Only the read's result says bob is in acme: the cache learns that tag at fill time.
+      await waitFor(() => changes.slice(heardBefore).some((change) => change.table === 'organization_members' && change.subjects.users.includes(dir.users.bob)), {
+        timeoutMs: 1000,
+        what: 'the notification of bob leaving acme',
+      });
+      release();
+      expect(Object.keys((await pending).memberships)).toContain('acme'); // answered as read
+      expect(subjectsUnderWrites.cacheStats().size).toBe(0); // but not cached
+      expect(Object.keys((await subjectsUnderWrites.load('bob|sub')).memberships)).not.toContain('acme');
+      expect(reads).toBe(2);
+    } finally {
+      release();
+      await db('organization_members').insert(membership);
+    }
+    const started = Date.now();
+    await waitFor(async () => Object.keys((await subjectsUnderWrites.load('bob|sub')).memberships).includes('acme'), { timeoutMs: 1000, what: 'bob back in acme' });
+    expect(Date.now() - started).toBeLessThan(1000);
   });
 });

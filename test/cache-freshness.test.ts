@@ -99,6 +99,18 @@ describe('a change written by another service is enforced by every instance with
     await expectEverywhereWithin('bob', 'GET', '/orgs/acme', 200);
   });
 
+  it('removing a member in replica mode (logical replication, pg_restore --disable-triggers)', async () => {
+    await warm('bob', 'GET', '/orgs/acme', 200);
+    const membership = await db()('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).first();
+    await db().transaction(async (trx) => {
+      await trx.raw('set local session_replication_role = replica');
+      await trx('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).delete();
+    });
+    await expectEverywhereWithin('bob', 'GET', '/orgs/acme', 403);
+    await db()('organization_members').insert(membership);
+    await expectEverywhereWithin('bob', 'GET', '/orgs/acme', 200);
+  });
+
   it('taking a role away from a team, and giving it back', async () => {
     await warm('bob', 'POST', '/orgs/acme/projects', 200);
     await db()('team_roles').where({ team_id: dir.teams.deployers, role_id: dir.roles.projectCreator }).delete();

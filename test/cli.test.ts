@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Client } from 'pg';
 import { projectRoot } from '../src/project-root';
 import { requireBuild, runCli as portcullis, spawnCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
@@ -144,6 +145,69 @@ describe('portcullis serve under stress', () => {
       await upstream.close();
     }
   }, 60_000);
+});
+
+describe('portcullis serve --state-dir and db url', () => {
+  it('keeps the embedded database in --state-dir, not beside the config, and `db url` opens it while it runs', async () => {
+    const tokens = await createTokenIssuer(await mkdtemp(path.join(dir, 'idp-')));
+    const configDir = await mkdtemp(path.join(dir, 'etc-'));
+    const stateDir = path.join(dir, 'var-lib-portcullis');
+    const file = path.join(configDir, 'portcullis.yaml');
+    await writeFile(
+      file,
+      [
+        'server: { host: 127.0.0.1, port: 0 }',
+        'admin: { host: 127.0.0.1, port: 0 }',
+        `auth: { issuer: "${ISSUER}", audience: ${AUDIENCE}, jwks_file: "${tokens.jwksFile}", algorithms: [ES256] }`,
+        `policy: { source: "${process.env.PORTCULLIS_TEST_BUNDLE}" }`,
+        'services: { organizations: { url: "http://127.0.0.1:9" } }',
+      ].join('\n'),
+    );
+    const child = spawnCli(['serve', '--config', file, '--state-dir', stateDir]);
+    try {
+      const gatewayUrl = await whenReady(child).gatewayUrl;
+      expect(existsSync(path.join(stateDir, 'pgdata', 'PG_VERSION'))).toBe(true);
+      expect(existsSync(path.join(configDir, '.portcullis'))).toBe(false);
+
+      const byFlag = await portcullis(['db', 'url', '--config', file, '--state-dir', stateDir]);
+      expect(byFlag).toMatchObject({ code: 0, stderr: '' });
+      expect(byFlag.stdout).toMatch(/^postgres:\/\/postgres:[^@\s]+@127\.0\.0\.1:\d+\/postgres\n$/);
+      const byEnv = await portcullis(['db', 'url', '--config', file], { PORTCULLIS_STATE_DIR: stateDir });
+      expect(byEnv.stdout).toBe(byFlag.stdout);
+
+      // The URL reaches the gateway's own database: the decision of a request just made is there.
+      const decisionId = (await fetch(`${gatewayUrl}/orgs/acme`)).headers.get('x-portcullis-decision');
+      const client = new Client({ connectionString: byFlag.stdout.trim() });
+      await client.connect();
+      try {
+        const deadline = Date.now() + 10_000;
+        while ((await client.query('select 1 from decisions where id = $1', [decisionId])).rowCount === 0) {
+          if (Date.now() > deadline) throw new Error(`decision ${decisionId} not found through db url`);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      } finally {
+        await client.end();
+      }
+
+      const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
+      child.kill('SIGTERM');
+      expect(await exit).toBe(0);
+      const stopped = await portcullis(['db', 'url', '--config', file, '--state-dir', stateDir]);
+      expect(stopped.code).toBe(1);
+      expect(stopped.stdout).toBe('');
+      expect(stopped.stderr.trim()).toBe(
+        `portcullis: no database is configured and no embedded PostgreSQL is running on ${path.join(stateDir, 'pgdata')}: start the gateway or the demo first (or pass --config / --state-dir)`,
+      );
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 120_000);
+
+  it('prints the configured database.url, with ${VAR} replaced', async () => {
+    const file = await writeConfig('db-url.yaml', 'database: { url: "${TEST_DB}" }\nauth: { issuer: x, audience: y, jwks_file: k.json }\nservices: {}\n');
+    const run = await portcullis(['db', 'url', '--config', file], { TEST_DB: database.url });
+    expect(run).toEqual({ code: 0, stdout: `${database.url}\n`, stderr: '' });
+  });
 });
 
 describe('portcullis migrate', () => {

@@ -2,7 +2,9 @@
 // runs without a config file) prints curl commands that must do what they say, stops
 // cleanly on Ctrl-C, and starts again on its kept data.
 import { execFile, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -97,4 +99,55 @@ describe('portcullis demo', () => {
     }
     expect(await postgresProcesses()).toBe('');
   }, 90_000);
+
+  it('stops PostgreSQL on a second Ctrl-C during a slow shutdown, so the next start works', async () => {
+    const demo = await startDemo(stateDir);
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => demo.child.on('close', (code, signal) => resolve({ code, signal })));
+    // A request whose body never finishes keeps the gateway's shutdown waiting.
+    const gateway = new URL(/gateway (http:\/\/[0-9.:]+)/.exec(demo.output())![1]!);
+    const { stdout: token } = await run(process.execPath, [BIN, 'token', '--user', 'alice', '--state-dir', stateDir]);
+    const stuck = net.connect(Number(gateway.port), gateway.hostname);
+    stuck.on('error', () => undefined);
+    await new Promise((resolve) => stuck.once('connect', resolve));
+    stuck.write(`POST /orgs/acme/projects HTTP/1.1\r\nHost: ${gateway.host}\r\nAuthorization: Bearer ${token.trim()}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"slug":`);
+    try {
+      demo.child.kill('SIGINT');
+      await waitForOutput(demo, /stopping:/);
+      const before = Date.now();
+      demo.child.kill('SIGINT');
+      expect(await exited).toEqual({ code: 130, signal: null });
+      expect(Date.now() - before).toBeLessThan(5_000);
+      expect(demo.output()).toMatch(/SIGINT again: stopping now/);
+      expect(await postgresProcesses()).toBe('');
+    } finally {
+      stuck.destroy();
+      await killLeftoverPostgres();
+    }
+    const again = await startDemo(stateDir);
+    expect(again.output()).toMatch(/demo data already present/);
+    const code = await stopDemo(again);
+    expect({ code, output: again.output() }).toEqual({ code: 0, output: expect.stringMatching(/stopped/) });
+  }, 90_000);
 });
+
+async function waitForOutput(demo: RunningDemo, pattern: RegExp, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(demo.output())) {
+    if (Date.now() > deadline) throw new Error(`no ${pattern} in the demo's output after ${timeoutMs} ms:\n${demo.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A failed test must not leave a server behind for the next one (or the next run) to trip on. */
+async function killLeftoverPostgres(): Promise<void> {
+  const pidFile = path.join(stateDir, 'pgdata', 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+  try {
+    process.kill(pid, 'SIGQUIT');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + 10_000;
+  while ((await postgresProcesses()) !== '' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+}

@@ -2,8 +2,10 @@
 // everything the Dockerfile names exists and agrees with the code it packages.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { Command } from 'commander';
 import { createAdminApp } from '../src/admin/admin-server';
 import { OPA_MODULE } from '../src/authz/opa-toolchain';
+import { createCliContext } from '../src/cli/cli-context';
 import { configSchema } from '../src/config/config-schema';
 import { projectRoot } from '../src/project-root';
 
@@ -66,5 +68,28 @@ describe('Dockerfile', () => {
   it('runs as a non-root user with a health check', () => {
     expect(instructions.some((line) => /^USER (?!root)\S+/.test(line))).toBe(true);
     expect(instructions.some((line) => line.startsWith('HEALTHCHECK '))).toBe(true);
+  });
+
+  it('keeps its state in a folder the non-root user owns, not beside the read-only config the README mounts', () => {
+    const runtime = instructions.slice(instructions.findIndex((line) => /^FROM .* AS runtime$/i.test(line)));
+    const env = runtime.filter((line) => line.startsWith('ENV ')).join(' ');
+    const stateDir = /PORTCULLIS_STATE_DIR=(\S+)/.exec(env)?.[1];
+    const configFile = /PORTCULLIS_CONFIG=(\S+)/.exec(env)?.[1];
+    expect(stateDir).toBe('/var/lib/portcullis');
+    expect(configFile).toBe('/etc/portcullis/portcullis.yaml');
+
+    const userAt = runtime.findIndex((line) => line.startsWith('USER '));
+    const user = runtime[userAt]!.split(/\s+/)[1];
+    const prepared = runtime.slice(0, userAt).filter((line) => line.startsWith('RUN ')).join(' ');
+    expect(prepared).toContain(`mkdir -p ${stateDir}`);
+    expect(prepared).toMatch(new RegExp(`chown ${user} ${stateDir}( |$)`));
+
+    // The CLI takes the state folder from that variable, whatever folder the config is in.
+    const ctx = createCliContext(new Command(), { env: { PORTCULLIS_CONFIG: configFile, PORTCULLIS_STATE_DIR: stateDir }, out: () => undefined, err: () => undefined, cwd: '/opt/portcullis' }, () => undefined);
+    expect(ctx.stateDir(ctx.configFile())).toBe(stateDir);
+
+    const readme = readFileSync(path.join(projectRoot, 'README.md'), 'utf8');
+    const dockerRun = /docker run [^`]*/.exec(readme)?.[0] ?? '';
+    expect(dockerRun).toContain(`:${configFile}:ro`);
   });
 });

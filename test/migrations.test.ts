@@ -1,6 +1,13 @@
 // The migrations against a real PostgreSQL: the schema is design §3.1 (plus the decision log),
-// built-in roles exist, and re-running or rolling back behaves.
+// built-in roles exist, and re-running or rolling back behaves: a rollback that would delete
+// data refuses, saying how to export it first.
+import type { Knex } from 'knex';
+import { verifyChain } from '../src/audit/decision-chain-verifier';
+import { PgDecisionQueryStore } from '../src/audit/pg-decision-query-store';
+import { PgShadowDisagreementStore } from '../src/audit/pg-shadow-disagreement-store';
 import { migrateToLatest, migrationConfig } from '../src/db/database';
+import { appendDecisions } from './support/audit-helpers';
+import { seedDirectory } from './support/directory-fixtures';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 
 let database: TestDatabase;
@@ -197,6 +204,7 @@ describe('decision log schema (design §3.6)', () => {
       eval_latency_us: 'integer',
       input: 'jsonb',
       dry_run: 'boolean',
+      recorded_at: TIMESTAMPTZ,
       seq: 'bigint',
       prev_hash: TEXT,
       hash: TEXT,
@@ -204,10 +212,10 @@ describe('decision log schema (design §3.6)', () => {
     expect(await foreignKeys('decisions')).toEqual([]);
   });
 
-  it('indexes decisions by time, subject, organization, action and outcome', async () => {
+  it('indexes decisions by time and seq, and by subject, organization, action and outcome in seq order', async () => {
     const { rows } = await database.db.raw<{ rows: { indexdef: string }[] }>(`select indexdef from pg_indexes where tablename = 'decisions'`);
     const definitions = rows.map((row) => row.indexdef.replace(/^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?public\.decisions USING btree /, ''));
-    expect(definitions).toEqual(expect.arrayContaining(['("time")', '(subject, "time")', '(organization, "time")', '(action, "time")', '(allow, "time")']));
+    expect(definitions).toEqual(expect.arrayContaining(['("time")', '(seq)', '(subject, seq)', '(organization, seq)', '(action, seq)', '(allow, seq)']));
   });
 });
 
@@ -225,5 +233,191 @@ describe('running the migrations', () => {
 
     expect(await migrateToLatest(database.db)).toEqual(expect.arrayContaining(['20261128000001_directory.js', '20261128000002_decisions.js']));
     expect(await database.db('roles').whereNull('organization_id').count({ n: '*' })).toEqual([{ n: '2' }]);
+  });
+});
+
+const completedIn = async (db: Knex) => ((await db.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
+
+/** Rolls back one migration at a time until one refuses; returns that refusal (or undefined when all ran). */
+async function rollBackUntilRefused(db: Knex): Promise<Error | undefined> {
+  while ((await completedIn(db)).length > 0) {
+    try {
+      await db.migrate.down(migrationConfig());
+    } catch (error) {
+      return error as Error;
+    }
+  }
+  return undefined;
+}
+
+describe('rolling back a populated database', () => {
+  let populated: TestDatabase;
+  beforeEach(async () => {
+    populated = await createTestDatabase();
+    await seedDirectory(populated.db);
+    // The newer credentials registry refuses first (tested on its own below).
+    await populated.db('credentials').delete();
+  });
+  afterEach(async () => populated?.drop());
+
+  it('refuses to delete shadow disagreements, then dry-run records, saying how to export them first', async () => {
+    await appendDecisions(populated.db, 20);
+    await appendDecisions(populated.db, 1, 20, () => ({ dryRun: true }));
+    await new PgShadowDisagreementStore(populated.db).insertMany([
+      {
+        id: '00000000-0000-4000-8000-000000000001',
+        time: new Date(),
+        decisionId: '00000000-0000-4000-8000-000000000002',
+        requestId: 'r-1',
+        subject: null,
+        organization: null,
+        action: 'project:read',
+        method: 'GET',
+        path: '/orgs/acme/projects',
+        active: { revision: 'a', decision: { allow: true, status: 200, reasons: [] } },
+        shadow: { revision: 'b', decision: { allow: false, status: 403, reasons: [] } },
+        input: {},
+      },
+    ]);
+
+    const shadow = await rollBackUntilRefused(populated.db);
+    expect(shadow?.message).toMatch(/refusing to roll back: policy_shadow_disagreements holds 1 rows .*export them first .*\\copy policy_shadow_disagreements/);
+    expect(await completedIn(populated.db)).toContain('20261128000031_policy_shadow_disagreements.js');
+    expect(await populated.db('policy_shadow_disagreements').count({ n: '*' })).toEqual([{ n: '1' }]);
+
+    await populated.db('policy_shadow_disagreements').delete();
+    const dryRun = await rollBackUntilRefused(populated.db);
+    expect(dryRun?.message).toMatch(/refusing to roll back: 1 decision records are dry runs, .*decisions query --format ndjson/);
+    expect(await completedIn(populated.db)).toContain('20261128000030_decision_dry_run.js');
+    expect(await populated.db('decisions').where({ dry_run: true }).count({ n: '*' })).toEqual([{ n: '1' }]);
+
+    await migrateToLatest(populated.db);
+    expect(await verifyChain(new PgDecisionQueryStore(populated.db))).toMatchObject({ ok: true, checked: 21 });
+  });
+
+  it('rolls back every migration that keeps the records, refuses to drop the decision log, and verify passes after re-applying', async () => {
+    await appendDecisions(populated.db, 1200);
+    const refusal = await rollBackUntilRefused(populated.db);
+    expect(refusal?.message).toMatch(/refusing to roll back: the decision log holds 1200 records .*npx portcullis decisions query --format ndjson --limit 1200/);
+    expect(await completedIn(populated.db)).toEqual(['20261128000001_directory.js', '20261128000002_decisions.js']);
+    expect(await populated.db('decisions').count({ n: '*' })).toEqual([{ n: '1200' }]);
+
+    await migrateToLatest(populated.db);
+    expect(await verifyChain(new PgDecisionQueryStore(populated.db))).toMatchObject({ ok: true, checked: 1200 });
+  });
+
+  it('refuses to drop a directory that holds users and organizations', async () => {
+    const refusal = await rollBackUntilRefused(populated.db);
+    expect(refusal?.message).toMatch(/refusing to roll back: the directory holds \d+ users, organizations and organization roles .*pg_dump/);
+    expect(await completedIn(populated.db)).toEqual(['20261128000001_directory.js']);
+    await migrateToLatest(populated.db);
+  });
+});
+
+describe('role names (built-in names are reserved)', () => {
+  it.each(['organization-admin', 'default', 'Organization-Admin'])('refuses an organization role named %s, on insert and on rename', async (name) => {
+    const [org] = await database.db('organizations').insert({ slug: `reserved-${name.toLowerCase()}`, name: 'Reserved' }).returning('id');
+    try {
+      await expect(database.db('roles').insert({ organization_id: org.id, name, permissions: ['project:read'] })).rejects.toMatchObject({
+        code: '23514',
+        constraint: 'roles_builtin_names_reserved',
+      });
+      const [role] = await database.db('roles').insert({ organization_id: org.id, name: 'deployer', permissions: ['project:read'] }).returning('id');
+      await expect(database.db('roles').where({ id: role.id }).update({ name })).rejects.toMatchObject({ code: '23514' });
+    } finally {
+      await database.db('organizations').where({ id: org.id }).delete();
+    }
+  });
+
+  it('fails the migration, naming the rows, when an organization role already uses a reserved name', async () => {
+    const other = await createTestDatabase();
+    try {
+      while ((await completedIn(other.db)).includes('20261130000004_role_names.js')) await other.db.migrate.down(migrationConfig());
+      const [org] = await other.db('organizations').insert({ slug: 'lookalike', name: 'Look-alike' }).returning('id');
+      await other.db('roles').insert({ organization_id: org.id, name: 'organization-admin', permissions: ['project:read'] });
+      await expect(migrateToLatest(other.db)).rejects.toThrow(/organization roles use a built-in role's name .*'organization-admin' of lookalike .*rename them/);
+      await other.db('roles').where({ organization_id: org.id }).update({ name: 'org-admin' });
+      await migrateToLatest(other.db);
+      expect(await completedIn(other.db)).toContain('20261130000004_role_names.js');
+    } finally {
+      await other.drop();
+    }
+  });
+});
+
+describe('credentials registry and lower-case slugs (R7)', () => {
+  it('has id, organization, slug, name and creation time, and nothing secret', async () => {
+    const columns = await columnsOf('credentials');
+    expect(Object.fromEntries(Object.entries(columns).map(([name, column]) => [name, column.type]))).toEqual({
+      id: UUID,
+      organization_id: UUID,
+      slug: TEXT,
+      name: TEXT,
+      created_at: TIMESTAMPTZ,
+    });
+    expect(Object.entries(columns).filter(([, column]) => !column.nullable).map(([name]) => name).sort()).toEqual(['created_at', 'id', 'organization_id', 'slug']);
+    expect(await foreignKeys('credentials')).toEqual(['FOREIGN KEY (organization_id) REFERENCES organizations(id) ON DELETE CASCADE']);
+    expect(await uniqueKeys('credentials')).toEqual(['PRIMARY KEY (id)', 'UNIQUE (organization_id, slug)']);
+  });
+
+  it('removes an organization\'s credentials with it', async () => {
+    const [org] = await database.db('organizations').insert({ slug: 'credential-cascade', name: 'Cascade' }).returning('id');
+    await database.db('credentials').insert({ organization_id: org.id, slug: 'aws', name: 'AWS' });
+    await database.db('organizations').where({ id: org.id }).delete();
+    expect(await database.db('credentials').where({ organization_id: org.id })).toEqual([]);
+  });
+
+  it('notifies the directory channel in every session mode, like the other directory tables', async () => {
+    const { rows } = await database.db.raw<{ rows: { tgname: string; tgenabled: string }[] }>(
+      `select tgname, tgenabled from pg_trigger where tgrelid = 'credentials'::regclass and not tgisinternal order by tgname`,
+    );
+    expect(rows).toEqual(['delete', 'insert', 'truncate', 'update'].map((event) => ({ tgname: `portcullis_notify_${event}`, tgenabled: 'A' })));
+  });
+
+  it.each([
+    ['organizations', { slug: 'ACME', name: 'Upper' }],
+    ['projects', { slug: 'Web' }],
+  ])('refuses an upper-case slug in %s, on insert and on rename', async (table, row) => {
+    const [org] = await database.db('organizations').insert({ slug: 'slug-case', name: 'Slug case' }).returning('id');
+    try {
+      const values = table === 'projects' ? { ...row, organization_id: org.id } : row;
+      await expect(database.db(table).insert(values)).rejects.toMatchObject({ code: '23514', constraint: `${table}_slug_lower_case` });
+      const [project] = await database.db('projects').insert({ organization_id: org.id, slug: 'web' }).returning('id');
+      const target = table === 'projects' ? project.id : org.id;
+      await expect(database.db(table).where({ id: target }).update({ slug: row.slug })).rejects.toMatchObject({ code: '23514' });
+      await database.db('projects').where({ id: project.id }).delete();
+    } finally {
+      await database.db('organizations').where({ id: org.id }).delete();
+    }
+  });
+
+  it('refuses to roll back while the registry holds credentials, saying how to dump them', async () => {
+    const other = await createTestDatabase();
+    try {
+      await seedDirectory(other.db);
+      const refusal = await rollBackUntilRefused(other.db);
+      expect(refusal?.message).toMatch(/refusing to roll back: the credentials registry holds 2 rows .*pg_dump --data-only -t credentials/);
+      expect(await completedIn(other.db)).toContain('20261130000001_credentials.js');
+      await other.db('credentials').delete();
+      await other.db.migrate.down(migrationConfig());
+      expect(await completedIn(other.db)).not.toContain('20261130000001_credentials.js');
+      await migrateToLatest(other.db);
+    } finally {
+      await other.drop();
+    }
+  });
+
+  it('fails the migration, naming the rows, while a slug is not lower-case', async () => {
+    const other = await createTestDatabase();
+    try {
+      while ((await completedIn(other.db)).includes('20261130000001_credentials.js')) await other.db.migrate.down(migrationConfig());
+      const [org] = await other.db('organizations').insert({ slug: 'Globex', name: 'Globex' }).returning('id');
+      await expect(migrateToLatest(other.db)).rejects.toThrow(/organizations\.slug must be lower-case, but these are not: 'Globex' \(id [0-9a-f-]{36}\); lower-case them/);
+      await other.db('organizations').where({ id: org.id }).update({ slug: 'globex' });
+      await migrateToLatest(other.db);
+      expect(await completedIn(other.db)).toContain('20261130000001_credentials.js');
+    } finally {
+      await other.drop();
+    }
   });
 });

@@ -178,7 +178,7 @@ describe('POST /admin/v1/evaluate', () => {
   });
 
   it('accepts a users.id as the subject, and tells an allowed request from a denied one', async () => {
-    const res = await admin('/evaluate', { method: 'POST', body: JSON.stringify({ subject: dir.users.alice, method: 'get', path: '/orgs/ACME/projects/web/' }) });
+    const res = await admin('/evaluate', { method: 'POST', body: JSON.stringify({ subject: dir.users.alice, method: 'get', path: '/ORGS/acme/Projects/web/' }) });
     const body = await json<Record<string, any>>(res);
     expect(body).toMatchObject({
       method: 'GET',

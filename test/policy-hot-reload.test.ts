@@ -108,10 +108,10 @@ describe('hot reload of a policy directory', () => {
       }
     };
     const clients = Array.from({ length: 8 }, client);
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await waitFor(() => (answers.length >= 8 ? true : undefined), 5000, 'answers under the old revision');
     await editFile('organization.rego', (text) => text.replace(/"(\(edit \d+\) )?missing permission/, '"(atomic) missing permission'));
     await waitFor(async () => ((await adminPolicy()).revision !== old ? true : undefined), 5000, 'the reload');
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await waitFor(() => (answers.filter((answer) => answer.detail.startsWith('(atomic) ')).length >= 8 ? true : undefined), 5000, 'answers under the new revision');
     stop = true;
     await Promise.all(clients);
 

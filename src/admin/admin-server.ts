@@ -4,7 +4,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type Express, type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Registry } from 'prom-client';
 import type { PolicyEngine } from '../authz/policy-engine';
-import { AuthenticationError } from '../http/errors';
+import { AuthenticationError, NotFoundError } from '../http/errors';
 import { errorProblem, sendProblem } from '../http/problem';
 
 export interface AdminDependencies {
@@ -14,6 +14,8 @@ export interface AdminDependencies {
   policy: { readonly current: PolicyEngine; readonly source: string; readonly loadedAt: Date };
   /** Resolves when PostgreSQL answers; rejects otherwise. */
   pingDatabase: () => Promise<void>;
+  /** `ok` once the identity provider's signing keys are at hand, else why not. */
+  signingKeys?: () => string;
   /** Prometheus registry served at /metrics (unauthenticated, like the probes: keep the admin port private). */
   metrics?: Registry;
   /** /policy, /policy/reload, /evaluate (admin/policy-routes.ts), behind the token. */
@@ -33,6 +35,7 @@ export function createAdminApp(deps: AdminDependencies): Express {
 
   app.get('/readyz', async (_req, res) => {
     const checks: Record<string, string> = { policy: deps.policy.current.revision ? 'ok' : 'not loaded' };
+    if (deps.signingKeys) checks.signing_keys = deps.signingKeys();
     try {
       await deps.pingDatabase();
       checks.database = 'ok';
@@ -64,7 +67,8 @@ export function createAdminApp(deps: AdminDependencies): Express {
   app.use('/admin/v1', api);
 
   app.use((req: Request, res: Response) => {
-    res.status(404).json({ status: 404, detail: `no admin endpoint ${req.method} ${req.path}` });
+    const error = new NotFoundError(`no admin endpoint ${req.method} ${req.path}`);
+    sendProblem(res, errorProblem(error, { requestId: String(req.headers['x-request-id'] ?? '') }), error);
   });
   return app;
 }

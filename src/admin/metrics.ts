@@ -26,7 +26,7 @@ export class GatewayMetrics implements PipelineObserver {
     collectDefaultMetrics({ register: this.registry, prefix: 'portcullis_process_' });
     this.requests = new Counter({
       name: 'portcullis_requests_total',
-      help: 'Requests by matched route, action, outcome (allowed, denied, failed, rejected) and HTTP status',
+      help: 'Requests by matched route, action, outcome (allowed, denied, failed, rejected, cancelled) and HTTP status (499: the connection closed before any response)',
       labelNames: ['route', 'action', 'outcome', 'status'],
       registers: [this.registry],
     });

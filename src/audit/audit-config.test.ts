@@ -4,17 +4,24 @@ import { parseConfig } from '../config/load-config';
 const minimal = { auth: { issuer: 'https://id.example.com', audience: 'portcullis', jwks_file: 'jwks.json' }, services: {} };
 
 describe('audit configuration', () => {
-  it('records asynchronously, keeps a year, masks cookies and authorization headers, and exports nothing by default', () => {
+  it('records asynchronously, keeps a year, masks cookies and authorization headers, limits 401s, checkpoints every minute, and exports nothing by default', () => {
     expect(parseConfig(minimal, {}, '/etc/portcullis').audit).toEqual({
       mode: 'async',
       retention_days: 365,
+      unauthenticated_per_minute: 600,
+      checkpoint_interval_s: 60,
       mask: ['/request/headers/authorization', '/request/headers/cookie'],
     });
   });
 
-  it('resolves the spool folder and an export file against the config folder', () => {
-    const config = parseConfig({ ...minimal, audit: { spool_dir: 'spool', export: { kind: 'file', path: 'logs/decisions.ndjson' } } }, {}, '/etc/portcullis');
+  it('resolves the spool folder, the checkpoint key and an export file against the config folder', () => {
+    const config = parseConfig(
+      { ...minimal, audit: { spool_dir: 'spool', checkpoint_key_file: 'keys/checkpoint.pem', export: { kind: 'file', path: 'logs/decisions.ndjson' } } },
+      {},
+      '/etc/portcullis',
+    );
     expect(config.audit.spool_dir).toBe('/etc/portcullis/spool');
+    expect(config.audit.checkpoint_key_file).toBe('/etc/portcullis/keys/checkpoint.pem');
     expect(config.audit.export).toEqual({ kind: 'file', path: '/etc/portcullis/logs/decisions.ndjson', batch_size: 500, flush_interval_ms: 1000, buffer_size: 10000, labels: {} });
   });
 
@@ -27,6 +34,9 @@ describe('audit configuration', () => {
   it.each([
     [{ mode: 'sometimes' }, /audit\.mode: /],
     [{ retention_days: 0 }, /audit\.retention_days: /],
+    [{ unauthenticated_per_minute: -1 }, /audit\.unauthenticated_per_minute: /],
+    [{ checkpoint_interval_s: 0 }, /audit\.checkpoint_interval_s: /],
+    [{ checkpoint_key_file: '' }, /audit\.checkpoint_key_file: /],
     [{ mask: ['request/headers/cookie'] }, /audit\.mask\.0: must be a JSON pointer/],
     [{ export: { kind: 'http', url: 'ftp://logs' } }, /audit\.export\.url: must be an http\(s\) URL/],
     [{ export: { kind: 'kafka' } }, /audit\.export\.kind: /],

@@ -19,8 +19,14 @@ export const auditConfigSchema = z
     mode: z.enum(['async', 'strict']).default('async'),
     /** Where records wait while PostgreSQL is away; default `<state dir>/spool`. One per instance. */
     spool_dir: z.string().min(1).optional(),
-    /** Partitions whose records are all older than this are dropped. */
+    /** Partitions whose records are all older than this (by time and by when they were stored) are dropped. */
     retention_days: z.number().int().min(1).max(36_500).default(365),
+    /** 401s recorded per client address and minute; beyond it they are counted into one summary record. */
+    unauthenticated_per_minute: z.number().int().min(0).default(600),
+    /** How often the chain head is signed (a checkpoint). */
+    checkpoint_interval_s: z.number().int().min(1).max(86_400).default(60),
+    /** Ed25519 private key (PKCS#8 PEM) that signs checkpoints; default: one generated in the state folder. */
+    checkpoint_key_file: z.string().min(1).optional(),
     /** JSON pointers into the policy input whose values are never stored or exported. */
     mask: z
       .array(z.string().regex(/^\/.+/, 'must be a JSON pointer such as /request/headers/cookie'))

@@ -1,6 +1,7 @@
 // The audit stage as the composition root uses it: the batching recorder over the hash-chained
-// store, its spool, masking, the optional OPA-format export and the partition upkeep, built
-// from the `audit` config and shut down in the right order.
+// store, its spool, masking, the optional OPA-format export, the partition upkeep, the signed
+// checkpoints and the limit on unauthenticated records, built from the `audit` config and
+// shut down in the right order.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -10,12 +11,17 @@ import type { Logger } from 'pino';
 import { projectRoot } from '../project-root';
 import type { AuditConfig } from './audit-config';
 import { BatchingDecisionRecorder } from './batching-decision-recorder';
+import { CheckpointSigner } from './checkpoint-key';
+import { DecisionCheckpointer } from './decision-checkpointer';
 import { FileSink, HttpSink, StreamSink, type EventSink } from './decision-export-sinks';
 import { DecisionExporter } from './decision-exporter';
 import { DecisionMask } from './decision-mask';
+import type { DecisionRecorder } from './decision-record';
 import { DecisionRetention } from './decision-retention';
 import { DecisionSpool } from './decision-spool';
+import { PgDecisionCheckpointStore } from './pg-decision-checkpoint-store';
 import { PgDecisionStore } from './pg-decision-store';
+import { UnauthenticatedSuppression } from './unauthenticated-suppression';
 
 export interface AuditTrailOptions {
   db: Knex;
@@ -27,6 +33,8 @@ export interface AuditTrailOptions {
   logger: Logger;
   /** Where `export.kind: stdout` writes; default process.stdout. */
   stdout?: Writable;
+  /** The clock of the per-minute limit on unauthenticated records; default Date.now. */
+  now?: (() => number) | undefined;
 }
 
 /** The backlog as the admin API shows it. */
@@ -45,8 +53,11 @@ const EXPORT_CLOSE_MS = 3_000;
 export class AuditTrail {
   private constructor(
     readonly recorder: BatchingDecisionRecorder,
+    /** What the gateway's requests are recorded through: `recorder` with 401s limited per client. */
+    readonly requestRecorder: DecisionRecorder,
     private readonly spool: DecisionSpool,
     private readonly retention: DecisionRetention,
+    private readonly checkpointer: DecisionCheckpointer,
     private readonly exporter: DecisionExporter | undefined,
     private readonly config: AuditConfig,
   ) {}
@@ -57,6 +68,14 @@ export class AuditTrail {
 
   static async start(options: AuditTrailOptions): Promise<AuditTrail> {
     const { config, logger } = options;
+    // First: a bad key file stops the start before anything is opened.
+    const { signer, generated } = await CheckpointSigner.open(config.checkpoint_key_file, options.stateDir);
+    if (generated) {
+      logger.warn(
+        { privateKeyFile: generated.privateKeyFile, publicKeyFile: generated.publicKeyFile },
+        'audit.checkpoint_key_file is not set: decision log checkpoints are signed with a key generated in the state folder; give every instance one shared key, kept outside the database',
+      );
+    }
     const mask = new DecisionMask(config.mask);
     const spool = await DecisionSpool.open(config.spool_dir ?? path.join(options.stateDir, 'spool'));
     if (spool.pending > 0) logger.warn({ spool: spool.file, records: spool.pending }, 'writing decision records an earlier run spooled');
@@ -76,15 +95,22 @@ export class AuditTrail {
       ...(exporter ? { onDurable: (records) => exporter.enqueue(records) } : {}),
       onError: (error) => logger.error({ err: error }, 'decision records could not be written to PostgreSQL yet'),
     });
+    const checkpointer = new DecisionCheckpointer(new PgDecisionCheckpointStore(options.db), signer, {
+      intervalMs: config.checkpoint_interval_s * 1000,
+      onError: (error) => logger.error({ err: error }, 'decision log checkpoint failed'),
+    });
     const retention = new DecisionRetention(options.db, {
       retentionDays: config.retention_days,
+      signer,
       onError: (error) => logger.error({ err: error }, 'decision log partition upkeep failed'),
       onRun: ({ created, dropped }) => {
         if (created.length > 0 || dropped.length > 0) logger.info({ created, dropped }, 'decision log partitions maintained');
       },
     });
     await retention.start();
-    return new AuditTrail(recorder, spool, retention, exporter, config);
+    checkpointer.start();
+    const requestRecorder = new UnauthenticatedSuppression(recorder, { perMinute: config.unauthenticated_per_minute, now: options.now });
+    return new AuditTrail(recorder, requestRecorder, spool, retention, checkpointer, exporter, config);
   }
 
   get backlog(): AuditBacklog {
@@ -101,7 +127,9 @@ export class AuditTrail {
   /** Everything recorded becomes durable (PostgreSQL or the spool); then the export gets a last chance. */
   async close(): Promise<void> {
     await this.retention.stop();
-    await this.recorder.close();
+    await this.checkpointer.stop();
+    // Writes the pending suppression summaries, then closes `recorder`.
+    await this.requestRecorder.close();
     await this.exporter?.close(EXPORT_CLOSE_MS);
     await this.spool.close();
   }

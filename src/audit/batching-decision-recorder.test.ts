@@ -10,6 +10,7 @@ import { DecisionMask } from './decision-mask';
 import type { DecisionRecord } from './decision-record';
 import { DecisionSpool } from './decision-spool';
 import type { AppendResult, DecisionStore } from './pg-decision-store';
+import { waitFor } from '../../test/support/wait-for';
 
 function decision(n: number): DecisionRecord {
   return {
@@ -62,7 +63,6 @@ class FakeStore implements DecisionStore {
 }
 
 const requestIds = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `request-${from + i}`);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const activeTimers = () => process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout').length;
 
 let recorders: BatchingDecisionRecorder[] = [];
@@ -90,12 +90,15 @@ describe('BatchingDecisionRecorder', () => {
 
   it('writes a partial batch after the delay', async () => {
     const store = new FakeStore();
-    const { recorder } = recorderWith(store, { delayMs: 20 });
+    const { recorder } = recorderWith(store, { delayMs: 200 });
+    const started = Date.now();
     recorder.record(decision(0));
     recorder.record(decision(1));
-    await sleep(5);
+    await new Promise(setImmediate);
     expect(store.attempts).toBe(0);
-    await sleep(40);
+    await waitFor(() => store.batches.length > 0, { what: 'the batch to be written' });
+    // Timers count from the event loop's cached clock, which may lag a little behind Date.now().
+    expect(Date.now() - started).toBeGreaterThanOrEqual(150);
     expect(store.batches).toEqual([['request-0', 'request-1']]);
     expect(recorder.backlog).toBe(0);
   });
@@ -104,7 +107,7 @@ describe('BatchingDecisionRecorder', () => {
     const store = new FakeStore();
     const { recorder } = recorderWith(store, { batchSize: 3, delayMs: 60_000 });
     for (let n = 0; n < 7; n++) recorder.record(decision(n));
-    await sleep(10);
+    await waitFor(() => store.written.length === 7, { what: 'all seven records to be written' });
     expect(store.batches).toEqual([requestIds(0, 3), requestIds(3, 6), ['request-6']]);
   });
 
@@ -165,7 +168,7 @@ describe('BatchingDecisionRecorder', () => {
     store.failures = Number.POSITIVE_INFINITY;
     const { recorder, errors } = recorderWith(store, { batchSize: 2, delayMs: 1, maxBacklog: 3 });
     for (let n = 0; n < 5; n++) recorder.record(decision(n));
-    await sleep(20);
+    await waitFor(() => store.attempts >= 5, { what: 'several failed attempts' });
 
     expect(recorder.backlog).toBe(5);
     const backlogErrors = errors.filter((error) => /waiting to be written/.test(error.message));
@@ -191,13 +194,18 @@ describe('BatchingDecisionRecorder', () => {
     expect(store.written).toEqual(['request-0']);
   });
 
-  it('writes everything on close() and refuses records afterwards', async () => {
+  it('writes everything on close(); without a spool, a record arriving afterwards is reported, never thrown', async () => {
     const store = new FakeStore();
-    const { recorder } = recorderWith(store, { delayMs: 60_000 });
+    const { recorder, errors } = recorderWith(store, { delayMs: 60_000 });
     recorder.record(decision(0));
     await recorder.close();
     expect(store.written).toEqual(['request-0']);
-    expect(() => recorder.record(decision(1))).toThrow(/closed/);
+    const late = decision(1);
+    expect(() => recorder.record(late)).not.toThrow();
+    await waitFor(() => errors.length > 0, { what: 'the late record to be reported' });
+    expect(errors.map((error) => error.message)).toEqual([`decision ${late.id} arrived after the decision recorder closed and there is no spool to keep it`]);
+    await expect(recorder.recordDurably(decision(2))).rejects.toThrow(/after the decision recorder closed/);
+    expect(store.written).toEqual(['request-0']);
   });
 
   it('does not keep the process alive with its batch or retry timers', async () => {
@@ -208,9 +216,9 @@ describe('BatchingDecisionRecorder', () => {
 
     const failing = new FakeStore();
     failing.failures = 1;
-    const retrying = recorderWith(failing, { delayMs: 1, retryInitialMs: 200, retryMaxMs: 200 }).recorder;
+    const retrying = recorderWith(failing, { delayMs: 1, retryInitialMs: 500, retryMaxMs: 500 }).recorder;
     retrying.record(decision(1));
-    await sleep(20);
+    await waitFor(() => failing.attempts > 0, { what: 'the first attempt' });
     expect(failing.attempts).toBe(1);
     expect(activeTimers()).toBe(before);
 
@@ -249,7 +257,7 @@ describe('BatchingDecisionRecorder with a spool', () => {
     store.failures = Number.POSITIVE_INFINITY;
     const { recorder, errors } = recorderWith(store, { spool, batchSize: 10, retryInitialMs: 5, retryMaxMs: 5 });
     for (let n = 0; n < 35; n++) recorder.record(decision(n));
-    await sleep(50);
+    await waitFor(() => recorder.spoolBacklog === 35, { what: 'every record to be spooled' });
 
     expect(recorder.memoryBacklog).toBe(0);
     expect(recorder.spoolBacklog).toBe(35);
@@ -264,7 +272,7 @@ describe('BatchingDecisionRecorder with a spool', () => {
     store.failures = Number.POSITIVE_INFINITY;
     const { recorder } = recorderWith(store, { spool, batchSize: 10, retryInitialMs: 5, retryMaxMs: 5 });
     for (let n = 0; n < 25; n++) recorder.record(decision(n));
-    await sleep(30);
+    await waitFor(() => recorder.spoolBacklog === 25, { what: 'every record to be spooled' });
     store.failures = 0;
     for (let n = 25; n < 30; n++) recorder.record(decision(n));
     await recorder.flush();
@@ -343,6 +351,36 @@ describe('BatchingDecisionRecorder with a spool', () => {
     expect(recorder.memoryBacklog).toBe(0);
   });
 
+  it('sends a record that arrives after close() to the spool, and never throws', async () => {
+    const store = new FakeStore();
+    const { recorder } = recorderWith(store, { spool, delayMs: 60_000 });
+    recorder.record(decision(0));
+    await recorder.close();
+    expect(() => recorder.record(decision(1))).not.toThrow();
+    await recorder.recordDurably(decision(2));
+    await waitFor(async () => (await spooledRequestIds()).length === 2, { what: 'both late records in the spool' });
+    expect(await spooledRequestIds()).toEqual(['request-1', 'request-2']);
+    expect(store.written).toEqual(['request-0']);
+  });
+
+  it('spoolUnwritten() copies what a hanging write has not stored to the spool, without waiting for that write', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const store = new FakeStore();
+    const hanging: DecisionStore = { append: async (records) => (await released, store.append(records)) };
+    const { recorder } = recorderWith(hanging, { spool, delayMs: 1 });
+    for (let n = 0; n < 3; n++) recorder.record(decision(n));
+    const closing = recorder.close();
+    await recorder.spoolUnwritten();
+    expect(await spooledRequestIds()).toEqual(requestIds(0, 3));
+    expect(recorder.memoryBacklog).toBe(0);
+    expect(() => recorder.record(decision(3))).not.toThrow();
+    await waitFor(async () => (await spooledRequestIds()).length === 4, { what: 'the late record in the spool' });
+    // The write that hung may still finish: the store then skips on replay what it already has.
+    release();
+    await closing;
+  });
+
   it('masks the input before anything is stored or spooled', async () => {
     const store = new FakeStore();
     const { recorder } = recorderWith(store, { mask: new DecisionMask(['/request/headers/cookie']) });
@@ -364,7 +402,7 @@ describe('BatchingDecisionRecorder with a spool', () => {
     await recorder.flush();
     store.failures = Number.POSITIVE_INFINITY;
     recorder.record(decision(3));
-    await sleep(30);
+    await waitFor(() => told.length === 4, { what: 'the spooled record to be durable' });
     expect(told).toEqual(requestIds(0, 4));
   });
 });

@@ -2,7 +2,8 @@
 // queue in order, in batches, when a batch is full or after a short delay. With a spool, a
 // batch PostgreSQL refuses is appended to it (fsync'd) instead of waiting in memory, later
 // batches follow it there to keep the order, and a replayer writes the spool back once
-// PostgreSQL answers. Without one, a failed batch is retried from memory. Nothing is dropped.
+// PostgreSQL answers. Without one, a failed batch is retried from memory. Nothing is dropped:
+// a record that arrives after close() (a request cut at shutdown) goes straight to the spool.
 import type { PreparedDecision } from './decision-chain';
 import { prepareDecision } from './decision-chain';
 import type { DecisionMask } from './decision-mask';
@@ -99,13 +100,18 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
     return this.spool?.pending ?? 0;
   }
 
+  /** Never throws, closed or not. */
   record(record: DecisionRecord): void {
+    if (this.closed) {
+      this.late(record).catch((error: Error) => this.report(error));
+      return;
+    }
     this.enqueue({ record });
   }
 
   /** Resolves once the record is stored in PostgreSQL or fsync'd to the spool; rejects if neither is possible. */
   recordDurably(record: DecisionRecord): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('the decision recorder is closed; the decision was not recorded'));
+    if (this.closed) return this.late(record);
     return new Promise((resolve, reject) => {
       this.urgent += 1;
       this.enqueue({ record, durable: { resolve, reject } });
@@ -121,9 +127,9 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
   }
 
   /**
-   * Refuses further records and makes everything queued durable: written, or spooled when
-   * PostgreSQL is away. A spool being replayed gets until its first failure to finish;
-   * what remains is written by the next start.
+   * Sends further records to the spool and makes everything queued durable: written, or
+   * spooled when PostgreSQL is away. A spool being replayed gets until its first failure to
+   * finish; what remains is written by the next start.
    */
   async close(): Promise<void> {
     this.closed = true;
@@ -136,8 +142,40 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
     await this.writing;
   }
 
+  /**
+   * A shutdown out of time: closes, copies every record still in memory to the spool and stops
+   * the writer, without waiting for the write in flight (which may yet store some of them: a
+   * record both stored and spooled is skipped on replay). Without a spool, nothing happens.
+   */
+  async spoolUnwritten(): Promise<void> {
+    if (!this.spool) return;
+    this.closed = true;
+    const entries = this.queue;
+    this.queue = [];
+    clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    this.wakePauses();
+    try {
+      await this.spool.append(entries.map((entry) => (entry.prepared ??= this.prepare(entry.record))));
+      for (const entry of entries) entry.durable?.resolve();
+    } catch (error) {
+      this.report(new Error(`${entries.length} decision records were neither written nor spooled before shutdown`, { cause: error }));
+      for (const entry of entries) entry.durable?.reject(new Error('the decision record could not be made durable', { cause: error }));
+    }
+    for (const waiter of this.waiters.splice(0)) waiter.resolve();
+  }
+
+  /** A record after close(): appended to the spool for the next start to write; rejects without one. */
+  private async late(record: DecisionRecord): Promise<void> {
+    if (!this.spool) throw new Error(`decision ${record.id} arrived after the decision recorder closed and there is no spool to keep it`);
+    try {
+      await this.spool.append([this.prepare(record)]);
+    } catch (error) {
+      throw new Error(`decision ${record.id} arrived after the decision recorder closed and could not be spooled`, { cause: error });
+    }
+  }
+
   private enqueue(entry: Entry): void {
-    if (this.closed) throw new Error('the decision recorder is closed; the decision was not recorded');
     this.queue.push(entry);
     this.queued += 1;
     if (this.queue.length > this.maxBacklog && !this.overBacklog) {

@@ -4,6 +4,7 @@ import { prepareDecision, type PreparedDecision } from './decision-chain';
 import { StreamSink, type EventSink } from './decision-export-sinks';
 import { DecisionExporter, type DecisionExporterOptions } from './decision-exporter';
 import type { OpaDecisionEvent } from './opa-decision-event';
+import { waitFor } from '../../test/support/wait-for';
 
 const record = (n: number): PreparedDecision =>
   prepareDecision({
@@ -37,7 +38,6 @@ class FakeSink implements EventSink {
   }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const options = (overrides: Partial<DecisionExporterOptions> = {}): DecisionExporterOptions => ({
   batchSize: 3,
   flushIntervalMs: 10,
@@ -55,7 +55,7 @@ describe('DecisionExporter', () => {
     const sink = new FakeSink();
     const exporter = new DecisionExporter(sink, options());
     exporter.enqueue([0, 1, 2, 3].map(record));
-    await sleep(40);
+    await waitFor(() => sink.batches.flat().length === 4, { what: 'every event to be sent' });
     expect(sink.batches).toEqual([['00', '01', '02'], ['03']]);
     await exporter.close(100);
   });
@@ -66,7 +66,7 @@ describe('DecisionExporter', () => {
     const errors: Error[] = [];
     const exporter = new DecisionExporter(sink, options({ onError: (error) => errors.push(error) }));
     exporter.enqueue([record(1)]);
-    await sleep(60);
+    await waitFor(() => sink.batches.length > 0, { what: 'the batch to be sent' });
     expect(sink.batches).toEqual([['01']]);
     expect(errors.map((error) => error.message)).toEqual([
       'could not export 1 decision events (attempt 1); retrying',

@@ -30,6 +30,11 @@ export class DecisionMask {
     if (input === record.input && resource === record.resource) return record;
     return { ...record, input, resource: resource as DecisionRecord['resource'] };
   }
+
+  /** A policy input with the masked values removed (for rows that keep only the input, like shadow disagreements). */
+  applyToInput(input: unknown): unknown {
+    return this.pointers.reduce((value, segments) => erase(value, segments, 0), input);
+  }
 }
 
 /** `/a/b~1c` -> ['a', 'b/c']. The empty pointer (the whole input) is refused: mask fields, not everything. */

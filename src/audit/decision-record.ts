@@ -23,6 +23,11 @@ export interface DecisionRecord {
   input: unknown;
   /** A dry run (admin evaluate, `portcullis explain`): judged like a request, never served. Default false. */
   dryRun?: boolean;
+  /**
+   * The client's address (the connection's peer), for the recorder's per-client limits
+   * (audit.unauthenticated_per_minute). Not stored: it is not part of the hashed record.
+   */
+  clientAddress?: string | null;
 }
 
 export interface DecisionRecorder {

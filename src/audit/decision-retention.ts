@@ -1,9 +1,10 @@
 // Partition upkeep for the decision log (`audit.retention_days`): creates the coming months'
-// partitions ahead and drops the partitions whose every record is older than the retention.
-// Whole partitions are dropped, so a record is kept at least retention_days and at most about
-// a month longer (until its month has aged out). Runs at start and then periodically; with
-// several gateways, one does the work and the others skip that round.
+// partitions ahead, and drops the start of the chain once its every record is older than the
+// retention both by its time and by when PostgreSQL stored it (never on a writer's clock
+// alone), so the anchor never jumps over a surviving record. Runs at start and then
+// periodically; with several gateways, one does the work and the others skip that round.
 import type { Knex } from 'knex';
+import { anchorText, type CheckpointSigner } from './checkpoint-key';
 import { addMonths, DECISION_LOG_LOCK, monthOf, PgDecisionPartitions, type DroppedPartition } from './pg-decision-partitions';
 
 export interface RetentionOptions {
@@ -14,6 +15,8 @@ export interface RetentionOptions {
   intervalMs?: number;
   onError: (error: Error) => void;
   onRun?: (result: RetentionRun) => void;
+  /** Signs each anchor move, so `decisions verify --public-key` can tell it from an edit. */
+  signer?: CheckpointSigner | undefined;
 }
 
 export interface RetentionRun {
@@ -69,14 +72,43 @@ export class DecisionRetention {
       }
 
       const cutoff = now.getTime() - this.options.retentionDays * 86_400_000;
-      const dropped: DroppedPartition[] = [];
-      for (const time of [...existing].sort((a, b) => a - b)) {
-        const month = new Date(time);
-        if (addMonths(month, 1).getTime() > cutoff) break;
-        dropped.push(await partitions.drop(month));
-      }
+      const dropped = await this.dropExpired(partitions, [...existing].sort((a, b) => a - b).map((time) => new Date(time)), cutoff, now);
       return { ran: true, created, dropped };
     });
+  }
+
+  /** Drops the expired empty months, and the expired whole start of the chain, moving the anchor past it. */
+  private async dropExpired(partitions: PgDecisionPartitions, months: Date[], cutoff: number, now: Date): Promise<DroppedPartition[]> {
+    const monthExpired = (month: Date) => addMonths(month, 1).getTime() <= cutoff;
+    const dropped: DroppedPartition[] = [];
+    const filled: { month: Date; min: number; max: number }[] = [];
+    for (const month of months) {
+      const range = await partitions.seqRange(month);
+      if (range) filled.push({ month, ...range });
+      else if (monthExpired(month)) dropped.push(await partitions.drop(month));
+    }
+    filled.sort((a, b) => a.min - b.min);
+    for (let start = 0; start < filled.length; ) {
+      // This partition and those whose seq ranges overlap it, transitively, go together or not at all.
+      let end = start + 1;
+      let max = filled[start]!.max;
+      while (end < filled.length && filled[end]!.min <= max) max = Math.max(max, filled[end++]!.max);
+      const group = filled.slice(start, end);
+      for (const { month } of group) {
+        if (!monthExpired(month)) return dropped;
+        const stored = await partitions.newestStored(month);
+        if (stored && stored.getTime() > cutoff) return dropped;
+      }
+      // Read before the drop: the hash of the newest record going.
+      const hash = await partitions.hashAt(max);
+      if (hash === undefined) throw new Error(`seq ${max} vanished while retention ran`);
+      for (const { month } of group) dropped.push(await partitions.drop(month));
+      const claim = { seq: max, hash, movedAt: now, retentionDays: this.options.retentionDays };
+      const { signer } = this.options;
+      await partitions.moveAnchor({ ...claim, keyId: signer?.keyId ?? null, signature: signer?.sign(anchorText(claim)) ?? null });
+      start = end;
+    }
+    return dropped;
   }
 
   private async runSafely(): Promise<void> {

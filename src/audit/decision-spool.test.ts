@@ -1,7 +1,7 @@
 // The spool file on a real filesystem: appends survive reopening, reads come back in order,
 // a torn tail is cut, the file empties once replayed, and one process owns it.
 import { spawnSync } from 'node:child_process';
-import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, readlink, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../http/errors';
@@ -40,6 +40,16 @@ afterEach(async () => {
   spool = undefined;
   await rm(dir, { recursive: true, force: true });
 });
+
+async function waitUntil<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 5_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
 
 const ids = (records: PreparedDecision[]) => records.map((prepared) => prepared.id.slice(-3));
 
@@ -94,15 +104,46 @@ describe('DecisionSpool', () => {
     expect(batch.corrupt).toBe(1);
   });
 
-  it('refuses a directory another live process owns, and takes over one whose owner is gone', async () => {
-    await writeFile(path.join(dir, 'spool.lock'), String(process.ppid));
+  it('refuses a directory whose lock another instance holds, even when the pid written there is ours (every container is PID 1)', async () => {
+    const other = { instance: 'another-container', host: 'gateway-b', pid: process.pid, since: new Date().toISOString() };
+    await writeFile(path.join(dir, 'spool.lock'), JSON.stringify(other));
     await expect(DecisionSpool.open(dir)).rejects.toThrow(ConfigError);
-    await expect(DecisionSpool.open(dir)).rejects.toThrow(new RegExp(`used by another running Portcullis \\(pid ${process.ppid}\\)`));
+    await expect(DecisionSpool.open(dir)).rejects.toThrow(/used by another running Portcullis, instance another-container on gateway-b \(pid \d+\)/);
+    expect(JSON.parse(await readFile(path.join(dir, 'spool.lock'), 'utf8'))).toEqual(other);
+  });
 
-    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
-    await writeFile(path.join(dir, 'spool.lock'), gone);
+  it('takes over the lock of a crashed owner once its heartbeat is older than the stale age', async () => {
+    const lockFile = path.join(dir, 'spool.lock');
+    await writeFile(lockFile, JSON.stringify({ instance: 'crashed', host: 'gateway-b', pid: 1, since: '2026-11-30T00:00:00Z' }));
+    const longAgo = new Date(Date.now() - 31_000);
+    await utimes(lockFile, longAgo, longAgo);
     spool = await DecisionSpool.open(dir);
-    expect(await readFile(path.join(dir, 'spool.lock'), 'utf8')).toBe(String(process.pid));
+    const owner = JSON.parse(await readFile(lockFile, 'utf8'));
+    expect(owner).toMatchObject({ host: os.hostname(), pid: process.pid });
+    expect(owner.instance).not.toBe('crashed');
+    await spool.close();
+    spool = undefined;
+    await expect(readFile(lockFile, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('takes over at once a fresh lock whose owner was a process of this machine that is gone', async () => {
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    const pidns = await readlink('/proc/self/ns/pid').catch(() => undefined);
+    await writeFile(path.join(dir, 'spool.lock'), JSON.stringify({ instance: 'crashed-here', host: os.hostname(), pidns, pid: Number(gone), since: new Date().toISOString() }));
+    spool = await DecisionSpool.open(dir);
+    expect(JSON.parse(await readFile(path.join(dir, 'spool.lock'), 'utf8'))).toMatchObject({ pid: process.pid });
+  });
+
+  it('keeps its lock fresh with a heartbeat while open, and releases it on close', async () => {
+    spool = await DecisionSpool.open(dir, { staleMs: 300 });
+    const lockFile = path.join(dir, 'spool.lock');
+    const first = (await stat(lockFile)).mtimeMs;
+    await waitUntil(async () => (await stat(lockFile)).mtimeMs > first, 'a heartbeat');
+    await new Promise((resolve) => setTimeout(resolve, 400)); // past the stale age: only the heartbeat keeps it fresh
+    expect(Date.now() - (await stat(lockFile)).mtimeMs).toBeLessThan(300);
+    await spool.close();
+    spool = undefined;
+    await expect(stat(lockFile)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('refuses a second gateway in the same process', async () => {

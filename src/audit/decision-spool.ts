@@ -1,19 +1,19 @@
 // The local append-only spool (`audit.spool_dir`): decision records PostgreSQL could not take
 // are appended here as NDJSON (one canonical record a line) and fsync'd before they count as
 // durable; they are read back in order for replay and the file is truncated once all are in.
-// One process owns a spool directory at a time (spool.lock holds its pid).
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+// One instance owns a spool directory at a time (spool-lock.ts: an instance id and a
+// heartbeat, not a pid, so containers sharing a volume exclude each other too).
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../http/errors';
 import { preparedFromContent, type PreparedDecision } from './decision-chain';
+import { SpoolLock, type SpoolLockOptions } from './spool-lock';
 
 const FILE = 'decisions.ndjson';
-const LOCK = 'spool.lock';
 const READ_CHUNK = 1 << 20;
 const NEWLINE = 0x0a;
 
-/** Spool directories owned by this process (the lock file cannot tell two instances in one process apart). */
+/** Spool directories owned by this process: a second gateway in it gets a clearer refusal than the lock's. */
 const ownedHere = new Set<string>();
 
 export class DecisionSpool {
@@ -28,6 +28,7 @@ export class DecisionSpool {
 
   private constructor(
     readonly dir: string,
+    private readonly lock: SpoolLock,
     private readonly handle: FileHandle,
     size: number,
     records: number,
@@ -40,10 +41,12 @@ export class DecisionSpool {
    * Opens (creating) the spool in `dir` and takes its lock. Records left by an earlier process
    * are kept for replay; a torn last line (a crash mid-append, never acknowledged) is cut off.
    */
-  static async open(dir: string): Promise<DecisionSpool> {
+  static async open(dir: string, options: SpoolLockOptions = {}): Promise<DecisionSpool> {
     const resolved = path.resolve(dir);
     await mkdir(resolved, { recursive: true });
-    lock(resolved);
+    if (ownedHere.has(resolved)) throw new ConfigError(`audit.spool_dir: ${resolved} is already used by another gateway in this process; give each its own spool_dir`);
+    const lock = SpoolLock.acquire(resolved, options);
+    ownedHere.add(resolved);
     try {
       const handle = await open(path.join(resolved, FILE), 'a+');
       const { size, records, torn } = await completeLines(handle);
@@ -51,9 +54,10 @@ export class DecisionSpool {
         await handle.truncate(size);
         await handle.datasync();
       }
-      return new DecisionSpool(resolved, handle, size, records);
+      return new DecisionSpool(resolved, lock, handle, size, records);
     } catch (error) {
-      unlock(resolved);
+      ownedHere.delete(resolved);
+      lock.release();
       throw error;
     }
   }
@@ -71,6 +75,7 @@ export class DecisionSpool {
   append(batch: readonly PreparedDecision[]): Promise<void> {
     return this.serially(async () => {
       if (batch.length === 0) return;
+      if (this.lock.lost) throw new Error(`the spool ${this.file} was taken over by instance ${this.lock.lost} (this one's lock heartbeat had stalled); these records stay in memory`);
       const bytes = Buffer.from(batch.map((record) => `${record.content}\n`).join(''), 'utf8');
       try {
         await this.handle.appendFile(bytes);
@@ -137,7 +142,8 @@ export class DecisionSpool {
     if (this.closed) return;
     await this.serially(() => this.handle.close());
     this.closed = true;
-    unlock(this.dir);
+    ownedHere.delete(this.dir);
+    this.lock.release();
   }
 
   private serially<T>(work: () => Promise<T>): Promise<T> {
@@ -166,45 +172,4 @@ async function completeLines(handle: FileHandle): Promise<{ size: number; record
     offset += bytesRead;
   }
   return { size: lastNewline + 1, records, torn: lastNewline + 1 !== size };
-}
-
-function lock(dir: string): void {
-  const file = path.join(dir, LOCK);
-  if (ownedHere.has(dir)) throw new ConfigError(`audit.spool_dir: ${dir} is already used by another gateway in this process; give each its own spool_dir`);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(file, 'wx');
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      ownedHere.add(dir);
-      return;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    const pid = Number(readFileSync(file, 'utf8').trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-      throw new ConfigError(`audit.spool_dir: ${dir} is used by another running Portcullis (pid ${pid}); give each instance its own spool_dir`);
-    }
-    // Left by a process that is gone: its records are ours to replay.
-    unlinkSync(file);
-  }
-  throw new ConfigError(`audit.spool_dir: could not take the lock ${file}`);
-}
-
-function unlock(dir: string): void {
-  ownedHere.delete(dir);
-  try {
-    unlinkSync(path.join(dir, LOCK));
-  } catch {
-    // Already gone: nothing to release.
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -1,5 +1,5 @@
 // The monthly partitions of `decisions` (`decisions_y2026m11` holds November 2026, UTC):
-// created ahead of time and on demand, and dropped whole when retention says so. Dropping
+// created ahead of time and on demand, and dropped whole when retention says so. The anchor
 // records the newest chained record removed, so verification can start after it.
 import type { Knex } from 'knex';
 
@@ -51,27 +51,43 @@ export class PgDecisionPartitions {
       .sort((a, b) => a.getTime() - b.getTime());
   }
 
-  /**
-   * Drops the month's partition. Before it goes, the anchor moves to its newest chained
-   * record (if newer than the anchor), so `verify` knows where the remaining chain begins.
-   */
+  /** The lowest and highest seq in the month's partition (null when it is empty); index-only. */
+  async seqRange(month: Date): Promise<{ min: number; max: number } | null> {
+    const { rows } = await this.db.raw<{ rows: { min: string | null; max: string | null }[] }>(`select min(seq) as min, max(seq) as max from ${partitionName(month)}`);
+    const row = rows[0]!;
+    return row.min === null || row.max === null ? null : { min: Number(row.min), max: Number(row.max) };
+  }
+
+  /** When the month's newest record was stored (rows from before `recorded_at` existed count by their time). */
+  async newestStored(month: Date): Promise<Date | null> {
+    const { rows } = await this.db.raw<{ rows: { newest: Date | null }[] }>(`select max(coalesce(recorded_at, time)) as newest from ${partitionName(month)}`);
+    return rows[0]!.newest;
+  }
+
+  /** The stored hash of a record. */
+  async hashAt(seq: number): Promise<string | undefined> {
+    const { rows } = await this.db.raw<{ rows: { hash: string }[] }>('select hash from decisions where seq = ?', [seq]);
+    return rows[0]?.hash;
+  }
+
+  /** Drops the month's partition; returns how many records went with it. */
   async drop(month: Date): Promise<DroppedPartition> {
     const name = partitionName(month);
     await this.db.raw(`lock table ${name} in access exclusive mode`);
-    const { rows } = await this.db.raw<{ rows: { records: string; seq: string | null; hash: string | null }[] }>(
-      `select (select count(*) from ${name}) as records, newest.seq, newest.hash
-         from (select 1) one left join (select seq, hash from ${name} order by seq desc limit 1) newest on true`,
-    );
-    const newest = rows[0]!;
-    const prunedBefore = addMonths(month, 1).toISOString();
-    if (newest.seq !== null) {
-      await this.db.raw(
-        `update decision_chain_anchor set seq = ?, hash = ? where seq < ?`,
-        [newest.seq, newest.hash, newest.seq],
-      );
-    }
-    await this.db.raw(`update decision_chain_anchor set pruned_before = greatest(pruned_before, ?::timestamptz)`, [prunedBefore]);
+    const { rows } = await this.db.raw<{ rows: { records: string }[] }>(`select count(*) as records from ${name}`);
+    await this.db.raw(`update decision_chain_anchor set pruned_before = greatest(pruned_before, ?::timestamptz)`, [addMonths(month, 1).toISOString()]);
     await this.db.raw(`drop table ${name}`);
-    return { name, records: Number(newest.records) };
+    return { name, records: Number(rows[0]!.records) };
+  }
+
+  /**
+   * Moves the verification anchor to the newest record retention removed (every record up to
+   * it is gone), saying when and under which retention, signed when a key is at hand.
+   */
+  async moveAnchor(anchor: { seq: number; hash: string; movedAt: Date; retentionDays: number; keyId: string | null; signature: string | null }): Promise<void> {
+    await this.db.raw(
+      `update decision_chain_anchor set seq = ?, hash = ?, moved_at = ?, retention_days = ?, key_id = ?, signature = ? where seq < ?`,
+      [anchor.seq, anchor.hash, anchor.movedAt, anchor.retentionDays, anchor.keyId, anchor.signature, anchor.seq],
+    );
   }
 }

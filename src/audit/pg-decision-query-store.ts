@@ -1,8 +1,7 @@
-// The decision log's read side: filtered, newest-first pages with a keyset cursor for the admin
-// API and `decisions query`, one full record by id, and the seq-ordered pages that verify,
-// replay and tail walk through without holding more than a page in memory.
+// The decision log's read side: filtered, newest-first pages keyed by seq for the admin API and
+// `decisions query`, one full record by id, and the seq-ordered pages that verify, replay and
+// tail walk through without holding more than a page in memory.
 import type { Knex } from 'knex';
-import { InputError } from '../http/errors';
 import type { ChainReader, ChainRow } from './decision-chain-verifier';
 import { isUuid } from '../db/uuid';
 
@@ -47,10 +46,10 @@ export interface DecisionDetail extends DecisionSummary {
   hash: string;
 }
 
-export interface DecisionPage {
+export interface DecisionRows {
   decisions: DecisionSummary[];
-  /** Pass back as `cursor` for the next (older) page; null on the last page. */
-  next_cursor: string | null;
+  /** Whether older records match too. */
+  more: boolean;
 }
 
 const SUMMARY = ['id', 'seq', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path', 'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run'];
@@ -70,21 +69,6 @@ export const CANONICAL_CONTENT_SQL = `(jsonb_build_object(
     'request_id', request_id, 'organization', organization, 'eval_latency_us', eval_latency_us,
     'policy_revision', policy_revision
   ) || case when dry_run then '{"dry_run": true}'::jsonb else '{}'::jsonb end)::text`;
-
-/** An opaque cursor: the (time, seq) of the last record of a page. */
-export function encodeCursor(time: string, seq: number): string {
-  return Buffer.from(JSON.stringify([time, seq]), 'utf8').toString('base64url');
-}
-
-export function decodeCursor(cursor: string): { time: string; seq: number } {
-  try {
-    const [time, seq] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [unknown, unknown];
-    if (typeof time === 'string' && !Number.isNaN(Date.parse(time)) && Number.isSafeInteger(seq)) return { time, seq: seq as number };
-  } catch {
-    // Reported below.
-  }
-  throw new InputError('cursor: not a cursor this API returned');
-}
 
 function summary(row: Record<string, unknown>): DecisionSummary {
   return {
@@ -110,18 +94,16 @@ function summary(row: Record<string, unknown>): DecisionSummary {
 export class PgDecisionQueryStore implements ChainReader {
   constructor(private readonly db: Knex | Knex.Transaction) {}
 
-  /** Newest first. */
-  async list(filter: DecisionFilter, options: { limit: number; cursor?: string | undefined }): Promise<DecisionPage> {
+  /**
+   * Newest first by seq, the order of commit: a record committed late (a spool replay, a batch
+   * from a slow clock) is still above every page read before it, never skipped below one.
+   */
+  async list(filter: DecisionFilter, options: { limit: number; beforeSeq?: number | undefined }): Promise<DecisionRows> {
     const limit = Math.min(Math.max(1, options.limit), MAX_PAGE);
-    const query = this.filtered(filter).select(SUMMARY).orderBy([{ column: 'time', order: 'desc' }, { column: 'seq', order: 'desc' }]).limit(limit + 1);
-    if (options.cursor) {
-      const { time, seq } = decodeCursor(options.cursor);
-      query.whereRaw('(time, seq) < (?::timestamptz, ?)', [time, seq]);
-    }
+    const query = this.filtered(filter).select(SUMMARY).orderBy('seq', 'desc').limit(limit + 1);
+    if (options.beforeSeq !== undefined) query.where('seq', '<', options.beforeSeq);
     const rows = (await query) as Record<string, unknown>[];
-    const decisions = rows.slice(0, limit).map(summary);
-    const last = decisions[decisions.length - 1];
-    return { decisions, next_cursor: rows.length > limit && last ? encodeCursor(last.time, last.seq) : null };
+    return { decisions: rows.slice(0, limit).map(summary), more: rows.length > limit };
   }
 
   async get(id: string): Promise<DecisionDetail | undefined> {
@@ -171,7 +153,7 @@ export class PgDecisionQueryStore implements ChainReader {
 
   /** The seq of the earliest record at or after `time`. */
   async firstSeqSince(time: Date): Promise<number | undefined> {
-    const row = await this.db('decisions').select('seq').where('time', '>=', time).orderBy([{ column: 'time' }, { column: 'seq' }]).first();
+    const row = await this.db('decisions').select('seq').where('time', '>=', time.toISOString()).orderBy([{ column: 'time' }, { column: 'seq' }]).first();
     return row ? Number(row.seq) : undefined;
   }
 
@@ -202,8 +184,10 @@ export class PgDecisionQueryStore implements ChainReader {
     if (filter.organization !== undefined) query.where('organization', filter.organization);
     if (filter.action !== undefined) query.where('action', filter.action);
     if (filter.allow !== undefined) query.where('allow', filter.allow);
-    if (filter.since) query.where('time', '>=', filter.since);
-    if (filter.until) query.where('time', '<', filter.until);
+    // As ISO-8601 UTC text: node-postgres would render a Date in the local zone, whose offset
+    // for year 1 (local mean time) can be a fraction of a minute.
+    if (filter.since) query.where('time', '>=', filter.since.toISOString());
+    if (filter.until) query.where('time', '<', filter.until.toISOString());
     return query;
   }
 }

@@ -2,13 +2,18 @@
 // writers appending at once, and the batching recorder writing through it off the request
 // path, in order, through an outage.
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import type { Knex } from 'knex';
 import { createDatabase } from '../db/database';
 import { DependencyError } from '../http/errors';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
+import { waitFor } from '../../test/support/wait-for';
 import { BatchingDecisionRecorder } from './batching-decision-recorder';
 import { chainHash, GENESIS_HASH, prepareDecision } from './decision-chain';
 import { verifyChain } from './decision-chain-verifier';
+import { DecisionSpool } from './decision-spool';
 import type { DecisionRecord } from './decision-record';
 import { CANONICAL_CONTENT_SQL, PgDecisionQueryStore } from './pg-decision-query-store';
 import { PgDecisionStore } from './pg-decision-store';
@@ -29,6 +34,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await db('decisions').truncate();
+  await db('decision_ids').truncate();
   await db('decision_chain_head').update({ seq: 0, hash: GENESIS_HASH });
 });
 
@@ -94,6 +100,7 @@ describe('PgDecisionStore', () => {
       eval_latency_us: 137,
       input: record.input,
       dry_run: false,
+      recorded_at: expect.any(Date),
       seq: '1',
       prev_hash: GENESIS_HASH,
       hash: chainHash(GENESIS_HASH, 1, prepareDecision(record).content),
@@ -150,7 +157,7 @@ describe('PgDecisionStore', () => {
 
   it('writes a batch with one INSERT, whatever its size', async () => {
     const { queries } = await countQueries(() => append(Array.from({ length: 5000 }, (_, n) => decision(n))));
-    expect(queries.filter((query) => query.sql.startsWith('insert'))).toHaveLength(1);
+    expect(queries.filter((query) => /\binsert into decisions /.test(query.sql))).toHaveLength(1);
     expect(await storedRequestIds()).toEqual(requestIds(0, 5000));
     expect(await db('decision_chain_head').first('seq')).toEqual({ seq: '5000' });
   });
@@ -161,6 +168,40 @@ describe('PgDecisionStore', () => {
     expect(await append(records)).toEqual({ inserted: 2, skipped: 2 });
     expect(await storedRequestIds()).toEqual(requestIds(0, 4));
     expect((await db('decisions').select('seq').orderBy('seq')).map((row) => Number(row.seq))).toEqual([1, 2, 3, 4]);
+  });
+
+  it('skips a record whose id is stored under another time, within a batch and across batches', async () => {
+    const record = decision(1);
+    // Another month: another partition, outside the time range of the batch that first stored it.
+    const sameIdLater = { ...record, time: new Date(Date.UTC(2027, 1, 3, 9)) };
+    const sameIdEarlier = { ...record, time: new Date(Date.UTC(2026, 9, 1, 9)) };
+    expect(await append([record, sameIdLater])).toEqual({ inserted: 1, skipped: 1 });
+    expect(await append([sameIdEarlier])).toEqual({ inserted: 0, skipped: 1 });
+    expect(await append([{ ...sameIdLater, id: record.id.toUpperCase() }, decision(2)])).toEqual({ inserted: 1, skipped: 1 });
+    expect(await db('decisions').where({ id: record.id }).select('time')).toEqual([{ time: record.time }]);
+    expect(await storedRequestIds()).toEqual(['request-1', 'request-2']);
+    expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 2 });
+  });
+
+  it('releases the ids of the records retention removed when the verification anchor moves past them', async () => {
+    const records = Array.from({ length: 3 }, (_, n) => decision(n));
+    await append(records);
+    const ids = async () => (await db('decision_ids').select('seq').orderBy('seq')).map((row: { seq: string }) => Number(row.seq));
+    expect(await ids()).toEqual([1, 2, 3]);
+    const anchor = await db('decision_chain_anchor').first('seq', 'hash');
+    try {
+      await db('decision_chain_anchor').update({ seq: 2, hash: (await db('decisions').where({ seq: 2 }).first('hash')).hash });
+      expect(await ids()).toEqual([3]);
+    } finally {
+      await db('decision_chain_anchor').update(anchor);
+    }
+  });
+
+  it('frees the ids of a batch that fails, so its retry is written', async () => {
+    const records = [decision(1), decision(2)];
+    const broken = records.map(prepareDecision).map((prepared, n) => (n === 1 ? { ...prepared, content: prepared.content.replace(/"status": 409/, '"status": "x"') } : prepared));
+    await expect(store.append(broken)).rejects.toBeInstanceOf(DependencyError);
+    expect(await append(records)).toEqual({ inserted: 2, skipped: 0 });
   });
 
   it('creates the partition of a month that has none yet', async () => {
@@ -229,13 +270,13 @@ describe('BatchingDecisionRecorder over PostgreSQL', () => {
       for (let n = 0; n < 1000; n++) recorder.record(decision(n));
       await recorder.flush();
     });
-    expect(queries.filter((query) => query.sql.startsWith('insert'))).toHaveLength(2);
+    expect(queries.filter((query) => /\binsert into decisions /.test(query.sql))).toHaveLength(2);
     expect(await storedRequestIds()).toEqual(requestIds(0, 1000));
   });
 
   it('writes a lone decision after the short delay, without a flush', async () => {
     recorder.record(decision(0));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await waitFor(async () => (await storedRequestIds()).length > 0, { what: 'the decision to be stored' });
     expect(await storedRequestIds()).toEqual(['request-0']);
   });
 
@@ -245,12 +286,30 @@ describe('BatchingDecisionRecorder over PostgreSQL', () => {
     expect(await storedRequestIds()).toEqual(requestIds(0, 3));
   });
 
+  it('skips a spooled record whose id is already stored under another time when the spool is replayed', async () => {
+    const stored = decision(0);
+    await append([stored]);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'portcullis-spool-'));
+    const spool = await DecisionSpool.open(dir);
+    try {
+      await spool.append([{ ...stored, time: new Date(Date.UTC(2026, 11, 24, 18)) }, decision(1)].map(prepareDecision));
+      const replaying = new BatchingDecisionRecorder(store, { spool, delayMs: 10, retryInitialMs: 10, retryMaxMs: 50, onError: (error) => errors.push(error) });
+      await replaying.flush();
+      await replaying.close();
+    } finally {
+      await spool.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+    expect(await db('decisions').where({ id: stored.id }).select('time')).toEqual([{ time: stored.time }]);
+    expect(await storedRequestIds()).toEqual(['request-0', 'request-1']);
+    expect(errors).toEqual([]);
+  });
+
   it('keeps decisions while the table cannot be written and writes them, in order, once it can', async () => {
     await db.raw('alter table decisions rename to decisions_away');
     try {
       for (let n = 0; n < 3; n++) recorder.record(decision(n));
-      await new Promise((resolve) => setTimeout(resolve, 150));
-      expect(errors.length).toBeGreaterThan(0);
+      await waitFor(() => errors.length > 0, { what: 'a failed write' });
       expect(errors[0]?.cause).toBeInstanceOf(DependencyError);
       for (let n = 3; n < 5; n++) recorder.record(decision(n));
       expect(recorder.backlog).toBe(5);

@@ -1,7 +1,8 @@
 // Appends decision records to the hash chain in `decisions`. One transaction per batch, under
 // an advisory lock, reads the chain head, hashes and inserts the new records and moves the
 // head: several gateways appending at once queue up and the chain never forks. Records whose
-// id is already stored are skipped, so replaying a batch (from the spool) is exactly once.
+// id is already stored (under any time: `decision_ids` keys the id alone) are skipped, so
+// replaying a batch (from the spool) is exactly once.
 import type { Knex } from 'knex';
 import { DependencyError } from '../http/errors';
 import { chainHash, type PreparedDecision } from './decision-chain';
@@ -56,23 +57,17 @@ export class PgDecisionStore implements DecisionStore {
     }
   }
 
-  /** The batch without the records already stored (and without repeats within it). */
+  /** The batch without the records already stored, under any time (and without repeats within it). */
   private async unseen(trx: Knex.Transaction, batch: readonly PreparedDecision[]): Promise<PreparedDecision[]> {
-    let earliest = batch[0]!.time;
-    let latest = earliest;
-    for (const record of batch) {
-      if (record.time < earliest) earliest = record.time;
-      if (record.time > latest) latest = record.time;
-    }
-    // The time range lets PostgreSQL probe only the partitions these records can be in.
-    const { rows } = await trx.raw<{ rows: { id: string }[] }>(
-      `select id from decisions where id = any(?::uuid[]) and time between ? and ?`,
-      [`{${batch.map((record) => record.id).join(',')}}`, earliest, latest],
-    );
+    const { rows } = await trx.raw<{ rows: { id: string }[] }>(`select id from decision_ids where id = any(?::uuid[])`, [
+      `{${batch.map((record) => record.id).join(',')}}`,
+    ]);
+    // PostgreSQL returns uuids in lower case; a record may spell its id in upper case.
     const seen = new Set(rows.map((row) => row.id));
     return batch.filter((record) => {
-      if (seen.has(record.id)) return false;
-      seen.add(record.id);
+      const id = record.id.toLowerCase();
+      if (seen.has(id)) return false;
+      seen.add(id);
       return true;
     });
   }
@@ -91,10 +86,12 @@ export class PgDecisionStore implements DecisionStore {
       json.push(`${record.content.slice(0, -1)},"seq":${seq},"prev_hash":"${prevHash}","hash":"${hash}"}`);
       prevHash = hash;
     }
-    // One parameter whatever the batch size; dry_run is only in the content when true.
+    // One statement and one parameter whatever the batch size; dry_run is only in the content
+    // when true. The ids are claimed in the same statement: decision_ids' key refuses a repeat.
     await trx.raw(
-      `insert into decisions (${COLUMNS}, dry_run)
-       select ${COLUMNS}, coalesce(dry_run, false) from json_populate_recordset(null::decisions, ?::json)`,
+      `with batch as (select * from json_populate_recordset(null::decisions, ?::json)),
+         claimed as (insert into decision_ids (id, seq) select id, seq from batch)
+       insert into decisions (${COLUMNS}, dry_run) select ${COLUMNS}, coalesce(dry_run, false) from batch`,
       [`[${json.join(',')}]`],
     );
     await trx.raw('update decision_chain_head set seq = ?, hash = ?', [seq, prevHash]);

@@ -4,8 +4,8 @@
 export interface Principal {
   /** The JWT `sub`, which maps to `users.subject`. */
   sub: string;
-  /** Seconds since the epoch, from `exp`; undefined when the token has none. */
-  expiresAt: number | undefined;
+  /** Seconds since the epoch, from `exp` (a token without one is refused). */
+  expiresAt: number;
   claims: Readonly<Record<string, unknown>>;
 }
 

@@ -51,11 +51,15 @@ function authConfig(overrides: Partial<PortcullisConfig['auth']> = {}): Portcull
     issuer: ISSUER,
     audience: AUDIENCE,
     jwks_file: jwksFile,
+    discovery: false,
     algorithms: ['RS256', 'ES256', 'EdDSA'],
     clock_tolerance_s: 30,
+    max_token_lifetime_s: 86_400,
+    token_types: [null, 'JWT', 'at+jwt'],
     jwks_cache_max_age_s: 600,
     jwks_cooldown_s: 30,
     jwks_timeout_ms: 2000,
+    token_cache_ttl_s: 300,
     ...overrides,
   };
 }
@@ -212,6 +216,51 @@ describe('JwtAuthenticator with a JWKS file', () => {
     await expectRejected(authenticator, `Bearer ${await sign(signers.ES256, { ...claims(), sub: 42 } as unknown as JWTPayload)}`, 'token subject must be a non-empty string');
   });
 
+  it('refuses a token without exp', async () => {
+    const authenticator = await fileAuthenticator();
+    await expectRejected(authenticator, `Bearer ${await sign(signers.ES256, claims({ exp: undefined }))}`, 'token has no "exp" claim');
+  });
+
+  it('refuses a token whose lifetime exceeds auth.max_token_lifetime_s, counted from iat, or from now without iat', async () => {
+    const authenticator = await fileAuthenticator({ max_token_lifetime_s: 3600 });
+    const bearer = async (payload: JWTPayload) => `Bearer ${await sign(signers.ES256, claims(payload))}`;
+    const tooLong = 'token lifetime exceeds auth.max_token_lifetime_s (3600 s)';
+
+    await expect(authenticator.authenticate(await bearer({ iat: T0_S - 600, exp: T0_S + 3000 }))).resolves.toBeDefined();
+    await expectRejected(authenticator, await bearer({ iat: T0_S - 600, exp: T0_S + 3001 }), tooLong);
+    await expect(authenticator.authenticate(await bearer({ iat: undefined, exp: T0_S + 3600 }))).resolves.toBeDefined();
+    await expectRejected(authenticator, await bearer({ iat: undefined, exp: T0_S + 3601 }), tooLong);
+    // An iat in the future cannot make a long-lived token look short.
+    await expectRejected(authenticator, await bearer({ iat: T0_S + 7200, exp: T0_S + 7300 }), tooLong);
+  });
+
+  it('accepts the default token types in any spelling RFC 8725 allows, and refuses ID and logout tokens', async () => {
+    const authenticator = await fileAuthenticator();
+    const typed = async (typ: string | undefined) => {
+      const key = signers.ES256;
+      const header = typ === undefined ? { alg: key.alg, kid: key.kid } : { alg: key.alg, kid: key.kid, typ };
+      return `Bearer ${await new SignJWT(claims()).setProtectedHeader(header).sign(key.privateKey)}`;
+    };
+    for (const typ of [undefined, 'JWT', 'jwt', 'at+jwt', 'AT+JWT', 'application/at+jwt', 'Application/JWT']) {
+      await expect(authenticator.authenticate(await typed(typ))).resolves.toMatchObject({ sub: 'user-123' });
+    }
+    await expectRejected(authenticator, await typed('logout+jwt'), 'token type "logout+jwt" is not accepted');
+    await expectRejected(authenticator, await typed('application/logout+jwt'), 'token type "application/logout+jwt" is not accepted');
+    await expectRejected(authenticator, await typed('id_token+jwt'), 'token type "id_token+jwt" is not accepted');
+    await expectRejected(authenticator, await typed('secevent+jwt'), 'token type "secevent+jwt" is not accepted');
+  });
+
+  it('accepts only the configured token types', async () => {
+    const authenticator = await fileAuthenticator({ token_types: ['at+jwt'] });
+    const key = signers.EdDSA;
+    const typed = async (header: Record<string, unknown>) =>
+      `Bearer ${await new SignJWT(claims()).setProtectedHeader({ alg: key.alg, kid: key.kid, ...header }).sign(key.privateKey)}`;
+    await expect(authenticator.authenticate(await typed({ typ: 'application/AT+JWT' }))).resolves.toBeDefined();
+    await expectRejected(authenticator, await typed({ typ: 'JWT' }), 'token type "JWT" is not accepted');
+    await expectRejected(authenticator, await typed({}), 'a token without a "typ" header is not accepted');
+    await expectRejected(authenticator, await typed({ typ: 42 }), 'token type is not accepted');
+  });
+
   it('rejects a critical header parameter it does not understand', async () => {
     const authenticator = await fileAuthenticator();
     const key = signers.ES256;
@@ -238,6 +287,45 @@ describe('JwtAuthenticator with a JWKS file', () => {
     const privateSet = path.join(dir, 'private-jwks.json');
     await writeFile(privateSet, JSON.stringify({ keys: [{ ...(await exportJWK(signers.EdDSA.privateKey)), kid: 'ed-1' }] }));
     await expect(JwtAuthenticator.create(authConfig({ jwks_file: privateSet }))).rejects.toThrow(/contains a private or symmetric key/);
+  });
+});
+
+describe('JwtAuthenticator mismatch warnings', () => {
+  function capture() {
+    const lines: Array<{ fields: Record<string, unknown>; message: string }> = [];
+    return { lines, logger: { warn: (fields: Record<string, unknown>, message: string) => lines.push({ fields, message }) } as never };
+  }
+
+  it('warns with the expected and received issuer or audience, once per distinct value per minute', async () => {
+    const clock = testClock();
+    const { lines, logger } = capture();
+    const authenticator = await JwtAuthenticator.create(authConfig(), { now: clock.now, logger });
+    const bearer = async (payload: JWTPayload) => `Bearer ${await sign(signers.ES256, claims(payload))}`;
+
+    for (let attempt = 0; attempt < 3; attempt += 1) await expectRejected(authenticator, await bearer({ iss: `${ISSUER}/` }), 'token issuer is not trusted');
+    expect(lines).toEqual([{ fields: { claim: 'iss', expected: ISSUER, received: `${ISSUER}/` }, message: 'token iss does not match auth.issuer: 401' }]);
+
+    await expectRejected(authenticator, await bearer({ aud: ['account', 'web-client'] }), 'token audience is not accepted');
+    await expectRejected(authenticator, await bearer({ iss: 'https://other.example.test' }), 'token issuer is not trusted');
+    expect(lines.slice(1).map((line) => line.fields)).toEqual([
+      { claim: 'aud', expected: AUDIENCE, received: ['account', 'web-client'] },
+      { claim: 'iss', expected: ISSUER, received: 'https://other.example.test' },
+    ]);
+
+    clock.advance(59_999);
+    await expectRejected(authenticator, await bearer({ iss: `${ISSUER}/` }), 'token issuer is not trusted');
+    expect(lines).toHaveLength(3);
+    clock.advance(1);
+    await expectRejected(authenticator, await bearer({ iss: `${ISSUER}/` }), 'token issuer is not trusted');
+    expect(lines).toHaveLength(4);
+  });
+
+  it('does not warn for failures that are not a mismatch, nor for tokens whose signature fails', async () => {
+    const { lines, logger } = capture();
+    const authenticator = await JwtAuthenticator.create(authConfig(), { now: testClock().now, logger });
+    await expectRejected(authenticator, `Bearer ${await sign(signers.ES256, claims({ exp: T0_S - 3600 }))}`, 'token expired');
+    await expectRejected(authenticator, `Bearer ${await sign({ ...outsider, kid: 'ec-1' }, claims({ iss: 'https://evil.example.test' }))}`, 'token signature does not verify');
+    expect(lines).toEqual([]);
   });
 });
 
@@ -272,6 +360,19 @@ describe('JwtAuthenticator verified-token cache', () => {
     await authenticator.authenticate(header);
     await authenticator.authenticate(header);
     expect(authenticator.cacheStats()).toEqual({ hits: 0, misses: 2, size: 0 });
+  });
+
+  it('serves a cached token for auth.token_cache_ttl_s by default', async () => {
+    const clock = testClock();
+    const authenticator = await fileAuthenticator({ token_cache_ttl_s: 2 }, clock);
+    const header = `Bearer ${await sign(signers.ES256, claims({ exp: T0_S + 3600 }))}`;
+    await authenticator.authenticate(header);
+    clock.advance(1_999);
+    await authenticator.authenticate(header);
+    expect(authenticator.cacheStats()).toMatchObject({ hits: 1, misses: 1 });
+    clock.advance(1);
+    await authenticator.authenticate(header);
+    expect(authenticator.cacheStats()).toMatchObject({ hits: 1, misses: 2 });
   });
 
   it('re-verifies after the cache TTL even when the token lives longer', async () => {
@@ -338,22 +439,34 @@ const serveKeys = (keys: JWK[]) => (_req: http.IncomingMessage, res: http.Server
   res.end(JSON.stringify({ keys }));
 };
 
+const servers: LoopbackServer[] = [];
+const authenticators: JwtAuthenticator[] = [];
+async function server(respond: LoopbackServer['respond']) {
+  const started = await loopbackServer(respond);
+  servers.push(started);
+  return started;
+}
+async function remoteAuthenticator(url: string, overrides: Partial<PortcullisConfig['auth']> = {}, options = {}) {
+  const authenticator = await JwtAuthenticator.create(authConfig({ jwks_file: undefined, jwks_url: url, ...overrides }), { now: testClock().now, ...options });
+  authenticators.push(authenticator);
+  return authenticator;
+}
+const allKeys = () => Object.values(signers).map((key) => key.jwk);
+
+afterEach(async () => {
+  for (const authenticator of authenticators.splice(0)) authenticator.close();
+  await Promise.all(servers.splice(0).map((started) => started.close()));
+});
+
+async function until(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
 describe('JwtAuthenticator with a remote JWKS', () => {
-  const servers: LoopbackServer[] = [];
-  async function server(respond: LoopbackServer['respond']) {
-    const started = await loopbackServer(respond);
-    servers.push(started);
-    return started;
-  }
-  function remoteAuthenticator(url: string, overrides: Partial<PortcullisConfig['auth']> = {}, options = {}) {
-    return JwtAuthenticator.create(authConfig({ jwks_file: undefined, jwks_url: url, ...overrides }), { now: testClock().now, ...options });
-  }
-  const allKeys = () => Object.values(signers).map((key) => key.jwk);
-
-  afterEach(async () => {
-    await Promise.all(servers.splice(0).map((started) => started.close()));
-  });
-
   it('fetches the key set once and verifies tokens of every algorithm with it', async () => {
     const jwks = await server(serveKeys(allKeys()));
     const authenticator = await remoteAuthenticator(jwks.url);
@@ -445,5 +558,103 @@ describe('JwtAuthenticator with a remote JWKS', () => {
     await expect(authenticator.authenticate(`Bearer ${await sign(signers.EdDSA)}`)).resolves.toBeDefined();
     await expectRejected(authenticator, `Bearer ${await sign(outsider)}`, "no key matches the token's kid");
     expect(jwks.requests).toBe(2);
+  });
+});
+
+describe('JwtAuthenticator key set availability', () => {
+  it('fetches the key set at start and reports ok', async () => {
+    const jwks = await server(serveKeys(allKeys()));
+    const authenticator = await remoteAuthenticator(jwks.url);
+    expect(jwks.requests).toBe(1);
+    expect(authenticator.keySetStatus()).toBe('ok');
+  });
+
+  it('names the reason while no key set could be fetched, keeps retrying, and is ok once one arrives', async () => {
+    let healthy = false;
+    const jwks = await server((req, res) => (healthy ? serveKeys(allKeys())(req, res) : ((res.statusCode = 503), res.end('down'))));
+    const authenticator = await remoteAuthenticator(jwks.url);
+    expect(authenticator.keySetStatus()).toBe(`the signing keys could not be fetched from ${jwks.url}: Expected 200 OK from the JSON Web Key Set HTTP response`);
+    await expectRejected(authenticator, `Bearer ${await sign(signers.ES256)}`, /signing keys of the identity provider are unavailable/, null);
+
+    await until(() => jwks.requests >= 2, 3000); // background retry, no request needed
+    healthy = true;
+    await until(() => authenticator.keySetStatus() === 'ok', 6000);
+    await expect(authenticator.authenticate(`Bearer ${await sign(signers.ES256)}`)).resolves.toMatchObject({ sub: 'user-123' });
+  }, 15_000);
+
+  it('names a refused connection', async () => {
+    const jwks = await server(serveKeys(allKeys()));
+    await jwks.close();
+    const authenticator = await remoteAuthenticator(jwks.url);
+    expect(authenticator.keySetStatus()).toMatch(/^the signing keys could not be fetched from http:\/\/127\.0\.0\.1:\d+\/\.well-known\/jwks\.json: connect ECONNREFUSED/);
+  });
+
+  it('stops retrying once closed', async () => {
+    const jwks = await server((_req, res) => ((res.statusCode = 500), res.end()));
+    const authenticator = await remoteAuthenticator(jwks.url);
+    authenticator.close();
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    expect(jwks.requests).toBe(1);
+  });
+
+  it('is always ok with a key file', async () => {
+    expect((await fileAuthenticator()).keySetStatus()).toBe('ok');
+  });
+});
+
+describe('JwtAuthenticator with OpenID Connect discovery', () => {
+  /** A provider on loopback: its issuer is its own origin (plus `issuerPath`). */
+  async function provider(metadata: (origin: string) => Record<string, unknown>, issuerPath = '') {
+    const paths: string[] = [];
+    const started = await server((req, res) => {
+      paths.push(req.url ?? '');
+      const origin = `http://127.0.0.1:${(req.socket.localPort ?? 0).toString()}`;
+      if (req.url === `${issuerPath}/.well-known/openid-configuration`) {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify(metadata(origin)));
+      } else if (req.url === '/keys') serveKeys(allKeys())(req, res);
+      else ((res.statusCode = 404), res.end());
+    });
+    const origin = new URL(started.url).origin;
+    return { origin, issuer: `${origin}${issuerPath}`, paths };
+  }
+  async function discovering(issuer: string) {
+    const authenticator = await JwtAuthenticator.create(authConfig({ jwks_file: undefined, discovery: true, issuer }), { now: testClock().now });
+    authenticators.push(authenticator);
+    return authenticator;
+  }
+
+  it('takes jwks_uri from <issuer>/.well-known/openid-configuration and verifies with it', async () => {
+    const idp = await provider((origin) => ({ issuer: `${origin}/realms/main`, jwks_uri: `${origin}/keys` }), '/realms/main');
+    const authenticator = await discovering(idp.issuer);
+    expect(authenticator.keySetStatus()).toBe('ok');
+    await expect(authenticator.authenticate(`Bearer ${await sign(signers.RS256, claims({ iss: idp.issuer }))}`)).resolves.toMatchObject({ sub: 'user-123' });
+    expect(idp.paths).toEqual(['/realms/main/.well-known/openid-configuration', '/keys']);
+  });
+
+  it('drops one terminating slash of the issuer to find the document, but still requires the exact issuer', async () => {
+    const idp = await provider((origin) => ({ issuer: `${origin}/`, jwks_uri: `${origin}/keys` }));
+    const authenticator = await discovering(`${idp.origin}/`);
+    expect(authenticator.keySetStatus()).toBe('ok');
+    expect(idp.paths[0]).toBe('/.well-known/openid-configuration');
+  });
+
+  it('refuses a document whose issuer is not exactly auth.issuer, and trusts no token meanwhile', async () => {
+    const idp = await provider((origin) => ({ issuer: `${origin}/`, jwks_uri: `${origin}/keys` }));
+    const authenticator = await discovering(idp.origin);
+    expect(authenticator.keySetStatus()).toBe(
+      `auth.discovery: ${idp.origin}/.well-known/openid-configuration: its issuer "${idp.origin}/" does not equal auth.issuer "${idp.origin}"`,
+    );
+    await expectRejected(authenticator, `Bearer ${await sign(signers.ES256, claims({ iss: idp.origin }))}`, /signing keys of the identity provider are unavailable/, null);
+    expect(idp.paths).not.toContain('/keys');
+  });
+
+  it('refuses a jwks_uri that is plain http off loopback, a document without one, and one that is not JSON', async () => {
+    const insecure = await provider((origin) => ({ issuer: origin, jwks_uri: 'http://keys.example.com/jwks' }));
+    expect((await discovering(insecure.issuer)).keySetStatus()).toMatch(/jwks_uri must be an https URL \(http only on loopback\): http:\/\/keys\.example\.com\/jwks$/);
+    const none = await provider((origin) => ({ issuer: origin }));
+    expect((await discovering(none.issuer)).keySetStatus()).toMatch(/openid-configuration: has no jwks_uri$/);
+    const broken = await server((_req, res) => res.end('<html>'));
+    expect((await discovering(new URL(broken.url).origin)).keySetStatus()).toMatch(/openid-configuration: not JSON$/);
   });
 });

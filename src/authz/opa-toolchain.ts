@@ -72,6 +72,21 @@ export interface BuildOptions {
   revision?: string;
   /** A PEM private key (RSA or EC): the bundle gets an OPA `.signatures.json`. */
   signing?: { keyFile: string; algorithm: string };
+  /** `opa build` is killed after this long. Default BUILD_TIMEOUT_MS. */
+  timeoutMs?: number;
+  /** Aborting kills `opa build` (a policy manager that closes). */
+  signal?: AbortSignal;
+}
+
+/** Long enough for a large policy on a slow machine; a compiler that hangs must not block reloads forever. */
+export const BUILD_TIMEOUT_MS = 120_000;
+
+/** `opa build` did not finish in time or was cancelled; it was killed and the source is not at fault. */
+export class PolicyBuildInterrupted extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PolicyBuildInterrupted';
+  }
 }
 
 /** One finding of the compiler: `file:line: code: message`, or `file: message` for data files. */
@@ -97,9 +112,14 @@ export async function buildWasmBundle(options: BuildOptions): Promise<{ output: 
   const entrypoints = options.entrypoints.flatMap((e) => ['-e', e]);
   // opa signs only in bundle mode; for a plain directory both modes produce the same files.
   const signing = options.signing ? ['--bundle', '--signing-key', options.signing.keyFile, '--signing-alg', options.signing.algorithm] : [];
+  const timeoutMs = options.timeoutMs ?? BUILD_TIMEOUT_MS;
   try {
-    await run(options.opa, ['build', '-t', 'wasm', ...entrypoints, ...signing, '--ignore', '*_test.rego', '--revision', revision, '-o', options.output, options.source]);
+    await run(options.opa, ['build', '-t', 'wasm', ...entrypoints, ...signing, '--ignore', '*_test.rego', '--revision', revision, '-o', options.output, options.source], {
+      timeoutMs,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   } catch (error) {
+    if (error instanceof PolicyBuildInterrupted) throw error;
     const output = (error as Error).message;
     throw new PolicyCompileError(parseFindings(output), output);
   }
@@ -148,16 +168,43 @@ function oneLine(output: string): string {
   return (findings.length > 0 ? findings : lines).join('; ');
 }
 
-function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  /** The child is killed (SIGKILL) after this long and the run rejects with PolicyBuildInterrupted. */
+  timeoutMs?: number;
+  /** Aborting kills the child (SIGKILL) and rejects with PolicyBuildInterrupted. */
+  signal?: AbortSignal;
+}
+
+function run(command: string, args: string[], options: RunOptions = {}): Promise<string> {
   return new Promise((resolve, reject) => {
+    const { signal, timeoutMs } = options;
+    if (signal?.aborted) {
+      reject(new PolicyBuildInterrupted(`${command} ${args[0]} was cancelled before it started`));
+      return;
+    }
     const child = spawn(command, args, {
       env: options.env ?? process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    let interrupted: string | undefined;
+    const kill = (why: string) => {
+      interrupted ??= why;
+      child.kill('SIGKILL');
+    };
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => kill(`${command} ${args[0]} did not finish within ${timeoutMs} ms and was killed`), timeoutMs);
+    const onAbort = () => kill(`${command} ${args[0]} was cancelled and killed`);
+    signal?.addEventListener('abort', onAbort, { once: true });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.on('error', (error) => reject(new Error(`${command}: ${error.message}`)));
-    child.on('close', (code) => (code === 0 ? resolve(output) : reject(new Error(output.trim() || `${command} exited with ${code}`))));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      if (interrupted) reject(new PolicyBuildInterrupted(interrupted));
+      else if (code === 0) resolve(output);
+      else reject(new Error(output.trim() || `${command} exited with ${code}`));
+    });
   });
 }

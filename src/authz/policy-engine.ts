@@ -4,7 +4,8 @@ import type { Facts, Subject } from '../directory/subject';
 import type { Resource } from '../routes/route';
 
 export interface PolicyInput {
-  request: { id: string; method: string; path: string; route: string };
+  /** `checked_by_upstream`: parameters the route leaves to the upstream (R7); absent when none. */
+  request: { id: string; method: string; path: string; route: string; checked_by_upstream?: string[] };
   action: string;
   resource: Resource;
   subject: Subject;

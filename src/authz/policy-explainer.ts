@@ -62,17 +62,19 @@ export class PolicyExplainer {
     if (!METHOD.test(method)) throw new InputError(`"${query.method}" is not an HTTP method`);
     if (!query.subject) throw new InputError('a subject (JWT sub or user id) is required');
     if (!query.path.startsWith('/')) throw new InputError('the path must start with /');
-    const { path } = canonicalizeTarget(query.path);
+    const canonical = canonicalizeTarget(query.path).path;
     const sub = (await this.deps.directory.subjectFor(query.subject)) ?? query.subject;
 
-    const match = this.deps.routes.match(method, path);
+    const match = this.deps.routes.match(method, canonical);
     if (!match) {
       // The gateway answers 404 before judging anything, and records nothing (R8).
       return {
-        ...empty(method, path, query.subject, sub),
-        result: { allow: false, status: 404, reasons: [`no route matches ${method} ${path}`] },
+        ...empty(method, canonical, query.subject, sub),
+        result: { allow: false, status: 404, reasons: [`no route matches ${method} ${canonical}`] },
       };
     }
+    // What the gateway would judge and forward (RouteMatch.path).
+    const { path } = match;
 
     const requestId = `dry-run-${randomUUID()}`;
     const decisionId = randomUUID();

@@ -20,8 +20,8 @@ export interface FetchedBundle {
 export interface PolicySource {
   readonly kind: PolicySourceKind;
   readonly location: string;
-  /** The bundle, or undefined when it is the version last marked as loaded. */
-  fetch(): Promise<FetchedBundle | undefined>;
+  /** The bundle, or undefined when it is the version last marked as loaded. Aborting `signal` stops a compilation. */
+  fetch(signal?: AbortSignal): Promise<FetchedBundle | undefined>;
   /** Calls `onChange` whenever a fetch may find something new; returns the function that stops it. */
   watch(onChange: () => void, onError: (error: Error) => void): () => void;
 }
@@ -118,12 +118,12 @@ class DirectorySource implements PolicySource {
     private readonly log: ((line: string) => void) | undefined,
   ) {}
 
-  async fetch(): Promise<FetchedBundle | undefined> {
+  async fetch(signal?: AbortSignal): Promise<FetchedBundle | undefined> {
     const revision = await sourceRevision(this.location);
     if (revision === this.loadedRevision) return undefined;
     const started = Date.now();
     this.log?.(`compiling policies in ${this.location}…`);
-    await buildWasmBundle({ opa: this.opa, source: this.location, entrypoints: [this.entrypoint], output: this.output, revision });
+    await buildWasmBundle({ opa: this.opa, source: this.location, entrypoints: [this.entrypoint], output: this.output, revision, ...(signal ? { signal } : {}) });
     this.log?.(`compiled policies in ${Date.now() - started} ms`);
     const bundle = await readBundle(await readFile(this.output));
     return { bundle, loaded: () => (this.loadedRevision = revision) };

@@ -1,10 +1,11 @@
 // PolicyManager with real sources compiled by the real opa: atomic swaps, failed loads that
 // keep the last good policy (with file and line), unchanged sources, overlapping reloads,
 // hot reload from a watched directory, and bundle files checked against a signing key.
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { buildBundle, generateSigningKeys, rewriteBundle, scratchDir, testOpa, waitFor } from '../../test/support/policy-workspace';
 import { BundleVerifier } from './bundle-signature';
+import { buildWasmBundle, PolicyBuildInterrupted } from './opa-toolchain';
 import type { PolicyInput } from './policy-engine';
 import { openPolicySource } from './policy-loader';
 import { PolicyManager } from './policy-manager';
@@ -61,8 +62,15 @@ async function managerFor(source: string, extra: { verifier?: BundleVerifier } =
     toolchain: { opaBin: testOpa() },
     pollIntervalMs: 60_000,
   });
+  // Counts the manager's reloads: each one fetches, whether or not anything changed.
+  let fetches = 0;
+  const fetch = opened.fetch.bind(opened);
+  opened.fetch = (...args: Parameters<typeof fetch>) => {
+    fetches += 1;
+    return fetch(...args);
+  };
   const manager = await PolicyManager.create({ source: opened, entrypoint: 'portcullis/decision', logger, ...extra });
-  return { manager, lines };
+  return { manager, lines, fetches: () => fetches };
 }
 
 const reasonOf = (manager: PolicyManager) => manager.current.evaluate(input).decision.reasons[0];
@@ -163,12 +171,16 @@ describe('PolicyManager with a directory source', () => {
 
   it('reloads by itself after a .rego file is saved, and ignores *_test.rego files', async () => {
     const source = await policyDir('watched');
-    const { manager } = await managerFor(source);
+    const { manager, fetches } = await managerFor(source);
     manager.watch();
     try {
       const revision = manager.current.revision;
+      const fetched = fetches();
       await writeFile(path.join(source, 'policy_test.rego'), 'package portcullis_test\n');
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      // Nothing to wait for but silence: several times the watcher's 150 ms debounce, after
+      // which a reload would have started (it is counted as it starts, however long it takes).
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      expect(fetches()).toBe(fetched);
       expect(manager.current.revision).toBe(revision);
 
       await mkdir(path.join(source, 'nested'));
@@ -242,5 +254,63 @@ describe('PolicyManager with a bundle file and a verification key', () => {
     const verifier = await BundleVerifier.create({ public_key_file: keys.publicKeyFile });
     const bundle = await buildBundle(await policyDir(), path.join(dir, 'unsigned.tar.gz'));
     await expect(managerFor(bundle, { verifier })).rejects.toThrow('bundle signature rejected: the bundle has no .signatures.json');
+  });
+});
+
+describe('a compiler that hangs', () => {
+  // A stand-in for opa: the real one, until the `hang` file exists; then `build` writes its pid
+  // and sleeps. Only the handling of the process is under test here, not OPA.
+  async function hangingOpa() {
+    const n = ++counter;
+    const script = path.join(dir, `opa-${n}.sh`);
+    const hang = path.join(dir, `hang-${n}`);
+    const pidFile = path.join(dir, `opa-${n}.pid`);
+    await writeFile(script, `#!/bin/sh\nif [ "$1" = build ] && [ -e '${hang}' ]; then echo $$ > '${pidFile}'; exec sleep 60; fi\nexec '${testOpa()}' "$@"\n`, { mode: 0o755 });
+    const pid = () => waitFor(async () => Number((await readFile(pidFile, 'utf8')).trim()) || undefined, 10_000, 'the hanging opa build to start');
+    return { script, hang, pid };
+  }
+
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('kills `opa build` still running when the policy manager closes, and the reload reports the failure', async () => {
+    const opa = await hangingOpa();
+    const source = await policyDir('before');
+    const { lines, logger } = recordingLogger();
+    const opened = await openPolicySource({ source, entrypoint: 'portcullis/decision', buildDir: path.join(dir, `build-${++counter}`), toolchain: { opaBin: opa.script }, pollIntervalMs: 60_000 });
+    const manager = await PolicyManager.create({ source: opened, entrypoint: 'portcullis/decision', logger });
+    await writeFile(opa.hang, '');
+    await writeFile(path.join(source, 'policy.rego'), policy('after'));
+    const reload = manager.reload();
+    const pid = await opa.pid();
+    expect(alive(pid)).toBe(true);
+
+    const closedAt = Date.now();
+    manager.close();
+    expect(await reload).toMatchObject({ status: 'failed', error: { message: expect.stringMatching(/was cancelled and killed/) } });
+    expect(Date.now() - closedAt).toBeLessThan(5_000);
+    await waitFor(() => (alive(pid) ? undefined : true), 5_000, 'the opa process to be gone');
+    expect(reasonOf(manager)).toBe('before');
+    // Closing is not a policy failure: nothing is logged as one, and later reloads do not compile.
+    expect(lines.filter((line) => line.level === 'error')).toEqual([]);
+    expect(await manager.reload()).toEqual({ status: 'unchanged', revision: manager.current.revision });
+  });
+
+  it('kills `opa build` that runs past its timeout', async () => {
+    const opa = await hangingOpa();
+    await writeFile(opa.hang, '');
+    const started = Date.now();
+    const build = buildWasmBundle({ opa: opa.script, source: await policyDir(), entrypoints: ['portcullis/decision'], output: path.join(dir, `timeout-${counter}.tar.gz`), timeoutMs: 500 });
+    await expect(build).rejects.toThrow(PolicyBuildInterrupted);
+    await expect(build).rejects.toThrow(/did not finish within 500 ms and was killed/);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const pid = await opa.pid();
+    await waitFor(() => (alive(pid) ? undefined : true), 5_000, 'the opa process to be gone');
   });
 });

@@ -48,6 +48,8 @@ export class PolicyManager {
   private running: Promise<ReloadOutcome> | undefined;
   private queued: Promise<ReloadOutcome> | undefined;
   private stopWatching: (() => void) | undefined;
+  /** Aborted by close(): a compilation still running is killed. */
+  private readonly closing = new AbortController();
   private readonly label: string;
 
   private constructor(
@@ -97,6 +99,7 @@ export class PolicyManager {
    * made while one runs waits for the next run, so it always sees changes made before it.
    */
   reload(): Promise<ReloadOutcome> {
+    if (this.closing.signal.aborted) return Promise.resolve({ status: 'unchanged', revision: this.engine.revision });
     if (!this.running) {
       this.running = this.loadOnce().finally(() => (this.running = undefined));
       return this.running;
@@ -117,16 +120,18 @@ export class PolicyManager {
     );
   }
 
+  /** Stops watching and kills a compilation still running (its reload reports 'failed'). */
   close(): void {
     this.stopWatching?.();
     this.stopWatching = undefined;
+    this.closing.abort();
   }
 
   private async loadOnce(): Promise<ReloadOutcome> {
     const { logger } = this.options;
     const started = Date.now();
     try {
-      const fetched = await this.options.source.fetch();
+      const fetched = await this.options.source.fetch(this.closing.signal);
       if (!fetched) {
         // The source is back to what serves (e.g. a broken edit was undone): nothing is wrong any more.
         this.lastError = null;
@@ -142,6 +147,8 @@ export class PolicyManager {
       return { status: 'loaded', revision: engine.revision };
     } catch (error) {
       this.lastError = describeFailure(error);
+      // Closing killed the compiler: nothing is wrong with the source.
+      if (this.closing.signal.aborted) return { status: 'failed', revision: this.engine.revision, error: this.lastError };
       logger.error(
         { source: this.source, file: this.lastError.file, line: this.lastError.line, revision: this.engine.revision },
         `${this.label} reload failed, the last good policy keeps serving: ${this.lastError.message}`,

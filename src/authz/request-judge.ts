@@ -25,6 +25,12 @@ export interface JudgeRequest {
   sub: string;
   /** A dry run is compared with the shadow policy but never counted as traffic. */
   dryRun?: boolean;
+  /**
+   * Aborted when nobody waits for the answer any more (the client left, the gateway shuts
+   * down): the judgement stops waiting for the directory and rejects with the abort reason.
+   * The lookups themselves end by their statement timeout; a cached one may serve others.
+   */
+  signal?: AbortSignal;
 }
 
 export interface Judged {
@@ -41,7 +47,8 @@ export class RequestJudge {
   async judge(request: JudgeRequest): Promise<Judged> {
     const { match } = request;
     const started = performance.now();
-    const [subject, facts] = await Promise.all([this.stages.subjects.load(request.sub), this.stages.facts.load(match.resource, match.action)]);
+    const lookups = Promise.all([this.stages.subjects.load(request.sub), this.stages.facts.load(match.resource, match.action)]);
+    const [subject, facts] = await (request.signal ? unlessAborted(lookups, request.signal) : lookups);
     const directorySeconds = (performance.now() - started) / 1000;
     const input: PolicyInput = {
       request: { id: request.requestId, method: request.method, path: request.path, route: match.route },
@@ -50,6 +57,7 @@ export class RequestJudge {
       subject,
       facts,
     };
+    if (match.checkedByUpstream.length > 0) input.request.checked_by_upstream = [...match.checkedByUpstream];
     const evaluation = this.stages.policy.current.evaluate(input);
     if (!this.stages.shadow) return { input, evaluation, directorySeconds };
     const shadow = this.stages.shadow.compare(
@@ -69,4 +77,17 @@ export class RequestJudge {
     );
     return { input, evaluation, shadow, directorySeconds };
   }
+}
+
+/** `work`, or the signal's reason as soon as it is aborted; a later failure of `work` is then ignored. */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => undefined);
+    return Promise.reject(signal.reason as Error);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const abandon = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', abandon, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', abandon));
+  });
 }

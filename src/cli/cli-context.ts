@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import type { ToolchainOptions } from '../authz/opa-toolchain';
 import type { PortcullisConfig } from '../config/config-schema';
 import { loadConfigFile } from '../config/load-config';
+import { EmbeddedDatabase } from '../db/embedded-database';
 import { ConfigError } from '../http/errors';
 import { projectRoot } from '../project-root';
 
@@ -24,9 +25,12 @@ export interface CliContext {
   /** --config, else $PORTCULLIS_CONFIG, else ./portcullis.yaml when it exists. */
   configFile(): string | undefined;
   requireConfig(): { config: PortcullisConfig; file: string };
-  /** `.portcullis/` beside the config file, or in the project when there is none. */
-  stateDir(configFile: string | undefined): string;
-  /** Resolves on the first SIGINT or SIGTERM. */
+  /**
+   * `--state-dir` (`flag`), else $PORTCULLIS_STATE_DIR, else `.portcullis/` beside the config
+   * file, or in the project when there is none.
+   */
+  stateDir(configFile: string | undefined, flag?: string): string;
+  /** Resolves on the first SIGINT or SIGTERM; a second one stops the embedded PostgreSQL and exits. */
   untilSignal(): Promise<string>;
 }
 
@@ -47,13 +51,28 @@ export function createCliContext(program: Command, io: Io, setExitCode: (code: n
       if (!file) throw new ConfigError('no configuration file: pass --config FILE or set PORTCULLIS_CONFIG');
       return { config: loadConfigFile(file, io.env), file };
     },
-    stateDir: (file) => path.join(file ? path.dirname(file) : projectRoot, '.portcullis'),
+    stateDir: (file, flag) => {
+      // A config mounted read-only (a container's /etc/portcullis/) needs the state elsewhere.
+      const explicit = flag || io.env.PORTCULLIS_STATE_DIR;
+      return explicit ? path.resolve(io.cwd, explicit) : path.join(file ? path.dirname(file) : projectRoot, '.portcullis');
+    },
     untilSignal: () =>
       new Promise((resolve) => {
         const stop = (signal: string) => {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
+          process.on('SIGINT', stopNow);
+          process.on('SIGTERM', stopNow);
           resolve(signal);
+        };
+        // A second signal during a slow shutdown exits at once, but never leaves the embedded
+        // PostgreSQL running (it has its own process group: the terminal's Ctrl-C misses it).
+        let stoppingNow = false;
+        const stopNow = (signal: string) => {
+          if (stoppingNow) return;
+          stoppingNow = true;
+          io.err(`${signal} again: stopping now, without waiting for the shutdown to finish`);
+          void EmbeddedDatabase.stopAll().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
         };
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);

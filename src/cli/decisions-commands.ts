@@ -1,12 +1,19 @@
 // `decisions query | tail | verify | replay | to-test`: what operators and auditors run against
 // the decision log. They read PostgreSQL directly (see decisions-database.ts), never a gateway.
+import type { KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Command } from 'commander';
+import { readPublicKey } from '../audit/checkpoint-key';
 import { verifyChain } from '../audit/decision-chain-verifier';
+import { verifyCheckpoints } from '../audit/decision-checkpoint-verifier';
 import { parseDecisionFilter, type FilterText } from '../audit/decision-filter';
 import { regressionTests } from '../audit/decision-regression-test';
+import { PgDecisionCheckpointStore } from '../audit/pg-decision-checkpoint-store';
 import { PgDecisionQueryStore, type DecisionDetail, type DecisionSummary } from '../audit/pg-decision-query-store';
 import { parseTimeBound } from '../audit/time-bound';
 import { InputError } from '../http/errors';
+import { check, usageErrorsCouldNotCheck } from './check-command';
 import type { CliContext } from './cli-context';
 import { withDecisionLog } from './decisions-database';
 import { FORMATS, formatDecisions, type OutputFormat } from './decisions-output';
@@ -24,8 +31,8 @@ export function registerDecisionCommands(program: Command, ctx: CliContext): voi
       .option('--org <slug>', 'organization slug')
       .option('--action <action>', 'e.g. project:delete')
       .option('--allow <true|false>', 'only allows, or only denials')
-      .option('--since <time>', 'ISO-8601 time or a duration back from now (30m, 24h, 7d)')
-      .option('--until <time>', 'ISO-8601 time or a duration back from now')
+      .option('--since <time>', 'ISO-8601 time (UTC unless it has an offset) or a duration back from now (30m, 24h, 7d)')
+      .option('--until <time>', 'ISO-8601 time (UTC unless it has an offset) or a duration back from now')
       .option('--format <format>', FORMATS.join('|'), 'table');
 
   filterOptions(decisions.command('query').description('list decisions matching the filters, newest first'))
@@ -38,13 +45,14 @@ export function registerDecisionCommands(program: Command, ctx: CliContext): voi
       const rows = await withDecisionLog(ctx, async ({ db }) => {
         const store = new PgDecisionQueryStore(db);
         const found: DecisionSummary[] = [];
-        let cursor: string | undefined;
-        do {
-          const page = await store.list(filter, { limit: Math.min(PAGE, limit - found.length), cursor });
+        // Pages by seq, with the window resolved once above: a long export stays one window.
+        let beforeSeq: number | undefined;
+        for (;;) {
+          const page = await store.list(filter, { limit: Math.min(PAGE, limit - found.length), beforeSeq });
           found.push(...page.decisions);
-          cursor = page.next_cursor ?? undefined;
-        } while (cursor && found.length < limit);
-        return found;
+          beforeSeq = page.decisions[page.decisions.length - 1]?.seq;
+          if (!page.more || found.length >= limit) return found;
+        }
       });
       for (const line of formatDecisions(rows, format, { header: true })) io.out(line);
     });
@@ -85,33 +93,11 @@ export function registerDecisionCommands(program: Command, ctx: CliContext): voi
       });
     });
 
-  decisions
-    .command('verify')
-    .description('recompute the hash chain; exit 1 naming the first record that breaks it')
+  usageErrorsCouldNotCheck(decisions.command('verify'))
+    .description('recompute the hash chain (and with --public-key the signed checkpoints); exit 1 naming what breaks it, 2 when it could not be checked')
     .option('--since <time>', 'start at the first record at or after this time (ISO-8601 or 24h, 7d, …), trusting its prev_hash')
-    .action(async (options: { since?: string }) => {
-      const since = options.since === undefined ? undefined : parseTimeBound(options.since, '--since');
-      const started = Date.now();
-      let lastProgress = started;
-      const result = await withDecisionLog(ctx, ({ db }) =>
-        verifyChain(new PgDecisionQueryStore(db), {
-          since,
-          onProgress: (checked, total) => {
-            if (Date.now() - lastProgress < 2_000) return;
-            lastProgress = Date.now();
-            io.err(`verified ${checked.toLocaleString('en')} of ${total.toLocaleString('en')} decision records…`);
-          },
-        }),
-      );
-      const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      if (result.ok) {
-        io.out(`verified ${result.checked} decision record${result.checked === 1 ? '' : 's'} in ${seconds} s: the chain is intact (head: seq ${result.head.seq}, hash ${result.head.hash})`);
-        return;
-      }
-      const { broken } = result;
-      io.err(`portcullis: the decision chain is broken at ${broken.id ? `decision ${broken.id} ` : ''}(seq ${broken.seq}): ${broken.problem}; ${result.checked} records before it verified`);
-      ctx.setExitCode(1);
-    });
+    .option('--public-key <file>', "the checkpoint key's public half (PEM): also check every signed checkpoint and the retention anchor")
+    .action((options: { since?: string; publicKey?: string }) => check(ctx, () => verify(options, ctx)));
 
   registerReplayCommand(decisions, ctx);
 
@@ -134,6 +120,53 @@ export function registerDecisionCommands(program: Command, ctx: CliContext): voi
       });
       io.out(regressionTests(found, entrypoint).trimEnd());
     });
+}
+
+async function verify(options: { since?: string; publicKey?: string }, ctx: CliContext): Promise<void> {
+  const { io } = ctx;
+  const since = options.since === undefined ? undefined : parseTimeBound(options.since, '--since');
+  const publicKey = options.publicKey === undefined ? undefined : await readPublicKeyFile(path.resolve(io.cwd, options.publicKey));
+  const started = Date.now();
+  let lastProgress = started;
+  const { chain, checkpoints } = await withDecisionLog(ctx, async ({ db }) => {
+    const chain = await verifyChain(new PgDecisionQueryStore(db), {
+      since,
+      onProgress: (checked, total) => {
+        if (Date.now() - lastProgress < 2_000) return;
+        lastProgress = Date.now();
+        io.err(`verified ${checked.toLocaleString('en')} of ${total.toLocaleString('en')} decision records…`);
+      },
+    });
+    const checkpoints = chain.ok && publicKey ? await verifyCheckpoints(new PgDecisionCheckpointStore(db), publicKey, { head: chain.head }) : undefined;
+    return { chain, checkpoints };
+  });
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  if (!chain.ok) {
+    const { broken } = chain;
+    io.err(`portcullis: the decision chain is broken at ${broken.id ? `decision ${broken.id} ` : ''}(seq ${broken.seq}): ${broken.problem}; ${chain.checked} records before it verified`);
+    ctx.setExitCode(1);
+    return;
+  }
+  if (checkpoints && !checkpoints.ok) {
+    io.err(`portcullis: the decision log was tampered with: ${checkpoints.broken.what}: ${checkpoints.broken.problem}; the hash chain itself holds (${chain.checked} records), ${checkpoints.checkpoints} checkpoints before it verified`);
+    ctx.setExitCode(1);
+    return;
+  }
+  const signed = checkpoints?.newest
+    ? `; ${checkpoints.checkpoints} signed checkpoint${checkpoints.checkpoints === 1 ? ' holds' : 's hold'} (newest: seq ${checkpoints.newest.seq}, signed ${checkpoints.newest.signedAt.toISOString()}; records after it are covered by the chain alone)`
+    : '';
+  io.out(`verified ${chain.checked} decision record${chain.checked === 1 ? '' : 's'} in ${seconds} s: the chain is intact (head: seq ${chain.head.seq}, hash ${chain.head.hash})${signed}`);
+}
+
+async function readPublicKeyFile(file: string): Promise<KeyObject> {
+  const pem = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new InputError(`--public-key: cannot read ${file}: ${error.code ?? error.message}`);
+  });
+  try {
+    return readPublicKey(pem, file);
+  } catch (error) {
+    throw new InputError(`--public-key: ${(error as Error).message}`);
+  }
 }
 
 function outputFormat(format: string): OutputFormat {

@@ -1,5 +1,5 @@
 // How `decisions query` and `decisions tail` print records: an aligned table for people,
-// JSON, NDJSON or CSV (RFC 4180) for tools.
+// JSON, NDJSON or CSV (RFC 4180) for tools. CSV cells are safe to open in a spreadsheet.
 import type { DecisionSummary } from '../audit/pg-decision-query-store';
 
 export const FORMATS = ['table', 'json', 'ndjson', 'csv'] as const;
@@ -50,8 +50,13 @@ function clip(text: string, max: number | undefined): string {
   return max !== undefined && flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
+// A spreadsheet runs a cell that starts like a formula (OWASP "CSV injection"); a leading
+// quote makes it text. Paths, reasons and subjects come from clients, so this is reachable.
+const FORMULA_START = /^[=+\-@\t\r]/;
+
 function csvField(value: unknown): string {
   if (value === null || value === undefined) return '';
-  const text = Array.isArray(value) ? value.join('; ') : String(value);
+  const joined = Array.isArray(value) ? value.join('; ') : String(value);
+  const text = FORMULA_START.test(joined) ? `'${joined}` : joined;
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }

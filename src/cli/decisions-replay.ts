@@ -13,6 +13,7 @@ import { readBundle } from '../authz/policy-bundle';
 import type { PolicyEngine } from '../authz/policy-engine';
 import { WasmPolicyEngine } from '../authz/wasm-policy-engine';
 import { InputError } from '../http/errors';
+import { check, usageErrorsCouldNotCheck } from './check-command';
 import type { CliContext } from './cli-context';
 import { withDecisionLog } from './decisions-database';
 
@@ -28,9 +29,7 @@ interface ReplayCommandOptions {
 }
 
 export function registerReplayCommand(decisions: Command, ctx: CliContext): void {
-  const { io } = ctx;
-  decisions
-    .command('replay')
+  usageErrorsCouldNotCheck(decisions.command('replay'))
     .description('re-evaluate recorded inputs with a candidate policy and report every decision that would flip')
     .requiredOption('-p, --policy <source>', 'the candidate: a directory of .rego, or a bundle .tar.gz')
     .option('--since <time>', 'ISO-8601 time or a duration back from now', '24h')
@@ -38,26 +37,29 @@ export function registerReplayCommand(decisions: Command, ctx: CliContext): void
     .option('--org <slug>', 'only this organization')
     .option('--action <action>', 'only this action')
     .option('-e, --entrypoint <path>', 'the rule to evaluate (default: policy.entrypoint, else portcullis/decision)')
-    .option('--fail-on-change', 'exit 1 when any decision flips (to gate a policy change in CI)')
+    .option('--fail-on-change', 'exit 1 when any decision flips (to gate a policy change in CI); 2 when replay could not run')
     .option('--format <format>', 'text|json', 'text')
-    .action(async (options: ReplayCommandOptions) => {
-      if (options.format !== 'text' && options.format !== 'json') throw new InputError('--format: must be text or json');
-      const filter = parseDecisionFilter({ since: options.since, until: options.until, org: options.org, action: options.action });
-      const report = await withDecisionLog(ctx, async ({ db, entrypoint: configured }) => {
-        const entrypoint = options.entrypoint ?? configured ?? 'portcullis/decision';
-        const candidate = await loadCandidate(path.resolve(io.cwd, options.policy), entrypoint, ctx);
-        return replayDecisions(new PgDecisionQueryStore(db), candidate, {
-          filter,
-          onProgress: (done, total) => io.err(`replayed ${done.toLocaleString('en')} of ${total.toLocaleString('en')} decisions (${Math.floor((100 * done) / Math.max(1, total))} %)…`),
-        });
-      });
-      if (options.format === 'json') io.out(JSON.stringify(report, null, 2));
-      else for (const line of describe(report, filter.since, filter.until)) io.out(line);
-      if (options.failOnChange && report.flipped > 0) {
-        io.err(`portcullis: ${report.flipped} decision${report.flipped === 1 ? '' : 's'} would flip with policy revision ${report.revision}`);
-        ctx.setExitCode(1);
-      }
+    .action((options: ReplayCommandOptions) => check(ctx, () => replay(options, ctx)));
+}
+
+async function replay(options: ReplayCommandOptions, ctx: CliContext): Promise<void> {
+  const { io } = ctx;
+  if (options.format !== 'text' && options.format !== 'json') throw new InputError('--format: must be text or json');
+  const filter = parseDecisionFilter({ since: options.since, until: options.until, org: options.org, action: options.action });
+  const report = await withDecisionLog(ctx, async ({ db, entrypoint: configured }) => {
+    const entrypoint = options.entrypoint ?? configured ?? 'portcullis/decision';
+    const candidate = await loadCandidate(path.resolve(io.cwd, options.policy), entrypoint, ctx);
+    return replayDecisions(new PgDecisionQueryStore(db), candidate, {
+      filter,
+      onProgress: (done, total) => io.err(`replayed ${done.toLocaleString('en')} of ${total.toLocaleString('en')} decisions (${Math.floor((100 * done) / Math.max(1, total))} %)…`),
     });
+  });
+  if (options.format === 'json') io.out(JSON.stringify(report, null, 2));
+  else for (const line of describe(report, filter.since, filter.until)) io.out(line);
+  if (options.failOnChange && report.flipped > 0) {
+    io.err(`portcullis: ${report.flipped} decision${report.flipped === 1 ? '' : 's'} would flip with policy revision ${report.revision}`);
+    ctx.setExitCode(1);
+  }
 }
 
 async function loadCandidate(source: string, entrypoint: string, ctx: CliContext): Promise<PolicyEngine> {

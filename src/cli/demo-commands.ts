@@ -15,6 +15,9 @@ interface DemoFlags {
 
 export async function runDemo(ctx: CliContext, flags: DemoFlags): Promise<void> {
   const stateDir = flags.stateDir ? path.resolve(ctx.io.cwd, flags.stateDir) : ctx.stateDir(undefined);
+  // Listening before the start says "Press Ctrl-C": a Ctrl-C that comes early stops the demo
+  // once it is up, instead of killing the process and leaving PostgreSQL behind.
+  const signalled = ctx.untilSignal();
   const demo = await Demo.start({
     stateDir,
     host: '127.0.0.1',
@@ -24,7 +27,7 @@ export async function runDemo(ctx: CliContext, flags: DemoFlags): Promise<void> 
     toolchain: ctx.toolchain(ctx.io.out),
     out: ctx.io.out,
   });
-  await ctx.untilSignal();
+  await signalled;
   ctx.io.out('stopping: gateway, echo services, PostgreSQL…');
   await demo.close();
   ctx.io.out('stopped');

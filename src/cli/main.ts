@@ -1,8 +1,10 @@
 // The command line (design §3.7): serve | start | migrate | policy build | policy test | demo |
-// token. This is the edge where the environment is read; each command group lives in its own file.
+// token | explain | decisions | db url. This is the edge where the environment is read; each
+// command group lives in its own file.
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../http/errors';
 import { createCliContext, type Io } from './cli-context';
+import { registerDbCommands } from './db-commands';
 import { registerDecisionCommands } from './decisions-commands';
 import { registerDemoCommands } from './demo-commands';
 import { registerExplainCommand } from './explain-command';
@@ -43,5 +45,6 @@ function buildProgram(io: Io, setExitCode: (code: number) => void): Command {
   registerDemoCommands(program, ctx);
   registerExplainCommand(program, ctx);
   registerDecisionCommands(program, ctx);
+  registerDbCommands(program, ctx);
   return program;
 }

@@ -2,6 +2,7 @@
 // bad values are start-up errors naming the key path.
 import { z } from 'zod';
 import { auditConfigSchema } from '../audit/audit-config';
+import { parseAddressRange } from '../proxy/forwarded-headers';
 
 const hostPort = (defaultPort: number) =>
   z.strictObject({
@@ -19,6 +20,8 @@ const routeSchema = z.strictObject({
   action: z.string().regex(/^[a-z][a-z0-9_-]*:[a-z*][a-z0-9_-]*$/, 'must look like resource:verb'),
   service: z.string().min(1),
   resource: z.string().min(1).optional(),
+  /** Parameters forwarded unchecked, `{ <param>: upstream }`: the upstream checks them (README "Routes"). */
+  checked_by: z.record(z.string(), z.literal('upstream', { error: 'the only checker is "upstream"' })).optional(),
 });
 
 export const configSchema = z
@@ -34,6 +37,12 @@ export const configSchema = z
         request_timeout_ms: z.number().int().positive().default(60_000),
         /** Larger header blocks are answered 431. */
         max_header_bytes: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
+        /** SIGTERM/SIGINT: the whole shutdown (drain, cut, flush or spool records, close) ends within this. */
+        shutdown_grace_ms: z.number().int().min(100).max(600_000).default(8_000),
+        /** Peers whose X-Forwarded-For / Forwarded chain is kept (a load balancer in front of the gateway). */
+        trusted_proxies: z
+          .array(z.string().refine((entry) => parseAddressRange(entry) !== undefined, 'must be an IP address or a CIDR range like 10.0.0.0/8'))
+          .default([]),
       })
       .prefault({}),
     admin: hostPort(9090)
@@ -49,14 +58,22 @@ export const configSchema = z
     auth: z.strictObject({
       issuer: z.string().min(1),
       audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+      /** OpenID Connect Discovery: the key set URL comes from `<issuer>/.well-known/openid-configuration`. */
+      discovery: z.boolean().default(false),
       jwks_url: httpUrl.optional(),
       jwks_file: z.string().min(1).optional(),
       algorithms: z.array(z.enum(ALGORITHMS)).min(1).default(['RS256', 'ES256', 'EdDSA']),
       clock_tolerance_s: z.number().int().min(0).max(300).default(30),
+      /** Longest accepted token lifetime: `exp - iat` (or `exp - now` without `iat`). */
+      max_token_lifetime_s: z.number().int().positive().default(86_400),
+      /** Accepted `typ` headers (null: no `typ`); ID tokens and logout tokens are not access tokens. */
+      token_types: z.array(z.string().min(1).nullable()).min(1).default([null, 'JWT', 'at+jwt']),
       /** Remote JWKS: how long a fetched key set is trusted, and the minimum gap between refetches. */
       jwks_cache_max_age_s: z.number().int().positive().default(600),
-      jwks_cooldown_s: z.number().int().positive().default(30),
+      jwks_cooldown_s: z.number().int().positive().default(5),
       jwks_timeout_ms: z.number().int().positive().default(2000),
+      /** How long a verified token is served from the cache (never past its `exp`). */
+      token_cache_ttl_s: z.number().int().min(0).max(3600).default(300),
     }),
     policy: z
       .strictObject({
@@ -95,15 +112,37 @@ export const configSchema = z
         ttl_s: z.number().int().min(5).max(3600).default(60),
       })
       .prefault({}),
-    services: z.record(z.string().regex(/^[a-z][a-z0-9_-]*$/, 'service names are lower-case words'), z.strictObject({ url: httpUrl })),
+    services: z.record(
+      z.string().regex(/^[a-z][a-z0-9_-]*$/, 'service names are lower-case words'),
+      z.strictObject({
+        url: httpUrl,
+        /** The client's Authorization reaches this upstream only when set (it gets the assertion regardless). */
+        forward_authorization: z.boolean().default(false),
+        /** The gateway never authenticates with cookies, so they pass unless the service opts out. */
+        forward_cookies: z.boolean().default(true),
+      }),
+    ),
     routes: z.array(routeSchema).default([]),
     /** The decision log: recording mode, spool, retention, masking, export. */
     audit: auditConfigSchema,
   })
   .superRefine((config, ctx) => {
-    const { jwks_url, jwks_file } = config.auth;
-    if (!jwks_url === !jwks_file) {
-      ctx.addIssue({ code: 'custom', path: ['auth'], message: 'exactly one of jwks_url and jwks_file is required' });
+    const { jwks_url, jwks_file, discovery, issuer } = config.auth;
+    if ([jwks_url !== undefined, jwks_file !== undefined, discovery].filter(Boolean).length !== 1) {
+      ctx.addIssue({ code: 'custom', path: ['auth'], message: 'exactly one of jwks_url, jwks_file and discovery: true is required' });
+    }
+    // Keys and policies decide who gets in: never fetched where the network can alter them.
+    const remote = (source: string | undefined) => (source !== undefined && /^https?:\/\//i.test(source) ? source : undefined);
+    const fetched: Array<[string | undefined, string[]]> = [
+      [jwks_url, ['auth', 'jwks_url']],
+      [discovery ? issuer : undefined, ['auth', 'issuer']],
+      [remote(config.policy.source), ['policy', 'source']],
+      [remote(config.policy.shadow?.source), ['policy', 'shadow', 'source']],
+    ];
+    for (const [url, path] of fetched) {
+      if (url !== undefined && !isSecureFetchUrl(url)) {
+        ctx.addIssue({ code: 'custom', path, message: `must be an https URL (http only on loopback): ${url}` });
+      }
     }
     config.routes.forEach((route, index) => {
       if (!(route.service in config.services)) {
@@ -111,6 +150,22 @@ export const configSchema = z
       }
     });
   });
+
+/** An https URL, or an http URL on loopback (127.0.0.0/8, ::1, localhost): safe to fetch keys or policies from. */
+export function isSecureFetchUrl(value: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname));
+}
+
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+}
 
 export type PortcullisConfig = z.infer<typeof configSchema>;
 export type RouteConfig = z.infer<typeof routeSchema>;

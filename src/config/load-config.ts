@@ -50,6 +50,7 @@ export function parseConfig(document: unknown, env: Environment, baseDir: string
   if (config.auth.jwks_file) config.auth.jwks_file = resolve(config.auth.jwks_file);
   if (config.assertion.signing_key_file) config.assertion.signing_key_file = resolve(config.assertion.signing_key_file);
   if (config.audit.spool_dir) config.audit.spool_dir = resolve(config.audit.spool_dir);
+  if (config.audit.checkpoint_key_file) config.audit.checkpoint_key_file = resolve(config.audit.checkpoint_key_file);
   if (config.audit.export?.kind === 'file') config.audit.export.path = resolve(config.audit.export.path);
   return deepFreeze(config);
 }

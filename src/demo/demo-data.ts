@@ -1,5 +1,5 @@
-// The demo's directory, written only into an empty database: acme (projects api, web) and
-// globex (none); alice (admin of acme), bob (default member of acme, in a team whose role
+// The demo's directory, written only into an empty database: acme (projects api, web, the
+// credential deploy-key) and globex (none); alice (admin of acme), bob (default member of acme, in a team whose role
 // grants project:create), carol (no organization, one pending invitation).
 import type { Knex } from 'knex';
 
@@ -34,6 +34,7 @@ export async function seedDemoData(db: Knex): Promise<boolean> {
       { organization_id: acme.id, slug: 'api', name: 'Public API' },
       { organization_id: acme.id, slug: 'web', name: 'Website' },
     ]);
+    await trx('credentials').insert({ organization_id: acme.id, slug: 'deploy-key', name: 'Deploy key' });
     await trx('organization_members').insert([
       { organization_id: acme.id, user_id: users.alice, role_id: admin },
       { organization_id: acme.id, user_id: users.bob, role_id: member },

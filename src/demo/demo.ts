@@ -90,11 +90,17 @@ export class Demo {
     }
   }
 
-  /** Stops the gateway (flushing decision records), the echo services and PostgreSQL. */
+  /** Stops the gateway (flushing decision records), the echo services and PostgreSQL: PostgreSQL even when a step before fails. */
   async close(): Promise<void> {
-    await this.gateway.close();
-    await Promise.all(this.echoes.map((echo) => echo.close()));
-    await this.database.stop();
+    try {
+      await this.gateway.close();
+    } finally {
+      try {
+        await Promise.all(this.echoes.map((echo) => echo.close()));
+      } finally {
+        await this.database.stop();
+      }
+    }
   }
 }
 

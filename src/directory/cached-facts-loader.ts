@@ -42,8 +42,9 @@ export class CachedFactsLoader implements FactsLoader, DirectoryCache, CacheStat
   }
 }
 
-// Slugs are compared lower-cased: request paths are canonicalized to lower case.
-const orgTag = (slug: string) => `org:${slug.toLowerCase()}`;
+// Slugs are exact (path parameters keep their case, and stored slugs are lower-case by
+// constraint); ids are uuids, which PostgreSQL matches whatever their case.
+const orgTag = (slug: string) => `org:${slug}`;
 const idTag = (id: string) => `id:${id.toLowerCase()}`;
 
 /** The organization addressed, every id-shaped parameter, and an invitation's organization. */

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { DependencyError } from '../http/errors';
-import type { Resource } from '../routes/route';
+import { DIRECTORY_CHECKED_PARAMETERS, type Resource } from '../routes/route';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { PgFactsLoader } from './pg-facts-loader';
 
@@ -47,7 +47,8 @@ beforeAll(async () => {
   globex = await organization('globex');
   empty = await organization('empty');
   acmeProjects = {};
-  for (const slug of ['web', 'api', 'Zeta', 'billing', 'cli', 'docs', 'admin']) {
+  // `_zeta` sorts first only by byte order (collate "C"), not in a locale's order.
+  for (const slug of ['web', 'api', '_zeta', 'billing', 'cli', 'docs', 'admin']) {
     acmeProjects[slug] = await insertId('projects', { organization_id: acme.id, slug });
   }
   globexApi = await insertId('projects', { organization_id: globex.id, slug: 'api' });
@@ -82,7 +83,7 @@ describe('PgFactsLoader: organization', () => {
 
   it('counts the projects left and names the first five for organization:delete (R5)', async () => {
     expect(await load({ type: 'organization', org: 'acme' }, 'organization:delete')).toEqual({
-      organization: { exists: true, project_count: 7, project_slugs: ['Zeta', 'admin', 'api', 'billing', 'cli'] },
+      organization: { exists: true, project_count: 7, project_slugs: ['_zeta', 'admin', 'api', 'billing', 'cli'] },
     });
   });
 
@@ -101,8 +102,43 @@ describe('PgFactsLoader: organization', () => {
     expect(await load({ type: 'profile', user: acmeMember }, 'profile:update')).toEqual({});
   });
 
-  it('loads only the organization for credentials', async () => {
-    expect(await load({ type: 'credential', org: 'acme', credential: randomUUID() })).toEqual({ organization: { exists: true } });
+  it('loads only the organization for a collection', async () => {
+    expect(await load({ type: 'credential', org: 'acme' })).toEqual({ organization: { exists: true } });
+  });
+
+  it('finds no organization by a slug in another case (slugs are lower-case)', async () => {
+    expect(await load({ type: 'organization', org: 'ACME' })).toEqual({ organization: { exists: false } });
+  });
+});
+
+describe('PgFactsLoader: credentials (R7)', () => {
+  let acmeKey: string;
+  let globexKey: string;
+
+  beforeAll(async () => {
+    acmeKey = await insertId('credentials', { organization_id: acme.id, slug: 'Key_AbC', name: 'Deploy key' });
+    globexKey = await insertId('credentials', { organization_id: globex.id, slug: 'globex-key' });
+  });
+
+  it('finds a credential by its exact slug or by id within the organization', async () => {
+    expect(await load({ type: 'credential', org: 'acme', credential: 'Key_AbC' })).toEqual({
+      organization: { exists: true },
+      credential: { exists: true, in_organization: true },
+    });
+    expect((await load({ type: 'credential', org: 'acme', credential: acmeKey })).credential).toEqual({ exists: true, in_organization: true });
+  });
+
+  it('does not find a credential by a slug in another case', async () => {
+    expect((await load({ type: 'credential', org: 'acme', credential: 'key_abc' })).credential).toEqual({ exists: false, in_organization: false });
+  });
+
+  it('does not let another organization\'s credential be addressed, by slug or by id', async () => {
+    expect((await load({ type: 'credential', org: 'acme', credential: 'globex-key' })).credential).toEqual({ exists: false, in_organization: false });
+    expect((await load({ type: 'credential', org: 'acme', credential: globexKey })).credential).toEqual({ exists: true, in_organization: false });
+  });
+
+  it('reports an unknown credential as missing', async () => {
+    expect((await load({ type: 'credential', org: 'acme', credential: randomUUID() })).credential).toEqual({ exists: false, in_organization: false });
   });
 });
 
@@ -149,6 +185,14 @@ describe('PgFactsLoader: teams', () => {
     expect((await load({ type: 'team', org: 'acme', team: acmeOps })).team).toEqual({ exists: true, in_organization: true });
   });
 
+  it('finds a team by its exact, decoded name', async () => {
+    await insertId('teams', { organization_id: acme.id, name: 'Builders' });
+    await insertId('teams', { organization_id: acme.id, name: 'core team' });
+    expect((await load({ type: 'team', org: 'acme', team: 'Builders' })).team).toEqual({ exists: true, in_organization: true });
+    expect((await load({ type: 'team', org: 'acme', team: 'builders' })).team).toEqual({ exists: false, in_organization: false });
+    expect((await load({ type: 'team', org: 'acme', team: 'core team' })).team).toEqual({ exists: true, in_organization: true });
+  });
+
   it('does not let another organization\'s team be addressed (R7)', async () => {
     expect((await load({ type: 'team', org: 'acme', team: 'globex-team' })).team).toEqual({ exists: false, in_organization: false });
     expect((await load({ type: 'team', org: 'acme', team: globexOps })).team).toEqual({ exists: true, in_organization: false });
@@ -176,16 +220,6 @@ describe('PgFactsLoader: roles', () => {
     expect((await load({ type: 'role', org: 'acme', role: globexDeployer })).role).toEqual({ exists: true, in_organization: false, builtin: false });
   });
 
-  it('prefers the organization\'s own role over a built-in role of the same name', async () => {
-    const shadow = await insertId('roles', { organization_id: empty.id, name: 'default', permissions: [] });
-    try {
-      expect((await load({ type: 'role', org: 'empty', role: 'default' })).role).toEqual({ exists: true, in_organization: true, builtin: false });
-      expect((await load({ type: 'role', org: 'acme', role: 'default' })).role).toEqual({ exists: true, in_organization: true, builtin: true });
-    } finally {
-      await db('roles').where({ id: shadow }).delete();
-    }
-  });
-
   it('reports an unknown role as missing', async () => {
     expect((await load({ type: 'role', org: 'acme', role: 'nope' })).role).toEqual({ exists: false, in_organization: false, builtin: false });
     expect((await load({ type: 'role', org: 'acme', role: randomUUID() })).role).toEqual({ exists: false, in_organization: false, builtin: false });
@@ -197,6 +231,15 @@ describe('PgFactsLoader: members', () => {
     expect(await load({ type: 'member', org: 'acme', user: acmeMember }, 'member:remove')).toEqual({ organization: { exists: true }, member: { exists: true } });
     expect((await load({ type: 'member', org: 'acme', user: globexMember }, 'member:remove')).member).toEqual({ exists: false });
     expect((await load({ type: 'member', org: 'acme', user: randomUUID() }, 'member:update')).member).toEqual({ exists: false });
+  });
+
+  it('says whether a team member addressed under the organization is a member of it', async () => {
+    expect(await load({ type: 'team', org: 'acme', team: 'ops', user: acmeMember }, 'team:update')).toEqual({
+      organization: { exists: true },
+      team: { exists: true, in_organization: true },
+      member: { exists: true },
+    });
+    expect((await load({ type: 'team', org: 'acme', team: 'ops', user: globexMember }, 'team:update')).member).toEqual({ exists: false });
   });
 });
 
@@ -244,6 +287,13 @@ describe('PgFactsLoader: malformed identifiers and failures', () => {
     ['role', { type: 'role', org: 'acme', role: '0000000000000000000000000000000' }, 'role', { exists: false, in_organization: false, builtin: false }],
   ] as const)('treats a malformed %s identifier as missing, never as a SQL error', async (_kind, resource, fact, expected) => {
     expect((await load(resource as Resource))[fact]).toEqual(expected);
+  });
+
+  it('loads a fact for every parameter the route table counts as checked (R7)', async () => {
+    for (const name of DIRECTORY_CHECKED_PARAMETERS) {
+      const facts = await load({ type: 'thing', org: 'acme', [name]: 'x' });
+      expect({ name, facts: Object.keys(facts).length }).toEqual({ name, facts: 2 });
+    }
   });
 
   it('loads every fact in one query', async () => {

@@ -33,9 +33,10 @@ function organizationFact(action: string): FactColumn {
   };
 }
 
-// A project or team is addressed by id (anywhere, then checked against the organization,
-// R7) or by its slug/name, which only means something inside the organization.
-function scopedFact(name: 'project' | 'team', table: 'projects' | 'teams', key: 'slug' | 'name', value: string): FactColumn {
+// A project, team or credential is addressed by id (anywhere, then checked against the
+// organization, R7) or by its slug/name, which only means something inside the organization.
+// Values arrive percent-decoded and case-preserved, and are compared exactly.
+function scopedFact(name: 'project' | 'team' | 'credential', table: 'projects' | 'teams' | 'credentials', key: 'slug' | 'name', value: string): FactColumn {
   if (isUuid(value)) {
     return {
       name,
@@ -96,14 +97,19 @@ function invitationFact(invitationId: string): FactColumn {
   };
 }
 
-/** The facts the resource needs, in the order they appear in the query. */
+/**
+ * The facts the resource needs, in the order they appear in the query: one per parameter
+ * of an organization's route (route.ts DIRECTORY_CHECKED_PARAMETERS), and invitations.
+ */
 function factColumns(resource: Resource, action: string): FactColumn[] {
   const columns: FactColumn[] = [];
   if (resource.org !== undefined) columns.push(organizationFact(action));
   if (resource.project !== undefined) columns.push(scopedFact('project', 'projects', 'slug', resource.project));
   if (resource.team !== undefined) columns.push(scopedFact('team', 'teams', 'name', resource.team));
   if (resource.role !== undefined) columns.push(roleFact(resource.role));
-  if (resource.type === 'member' && resource.user !== undefined) columns.push(memberFact(resource.user));
+  if (resource.credential !== undefined) columns.push(scopedFact('credential', 'credentials', 'slug', resource.credential));
+  // A user addressed under an organization (as its member, or a team's) must be a member of it.
+  if (resource.org !== undefined && resource.user !== undefined) columns.push(memberFact(resource.user));
   if (resource.type === 'invitation' && resource.invitation !== undefined) columns.push(invitationFact(resource.invitation));
   return columns;
 }

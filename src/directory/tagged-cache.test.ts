@@ -67,16 +67,69 @@ describe('TaggedCache', () => {
     expect(cache.stats().size).toBe(2);
   });
 
-  it('does not store a load that was in flight when a change evicted anything', async () => {
+  it('stores a load that was in flight while a change named only other tags', async () => {
     const slow = deferred<Value>();
     const pending = cache.get('a1', () => slow.promise, tags('a1'));
-    cache.evictTagged(['k:other']);
+    cache.evictTagged(['k:other', 'group:b']);
     slow.resolve({ v: 1 });
     expect(await pending).toEqual({ v: 1 });
+    expect(cache.stats().size).toBe(1);
+    expect(await get('a1', 2)).toEqual({ v: 1 });
+  });
+
+  it('does not store a load when a change named one of its tags while it was in flight, though that tag is known only from what it read', async () => {
+    const slow = deferred<Value>();
+    const pending = cache.get('a1', () => slow.promise, (value) => [`k:a1`, `read:${value.v}`]);
+    cache.evictTagged(['read:7']);
+    slow.resolve({ v: 7 });
+    expect(await pending).toEqual({ v: 7 });
+    expect(cache.stats().size).toBe(0);
+    expect(await get('a1', 8)).toEqual({ v: 8 });
+  });
+
+  it('stores a load that started after the change that named its tag', async () => {
+    const earlier = deferred<Value>();
+    const first = cache.get('b1', () => earlier.promise, tags('b1')); // keeps a load in flight, so the change is remembered
+    cache.evictTagged(['k:a1']);
+    expect(await get('a1', 1)).toEqual({ v: 1 });
+    expect(cache.stats().size).toBe(1);
+    earlier.resolve({ v: 2 });
+    await first;
+    expect(cache.stats().size).toBe(2);
+  });
+
+  it('does not store any load that was in flight when everything was dropped', async () => {
+    const a = deferred<Value>();
+    const b = deferred<Value>();
+    const pendingA = cache.get('a1', () => a.promise, tags('a1'));
+    const pendingB = cache.get('b1', () => b.promise, tags('b1'));
+    cache.clear();
+    a.resolve({ v: 1 });
+    b.resolve({ v: 2 });
+    expect([await pendingA, await pendingB]).toEqual([{ v: 1 }, { v: 2 }]);
     expect(cache.stats().size).toBe(0);
   });
 
-  it('shares one load between identical requests, but not across an eviction', async () => {
+  it('remembers a bounded number of invalidations, refusing the loads older than those it forgot', async () => {
+    const bounded = new TaggedCache<Value>(freshness, { maxEntries: 10, ttlMs: 60_000, maxRememberedInvalidations: 3 });
+    const within = deferred<Value>();
+    const pendingWithin = bounded.get('a1', () => within.promise, tags('a1'));
+    for (const tag of ['x:1', 'x:2', 'x:3']) bounded.evictTagged([tag]);
+    within.resolve({ v: 1 });
+    await pendingWithin;
+    expect(bounded.stats().size).toBe(1);
+
+    const beyond = deferred<Value>();
+    const pendingBeyond = bounded.get('b1', () => beyond.promise, tags('b1'));
+    for (const tag of ['y:1', 'y:2', 'y:3', 'y:4']) bounded.evictTagged([tag]);
+    beyond.resolve({ v: 2 });
+    await pendingBeyond;
+    expect(bounded.stats().size).toBe(1);
+    expect(await bounded.get('b1', async () => ({ v: 3 }), tags('b1'))).toEqual({ v: 3 });
+    expect(bounded.stats().size).toBe(2);
+  });
+
+  it('shares one load between identical requests, but not across an eviction, and a superseded load does not overwrite its successor', async () => {
     const first = deferred<Value>();
     const second = deferred<Value>();
     let calls = 0;
@@ -86,9 +139,10 @@ describe('TaggedCache', () => {
     cache.evictTagged(['k:a1']);
     const c = cache.get('a1', load, tags('a1'));
     expect(calls).toBe(2);
-    first.resolve({ v: 1 });
     second.resolve({ v: 2 });
-    expect([await a, await b, await c]).toEqual([{ v: 1 }, { v: 1 }, { v: 2 }]);
+    expect(await c).toEqual({ v: 2 });
+    first.resolve({ v: 1 });
+    expect([await a, await b]).toEqual([{ v: 1 }, { v: 1 }]);
     expect(await get('a1', 3)).toEqual({ v: 2 });
   });
 

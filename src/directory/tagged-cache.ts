@@ -1,7 +1,9 @@
 // The bounded cache behind the directory loaders: an LRU with a time-to-live safety net,
 // a tag index so a change notification evicts exactly the entries it concerns, and
-// coalescing of identical loads in flight. A load that was in flight when anything was
-// evicted is returned to its caller but never stored: it may have read the old rows.
+// coalescing of identical loads in flight. A load during which a notification named one of
+// its tags (or everything was dropped) is returned to its caller but never stored: it may
+// have read the old rows. Its tags are known only once it is read, so each invalidation is
+// remembered, by sequence number, for as long as a load that started before it is in flight.
 import { LRUCache } from 'lru-cache';
 import type { CacheFreshness, CacheStats } from './directory-cache';
 
@@ -9,10 +11,16 @@ export interface TaggedCacheOptions {
   maxEntries: number;
   /** Longest time an entry is served, even if no notification ever says it changed. */
   ttlMs: number;
+  /**
+   * Invalidations remembered for the loads in flight, at most; default 10,000. A longer burst
+   * during one load only costs hits: the oldest are forgotten, and loads older than them go unstored.
+   */
+  maxRememberedInvalidations?: number;
 }
 
-interface InFlight<V> {
-  generation: number;
+/** One load being read; `startedAt` is the invalidation sequence number when it began. */
+interface Fill<V> {
+  startedAt: number;
   promise: Promise<V>;
 }
 
@@ -20,9 +28,17 @@ export class TaggedCache<V extends object> {
   private readonly lru: LRUCache<string, V>;
   private readonly keysByTag = new Map<string, Set<string>>();
   private readonly tagsByKey = new Map<string, readonly string[]>();
-  private readonly inFlight = new Map<string, InFlight<V>>();
-  /** Bumped by every eviction; a load started in an older generation is not stored. */
-  private generation = 0;
+  /** The newest load of each key, which identical requests share. */
+  private readonly inFlight = new Map<string, Fill<V>>();
+  /** Every load being read, superseded ones too, oldest first (a Set keeps insertion order). */
+  private readonly reading = new Set<Fill<V>>();
+  /** Bumped by every invalidation, of some tags or of everything. */
+  private sequence = 0;
+  /** Each tag's last invalidation, in increasing order; empty while nothing is being read. */
+  private readonly invalidatedAt = new Map<string, number>();
+  /** A load that started before this is not stored: everything was dropped, or forgotten, since. */
+  private floor = 0;
+  private readonly maxRemembered: number;
   private hits = 0;
   private misses = 0;
 
@@ -30,6 +46,7 @@ export class TaggedCache<V extends object> {
     private readonly freshness: CacheFreshness,
     options: TaggedCacheOptions,
   ) {
+    this.maxRemembered = options.maxRememberedInvalidations ?? 10_000;
     this.lru = new LRUCache<string, V>({
       max: options.maxEntries,
       ttl: options.ttlMs,
@@ -49,29 +66,37 @@ export class TaggedCache<V extends object> {
       return Promise.resolve(cached);
     }
     this.misses += 1;
+    // Shared only if nothing was invalidated since it started: its tags are not known yet.
     const pending = this.inFlight.get(key);
-    if (pending && pending.generation === this.generation) return pending.promise;
+    if (pending && pending.startedAt === this.sequence) return pending.promise;
 
-    const generation = this.generation;
-    const promise: Promise<V> = load().then(
-      (value) => {
-        this.settled(key, promise);
-        if (generation === this.generation && this.freshness.live) this.store(key, deepFreeze(value), tagsOf(value));
-        return value;
-      },
-      (error: unknown) => {
-        this.settled(key, promise);
-        throw error;
-      },
-    );
-    this.inFlight.set(key, { generation, promise });
-    return promise;
+    const fill: Fill<V> = {
+      startedAt: this.sequence,
+      promise: load().then(
+        (value) => {
+          const tags = tagsOf(value);
+          // A superseded load is older than the one that replaced it: that one stores.
+          const fresh = this.inFlight.get(key) === fill && this.freshness.live && this.unchangedSince(fill.startedAt, tags);
+          this.settled(key, fill);
+          if (fresh) this.store(key, deepFreeze(value), tags);
+          return value;
+        },
+        (error: unknown) => {
+          this.settled(key, fill);
+          throw error;
+        },
+      ),
+    };
+    this.inFlight.set(key, fill);
+    this.reading.add(fill);
+    return fill.promise;
   }
 
-  /** Drops every entry carrying one of these tags. */
+  /** Drops every entry carrying one of these tags, and keeps the loads in flight that carry one from being stored. */
   evictTagged(tags: Iterable<string>): void {
-    this.generation += 1;
+    this.sequence += 1;
     for (const tag of tags) {
+      if (this.reading.size > 0) this.remember(tag);
       const keys = this.keysByTag.get(tag);
       if (!keys) continue;
       for (const key of [...keys]) this.lru.delete(key);
@@ -79,7 +104,9 @@ export class TaggedCache<V extends object> {
   }
 
   clear(): void {
-    this.generation += 1;
+    this.sequence += 1;
+    this.floor = this.sequence;
+    this.invalidatedAt.clear();
     this.lru.clear();
     this.keysByTag.clear();
     this.tagsByKey.clear();
@@ -112,8 +139,29 @@ export class TaggedCache<V extends object> {
     }
   }
 
-  private settled(key: string, promise: Promise<V>): void {
-    if (this.inFlight.get(key)?.promise === promise) this.inFlight.delete(key);
+  /** Whether nothing a load started at `startedAt` read, as `tags` say, was invalidated since. */
+  private unchangedSince(startedAt: number, tags: readonly string[]): boolean {
+    if (startedAt < this.floor) return false;
+    return tags.every((tag) => (this.invalidatedAt.get(tag) ?? 0) <= startedAt);
+  }
+
+  private remember(tag: string): void {
+    this.invalidatedAt.delete(tag); // re-inserted last, so the map stays in sequence order
+    this.invalidatedAt.set(tag, this.sequence);
+    // Invalidations that no load in flight predates can refuse nothing: forget them, and
+    // beyond the bound the oldest others too, refusing the loads older than those instead.
+    const oldest = this.reading.values().next().value?.startedAt ?? this.sequence;
+    for (const [forgotten, at] of this.invalidatedAt) {
+      if (at > oldest && this.invalidatedAt.size <= this.maxRemembered) break;
+      this.invalidatedAt.delete(forgotten);
+      if (at > oldest) this.floor = Math.max(this.floor, at);
+    }
+  }
+
+  private settled(key: string, fill: Fill<V>): void {
+    if (this.inFlight.get(key) === fill) this.inFlight.delete(key);
+    this.reading.delete(fill);
+    if (this.reading.size === 0) this.invalidatedAt.clear();
   }
 }
 

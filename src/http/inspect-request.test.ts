@@ -68,6 +68,68 @@ describe('inspectRequest', () => {
   it('lets method-override headers through inspection (they are stripped before forwarding)', () => {
     expect(() => inspectRequest(request(['Host', 'gw', 'X-HTTP-Method-Override', 'DELETE'], '1.1', 'GET'))).not.toThrow();
   });
+
+  it.each([
+    'Transfer_Encoding',
+    'transfer_encoding',
+    'Content_Length',
+    'CONTENT_LENGTH',
+    'Keep_Alive',
+    'Proxy_Connection',
+    'proxy-connection_',
+    'Connection_',
+    '_Connection',
+    '-Connection',
+    'Upgrade_',
+    'TE_',
+    'Trailer-',
+    '_Host',
+    'Content-Length_',
+    '-Transfer-Encoding-',
+  ])('rejects the header name %j, a look-alike of a framing or hop-by-hop header', (name) => {
+    expect(rejection(['Host', 'gw', name, '5']).message).toMatch(/header name .* is refused: it could be read as (content-length|transfer-encoding|keep-alive|proxy-connection|connection|upgrade|te|trailer|host)$/);
+  });
+
+  it('accepts the real framing and hop-by-hop headers in any case, and unrelated names with underscores', () => {
+    expect(() =>
+      inspectRequest(
+        request(['HOST', 'gw', 'content-LENGTH', '5', 'CONNECTION', 'keep-alive', 'Keep-Alive', 'timeout=5', 'Upgrade', 'h2c', 'TE', 'trailers', 'X_Api_Key', 'k', 'Content_Type_', 'x']),
+      ),
+    ).not.toThrow();
+  });
+
+  it.each([
+    '/orgs?_method=DELETE',
+    '/orgs?_METHOD=x',
+    '/orgs?page=2&_Method=PATCH',
+    '/orgs?%5Fmethod=DELETE',
+    '/orgs?%5fMETHOD=DELETE',
+    '/orgs?_%6Dethod=DELETE',
+    '/orgs?%255Fmethod=DELETE',
+    '/orgs?a=1;_method=DELETE',
+    '/orgs?_method',
+    '/orgs?_method=',
+    '/orgs?_method[]=DELETE',
+    '/orgs?.method=DELETE',
+    '/orgs?+_method=DELETE',
+  ])('rejects the method override in the query %s', (url) => {
+    try {
+      inspectRequest({ method: 'POST', url, rawHeaders: ['Host', 'gw'], httpVersion: '1.1' });
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputError);
+      expect((error as InputError).status).toBe(400);
+      expect((error as InputError).message).toMatch(/query parameter "_method"/);
+      return;
+    }
+    throw new Error(`expected ${url} to be rejected`);
+  });
+
+  it.each(['/orgs?method=DELETE', '/orgs?x_method=DELETE', '/orgs?q=_method', '/orgs?_methods=1', '/orgs?q=%5Fmethod%3D1', '/orgs/_method', '/orgs?%ZZ_method=1'])(
+    'accepts %s, which overrides nothing',
+    (url) => {
+      expect(() => inspectRequest({ method: 'POST', url, rawHeaders: ['Host', 'gw'], httpVersion: '1.1' })).not.toThrow();
+    },
+  );
 });
 
 describe('stripHopByHop', () => {

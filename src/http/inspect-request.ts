@@ -1,7 +1,7 @@
-// Header hygiene at the edge. inspectRequest refuses messages whose framing or identity
-// two HTTP parsers could read differently (request smuggling, a second Authorization that
-// Node drops but an upstream might read); stripHopByHop cleans the headers just before the
-// gateway adds its own identity headers and forwards.
+// Header hygiene at the edge. inspectRequest refuses messages whose framing, identity or
+// method two HTTP parsers could read differently (request smuggling, a second Authorization
+// that Node drops but an upstream might read, a `_method` override); stripHopByHop cleans the
+// headers just before the gateway adds its own identity headers and forwards.
 import type { IncomingHttpHeaders } from 'node:http';
 import { InputError } from './errors';
 
@@ -19,14 +19,25 @@ const HOP_BY_HOP = new Set(['connection', 'proxy-connection', 'keep-alive', 'te'
 const METHOD_OVERRIDES = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
 /** Framing and routing fields a `Connection:` token must never remove (that would re-frame the body upstream). */
 const CONNECTION_PROTECTED = new Set(['host', 'content-length', 'transfer-encoding']);
+/** Fields whose look-alikes (`Transfer_Encoding`, `-Connection`) an upstream stack might read as the real thing. */
+const LOOK_ALIKE_PROTECTED = new Set([...HOP_BY_HOP, ...CONNECTION_PROTECTED]);
 const GATEWAY_PREFIX = 'x-portcullis-';
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
-/** Throws InputError (400) for ambiguous framing or duplicated identity headers. */
+/** Throws InputError (400) for ambiguous framing, look-alike framing or hop-by-hop names, duplicated identity headers or a `_method` parameter. */
 export function inspectRequest(req: InspectedRequest): void {
+  if (hasMethodOverrideParameter(req.url)) {
+    throw new InputError('the query parameter "_method" is refused: the gateway judges and forwards the method as sent');
+  }
   const seen = new Map<string, string[]>();
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i]!.toLowerCase();
+    // Node keys `Content_Length` apart from `Content-Length`, but CGI, WSGI and Rack merge `_`
+    // into `-`: such a name could frame the body, or add a hop-by-hop field, behind the gateway.
+    const lookAlike = name.replace(/_/g, '-').replace(/^-+|-+$/g, '');
+    if (lookAlike !== name && LOOK_ALIKE_PROTECTED.has(lookAlike)) {
+      throw new InputError(`the header name "${req.rawHeaders[i]}" is refused: it could be read as ${lookAlike}`);
+    }
     if (name !== 'host' && name !== 'authorization' && name !== 'content-length' && name !== 'transfer-encoding') continue;
     const values = seen.get(name);
     if (values) values.push(req.rawHeaders[i + 1]!);
@@ -50,6 +61,28 @@ export function inspectRequest(req: InspectedRequest): void {
     if (encodings[0]!.trim().toLowerCase() !== 'chunked') throw new InputError('the only Transfer-Encoding accepted is "chunked"');
     if (req.httpVersion === '1.0') throw new InputError('an HTTP/1.0 request must not use Transfer-Encoding');
   }
+}
+
+/**
+ * True when the query has a `_method` parameter, as Rails, Laravel, Symfony or Express's
+ * method-override would read it: any case, percent-encoded (also twice), `;` as a separator,
+ * and PHP's rewriting of `.`, space and `[` in names to `_` (`_method[]` too).
+ */
+function hasMethodOverrideParameter(url: string): boolean {
+  const start = url.indexOf('?');
+  if (start === -1) return false;
+  for (const pair of url.slice(start + 1).split(/[&;]/)) {
+    let name = pair.split('=', 1)[0]!.replace(/\+/g, ' ');
+    for (let decoded = percentDecode(name); decoded !== name; decoded = percentDecode(name)) name = decoded;
+    const key = name.trim().toLowerCase().replace(/\[[^\]]*\].*$/, '').replace(/[ .[]/g, '_');
+    if (key === '_method') return true;
+  }
+  return false;
+}
+
+/** Byte-wise and tolerant: an invalid escape stays as it is (only ASCII names matter here). */
+function percentDecode(text: string): string {
+  return text.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 }
 
 /**

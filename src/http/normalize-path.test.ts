@@ -1,5 +1,5 @@
 import { InputError } from './errors';
-import { canonicalizeTarget, MAX_PATH_LENGTH, MAX_PATH_SEGMENTS } from './normalize-path';
+import { canonicalizeTarget, decodeSegment, MAX_PATH_LENGTH, MAX_PATH_SEGMENTS } from './normalize-path';
 
 const path = (url: string) => canonicalizeTarget(url).path;
 
@@ -33,12 +33,12 @@ describe('canonicalizeTarget', () => {
       expect(canonicalizeTarget('/orgs/?a=1')).toEqual({ path: '/orgs', query: '?a=1' });
     });
 
-    it('lower-cases the path but not the query', () => {
-      expect(canonicalizeTarget('/ORGS/Acme?Q=X')).toEqual({ path: '/orgs/acme', query: '?Q=X' });
+    it('keeps the letter case of the path and of the query', () => {
+      expect(canonicalizeTarget('/ORGS/Acme/credentials/Key_AbC?Q=X')).toEqual({ path: '/ORGS/Acme/credentials/Key_AbC', query: '?Q=X' });
     });
 
-    it('decodes percent-encoded unreserved characters and lower-cases them', () => {
-      expect(path('/orgs/%41%63me')).toBe('/orgs/acme');
+    it('decodes percent-encoded unreserved characters, keeping their case', () => {
+      expect(path('/orgs/%41%63me')).toBe('/orgs/Acme');
       expect(path('/a%2Db%5Fc%7Ed%2ee')).toBe('/a-b_c~d.e');
     });
 
@@ -113,6 +113,49 @@ describe('canonicalizeTarget', () => {
     });
   });
 
+  describe('UTF-8 in escapes', () => {
+    it('accepts escapes spelling valid UTF-8, up to U+10FFFF', () => {
+      expect(path('/teams/caf%c3%a9/%E2%82%AC/%F0%9F%98%80/%F4%8F%BF%BF/%ED%9F%BF/%EE%80%80')).toBe(
+        '/teams/caf%C3%A9/%E2%82%AC/%F0%9F%98%80/%F4%8F%BF%BF/%ED%9F%BF/%EE%80%80',
+      );
+    });
+
+    it.each([
+      ['/orgs/%C0%AF', /overlong/],
+      ['/orgs/%C0%AE%C0%AE/admin', /overlong/],
+      ['/orgs/%C1%81', /overlong/],
+      ['/orgs/%E0%80%AF', /overlong/],
+      ['/orgs/%F0%80%80%AF', /overlong/],
+      ['/orgs/%80', /continuation byte without a lead byte/],
+      ['/orgs/a%BFb', /continuation byte without a lead byte/],
+      ['/orgs/%C3%A9%A9', /continuation byte without a lead byte/],
+      ['/orgs/%C3', /truncated/],
+      ['/orgs/%E2%82', /truncated/],
+      ['/orgs/%E2%82/x', /truncated/],
+      ['/orgs/%C3a', /truncated/],
+      ['/orgs/%C3%41', /truncated/],
+      ['/orgs/%C3%C3%A9', /truncated/],
+      ['/orgs/%ED%A0%80', /surrogate/],
+      ['/orgs/%ED%BF%BF', /surrogate/],
+      ['/orgs/%F4%90%80%80', /above U\+10FFFF/],
+      ['/orgs/%F5%80%80%80', /0xF5/],
+      ['/orgs/%FF', /0xFF/],
+    ])('rejects %j', (url, message) => {
+      const error = rejection(url);
+      expect(error.message).toMatch(/not valid UTF-8/);
+      expect(error.message).toMatch(message);
+    });
+  });
+
+  describe('decodeSegment', () => {
+    it('decodes every escape of a canonical segment and leaves other text alone', () => {
+      expect(decodeSegment('core%20team')).toBe('core team');
+      expect(decodeSegment('caf%C3%A9')).toBe('café');
+      expect(decodeSegment('Builders')).toBe('Builders');
+      expect(decodeSegment("a+b!$&'()*,=:@")).toBe("a+b!$&'()*,=:@");
+    });
+  });
+
   describe('dot segments', () => {
     it.each(['/orgs/../admin', '/orgs/./acme', '/..', '/.', '/orgs/acme/..', '/orgs/%2e%2e/admin', '/orgs/.%2E/admin', '/orgs/%2E/acme', '//..//x', '/orgs/acme/.?x=1'])(
       'rejects %j instead of resolving it',
@@ -144,8 +187,9 @@ describe('canonicalizeTarget', () => {
       '/', '/', '/', '.', '..', '%', '2', 'e', 'E', 'f', 'F', '5', 'c', 'C', 'a', 'A', 'Z', 'z', '0', '-', '_', '~',
       ';', '\\', ' ', '!', '@', ':', '*', '?', '#', '\u0000', '\u00e9', '%2e', '%2E', '%2f', '%2F', '%252e', '%5c',
       '%5C', '%41', '%61', '%c3', '%C3', '%a9', '%3b', '%00', '%0a', '%7e', '%20', '%25', '%zz', '%2', '..;', './',
+      '%C3%A9', '%c0%af', '%80', '%E0%80%AF', '%ED%A0%80', '%F4%8F%BF%BF', '%F4%90', '%e2%82%ac', '%bf',
     ];
-    const CANONICAL = /^\/(?:(?:[a-z0-9\-._~!$&'()*+,=:@]|%[0-9A-F]{2})+(?:\/(?:[a-z0-9\-._~!$&'()*+,=:@]|%[0-9A-F]{2})+)*)?$/;
+    const CANONICAL = /^\/(?:(?:[A-Za-z0-9\-._~!$&'()*+,=:@]|%[0-9A-F]{2})+(?:\/(?:[A-Za-z0-9\-._~!$&'()*+,=:@]|%[0-9A-F]{2})+)*)?$/;
 
     function mulberry32(seed: number): () => number {
       let state = seed >>> 0;
@@ -158,9 +202,9 @@ describe('canonicalizeTarget', () => {
       };
     }
 
-    /** Byte-wise percent-decoding of one segment, ASCII letters folded to lower case. */
+    /** Byte-wise percent-decoding of one segment; letter case is meaning. */
     function meaning(segment: string): string {
-      return segment.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))).replace(/[A-Z]/g, (c) => c.toLowerCase());
+      return segment.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
     }
     const segmentsOf = (p: string) => p.split('/').filter((s) => s !== '');
 
@@ -194,10 +238,16 @@ describe('canonicalizeTarget', () => {
         if (/[\\;]/.test(canonical) || /%(2F|5C|25|3B|00)/i.test(canonical)) fail('contains a forbidden character');
         if (segmentsOf(canonical).some((s) => s === '.' || s === '..')) fail('contains a dot segment');
         if (/%(2[DE]|5F|7E|[46][1-9A-F]|[57][0-9A]|3[0-9])/.test(canonical)) fail('keeps an unreserved character encoded');
+        // Strict UTF-8 decoding (decodeURIComponent throws on overlong forms and surrogates) succeeds.
+        try {
+          segmentsOf(canonical).forEach(decodeSegment);
+        } catch {
+          fail('holds escapes that are not valid UTF-8');
+        }
         if (canonical !== '/' && canonical.endsWith('/')) fail('ends with a slash');
         // A WHATWG URL parser (what most upstream frameworks use) reads the same path.
         if (new URL(canonical, 'http://upstream.invalid').pathname !== canonical) fail('is read differently by WHATWG URL');
-        // Nothing changed but ASCII case, escapes of unreserved characters and empty segments.
+        // Nothing changed but escapes of unreserved characters and empty segments.
         const rawPath = url.split('?')[0] ?? '';
         if (segmentsOf(canonical).map(meaning).join('/') !== segmentsOf(rawPath).map(meaning).join('/')) fail('changes the meaning');
         if (result.query !== url.slice(rawPath.length)) fail('rewrites the query');

@@ -3,16 +3,18 @@
 // repaired, since every repair is a place where two parsers can disagree (CVE-2019-9901
 // `..`/`%2e`, CVE-2021-29492 `%2F`/`%5C`, CVE-2026-33494 encoded dot segments).
 //
-// Canonical form: lower-case ASCII, no empty or dot segments, no trailing slash (except
-// `/`), percent-encoded unreserved characters decoded, every remaining escape written with
-// upper-case hex (`%C3%A9`). Canonicalizing a canonical path returns it unchanged.
+// Canonical form: no empty or dot segments, no trailing slash (except `/`), percent-encoded
+// unreserved characters decoded, every remaining escape written with upper-case hex
+// (`%C3%A9`) and forming valid UTF-8. Letter case is kept: identifiers are case-sensitive
+// (the route table folds only its literal segments). Canonicalizing a canonical path
+// returns it unchanged.
 import { InputError } from './errors';
 
 export const MAX_PATH_LENGTH = 2048;
 export const MAX_PATH_SEGMENTS = 64;
 
 export interface CanonicalTarget {
-  /** The canonical path: matched, judged and forwarded as is. */
+  /** The canonical path the route table matches; its match (RouteMatch.path) is judged and forwarded. */
   path: string;
   /** The raw query string including its leading `?`, or `''`; never rewritten. */
   query: string;
@@ -26,8 +28,6 @@ const HEX_DIGITS = '0123456789ABCDEF';
 const UNRESERVED = byteSet('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~');
 /** pchar minus `;` (path parameters such as `..;/` are read differently by Java servers). */
 const RAW_ALLOWED = byteSet("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@");
-/** Raw characters that already are in canonical form (no upper case, no escapes). */
-const CANONICAL_RAW = byteSet("abcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@");
 
 /**
  * Splits an origin-form request target into its canonical path and untouched query.
@@ -69,11 +69,12 @@ export function canonicalizeTarget(rawUrl: string): CanonicalTarget {
 /** The canonical text of `raw[from, to)`, a segment without slashes. */
 function canonicalSegment(raw: string, from: number, to: number): string {
   let i = from;
-  // Fast path: a segment that is already canonical is sliced, not rebuilt.
-  while (i < to && CANONICAL_RAW[raw.charCodeAt(i)]) i++;
+  // Fast path: a segment without escapes is already canonical; it is sliced, not rebuilt.
+  while (i < to && RAW_ALLOWED[raw.charCodeAt(i)]) i++;
   if (i === to) return raw.slice(from, to);
 
   let segment = raw.slice(from, i);
+  const utf8 = new Utf8Check();
   for (; i < to; i++) {
     const code = raw.charCodeAt(i);
     if (code === PERCENT) {
@@ -82,18 +83,77 @@ function canonicalSegment(raw: string, from: number, to: number): string {
       if (i + 2 >= to || high < 0 || low < 0) throw new InputError('the request path contains a "%" that is not followed by two hex digits');
       const byte = high * 16 + low;
       i += 2;
-      if (UNRESERVED[byte]) segment += String.fromCharCode(lowerCase(byte));
+      utf8.byte(byte);
+      if (UNRESERVED[byte]) segment += String.fromCharCode(byte);
       else {
         rejectEncoded(byte);
         segment += '%' + HEX_DIGITS.charAt(high) + HEX_DIGITS.charAt(low);
       }
     } else if (code < 0x80 && RAW_ALLOWED[code]) {
-      segment += String.fromCharCode(lowerCase(code));
+      utf8.byte(code);
+      segment += String.fromCharCode(code);
     } else {
       throw new InputError(`the request path contains ${describeRaw(code)}`);
     }
   }
+  utf8.end();
   return segment;
+}
+
+/**
+ * Percent-encoded bytes must spell valid UTF-8 (RFC 3629): an overlong form (`%C0%AF` for
+ * `/`), a surrogate or a truncated sequence is read as different characters by different
+ * decoders, the very ambiguity canonicalization exists to refuse.
+ */
+class Utf8Check {
+  private pending = 0;
+  private codePoint = 0;
+  private minimum = 0;
+
+  byte(byte: number): void {
+    if (byte < 0x80) {
+      if (this.pending > 0) throw invalidUtf8('a truncated multi-byte sequence');
+      return;
+    }
+    if (byte < 0xc0) {
+      if (this.pending === 0) throw invalidUtf8('a continuation byte without a lead byte');
+      this.codePoint = (this.codePoint << 6) | (byte & 0x3f);
+      if (--this.pending === 0) this.complete();
+      return;
+    }
+    if (this.pending > 0) throw invalidUtf8('a truncated multi-byte sequence');
+    if (byte < 0xc2) throw invalidUtf8('an overlong encoding');
+    if (byte < 0xe0) this.start(1, byte & 0x1f, 0x80);
+    else if (byte < 0xf0) this.start(2, byte & 0x0f, 0x800);
+    else if (byte < 0xf5) this.start(3, byte & 0x07, 0x10000);
+    else throw invalidUtf8(`the byte 0x${byte.toString(16).toUpperCase()}, which UTF-8 never uses`);
+  }
+
+  /** The segment ended: a sequence still open was truncated. */
+  end(): void {
+    if (this.pending > 0) throw invalidUtf8('a truncated multi-byte sequence');
+  }
+
+  private start(pending: number, bits: number, minimum: number): void {
+    this.pending = pending;
+    this.codePoint = bits;
+    this.minimum = minimum;
+  }
+
+  private complete(): void {
+    if (this.codePoint < this.minimum) throw invalidUtf8('an overlong encoding');
+    if (this.codePoint >= 0xd800 && this.codePoint <= 0xdfff) throw invalidUtf8('an encoded surrogate');
+    if (this.codePoint > 0x10ffff) throw invalidUtf8('a code point above U+10FFFF');
+  }
+}
+
+function invalidUtf8(what: string): InputError {
+  return new InputError(`the request path contains percent-encoded bytes that are not valid UTF-8 (${what})`);
+}
+
+/** A canonical segment's text: every escape decoded. Canonical segments are valid UTF-8. */
+export function decodeSegment(segment: string): string {
+  return segment.includes('%') ? decodeURIComponent(segment) : segment;
 }
 
 function rejectEncoded(byte: number): void {
@@ -123,10 +183,6 @@ function describeRaw(code: number): string {
 
 function isControl(code: number): boolean {
   return code < 0x20 || code === 0x7f;
-}
-
-function lowerCase(code: number): number {
-  return code >= 0x41 && code <= 0x5a ? code + 0x20 : code;
 }
 
 function hexValue(code: number): number {

@@ -2,7 +2,8 @@
 // outcome per request. Metrics (src/admin/metrics.ts) implement it; tests may use a fake.
 
 export type Stage = 'authentication' | 'directory' | 'policy' | 'upstream';
-export type Outcome = 'allowed' | 'denied' | 'failed' | 'rejected';
+/** `cancelled`: the connection closed (client gone, or cut at shutdown) before the response was complete. */
+export type Outcome = 'allowed' | 'denied' | 'failed' | 'rejected' | 'cancelled';
 
 export interface RequestSummary {
   /** The matched route pattern, or `unmatched`. */

@@ -2,7 +2,9 @@
 // load subject and facts, evaluate, record, then forward or deny. Each stage is injected
 // through its small interface; this class only sequences them and fails closed.
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { DecisionRecord, DecisionRecorder } from '../audit/decision-record';
 import type { Authenticator, Principal } from '../authn/authenticator';
@@ -52,6 +54,37 @@ export const HEADER = {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** Recorded (never sent) when the connection closed before any response: nginx's "client closed request". */
+export const CLIENT_CLOSED_STATUS = 499;
+
+/** The abort reason when the connection closes before the response was complete. */
+class ConnectionClosed extends Error {
+  constructor() {
+    super('the client connection closed before the response was complete');
+    this.name = 'ConnectionClosed';
+  }
+}
+
+const CONNECTION_ABORT = Symbol('portcullis.connectionAbort');
+type TrackedSocket = Socket & { [CONNECTION_ABORT]?: AbortController };
+
+/**
+ * The abort controller of a client connection, aborted when it closes. Requests share their
+ * connection's (a response cut short means the connection is gone, for every request on it):
+ * an AbortSignal costs about 2.7 µs to create, too much to pay on every keep-alive request.
+ */
+function connectionAbort(socket: TrackedSocket): AbortController {
+  let abort = socket[CONNECTION_ABORT];
+  if (!abort) {
+    const controller = new AbortController();
+    // Each pipelined request in flight on the connection listens while it waits for the directory.
+    setMaxListeners(0, controller.signal);
+    socket[CONNECTION_ABORT] = abort = controller;
+    socket.once('close', () => controller.signal.aborted || controller.abort(new ConnectionClosed()));
+  }
+  return abort;
+}
+
 /** What is known about a request when it is denied or fails; shapes the decision record. */
 interface Judgement {
   requestId: string;
@@ -62,13 +95,31 @@ interface Judgement {
   outcome: Outcome;
   /** performance.now() when the request was handed to the upstream. */
   forwardedAt?: number;
+  /** Its connection's: aborted when the connection closes or the gateway shuts down; lookups stop, nothing more is forwarded. */
+  abort: AbortController;
+  /** Each request is recorded once: set by record(). */
+  recorded?: boolean;
+  /** audit.mode async: a forwarded request is recorded when its response ends, with the status the client got. */
+  recordOnClose?: boolean;
+  /** When the allow was forwarded: the time its record carries, though written at the response's end. */
+  decidedAt?: Date;
+  /** The connection closed before the response was complete; the request is recorded as such. */
+  closedEarly?: boolean;
   principal?: Principal;
   input?: PolicyInput;
   evaluation?: PolicyEvaluation;
 }
 
+interface InFlight {
+  judgement: Judgement;
+  res: ServerResponse;
+}
+
 export class RequestPipeline {
   private readonly judge: RequestJudge;
+  /** Requests past routing whose response has not ended: what a shutdown drains, then cuts. */
+  private readonly inFlight = new Set<InFlight>();
+  private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly stages: PipelineStages) {
     this.judge = new RequestJudge(stages);
@@ -93,6 +144,8 @@ export class RequestPipeline {
       if (length > this.stages.bodyLimitBytes) throw new InputError(`the request body exceeds ${this.stages.bodyLimitBytes} bytes`, 413);
       match = this.stages.routes.match(req.method ?? '', path);
       if (!match) throw new NotFoundError(`no route matches ${req.method} ${path}`);
+      // Literals spelled as the route spells them: the one path judged and forwarded.
+      path = match.path;
     } catch (error) {
       // Malformed or unmatched (R8): nothing after route matching runs, nothing is recorded.
       if (error instanceof InputError) res.setHeader('connection', 'close');
@@ -102,9 +155,11 @@ export class RequestPipeline {
       return;
     }
 
-    const judgement: Judgement = { requestId, decisionId: randomUUID(), traceId, match, path, outcome: 'failed' };
+    const judgement: Judgement = { requestId, decisionId: randomUUID(), traceId, match, path, outcome: 'failed', abort: connectionAbort(req.socket) };
     res.setHeader(HEADER.decision, judgement.decisionId);
-    res.once('finish', () => this.finished(res, judgement, receivedAt));
+    const entry: InFlight = { judgement, res };
+    this.inFlight.add(entry);
+    res.once('close', () => this.closed(req, entry, receivedAt));
     this.decide(req, judgement).then(
       (allowed) => {
         if (allowed) this.forward(req, res, judgement, query);
@@ -114,13 +169,33 @@ export class RequestPipeline {
     );
   };
 
+  /** Resolves once no request is in flight. */
+  whenIdle(): Promise<void> {
+    if (this.inFlight.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Shutdown, after the drain period: a request still waiting for its decision stops waiting
+   * and is answered 503 (and recorded so); a response still being forwarded is cut, which
+   * aborts its upstream request. Each is recorded with what its client got.
+   */
+  cancelInFlight(reason: string): void {
+    for (const { judgement, res } of this.inFlight) {
+      judgement.abort.abort(new DependencyError(reason));
+      if (judgement.forwardedAt !== undefined) res.destroy();
+    }
+  }
+
   /** Runs authentication, directory and policy; true only for an explicit allow. */
   private async decide(req: IncomingMessage, judgement: Judgement): Promise<boolean> {
     const { match } = judgement;
     const { observer } = this.stages;
+    const { signal } = judgement.abort;
     const at = performance.now();
     judgement.principal = await this.stages.authenticator.authenticate(req.headers.authorization);
     observer.stage('authentication', (performance.now() - at) / 1000);
+    signal.throwIfAborted();
     const judged = await this.judge.judge({
       requestId: judgement.requestId,
       decisionId: judgement.decisionId,
@@ -128,6 +203,7 @@ export class RequestPipeline {
       path: judgement.path,
       match,
       sub: judgement.principal.sub,
+      signal,
     });
     observer.stage('directory', judged.directorySeconds);
     judgement.input = judged.input;
@@ -136,12 +212,31 @@ export class RequestPipeline {
     return judgement.evaluation.decision.allow === true;
   }
 
-  private finished(res: ServerResponse, judgement: Judgement, receivedAt: number): void {
+  /** The response ended, or its connection closed first (then whatever still runs for it is aborted). */
+  private closed(req: IncomingMessage, entry: InFlight, receivedAt: number): void {
+    const { judgement, res } = entry;
+    this.inFlight.delete(entry);
+    const status = sentStatus(res);
+    if (res.writableFinished) {
+      if (judgement.recordOnClose) this.record(req, judgement, status, []);
+    } else {
+      // Recorded now, with what the client got, whatever stage is still running: a decision
+      // reached later is neither sent nor recorded again, and an allow is not forwarded.
+      judgement.closedEarly = true;
+      judgement.outcome = 'cancelled';
+      if (!judgement.abort.signal.aborted) judgement.abort.abort(new ConnectionClosed());
+      const reason = abortReason(judgement);
+      if (!judgement.recorded) this.stages.logger.info({ requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, status }, reason);
+      this.record(req, judgement, status, [reason]);
+    }
     const now = performance.now();
     const { observer } = this.stages;
     if (judgement.forwardedAt !== undefined) observer.stage('upstream', (now - judgement.forwardedAt) / 1000);
     const { match, outcome } = judgement;
-    observer.request({ route: match.route, action: match.action, outcome, status: res.statusCode, seconds: (now - receivedAt) / 1000 });
+    observer.request({ route: match.route, action: match.action, outcome, status, seconds: (now - receivedAt) / 1000 });
+    if (this.inFlight.size === 0 && this.idleWaiters.length > 0) {
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
   }
 
   private forward(req: IncomingMessage, res: ServerResponse, judgement: Judgement, query: string): void {
@@ -151,7 +246,13 @@ export class RequestPipeline {
     this.stages.assertions
       .assertionFor({ userId, sub: principal?.sub ?? '', org, service: match.service })
       .then(async (assertion) => {
-        await this.record(req, judgement, 200, [], this.stages.strictAudit === true);
+        const { signal } = judgement.abort;
+        const strict = this.stages.strictAudit === true;
+        signal.throwIfAborted();
+        if (strict) await this.record(req, judgement, 200, [], true);
+        // The connection may have closed meanwhile (a pipelined request's connection dying on a
+        // later parse error, a shutdown): then nothing is forwarded for a client that is gone.
+        signal.throwIfAborted();
         const headers = req.headers;
         const clientCloses = /(^|,)\s*close\s*(,|$)/i.test(String(headers.connection ?? ''));
         stripHopByHop(headers);
@@ -166,12 +267,16 @@ export class RequestPipeline {
         req.url = judgement.path + query;
         judgement.outcome = 'allowed';
         judgement.forwardedAt = performance.now();
+        judgement.decidedAt = new Date();
+        // Strict mode recorded the allow before forwarding; async mode records what the client got.
+        judgement.recordOnClose = !strict;
         this.stages.forwarder.forward(match.service, req, res);
       })
       .catch((error: unknown) => this.fail(req, res, judgement, error));
   }
 
   private deny(req: IncomingMessage, res: ServerResponse, judgement: Judgement): void {
+    if (judgement.closedEarly) return;
     const decision = judgement.evaluation!.decision;
     const problem = denialProblem(decision.status, decision.reasons, judgement);
     judgement.outcome = 'denied';
@@ -185,16 +290,23 @@ export class RequestPipeline {
 
   /** Any failure before forwarding is a recorded deny (fail closed, R8). */
   private fail(req: IncomingMessage, res: ServerResponse, judgement: Judgement, error: unknown): void {
+    if (judgement.closedEarly) {
+      // Recorded when the connection closed, unless a strict allow record held that back and then failed.
+      this.record(req, judgement, CLIENT_CLOSED_STATUS, [abortReason(judgement)]);
+      return;
+    }
     const problem = errorProblem(error, judgement);
     judgement.outcome = problem.status === 401 ? 'denied' : 'failed';
-    const context = { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, err: error };
+    // A 401 is routine (the client's token, not the gateway, is at fault): its reason, no stack trace.
+    const cause = problem.status === 401 ? { reason: problem.detail } : { err: error };
+    const context = { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, ...cause };
     if (problem.status >= 500) this.stages.logger.error(context, 'request failed closed');
     else this.stages.logger.info(context, 'request denied');
     this.record(req, judgement, problem.status, [problem.detail]);
     sendProblem(res, problem, error);
   }
 
-  /** Forwarding failures after an allow: the decision is already recorded, only answer. */
+  /** Forwarding failures after an allow: the decision is recorded when the response ends, only answer. */
   readonly upstreamFailed = (error: UpstreamError | InputError, req: IncomingMessage, res: ServerResponse): void => {
     const requestId = String(req.headers[HEADER.requestId] ?? '');
     const decisionId = String(req.headers[HEADER.decision] ?? '');
@@ -204,11 +316,15 @@ export class RequestPipeline {
 
   /** `durably`: the returned promise settles once the record is durable, and rejects (503) if it cannot be. */
   private record(req: IncomingMessage, judgement: Judgement, status: number, reasons: readonly string[], durably = false): Promise<void> | undefined {
+    if (judgement.recorded) return undefined;
+    judgement.recorded = true;
+    judgement.recordOnClose = false;
     const { match, input, evaluation, principal } = judgement;
-    const allow = evaluation?.decision.allow === true && status < 400;
+    // An allowed request that reached the upstream stays an allow whatever the upstream answered.
+    const allow = evaluation?.decision.allow === true && (judgement.forwardedAt !== undefined || status < 400);
     const record: DecisionRecord = {
       id: judgement.decisionId,
-      time: new Date(),
+      time: judgement.decidedAt ?? new Date(),
       requestId: judgement.requestId,
       subject: principal?.sub ?? null,
       userId: input?.subject.id ?? null,
@@ -219,18 +335,31 @@ export class RequestPipeline {
       path: judgement.path,
       allow,
       status,
-      reasons: allow ? (evaluation?.decision.reasons ?? []) : [...reasons],
+      reasons: allow ? [...(evaluation?.decision.reasons ?? []), ...reasons] : [...reasons],
       policyRevision: evaluation?.revision ?? null,
       evalLatencyUs: evaluation?.latencyUs ?? null,
       input: input ?? null,
       dryRun: false,
+      clientAddress: req.socket.remoteAddress ?? null,
     };
     if (durably) {
       return this.stages.recorder.recordDurably(record).catch((cause: unknown) => {
+        // The recorder withdrew it: the refusal is recorded instead.
+        judgement.recorded = false;
         throw new DependencyError('the decision could not be recorded durably (audit.mode: strict), so the request was not forwarded', { cause });
       });
     }
     this.stages.recorder.record(record);
     return undefined;
   }
+}
+
+/** The status the client received, or CLIENT_CLOSED_STATUS when no response head was sent. */
+function sentStatus(res: ServerResponse): number {
+  return res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS;
+}
+
+function abortReason(judgement: Judgement): string {
+  const reason: unknown = judgement.abort.signal.reason;
+  return reason instanceof Error ? reason.message : new ConnectionClosed().message;
 }

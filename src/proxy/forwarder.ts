@@ -1,13 +1,26 @@
 // Forwarding stage: one http-proxy-middleware instance per upstream service, over
 // keep-alive connections. The caller has already set req.url to the canonical path and
-// replaced every identity header; this module only moves bytes and maps upstream failures.
+// replaced every identity header; this module decides which client credentials and proxy
+// headers reach each upstream, moves bytes and maps upstream failures.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import { createProxyMiddleware, debugProxyErrorsPlugin, type RequestHandler } from 'http-proxy-middleware';
 import { InputError, UpstreamError } from '../http/errors';
 import { stripHopByHop } from '../http/inspect-request';
+import { ForwardedHeaders } from './forwarded-headers';
+
+export interface UpstreamService {
+  url: string;
+  /** Keep the client's `Authorization` (a token valid for every service) for this upstream. */
+  forward_authorization: boolean;
+  /** Keep the client's `Cookie` for this upstream. */
+  forward_cookies: boolean;
+}
 
 export interface ForwardOptions {
-  services: Readonly<Record<string, { url: string }>>;
+  services: Readonly<Record<string, UpstreamService>>;
+  /** Peers (addresses or CIDR ranges) whose X-Forwarded-For / Forwarded chain is kept and extended. */
+  trustedProxies: readonly string[];
   /** Idle time allowed while waiting for the upstream before answering 504. */
   timeoutMs: number;
   /** A streamed (chunked) body is cut off past this; declared lengths are checked before forwarding. */
@@ -28,8 +41,10 @@ type TimedRequest = IncomingMessage & { [TIMED_OUT]?: true; [TOO_LARGE]?: true }
 export class HttpProxyForwarder implements Forwarder {
   private readonly proxies = new Map<string, RequestHandler>();
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' });
+  private readonly forwardedHeaders: ForwardedHeaders;
 
   constructor(private readonly options: ForwardOptions) {
+    this.forwardedHeaders = new ForwardedHeaders(options.trustedProxies);
     for (const [name, service] of Object.entries(options.services)) {
       this.proxies.set(name, this.createProxy(service.url));
     }
@@ -37,10 +52,22 @@ export class HttpProxyForwarder implements Forwarder {
 
   forward(service: string, req: IncomingMessage, res: ServerResponse): void {
     const proxy = this.proxies.get(service);
-    if (!proxy) {
+    const settings = this.options.services[service];
+    if (!proxy || !settings) {
       this.options.onError(new UpstreamError(`no upstream is configured for service "${service}"`, 502), req, res);
       return;
     }
+    const { headers } = req;
+    // The upstream authenticates the gateway's assertion, scoped to it; the client's token is
+    // valid for every service, and Proxy-Authorization was meant for a proxy, never an upstream.
+    if (!settings.forward_authorization) delete headers.authorization;
+    if (!settings.forward_cookies) delete headers.cookie;
+    delete headers['proxy-authorization'];
+    this.forwardedHeaders.apply(headers, {
+      peer: req.socket.remoteAddress,
+      host: headers.host,
+      proto: (req.socket as TLSSocket).encrypted === true ? 'https' : 'http',
+    });
     // http-proxy-middleware prefers req.originalUrl (set by Express) over req.url.
     (req as IncomingMessage & { originalUrl?: string }).originalUrl = req.url;
     void proxy(req, res);
@@ -55,14 +82,20 @@ export class HttpProxyForwarder implements Forwarder {
     return createProxyMiddleware({
       target,
       changeOrigin: true,
-      xfwd: true,
+      // X-Forwarded-* and Forwarded are set in forward(): xfwd would append to the client's.
+      xfwd: false,
       agent: this.agent,
       ejectPlugins: true,
       plugins: [
         debugProxyErrorsPlugin,
         (proxyServer) => {
-          proxyServer.on('proxyReq', (proxyReq, req) => {
+          proxyServer.on('proxyReq', (proxyReq, req, res) => {
             proxyReq.setHeader('connection', 'keep-alive');
+            // A client that is gone (it closed the connection, or the gateway cut it at shutdown)
+            // leaves no upstream request open: http-proxy only notices an incomplete request body.
+            (res as ServerResponse).once('close', () => {
+              if (!(res as ServerResponse).writableFinished) proxyReq.destroy();
+            });
             proxyReq.setTimeout(timeoutMs, () => {
               (req as TimedRequest)[TIMED_OUT] = true;
               proxyReq.destroy(new Error('upstream timed out'));
@@ -92,6 +125,7 @@ export class HttpProxyForwarder implements Forwarder {
           proxyServer.on('error', (error, req, res) => {
             const response = res as ServerResponse;
             if (typeof response.setHeader !== 'function') return;
+            if (response.destroyed) return; // the client is gone: nobody to answer
             if (response.headersSent) {
               response.destroy();
               return;

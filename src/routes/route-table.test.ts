@@ -70,7 +70,7 @@ describe('default routes', () => {
 
   it.each(EXPECTED)('%s %s -> %s on %s', (method, path, action, service, resource, route) => {
     const { type, ...params } = resource;
-    expect(table.match(method, path)).toEqual({ route, action, service, params, resource: { type, ...params } });
+    expect(table.match(method, path)).toEqual({ route, path, action, service, params, resource: { type, ...params }, checkedByUpstream: [] });
   });
 
   it('has an expectation for every default route and no other route', () => {
@@ -136,8 +136,67 @@ describe('RouteTable.match', () => {
     expect(pipelines?.route).toBe('/orgs/{org}/projects/{project}/pipelines');
   });
 
-  it('matches a parameter segment holding percent-encoded text verbatim', () => {
-    expect(table.match('GET', '/orgs/caf%C3%A9')?.resource).toEqual({ type: 'organization', org: 'caf%C3%A9' });
+  it('gives the policy percent-decoded parameters and keeps the encoded path', () => {
+    const match = table.match('GET', '/orgs/caf%C3%A9/teams/core%20team');
+    expect(match?.resource).toEqual({ type: 'team', org: 'café', team: 'core team' });
+    expect(match?.params).toEqual({ org: 'café', team: 'core team' });
+    expect(match?.path).toBe('/orgs/caf%C3%A9/teams/core%20team');
+  });
+
+  it('matches literal segments case-insensitively and keeps the case of parameters', () => {
+    const match = table.match('GET', '/ORGS/Acme/Credentials/Key_AbC');
+    expect(match).toMatchObject({ route: '/orgs/{org}/credentials/{credential}', resource: { type: 'credential', org: 'Acme', credential: 'Key_AbC' } });
+    expect(table.match('GET', '/Users/ME')?.route).toBe('/users/me');
+    expect(table.match('GET', '/users/Me')?.route).toBe('/users/me');
+  });
+
+  it('spells the judged path with the route\'s literals and the parameters as sent', () => {
+    expect(table.match('GET', '/ORGS/Acme/Teams/Builders/MEMBERS')?.path).toBe('/orgs/Acme/teams/Builders/members');
+    expect(table.match('POST', '/Orgs/acme/Projects/Web/PIPELINES/Run-1/Logs')?.path).toBe('/orgs/acme/projects/Web/pipelines/Run-1/Logs');
+    expect(table.match('POST', '/ORGS')?.path).toBe('/orgs');
+  });
+
+  it('folds only letters outside escapes when matching a literal', () => {
+    const routes = new RouteTable([{ method: 'GET', path: '/caf%C3%A9/x', action: 'a:read', service: 's' }], []);
+    expect(routes.match('GET', '/CAF%C3%A9/X')?.path).toBe('/caf%C3%A9/x');
+  });
+});
+
+describe('checked_by: upstream', () => {
+  it('marks the parameter in every match, and lists it for the start-up log', () => {
+    const table = new RouteTable([
+      { method: ['GET', 'DELETE'], path: '/orgs/{org}/reports/{report}', action: 'report:read', service: 's', checked_by: { report: 'upstream' } },
+    ]);
+    expect(table.match('GET', '/orgs/acme/reports/Q3')).toMatchObject({ resource: { type: 'report', org: 'acme', report: 'Q3' }, checkedByUpstream: ['report'] });
+    expect(table.match('GET', '/orgs/acme/credentials/aws')?.checkedByUpstream).toEqual([]);
+    expect(table.uncheckedParameters()).toEqual(['GET /orgs/{org}/reports/{report} {report}', 'DELETE /orgs/{org}/reports/{report} {report}']);
+  });
+
+  it('may hand a parameter the gateway could check to the upstream', () => {
+    const table = new RouteTable([{ method: 'GET', path: '/orgs/{org}/credentials/{credential}', action: 'credential:read', service: 'credentials', checked_by: { credential: 'upstream' } }]);
+    expect(table.match('GET', '/orgs/acme/credentials/aws')?.checkedByUpstream).toEqual(['credential']);
+  });
+
+  it('is used by no default route', () => {
+    expect(new RouteTable().uncheckedParameters()).toEqual([]);
+    expect(defaultRoutes.filter((route) => route.checkedBy !== undefined)).toEqual([]);
+  });
+
+  it('refuses an organization route with a parameter nobody checks, naming the fix', () => {
+    const build = () => new RouteTable([{ method: 'GET', path: '/orgs/{org}/reports/{report}', action: 'report:read', service: 's' }]);
+    expect(build).toThrow('route GET /orgs/{org}/reports/{report}: the gateway cannot check that {report} belongs to {org}');
+    expect(build).toThrow('checked_by: { report: upstream }');
+  });
+
+  it('leaves routes outside an organization alone', () => {
+    expect(new RouteTable([{ method: 'GET', path: '/reports/{report}', action: 'report:read', service: 's' }], []).match('GET', '/reports/x')?.checkedByUpstream).toEqual([]);
+  });
+
+  it('refuses to name the organization or a parameter the pattern lacks', () => {
+    expect(() => new RouteTable([{ method: 'GET', path: '/orgs/{org}', action: 'o:read', service: 's', checked_by: { org: 'upstream' } }])).toThrow(/\{org\} is always checked by the gateway/);
+    expect(() => new RouteTable([{ method: 'GET', path: '/orgs/{org}/x', action: 'o:read', service: 's', checked_by: { thing: 'upstream' } }])).toThrow(
+      /checked_by names \{thing\}, which is not a parameter/,
+    );
   });
 });
 
@@ -148,10 +207,12 @@ describe('config routes', () => {
     ]);
     expect(table.match('GET', '/orgs/acme/audit')).toEqual({
       route: '/orgs/{org}/audit',
+      path: '/orgs/acme/audit',
       action: 'audit:read',
       service: 'organizations',
       params: { org: 'acme' },
       resource: { type: 'audit', org: 'acme' },
+      checkedByUpstream: [],
     });
     expect(table.match('HEAD', '/orgs/acme/audit')?.action).toBe('audit:read');
     expect(table.match('GET', '/orgs/acme')?.action).toBe('organization:read');
@@ -195,8 +256,9 @@ describe('config routes', () => {
     ['/orgs/x{org}', /malformed segment/],
     ['/orgs/{}', /malformed segment/],
     ['/orgs/a*', /malformed segment/],
-    ['/Orgs', /not canonical \(requests arrive as "orgs"\)/],
+    ['/Orgs', /not canonical \(write it "orgs"; literals match case-insensitively\)/],
     ['/orgs/%7e', /not canonical/],
+    ['/orgs/caf%c3%a9', /write it "caf%C3%A9"/],
     ['/orgs/..', /no request can match/],
     ['/orgs/a;b', /no request can match/],
     ['/orgs/%2f', /no request can match/],
@@ -222,10 +284,10 @@ describe('config routes', () => {
 });
 
 describe('expandRouteConfig', () => {
-  it('yields one definition per method, keeping the resource type', () => {
-    expect(expandRouteConfig({ method: ['get', 'PATCH'], path: '/a', action: 'a:read', service: 's', resource: 'thing' })).toEqual([
-      { method: 'GET', path: '/a', action: 'a:read', service: 's', resource: 'thing' },
-      { method: 'PATCH', path: '/a', action: 'a:read', service: 's', resource: 'thing' },
+  it('yields one definition per method, keeping the resource type and checked_by', () => {
+    expect(expandRouteConfig({ method: ['get', 'PATCH'], path: '/a/{x}', action: 'a:read', service: 's', resource: 'thing', checked_by: { x: 'upstream' } })).toEqual([
+      { method: 'GET', path: '/a/{x}', action: 'a:read', service: 's', resource: 'thing', checkedBy: { x: 'upstream' } },
+      { method: 'PATCH', path: '/a/{x}', action: 'a:read', service: 's', resource: 'thing', checkedBy: { x: 'upstream' } },
     ]);
   });
 });

@@ -1,10 +1,11 @@
 // The route table: the default routes (design §3.3) merged with the config's `routes`,
 // compiled once into one segment trie per method. Matching walks the canonical path's
 // segments; at every position a literal beats a parameter, which beats a final `*`.
+// Literal segments match case-insensitively; parameter values keep their case.
 import type { RouteConfig } from '../config/config-schema';
-import { canonicalizeTarget } from '../http/normalize-path';
+import { canonicalizeTarget, decodeSegment } from '../http/normalize-path';
 import { defaultRoutes } from './default-routes';
-import type { Resource, RouteDefinition, RouteMatch, RouteMatcher } from './route';
+import { DIRECTORY_CHECKED_PARAMETERS, type Resource, type RouteDefinition, type RouteMatch, type RouteMatcher } from './route';
 
 interface CompiledRoute {
   pattern: string;
@@ -13,6 +14,9 @@ interface CompiledRoute {
   type: string;
   /** Names of the pattern's parameters, in path order. */
   paramNames: readonly string[];
+  /** The pattern's segments: a literal's text, or undefined for a parameter or `*`. */
+  literals: readonly (string | undefined)[];
+  checkedByUpstream: readonly string[];
 }
 
 interface TrieNode {
@@ -35,6 +39,7 @@ export function expandRouteConfig(entry: RouteConfig): RouteDefinition[] {
   return methods.map((method) => {
     const definition: RouteDefinition = { method: method.toUpperCase(), path: entry.path, action: entry.action, service: entry.service };
     if (entry.resource !== undefined) definition.resource = entry.resource;
+    if (entry.checked_by !== undefined) definition.checkedBy = entry.checked_by;
     return definition;
   });
 }
@@ -70,6 +75,11 @@ export class RouteTable implements RouteMatcher {
     for (const definition of this.routes) this.insert(definition);
   }
 
+  /** Parameters marked `checked_by: upstream`, as `METHOD /pattern {param}` lines for the start-up log. */
+  uncheckedParameters(): string[] {
+    return this.routes.flatMap((route) => Object.keys(route.checkedBy ?? {}).map((name) => `${route.method} ${route.path} {${name}}`));
+  }
+
   match(method: string, path: string): RouteMatch | undefined {
     const root = this.tries.get(method);
     if (!root || path.charCodeAt(0) !== 0x2f) return undefined;
@@ -82,19 +92,33 @@ export class RouteTable implements RouteMatcher {
     const resource: Resource = { type: route.type };
     for (let i = 0; i < route.paramNames.length; i++) {
       const name = route.paramNames[i]!;
-      params[name] = resource[name] = values[i]!;
+      params[name] = resource[name] = decodeSegment(values[i]!);
     }
-    return { route: route.pattern, action: route.action, service: route.service, params, resource };
+    // One spelling per route: literals as the route writes them, everything else as sent.
+    let judged = '';
+    for (let i = 0; i < segments.length; i++) judged += '/' + (route.literals[i] ?? segments[i]!);
+    return {
+      route: route.pattern,
+      path: judged || '/',
+      action: route.action,
+      service: route.service,
+      params,
+      resource,
+      checkedByUpstream: route.checkedByUpstream,
+    };
   }
 
   private insert(definition: RouteDefinition): void {
     const segments = parsePattern(definition.path);
+    const paramNames = segments.flatMap((segment) => (segment.kind === 'param' ? [segment.name] : []));
     const compiled: CompiledRoute = {
       pattern: definition.path,
       action: definition.action,
       service: definition.service,
       type: definition.resource ?? definition.action.slice(0, definition.action.indexOf(':')),
-      paramNames: segments.flatMap((segment) => (segment.kind === 'param' ? [segment.name] : [])),
+      paramNames,
+      literals: segments.map((segment) => (segment.kind === 'literal' ? segment.value : undefined)),
+      checkedByUpstream: Object.freeze(paramNames.filter((name) => definition.checkedBy?.[name] === 'upstream')),
     };
     let node = this.tries.get(definition.method);
     if (!node) this.tries.set(definition.method, (node = newNode()));
@@ -119,7 +143,7 @@ export class RouteTable implements RouteMatcher {
 function find(node: TrieNode, segments: readonly string[], index: number, values: string[]): CompiledRoute | undefined {
   if (index === segments.length) return node.route;
   const segment = segments[index]!;
-  const literal = node.literals.get(segment);
+  const literal = node.literals.get(foldCase(segment));
   if (literal) {
     const found = find(literal, segments, index + 1, values);
     if (found) return found;
@@ -131,6 +155,11 @@ function find(node: TrieNode, segments: readonly string[], index: number, values
     values.pop();
   }
   return segment === '' ? undefined : node.wildcard;
+}
+
+/** ASCII letters lower-cased outside escapes, whose hex stays upper-case as in canonical patterns. */
+function foldCase(segment: string): string {
+  return /[A-Z]/.test(segment) ? segment.replace(/%[0-9A-F]{2}|[A-Z]+/g, (text) => (text.charCodeAt(0) === 0x25 ? text : text.toLowerCase())) : segment;
 }
 
 function newNode(): TrieNode {
@@ -145,13 +174,29 @@ function validated(definition: RouteDefinition): RouteDefinition {
   if (definition.resource !== undefined && !/^[a-z][a-z0-9_-]*$/.test(definition.resource)) {
     throw new Error(`${where}: resource type "${definition.resource}" must be a lower-case word`);
   }
-  parsePattern(definition.path);
+  const segments = parsePattern(definition.path);
+  const params = new Set(segments.flatMap((segment) => (segment.kind === 'param' ? [segment.name] : [])));
+  for (const [name, checker] of Object.entries(definition.checkedBy ?? {})) {
+    if (!params.has(name)) throw new Error(`${where}: checked_by names {${name}}, which is not a parameter of the pattern`);
+    if (name === 'org') throw new Error(`${where}: {org} is always checked by the gateway (membership depends on it), it cannot be checked_by ${checker}`);
+  }
+  // R7: in an organization's routes, every parameter is checked by someone.
+  if (params.has('org')) {
+    for (const name of params) {
+      if (name === 'org' || DIRECTORY_CHECKED_PARAMETERS.has(name) || definition.checkedBy?.[name] === 'upstream') continue;
+      throw new Error(
+        `${where}: the gateway cannot check that {${name}} belongs to {org} (it checks ${[...DIRECTORY_CHECKED_PARAMETERS].map((p) => `{${p}}`).join(', ')}); ` +
+          `mark it checked_by: { ${name}: upstream } if the upstream checks it against the assertion's org claim`,
+      );
+    }
+  }
   return definition;
 }
 
 /**
- * Splits a pattern into segments. Literal segments must already be canonical (lower-case,
- * no dot segments, no forbidden escapes), since a pattern that is not could never match.
+ * Splits a pattern into segments. Literal segments must already be canonical and lower-case
+ * (no dot segments, no forbidden escapes, hex of escapes upper-case), since requests are
+ * compared with them case-folded and a pattern that is not could never match.
  */
 function parsePattern(pattern: string): Segment[] {
   const bad = (reason: string) => new Error(`route pattern "${pattern}" ${reason}`);
@@ -180,7 +225,8 @@ function parsePattern(pattern: string): Segment[] {
     } catch (error) {
       throw bad(`has a segment "${part}" that no request can match: ${(error as Error).message}`);
     }
-    if (canonical !== '/' + part) throw bad(`has a segment "${part}" that is not canonical (requests arrive as "${canonical.slice(1)}")`);
+    const folded = foldCase(canonical.slice(1));
+    if (folded !== part) throw bad(`has a segment "${part}" that is not canonical (write it "${folded}"; literals match case-insensitively)`);
     return { kind: 'literal', value: part };
   });
 }

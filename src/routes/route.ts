@@ -9,9 +9,21 @@ export interface RouteDefinition {
   service: string;
   /** Resource type given to the policy; defaults to the action's prefix (`project:read` -> `project`). */
   resource?: string;
+  /**
+   * Parameters the gateway forwards without checking them against the directory (R7): the
+   * upstream must check them against the assertion's `org` claim. No default route has any.
+   */
+  checkedBy?: Readonly<Record<string, 'upstream'>>;
 }
 
-/** What the policy sees as `input.resource`: the type plus every path parameter. */
+/**
+ * Parameters of an organization-scoped route that the directory checks against `{org}`
+ * (R7): each has a fact in the facts loader. Any other parameter of such a route must be
+ * marked `checked_by: upstream`.
+ */
+export const DIRECTORY_CHECKED_PARAMETERS: ReadonlySet<string> = new Set(['project', 'team', 'role', 'user', 'credential']);
+
+/** What the policy sees as `input.resource`: the type plus every path parameter, percent-decoded. */
 export interface Resource {
   type: string;
   org?: string;
@@ -21,10 +33,19 @@ export interface Resource {
 export interface RouteMatch {
   /** The matched pattern, e.g. `/orgs/{org}` (design §3.4 `request.route`). */
   route: string;
+  /**
+   * The path that is judged and forwarded: the canonical path with each literal segment
+   * spelled as the route spells it (literals match case-insensitively), parameter and
+   * wildcard segments exactly as sent.
+   */
+  path: string;
   action: string;
   service: string;
+  /** Path parameters, percent-decoded (`core%20team` is `core team`). */
   params: Readonly<Record<string, string>>;
   resource: Resource;
+  /** Parameters the route marks `checked_by: upstream`, in path order; usually none. */
+  checkedByUpstream: readonly string[];
 }
 
 export interface RouteMatcher {

@@ -1,14 +1,16 @@
 // The directory the integration tests talk about, written with plain SQL the way other
-// services would write it: acme (projects api, web), globex (no projects), and people in
-// every situation the rules R2-R7 distinguish.
+// services would write it: acme (projects api, web; teams whose names need their case and
+// percent-encoding; a credential), globex (no projects, a credential), and people in every
+// situation the rules R2-R7 distinguish.
 import type { Knex } from 'knex';
 
 export interface Directory {
   orgs: { acme: string; globex: string };
   users: { alice: string; bob: string; carol: string; dave: string; erin: string };
   projects: { api: string; web: string; globexSecret: string | undefined };
-  teams: { deployers: string };
+  teams: { deployers: string; builders: string; coreTeam: string };
   roles: { projectCreator: string };
+  credentials: { acmeKey: string; globexKey: string };
   invitations: { carol: string };
 }
 
@@ -43,6 +45,14 @@ export async function seedDirectory(db: Knex, options: { globexProject?: boolean
   const deployers = (await db('teams').insert({ organization_id: acme, name: 'deployers' }).returning('id'))[0].id as string;
   await db('team_members').insert({ team_id: deployers, user_id: bob });
   await db('team_roles').insert({ team_id: deployers, role_id: projectCreator });
+  const team = async (name: string) => (await db('teams').insert({ organization_id: acme, name }).returning('id'))[0].id as string;
+  const builders = await team('Builders');
+  const coreTeam = await team('core team');
+
+  const credential = async (organizationId: string, slug: string) =>
+    (await db('credentials').insert({ organization_id: organizationId, slug, name: slug }).returning('id'))[0].id as string;
+  const acmeKey = await credential(acme, 'Key_AbC');
+  const globexKey = await credential(globex, 'globex-key');
 
   const invitation = (await db('invitations').insert({ organization_id: acme, email: 'carol@example.com', role_id: defaultRole }).returning('id'))[0]
     .id as string;
@@ -51,8 +61,9 @@ export async function seedDirectory(db: Knex, options: { globexProject?: boolean
     orgs: { acme, globex },
     users: { alice, bob, carol, dave, erin },
     projects: { api, web, globexSecret },
-    teams: { deployers },
+    teams: { deployers, builders, coreTeam },
     roles: { projectCreator },
+    credentials: { acmeKey, globexKey },
     invitations: { carol: invitation },
   };
 }

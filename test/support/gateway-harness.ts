@@ -3,7 +3,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { Portcullis } from '../../src/app';
 import { parseConfig } from '../../src/config/load-config';
 import { createTestDatabase, type TestDatabase } from './test-database';
@@ -23,8 +23,15 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** `options.database`: run on that database (e.g. a second gateway beside another); its owner drops it. */
-export async function startHarness(overrides: Record<string, unknown> = {}, options: { database?: TestDatabase } = {}): Promise<Harness> {
+/**
+ * `options.database`: run on that database (e.g. a second gateway beside another); its owner drops it.
+ * `options.logger`: where the gateway logs (default: silent, or TEST_LOG_LEVEL).
+ * `options.now`: the clock of the audit's per-minute limits (default: the real one).
+ */
+export async function startHarness(
+  overrides: Record<string, unknown> = {},
+  options: { database?: TestDatabase; logger?: Logger; now?: () => number } = {},
+): Promise<Harness> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'portcullis-harness-'));
   const database = options.database ?? (await createTestDatabase());
   const tokens = await createTokenIssuer(dir);
@@ -48,9 +55,10 @@ export async function startHarness(overrides: Record<string, unknown> = {}, opti
     dir,
   );
   const gateway = await Portcullis.start(config, {
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+    logger: options.logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     stateDir: path.join(dir, '.portcullis'),
     toolchain: { opaBin: process.env.PORTCULLIS_TEST_OPA },
+    now: options.now,
   });
   return {
     gateway,

@@ -2,34 +2,47 @@
 // file the gateway trusts, and properly signed tokens.
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { exportJWK, generateKeyPair, SignJWT, type JWTPayload, type KeyLike } from 'jose';
+import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload, type KeyLike } from 'jose';
 
 export const ISSUER = 'https://id.test.portcullis';
 export const AUDIENCE = 'portcullis';
 
-export interface TokenIssuer {
-  jwksFile: string;
-  sign(sub: string, claims?: JWTPayload, options?: { expiresIn?: string | number; issuer?: string; audience?: string }): Promise<string>;
+/** `expiresIn: null` leaves `exp` out; `typ: null` leaves the `typ` header out (default `JWT`). */
+export interface SignOptions {
+  expiresIn?: string | number | null;
+  issuer?: string;
+  audience?: string;
+  typ?: string | null;
 }
 
-export async function createTokenIssuer(dir: string): Promise<TokenIssuer> {
+export interface TokenIssuer {
+  jwksFile: string;
+  /** The public key, as an identity provider publishes it. */
+  jwk: JWK;
+  sign(sub: string, claims?: JWTPayload, options?: SignOptions): Promise<string>;
+}
+
+/** `kid`: a second issuer with another kid stands for a rotated-in key. */
+export async function createTokenIssuer(dir: string, kid = 'test-key-1'): Promise<TokenIssuer> {
   const { privateKey, publicKey } = await generateKeyPair('ES256');
-  const jwk = { ...(await exportJWK(publicKey)), kid: 'test-key-1', alg: 'ES256', use: 'sig' };
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' };
   const jwksFile = path.join(dir, 'jwks.json');
   await writeFile(jwksFile, JSON.stringify({ keys: [jwk] }));
   return {
     jwksFile,
-    sign: (sub, claims = {}, options = {}) => signWith(privateKey, sub, claims, options),
+    jwk,
+    sign: (sub, claims = {}, options = {}) => signWith(privateKey, kid, sub, claims, options),
   };
 }
 
-function signWith(key: KeyLike, sub: string, claims: JWTPayload, options: { expiresIn?: string | number; issuer?: string; audience?: string }) {
-  return new SignJWT(claims)
-    .setProtectedHeader({ alg: 'ES256', kid: 'test-key-1', typ: 'JWT' })
+function signWith(key: KeyLike, kid: string, sub: string, claims: JWTPayload, options: SignOptions) {
+  const typ = options.typ === undefined ? 'JWT' : options.typ;
+  const jwt = new SignJWT(claims)
+    .setProtectedHeader({ alg: 'ES256', kid, ...(typ === null ? {} : { typ }) })
     .setSubject(sub)
     .setIssuer(options.issuer ?? ISSUER)
     .setAudience(options.audience ?? AUDIENCE)
-    .setIssuedAt()
-    .setExpirationTime(options.expiresIn ?? '10m')
-    .sign(key);
+    .setIssuedAt();
+  if (options.expiresIn !== null) jwt.setExpirationTime(options.expiresIn ?? '10m');
+  return jwt.sign(key);
 }

@@ -1,0 +1,173 @@
+// What reaches an upstream besides the path (issue 10, items 1-3 and 13): the client's
+// credentials stop at the gateway unless a service opts in, proxy headers are the gateway's
+// own (a trusted proxy's chain is extended), and method overrides or look-alike framing
+// headers are refused before anything is judged or forwarded.
+import http from 'node:http';
+import { seedDirectory } from './support/directory-fixtures';
+import { startEchoUpstream, type EchoedRequest, type EchoUpstream } from './support/echo-upstream';
+import { SERVICES, startHarness, type Harness, type ServiceName } from './support/gateway-harness';
+import { rawRequest } from './support/raw-http';
+
+const TRUSTED_PROXY = '127.0.0.2';
+
+let h: Harness;
+let upstreams: Record<ServiceName, EchoUpstream>;
+let alice: string;
+let gatewayHost: string;
+
+beforeAll(async () => {
+  // Own upstreams, because the services entries carry per-service settings the harness does not set.
+  upstreams = Object.fromEntries(await Promise.all(SERVICES.map(async (name) => [name, await startEchoUpstream(name)] as const))) as Record<
+    ServiceName,
+    EchoUpstream
+  >;
+  h = await startHarness({
+    server: { host: '127.0.0.1', port: 0, upstream_timeout_ms: 2000, trusted_proxies: [`${TRUSTED_PROXY}/32`] },
+    services: {
+      organizations: { url: upstreams.organizations.url, forward_authorization: true },
+      projects: { url: upstreams.projects.url, forward_cookies: false },
+      credentials: { url: upstreams.credentials.url },
+      users: { url: upstreams.users.url },
+    },
+  });
+  await seedDirectory(h.database.db);
+  alice = await h.tokens.sign('alice|sub');
+  gatewayHost = new URL(h.gateway.gatewayUrl).host;
+});
+afterAll(async () => {
+  await h?.close();
+  await Promise.all(Object.values(upstreams ?? {}).map((upstream) => upstream.close()));
+});
+
+interface Answer {
+  status: number;
+  contentType: string | undefined;
+  body: string;
+}
+
+/** A request from a chosen loopback address (the gateway's direct peer), headers sent exactly as named. */
+function send(path: string, headers: Record<string, string>, localAddress = '127.0.0.1'): Promise<Answer> {
+  const { port } = new URL(h.gateway.gatewayUrl);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, localAddress, agent: false, headers: { authorization: `Bearer ${alice}`, ...headers } }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'], body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const seen = (answer: Answer): EchoedRequest => {
+  expect([answer.status, answer.body]).toEqual([200, expect.any(String)]);
+  return JSON.parse(answer.body) as EchoedRequest;
+};
+
+const forwardedCount = () => Object.values(upstreams).reduce((sum, upstream) => sum + upstream.received.length, 0);
+
+describe('the client’s credentials stop at the gateway', () => {
+  it('removes Authorization by default and keeps cookies; the upstream gets the assertion instead', async () => {
+    const echoed = seen(await send('/users/me', { cookie: 'session=abc; theme=dark', 'proxy-authorization': 'Basic Zm9vOmJhcg==' }));
+    expect(echoed.service).toBe('users');
+    expect(echoed.headers.authorization).toBeUndefined();
+    expect(echoed.headers['proxy-authorization']).toBeUndefined();
+    expect(echoed.headers.cookie).toBe('session=abc; theme=dark');
+    expect(echoed.headers['x-portcullis-assertion']).toMatch(/^ey/);
+  });
+
+  it('forwards Authorization to a service with forward_authorization: true', async () => {
+    const echoed = seen(await send('/orgs/acme', { cookie: 'session=abc' }));
+    expect(echoed.service).toBe('organizations');
+    expect(echoed.headers.authorization).toBe(`Bearer ${alice}`);
+    expect(echoed.headers.cookie).toBe('session=abc');
+  });
+
+  it('drops cookies for a service with forward_cookies: false', async () => {
+    const echoed = seen(await send('/orgs/acme/projects/api', { cookie: 'session=abc' }));
+    expect(echoed.service).toBe('projects');
+    expect(echoed.headers.cookie).toBeUndefined();
+    expect(echoed.headers.authorization).toBeUndefined();
+    expect(echoed.headers['x-portcullis-assertion']).toMatch(/^ey/);
+  });
+});
+
+describe('proxy headers are the gateway’s', () => {
+  const spoofed = {
+    'X-Forwarded-For': '198.51.100.7',
+    'X-Forwarded-Host': 'evil.example',
+    'X-Forwarded-Proto': 'https',
+    'X-Forwarded-Port': '443',
+    Forwarded: 'for=198.51.100.7;host=evil.example;proto=https',
+    'X-Real-IP': '198.51.100.7',
+    'X-Original-URL': '/admin',
+    'X-Rewrite-URL': '/admin',
+    X_Forwarded_For: '198.51.100.8',
+    'x_real_ip': '198.51.100.8',
+  };
+
+  it('replaces every spoofed proxy header from a client that is not a trusted proxy', async () => {
+    const echoed = seen(await send('/users/me', spoofed));
+    const proxyHeaders = Object.fromEntries(
+      Object.entries(echoed.headers).filter(([name]) => /forwarded|real.ip|original|rewrite/i.test(name)),
+    );
+    expect(proxyHeaders).toEqual({
+      'x-forwarded-for': '127.0.0.1',
+      'x-forwarded-host': gatewayHost,
+      'x-forwarded-proto': 'http',
+      forwarded: `for=127.0.0.1;host="${gatewayHost}";proto=http`,
+    });
+  });
+
+  it('sets the proxy headers when the client sent none', async () => {
+    const echoed = seen(await send('/users/me', {}));
+    expect(echoed.headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(echoed.headers.forwarded).toBe(`for=127.0.0.1;host="${gatewayHost}";proto=http`);
+  });
+
+  it('keeps and extends the chain sent by a trusted proxy, and still drops the rest', async () => {
+    const echoed = seen(await send('/users/me', spoofed, TRUSTED_PROXY));
+    expect(echoed.headers['x-forwarded-for']).toBe(`198.51.100.7, ${TRUSTED_PROXY}`);
+    expect(echoed.headers.forwarded).toBe(`for=198.51.100.7;host=evil.example;proto=https, for=${TRUSTED_PROXY};host="${gatewayHost}";proto=http`);
+    expect(echoed.headers['x-forwarded-host']).toBe('evil.example');
+    expect(echoed.headers['x-forwarded-proto']).toBe('https');
+    expect(echoed.headers['x-forwarded-port']).toBe('443');
+    for (const name of ['x-real-ip', 'x-original-url', 'x-rewrite-url', 'x_forwarded_for', 'x_real_ip']) expect(echoed.headers[name]).toBeUndefined();
+  });
+});
+
+describe('method overrides in the query string', () => {
+  it.each(['/orgs/acme?_method=DELETE', '/orgs/acme?_METHOD=x', '/orgs/acme?page=1&%5Fmethod=DELETE', '/orgs/acme?_Method'])(
+    'answers 400 problem+json to %s and forwards nothing',
+    async (target) => {
+      const before = forwardedCount();
+      const answer = await send(target, {});
+      expect(answer.status).toBe(400);
+      expect(answer.contentType).toMatch(/^application\/problem\+json/);
+      expect(JSON.parse(answer.body)).toMatchObject({ status: 400, detail: expect.stringMatching(/_method/) });
+      expect(forwardedCount()).toBe(before);
+    },
+  );
+
+  it('forwards a query that only mentions _method as a value', async () => {
+    expect(seen(await send('/orgs/acme?q=_method', {})).url).toBe('/orgs/acme?q=_method');
+  });
+});
+
+describe('look-alike framing and hop-by-hop header names', () => {
+  it.each([
+    ['Transfer_Encoding: chunked', 'POST /orgs/acme/projects HTTP/1.1\nHost: x\nAuthorization: Bearer TOKEN\nTransfer_Encoding: chunked\nContent-Length: 2\n\n{}'],
+    ['Content_Length: 5', 'POST /orgs/acme/projects HTTP/1.1\nHost: x\nAuthorization: Bearer TOKEN\nContent_Length: 5\nTransfer-Encoding: chunked\n\n0\n\n'],
+    ['Keep_Alive', 'GET /orgs/acme HTTP/1.1\nHost: x\nAuthorization: Bearer TOKEN\nKeep_Alive: timeout=5\n\n'],
+    ['Proxy_Connection', 'GET /orgs/acme HTTP/1.1\nHost: x\nAuthorization: Bearer TOKEN\nProxy_Connection: keep-alive\n\n'],
+    ['Connection_', 'GET /orgs/acme HTTP/1.1\nHost: x\nAuthorization: Bearer TOKEN\nConnection_: x-portcullis-user\n\n'],
+  ])('answers 400 to %s, closes the connection and forwards nothing', async (_name, request) => {
+    const before = forwardedCount();
+    const answer = await rawRequest(h.gateway.gatewayUrl, `${request.replace('TOKEN', alice)}GET /orgs/acme HTTP/1.1\nHost: x\n\n`);
+    expect(answer.status).toBe(400);
+    expect(answer.headers).toMatch(/content-type: application\/problem\+json/i);
+    expect(answer.body).toMatch(/header name .* is refused/);
+    expect(answer.raw.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    expect(forwardedCount()).toBe(before);
+  });
+});
