@@ -15,6 +15,8 @@ organization_decision := denied(404, sprintf("organization '%s' not found", [org
 	not input.facts.organization.exists == true
 } else := {"allow": false, "status": 404, "reasons": sort(not_found)} if {
 	count(not_found) > 0
+} else := allowed(sprintf("any member may leave organization '%s'", [organization])) if {
+	input.action == "member:leave"
 } else := denied(403, sprintf("the built-in role '%s' cannot be changed or deleted", [param("role")])) if {
 	input.action in {"role:update", "role:delete"}
 	input.facts.role.builtin == true

@@ -253,3 +253,66 @@ test_tells_members_without_the_permission_nothing_about_projects if {
 	d := decide("organization:delete", acme("organization", {}), bob, with_projects(2, ["api", "web"]))
 	denies(d, 403, "missing permission 'organization:delete' in organization 'acme' (your roles there: default, deployer)")
 }
+
+# Leaving an organization (DELETE /orgs/{org}/members/me)
+
+test_allows_any_member_to_leave_without_a_permission if {
+	d := decide("member:leave", acme("member", {}), bob, org_exists)
+	allows(d)
+	d.reasons == ["any member may leave organization 'acme'"]
+}
+
+test_denies_leaving_an_organization_one_is_not_a_member_of if {
+	denies(decide("member:leave", {"type": "member", "org": "globex"}, bob, org_exists), 403, "you are not a member of organization 'globex'")
+}
+
+test_denies_leaving_an_organization_that_does_not_exist if {
+	denies(decide("member:leave", acme("member", {}), bob, {"organization": {"exists": false}}), 404, "organization 'acme' not found")
+}
+
+# Invitations under an organization (R7)
+
+test_allows_revoking_an_invitation_of_the_organization if {
+	d := decide("member:invite", acme("invitation", {"invitation": "inv-1"}), alice, object.union(org_exists, {"invitation": found}))
+	allows(d)
+}
+
+test_denies_revoking_an_invitation_of_another_organization_as_not_found if {
+	d := decide("member:invite", acme("invitation", {"invitation": "inv-1"}), alice, object.union(org_exists, {"invitation": elsewhere}))
+	denies(d, 404, "invitation 'inv-1' not found in organization 'acme'")
+}
+
+test_denies_inviting_without_the_permission if {
+	d := decide("member:invite", acme("invitation", {}), bob, org_exists)
+	denies(d, 403, "missing permission 'member:invite' in organization 'acme' (your roles there: default, deployer)")
+}
+
+# Roles attached to a team (R7 for {role} under /orgs/{org}/teams/{team}/roles/{role})
+
+team_role(role_fact) := object.union(org_exists, {"team": found, "role": role_fact})
+
+test_allows_attaching_a_built_in_role_to_a_team if {
+	allows(decide("team:update", acme("team", {"team": "ops", "role": "default"}), alice, team_role({"exists": true, "in_organization": true, "builtin": true})))
+}
+
+test_allows_attaching_a_role_of_the_organization_to_a_team if {
+	allows(decide("team:update", acme("team", {"team": "ops", "role": "deployer"}), alice, team_role(object.union(found, {"builtin": false}))))
+}
+
+test_denies_attaching_a_role_of_another_organization_to_a_team if {
+	d := decide("team:update", acme("team", {"team": "ops", "role": "spy"}), alice, team_role(object.union(elsewhere, {"builtin": false})))
+	denies(d, 404, "role 'spy' not found in organization 'acme'")
+}
+
+# The organization's directory change log
+
+test_allows_an_organization_admin_to_read_the_audit_events if {
+	d := decide("audit:read", acme("audit", {}), alice, org_exists)
+	allows(d)
+	d.reasons == ["granted by permission '*' in organization 'acme'"]
+}
+
+test_denies_a_default_member_the_audit_events if {
+	d := decide("audit:read", acme("audit", {}), bob, org_exists)
+	denies(d, 403, "missing permission 'audit:read' in organization 'acme' (your roles there: default, deployer)")
+}

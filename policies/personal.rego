@@ -1,11 +1,13 @@
-# Actions a registered user may take without belonging to any organization (R2) and their
-# own profile (R6). None of them needs a permission.
+# Actions a registered user may take without belonging to any organization (R2), their
+# own profile (R6), and registering. None of them needs a permission.
 package portcullis
 
-personal_action if input.action in {"organization:create", "invitation:accept", "profile:read", "profile:update"}
+personal_action if input.action in {"organization:create", "organization:list", "invitation:accept", "profile:read", "profile:update"}
 
 personal_decision := allowed("any registered user may create an organization") if {
 	input.action == "organization:create"
+} else := allowed("any registered user may list the organizations they belong to") if {
+	input.action == "organization:list"
 } else := invitation_decision if {
 	input.action == "invitation:accept"
 } else := profile_decision
@@ -28,6 +30,12 @@ addressed_to_subject if lower(input.facts.invitation.email) == lower(input.subje
 profile_decision := allowed("a user may read and update their own profile") if {
 	own_profile
 } else := denied(403, "a user may read and update only their own profile")
+
+# The one action open to a verified token whose subject has no users row yet; a registered
+# user registering again only refreshes their row (idempotent).
+registration_decision := allowed("an authenticated subject may register their own user") if {
+	own_profile
+} else := denied(403, "a subject may register only their own user, at PUT /users/me")
 
 own_profile if input.resource.user == "me"
 

@@ -13,6 +13,13 @@ test_allows_a_user_without_organizations_to_create_one if {
 	d.reasons == ["any registered user may create an organization"]
 }
 
+test_allows_any_registered_user_to_list_their_organizations if {
+	d := decide("organization:list", {"type": "organization"}, carol, {})
+	allows(d)
+	d.reasons == ["any registered user may list the organizations they belong to"]
+	allows(decide("organization:list", {"type": "organization"}, alice, {}))
+}
+
 test_allows_accepting_an_invitation_addressed_to_the_user if {
 	d := accept(invitation({}))
 	allows(d)

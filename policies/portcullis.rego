@@ -9,7 +9,9 @@ default decision := {"allow": false, "status": 403, "reasons": ["no rule allows 
 
 decision := denied(401, "the request has no authenticated subject") if {
 	not authenticated
-} else := denied(403, sprintf("no user is registered for subject '%s'", [input.subject.sub])) if {
+} else := registration_decision if {
+	input.action == "profile:register"
+} else := denied(403, sprintf("no user is registered for subject '%s'; register first: PUT /users/me", [input.subject.sub])) if {
 	not registered
 } else := personal_decision if {
 	personal_action

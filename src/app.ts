@@ -35,7 +35,7 @@ export interface RuntimeOptions {
   /** Folder for the embedded database and compiled policies (`.portcullis/` beside the config). */
   stateDir: string;
   toolchain: ToolchainOptions;
-  /** The wall clock whose minutes audit.unauthenticated_per_minute counts (tests move it); default Date.now. */
+  /** The wall clock (epoch ms; tests move it): requests' time for the policy, and the minutes audit.unauthenticated_per_minute counts. Default Date.now. */
   now?: (() => number) | undefined;
 }
 
@@ -92,7 +92,7 @@ export class Portcullis {
       }
 
       const routes = routeTable(config, logger);
-      const audit = await AuditTrail.start({ db: requestDb, config: config.audit, stateDir: options.stateDir, entrypoint: config.policy.entrypoint, logger, now: options.now });
+      const audit = await AuditTrail.start({ db, config: config.audit, stateDir: options.stateDir, entrypoint: config.policy.entrypoint, logger, now: options.now });
       const recorder = audit.recorder;
       steps.push(async (deadline) => {
         // The steps after this one (closing pools, stopping an embedded PostgreSQL) keep time of their own.
@@ -132,6 +132,7 @@ export class Portcullis {
         logger,
         observer: metrics,
         bodyLimitBytes: config.server.body_limit_bytes,
+        now: options.now,
       });
 
       // The pipeline is the whole request handler: no framework on the hot path (Express's
@@ -161,7 +162,7 @@ export class Portcullis {
           shadow: policies.shadow,
           explainer: new PolicyExplainer({
             routes,
-            judge: new RequestJudge({ subjects, facts, policy: policies.policy, shadow: policies.shadow }),
+            judge: new RequestJudge({ subjects, facts, policy: policies.policy, shadow: policies.shadow, now: options.now }),
             directory: new PgGrantDirectory(db),
             recorder,
           }),

@@ -1,11 +1,14 @@
 // Asking the decision log "who did what, when": the admin API (filters, cursor pages, one full
-// record), `decisions query` in every format, `decisions tail` following live traffic, and
-// masking of stored inputs.
+// record), `decisions query` in every format (saying when it truncates, `--all` streaming
+// every record, `--user` by id, e-mail or sub, suggestions when nobody matches, quiet when
+// piped into `head`), `decisions tail` following live traffic, and masking of stored inputs.
+import { spawn } from 'node:child_process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { prepareDecision } from '../src/audit/decision-chain';
 import { PgDecisionStore } from '../src/audit/pg-decision-store';
-import { syntheticDecision, waitFor } from './support/audit-helpers';
-import { requireBuild, runCli, spawnCli } from './support/cli-process';
+import { appendDecisions, syntheticDecision, waitFor } from './support/audit-helpers';
+import { BIN, requireBuild, runCli, spawnCli } from './support/cli-process';
+import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startHarness, type Harness } from './support/gateway-harness';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -212,6 +215,84 @@ describe('portcullis decisions query', () => {
     const run = await query('--format', 'xml');
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/--format: must be one of table, json, ndjson, csv/);
+  });
+
+  it('says on stderr when it leaves records out, and nothing when it does not', async () => {
+    const cut = await query('--limit', '3', '--format', 'ndjson');
+    expect(cut.code).toBe(0);
+    expect(cut.stdout.trim().split('\n')).toHaveLength(3);
+    expect(cut.stderr).toBe(`3 of ${made.length} shown: --limit N or --all\n`);
+    const whole = await query('--limit', String(made.length), '--format', 'ndjson');
+    expect({ code: whole.code, stderr: whole.stderr }).toEqual({ code: 0, stderr: '' });
+  });
+
+  it('finds a person by users.id, e-mail or token sub with --user', async () => {
+    const bobs = made.filter((d) => d.subject === 'bob|sub').map((d) => d.id).reverse();
+    for (const user of [dir.users.bob, 'bob@example.com', 'BOB@Example.com', 'bob|sub']) {
+      const run = await query('--user', user, '--format', 'ndjson', '--limit', '100');
+      expect({ user, code: run.code, stderr: run.stderr }).toEqual({ user, code: 0, stderr: '' });
+      expect(run.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { id: string }).id)).toEqual(bobs);
+    }
+  });
+
+  it('suggests close matches when nobody matches a subject or user', async () => {
+    const bob = await query('--subject', 'bob');
+    expect(bob.code).toBe(0);
+    expect(bob.stdout.trim().split('\n')).toHaveLength(1); // the header
+    expect(bob.stderr).toBe("0 rows for 'bob'; did you mean 'bob|sub'?\n");
+    const typo = await query('--user', 'ALICE', '--org', 'globex');
+    expect(typo.stderr).toBe("0 rows for 'ALICE'; did you mean 'alice|sub'?\n");
+    const nobody = await query('--user', 'zed');
+    expect(nobody.stderr).toBe("0 rows for 'zed'; no subject or e-mail like it in the directory or in these records\n");
+  });
+});
+
+describe('portcullis decisions query over many pages', () => {
+  let database: TestDatabase;
+  const COUNT = 2_345;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    await appendDecisions(database.db, COUNT);
+  });
+  afterAll(async () => database?.drop());
+  const run = (...args: string[]) => runCli(['decisions', 'query', ...args], { DATABASE_URL: database.url });
+
+  it('counts what it left out', async () => {
+    const cut = await run('--format', 'csv');
+    expect(cut.code).toBe(0);
+    expect(cut.stdout.trim().split('\n')).toHaveLength(51);
+    expect(cut.stderr).toBe('50 of 2,345 shown: --limit N or --all\n');
+  });
+
+  it.each(['ndjson', 'json', 'csv', 'table'])('prints every record with --all, page by page, as %s', async (format) => {
+    const all = await run('--all', '--format', format);
+    expect({ code: all.code, stderr: all.stderr }).toEqual({ code: 0, stderr: '' });
+    const lines = all.stdout.trimEnd().split('\n');
+    if (format === 'ndjson' || format === 'json') {
+      const seqs = (format === 'json' ? (JSON.parse(all.stdout) as { seq: number }[]) : lines.map((line) => JSON.parse(line) as { seq: number })).map((d) => d.seq);
+      expect(seqs).toEqual(Array.from({ length: COUNT }, (_, i) => COUNT - i));
+    } else {
+      expect(lines).toHaveLength(COUNT + 1);
+      expect(lines.filter((line) => /^(time,|TIME )/.test(line))).toHaveLength(1);
+    }
+  });
+
+  it('ends quietly with exit 0 when the reader closes the pipe (`| head -1`), in every command that prints a lot', async () => {
+    const piped = (args: string) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn('bash', ['-c', `set -o pipefail; "${process.execPath}" "${BIN}" ${args} | head -1`], {
+          env: { ...process.env, DATABASE_URL: database.url, PORTCULLIS_CONFIG: '', PORTCULLIS_STATE_DIR: '' },
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+    for (const args of ['decisions query --all --format ndjson', 'decisions query --limit 2345', 'decisions export --since 2000-01-01 --format csv']) {
+      const run = await piped(args);
+      expect({ args, code: run.code, stderr: run.stderr, lines: run.stdout.trim().split('\n').length }).toEqual({ args, code: 0, stderr: '', lines: 1 });
+    }
   });
 });
 

@@ -1,13 +1,16 @@
 // What a policy change would have done, before it ships: `decisions replay` against recorded
-// traffic (flips grouped with examples, --fail-on-change for CI), and `decisions to-test`
-// pinning recorded decisions as `opa test` cases that really run.
+// traffic (allow flips, status changes and evaluation errors, grouped by the revision that
+// recorded them, with examples; dry runs left out; --fail-on-change for CI), and
+// `decisions to-test` pinning recorded decisions as `opa test` cases that really run.
 import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { prepareDecision } from '../src/audit/decision-chain';
+import { PgDecisionStore } from '../src/audit/pg-decision-store';
 import { projectRoot } from '../src/project-root';
-import { waitFor } from './support/audit-helpers';
+import { syntheticDecision, waitFor } from './support/audit-helpers';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
@@ -18,6 +21,8 @@ const ADMIN_TOKEN = 'test-admin-token-0123456789';
 let h: Harness;
 let scratch: string;
 let candidate: string;
+/** The revision of the policy the harness serves, which recorded the requests. */
+let servingRevision: string;
 const ids: Record<string, string[]> = {};
 
 async function send(name: string, path: string, token: string | undefined, method = 'GET'): Promise<void> {
@@ -31,19 +36,34 @@ beforeAll(async () => {
   scratch = await mkdtemp(path.join(os.tmpdir(), 'portcullis-replay-test-'));
   h = await startHarness();
   await seedDirectory(h.database.db);
-  const [alice, bob, dave] = await Promise.all(['alice|sub', 'bob|sub', 'dave|sub'].map((sub) => h.tokens.sign(sub)));
+  const [alice, bob, carol, dave] = await Promise.all(['alice|sub', 'bob|sub', 'carol|sub', 'dave|sub'].map((sub) => h.tokens.sign(sub)));
   await send('aliceReadsAcme', '/orgs/acme', alice);
   await send('aliceDeletesAcme', '/orgs/acme', alice, 'DELETE');
   await send('aliceDeletesAcme', '/orgs/acme', alice, 'DELETE');
   await send('daveReadsGlobex', '/orgs/globex', dave);
   await send('daveReadsGlobex', '/orgs/globex', dave);
   await send('bobDeletesAcme', '/orgs/acme', bob, 'DELETE');
+  await send('carolReadsAcme', '/orgs/acme', carol);
   await send('anonymous', '/orgs/acme', undefined);
   await send('anonymous', '/orgs/acme', undefined);
+  // A dry run (admin evaluate): recorded with dry_run, and left out of replay unless asked for.
+  const dryRun = await fetch(`${h.gateway.adminUrl}/admin/v1/evaluate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ subject: 'alice|sub', method: 'DELETE', path: '/orgs/acme' }),
+  });
+  expect(dryRun.status).toBe(200);
   await waitFor(async () => {
     const res = await fetch(`${h.gateway.adminUrl}/admin/v1/audit`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-    return ((await res.json()) as { backlog: number }).backlog === 0;
+    return ((await res.json()) as { backlog: number }).backlog === 0 && (await h.database.db('decisions').where({ dry_run: true }).first('id'));
   }, 'the decisions to be written');
+  ids.dryRun = [((await h.database.db('decisions').where({ dry_run: true }).first('id')) as { id: string }).id];
+  servingRevision = ((await h.database.db('decisions').where({ id: ids.aliceReadsAcme![0] }).first('policy_revision')) as { policy_revision: string }).policy_revision;
+  // A read of globex that an earlier policy revision recorded, with the same input.
+  const daveRead = (await h.database.db('decisions').where({ id: ids.daveReadsGlobex![0] }).first('input', 'resource')) as { input: unknown; resource: Record<string, unknown> };
+  const earlier = syntheticDecision(0, { time: new Date(), subject: 'dave|sub', organization: 'globex', action: 'organization:read', method: 'GET', path: '/orgs/globex', allow: true, status: 200, resource: daveRead.resource, input: daveRead.input, policyRevision: 'rev-before' });
+  await new PgDecisionStore(h.database.db).append([prepareDecision(earlier)]);
+  ids.earlierRevision = [earlier.id];
 
   // The candidate: organizations with projects may be deleted, and globex is frozen.
   candidate = path.join(scratch, 'candidate');
@@ -56,12 +76,20 @@ beforeAll(async () => {
     return text.replace(from, to);
   };
   const firstRule = 'organization_decision := denied(404, sprintf("organization \'%s\' not found", [organization])) if {\n\tnot lower_case_slug\n}';
+  // Deletions of organizations with projects allowed (deny→allow), globex frozen (allow→deny),
+  // and non-members told 404 instead of 403 (a status change).
   const changed = edit(
-    edit(rego, 'input.facts.organization.project_count > 0\n', 'input.facts.organization.project_count > 100\n'),
-    firstRule,
-    `organization_decision := denied(403, "globex is frozen for an audit") if {\n\torganization == "globex"\n} else := ${firstRule.slice('organization_decision := '.length)}`,
+    edit(
+      edit(rego, 'input.facts.organization.project_count > 0\n', 'input.facts.organization.project_count > 100\n'),
+      firstRule,
+      `organization_decision := denied(403, "globex is frozen for an audit") if {\n\torganization == "globex"\n} else := ${firstRule.slice('organization_decision := '.length)}`,
+    ),
+    '} else := denied(403, not_a_member_reason) if {',
+    '} else := denied(404, not_a_member_reason) if {',
   );
   await writeFile(file, changed);
+  // Bob's requests get a second, different decision: a conflict, which fails evaluation (500).
+  await writeFile(path.join(candidate, 'conflict.rego'), 'package portcullis\n\ndecision := denied(403, "held for review") if input.subject.sub == "bob|sub"\n');
 });
 afterAll(async () => {
   await h?.close();
@@ -71,42 +99,76 @@ afterAll(async () => {
 const cli = (...args: string[]) => runCli(['decisions', ...args], { DATABASE_URL: h.database.url });
 
 describe('portcullis decisions replay', () => {
-  it('finds no flip when the candidate is the policy that decided, and exits 0 with --fail-on-change', async () => {
+  it('finds no change when the candidate is the policy that decided, and exits 0 with --fail-on-change', async () => {
     for (const policy of [path.join(projectRoot, 'policies'), process.env.PORTCULLIS_TEST_BUNDLE!]) {
       const run = await cli('replay', '--policy', policy, '--since', '1h', '--fail-on-change');
       expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
-      expect(run.stdout).toMatch(/^replayed 6 decisions since \S+ with policy revision \S+: 0 flipped, 6 unchanged; 2 skipped \(no stored input, e\.g\. 401s\)\n$/);
+      expect(run.stdout.split('\n')[0]).toMatch(
+        /^replayed 8 decisions since \S+ with policy revision \S+: 0 changed \(0 allow flips, 0 status changes, 0 evaluation errors\), 8 unchanged; 2 skipped \(no stored input, e\.g\. 401s\)$/,
+      );
     }
   });
 
-  it('reports every flip grouped by direction, action, organization and reason, with example ids, and exits 1 with --fail-on-change', async () => {
+  it('reports allow flips, status changes and evaluation errors by the revision that recorded them, and exits 1 with --fail-on-change', async () => {
     const run = await cli('replay', '--policy', candidate, '--fail-on-change');
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/^portcullis: 4 decisions would flip with policy revision \S+\n$/);
+    expect(run.stderr).toMatch(/^portcullis: 7 decisions would change with policy revision \S+ \(5 allow flips, 1 status change, 1 evaluation error\)\n$/);
     const blocks = run.stdout.trim().split('\n\n');
-    expect(blocks[0]).toMatch(/^replayed 6 decisions since \S+ with policy revision \S+: 4 flipped, 2 unchanged; 2 skipped/);
-    expect(blocks.slice(1).sort()).toEqual(
+    expect(blocks[0]).toMatch(/^replayed 8 decisions since \S+ with policy revision \S+: 7 changed \(5 allow flips, 1 status change, 1 evaluation error\), 1 unchanged; 2 skipped/);
+    expect(blocks).toHaveLength(3);
+    const current = blocks[1]!.split('\n');
+    expect(current[0]).toBe(`recorded by policy revision ${servingRevision}: 7 decisions, 6 changed (4 allow flips, 1 status change, 1 evaluation error)`);
+    expect(current.slice(1, 4)).toEqual([
+      'deny 403→error 500  1 decision  organization:delete  org acme',
+      expect.stringMatching(/^ {4}error: policy error: evaluating 'portcullis\/decision' failed: .+/),
+      `    e.g. ${ids.bobDeletesAcme![0]}`,
+    ].map((line, i) => (i === 0 ? `  ${line}` : line)));
+    expect(current.slice(4).join('\n')).toBe(
       [
-        [
-          'allow→deny  2 decisions  organization:read  org globex',
-          '  reason: globex is frozen for an audit',
-          `  e.g. ${ids.daveReadsGlobex!.join(', ')}`,
-        ].join('\n'),
-        [
-          'deny→allow  2 decisions  organization:delete  org acme',
-          "  reason: organization 'acme' still has 2 projects (api, web); delete them first",
-          `  e.g. ${ids.aliceDeletesAcme!.join(', ')}`,
-        ].join('\n'),
-      ].sort(),
+        '  allow→deny  2 decisions  organization:read  org globex',
+        '    reason: globex is frozen for an audit',
+        `    e.g. ${ids.daveReadsGlobex!.join(', ')}`,
+        '  deny→allow  2 decisions  organization:delete  org acme',
+        "    reason: organization 'acme' still has 2 projects (api, web); delete them first",
+        `    e.g. ${ids.aliceDeletesAcme!.join(', ')}`,
+        '  403→404  1 decision  organization:read  org acme',
+        '    reason: you belong to no organization; create one or accept an invitation to join one',
+        `    e.g. ${ids.carolReadsAcme![0]}`,
+      ].join('\n'),
+    );
+    expect(blocks[2]).toBe(
+      [
+        'recorded by policy revision rev-before: 1 decision, 1 changed (1 allow flip, 0 status changes, 0 evaluation errors)',
+        '  allow→deny  1 decision  organization:read  org globex',
+        '    reason: globex is frozen for an audit',
+        `    e.g. ${ids.earlierRevision![0]}`,
+      ].join('\n'),
     );
   });
 
   it('prints the report as JSON and exits 0 without --fail-on-change', async () => {
     const run = await cli('replay', '--policy', candidate, '--format', 'json', '--org', 'acme');
     expect(run.code).toBe(0);
-    const report = JSON.parse(run.stdout) as { replayed: number; flipped: number; skipped: number; groups: { direction: string; count: number; examples: string[] }[] };
-    expect(report).toMatchObject({ replayed: 4, flipped: 2, skipped: 2 });
-    expect(report.groups).toEqual([expect.objectContaining({ direction: 'deny→allow', count: 2, examples: ids.aliceDeletesAcme })]);
+    const report = JSON.parse(run.stdout) as Record<string, any>;
+    expect(report).toMatchObject({ replayed: 5, changed: 4, flipped: 2, statusChanged: 1, errors: 1, unchanged: 1, skipped: 2 });
+    expect(report.revisions).toEqual([{ revision: servingRevision, replayed: 5, unchanged: 1, changed: 4, flipped: 2, statusChanged: 1, errors: 1 }]);
+    expect(report.groups.map((group: { kind: string; change: string; count: number; recordedRevision: string }) => [group.kind, group.change, group.count, group.recordedRevision])).toEqual([
+      ['error', 'deny 403→error 500', 1, servingRevision],
+      ['flip', 'deny→allow', 2, servingRevision],
+      ['status', '403→404', 1, servingRevision],
+    ]);
+  });
+
+  it('leaves dry runs out unless --include-dry-runs, and replays only them with --dry-run true', async () => {
+    const included = await cli('replay', '--policy', candidate, '--format', 'json', '--org', 'acme', '--include-dry-runs');
+    expect(JSON.parse(included.stdout)).toMatchObject({ replayed: 6, flipped: 3 });
+    const only = await cli('replay', '--policy', candidate, '--format', 'json', '--dry-run', 'true');
+    const report = JSON.parse(only.stdout) as { replayed: number; groups: { change: string; examples: string[] }[] };
+    expect(report.replayed).toBe(1);
+    expect(report.groups).toEqual([expect.objectContaining({ change: 'deny→allow', examples: ids.dryRun })]);
+    const bad = await cli('replay', '--policy', candidate, '--dry-run', 'maybe');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--dry-run: must be true or false/);
   });
 
   it('exits 2, not 1, when it could not replay: a candidate that does not exist, a missing --policy, the database away', async () => {

@@ -130,15 +130,20 @@ describe('a directory lookup that meets a lock', () => {
     expect(after.map((res) => res.status)).toEqual(Array(25).fill(200));
   }, 30_000);
 
-  it('leaves the decision writer without that deadline: a write waiting on a lock outlives database.timeout_ms', async () => {
-    const res = await whileLocked('decisions', async () => {
+  it('leaves the decision writer and the admin API without that deadline: they wait for a lock longer than the request path may', async () => {
+    const admin = { authorization: 'Bearer test-admin-token-0123456789' };
+    const { res, listed } = await whileLocked('decisions', async () => {
       const answer = await h.request('/orgs/acme', { token: alice });
       await answer.arrayBuffer();
-      // The write of its record has waited longer than the request path may, and still waits.
-      await waitingOnLock(DECISION_WRITES, TIMEOUT_MS + 300);
-      return answer;
+      const list = fetch(`${h.gateway.adminUrl}/admin/v1/decisions?limit=1`, { headers: admin });
+      // The record's write and the admin query have waited longer than the request path's
+      // server- and client-side limits allow, and still wait.
+      await waitingOnLock(DECISION_WRITES, TIMEOUT_MS + QUERY_TIMEOUT_MARGIN_MS + 300);
+      await waitingOnLock(['select%from "decisions"%'], TIMEOUT_MS + QUERY_TIMEOUT_MARGIN_MS + 300);
+      return { res: answer, listed: list };
     });
     expect(res.status).toBe(200);
+    expect((await listed).status).toBe(200);
     expect(await recordOf(res.headers.get('x-portcullis-decision')!)).toMatchObject({ allow: true, status: 200 });
   }, 30_000);
 });

@@ -1,6 +1,6 @@
 // The zero-configuration start a newcomer meets first: `portcullis demo` (what `npm start`
-// runs without a config file) prints curl commands that must do what they say, stops
-// cleanly on Ctrl-C, and starts again on its kept data.
+// runs without a config file) prints curl commands and a story through the directory service
+// that must do what they say, stops cleanly on Ctrl-C, and starts again on its kept data.
 import { execFile, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -40,12 +40,24 @@ async function stopDemo(demo: RunningDemo): Promise<number | null> {
   return exited;
 }
 
-/** Runs a printed command exactly as a person would paste it, after the printed exports. */
-async function paste(printed: string, command: string): Promise<string> {
+/** Runs printed commands exactly as a person would paste them into one shell, after the printed exports; stderr joins stdout. */
+async function paste(printed: string, commands: string): Promise<string> {
   const exports = printed.split('\n').filter((line) => line.startsWith('export ')).join('\n');
-  const { stdout } = await run('bash', ['-c', `${exports}\n${command}`]);
+  const { stdout } = await run('bash', ['-c', `exec 2>&1\n${exports}\n${commands}`]);
   return stdout;
 }
+
+const STORY = 'The story: paste these in order, in one shell';
+
+/** The printed commands before the story, and the story's (comments left out). */
+function printedCommands(printed: string): { scenarios: string[]; story: string[] } {
+  const at = printed.indexOf(STORY);
+  const commands = (text: string) => text.split('\n').filter((line) => line !== '' && !line.startsWith('#') && !line.startsWith('export ') && /^(curl |[A-Z]+=\$\(curl )/.test(line));
+  return { scenarios: commands(printed.slice(0, at)), story: commands(printed.slice(at)) };
+}
+
+// Not anchored: a body without a final newline runs into the next response's status line.
+const statuses = (output: string) => [...output.matchAll(/HTTP\/1\.1 (\d{3})\b/g)].map((match) => Number(match[1]));
 
 let stateDir: string;
 beforeAll(async () => {
@@ -69,15 +81,27 @@ describe('portcullis demo', () => {
     try {
       const printed = demo.output();
       expect(printed).toMatch(/demo data loaded/);
-      const commands = printed.split('\n').filter((line) => line.startsWith('curl '));
-      expect(commands).toHaveLength(8);
-      const statuses = [];
-      for (const command of commands.slice(0, 7)) statuses.push(Number(/^HTTP\/1\.1 (\d{3})/.exec(await paste(printed, command))?.[1]));
-      // allowed read, 409 on acme, cross-org 403, team-granted create, org creation, own profile, no token
-      expect(statuses).toEqual([200, 409, 403, 200, 200, 200, 401]);
-      expect(await paste(printed, commands[1]!)).toMatch(/still has 2 projects \(api, web\)/);
-      expect(await paste(printed, commands[0]!)).toMatch(/"x-portcullis-user": "[0-9a-f-]{36}"/);
-      expect(JSON.parse(await paste(printed, commands[7]!))).toMatchObject({ revision: expect.stringMatching(/^sha256:/) });
+      const { scenarios, story } = printedCommands(printed);
+      expect(scenarios).toHaveLength(8);
+      const seen = [];
+      for (const command of scenarios.slice(0, 7)) seen.push(statuses(await paste(printed, command))[0]);
+      // directory read, echoed credentials, 409 on acme, cross-org 403, team-granted create, unregistered 403, no token
+      expect(seen).toEqual([200, 200, 409, 403, 201, 403, 401]);
+      expect(await paste(printed, scenarios[0]!)).toMatch(/"slug":"api"/);
+      expect(await paste(printed, scenarios[1]!)).toMatch(/"x-portcullis-user": "[0-9a-f-]{36}"/);
+      expect(await paste(printed, scenarios[2]!)).toMatch(/still has 3 projects \(api, mobile, web\)/);
+      expect(await paste(printed, scenarios[5]!)).toMatch(/register first: PUT \/users\/me/);
+      expect(JSON.parse(await paste(printed, scenarios[7]!))).toMatchObject({ revision: expect.stringMatching(/^sha256:/) });
+
+      // The story, pasted whole into one shell.
+      const told = await paste(printed, story.join('\n'));
+      expect({ statuses: statuses(told), told }).toEqual({ told, statuses: [
+        201, 201, 200, // carol registers, creates carolco, reads it
+        403, 201, 201, 200, // dave outside acme, alice invites him, he accepts, he reads acme
+        403, 201, 204, // bob may not delete a project, alice attaches project-admin to builders, bob deletes web at once
+        409, 204, 204, 204, // acme still has projects, alice deletes them, then acme
+      ] });
+      expect(told).toMatch(/still has 2 projects \(api, mobile\)/);
     } finally {
       expect(await stopDemo(demo)).toBe(0);
     }
@@ -91,8 +115,9 @@ describe('portcullis demo', () => {
       expect(demo.output()).toMatch(/demo data already present/);
       expect(demo.output()).not.toMatch(/demo data loaded/);
       const gateway = /gateway (http:\/\/[0-9.:]+)/.exec(demo.output())![1];
-      const { stdout: token } = await run(process.execPath, [BIN, 'token', '--user', 'alice', '--state-dir', stateDir]);
-      const res = await fetch(`${gateway}/orgs/acme`, { headers: { authorization: `Bearer ${token.trim()}` } });
+      // What the story made is still there: carol's organization.
+      const { stdout: token } = await run(process.execPath, [BIN, 'token', '--user', 'carol', '--state-dir', stateDir]);
+      const res = await fetch(`${gateway}/orgs/carolco`, { headers: { authorization: `Bearer ${token.trim()}` } });
       expect(res.status).toBe(200);
     } finally {
       expect(await stopDemo(demo)).toBe(0);
@@ -105,11 +130,11 @@ describe('portcullis demo', () => {
     const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => demo.child.on('close', (code, signal) => resolve({ code, signal })));
     // A request whose body never finishes keeps the gateway's shutdown waiting.
     const gateway = new URL(/gateway (http:\/\/[0-9.:]+)/.exec(demo.output())![1]!);
-    const { stdout: token } = await run(process.execPath, [BIN, 'token', '--user', 'alice', '--state-dir', stateDir]);
+    const { stdout: token } = await run(process.execPath, [BIN, 'token', '--user', 'carol', '--state-dir', stateDir]);
     const stuck = net.connect(Number(gateway.port), gateway.hostname);
     stuck.on('error', () => undefined);
     await new Promise((resolve) => stuck.once('connect', resolve));
-    stuck.write(`POST /orgs/acme/projects HTTP/1.1\r\nHost: ${gateway.host}\r\nAuthorization: Bearer ${token.trim()}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"slug":`);
+    stuck.write(`POST /orgs/carolco/projects HTTP/1.1\r\nHost: ${gateway.host}\r\nAuthorization: Bearer ${token.trim()}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"slug":`);
     try {
       demo.child.kill('SIGINT');
       await waitForOutput(demo, /stopping:/);

@@ -49,7 +49,7 @@ const TIMESTAMPTZ = 'timestamp with time zone';
 
 describe('directory schema (design §3.1)', () => {
   it.each([
-    ['users', { id: UUID, subject: TEXT, email: TEXT, display_name: TEXT, picture_url: TEXT, created_at: TIMESTAMPTZ, updated_at: TIMESTAMPTZ }],
+    ['users', { id: UUID, subject: TEXT, email: TEXT, email_verified: 'boolean', display_name: TEXT, picture_url: TEXT, created_at: TIMESTAMPTZ, updated_at: TIMESTAMPTZ }],
     ['organizations', { id: UUID, slug: TEXT, name: TEXT, created_at: TIMESTAMPTZ }],
     ['roles', { id: UUID, organization_id: UUID, name: TEXT, permissions: 'ARRAY' }],
     ['organization_members', { organization_id: UUID, user_id: UUID, role_id: UUID, created_at: TIMESTAMPTZ }],
@@ -57,7 +57,18 @@ describe('directory schema (design §3.1)', () => {
     ['team_members', { team_id: UUID, user_id: UUID }],
     ['team_roles', { team_id: UUID, role_id: UUID }],
     ['projects', { id: UUID, organization_id: UUID, slug: TEXT, name: TEXT }],
-    ['invitations', { id: UUID, organization_id: UUID, email: TEXT, role_id: UUID, accepted_at: TIMESTAMPTZ, created_at: TIMESTAMPTZ }],
+    ['invitations', {
+      id: UUID, organization_id: UUID, email: TEXT, role_id: UUID, accepted_at: TIMESTAMPTZ, created_at: TIMESTAMPTZ,
+      expires_at: TIMESTAMPTZ, revoked_at: TIMESTAMPTZ, invited_by: UUID, accepted_by: UUID,
+    }],
+    ['user_pictures', { user_id: UUID, content_type: TEXT, data: 'bytea', updated_at: TIMESTAMPTZ }],
+    ['directory_events', {
+      id: 'bigint', time: TIMESTAMPTZ, actor: UUID, action: TEXT, organization_id: UUID, organization_slug: TEXT, target_type: TEXT,
+      target_id: TEXT, before: 'jsonb', after: 'jsonb', request_id: TEXT, decision_id: UUID,
+    }],
+    ['idempotency_keys', {
+      actor: TEXT, key: TEXT, method: TEXT, path: TEXT, body_hash: TEXT, status: 'integer', headers: 'jsonb', body: 'jsonb', created_at: TIMESTAMPTZ,
+    }],
   ])('%s has exactly the columns of the design', async (table, expected) => {
     const columns = await columnsOf(table);
     expect(Object.fromEntries(Object.entries(columns).map(([name, column]) => [name, column.type]))).toEqual(expected);
@@ -65,13 +76,16 @@ describe('directory schema (design §3.1)', () => {
 
   it('makes the columns the design requires not null', async () => {
     const required: Record<string, string[]> = {
-      users: ['id', 'subject', 'created_at', 'updated_at'],
+      users: ['id', 'subject', 'email_verified', 'created_at', 'updated_at'],
       organizations: ['id', 'slug', 'name', 'created_at'],
       roles: ['id', 'name', 'permissions'],
       organization_members: ['organization_id', 'user_id', 'role_id', 'created_at'],
       teams: ['id', 'organization_id', 'name'],
       projects: ['id', 'organization_id', 'slug'],
-      invitations: ['id', 'organization_id', 'email', 'created_at'],
+      invitations: ['id', 'organization_id', 'email', 'created_at', 'expires_at'],
+      user_pictures: ['user_id', 'content_type', 'data', 'updated_at'],
+      directory_events: ['id', 'time', 'action', 'target_type'],
+      idempotency_keys: ['actor', 'key'],
     };
     for (const [table, names] of Object.entries(required)) {
       const columns = await columnsOf(table);
@@ -108,9 +122,13 @@ describe('directory schema (design §3.1)', () => {
     ]);
     expect(await foreignKeys('projects')).toEqual(['FOREIGN KEY (organization_id) REFERENCES organizations(id) ON DELETE RESTRICT']);
     expect(await foreignKeys('invitations')).toEqual([
+      'FOREIGN KEY (accepted_by) REFERENCES users(id) ON DELETE SET NULL',
+      'FOREIGN KEY (invited_by) REFERENCES users(id) ON DELETE SET NULL',
       'FOREIGN KEY (organization_id) REFERENCES organizations(id) ON DELETE CASCADE',
       'FOREIGN KEY (role_id) REFERENCES roles(id)',
     ]);
+    expect(await foreignKeys('user_pictures')).toEqual(['FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE']);
+    expect(await foreignKeys('directory_events')).toEqual([]);
   });
 
   it('declares the primary and unique keys of the design', async () => {
@@ -204,6 +222,7 @@ describe('decision log schema (design §3.6)', () => {
       eval_latency_us: 'integer',
       input: 'jsonb',
       dry_run: 'boolean',
+      directory_version: 'bigint',
       recorded_at: TIMESTAMPTZ,
       seq: 'bigint',
       prev_hash: TEXT,
@@ -418,6 +437,42 @@ describe('credentials registry and lower-case slugs (R7)', () => {
       expect(await completedIn(other.db)).toContain('20261130000001_credentials.js');
     } finally {
       await other.drop();
+    }
+  });
+});
+
+describe('directory service tables (issue 12)', () => {
+  it('refuses to roll back while the change record, pictures or revocations would be lost, and rolls back once they are gone', async () => {
+    const other = await createTestDatabase();
+    try {
+      while ((await completedIn(other.db)).some((name) => name > '20261130000010_directory_service.js')) await other.db.migrate.down(migrationConfig());
+      const [user] = await other.db('users').insert({ subject: 'pictured', email_verified: true }).returning('id');
+      await other.db('user_pictures').insert({ user_id: user.id, content_type: 'image/png', data: Buffer.from([0x89, 0x50]) });
+      await other.db('directory_events').insert({ action: 'user.register', target_type: 'user', target_id: user.id });
+
+      await expect(other.db.migrate.down(migrationConfig())).rejects.toThrow(/refusing to roll back: the directory service's data would be lost \(1 events, 1 pictures\); export it first/);
+      expect(await completedIn(other.db)).toContain('20261130000010_directory_service.js');
+
+      await other.db('directory_events').delete();
+      await other.db('user_pictures').delete();
+      await other.db.migrate.down(migrationConfig());
+      expect(await completedIn(other.db)).not.toContain('20261130000010_directory_service.js');
+      expect(await other.db.schema.hasColumn('users', 'email_verified')).toBe(false);
+    } finally {
+      await other.drop();
+    }
+  });
+
+  it('defaults an invitation to expire in seven days, and a user to an unverified e-mail', async () => {
+    const [org] = await database.db('organizations').insert({ slug: 'expiring', name: 'Expiring' }).returning('id');
+    try {
+      const [invitation] = await database.db('invitations').insert({ organization_id: org.id, email: 'x@example.com' }).returning(['created_at', 'expires_at']);
+      expect(invitation.expires_at.getTime() - invitation.created_at.getTime()).toBe(7 * 24 * 3600 * 1000);
+      const [user] = await database.db('users').insert({ subject: 'unverified' }).returning('email_verified');
+      expect(user.email_verified).toBe(false);
+      await database.db('users').where({ subject: 'unverified' }).delete();
+    } finally {
+      await database.db('organizations').where({ id: org.id }).delete();
     }
   });
 });

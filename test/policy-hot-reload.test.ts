@@ -1,9 +1,13 @@
 // Hot reload against a running gateway whose policy.source is a directory (a copy of the
-// shipped policies): saved changes serve within 2 s, the swap is atomic under traffic, a
-// broken change leaves the last good policy serving with the error on the admin port, and
-// data.json is policy data.
-import { readFile, rm, writeFile } from 'node:fs/promises';
+// shipped policies): saved changes serve within 2 s, however the editor saves (sed -i,
+// rename-over, in place, new and deleted files and folders; swap files and locks ignored),
+// each reload logs one line, the swap is atomic under traffic, a broken change leaves the last
+// good policy serving with the error on the admin port, and data.json is policy data.
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import pino from 'pino';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { copyShippedPolicies, scratchDir, waitFor } from './support/policy-workspace';
@@ -12,15 +16,20 @@ const ADMIN_TOKEN = 'test-admin-token-0123456789';
 const MISSING = "missing permission '%s' in organization '%s' (your roles there: %s)";
 
 // A data-driven switch in front of the shipped decision, as a policy author would add one:
-// the Rego never changes, data.json turns it on and words it.
+// the Rego never changes, data.json turns it on and words it. A notice, when a Rego file in
+// notices/ defines one, answers 451.
 const MAINTENANCE_BRANCH = `decision := denied(503, data.maintenance.message) if {
 	data.maintenance.enabled == true
+} else := denied(451, data.notices.current) if {
+	is_string(data.notices.current)
 } else := denied(401, "the request has no authenticated subject") if {`;
 
 let h: Harness;
 let work: string;
 let policies: string;
 let bob: string;
+/** The gateway's log, one parsed JSON object per line. */
+const logLines: Array<{ msg: string; changes?: string[] }> = [];
 
 interface PolicyView {
   revision: string;
@@ -60,7 +69,8 @@ beforeAll(async () => {
   policies = await copyShippedPolicies(work);
   await editFile('portcullis.rego', (text) => text.replace('decision := denied(401, "the request has no authenticated subject") if {', MAINTENANCE_BRANCH));
   await writeFile(path.join(policies, 'data.json'), JSON.stringify({ maintenance: { enabled: false, message: 'unused' } }));
-  h = await startHarness({ policy: { source: policies } });
+  const logger = pino({ level: 'info' }, { write: (line: string) => void logLines.push(JSON.parse(line) as { msg: string }) });
+  h = await startHarness({ policy: { source: policies } }, { logger });
   await seedDirectory(h.database.db);
   bob = await h.tokens.sign('bob|sub');
 });
@@ -158,5 +168,74 @@ describe('hot reload of a policy directory', () => {
 
     await writeFile(path.join(policies, 'data.json'), JSON.stringify({ maintenance: { enabled: false, message: 'unused' } }));
     await waitFor(async () => ((await h.request('/orgs/acme', { token: bob })).status === 200 ? true : undefined), 5000, 'the switch to turn off');
+  });
+});
+
+/** The organization.rego denial with `marker` in front of it, as the served detail starts. */
+const MARKED = /"(\([a-z -]+\) )?missing permission '%s' in organization '%s' \(your roles there: %s\)"/;
+const marked = (text: string, marker: string) => text.replace(MARKED, `"(${marker}) ${MISSING}"`);
+
+/** Waits for the detail of deleting acme to satisfy `served`; resolves with the detail. */
+function servedWithin(served: (detail: string) => boolean, what: string, ms = 5000): Promise<string> {
+  return waitFor(async () => {
+    const detail = await detailOf(await deleteAcme());
+    return served(detail) ? detail : undefined;
+  }, ms, what);
+}
+
+const execFileAsync = promisify(execFile);
+
+describe('hot reload however an editor saves', () => {
+  const organization = () => path.join(policies, 'organization.rego');
+
+  it('picks up sed -i (a new file renamed over the old), and every later edit of that file', async () => {
+    await execFileAsync('sed', ['-i', '-E', `s/"(\\([a-z -]+\\) )?missing permission/"(sed) missing permission/`, organization()]);
+    await servedWithin((detail) => detail.startsWith('(sed) '), 'the sed -i edit');
+    // The watch of the replaced file's inode would see nothing from here on.
+    await writeFile(organization(), marked(await readFile(organization(), 'utf8'), 'after sed'));
+    await servedWithin((detail) => detail.startsWith('(after sed) '), 'the edit in place after sed -i');
+    await execFileAsync('sed', ['-i', '-E', `s/"(\\([a-z -]+\\) )?missing permission/"(sed again) missing permission/`, organization()]);
+    await servedWithin((detail) => detail.startsWith('(sed again) '), 'the second sed -i edit');
+  });
+
+  it('picks up a save that writes a temporary file and renames it over, then edits in place', async () => {
+    const temporary = path.join(policies, 'organization.rego.tmp-save');
+    await writeFile(temporary, marked(await readFile(organization(), 'utf8'), 'renamed over'));
+    await rename(temporary, organization());
+    await servedWithin((detail) => detail.startsWith('(renamed over) '), 'the rename-over');
+    await writeFile(organization(), marked(await readFile(organization(), 'utf8'), 'in place'));
+    await servedWithin((detail) => detail.startsWith('(in place) '), 'the edit in place');
+  });
+
+  it('picks up a new file in a new folder, and its deletion', async () => {
+    const notices = path.join(policies, 'notices');
+    await mkdir(notices);
+    await writeFile(path.join(notices, 'current.rego'), 'package notices\n\ncurrent := "closed for the audit"\n');
+    await servedWithin((detail) => detail === 'closed for the audit', 'the new file');
+    await writeFile(path.join(notices, 'current.rego'), 'package notices\n\ncurrent := "closed until Monday"\n');
+    await servedWithin((detail) => detail === 'closed until Monday', 'an edit of the new file');
+
+    await rm(path.join(notices, 'current.rego'));
+    await servedWithin((detail) => detail.includes("missing permission 'organization:delete'"), 'the deletion');
+    await rm(notices, { recursive: true });
+  });
+
+  it('ignores swap files, backups and locks, and logs one line per reload: old revision, new revision, the files that changed', async () => {
+    const before = (await adminPolicy()).revision;
+    await writeFile(path.join(policies, '.organization.rego.swp'), 'vim swap');
+    await writeFile(path.join(policies, '4913'), '');
+    await writeFile(path.join(policies, 'organization.rego~'), 'backup');
+    await writeFile(path.join(policies, '#organization.rego#'), 'emacs autosave');
+    // An emacs lock: a symlink to nowhere, which `opa build` of the folder would fail on.
+    await symlink('bob@host.4242:1700000000', path.join(policies, '.#organization.rego'));
+    const logged = logLines.length;
+    await writeFile(organization(), marked(await readFile(organization(), 'utf8'), 'beside swap files'));
+    await servedWithin((detail) => detail.startsWith('(beside swap files) '), 'the edit beside swap files');
+
+    const after = (await adminPolicy()).revision;
+    expect((await adminPolicy()).last_error).toBeNull();
+    const reloads = logLines.slice(logged).filter((line) => line.msg.startsWith('policy reloaded'));
+    expect(reloads.map((line) => line.msg)).toEqual([`policy reloaded: ${before} → ${after} (organization.rego changed)`]);
+    for (const name of ['.organization.rego.swp', '4913', 'organization.rego~', '#organization.rego#', '.#organization.rego']) await rm(path.join(policies, name));
   });
 });

@@ -19,6 +19,7 @@ let alice: string;
 let globexTeam: string;
 let globexRole: string;
 let grace: string;
+let globexInvitation: string;
 
 const forwardedCount = () => Object.values(h.upstreams).reduce((sum, upstream) => sum + upstream.received.length, 0);
 const echoed = async (res: Response) => {
@@ -35,6 +36,7 @@ beforeAll(async () => {
   grace = (await db('users').insert({ subject: 'grace|sub', email: 'grace@example.com' }).returning('id'))[0].id;
   const defaultRole = (await db('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id;
   await db('organization_members').insert({ organization_id: dir.orgs.globex, user_id: grace, role_id: defaultRole });
+  globexInvitation = (await db('invitations').insert({ organization_id: dir.orgs.globex, email: 'erin@example.com', role_id: defaultRole }).returning('id'))[0].id;
   alice = await h.tokens.sign('alice|sub');
 });
 afterAll(async () => h?.close());
@@ -57,6 +59,7 @@ describe('R7 for every parameter of the default route table', () => {
     role: 'project-creator',
     user: dir.users.bob,
     credential: 'Key_AbC',
+    invitation: dir.invitations.carol,
   });
   const invalid = (): Record<string, [what: string, value: string][]> => ({
     project: [
@@ -84,6 +87,11 @@ describe('R7 for every parameter of the default route table', () => {
       ['another organization\'s, by slug', 'globex-key'],
       ['none', 'nope'],
     ],
+    invitation: [
+      ['another organization\'s', globexInvitation],
+      ['none', '00000000-0000-4000-8000-000000000000'],
+      ['not an id', 'nope'],
+    ],
   });
   const organizationRoutes = defaultRoutes.filter((route) => route.path.startsWith('/orgs/{org}/'));
   const fill = (pattern: string, values: Record<string, string>) =>
@@ -91,7 +99,7 @@ describe('R7 for every parameter of the default route table', () => {
 
   it('covers every parameter of the organization routes', () => {
     const params = new Set(organizationRoutes.flatMap((route) => [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!)));
-    expect([...params].sort()).toEqual(['credential', 'org', 'project', 'role', 'team', 'user']);
+    expect([...params].sort()).toEqual(['credential', 'invitation', 'org', 'project', 'role', 'team', 'user']);
     expect(Object.keys(invalid()).sort()).toEqual([...params].filter((name) => name !== 'org').sort());
   });
 

@@ -35,6 +35,8 @@ export interface DecisionContent {
   input: unknown;
   /** Present only when true, so records written before the column existed keep their hashes. */
   dry_run?: true;
+  /** Present only when known, for the same reason. */
+  directory_version?: number;
 }
 
 function contentOf(record: DecisionRecord): DecisionContent {
@@ -58,6 +60,7 @@ function contentOf(record: DecisionRecord): DecisionContent {
     organization: record.organization,
     eval_latency_us: record.evalLatencyUs,
     policy_revision: record.policyRevision,
+    ...(typeof record.directoryVersion === 'number' ? { directory_version: record.directoryVersion } : {}),
   };
 }
 

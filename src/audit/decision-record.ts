@@ -24,6 +24,12 @@ export interface DecisionRecord {
   /** A dry run (admin evaluate, `portcullis explain`): judged like a request, never served. Default false. */
   dryRun?: boolean;
   /**
+   * The directory state the decision saw: the newest `directory_version` its subject and facts
+   * were read at (a cached subject keeps the version it was read at). Null or absent when
+   * nothing was read from the directory (a 401, a failure before the lookups).
+   */
+  directoryVersion?: number | null;
+  /**
    * The client's address (the connection's peer), for the recorder's per-client limits
    * (audit.unauthenticated_per_minute). Not stored: it is not part of the hashed record.
    */

@@ -1,7 +1,9 @@
-// Re-evaluates stored policy inputs with a candidate policy and reports every flip (allow to
-// deny, deny to allow), grouped by action, organization and reason with a few example
-// decision ids, so a policy change can be judged against real traffic before it ships.
-import type { PolicyEngine, PolicyInput } from '../authz/policy-engine';
+// Re-evaluates stored policy inputs with a candidate policy and reports every change: allow
+// flips, denials whose status changes (403 to 404), and inputs the candidate fails to evaluate.
+// Changes are grouped by the policy revision that recorded the decision, then by kind, action,
+// organization and reason, with a few example decision ids, so a policy change can be judged
+// against real traffic before it ships.
+import type { PolicyDecision, PolicyEngine, PolicyInput } from '../authz/policy-engine';
 import type { DecisionFilter, ReplayRow } from './pg-decision-query-store';
 
 export interface ReplayReader {
@@ -9,28 +11,43 @@ export interface ReplayReader {
   replayPage(afterSeq: number, filter: DecisionFilter, limit: number): Promise<ReplayRow[]>;
 }
 
-export type FlipDirection = 'allow→deny' | 'deny→allow';
+/** `flip`: allow became deny or the reverse; `status`: still denied, with another status; `error`: the candidate could not evaluate. */
+export type ChangeKind = 'flip' | 'status' | 'error';
 
-export interface FlipGroup {
-  direction: FlipDirection;
+export interface ChangeGroup {
+  kind: ChangeKind;
+  /** `allow→deny`, `deny→allow`, `403→404`, or for an error what was recorded before (`deny 403→error`). */
+  change: string;
+  /** The policy revision that recorded these decisions. */
+  recordedRevision: string | null;
   action: string;
   organization: string | null;
-  /** The deny side's reason: the candidate's for allow→deny, the recorded one for deny→allow. */
+  /** The candidate's reason, except for deny→allow: then the recorded one (the deny side's). */
   reason: string;
   count: number;
   /** Up to three decision ids. */
   examples: string[];
 }
 
-export interface ReplayReport {
-  revision: string;
+export interface ChangeCounts {
   /** Records re-evaluated. */
   replayed: number;
   unchanged: number;
+  /** flipped + statusChanged + errors. */
+  changed: number;
   flipped: number;
+  statusChanged: number;
+  errors: number;
+}
+
+export interface ReplayReport extends ChangeCounts {
+  /** The candidate's revision. */
+  revision: string;
   /** Records without a stored input (refused before the policy was asked, e.g. 401). */
   skipped: number;
-  groups: FlipGroup[];
+  /** The counts per revision that recorded the decisions, most replayed first. */
+  revisions: (ChangeCounts & { revision: string | null })[];
+  groups: ChangeGroup[];
 }
 
 export interface ReplayOptions {
@@ -43,12 +60,54 @@ export interface ReplayOptions {
 
 const EXAMPLES = 3;
 
+// The engine never throws: a failed evaluation is a deny whose first reason starts with this
+// (wasm-policy-engine's failure()), 500 for a runtime error, 403 for an undefined or malformed result.
+const POLICY_ERROR = 'policy error: ';
+
+const isPolicyError = (reasons: readonly string[]) => reasons[0]?.startsWith(POLICY_ERROR) === true;
+
+/** What changed between the recorded decision and the candidate's, if anything. */
+export function compareDecision(recorded: Pick<ReplayRow, 'allow' | 'status' | 'reasons'>, candidate: PolicyDecision): { kind: ChangeKind; change: string; reason: string } | undefined {
+  const outcome = (allow: boolean, status: number) => (allow ? 'allow' : `deny ${status}`);
+  const reasonOf = (reasons: readonly string[]) => reasons.join('; ') || '(no reason given)';
+  if (isPolicyError(candidate.reasons) && !isPolicyError(recorded.reasons)) {
+    return { kind: 'error', change: `${outcome(recorded.allow, recorded.status)}→error ${candidate.status}`, reason: reasonOf(candidate.reasons) };
+  }
+  if (candidate.allow !== recorded.allow) {
+    return recorded.allow
+      ? { kind: 'flip', change: 'allow→deny', reason: reasonOf(candidate.reasons) }
+      : { kind: 'flip', change: 'deny→allow', reason: reasonOf(recorded.reasons) };
+  }
+  // An allowed record carries the upstream's status, not the policy's: only denials compare.
+  if (!candidate.allow && candidate.status !== recorded.status) {
+    return { kind: 'status', change: `${recorded.status}→${candidate.status}`, reason: reasonOf(candidate.reasons) };
+  }
+  return undefined;
+}
+
+const zero = (): ChangeCounts => ({ replayed: 0, unchanged: 0, changed: 0, flipped: 0, statusChanged: 0, errors: 0 });
+
+function count(counts: ChangeCounts, kind: ChangeKind | undefined): void {
+  counts.replayed += 1;
+  if (kind === undefined) {
+    counts.unchanged += 1;
+    return;
+  }
+  counts.changed += 1;
+  if (kind === 'flip') counts.flipped += 1;
+  else if (kind === 'status') counts.statusChanged += 1;
+  else counts.errors += 1;
+}
+
+const KIND_ORDER: Record<ChangeKind, number> = { error: 0, flip: 1, status: 2 };
+
 export async function replayDecisions(reader: ReplayReader, candidate: PolicyEngine, options: ReplayOptions): Promise<ReplayReport> {
   const pageSize = options.pageSize ?? 5_000;
   const progressEveryMs = options.progressEveryMs ?? 2_000;
   const total = await reader.count(options.filter);
-  const groups = new Map<string, FlipGroup>();
-  const report: ReplayReport = { revision: candidate.revision, replayed: 0, unchanged: 0, flipped: 0, skipped: 0, groups: [] };
+  const groups = new Map<string, ChangeGroup>();
+  const revisions = new Map<string | null, ChangeCounts & { revision: string | null }>();
+  const report: ReplayReport = { revision: candidate.revision, ...zero(), skipped: 0, revisions: [], groups: [] };
   let afterSeq = 0;
   let lastProgress = Date.now();
   for (;;) {
@@ -60,19 +119,16 @@ export async function replayDecisions(reader: ReplayReader, candidate: PolicyEng
         report.skipped += 1;
         continue;
       }
-      report.replayed += 1;
-      const decision = candidate.evaluate(row.input as PolicyInput).decision;
-      if (decision.allow === row.allow) {
-        report.unchanged += 1;
-        continue;
-      }
-      report.flipped += 1;
-      const direction: FlipDirection = row.allow ? 'allow→deny' : 'deny→allow';
-      const reason = (row.allow ? decision.reasons : row.reasons).join('; ') || '(no reason given)';
-      const key = JSON.stringify([direction, row.action, row.organization, reason]);
+      const change = compareDecision(row, candidate.evaluate(row.input as PolicyInput).decision);
+      let byRevision = revisions.get(row.policy_revision);
+      if (!byRevision) revisions.set(row.policy_revision, (byRevision = { revision: row.policy_revision, ...zero() }));
+      count(report, change?.kind);
+      count(byRevision, change?.kind);
+      if (!change) continue;
+      const key = JSON.stringify([row.policy_revision, change.kind, change.change, row.action, row.organization, change.reason]);
       let group = groups.get(key);
       if (!group) {
-        group = { direction, action: row.action, organization: row.organization, reason, count: 0, examples: [] };
+        group = { ...change, recordedRevision: row.policy_revision, action: row.action, organization: row.organization, count: 0, examples: [] };
         groups.set(key, group);
       }
       group.count += 1;
@@ -83,7 +139,11 @@ export async function replayDecisions(reader: ReplayReader, candidate: PolicyEng
       options.onProgress(report.replayed + report.skipped, total);
     }
   }
-  const text = (group: FlipGroup) => `${group.direction} ${group.action} ${group.organization ?? ''} ${group.reason}`;
-  report.groups = [...groups.values()].sort((a, b) => b.count - a.count || text(a).localeCompare(text(b)));
+  report.revisions = [...revisions.values()].sort((a, b) => b.replayed - a.replayed || String(a.revision).localeCompare(String(b.revision)));
+  const rank = new Map(report.revisions.map((revision, i) => [revision.revision, i]));
+  const text = (group: ChangeGroup) => `${group.change} ${group.action} ${group.organization ?? ''} ${group.reason}`;
+  report.groups = [...groups.values()].sort(
+    (a, b) => rank.get(a.recordedRevision)! - rank.get(b.recordedRevision)! || KIND_ORDER[a.kind] - KIND_ORDER[b.kind] || b.count - a.count || text(a).localeCompare(text(b)),
+  );
   return report;
 }

@@ -16,6 +16,10 @@ export interface DecisionFilter {
   since?: Date | undefined;
   /** Exclusive. */
   until?: Date | undefined;
+  /** Only dry runs (true) or only served requests (false). */
+  dryRun?: boolean | undefined;
+  /** One person, as `--user` resolved them: records of any of these users.id or token subjects. */
+  user?: { ids: string[]; subjects: string[] } | undefined;
 }
 
 export interface DecisionSummary {
@@ -39,6 +43,8 @@ export interface DecisionSummary {
 
 export interface DecisionDetail extends DecisionSummary {
   resource: Record<string, unknown>;
+  /** The directory state the decision saw (see DecisionRecord.directoryVersion); null when none was read. */
+  directory_version: number | null;
   /** The policy input as stored (masked), or null when none was built (e.g. a 401). */
   input: unknown;
   result: { allow: boolean; status: number; reasons: string[] };
@@ -53,7 +59,7 @@ export interface DecisionRows {
 }
 
 const SUMMARY = ['id', 'seq', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path', 'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run'];
-const DETAIL = [...SUMMARY.filter((column) => column !== 'dry_run'), 'resource', 'input', 'dry_run', 'prev_hash', 'hash'];
+const DETAIL = [...SUMMARY.filter((column) => column !== 'dry_run'), 'resource', 'input', 'dry_run', 'directory_version', 'prev_hash', 'hash'];
 
 export const MAX_PAGE = 1000;
 
@@ -68,7 +74,8 @@ export const CANONICAL_CONTENT_SQL = `(jsonb_build_object(
     'reasons', to_jsonb(reasons), 'subject', subject, 'user_id', user_id, 'resource', resource,
     'request_id', request_id, 'organization', organization, 'eval_latency_us', eval_latency_us,
     'policy_revision', policy_revision
-  ) || case when dry_run then '{"dry_run": true}'::jsonb else '{}'::jsonb end)::text`;
+  ) || case when dry_run then '{"dry_run": true}'::jsonb else '{}'::jsonb end
+    || case when directory_version is null then '{}'::jsonb else jsonb_build_object('directory_version', directory_version) end)::text`;
 
 function summary(row: Record<string, unknown>): DecisionSummary {
   return {
@@ -114,6 +121,7 @@ export class PgDecisionQueryStore implements ChainReader {
     return {
       ...base,
       resource: row.resource as Record<string, unknown>,
+      directory_version: row.directory_version === null || row.directory_version === undefined ? null : Number(row.directory_version),
       input: row.input ?? null,
       result: { allow: base.allow, status: base.status, reasons: base.reasons },
       prev_hash: row.prev_hash as string,
@@ -171,7 +179,7 @@ export class PgDecisionQueryStore implements ChainReader {
   /** What replay needs of the records with seq > afterSeq matching the filter, oldest first. */
   async replayPage(afterSeq: number, filter: DecisionFilter, limit: number): Promise<ReplayRow[]> {
     const rows = (await this.filtered(filter)
-      .select('id', 'seq', 'action', 'organization', 'allow', 'status', 'reasons', 'input')
+      .select('id', 'seq', 'action', 'organization', 'allow', 'status', 'reasons', 'input', 'policy_revision')
       .where('seq', '>', afterSeq)
       .orderBy('seq')
       .limit(limit)) as (Omit<ReplayRow, 'seq'> & { seq: string })[];
@@ -179,17 +187,24 @@ export class PgDecisionQueryStore implements ChainReader {
   }
 
   private filtered(filter: DecisionFilter): Knex.QueryBuilder {
-    const query = this.db('decisions');
-    if (filter.subject !== undefined) query.where('subject', filter.subject);
-    if (filter.organization !== undefined) query.where('organization', filter.organization);
-    if (filter.action !== undefined) query.where('action', filter.action);
-    if (filter.allow !== undefined) query.where('allow', filter.allow);
-    // As ISO-8601 UTC text: node-postgres would render a Date in the local zone, whose offset
-    // for year 1 (local mean time) can be a fraction of a minute.
-    if (filter.since) query.where('time', '>=', filter.since.toISOString());
-    if (filter.until) query.where('time', '<', filter.until.toISOString());
-    return query;
+    return whereDecisionFilter(this.db('decisions'), filter);
   }
+}
+
+/** Narrows a query of `decisions` to the records `filter` matches. */
+export function whereDecisionFilter(query: Knex.QueryBuilder, filter: DecisionFilter): Knex.QueryBuilder {
+  if (filter.subject !== undefined) query.where('subject', filter.subject);
+  if (filter.organization !== undefined) query.where('organization', filter.organization);
+  if (filter.action !== undefined) query.where('action', filter.action);
+  if (filter.allow !== undefined) query.where('allow', filter.allow);
+  // As ISO-8601 UTC text: node-postgres would render a Date in the local zone, whose offset
+  // for year 1 (local mean time) can be a fraction of a minute.
+  if (filter.since) query.where('time', '>=', filter.since.toISOString());
+  if (filter.until) query.where('time', '<', filter.until.toISOString());
+  if (filter.dryRun !== undefined) query.where('dry_run', filter.dryRun);
+  const user = filter.user;
+  if (user) query.where((either) => either.whereIn('user_id', user.ids).orWhereIn('subject', user.subjects));
+  return query;
 }
 
 export interface ReplayRow {
@@ -201,4 +216,5 @@ export interface ReplayRow {
   status: number;
   reasons: string[];
   input: unknown;
+  policy_revision: string | null;
 }

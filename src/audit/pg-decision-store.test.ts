@@ -100,6 +100,7 @@ describe('PgDecisionStore', () => {
       eval_latency_us: 137,
       input: record.input,
       dry_run: false,
+      directory_version: null,
       recorded_at: expect.any(Date),
       seq: '1',
       prev_hash: GENESIS_HASH,

@@ -117,6 +117,15 @@ describe('JwtAuthenticator with a JWKS file', () => {
     expect(Object.isFrozen(principal.claims)).toBe(true);
   });
 
+  it('carries the OIDC profile claims (email, email_verified, name) only when they have their standard types', async () => {
+    const authenticator = await fileAuthenticator();
+    const profile = await authenticator.authenticate(`Bearer ${await sign(signers.ES256, claims({ email: 'A@example.test', email_verified: true, name: 'Ann' }))}`);
+    expect(profile).toMatchObject({ email: 'A@example.test', emailVerified: true, name: 'Ann' });
+    // A string "true" is not a verified address; an empty e-mail or name is no claim.
+    const odd = await authenticator.authenticate(`Bearer ${await sign(signers.ES256, claims({ email: '', email_verified: 'true', name: 7 }))}`);
+    for (const field of ['email', 'emailVerified', 'name']) expect(odd).not.toHaveProperty(field);
+  });
+
   it('accepts the scheme in any case and an audience list that contains the configured one', async () => {
     const authenticator = await fileAuthenticator({ audience: ['other', AUDIENCE] });
     const token = await sign(signers.ES256, claims({ aud: ['billing', AUDIENCE] }));

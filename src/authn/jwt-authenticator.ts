@@ -18,7 +18,7 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { PortcullisConfig } from '../config/config-schema';
 import { AuthenticationError } from '../http/errors';
-import type { Authenticator, Principal } from './authenticator';
+import { profileClaims, type Authenticator, type Principal } from './authenticator';
 import { discoverJwksUri } from './oidc-discovery';
 
 export interface JwtAuthenticatorOptions {
@@ -170,7 +170,7 @@ export class JwtAuthenticator implements Authenticator {
     if (typeof payload.sub !== 'string' || payload.sub.length === 0) {
       throw new AuthenticationError('token subject must be a non-empty string');
     }
-    return Object.freeze({ sub: payload.sub, expiresAt: exp, claims: Object.freeze({ ...payload }) });
+    return Object.freeze({ sub: payload.sub, expiresAt: exp, claims: Object.freeze({ ...payload }), ...profileClaims(payload) });
   }
 
   /**

@@ -99,9 +99,21 @@ export interface CompileFinding {
 
 /** `opa build` refused the sources; `findings` locate each problem. */
 export class PolicyCompileError extends Error {
-  constructor(readonly findings: CompileFinding[], output: string) {
+  constructor(
+    readonly findings: CompileFinding[],
+    private readonly output: string,
+  ) {
     super(`policy compilation failed: ${oneLine(output)}`);
     this.name = 'PolicyCompileError';
+  }
+
+  /** The same error about files compiled from a copy in `from`, told about their originals in `to`. */
+  relocated(from: string, to: string): PolicyCompileError {
+    const move = (text: string) => text.split(`${from}${path.sep}`).join(`${to}${path.sep}`);
+    return new PolicyCompileError(
+      this.findings.map((finding) => ({ ...finding, ...(finding.file ? { file: move(finding.file) } : {}), message: move(finding.message) })),
+      move(this.output),
+    );
   }
 }
 
@@ -145,11 +157,33 @@ export function parseFindings(output: string): CompileFinding[] {
 
 /** A short, stable hash over the policy sources (tests excluded), used as the revision. */
 export async function sourceRevision(source: string): Promise<string> {
+  return (await sourceSnapshot(source)).revision;
+}
+
+export interface SourceSnapshot {
+  revision: string;
+  /** A digest of each policy file by its path relative to the source: what changed between two snapshots. */
+  files: Map<string, string>;
+  /** Each policy file's content by its path relative to the source: what a staged build compiles. */
+  contents: Map<string, Buffer>;
+  /** The Rego files' contents by full path: where a built-in is used, since a wasm bundle keeps no Rego. */
+  rego: Map<string, Buffer>;
+}
+
+export async function sourceSnapshot(source: string): Promise<SourceSnapshot> {
   const hash = createHash('sha256');
+  const files = new Map<string, string>();
+  const contents = new Map<string, Buffer>();
+  const rego = new Map<string, Buffer>();
   for (const file of await policyFiles(source)) {
-    hash.update(path.relative(source, file)).update('\0').update(await readFile(file)).update('\0');
+    const name = path.relative(source, file);
+    const content = await readFile(file);
+    hash.update(name).update('\0').update(content).update('\0');
+    files.set(name, createHash('sha256').update(content).digest('hex'));
+    contents.set(name, content);
+    if (file.endsWith('.rego')) rego.set(file, content);
   }
-  return `sha256:${hash.digest('hex').slice(0, 16)}`;
+  return { revision: `sha256:${hash.digest('hex').slice(0, 16)}`, files, contents, rego };
 }
 
 /** Every .rego and .json file below `dir`, sorted, `*_test.rego` excluded. */

@@ -4,8 +4,13 @@ import type { Facts, Subject } from '../directory/subject';
 import type { Resource } from '../routes/route';
 
 export interface PolicyInput {
-  /** `checked_by_upstream`: parameters the route leaves to the upstream (R7); absent when none. */
-  request: { id: string; method: string; path: string; route: string; checked_by_upstream?: string[] };
+  /**
+   * `checked_by_upstream`: parameters the route leaves to the upstream (R7); absent when none.
+   * `time` (RFC 3339, UTC) and `time_ns` (ns since the epoch, to the millisecond): when the
+   * gateway received the request, what time.now_ns() answers; absent only in inputs recorded
+   * before they existed.
+   */
+  request: { id: string; method: string; path: string; route: string; time?: string; time_ns?: number; checked_by_upstream?: string[] };
   action: string;
   resource: Resource;
   subject: Subject;

@@ -78,7 +78,7 @@ export class PolicyExplainer {
 
     const requestId = `dry-run-${randomUUID()}`;
     const decisionId = randomUUID();
-    const { input, evaluation, shadow } = await this.deps.judge.judge({ requestId, decisionId, method, path, match, sub, dryRun: true });
+    const { input, evaluation, shadow, directoryVersion } = await this.deps.judge.judge({ requestId, decisionId, method, path, match, sub, dryRun: true });
     const { decision } = evaluation;
     this.deps.recorder.record({
       id: decisionId,
@@ -98,6 +98,7 @@ export class PolicyExplainer {
       evalLatencyUs: evaluation.latencyUs,
       input,
       dryRun: true,
+      directoryVersion,
     });
 
     const org = match.resource.org;

@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import type { BundleVerifier } from './bundle-signature';
 import { PolicyCompileError } from './opa-toolchain';
 import type { PolicyEngine } from './policy-engine';
-import type { PolicySource, PolicySourceKind } from './policy-loader';
+import type { FetchedBundle, PolicySource, PolicySourceKind } from './policy-loader';
+import { UnsupportedBuiltinError } from './wasm-builtins';
 import { WasmPolicyEngine } from './wasm-policy-engine';
 
 export interface PolicyLoadFailure {
@@ -65,7 +66,7 @@ export class PolicyManager {
   static async create(options: PolicyManagerOptions): Promise<PolicyManager> {
     const fetched = await options.source.fetch();
     if (!fetched) throw new Error(`${options.source.location} gave no policy`);
-    const engine = await load(fetched.bundle, options);
+    const engine = await load(fetched, options);
     fetched.loaded();
     return new PolicyManager(options, engine);
   }
@@ -137,13 +138,17 @@ export class PolicyManager {
         this.lastError = null;
         return { status: 'unchanged', revision: this.engine.revision };
       }
-      const engine = await load(fetched.bundle, this.options);
+      const engine = await load(fetched, this.options);
       fetched.loaded();
       const previous = this.engine.revision;
       this.engine = engine;
       this.loaded = new Date();
       this.lastError = null;
-      logger.info({ revision: engine.revision, previous, source: this.source, ms: Date.now() - started }, `${this.label} reloaded`);
+      const { changes } = fetched;
+      logger.info(
+        { revision: engine.revision, previous, source: this.source, changes, ms: Date.now() - started },
+        `${this.label} reloaded: ${previous} → ${engine.revision}${changes.length > 0 ? ` (${changes.join(', ')})` : ''}`,
+      );
       return { status: 'loaded', revision: engine.revision };
     } catch (error) {
       this.lastError = describeFailure(error);
@@ -158,10 +163,10 @@ export class PolicyManager {
   }
 }
 
-async function load(bundle: Parameters<typeof WasmPolicyEngine.create>[0], options: PolicyManagerOptions): Promise<WasmPolicyEngine> {
+async function load({ bundle, sources }: FetchedBundle, options: PolicyManagerOptions): Promise<WasmPolicyEngine> {
   // A directory is compiled here from files the operator points at; only bundles are signed.
   if (options.verifier && options.source.kind !== 'directory') await options.verifier.verify(bundle.files);
-  return WasmPolicyEngine.create(bundle, options.entrypoint);
+  return WasmPolicyEngine.create(bundle, options.entrypoint, { sources });
 }
 
 function describeFailure(error: unknown): PolicyLoadFailure {
@@ -175,6 +180,10 @@ function describeFailure(error: unknown): PolicyLoadFailure {
       message: `${first?.code ? `${first.code}: ` : ''}${first?.message ?? error.message}${more}`,
       at,
     };
+  }
+  if (error instanceof UnsupportedBuiltinError) {
+    const located = error.uses.find((use) => use.file);
+    return { ...(located ? { file: located.file, line: located.line } : {}), message: error.message, at };
   }
   return { message: error instanceof Error ? error.message : String(error), at };
 }

@@ -1,6 +1,7 @@
 // Judges one routed request for a known subject: loads the subject and the facts, builds the
 // policy input (design §3.4) and evaluates it, beside the shadow policy when one is set. The
 // gateway's pipeline and the dry runs (admin evaluate, explain) share it, so they cannot drift.
+import { directoryVersionOf } from '../directory/directory-version';
 import type { FactsLoader, SubjectLoader } from '../directory/subject';
 import type { RouteMatch } from '../routes/route';
 import type { PolicyEngine, PolicyEvaluation, PolicyInput } from './policy-engine';
@@ -12,6 +13,8 @@ export interface JudgeStages {
   /** Read once per judgement, so a reload affects only later requests. */
   policy: { readonly current: PolicyEngine };
   shadow?: Pick<ShadowPolicy, 'compare'> | undefined;
+  /** Epoch ms, for requests that bring no receipt time; default Date.now. */
+  now?: (() => number) | undefined;
 }
 
 export interface JudgeRequest {
@@ -23,6 +26,8 @@ export interface JudgeRequest {
   match: RouteMatch;
   /** The token's `sub`. */
   sub: string;
+  /** When the gateway received the request (epoch ms): the policy's request.time. Default: the judge's clock now. */
+  receivedAt?: number;
   /** A dry run is compared with the shadow policy but never counted as traffic. */
   dryRun?: boolean;
   /**
@@ -39,6 +44,8 @@ export interface Judged {
   shadow?: ShadowComparison;
   /** Time spent loading the subject and the facts (the evaluation reports its own latency). */
   directorySeconds: number;
+  /** The newest directory_version the subject and the facts were read at (cached ones keep theirs); null when unknown. */
+  directoryVersion: number | null;
 }
 
 export class RequestJudge {
@@ -50,8 +57,18 @@ export class RequestJudge {
     const lookups = Promise.all([this.stages.subjects.load(request.sub), this.stages.facts.load(match.resource, match.action)]);
     const [subject, facts] = await (request.signal ? unlessAborted(lookups, request.signal) : lookups);
     const directorySeconds = (performance.now() - started) / 1000;
+    const directoryVersion = directoryVersionOf(subject, facts);
+    const receivedAt = Math.floor(request.receivedAt ?? (this.stages.now ?? Date.now)());
     const input: PolicyInput = {
-      request: { id: request.requestId, method: request.method, path: request.path, route: match.route },
+      request: {
+        id: request.requestId,
+        method: request.method,
+        path: request.path,
+        route: match.route,
+        // Part of the recorded input, so a replay or a regression test decides at the same time.
+        time: new Date(receivedAt).toISOString(),
+        time_ns: receivedAt * 1_000_000,
+      },
       action: match.action,
       resource: match.resource,
       subject,
@@ -59,7 +76,7 @@ export class RequestJudge {
     };
     if (match.checkedByUpstream.length > 0) input.request.checked_by_upstream = [...match.checkedByUpstream];
     const evaluation = this.stages.policy.current.evaluate(input);
-    if (!this.stages.shadow) return { input, evaluation, directorySeconds };
+    if (!this.stages.shadow) return { input, evaluation, directorySeconds, directoryVersion };
     const shadow = this.stages.shadow.compare(
       input,
       evaluation,
@@ -75,7 +92,7 @@ export class RequestJudge {
             path: request.path,
           },
     );
-    return { input, evaluation, shadow, directorySeconds };
+    return { input, evaluation, shadow, directorySeconds, directoryVersion };
   }
 }
 

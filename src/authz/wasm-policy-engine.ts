@@ -7,10 +7,14 @@
 // serialized once. The instance's linear memory only ever grows, to the largest input seen;
 // past a bound the instance is re-created from the compiled module, so one huge input cannot
 // pin that memory for the life of the process.
+//
+// The host's built-ins come from ./wasm-builtins: time.now_ns() is the evaluating input's
+// request.time_ns, and a policy importing a built-in nobody provides is refused at load.
 import { loadPolicy, loadPolicySync, type LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { PolicyError, toError } from '../http/errors';
 import type { PolicyBundle } from './policy-bundle';
 import type { PolicyDecision, PolicyEngine, PolicyEvaluation, PolicyInput } from './policy-engine';
+import { checkBuiltins, hostBuiltins, importedBuiltins } from './wasm-builtins';
 
 /** Linear memory above which the instance is re-created after an evaluation. */
 export const MAX_POLICY_MEMORY_BYTES = 64 * 1024 * 1024;
@@ -23,6 +27,9 @@ export class WasmPolicyEngine implements PolicyEngine {
 
   private constructor(
     private policy: LoadedPolicy,
+    /** request.time_ns of the input being evaluated: what the instance's time.now_ns() answers. */
+    private readonly evaluating: { timeNs: number | undefined },
+    private readonly builtins: ReturnType<typeof hostBuiltins>,
     private readonly module: WebAssembly.Module,
     private readonly data: object,
     private readonly entrypoint: string,
@@ -46,17 +53,27 @@ export class WasmPolicyEngine implements PolicyEngine {
     return Object.keys(this.policy.entrypoints).sort();
   }
 
-  /** Loads the bundle's policy and data; throws a PolicyError when the entrypoint is missing. */
-  static async create(bundle: PolicyBundle, entrypoint: string, options: { maxMemoryBytes?: number } = {}): Promise<WasmPolicyEngine> {
+  /**
+   * Loads the bundle's policy and data; throws a PolicyError when the entrypoint is missing, or
+   * an UnsupportedBuiltinError naming the built-ins the runtime cannot evaluate.
+   */
+  static async create(
+    bundle: PolicyBundle,
+    entrypoint: string,
+    options: { maxMemoryBytes?: number; /** The Rego sources by path, to say where a refused built-in is used. */ sources?: ReadonlyMap<string, Buffer> | undefined } = {},
+  ): Promise<WasmPolicyEngine> {
     let policy: LoadedPolicy;
     let module: WebAssembly.Module;
+    const evaluating: { timeNs: number | undefined } = { timeNs: undefined };
+    const builtins = hostBuiltins(() => evaluating.timeNs);
     try {
       module = await WebAssembly.compile(bundle.wasm);
-      policy = await loadPolicy(module);
+      policy = await loadPolicy(module, undefined, builtins);
       policy.setData(bundle.data);
     } catch (thrown) {
       throw new PolicyError(`the policy's WebAssembly could not be loaded: ${toError(thrown).message}`, { cause: thrown });
     }
+    checkBuiltins(importedBuiltins(policy.wasmInstance, policy.mem), options.sources);
     const entrypointId = Object.hasOwn(policy.entrypoints, entrypoint) ? policy.entrypoints[entrypoint] : undefined;
     if (entrypointId === undefined) {
       const available = Object.keys(policy.entrypoints).sort();
@@ -65,7 +82,7 @@ export class WasmPolicyEngine implements PolicyEngine {
           `(build it with opa build -t wasm -e ${entrypoint})`,
       );
     }
-    return new WasmPolicyEngine(policy, module, bundle.data, entrypoint, entrypointId, bundle.revision, options.maxMemoryBytes ?? MAX_POLICY_MEMORY_BYTES);
+    return new WasmPolicyEngine(policy, evaluating, builtins, module, bundle.data, entrypoint, entrypointId, bundle.revision, options.maxMemoryBytes ?? MAX_POLICY_MEMORY_BYTES);
   }
 
   /** Never throws. */
@@ -79,10 +96,12 @@ export class WasmPolicyEngine implements PolicyEngine {
   private decide(input: PolicyInput): PolicyDecision {
     let resultSet: unknown;
     try {
+      this.evaluating.timeNs = input.request.time_ns;
       resultSet = this.policy.evaluate(this.serialize(input), this.entrypointId);
     } catch (thrown) {
       return failure(500, `evaluating '${this.entrypoint}' failed: ${toError(thrown).message}`);
     } finally {
+      this.evaluating.timeNs = undefined;
       if (this.policy.mem.buffer.byteLength > this.maxMemoryBytes) this.recycle();
     }
     const result = Array.isArray(resultSet) && resultSet.length === 1 ? (resultSet[0] as { result?: unknown }).result : undefined;
@@ -118,7 +137,7 @@ export class WasmPolicyEngine implements PolicyEngine {
   }
 
   private recycle(): void {
-    const fresh = loadPolicySync(this.module);
+    const fresh = loadPolicySync(this.module, undefined, this.builtins);
     fresh.setData(this.data);
     this.policy = fresh;
     this.recycled += 1;

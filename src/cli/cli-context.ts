@@ -16,6 +16,8 @@ export interface Io {
   out: (line: string) => void;
   err: (line: string) => void;
   cwd: string;
+  /** Resolves once `out` has taken what was written (pipes are asynchronous): commands that stream a lot wait on it. */
+  drain?: () => Promise<void>;
 }
 
 export interface CliContext {

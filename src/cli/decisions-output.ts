@@ -36,6 +36,31 @@ export function formatDecisions(decisions: readonly DecisionSummary[], format: O
   }
 }
 
+/**
+ * Prints pages of records as they come (`query --all`): the header once, a table at the fixed
+ * widths of `tail`, and JSON as one array written an element at a time.
+ */
+export function decisionStream(format: OutputFormat, out: (line: string) => void): { write(decisions: readonly DecisionSummary[]): void; end(): void } {
+  let started = false;
+  return {
+    write(decisions) {
+      if (format === 'json') {
+        for (const decision of decisions) {
+          out(`${started ? ',' : '['}${JSON.stringify(decision)}`);
+          started = true;
+        }
+        return;
+      }
+      if (decisions.length === 0) return;
+      for (const line of formatDecisions(decisions, format, { header: !started, stream: true })) out(line);
+      started = true;
+    },
+    end() {
+      if (format === 'json') out(started ? ']' : '[]');
+    },
+  };
+}
+
 function table(decisions: readonly DecisionSummary[], options: { header: boolean; stream?: boolean }): string[] {
   const cells = decisions.map((decision) => TABLE_COLUMNS.map((column) => clip(column.value(decision), column.max)));
   const widths = options.stream

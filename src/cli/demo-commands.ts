@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import pino from 'pino';
-import { DEMO_USERS, demoEmail, demoSubject } from '../demo/demo-data';
+import { DEMO_USERS, demoClaims, demoSubject } from '../demo/demo-data';
 import { Demo } from '../demo/demo';
 import { loadDevIdentity } from '../demo/dev-identity';
 import type { CliContext } from './cli-context';
@@ -28,7 +28,7 @@ export async function runDemo(ctx: CliContext, flags: DemoFlags): Promise<void> 
     out: ctx.io.out,
   });
   await signalled;
-  ctx.io.out('stopping: gateway, echo services, PostgreSQL…');
+  ctx.io.out('stopping: gateway, directory service, echo service, PostgreSQL…');
   await demo.close();
   ctx.io.out('stopped');
 }
@@ -36,7 +36,7 @@ export async function runDemo(ctx: CliContext, flags: DemoFlags): Promise<void> 
 export function registerDemoCommands(program: Command, ctx: CliContext): void {
   program
     .command('demo')
-    .description('zero-config demo: embedded PostgreSQL, demo data, echo upstreams, development tokens')
+    .description('zero-config demo: embedded PostgreSQL, demo data, the directory service, development tokens')
     .option('--port <port>', 'gateway port (taken: any free port)', '8080')
     .option('--admin-port <port>', 'admin port (taken: any free port)', '9090')
     .option('--state-dir <dir>', 'where the database and development key live (default: .portcullis/ in the project)')
@@ -45,12 +45,12 @@ export function registerDemoCommands(program: Command, ctx: CliContext): void {
   program
     .command('token')
     .description('mint a development token for a demo user (valid 12 hours)')
-    .requiredOption('-u, --user <name>', `demo user: ${DEMO_USERS.join(', ')} (any name works; unknown users are denied)`)
+    .requiredOption('-u, --user <name>', `demo user: ${DEMO_USERS.join(', ')} (any name works: an unknown user may register with PUT /users/me)`)
     .option('--ttl <hours>', 'lifetime in hours', '12')
     .option('--state-dir <dir>', 'the demo state folder (default: .portcullis/ in the project)')
     .action(async (flags: { user: string; ttl: string; stateDir?: string }) => {
       const stateDir = flags.stateDir ? path.resolve(ctx.io.cwd, flags.stateDir) : ctx.stateDir(undefined);
       const identity = await loadDevIdentity(stateDir);
-      ctx.io.out(await identity.mint(demoSubject(flags.user), { email: demoEmail(flags.user) }, Number(flags.ttl) * 3600));
+      ctx.io.out(await identity.mint(demoSubject(flags.user), demoClaims(flags.user), Number(flags.ttl) * 3600));
     });
 }

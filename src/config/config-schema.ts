@@ -123,6 +123,17 @@ export const configSchema = z
       }),
     ),
     routes: z.array(routeSchema).default([]),
+    /** The directory service (`portcullis directory serve`), an upstream of the gateway over the same database. */
+    directory: hostPort(7010)
+      .extend({
+        /** The gateway's /.well-known/jwks.json; absent: the public half of assertion.signing_key_file. */
+        gateway_jwks_url: httpUrl.optional(),
+        /** POST {sub, email} here on `POST /users/me/password-reset`; absent: that operation answers 501. */
+        password_reset_webhook: httpUrl.optional(),
+        /** JSON Pointers into the before/after representations of directory_events, erased before storing (like audit.mask). */
+        event_mask: z.array(z.string().regex(/^\/./, 'must be a JSON pointer to a field, like /email')).default([]),
+      })
+      .prefault({}),
     /** The decision log: recording mode, spool, retention, masking, export. */
     audit: auditConfigSchema,
   })
@@ -138,6 +149,7 @@ export const configSchema = z
       [discovery ? issuer : undefined, ['auth', 'issuer']],
       [remote(config.policy.source), ['policy', 'source']],
       [remote(config.policy.shadow?.source), ['policy', 'shadow', 'source']],
+      [config.directory.gateway_jwks_url, ['directory', 'gateway_jwks_url']],
     ];
     for (const [url, path] of fetched) {
       if (url !== undefined && !isSecureFetchUrl(url)) {

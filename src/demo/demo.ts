@@ -1,6 +1,7 @@
 // The zero-configuration demo behind `npm start`: an embedded PostgreSQL kept in the state
-// folder, demo data, echo upstreams, a development identity provider, the shipped policies,
-// and a gateway — then ready-to-paste curl commands, one per scenario.
+// folder, demo data, the directory service (organizations, users, projects) and an echo
+// upstream for credentials, a development identity provider, the shipped policies, and a
+// gateway — then ready-to-paste curl commands, one per scenario, and a story to paste in order.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
@@ -8,14 +9,18 @@ import { createDatabase, migrateToLatest } from '../db/database';
 import { EmbeddedDatabase } from '../db/embedded-database';
 import { Portcullis } from '../app';
 import type { ToolchainOptions } from '../authz/opa-toolchain';
+import type { PortcullisConfig } from '../config/config-schema';
 import { parseConfig } from '../config/load-config';
+import { DirectoryService } from '../directory-service/directory-service';
 import { projectRoot } from '../project-root';
 import type { Logger } from 'pino';
-import { demoEmail, demoSubject, seedDemoData } from './demo-data';
+import { demoClaims, demoSubject, seedDemoData } from './demo-data';
 import { DEV_AUDIENCE, DEV_ISSUER, ensureDevIdentity, type DevIdentity } from './dev-identity';
 import { startEchoService, type EchoService } from './echo-service';
 
-const SERVICES = ['organizations', 'projects', 'credentials', 'users'] as const;
+/** Served by the directory service; the credentials registry stays an echo upstream. */
+const DIRECTORY_SERVICES = ['organizations', 'projects', 'users'] as const;
+const ECHO_SERVICES = ['credentials'] as const;
 
 export interface DemoOptions {
   stateDir: string;
@@ -30,6 +35,7 @@ export interface DemoOptions {
 export class Demo {
   private constructor(
     private readonly gateway: Portcullis,
+    private readonly directory: DirectoryService,
     private readonly echoes: EchoService[],
     private readonly database: EmbeddedDatabase,
   ) {}
@@ -50,6 +56,7 @@ export class Demo {
       EmbeddedDatabase.create({ dataDir: path.join(options.stateDir, 'pgdata') }),
     );
     const echoes: EchoService[] = [];
+    let directory: DirectoryService | undefined;
     try {
       const db = createDatabase({ url: database.url });
       try {
@@ -60,43 +67,57 @@ export class Demo {
       } finally {
         await db.destroy();
       }
-      for (const name of SERVICES) echoes.push(await startEchoService(name));
+      for (const name of ECHO_SERVICES) echoes.push(await startEchoService(name));
       const identity = await ensureDevIdentity(options.stateDir);
       const adminToken = randomBytes(18).toString('base64url');
-      const config = parseConfig(
-        {
-          server: { host: options.host, port: await availablePort(options.host, options.port) },
-          admin: { host: options.host, port: await availablePort(options.host, options.adminPort), token: adminToken },
-          database: { url: database.url },
-          auth: { issuer: DEV_ISSUER, audience: DEV_AUDIENCE, jwks_file: identity.jwksFile, algorithms: ['ES256'] },
-          policy: { source: path.join(projectRoot, 'policies') },
-          assertion: { signing_key_file: identity.assertionKeyFile },
-          services: Object.fromEntries(SERVICES.map((name, index) => [name, { url: echoes[index]!.url }])),
-        },
-        {},
-        options.stateDir,
-      );
+      const settings = (services: Record<string, { url: string }>): PortcullisConfig =>
+        parseConfig(
+          {
+            server: { host: options.host, port: gatewayPort },
+            admin: { host: options.host, port: adminPort, token: adminToken },
+            database: { url: database.url },
+            auth: { issuer: DEV_ISSUER, audience: DEV_AUDIENCE, jwks_file: identity.jwksFile, algorithms: ['ES256'] },
+            policy: { source: path.join(projectRoot, 'policies') },
+            // The directory service verifies the gateway's assertions with this key's public half.
+            assertion: { signing_key_file: identity.assertionKeyFile },
+            directory: { host: options.host, port: 0 },
+            services,
+          },
+          {},
+          options.stateDir,
+        );
+      const [gatewayPort, adminPort] = [await availablePort(options.host, options.port), await availablePort(options.host, options.adminPort)];
+      directory = await step('starting the directory service', () => DirectoryService.start(settings({}), { logger: options.logger }));
+      const directoryUrl = directory.url;
+      const config = settings({
+        ...Object.fromEntries(DIRECTORY_SERVICES.map((name) => [name, { url: directoryUrl }])),
+        ...Object.fromEntries(ECHO_SERVICES.map((name, index) => [name, { url: echoes[index]!.url }])),
+      });
       const gateway = await Portcullis.start(config, {
         logger: options.logger,
         stateDir: options.stateDir,
         toolchain: { ...options.toolchain, log: (line) => out(`  ${line}`) },
       });
       await printScenarios(out, gateway, identity, adminToken, Date.now() - started);
-      return new Demo(gateway, echoes, database);
+      return new Demo(gateway, directory, echoes, database);
     } catch (error) {
+      await directory?.close();
       await Promise.all(echoes.map((echo) => echo.close()));
       await database.stop();
       throw error;
     }
   }
 
-  /** Stops the gateway (flushing decision records), the echo services and PostgreSQL: PostgreSQL even when a step before fails. */
+  /**
+   * Stops the gateway (flushing decision records), then the directory service and the echo
+   * service, then PostgreSQL: PostgreSQL even when a step before fails.
+   */
   async close(): Promise<void> {
     try {
       await this.gateway.close();
     } finally {
       try {
-        await Promise.all(this.echoes.map((echo) => echo.close()));
+        await Promise.all([this.directory.close(), ...this.echoes.map((echo) => echo.close())]);
       } finally {
         await this.database.stop();
       }
@@ -105,24 +126,24 @@ export class Demo {
 }
 
 async function printScenarios(out: (line: string) => void, gateway: Portcullis, identity: DevIdentity, adminToken: string, elapsedMs: number) {
-  const token = (user: string) => identity.mint(demoSubject(user), { email: demoEmail(user) });
+  const token = (user: string) => identity.mint(demoSubject(user), demoClaims(user));
   const url = gateway.gatewayUrl;
+  const as = (user: string) => `-H "Authorization: Bearer $${user.toUpperCase()}"`;
+  const json = (body: string) => `-H 'content-type: application/json' -d '${body}'`;
   out('');
   out(`Portcullis is ready in ${(elapsedMs / 1000).toFixed(1)} s: gateway ${url}, admin ${gateway.adminUrl}`);
   out('Tokens below are valid for 12 hours; mint more with `npx portcullis token --user alice`.');
   out('');
-  out(`export ALICE='${await token('alice')}'`);
-  out(`export BOB='${await token('bob')}'`);
-  out(`export CAROL='${await token('carol')}'`);
+  for (const user of ['alice', 'bob', 'carol', 'dave']) out(`export ${user.toUpperCase()}='${await token(user)}'`);
   out(`export ADMIN_TOKEN='${adminToken}'`);
   out('');
   const scenarios: Array<[string, string]> = [
-    ['alice (admin of acme) reads acme\'s projects: allowed, see the identity headers the upstream received', `curl -i ${url}/orgs/acme/projects -H "Authorization: Bearer $ALICE"`],
-    ['alice deletes acme while it still has projects: 409 with the reason', `curl -i -X DELETE ${url}/orgs/acme -H "Authorization: Bearer $ALICE"`],
-    ['bob (member of acme) reads globex: 403, organizations are isolated', `curl -i ${url}/orgs/globex -H "Authorization: Bearer $BOB"`],
-    ['bob creates a project in acme: allowed by his team\'s role', `curl -i -X POST ${url}/orgs/acme/projects -H "Authorization: Bearer $BOB" -d '{"slug":"mobile"}'`],
-    ['carol (no organization) creates one: allowed', `curl -i -X POST ${url}/orgs -H "Authorization: Bearer $CAROL" -d '{"slug":"carolco"}'`],
-    ['carol reads her own profile: allowed', `curl -i ${url}/users/me -H "Authorization: Bearer $CAROL"`],
+    ["alice (admin of acme) reads acme's projects: allowed, served by the directory service", `curl -i ${url}/orgs/acme/projects ${as('alice')}`],
+    ["alice reads acme's credentials: allowed, see the identity headers the upstream (an echo service) received", `curl -i ${url}/orgs/acme/credentials ${as('alice')}`],
+    ['alice deletes acme while it still has projects: 409 with the reason', `curl -i -X DELETE ${url}/orgs/acme ${as('alice')}`],
+    ['bob (member of acme) reads globex: 403, organizations are isolated', `curl -i ${url}/orgs/globex ${as('bob')}`],
+    ["bob creates a project in acme: allowed by his team's role (201)", `curl -i -X POST ${url}/orgs/acme/projects ${as('bob')} ${json('{"slug":"mobile","name":"Mobile app"}')}`],
+    ['carol has a valid token but no user yet: 403, register first', `curl -i ${url}/users/me ${as('carol')}`],
     ['no token at all: 401', `curl -i ${url}/orgs/acme`],
     ['the admin port: the policy that is serving', `curl -s ${gateway.adminUrl}/admin/v1/policy -H "Authorization: Bearer $ADMIN_TOKEN"`],
   ];
@@ -131,6 +152,33 @@ async function printScenarios(out: (line: string) => void, gateway: Portcullis, 
     out(command);
     out('');
   }
+  // Commands of one shell session: the invitation's id is kept in $INVITATION for dave.
+  const story: Array<[string, string]> = [
+    ['carol registers from her token\'s claims (201), creates carolco (201) and reads it (200)', `curl -i -X PUT ${url}/users/me ${as('carol')}`],
+    ['', `curl -i -X POST ${url}/orgs ${as('carol')} ${json('{"slug":"carolco","name":"Carol Co"}')}`],
+    ['', `curl -i ${url}/orgs/carolco ${as('carol')}`],
+    ['dave is not in acme yet (403); alice invites his verified address (201)', `curl -i ${url}/orgs/acme ${as('dave')}`],
+    [
+      '',
+      `INVITATION=$(curl -s -w '%{stderr}HTTP/1.1 %{http_code}: the invitation id is kept in $INVITATION\\n' -X POST ${url}/orgs/acme/invitations ${as('alice')} ${json('{"email":"dave@example.com"}')} | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).id')`,
+    ],
+    ['dave accepts (201) and now reads acme (200)', `curl -i -X POST ${url}/invitations/$INVITATION/accept ${as('dave')}`],
+    ['', `curl -i ${url}/orgs/acme ${as('dave')}`],
+    ['bob may not delete projects (403); alice attaches the role project-admin to his team builders (201); the very next request of bob is allowed (204)', `curl -i -X DELETE ${url}/orgs/acme/projects/web ${as('bob')}`],
+    ['', `curl -i -X PUT ${url}/orgs/acme/teams/builders/roles/project-admin ${as('alice')}`],
+    ['', `curl -i -X DELETE ${url}/orgs/acme/projects/web ${as('bob')}`],
+    ['alice tries to delete acme: 409 naming its projects; she deletes them (204 each), then acme (204)', `curl -i -X DELETE ${url}/orgs/acme ${as('alice')}`],
+    ['', `curl -i -X DELETE ${url}/orgs/acme/projects/api ${as('alice')}`],
+    ['', `curl -i -X DELETE ${url}/orgs/acme/projects/mobile ${as('alice')}`],
+    ['', `curl -i -X DELETE ${url}/orgs/acme ${as('alice')}`],
+  ];
+  out('The story: paste these in order, in one shell (it changes the demo data; remove .portcullis/ to start afresh).');
+  out('');
+  for (const [title, command] of story) {
+    if (title !== '') out(`# ${title}`);
+    out(command);
+  }
+  out('');
   out('Press Ctrl-C to stop everything.');
 }
 

@@ -6,6 +6,7 @@ import { DependencyError } from '../http/errors';
 import type { Resource } from '../routes/route';
 import type { Facts, FactsLoader } from './subject';
 import { isUuid } from '../db/uuid';
+import { readAtVersion } from './directory-version';
 
 /** How many project slugs an organization:delete denial may name (R5). */
 export const PROJECT_SLUG_SAMPLE = 5;
@@ -84,13 +85,16 @@ function memberFact(userId: string): FactColumn {
   };
 }
 
-function invitationFact(invitationId: string): FactColumn {
-  const missing = `json_build_object('exists', false, 'email', null, 'accepted', false, 'organization', null)`;
+// Under `/orgs/{org}/invitations/{invitation}` the invitation must be that organization's (R7);
+// `/invitations/{invitation}/accept` addresses it alone, and the policy checks the addressee.
+function invitationFact(invitationId: string, underOrganization: boolean): FactColumn {
+  const scope = underOrganization ? `, 'in_organization', coalesce(i.organization_id = (select id from org), false)` : '';
+  const missing = `json_build_object('exists', false, 'email', null, 'accepted', false, 'organization', null${underOrganization ? `, 'in_organization', false` : ''})`;
   if (!isUuid(invitationId)) return { name: 'invitation', sql: missing, bindings: [] };
   return {
     name: 'invitation',
     sql: `coalesce((
-      select json_build_object('exists', true, 'email', lower(i.email), 'accepted', i.accepted_at is not null, 'organization', o.slug)
+      select json_build_object('exists', true, 'email', lower(i.email), 'accepted', i.accepted_at is not null, 'organization', o.slug${scope})
       from invitations i join organizations o on o.id = i.organization_id
       where i.id = ?), ${missing})`,
     bindings: [invitationId],
@@ -99,7 +103,7 @@ function invitationFact(invitationId: string): FactColumn {
 
 /**
  * The facts the resource needs, in the order they appear in the query: one per parameter
- * of an organization's route (route.ts DIRECTORY_CHECKED_PARAMETERS), and invitations.
+ * of an organization's route (route.ts DIRECTORY_CHECKED_PARAMETERS), and the invitation accepted.
  */
 function factColumns(resource: Resource, action: string): FactColumn[] {
   const columns: FactColumn[] = [];
@@ -110,7 +114,7 @@ function factColumns(resource: Resource, action: string): FactColumn[] {
   if (resource.credential !== undefined) columns.push(scopedFact('credential', 'credentials', 'slug', resource.credential));
   // A user addressed under an organization (as its member, or a team's) must be a member of it.
   if (resource.org !== undefined && resource.user !== undefined) columns.push(memberFact(resource.user));
-  if (resource.type === 'invitation' && resource.invitation !== undefined) columns.push(invitationFact(resource.invitation));
+  if (resource.invitation !== undefined) columns.push(invitationFact(resource.invitation, resource.org !== undefined));
   return columns;
 }
 
@@ -120,16 +124,19 @@ export class PgFactsLoader implements FactsLoader {
   async load(resource: Resource, action: string): Promise<Facts> {
     const columns = factColumns(resource, action);
     if (columns.length === 0) return {};
+    // The directory version is read in the same snapshot as the facts.
     const sql = `with org as (select id from organizations where slug = ?)
-      select ${columns.map((column) => `${column.sql} as ${column.name}`).join(',\n')}`;
+      select ${columns.map((column) => `${column.sql} as ${column.name}`).join(',\n')},
+      (select version from directory_version) as directory_version`;
     const bindings: (string | null)[] = [resource.org ?? null, ...columns.flatMap((column) => column.bindings)];
-    let row: Facts | undefined;
+    let row: (Facts & { directory_version?: string | null }) | undefined;
     try {
-      ({ rows: [row] } = await this.db.raw<{ rows: Facts[] }>(sql, bindings));
+      ({ rows: [row] } = await this.db.raw<{ rows: (Facts & { directory_version?: string | null })[] }>(sql, bindings));
     } catch (error) {
       throw new DependencyError('the directory database is unavailable: could not load the facts of the request', { cause: error });
     }
     if (!row) throw new DependencyError('the directory database returned no facts');
-    return row;
+    const { directory_version: version, ...facts } = row;
+    return readAtVersion(facts, version);
   }
 }

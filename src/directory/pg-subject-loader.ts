@@ -3,6 +3,7 @@
 // policy receives exactly the permissions a member holds in each organization (R3).
 import type { Knex } from 'knex';
 import { DependencyError } from '../http/errors';
+import { readAtVersion } from './directory-version';
 import type { Membership, Subject, SubjectLoader } from './subject';
 
 // R4, clause by clause:
@@ -53,7 +54,8 @@ grants as (
   join roles r on r.id = cr.role_id
   left join lateral unnest(r.permissions) as p(permission) on true
   group by cr.organization_id
-)
+),
+subject as (
 select su.id, su.email,
   coalesce(
     json_object_agg(m.slug, json_build_object(
@@ -69,12 +71,18 @@ left join memberships m on true
 left join team_names tn on tn.organization_id = m.organization_id
 left join grants g on g.organization_id = m.organization_id
 group by su.id, su.email
+)
+-- One row even for a subject without a users row: the directory version this snapshot saw.
+select s.id, s.email, s.memberships, dv.version as directory_version
+from directory_version dv
+left join subject s on true
 `;
 
 interface SubjectRow {
-  id: string;
+  id: string | null;
   email: string | null;
-  memberships: Record<string, Membership>;
+  memberships: Record<string, Membership> | null;
+  directory_version: string;
 }
 
 export class PgSubjectLoader implements SubjectLoader {
@@ -90,7 +98,7 @@ export class PgSubjectLoader implements SubjectLoader {
       throw new DependencyError('the directory database is unavailable: could not load the caller', { cause: error });
     }
     const row = rows[0];
-    if (!row) return { id: null, sub, email: null, memberships: {} };
-    return { id: row.id, sub, email: row.email, memberships: row.memberships };
+    if (!row?.id) return readAtVersion({ id: null, sub, email: null, memberships: {} }, row?.directory_version);
+    return readAtVersion({ id: row.id, sub, email: row.email, memberships: row.memberships ?? {} }, row.directory_version);
   }
 }

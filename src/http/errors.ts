@@ -38,11 +38,36 @@ export class NotFoundError extends PortcullisError {
 /** A request the gateway refuses to interpret (bad path encoding, duplicate headers, …). */
 export class InputError extends PortcullisError {
   readonly title: string;
-  readonly code = 'bad-request';
-  constructor(message: string, readonly status: 400 | 413 | 431 = 400, options?: { cause?: unknown }) {
+  readonly code: string;
+  constructor(message: string, readonly status: InputStatus = 400, options?: { cause?: unknown }) {
     super(message, options);
-    this.title = status === 413 ? 'Content Too Large' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+    [this.title, this.code] = INPUT_STATUSES[status];
   }
+}
+
+// The directory service (an upstream, not the gateway) answers the rest of the 4xx family.
+const INPUT_STATUSES = {
+  400: ['Bad Request', 'bad-request'],
+  412: ['Precondition Failed', 'precondition-failed'],
+  413: ['Content Too Large', 'bad-request'],
+  415: ['Unsupported Media Type', 'unsupported-media-type'],
+  422: ['Unprocessable Content', 'unprocessable'],
+  431: ['Request Header Fields Too Large', 'bad-request'],
+} as const;
+type InputStatus = keyof typeof INPUT_STATUSES;
+
+/** The request conflicts with the state of the resource (a duplicate, the last admin, a resource in use). */
+export class ConflictError extends PortcullisError {
+  readonly status = 409;
+  readonly title = 'Conflict';
+  readonly code = 'conflict';
+}
+
+/** A feature that needs a setting nobody configured; the message names the setting. */
+export class NotConfiguredError extends PortcullisError {
+  readonly status = 501;
+  readonly title = 'Not Implemented';
+  readonly code = 'not-configured';
 }
 
 /** The upstream could not be reached (502) or did not answer in time (504). */

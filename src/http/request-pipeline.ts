@@ -13,6 +13,7 @@ import { RequestJudge } from '../authz/request-judge';
 import type { ShadowPolicy } from '../authz/shadow-policy';
 import type { FactsLoader, SubjectLoader } from '../directory/subject';
 import type { Forwarder } from '../proxy/forwarder';
+import type { AssertionClaims } from '../proxy/identity-assertion';
 import type { RouteMatch, RouteMatcher } from '../routes/route';
 import { DependencyError, InputError, NotFoundError, UpstreamError } from './errors';
 import { inspectRequest, stripHopByHop } from './inspect-request';
@@ -22,7 +23,7 @@ import { denialProblem, errorProblem, sendProblem } from './problem';
 import { traceparentFor } from './trace-context';
 
 export interface AssertionSigner {
-  assertionFor(claims: { userId: string | null; sub: string; org: string | null; service: string }): Promise<string>;
+  assertionFor(claims: AssertionClaims): Promise<string>;
 }
 
 export interface PipelineStages {
@@ -42,6 +43,8 @@ export interface PipelineStages {
   logger: Logger;
   observer: PipelineObserver;
   bodyLimitBytes: number;
+  /** Epoch ms: when a request was received, the policy's request.time; default Date.now. */
+  now?: (() => number) | undefined;
 }
 
 export const HEADER = {
@@ -106,8 +109,12 @@ interface Judgement {
   /** The connection closed before the response was complete; the request is recorded as such. */
   closedEarly?: boolean;
   principal?: Principal;
+  /** Epoch ms when the request arrived: the policy input's request.time. */
+  receivedAt: number;
   input?: PolicyInput;
   evaluation?: PolicyEvaluation;
+  /** The directory state the subject and facts were read at. */
+  directoryVersion?: number | null;
 }
 
 interface InFlight {
@@ -155,7 +162,16 @@ export class RequestPipeline {
       return;
     }
 
-    const judgement: Judgement = { requestId, decisionId: randomUUID(), traceId, match, path, outcome: 'failed', abort: connectionAbort(req.socket) };
+    const judgement: Judgement = {
+      requestId,
+      decisionId: randomUUID(),
+      traceId,
+      match,
+      path,
+      outcome: 'failed',
+      abort: connectionAbort(req.socket),
+      receivedAt: (this.stages.now ?? Date.now)(),
+    };
     res.setHeader(HEADER.decision, judgement.decisionId);
     const entry: InFlight = { judgement, res };
     this.inFlight.add(entry);
@@ -203,11 +219,13 @@ export class RequestPipeline {
       path: judgement.path,
       match,
       sub: judgement.principal.sub,
+      receivedAt: judgement.receivedAt,
       signal,
     });
     observer.stage('directory', judged.directorySeconds);
     judgement.input = judged.input;
     judgement.evaluation = judged.evaluation;
+    judgement.directoryVersion = judged.directoryVersion;
     observer.stage('policy', judgement.evaluation.latencyUs / 1e6);
     return judgement.evaluation.decision.allow === true;
   }
@@ -244,7 +262,7 @@ export class RequestPipeline {
     const org = match.resource.org ?? null;
     const userId = input?.subject.id ?? null;
     this.stages.assertions
-      .assertionFor({ userId, sub: principal?.sub ?? '', org, service: match.service })
+      .assertionFor({ userId, sub: principal?.sub ?? '', org, service: match.service, email: principal?.email, emailVerified: principal?.emailVerified, name: principal?.name })
       .then(async (assertion) => {
         const { signal } = judgement.abort;
         const strict = this.stages.strictAudit === true;
@@ -340,6 +358,7 @@ export class RequestPipeline {
       evalLatencyUs: evaluation?.latencyUs ?? null,
       input: input ?? null,
       dryRun: false,
+      directoryVersion: judgement.directoryVersion ?? null,
       clientAddress: req.socket.remoteAddress ?? null,
     };
     if (durably) {

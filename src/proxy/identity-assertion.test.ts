@@ -72,6 +72,32 @@ describe('IdentityAssertionSigner', () => {
     expect(newcomer.portcullis_sub).toBe('idp|new');
   });
 
+  it("copies the verified token's e-mail, e-mail verification and name, and leaves out the absent ones", async () => {
+    const signer = await IdentityAssertionSigner.create(config(), { now: testClock().now });
+    const profile = { email: 'Alice@Example.com', emailVerified: true, name: 'Alice Liddell' };
+    const { payload } = await verifyAsUpstream(signer, await signer.assertionFor({ ...alice, ...profile }), 'projects');
+    expect(payload).toMatchObject({ email: 'Alice@Example.com', email_verified: true, name: 'Alice Liddell' });
+
+    const unverified = decodeJwt(await signer.assertionFor({ ...alice, email: 'alice@example.com', emailVerified: false }));
+    expect(unverified).toMatchObject({ email: 'alice@example.com', email_verified: false });
+    expect(unverified).not.toHaveProperty('name');
+
+    const bare = decodeJwt(await signer.assertionFor(alice));
+    for (const claim of ['email', 'email_verified', 'name']) expect(bare).not.toHaveProperty(claim);
+  });
+
+  it('keys reused assertions by the profile claims too: a changed e-mail or verification is signed at once', async () => {
+    const signer = await IdentityAssertionSigner.create(config(), { now: testClock().now });
+    const unverified = await signer.assertionFor({ ...alice, email: 'alice@example.com', emailVerified: false });
+    const verified = await signer.assertionFor({ ...alice, email: 'alice@example.com', emailVerified: true });
+    const renamed = await signer.assertionFor({ ...alice, email: 'alice@example.com', emailVerified: true, name: 'Al' });
+    const moved = await signer.assertionFor({ ...alice, email: 'alice@example.org', emailVerified: true, name: 'Al' });
+    expect(new Set([unverified, verified, renamed, moved]).size).toBe(4);
+    expect(decodeJwt(verified).email_verified).toBe(true);
+    expect(decodeJwt(moved).email).toBe('alice@example.org');
+    expect(await signer.assertionFor({ ...alice, email: 'alice@example.com', emailVerified: true })).toBe(verified);
+  });
+
   it('binds the assertion to one service: another audience does not verify', async () => {
     const signer = await IdentityAssertionSigner.create(config(), { now: testClock().now });
     const token = await signer.assertionFor(alice);

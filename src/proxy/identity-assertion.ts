@@ -19,12 +19,20 @@ export interface AssertionClaims {
   org: string | null;
   /** Target service name; the assertion's audience is `portcullis:<service>`. */
   service: string;
+  /**
+   * The verified token's OIDC profile claims, copied as they are (claims `email`,
+   * `email_verified`, `name`): what an upstream such as the directory service registers a
+   * user from. Absent ones are left out of the assertion.
+   */
+  email?: string | undefined;
+  emailVerified?: boolean | undefined;
+  name?: string | undefined;
 }
 
 export interface IdentityAssertionOptions {
   /** Clock in ms since the epoch (tests move it). */
   now?: () => number;
-  /** Distinct (user, org, service) assertions kept for reuse; default 10,000. */
+  /** Distinct (user, org, service, profile) assertions kept for reuse; default 10,000. */
   cacheMaxEntries?: number;
 }
 
@@ -62,7 +70,8 @@ export class IdentityAssertionSigner {
 
   /** A compact JWT for these claims, reused while less than half of its lifetime has passed. */
   assertionFor(claims: AssertionClaims): Promise<string> {
-    const key = JSON.stringify([claims.userId, claims.sub, claims.org, claims.service]);
+    // Every signed claim is in the key: a token with a new e-mail address gets a new assertion at once.
+    const key = JSON.stringify([claims.userId, claims.sub, claims.org, claims.service, claims.email, claims.emailVerified, claims.name]);
     const now = this.now();
     const cached = this.cache.get(key);
     if (cached && now < cached.reuseUntil) return cached.token;
@@ -85,6 +94,9 @@ export class IdentityAssertionSigner {
   private sign(claims: AssertionClaims, iat: number): Promise<string> {
     const payload: Record<string, unknown> = { portcullis_sub: claims.sub };
     if (claims.org !== null) payload.org = claims.org;
+    if (claims.email !== undefined) payload.email = claims.email;
+    if (claims.emailVerified !== undefined) payload.email_verified = claims.emailVerified;
+    if (claims.name !== undefined) payload.name = claims.name;
     const jwt = new SignJWT(payload)
       .setProtectedHeader({ alg: this.alg, kid: this.kid, typ: 'JWT' })
       .setIssuer(this.config.issuer)

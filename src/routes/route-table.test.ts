@@ -7,6 +7,7 @@ type Expected = [method: string, path: string, action: string, service: string, 
 
 // Design §3.3, request by request: the resource is what the policy sees as input.resource.
 const EXPECTED: Expected[] = [
+  ['GET', '/orgs', 'organization:list', 'organizations', { type: 'organization' }, '/orgs'],
   ['POST', '/orgs', 'organization:create', 'organizations', { type: 'organization' }, '/orgs'],
   ['GET', '/orgs/acme', 'organization:read', 'organizations', { type: 'organization', org: 'acme' }, '/orgs/{org}'],
   ['PATCH', '/orgs/acme', 'organization:update', 'organizations', { type: 'organization', org: 'acme' }, '/orgs/{org}'],
@@ -17,6 +18,12 @@ const EXPECTED: Expected[] = [
   ['GET', '/orgs/acme/members/u1', 'member:read', 'organizations', { type: 'member', org: 'acme', user: 'u1' }, '/orgs/{org}/members/{user}'],
   ['PATCH', '/orgs/acme/members/u1', 'member:update', 'organizations', { type: 'member', org: 'acme', user: 'u1' }, '/orgs/{org}/members/{user}'],
   ['DELETE', '/orgs/acme/members/u1', 'member:remove', 'organizations', { type: 'member', org: 'acme', user: 'u1' }, '/orgs/{org}/members/{user}'],
+  ['DELETE', '/orgs/acme/members/me', 'member:leave', 'organizations', { type: 'member', org: 'acme' }, '/orgs/{org}/members/me'],
+
+  ['GET', '/orgs/acme/invitations', 'member:read', 'organizations', { type: 'invitation', org: 'acme' }, '/orgs/{org}/invitations'],
+  ['POST', '/orgs/acme/invitations', 'member:invite', 'organizations', { type: 'invitation', org: 'acme' }, '/orgs/{org}/invitations'],
+  ['GET', '/orgs/acme/invitations/i1', 'member:read', 'organizations', { type: 'invitation', org: 'acme', invitation: 'i1' }, '/orgs/{org}/invitations/{invitation}'],
+  ['DELETE', '/orgs/acme/invitations/i1', 'member:invite', 'organizations', { type: 'invitation', org: 'acme', invitation: 'i1' }, '/orgs/{org}/invitations/{invitation}'],
 
   ['GET', '/orgs/acme/teams', 'team:read', 'organizations', { type: 'team', org: 'acme' }, '/orgs/{org}/teams'],
   ['POST', '/orgs/acme/teams', 'team:create', 'organizations', { type: 'team', org: 'acme' }, '/orgs/{org}/teams'],
@@ -29,7 +36,11 @@ const EXPECTED: Expected[] = [
   ['PATCH', '/orgs/acme/teams/ops/members', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops' }, '/orgs/{org}/teams/{team}/members'],
   ['PUT', '/orgs/acme/teams/ops/members', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops' }, '/orgs/{org}/teams/{team}/members'],
   ['GET', '/orgs/acme/teams/ops/members/u1', 'team:read', 'organizations', { type: 'team', org: 'acme', team: 'ops', user: 'u1' }, '/orgs/{org}/teams/{team}/members/{user}'],
+  ['PUT', '/orgs/acme/teams/ops/members/u1', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops', user: 'u1' }, '/orgs/{org}/teams/{team}/members/{user}'],
   ['DELETE', '/orgs/acme/teams/ops/members/u1', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops', user: 'u1' }, '/orgs/{org}/teams/{team}/members/{user}'],
+  ['GET', '/orgs/acme/teams/ops/roles', 'team:read', 'organizations', { type: 'team', org: 'acme', team: 'ops' }, '/orgs/{org}/teams/{team}/roles'],
+  ['PUT', '/orgs/acme/teams/ops/roles/deployer', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops', role: 'deployer' }, '/orgs/{org}/teams/{team}/roles/{role}'],
+  ['DELETE', '/orgs/acme/teams/ops/roles/deployer', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops', role: 'deployer' }, '/orgs/{org}/teams/{team}/roles/{role}'],
 
   ['GET', '/orgs/acme/roles', 'role:read', 'organizations', { type: 'role', org: 'acme' }, '/orgs/{org}/roles'],
   ['POST', '/orgs/acme/roles', 'role:create', 'organizations', { type: 'role', org: 'acme' }, '/orgs/{org}/roles'],
@@ -37,6 +48,8 @@ const EXPECTED: Expected[] = [
   ['PATCH', '/orgs/acme/roles/deployer', 'role:update', 'organizations', { type: 'role', org: 'acme', role: 'deployer' }, '/orgs/{org}/roles/{role}'],
   ['PUT', '/orgs/acme/roles/deployer', 'role:update', 'organizations', { type: 'role', org: 'acme', role: 'deployer' }, '/orgs/{org}/roles/{role}'],
   ['DELETE', '/orgs/acme/roles/deployer', 'role:delete', 'organizations', { type: 'role', org: 'acme', role: 'deployer' }, '/orgs/{org}/roles/{role}'],
+
+  ['GET', '/orgs/acme/events', 'audit:read', 'organizations', { type: 'audit', org: 'acme' }, '/orgs/{org}/events'],
 
   ['POST', '/invitations/i1/accept', 'invitation:accept', 'organizations', { type: 'invitation', invitation: 'i1' }, '/invitations/{invitation}/accept'],
 
@@ -58,11 +71,16 @@ const EXPECTED: Expected[] = [
   ['PUT', '/orgs/acme/credentials/aws', 'credential:update', 'credentials', { type: 'credential', org: 'acme', credential: 'aws' }, '/orgs/{org}/credentials/{credential}'],
   ['DELETE', '/orgs/acme/credentials/aws', 'credential:delete', 'credentials', { type: 'credential', org: 'acme', credential: 'aws' }, '/orgs/{org}/credentials/{credential}'],
 
+  ['PUT', '/users/me', 'profile:register', 'users', { type: 'profile' }, '/users/me'],
   ['GET', '/users/me', 'profile:read', 'users', { type: 'profile' }, '/users/me'],
   ['PATCH', '/users/me', 'profile:update', 'users', { type: 'profile' }, '/users/me'],
+  ['PUT', '/users/me/picture', 'profile:update', 'users', { type: 'profile' }, '/users/me/picture'],
   ['POST', '/users/me/password-reset', 'profile:update', 'users', { type: 'profile' }, '/users/me/password-reset'],
   ['GET', '/users/u1', 'profile:read', 'users', { type: 'profile', user: 'u1' }, '/users/{user}'],
   ['PATCH', '/users/u1', 'profile:update', 'users', { type: 'profile', user: 'u1' }, '/users/{user}'],
+  ['GET', '/users/u1/picture', 'profile:read', 'users', { type: 'profile', user: 'u1' }, '/users/{user}/picture'],
+  // `me` is a literal only where a route spells it: reading a member named `me` is an ordinary lookup.
+  ['GET', '/orgs/acme/members/me', 'member:read', 'organizations', { type: 'member', org: 'acme', user: 'me' }, '/orgs/{org}/members/{user}'],
 ];
 
 describe('default routes', () => {
@@ -89,7 +107,7 @@ describe('RouteTable.match', () => {
 
   it.each([
     ['GET', '/'],
-    ['GET', '/orgs'],
+    ['PUT', '/orgs'],
     ['PUT', '/orgs/acme'],
     ['POST', '/orgs/acme'],
     ['HEAD', '/orgs/acme'],
@@ -99,8 +117,10 @@ describe('RouteTable.match', () => {
     ['GET', '/orgs/acme/projects/api/deployments'],
     ['GET', '/orgs/acme/teams/ops/members/u1/extra'],
     ['DELETE', '/orgs/acme/teams/ops/members'],
-    ['PUT', '/users/me'],
+    ['DELETE', '/users/me'],
     ['DELETE', '/users/u1'],
+    ['PUT', '/users/u1/picture'],
+    ['GET', '/orgs/acme/members/me/extra'],
     ['POST', '/users/u1/password-reset'],
     ['GET', '/invitations/i1/accept'],
     ['GET', '/admin'],

@@ -21,7 +21,7 @@ export interface RouteDefinition {
  * (R7): each has a fact in the facts loader. Any other parameter of such a route must be
  * marked `checked_by: upstream`.
  */
-export const DIRECTORY_CHECKED_PARAMETERS: ReadonlySet<string> = new Set(['project', 'team', 'role', 'user', 'credential']);
+export const DIRECTORY_CHECKED_PARAMETERS: ReadonlySet<string> = new Set(['project', 'team', 'role', 'user', 'credential', 'invitation']);
 
 /** What the policy sees as `input.resource`: the type plus every path parameter, percent-decoded. */
 export interface Resource {

@@ -14,6 +14,8 @@ declare module '@open-policy-agent/opa-wasm' {
     setData(data: object | ArrayBuffer): void;
     /** The instance's linear memory; it grows to fit the largest input and never shrinks. */
     readonly mem: WebAssembly.Memory;
+    /** The WebAssembly instance: its exports include `builtins` (the built-ins it imports, by name). */
+    readonly wasmInstance: { readonly exports: Record<string, unknown> };
   }
 
   /** As loadPolicy, synchronously (fine in Node for an already compiled module). */

@@ -27,10 +27,11 @@ export interface Harness {
  * `options.database`: run on that database (e.g. a second gateway beside another); its owner drops it.
  * `options.logger`: where the gateway logs (default: silent, or TEST_LOG_LEVEL).
  * `options.now`: the clock of the audit's per-minute limits (default: the real one).
+ * `options.serviceUrls`: these services go to the given URLs instead of their echo upstream (the directory service).
  */
 export async function startHarness(
   overrides: Record<string, unknown> = {},
-  options: { database?: TestDatabase; logger?: Logger; now?: () => number } = {},
+  options: { database?: TestDatabase; logger?: Logger; now?: () => number; serviceUrls?: Partial<Record<ServiceName, string>> } = {},
 ): Promise<Harness> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'portcullis-harness-'));
   const database = options.database ?? (await createTestDatabase());
@@ -48,7 +49,7 @@ export async function startHarness(
       database: { url: database.url },
       auth: { issuer: ISSUER, audience: AUDIENCE, jwks_file: tokens.jwksFile, algorithms: ['ES256'], clock_tolerance_s: 5 },
       policy: { source: bundle },
-      services: Object.fromEntries(SERVICES.map((name) => [name, { url: upstreams[name].url }])),
+      services: Object.fromEntries(SERVICES.map((name) => [name, { url: options.serviceUrls?.[name] ?? upstreams[name].url }])),
       ...overrides,
     },
     {},

@@ -1,0 +1,65 @@
+// The directory source's watch as editors use it: what it reports as changed, what it never
+// reports (swap files, backups, locks, tests), and the change list a reload logs.
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { scratchDir, testOpa, waitFor } from '../../test/support/policy-workspace';
+import { fileChanges, isEditorScratch, openPolicySource } from './policy-loader';
+
+let dir: string;
+
+beforeAll(async () => {
+  dir = await scratchDir('loader');
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('the directory source', () => {
+  it('reports the policy files that changed and never the editor scratch files beside them', async () => {
+    const source = path.join(dir, 'policies');
+    await mkdir(source);
+    await writeFile(path.join(source, 'policy.rego'), 'package portcullis\n\ndecision := {"allow": false, "status": 403, "reasons": []}\n');
+    const opened = await openPolicySource({ source, entrypoint: 'portcullis/decision', buildDir: path.join(dir, 'build'), toolchain: { opaBin: testOpa() }, pollIntervalMs: 60_000 });
+    const calls: string[][] = [];
+    const stop = opened.watch(
+      (changed) => calls.push(changed),
+      (error) => {
+        throw error;
+      },
+    );
+    try {
+      for (const name of ['.policy.rego.swp', '.policy.rego.swx', 'policy.rego~', '#policy.rego#', '4913', 'policy_test.rego']) await writeFile(path.join(source, name), 'x');
+      await symlink('me@host.1:1', path.join(source, '.#policy.rego'));
+      await writeFile(path.join(source, 'policy.rego'), 'package portcullis\n\ndecision := {"allow": true, "status": 200, "reasons": []}\n');
+      await waitFor(() => (calls.length > 0 ? true : undefined), 5000, 'the change');
+      expect(calls[0]).toEqual(['policy.rego']);
+    } finally {
+      stop();
+    }
+  });
+});
+
+describe('isEditorScratch', () => {
+  it.each(['.a.rego.swp', '.a.rego.swo', '.a.rego.swx', 'a.rego~', '#a.rego#', '.#a.rego', '4913', 'sub/.#a.rego'])('treats %s as scratch', (name) => {
+    expect(isEditorScratch(name)).toBe(true);
+  });
+  it.each(['a.rego', 'data.json', 'swp.rego', 'a#b.rego'])('treats %s as a policy file', (name) => {
+    expect(isEditorScratch(name)).toBe(false);
+  });
+});
+
+describe('fileChanges', () => {
+  it('names each file changed, added or removed, sorted', () => {
+    const before = new Map([
+      ['a.rego', '1'],
+      ['b.rego', '2'],
+      ['c/data.json', '3'],
+    ]);
+    const after = new Map([
+      ['a.rego', '1'],
+      ['b.rego', '9'],
+      ['d.rego', '4'],
+    ]);
+    expect(fileChanges(before, after)).toEqual(['b.rego changed', 'c/data.json removed', 'd.rego added']);
+  });
+});

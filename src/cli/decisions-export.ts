@@ -1,0 +1,47 @@
+// `decisions export`: a time window of the decision log as NDJSON or CSV that can be verified
+// offline (`decisions verify --file`): every record with `seq`, `prev_hash` and `hash`, ending
+// with the run's head and the newest signed checkpoint in it. Streams page by page.
+import type { Command } from 'commander';
+import { EXPORT_FORMATS, exportEndLine, exportHeader, exportLine, type ExportEnd, type ExportFormat } from '../audit/decision-export-file';
+import { PgDecisionExportStore } from '../audit/pg-decision-export-store';
+import { parseTimeBound } from '../audit/time-bound';
+import { InputError } from '../http/errors';
+import type { CliContext } from './cli-context';
+import { withDecisionLog } from './decisions-database';
+
+const PAGE = 1000;
+
+export function registerExportCommand(decisions: Command, ctx: CliContext): void {
+  decisions
+    .command('export')
+    .description('print every record of a time window with its place in the hash chain, to verify offline with `decisions verify --file`')
+    .requiredOption('--since <time>', 'ISO-8601 time (UTC unless it has an offset) or a duration back from now (24h, 7d)')
+    .option('--until <time>', 'ISO-8601 time or a duration back from now (default: now)')
+    .option('--format <format>', EXPORT_FORMATS.join('|'), 'ndjson')
+    .action(async (options: { since: string; until?: string; format: string }) => {
+      if (!(EXPORT_FORMATS as readonly string[]).includes(options.format)) throw new InputError(`--format: must be one of ${EXPORT_FORMATS.join(', ')}`);
+      const format = options.format as ExportFormat;
+      const now = new Date();
+      const since = parseTimeBound(options.since, '--since', now);
+      const until = options.until === undefined ? undefined : parseTimeBound(options.until, '--until', now);
+      const { io } = ctx;
+      await withDecisionLog(ctx, async ({ db }) => {
+        const store = new PgDecisionExportStore(db);
+        for (const line of exportHeader(format)) io.out(line);
+        const range = await store.seqRange(since, until);
+        const end: ExportEnd = { records: 0, first_seq: range?.first ?? null, head: null, checkpoint: null, exported_at: now.toISOString() };
+        if (range) {
+          for (let after = range.first - 1; after < range.last; after += PAGE) {
+            const rows = await store.page(after, Math.min(range.last, after + PAGE));
+            for (const row of rows) io.out(exportLine(row, format));
+            end.records += rows.length;
+            const last = rows[rows.length - 1];
+            if (last) end.head = { seq: last.seq, hash: last.hash };
+            await io.drain?.();
+          }
+          end.checkpoint = await store.newestCheckpoint(range.first, range.last);
+        }
+        io.out(exportEndLine(end, format));
+      });
+    });
+}
