@@ -163,9 +163,11 @@ export class Portcullis {
           explainer: new PolicyExplainer({
             routes,
             judge: new RequestJudge({ subjects, facts, policy: policies.policy, shadow: policies.shadow, now: options.now }),
+            policy: policies.policy,
             directory: new PgGrantDirectory(db),
             recorder,
           }),
+          disagreements: new PgShadowDisagreementStore(db),
         }),
         decisionApi: decisionRoutes({ decisions: new PgDecisionQueryStore(db), backlog: () => audit.backlog }),
         signingKeys: () => authenticator.keySetStatus(),

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SignJWT } from 'jose';
 import pino from 'pino';
+import { parseConfig } from '../src/config/load-config';
 import { directoryOperations } from '../src/directory-service/directory-app';
 import { DirectoryEvents } from '../src/directory-service/directory-events';
 import { defaultRoutes } from '../src/routes/default-routes';
@@ -243,5 +244,23 @@ describe('portcullis directory serve', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the directory section of the configuration', () => {
+  const minimal = { auth: { issuer: 'https://id.example.com', audience: 'portcullis', jwks_file: 'jwks.json' }, services: {} };
+
+  it('defaults to 127.0.0.1:7010 with no webhook and no event mask', () => {
+    expect(parseConfig(minimal, {}, '/etc/portcullis').directory).toEqual({ host: '127.0.0.1', port: 7010, event_mask: [] });
+  });
+
+  it('fetches the gateway keys only over https or on loopback, and refuses unknown keys', () => {
+    expect(() => parseConfig({ ...minimal, directory: { gateway_jwks_url: 'http://gateway.internal:9090/.well-known/jwks.json' } }, {}, '/')).toThrow(
+      /directory\.gateway_jwks_url: must be an https URL \(http only on loopback\)/,
+    );
+    expect(parseConfig({ ...minimal, directory: { gateway_jwks_url: 'http://127.0.0.1:9090/.well-known/jwks.json' } }, {}, '/').directory.gateway_jwks_url).toBe(
+      'http://127.0.0.1:9090/.well-known/jwks.json',
+    );
+    expect(() => parseConfig({ ...minimal, directory: { password_reset_hook: 'https://x' } }, {}, '/')).toThrow(/directory: Unrecognized key/);
   });
 });

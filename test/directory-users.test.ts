@@ -187,7 +187,7 @@ describe('password reset', () => {
       });
       await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve));
       const { port } = webhook.address() as AddressInfo;
-      withWebhook = await startDirectoryStack({ directory: { password_reset_webhook: `http://127.0.0.1:${port}/reset` } });
+      withWebhook = await startDirectoryStack({ directory: { password_reset_webhook: `http://127.0.0.1:${port}/reset`, event_mask: ['/email'] } });
     });
 
     afterAll(async () => {
@@ -200,6 +200,16 @@ describe('password reset', () => {
       const response = await alice.request('/users/me/password-reset', { method: 'POST' });
       expect(response.status).toBe(202);
       expect(received).toEqual([{ sub: 'alice|sub', email: 'alice@example.com' }]);
+    });
+
+    it('records changes with the pointers of directory.event_mask erased', async () => {
+      const alice = await withWebhook.as('alice');
+      const changed = await (await alice.request('/users/me', { method: 'PATCH', json: { display_name: 'Masked' } })).json();
+      expect(changed.email).toBe('alice@example.com');
+      const event = await withWebhook.database.db('directory_events').where({ target_id: changed.id, action: 'user.update' }).first('before', 'after');
+      expect(event.after).toMatchObject({ display_name: 'Masked' });
+      expect(event.before).not.toHaveProperty('email');
+      expect(event.after).not.toHaveProperty('email');
     });
 
     it('answers 502 when the webhook fails', async () => {

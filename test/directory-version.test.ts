@@ -107,8 +107,11 @@ describe('directory_version on decision records', () => {
 
   it('records the version the decision saw: a decision after a directory write carries a higher one', async () => {
     const alice = await h.tokens.sign('alice|sub');
-    const first = await recordedVersion(await h.request('/orgs/acme/projects/api', { token: alice }));
+    const response = await h.request('/orgs/acme/projects/api', { token: alice });
+    const first = await recordedVersion(response);
     expect(first).toBe(await version());
+    // What an auditor reads back (GET /admin/v1/decisions/{id}, `decisions show`).
+    expect((await new PgDecisionQueryStore(db).get(response.headers.get('x-portcullis-decision')!))?.directory_version).toBe(first);
 
     // A write that concerns alice: her cached subject is evicted, the next decision sees the new state.
     await db('team_members').insert({ team_id: dir.teams.builders, user_id: dir.users.alice });

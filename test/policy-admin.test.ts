@@ -153,7 +153,14 @@ describe('POST /admin/v1/evaluate', () => {
       decision_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
     });
     expect(body.input).toEqual({
-      request: { id: expect.stringMatching(/^dry-run-/), method: 'DELETE', path: '/orgs/acme', route: '/orgs/{org}' },
+      request: {
+        id: expect.stringMatching(/^dry-run-/),
+        method: 'DELETE',
+        path: '/orgs/acme',
+        route: '/orgs/{org}',
+        time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+        time_ns: expect.any(Number),
+      },
       action: 'organization:delete',
       resource: { type: 'organization', org: 'acme' },
       subject: {

@@ -3,8 +3,7 @@
 // by a gateway whose clock the test sets (the request time is in the recorded input, so a
 // later evaluation of that input decides the same), and a rule using http.send refused by
 // hot reload, at start, by `policy build` and by `policy test`, each naming the built-in.
-import { existsSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import { openPolicySource } from '../src/authz/policy-loader';
@@ -174,6 +173,32 @@ describe('a time-based rule: no project deletions on Fridays (UTC) except by org
     expect((await explain()).result.allow).toBe(true);
   });
 
+  it('replays and pins recorded decisions at their request time: decisions replay finds no change, to-test passes on any day', async () => {
+    clock = THURSDAY;
+    const thursday = await deleteApi(bob);
+    clock = FRIDAY;
+    const friday = await deleteApi(bob);
+    expect([thursday.status, friday.status]).toEqual([200, 403]);
+    const ids = [thursday.headers.get('x-portcullis-decision')!, friday.headers.get('x-portcullis-decision')!];
+    for (const id of ids) await recordedInput(id);
+    const cli = (...args: string[]) => runCli(['decisions', ...args], { DATABASE_URL: h.database.url });
+
+    const replay = await cli('replay', '--policy', policies, '--entrypoint', 'gateway/decision', '--since', '30d', '--fail-on-change');
+    expect({ code: replay.code, stderr: replay.stderr }).toEqual({ code: 0, stderr: '' });
+
+    const pinned = await cli('to-test', '--entrypoint', 'gateway/decision', ...ids);
+    expect(pinned.code).toBe(0);
+    expect(pinned.stdout).toContain(`with time.now_ns as ${THURSDAY * 1_000_000}`);
+    await writeFile(path.join(policies, 'pinned_test.rego'), pinned.stdout);
+    try {
+      // Today is whatever day it is; the pinned Thursday allow and Friday denial hold on every one of them.
+      const run = await runCli(['policy', 'test', '--source', policies, '--entrypoint', 'gateway/decision']);
+      expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+    } finally {
+      await rm(path.join(policies, 'pinned_test.rego'));
+    }
+  }, 60_000);
+
   it('passes policy test with the rule and its time-mocked tests', async () => {
     const run = await runCli(['policy', 'test', '--source', policies, '--entrypoint', 'gateway/decision']);
     expect(run.stderr).toBe('');
@@ -215,15 +240,17 @@ describe('a built-in the WebAssembly runtime cannot evaluate (http.send)', () =>
     );
   });
 
-  it('is refused by policy build (no bundle is left) and by policy test, naming the built-in', async () => {
+  it('is refused by policy build (the previous bundle stays as it was) and by policy test, naming the built-in', async () => {
     const source = await calendarWorkspace('refused-by-cli');
     const where = `${path.join(source, 'friday.rego')}:${HTTP_SEND_LINE}`;
     const output = path.join(work, 'refused.tar.gz');
+    await writeFile(output, 'the previous bundle');
 
     const build = await runCli(['policy', 'build', '--source', source, '--output', output, '--entrypoint', 'gateway/decision']);
     expect(build.code).toBe(1);
     expect(build.stderr).toContain(`the policy uses built-in http.send (${where})`);
-    expect(existsSync(output)).toBe(false);
+    expect(await readFile(output, 'utf8')).toBe('the previous bundle');
+    expect((await readdir(work)).filter((name) => name.startsWith('refused.tar.gz'))).toEqual(['refused.tar.gz']);
 
     const test = await runCli(['policy', 'test', '--source', source, '--entrypoint', 'gateway/decision']);
     expect(test.code).toBe(1);

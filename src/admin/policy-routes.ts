@@ -1,6 +1,10 @@
 // The policy part of the admin API (mounted behind the admin token): what policy serves and
-// its last load error, a reload on demand, and dry-run evaluation for policy authors.
+// its last load error, a reload on demand, dry-run evaluation for policy authors, and the
+// shadow policy's recorded disagreements, newest first, a page at a time.
 import express, { type Request, type Response, type Router } from 'express';
+import { z } from 'zod';
+import { parseInput } from '../audit/decision-filter';
+import { MAX_DISAGREEMENT_PAGE, type PgShadowDisagreementStore } from '../audit/pg-shadow-disagreement-store';
 import type { ExplainQuery, PolicyExplainer } from '../authz/policy-explainer';
 import type { PolicyManager, PolicyState } from '../authz/policy-manager';
 import type { ShadowPolicy } from '../authz/shadow-policy';
@@ -11,7 +15,20 @@ export interface PolicyRouteDependencies {
   policy: Pick<PolicyManager, 'state' | 'reload'>;
   shadow?: Pick<ShadowPolicy, 'stats'> & { manager: Pick<PolicyManager, 'state'> } | undefined;
   explainer: Pick<PolicyExplainer, 'explain'>;
+  disagreements: Pick<PgShadowDisagreementStore, 'list'>;
 }
+
+const LIMIT = `must be a whole number from 1 to ${MAX_DISAGREEMENT_PAGE}`;
+
+const disagreementQuerySchema = z.strictObject({
+  limit: z
+    .string()
+    .regex(/^\d{1,4}$/, LIMIT)
+    .transform(Number)
+    .refine((limit) => limit >= 1 && limit <= MAX_DISAGREEMENT_PAGE, LIMIT)
+    .default(50),
+  cursor: z.string().optional(),
+});
 
 export function createPolicyRouter(deps: PolicyRouteDependencies): Router {
   const router = express.Router();
@@ -32,6 +49,18 @@ export function createPolicyRouter(deps: PolicyRouteDependencies): Router {
       return;
     }
     res.json({ status: outcome.status, revision: outcome.revision, policy: stateJson(deps.policy.state()) });
+  });
+
+  router.get('/policy/shadow/disagreements', async (req, res) => {
+    try {
+      const { limit, cursor } = parseDisagreementQuery(new URL(req.originalUrl, 'http://admin').searchParams);
+      const page = await deps.disagreements.list({ limit, before: cursor });
+      if (!page) throw new InputError('cursor: is not a next_cursor this endpoint gave');
+      const last = page.disagreements[page.disagreements.length - 1];
+      res.json({ disagreements: page.disagreements, next_cursor: page.more && last ? last.id : null });
+    } catch (error) {
+      sendProblem(res, errorProblem(error, { requestId: requestIdOf(req) }), error);
+    }
   });
 
   router.post('/evaluate', express.json({ limit: '16kb' }), async (req, res) => {
@@ -62,6 +91,16 @@ function parseQuery(body: unknown): ExplainQuery {
     throw new InputError('the body must be {"subject": "<JWT sub or user id>", "method": "GET", "path": "/orgs/acme"}');
   }
   return { subject, method, path };
+}
+
+/** `limit` and `cursor`, each at most once; anything else is refused. */
+function parseDisagreementQuery(params: URLSearchParams): z.output<typeof disagreementQuerySchema> {
+  const names = Object.keys(disagreementQuerySchema.shape);
+  for (const name of new Set(params.keys())) {
+    if (!names.includes(name)) throw new InputError(`unknown parameter ${JSON.stringify(name)}; the parameters are ${names.join(', ')}`);
+    if (params.getAll(name).length > 1) throw new InputError(`parameter "${name}" is given more than once`);
+  }
+  return parseInput(disagreementQuerySchema, Object.fromEntries(params));
 }
 
 function stateJson(state: PolicyState) {

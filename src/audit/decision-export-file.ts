@@ -24,10 +24,18 @@ const TEXT = ['id', 'time', 'request_id', 'action', 'method', 'path'] as const;
 const NULLABLE_TEXT = ['subject', 'user_id', 'organization', 'policy_revision'] as const;
 const JSON_VALUED = ['reasons', 'resource', 'input'] as const;
 
+/**
+ * `directory_version` is empty when the record has none; `more` holds, as one JSON object, any
+ * hashed field a newer gateway adds that this version has no column for, so the file stays
+ * lossless (empty when there is none).
+ */
 export const EXPORT_CSV_COLUMNS = [
   'seq', 'prev_hash', 'hash', 'id', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path',
-  'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run', 'resource', 'input', 'export_end',
+  'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run', 'directory_version', 'resource', 'input', 'more', 'export_end',
 ] as const;
+
+/** The content fields the CSV has a column of its own for. */
+const COLUMNED = new Set<string>([...TEXT, ...NULLABLE_TEXT, ...JSON_VALUED, 'allow', 'status', 'eval_latency_us', 'dry_run', 'directory_version']);
 
 type Content = Record<string, unknown>;
 
@@ -47,6 +55,10 @@ export function exportLine(row: ChainRow, format: ExportFormat): string {
         return '';
       case 'dry_run':
         return content.dry_run === true ? 'true' : 'false';
+      case 'more': {
+        const more = Object.entries(content).filter(([key]) => !COLUMNED.has(key));
+        return more.length === 0 ? '' : csvCell(canonicalJson(Object.fromEntries(more)));
+      }
       case 'reasons':
       case 'resource':
       case 'input':
@@ -171,5 +183,15 @@ export function recordFromCsv(cells: readonly CsvCell[]): { seq: number; prevHas
   content.status = number('status', text('status'));
   content.eval_latency_us = number('eval_latency_us', nullable('eval_latency_us'));
   if (boolean('dry_run')) content.dry_run = true;
+  const directoryVersion = number('directory_version', nullable('directory_version'));
+  if (directoryVersion !== null) content.directory_version = directoryVersion;
+  if (nullable('more') !== null) {
+    const more = json('more');
+    if (typeof more !== 'object' || more === null || Array.isArray(more)) throw new Error('more is not a JSON object');
+    for (const [key, value] of Object.entries(more)) {
+      if (COLUMNED.has(key)) throw new Error(`more repeats ${key}`);
+      content[key] = value;
+    }
+  }
   return { seq: number('seq', text('seq'))!, prevHash: text('prev_hash'), hash: text('hash'), content };
 }

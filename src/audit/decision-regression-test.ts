@@ -1,6 +1,7 @@
 // Turns recorded decisions into an `opa test` file: each test evaluates the entrypoint with
-// the record's stored (masked) input and expects the recorded allow and status, so a policy
-// author can pin a real incident. The output is already in `opa fmt` form.
+// the record's stored (masked) input, at the request's recorded time (time.now_ns), and expects
+// the recorded allow and status, so a policy author can pin a real incident. The output is
+// already in `opa fmt` form.
 import type { DecisionDetail } from './pg-decision-query-store';
 
 export const REGRESSION_PACKAGE = 'portcullis_regression_test';
@@ -19,13 +20,19 @@ export function regressionTests(decisions: readonly DecisionDetail[], entrypoint
     return [
       ...comment,
       `test_decision_${decision.id.replace(/-/g, '_')} if {`,
-      `\tresult := ${rule} with input as ${regoValue(decision.input)}`,
+      `\tresult := ${rule} with input as ${regoValue(decision.input)}${clockOf(decision.input)}`,
       `\tresult.allow == ${decision.allow}`,
       `\tresult.status == ${decision.status}`,
       '}',
     ].join('\n');
   });
   return `package ${REGRESSION_PACKAGE}\n\n${tests.join('\n\n')}\n`;
+}
+
+/** time.now_ns() as the gateway answered it for this input (its request time), when recorded. */
+function clockOf(input: unknown): string {
+  const ns = (input as { request?: { time_ns?: unknown } }).request?.time_ns;
+  return typeof ns === 'number' ? ` with time.now_ns as ${regoValue(ns)}` : '';
 }
 
 /** JSON with the spacing `opa fmt` writes for composite literals; JSON strings are Rego strings. */

@@ -1,14 +1,15 @@
 // Dry runs for policy authors (`POST /admin/v1/evaluate`, `portcullis explain`): the pipeline
 // for a named subject without a token and without forwarding (canonicalize, route, subject,
-// facts, policy), recorded as a dry-run decision, plus what would grant a missing permission.
+// facts, policy), recorded as a dry-run decision, plus what would grant a missing permission:
+// each grant the directory offers is tried by running the policy again with it added.
 import { randomUUID } from 'node:crypto';
 import type { DecisionRecorder } from '../audit/decision-record';
 import type { Membership } from '../directory/subject';
-import type { RoleGrant } from '../directory/pg-grant-directory';
+import type { OrganizationGrants, RoleGrant } from '../directory/pg-grant-directory';
 import { InputError } from '../http/errors';
 import { canonicalizeTarget } from '../http/normalize-path';
 import type { RouteMatcher } from '../routes/route';
-import type { PolicyDecision, PolicyInput } from './policy-engine';
+import type { PolicyDecision, PolicyEngine, PolicyInput } from './policy-engine';
 import type { RequestJudge } from './request-judge';
 
 export interface ExplainQuery {
@@ -37,17 +38,43 @@ export interface Explanation {
   latency_us: number | null;
   decision_id: string | null;
   /** Set when the denial is for a permission the subject lacks in the organization. */
-  missing_permission: { permission: string; organization: string; granted_by: RoleGrant[] } | null;
+  missing_permission: MissingPermission | null;
   /** The shadow policy's answer for the same input, when one is configured. */
   shadow: { revision: string; result: PolicyDecision; agrees: boolean } | null;
+}
+
+export interface MissingPermission {
+  permission: string;
+  organization: string;
+  /** The organization's roles holding the permission (or `resource:*`, `*`), with the teams that carry them. */
+  granted_by: RoleGrant[];
+  /** Grants with which the policy, run again, allows the request. */
+  would_allow: GrantTried[];
+  /** Grants that carry the permission but leave the request denied (another rule still says no). */
+  still_denied: GrantTried[];
+}
+
+/**
+ * A change to the subject's membership in the organization, and the policy's answer with it.
+ * `default_role`: the member's default role becomes `role` (a non-member joins with it);
+ * `team`: the member joins `team`, which carries `role`.
+ */
+export interface GrantTried {
+  change: 'default_role' | 'team';
+  role: string;
+  team: string | null;
+  result: PolicyDecision;
 }
 
 export interface ExplainerDependencies {
   routes: RouteMatcher;
   judge: Pick<RequestJudge, 'judge'>;
+  /** The policy the judge evaluates, run again for each grant tried. */
+  policy: { readonly current: PolicyEngine };
   directory: {
     subjectFor(reference: string): Promise<string | undefined>;
     grantsFor(organization: string, permissions: readonly string[]): Promise<RoleGrant[]>;
+    grantsIn(organization: string): Promise<OrganizationGrants>;
   };
   recorder: Pick<DecisionRecorder, 'record'>;
 }
@@ -123,14 +150,71 @@ export class PolicyExplainer {
     };
   }
 
-  /** A 403 in an existing organization where the subject holds none of action, `resource:*`, `*`. */
+  /**
+   * For a 403 in an existing organization where the subject holds none of action, `resource:*`,
+   * `*`: every grant of the directory that carries one, tried on the same input. Only grants the
+   * policy then allows are offered; a rule that still denies (R5's projects, R2's registration)
+   * keeps a role from being suggested.
+   */
   private async missingPermission(decision: PolicyDecision, input: PolicyInput, membership: Membership | null): Promise<Explanation['missing_permission']> {
     const org = input.resource.org;
     if (decision.allow || decision.status !== 403 || org === undefined || input.facts.organization?.exists !== true) return null;
     const granting = grantingPermissions(input.action);
     if (membership && granting.some((permission) => membership.permissions.includes(permission))) return null;
-    return { permission: input.action, organization: org, granted_by: await this.deps.directory.grantsFor(org, granting) };
+    const grantedBy = await this.deps.directory.grantsFor(org, granting);
+    const tried: GrantTried[] = [];
+    if (grantedBy.length > 0) {
+      const grants = await this.deps.directory.grantsIn(org);
+      const policy = this.deps.policy.current;
+      for (const change of candidateChanges(grantedBy, membership)) {
+        const changed = withMembership(input, org, membershipWith(change, membership, grants));
+        tried.push({ ...change, result: policy.evaluate(changed).decision });
+      }
+    }
+    return {
+      permission: input.action,
+      organization: org,
+      granted_by: grantedBy,
+      would_allow: tried.filter((grant) => grant.result.allow),
+      still_denied: tried.filter((grant) => !grant.result.allow),
+    };
   }
+}
+
+type Change = Omit<GrantTried, 'result'>;
+
+/** Each granting role as the default role; for a member, also each team that carries one and that they are not in yet (once per team). */
+function candidateChanges(grantedBy: readonly RoleGrant[], membership: Membership | null): Change[] {
+  const changes: Change[] = grantedBy.map((grant) => ({ change: 'default_role', role: grant.role, team: null }));
+  if (!membership) return changes;
+  const teams = new Set<string>();
+  for (const grant of grantedBy) {
+    for (const team of grant.teams) {
+      if (membership.teams.includes(team) || teams.has(team)) continue;
+      teams.add(team);
+      changes.push({ change: 'team', role: grant.role, team });
+    }
+  }
+  return changes;
+}
+
+/** The membership the subject would have after `change`, counted as the subject loader counts it (R4). */
+function membershipWith(change: Change, current: Membership | null, grants: OrganizationGrants): Membership {
+  const teamRoles = (teams: readonly string[]) => teams.flatMap((team) => grants.teams.find((t) => t.name === team)?.roles ?? []);
+  const teams = sorted([...(current?.teams ?? []), ...(change.team ? [change.team] : [])]);
+  const role = change.change === 'default_role' ? change.role : (current?.role ?? '');
+  const roles = sorted([...(role ? [role] : []), ...teamRoles(teams)]);
+  const permissions = sorted(roles.flatMap((name) => grants.roles.find((r) => r.name === name)?.permissions ?? []));
+  return { role, teams, roles, permissions };
+}
+
+function withMembership(input: PolicyInput, org: string, membership: Membership): PolicyInput {
+  return { ...input, subject: { ...input.subject, memberships: { ...input.subject.memberships, [org]: membership } } };
+}
+
+/** Without duplicates, in code-point order (the subject loader's COLLATE "C"). */
+function sorted(items: readonly string[]): string[] {
+  return [...new Set(items)].sort();
 }
 
 /** What grants `action` (R4): the permission itself, every verb of its resource, or `*`. */

@@ -202,7 +202,9 @@ class DirectorySource implements PolicySource {
     const { revision, files, contents, rego } = await sourceSnapshot(this.location);
     if (revision === this.loadedRevision) return undefined;
     const started = Date.now();
-    this.log?.(`compiling policies in ${this.location}…`);
+    // Said at start-up, where the first compile is waited for; a reload logs its own one line.
+    const log = this.loadedRevision === undefined ? this.log : undefined;
+    log?.(`compiling policies in ${this.location}…`);
     // opa compiles a copy of exactly the files read: the revision names what was compiled even
     // when an editor saves again meanwhile, and what editors leave beside the files (a dangling
     // emacs lock .#x.rego stops opa build) is not there.
@@ -217,7 +219,7 @@ class DirectorySource implements PolicySource {
     } catch (error) {
       throw error instanceof PolicyCompileError ? error.relocated(staged, this.location) : error;
     }
-    this.log?.(`compiled policies in ${Date.now() - started} ms`);
+    log?.(`compiled policies in ${Date.now() - started} ms`);
     const bundle = await readBundle(await readFile(this.output));
     const changes = this.loadedRevision === undefined ? [] : fileChanges(this.loadedFiles, files);
     return {

@@ -157,7 +157,7 @@ describe('WasmPolicyEngine with the shipped policies', () => {
 
   it('denies a token subject without a users row', () => {
     const { decision } = engine.evaluate(request({ subject: { id: null, sub: 'idp|ghost', email: null, memberships: {} } }));
-    expect(decision).toEqual({ allow: false, status: 403, reasons: ["no user is registered for subject 'idp|ghost'"] });
+    expect(decision).toEqual({ allow: false, status: 403, reasons: ["no user is registered for subject 'idp|ghost'; register first: PUT /users/me"] });
   });
 
   it('reports the bundle revision and the evaluation latency in microseconds', () => {

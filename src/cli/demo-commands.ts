@@ -11,7 +11,10 @@ interface DemoFlags {
   port?: string;
   adminPort?: string;
   stateDir?: string;
+  shadow?: string;
 }
+
+export const SHADOW_HELP = 'a candidate policy (directory or bundle) judged beside the shipped one, never enforced; see `policy disagreements`';
 
 export async function runDemo(ctx: CliContext, flags: DemoFlags): Promise<void> {
   const stateDir = flags.stateDir ? path.resolve(ctx.io.cwd, flags.stateDir) : ctx.stateDir(undefined);
@@ -26,6 +29,7 @@ export async function runDemo(ctx: CliContext, flags: DemoFlags): Promise<void> 
     logger: pino({ name: 'portcullis', level: ctx.io.env.LOG_LEVEL ?? 'warn' }),
     toolchain: ctx.toolchain(ctx.io.out),
     out: ctx.io.out,
+    shadow: flags.shadow ? path.resolve(ctx.io.cwd, flags.shadow) : undefined,
   });
   await signalled;
   ctx.io.out('stopping: gateway, directory service, echo service, PostgreSQL…');
@@ -40,6 +44,7 @@ export function registerDemoCommands(program: Command, ctx: CliContext): void {
     .option('--port <port>', 'gateway port (taken: any free port)', '8080')
     .option('--admin-port <port>', 'admin port (taken: any free port)', '9090')
     .option('--state-dir <dir>', 'where the database and development key live (default: .portcullis/ in the project)')
+    .option('--shadow <dir>', SHADOW_HELP)
     .action((flags: DemoFlags) => runDemo(ctx, flags));
 
   program

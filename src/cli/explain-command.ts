@@ -1,6 +1,7 @@
-// `portcullis explain --as <sub> <METHOD> <PATH>`: a dry run for a person. Loads the database
-// and the policy from the configuration itself (no running gateway needed), judges the request
-// as the gateway would, records it as a dry run, and prints why it is allowed or denied.
+// `portcullis explain --as <sub> <METHOD> <PATH>`: a dry run for a person. With a configuration
+// file it loads the database and the policy itself (no running gateway needed); without one it
+// asks the running demo's admin API (POST /admin/v1/evaluate). Either way the request is judged
+// as the gateway would, recorded as a dry run, and the answer says why it is allowed or denied.
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,12 +12,14 @@ import { routeTable } from '../app';
 import { BatchingDecisionRecorder } from '../audit/batching-decision-recorder';
 import { PgDecisionStore } from '../audit/pg-decision-store';
 import { PgShadowDisagreementStore } from '../audit/pg-shadow-disagreement-store';
-import { PolicyExplainer, type Explanation } from '../authz/policy-explainer';
+import { PolicyExplainer, type ExplainQuery, type Explanation, type GrantTried } from '../authz/policy-explainer';
 import { setUpPolicies } from '../authz/policy-setup';
 import { RequestJudge } from '../authz/request-judge';
 import type { PolicyDecision } from '../authz/policy-engine';
+import { ConfigError } from '../http/errors';
 import { createDatabase, migrateToLatest } from '../db/database';
 import { EmbeddedDatabase } from '../db/embedded-database';
+import { readDemoAdminAccess } from '../demo/demo-admin-access';
 import { PgFactsLoader } from '../directory/pg-facts-loader';
 import { PgGrantDirectory } from '../directory/pg-grant-directory';
 import { PgSubjectLoader } from '../directory/pg-subject-loader';
@@ -28,10 +31,12 @@ export function registerExplainCommand(program: Command, ctx: CliContext): void 
     .description('judge a request for a subject without a token and say why it is allowed or denied (recorded as a dry run)')
     .requiredOption('--as <subject>', 'the JWT sub, or the users.id, to judge the request for')
     .option('--json', 'print the explanation as JSON (the same as POST /admin/v1/evaluate)')
+    .option('--state-dir <dir>', 'without a configuration file: the running demo\'s state folder (default: $PORTCULLIS_STATE_DIR, else .portcullis/ in the project)')
     .argument('<method>', 'HTTP method, e.g. DELETE')
     .argument('<path>', 'request path, e.g. /orgs/acme')
-    .action(async (method: string, requestPath: string, options: { as: string; json?: boolean }) => {
-      const explanation = await explainStandalone(ctx, { subject: options.as, method, path: requestPath });
+    .action(async (method: string, requestPath: string, options: { as: string; json?: boolean; stateDir?: string }) => {
+      const query = { subject: options.as, method, path: requestPath };
+      const explanation = ctx.configFile() ? await explainStandalone(ctx, query) : await explainWithDemo(ctx, query, options.stateDir);
       if (options.json) ctx.io.out(JSON.stringify(explanation, null, 2));
       else for (const line of formatExplanation(explanation)) ctx.io.out(line);
     });
@@ -68,6 +73,7 @@ async function explainStandalone(ctx: CliContext, query: { subject: string; meth
     const explainer = new PolicyExplainer({
       routes: routeTable(config, logger),
       judge: new RequestJudge({ subjects: new PgSubjectLoader(db), facts: new PgFactsLoader(db), policy: policies.policy, shadow: policies.shadow }),
+      policy: policies.policy,
       directory: new PgGrantDirectory(db),
       recorder,
     });
@@ -75,6 +81,29 @@ async function explainStandalone(ctx: CliContext, query: { subject: string; meth
   } finally {
     for (const step of cleanup.reverse()) await step();
   }
+}
+
+/** Asks the demo running on the state folder: its admin API judges with its own database and policy. */
+async function explainWithDemo(ctx: CliContext, query: ExplainQuery, stateDirFlag: string | undefined): Promise<Explanation> {
+  const stateDir = ctx.stateDir(undefined, stateDirFlag);
+  const access = await readDemoAdminAccess(stateDir);
+  if (!access) {
+    throw new ConfigError(`no configuration file and no demo running on ${stateDir}: pass --config FILE (or set PORTCULLIS_CONFIG), or start the demo (npm start)`);
+  }
+  let res: Response;
+  try {
+    res = await fetch(`${access.url}/admin/v1/evaluate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${access.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(query),
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (error) {
+    throw new Error(`the demo's admin API at ${access.url} does not answer: ${(error as Error).message}`);
+  }
+  const body = (await res.json().catch(() => undefined)) as (Explanation & { detail?: string }) | undefined;
+  if (!res.ok || !body) throw new Error(body?.detail ?? `the demo's admin API answered ${res.status}`);
+  return body;
 }
 
 /** The explanation for a person: route, membership, facts, decision, and what would allow it. */
@@ -101,24 +130,34 @@ export function formatExplanation(e: Explanation): string[] {
   lines.push(`facts       ${JSON.stringify(e.facts)}`, '');
   lines.push(`decision    ${verdict(e.result)}  (policy ${e.revision}, ${e.latency_us} µs)`);
   for (const reason of e.result.reasons) lines.push(`  - ${reason}`);
-  if (e.missing_permission) {
-    const { permission, organization, granted_by } = e.missing_permission;
-    lines.push('', `what would allow it: '${permission}' in ${organization} comes with`);
-    if (granted_by.length === 0) lines.push(`  no role of ${organization}; create one holding '${permission}' and give it to the member or one of their teams`);
-    for (const grant of granted_by) {
-      const kind = grant.builtin ? 'built-in' : `${organization}'s own`;
-      const teams = grant.teams.length > 0 ? `carried by team${grant.teams.length > 1 ? 's' : ''} ${grant.teams.join(', ')}` : 'carried by no team';
-      lines.push(`  - role ${grant.role} (${kind}, via ${grant.via.join(', ')}): ${teams}`);
-    }
-    lines.push(
-      e.membership
-        ? `  (a member's permissions are their default role's plus their teams' roles, R4)`
-        : `  (they must first become a member of ${organization}, with one of these roles as default role or in a team that carries one)`,
-    );
-  }
+  if (e.missing_permission) lines.push('', ...whatWouldAllowIt(e.missing_permission, e.membership !== null));
   if (e.shadow) lines.push('', `shadow      ${verdict(e.shadow.result)}  (policy ${e.shadow.revision}) ${e.shadow.agrees ? 'agrees' : 'DISAGREES'}`);
   lines.push('', `recorded as dry-run decision ${e.decision_id}`);
   return lines;
+}
+
+/** Only grants the policy, run again with them, allows; else why nothing in the directory would do. */
+function whatWouldAllowIt(missing: NonNullable<Explanation['missing_permission']>, member: boolean): string[] {
+  const { permission, organization: org, granted_by } = missing;
+  if (granted_by.length === 0) {
+    return [`what would allow it: no role of ${org} holds '${permission}'; create one holding it and give it to the member or one of their teams`];
+  }
+  const roleOf = (name: string) => {
+    const grant = granted_by.find((g) => g.role === name)!;
+    return `${grant.role} (${grant.builtin ? 'built-in' : `${org}'s own`}, via ${grant.via.join(', ')})`;
+  };
+  const change = (grant: GrantTried) =>
+    grant.change === 'team' ? `joining team ${grant.team}, which carries role ${roleOf(grant.role)}` : `${member ? 'default role' : `membership of ${org} with default role`} ${roleOf(grant.role)}`;
+  if (missing.would_allow.length > 0) {
+    return [
+      `what would allow it (the policy run again with each grant added):`,
+      ...missing.would_allow.map((grant) => `  - ${change(grant)}`),
+    ];
+  }
+  return [
+    `what would allow it: nothing in ${org}'s directory. Every grant carrying '${permission}' leaves it denied:`,
+    ...missing.still_denied.map((grant) => `  - ${change(grant)}: ${verdict(grant.result)}${grant.result.reasons.length > 0 ? `: ${grant.result.reasons.join('; ')}` : ''}`),
+  ];
 }
 
 function verdict(decision: PolicyDecision): string {

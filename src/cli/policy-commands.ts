@@ -1,17 +1,17 @@
-// `policy build` and `policy test`: what a policy author runs on their Rego.
-import { readFile, rm } from 'node:fs/promises';
+// `policy build`, `policy test` and `policy disagreements`: what a policy author runs on their Rego.
+import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { signingAlgorithmFor } from '../authz/bundle-signature';
-import { buildWasmBundle, resolveOpa, sourceSnapshot } from '../authz/opa-toolchain';
-import { readBundle } from '../authz/policy-bundle';
-import { WasmPolicyEngine } from '../authz/wasm-policy-engine';
+import { buildWasmBundle, resolveOpa } from '../authz/opa-toolchain';
 import type { CliContext } from './cli-context';
-import { runPolicyTests } from './policy-test';
+import { registerPolicyDisagreementsCommand } from './policy-disagreements';
+import { loadBuiltBundle, runPolicyTests } from './policy-test';
 
 export function registerPolicyCommands(program: Command, ctx: CliContext): void {
   const { io } = ctx;
-  const policy = program.command('policy').description('build and test Rego policies');
+  const policy = program.command('policy').description('build and test Rego policies, and read the shadow policy\'s disagreements');
+  registerPolicyDisagreementsCommand(policy, ctx);
   policy
     .command('build')
     .description('compile policies to an OPA WebAssembly bundle (opa build -t wasm)')
@@ -24,20 +24,18 @@ export function registerPolicyCommands(program: Command, ctx: CliContext): void 
       const signing = keyFile ? { keyFile, algorithm: await signingAlgorithmFor(keyFile) } : undefined;
       const opa = await resolveOpa(ctx.toolchain());
       const source = path.resolve(io.cwd, options.source);
+      const output = path.resolve(io.cwd, options.output);
+      // Written beside the output and renamed over it once it loads: a refused build leaves the previous bundle as it was.
+      const candidate = `${output}.${process.pid}.tmp`;
       const started = Date.now();
-      const { output, revision } = await buildWasmBundle({
-        opa,
-        source,
-        entrypoints: [options.entrypoint],
-        output: path.resolve(io.cwd, options.output),
-        signing,
-      });
+      let revision: string;
       try {
+        ({ revision } = await buildWasmBundle({ opa, source, entrypoints: [options.entrypoint], output: candidate, signing }));
         // Loaded as the gateway would: a built-in the WebAssembly runtime lacks is refused now, not per request.
-        await WasmPolicyEngine.create(await readBundle(await readFile(output)), options.entrypoint, { sources: (await sourceSnapshot(source)).rego });
-      } catch (error) {
-        await rm(output, { force: true });
-        throw error;
+        await loadBuiltBundle(candidate, source, options.entrypoint, io.cwd);
+        await rename(candidate, output);
+      } finally {
+        await rm(candidate, { force: true });
       }
       const signed = signing ? `, signed ${signing.algorithm}` : '';
       io.out(`built ${path.relative(io.cwd, output) || output} (revision ${revision}${signed}) in ${Date.now() - started} ms`);

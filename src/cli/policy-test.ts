@@ -48,11 +48,7 @@ interface CoverageReport {
 
 export async function runPolicyTests(options: PolicyTestOptions): Promise<boolean> {
   const { opa, source, out, err } = options;
-  // Relative when below the working folder (what an editor or terminal opens), else as given.
-  const shown = (file: string) => {
-    const relative = path.relative(options.cwd, file);
-    return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
-  };
+  const shown = (file: string) => shownPath(options.cwd, file);
   const check = await run(opa, ['check', '--strict', source]);
   if (check.code !== 0) {
     err(`opa check --strict failed:\n${check.output.trim()}`);
@@ -68,7 +64,7 @@ export async function runPolicyTests(options: PolicyTestOptions): Promise<boolea
   }
   out('opa fmt --list: ok');
 
-  const loads = await loadsInWebAssembly(opa, source, options.entrypoint);
+  const loads = await loadsInWebAssembly(opa, source, options.entrypoint, options.cwd);
   if (loads !== true) {
     err(`opa build -t wasm: ${loads}`);
     return false;
@@ -155,12 +151,25 @@ function byLocation(a: TestResult, b: TestResult): number {
   return file !== 0 ? file : (a.location?.row ?? 0) - (b.location?.row ?? 0) || a.name.localeCompare(b.name);
 }
 
+/** `file` relative to `cwd` when below it (what an editor or a terminal opens), else as given. */
+export function shownPath(cwd: string, file: string): string {
+  const relative = path.relative(cwd, file);
+  return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
+}
+
+/** Loads a built bundle as the gateway would; a refused built-in is named with its place among `source`'s files. */
+export async function loadBuiltBundle(bundle: string, source: string, entrypoint: string, cwd: string): Promise<void> {
+  const { rego } = await sourceSnapshot(source);
+  const sources = new Map([...rego].map(([file, content]) => [shownPath(cwd, file), content]));
+  await WasmPolicyEngine.create(await readBundle(await readFile(bundle)), entrypoint, { sources });
+}
+
 /** Builds the WebAssembly bundle into a temporary folder and loads it as the gateway would: true, or why not. */
-async function loadsInWebAssembly(opa: string, source: string, entrypoint: string): Promise<true | string> {
+async function loadsInWebAssembly(opa: string, source: string, entrypoint: string, cwd: string): Promise<true | string> {
   const work = await mkdtemp(path.join(os.tmpdir(), 'portcullis-policy-test-'));
   try {
     const { output } = await buildWasmBundle({ opa, source, entrypoints: [entrypoint], output: path.join(work, 'bundle.tar.gz') });
-    await WasmPolicyEngine.create(await readBundle(await readFile(output)), entrypoint, { sources: (await sourceSnapshot(source)).rego });
+    await loadBuiltBundle(output, source, entrypoint, cwd);
     return true;
   } catch (error) {
     return (error as Error).message;

@@ -5,9 +5,10 @@ import pino from 'pino';
 import { Portcullis } from '../app';
 import { loadConfigFile } from '../config/load-config';
 import { createDatabase, migrateToLatest } from '../db/database';
+import { ConfigError } from '../http/errors';
 import { EmbeddedDatabase } from '../db/embedded-database';
 import type { CliContext } from './cli-context';
-import { runDemo } from './demo-commands';
+import { runDemo, SHADOW_HELP } from './demo-commands';
 
 interface StateFlags {
   stateDir?: string;
@@ -34,7 +35,13 @@ export function registerServeCommands(program: Command, ctx: CliContext): void {
     .command('start')
     .description('serve with the configuration file; without one, run the zero-config demo')
     .option('--state-dir <dir>', STATE_DIR_HELP)
-    .action(async (flags: StateFlags) => (ctx.configFile() ? serve(flags) : runDemo(ctx, flags)));
+    .option('--shadow <dir>', `demo only: ${SHADOW_HELP} (with a configuration file, set policy.shadow.source)`)
+    .action(async (flags: StateFlags & { shadow?: string }) => {
+      const file = ctx.configFile();
+      if (!file) return runDemo(ctx, flags);
+      if (flags.shadow) throw new ConfigError(`--shadow is for the demo: with ${file}, set policy.shadow.source there`);
+      return serve(flags);
+    });
 
   program
     .command('migrate')

@@ -14,7 +14,8 @@ import { parseConfig } from '../config/load-config';
 import { DirectoryService } from '../directory-service/directory-service';
 import { projectRoot } from '../project-root';
 import type { Logger } from 'pino';
-import { demoClaims, demoSubject, seedDemoData } from './demo-data';
+import { writeDemoAdminAccess, removeDemoAdminAccess } from './demo-admin-access';
+import { DEMO_USERS, demoClaims, demoSubject, seedDemoData } from './demo-data';
 import { DEV_AUDIENCE, DEV_ISSUER, ensureDevIdentity, type DevIdentity } from './dev-identity';
 import { startEchoService, type EchoService } from './echo-service';
 
@@ -30,6 +31,8 @@ export interface DemoOptions {
   logger: Logger;
   toolchain: ToolchainOptions;
   out: (line: string) => void;
+  /** A candidate policy (policy.shadow.source) judged beside the shipped one and never enforced. */
+  shadow?: string | undefined;
 }
 
 export class Demo {
@@ -38,6 +41,7 @@ export class Demo {
     private readonly directory: DirectoryService,
     private readonly echoes: EchoService[],
     private readonly database: EmbeddedDatabase,
+    private readonly stateDir: string,
   ) {}
 
   static async start(options: DemoOptions): Promise<Demo> {
@@ -70,6 +74,8 @@ export class Demo {
       for (const name of ECHO_SERVICES) echoes.push(await startEchoService(name));
       const identity = await ensureDevIdentity(options.stateDir);
       const adminToken = randomBytes(18).toString('base64url');
+      const [gatewayPort, adminPort] = [await availablePort(options.host, options.port), await availablePort(options.host, options.adminPort)];
+      // One configuration for both: the directory service's (no services) and then the gateway's.
       const settings = (services: Record<string, { url: string }>): PortcullisConfig =>
         parseConfig(
           {
@@ -77,7 +83,7 @@ export class Demo {
             admin: { host: options.host, port: adminPort, token: adminToken },
             database: { url: database.url },
             auth: { issuer: DEV_ISSUER, audience: DEV_AUDIENCE, jwks_file: identity.jwksFile, algorithms: ['ES256'] },
-            policy: { source: path.join(projectRoot, 'policies') },
+            policy: { source: path.join(projectRoot, 'policies'), ...(options.shadow ? { shadow: { source: options.shadow } } : {}) },
             // The directory service verifies the gateway's assertions with this key's public half.
             assertion: { signing_key_file: identity.assertionKeyFile },
             directory: { host: options.host, port: 0 },
@@ -86,7 +92,6 @@ export class Demo {
           {},
           options.stateDir,
         );
-      const [gatewayPort, adminPort] = [await availablePort(options.host, options.port), await availablePort(options.host, options.adminPort)];
       directory = await step('starting the directory service', () => DirectoryService.start(settings({}), { logger: options.logger }));
       const directoryUrl = directory.url;
       const config = settings({
@@ -98,8 +103,10 @@ export class Demo {
         stateDir: options.stateDir,
         toolchain: { ...options.toolchain, log: (line) => out(`  ${line}`) },
       });
+      // `portcullis explain` without a config file finds the admin API here.
+      await writeDemoAdminAccess(options.stateDir, { url: gateway.adminUrl, token: adminToken, pid: process.pid });
       await printScenarios(out, gateway, identity, adminToken, Date.now() - started);
-      return new Demo(gateway, directory, echoes, database);
+      return new Demo(gateway, directory, echoes, database, options.stateDir);
     } catch (error) {
       await directory?.close();
       await Promise.all(echoes.map((echo) => echo.close()));
@@ -114,6 +121,7 @@ export class Demo {
    */
   async close(): Promise<void> {
     try {
+      await removeDemoAdminAccess(this.stateDir);
       await this.gateway.close();
     } finally {
       try {
@@ -136,6 +144,10 @@ async function printScenarios(out: (line: string) => void, gateway: Portcullis, 
   out('');
   for (const user of ['alice', 'bob', 'carol', 'dave']) out(`export ${user.toUpperCase()}='${await token(user)}'`);
   out(`export ADMIN_TOKEN='${adminToken}'`);
+  out('');
+  // The subjects `explain --as` and `decisions --user` take.
+  out(`Demo users and their token sub: ${DEMO_USERS.map((user) => `${user} = ${demoSubject(user)}`).join(', ')}`);
+  out(`(why a request is allowed or denied: npx portcullis explain --as '${demoSubject('bob')}' DELETE /orgs/acme/projects/web)`);
   out('');
   const scenarios: Array<[string, string]> = [
     ["alice (admin of acme) reads acme's projects: allowed, served by the directory service", `curl -i ${url}/orgs/acme/projects ${as('alice')}`],

@@ -15,6 +15,11 @@ export interface RoleGrant {
   teams: string[];
 }
 
+/** What members of an organization can be given (R4): usable roles with all their permissions, and teams with their usable roles. */
+export interface OrganizationGrants {
+  roles: Array<{ name: string; permissions: string[] }>;
+  teams: Array<{ name: string; roles: string[] }>;
+}
 
 export class PgGrantDirectory {
   constructor(private readonly db: Knex | Knex.Transaction) {}
@@ -53,6 +58,32 @@ export class PgGrantDirectory {
       return rows;
     } catch (error) {
       throw new DependencyError('the directory database is unavailable: could not list the roles that grant the permission', { cause: error });
+    }
+  }
+
+  /** The roles usable in the organization (built-in or its own) and its teams with the usable roles they carry: what explain adds to a subject to try a grant. */
+  async grantsIn(organization: string): Promise<OrganizationGrants> {
+    try {
+      const roles = await this.db.raw<{ rows: OrganizationGrants['roles'] }>(
+        `select r.name, r.permissions from roles r
+        where r.organization_id is null or r.organization_id = (select id from organizations where slug = ?)
+        order by r.name collate "C"`,
+        [organization],
+      );
+      const teams = await this.db.raw<{ rows: OrganizationGrants['teams'] }>(
+        `select t.name,
+               coalesce(array_agg(r.name order by r.name collate "C") filter (where r.id is not null), '{}') as roles
+        from teams t
+        join organizations o on o.id = t.organization_id and o.slug = ?
+        left join team_roles tr on tr.team_id = t.id
+        left join roles r on r.id = tr.role_id and (r.organization_id is null or r.organization_id = t.organization_id)
+        group by t.id, t.name
+        order by t.name collate "C"`,
+        [organization],
+      );
+      return { roles: roles.rows, teams: teams.rows };
+    } catch (error) {
+      throw new DependencyError('the directory database is unavailable: could not list the roles and teams of the organization', { cause: error });
     }
   }
 }
