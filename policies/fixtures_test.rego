@@ -56,3 +56,9 @@ denies(decision, status, reason) if {
 	decision.status == status
 	decision.reasons == [reason]
 }
+
+# The decision's stable code and its params (README "Decision codes").
+coded(decision, code, params) if {
+	decision.code == code
+	decision.params == params
+}

@@ -7,24 +7,26 @@ organization := input.resource.org
 
 membership := input.subject.memberships[organization]
 
-organization_decision := denied(404, sprintf("organization '%s' not found", [organization])) if {
+organization_decision := organization_not_found if {
 	not lower_case_slug
-} else := denied(403, not_a_member_reason) if {
+} else := not_a_member_decision if {
 	not membership
-} else := denied(404, sprintf("organization '%s' not found", [organization])) if {
+} else := organization_not_found if {
 	not input.facts.organization.exists == true
-} else := {"allow": false, "status": 404, "reasons": sort(not_found)} if {
-	count(not_found) > 0
-} else := allowed(sprintf("any member may leave organization '%s'", [organization])) if {
+} else := resource_not_found if {
+	count(missing_parameters) > 0
+} else := allowed("member_may_leave", {"organization": organization}, sprintf("any member may leave organization '%s'", [organization])) if {
 	input.action == "member:leave"
-} else := denied(403, sprintf("the built-in role '%s' cannot be changed or deleted", [param("role")])) if {
+} else := denied(403, "builtin_role_protected", {"organization": organization, "role": param("role")}, sprintf("the built-in role '%s' cannot be changed or deleted", [param("role")])) if {
 	input.action in {"role:update", "role:delete"}
 	input.facts.role.builtin == true
-} else := denied(403, missing_permission_reason) if {
+} else := denied(403, "missing_permission", {"permission": object.get(input, "action", null), "organization": organization}, missing_permission_reason) if {
 	not granted_by
 } else := organization_delete_decision if {
 	input.action == "organization:delete"
-} else := allowed(granted_reason)
+} else := granted
+
+organization_not_found := denied(404, "organization_not_found", {"organization": organization}, sprintf("organization '%s' not found", [organization]))
 
 # Slugs are lower-case by a database constraint, so `/orgs/ACME` names no organization;
 # saying so tells no one anything about the organizations that exist.
@@ -32,22 +34,22 @@ lower_case_slug if organization == lower(organization)
 
 # The same answer whether or not the organization exists: non-members learn nothing (R3).
 # Someone without any organization is told what they can do instead (R2).
-not_a_member_reason := "you belong to no organization; create one or accept an invitation to join one" if {
+not_a_member_decision := denied(403, "member_of_no_organization", {"organization": organization}, "you belong to no organization; create one or accept an invitation to join one") if {
 	count(object.get(input.subject, "memberships", {})) == 0
-} else := sprintf("you are not a member of organization '%s'", [organization])
+} else := denied(403, "not_a_member", {"organization": organization}, sprintf("you are not a member of organization '%s'", [organization]))
 
 # R7: every resource named in the path must belong to the organization in the path. The
 # gateway loads a fact named after each parameter (`facts.project` for `{project}`); a
 # parameter without its fact is not found, unless the route leaves it to the upstream.
-not_found contains sprintf("%s '%s' not found in organization '%s'", [name, value, organization]) if {
-	some name, value in input.resource
+missing_parameters contains name if {
+	some name, _ in input.resource
 	not name in {"type", "org", "role", "user"}
 	not checked_by_upstream(name)
 	not found_in_organization(name)
 }
 
 # Built-in roles belong to no organization, and so to every one.
-not_found contains sprintf("role '%s' not found in organization '%s'", [input.resource.role, organization]) if {
+missing_parameters contains "role" if {
 	input.resource.role
 	not checked_by_upstream("role")
 	not found_in_organization("role")
@@ -55,11 +57,24 @@ not_found contains sprintf("role '%s' not found in organization '%s'", [input.re
 }
 
 # A user in an organization's path (a member, a team's member) must be its member.
-not_found contains sprintf("user '%s' is not a member of organization '%s'", [input.resource.user, organization]) if {
+missing_parameters contains "user" if {
 	input.resource.user
 	not checked_by_upstream("user")
 	not input.facts.member.exists == true
 }
+
+# One reason per parameter; params name them all: {"organization": …, "resources": {"project": "api"}}.
+resource_not_found := {
+	"allow": false,
+	"status": 404,
+	"reasons": sort([not_found_reason(name) | some name in missing_parameters]),
+	"code": "resource_not_found",
+	"params": {"organization": organization, "resources": {name: input.resource[name] | some name in missing_parameters}},
+}
+
+not_found_reason(name) := sprintf("user '%s' is not a member of organization '%s'", [input.resource.user, organization]) if {
+	name == "user"
+} else := sprintf("%s '%s' not found in organization '%s'", [name, input.resource[name], organization])
 
 # The route's `checked_by: upstream` parameters: the upstream checks them against the
 # assertion's org claim.
@@ -81,7 +96,12 @@ granted_by := [permission |
 	permission in membership.permissions
 ][0]
 
-granted_reason := sprintf("granted by permission '%s' in organization '%s'", [granted_by, organization])
+# Where the allow came from: the permission that matched and the organization it holds in.
+granted := allowed(
+	"granted",
+	{"action": input.action, "permission": granted_by, "organization": organization},
+	sprintf("granted by permission '%s' in organization '%s'", [granted_by, organization]),
+)
 
 missing_permission_reason := sprintf("missing permission '%s' in organization '%s' (your roles there: %s)", [input.action, organization, roles]) if {
 	roles := concat(", ", membership.roles)
@@ -89,15 +109,22 @@ missing_permission_reason := sprintf("missing permission '%s' in organization '%
 
 # R5: the permission alone is not enough while projects remain; the permission is checked
 # first, so only its holders learn project names.
-organization_delete_decision := denied(500, "the policy input lacks facts.organization.project_count") if {
+organization_delete_decision := denied(500, "missing_fact", {"fact": "organization.project_count"}, "the policy input lacks facts.organization.project_count") if {
 	not project_count_loaded
-} else := denied(409, sprintf("organization '%s' still has %s (%s); delete them first", [
+} else := denied(409, "organization_has_projects", projects_params, sprintf("organization '%s' still has %s (%s); delete them first", [
 	organization,
 	quantity(input.facts.organization.project_count, "project", "projects"),
 	project_names,
 ])) if {
 	input.facts.organization.project_count > 0
-} else := allowed(granted_reason)
+} else := granted
+
+# The slugs the gateway loaded (at most a few): `projects` may be shorter than `project_count`.
+projects_params := {
+	"organization": organization,
+	"project_count": input.facts.organization.project_count,
+	"projects": object.get(input.facts.organization, "project_slugs", []),
+}
 
 project_count_loaded if is_number(input.facts.organization.project_count)
 

@@ -4,38 +4,40 @@ package portcullis
 
 personal_action if input.action in {"organization:create", "organization:list", "invitation:accept", "profile:read", "profile:update"}
 
-personal_decision := allowed("any registered user may create an organization") if {
+personal_decision := allowed("open_to_registered_users", {"action": input.action}, "any registered user may create an organization") if {
 	input.action == "organization:create"
-} else := allowed("any registered user may list the organizations they belong to") if {
+} else := allowed("open_to_registered_users", {"action": input.action}, "any registered user may list the organizations they belong to") if {
 	input.action == "organization:list"
 } else := invitation_decision if {
 	input.action == "invitation:accept"
 } else := profile_decision
 
-invitation_decision := denied(404, sprintf("invitation '%s' not found", [param("invitation")])) if {
+invitation_params := {"invitation": param("invitation")}
+
+invitation_decision := denied(404, "invitation_not_found", invitation_params, sprintf("invitation '%s' not found", [param("invitation")])) if {
 	not input.facts.invitation.exists == true
-} else := denied(409, sprintf("invitation '%s' has already been accepted", [param("invitation")])) if {
+} else := denied(409, "invitation_already_accepted", invitation_params, sprintf("invitation '%s' has already been accepted", [param("invitation")])) if {
 	not input.facts.invitation.accepted == false
-} else := denied(403, "your account has no e-mail address, so no invitation is addressed to you") if {
+} else := denied(403, "no_email_address", invitation_params, "your account has no e-mail address, so no invitation is addressed to you") if {
 	not has_email
-} else := denied(403, sprintf("invitation '%s' is addressed to another e-mail address", [param("invitation")])) if {
+} else := denied(403, "invitation_not_addressed_to_you", invitation_params, sprintf("invitation '%s' is addressed to another e-mail address", [param("invitation")])) if {
 	not addressed_to_subject
-} else := allowed(sprintf("invitation '%s' is addressed to your e-mail address", [param("invitation")]))
+} else := allowed("invitation_addressed_to_you", invitation_params, sprintf("invitation '%s' is addressed to your e-mail address", [param("invitation")]))
 
 has_email if is_string(input.subject.email)
 
 # E-mail addresses are compared case-insensitively, as mail providers do in practice.
 addressed_to_subject if lower(input.facts.invitation.email) == lower(input.subject.email)
 
-profile_decision := allowed("a user may read and update their own profile") if {
+profile_decision := allowed("own_profile", {"action": input.action}, "a user may read and update their own profile") if {
 	own_profile
-} else := denied(403, "a user may read and update only their own profile")
+} else := denied(403, "profile_not_own", {"action": input.action}, "a user may read and update only their own profile")
 
 # The one action open to a verified token whose subject has no users row yet; a registered
 # user registering again only refreshes their row (idempotent).
-registration_decision := allowed("an authenticated subject may register their own user") if {
+registration_decision := allowed("own_registration", {}, "an authenticated subject may register their own user") if {
 	own_profile
-} else := denied(403, "a subject may register only their own user, at PUT /users/me")
+} else := denied(403, "registration_not_own", {}, "a subject may register only their own user, at PUT /users/me")
 
 own_profile if input.resource.user == "me"
 

@@ -5,19 +5,19 @@
 # next branch instead of denying. Whatever no rule allows is denied (R8).
 package portcullis
 
-default decision := {"allow": false, "status": 403, "reasons": ["no rule allows this request"]}
+default decision := {"allow": false, "status": 403, "reasons": ["no rule allows this request"], "code": "no_rule", "params": {}}
 
-decision := denied(401, "the request has no authenticated subject") if {
+decision := denied(401, "unauthenticated", {}, "the request has no authenticated subject") if {
 	not authenticated
 } else := registration_decision if {
 	input.action == "profile:register"
-} else := denied(403, sprintf("no user is registered for subject '%s'; register first: PUT /users/me", [input.subject.sub])) if {
+} else := denied(403, "not_registered", {"subject": input.subject.sub}, sprintf("no user is registered for subject '%s'; register first: PUT /users/me", [input.subject.sub])) if {
 	not registered
 } else := personal_decision if {
 	personal_action
 } else := organization_decision if {
 	organization_scoped
-} else := denied(403, sprintf("no rule allows '%s' outside an organization", [input.action]))
+} else := denied(403, "no_rule_outside_organization", {"action": input.action}, sprintf("no rule allows '%s' outside an organization", [input.action]))
 
 # R1, defence in depth: the gateway answers 401 itself before asking the policy.
 authenticated if {
@@ -30,9 +30,11 @@ registered if is_string(input.subject.id)
 
 organization_scoped if is_string(input.resource.org)
 
-allowed(reason) := {"allow": true, "status": 200, "reasons": [reason]}
+# Every outcome carries a stable `code` and its `params` beside the human reason, so records
+# can be counted by reason (README "Decision codes" lists them).
+allowed(code, params, reason) := {"allow": true, "status": 200, "reasons": [reason], "code": code, "params": params}
 
-denied(status, reason) := {"allow": false, "status": status, "reasons": [reason]}
+denied(status, code, params, reason) := {"allow": false, "status": status, "reasons": [reason], "code": code, "params": params}
 
 # A path parameter for a reason; "?" when the route has none, so the reason is defined.
 param(name) := value if {

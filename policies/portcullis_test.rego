@@ -89,5 +89,7 @@ test_every_decision_has_the_same_shape if {
 		every reason in d.reasons {
 			is_string(reason)
 		}
+		regex.match(`^[a-z][a-z0-9_]*$`, d.code)
+		is_object(d.params)
 	}
 }

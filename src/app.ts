@@ -9,6 +9,7 @@ import { createAdminApp } from './admin/admin-server';
 import { createPolicyRouter } from './admin/policy-routes';
 import { GatewayMetrics } from './admin/metrics';
 import { decisionRoutes } from './admin/decision-routes';
+import { createConsole } from './admin/console/create-console';
 import { AuditTrail } from './audit/audit-trail';
 import { DecisionMask } from './audit/decision-mask';
 import { PgDecisionQueryStore } from './audit/pg-decision-query-store';
@@ -23,6 +24,7 @@ import { createDatabase, migrateToLatest, migrationConfig } from './db/database'
 import { EmbeddedDatabase } from './db/embedded-database';
 import { createDirectoryCaches } from './directory/directory-caches';
 import { PgGrantDirectory } from './directory/pg-grant-directory';
+import { createGatewayApp, type GatewayMiddleware } from './gateway-app';
 import { ConfigError } from './http/errors';
 import { RequestPipeline } from './http/request-pipeline';
 import { HttpProxyForwarder } from './proxy/forwarder';
@@ -37,6 +39,11 @@ export interface RuntimeOptions {
   toolchain: ToolchainOptions;
   /** The wall clock (epoch ms; tests move it): requests' time for the policy, and the minutes audit.unauthenticated_per_minute counts. Default Date.now. */
   now?: (() => number) | undefined;
+  /**
+   * false: no gateway port is served; the caller mounts `middleware` in an app of its own (the
+   * library API, `createPortcullis`). Default true (`portcullis serve`).
+   */
+  serveGateway?: boolean;
 }
 
 /** One part of shutting down; `deadline` (epoch ms) is when the whole shutdown must be over. */
@@ -46,7 +53,9 @@ export class Portcullis {
   private closing: Promise<void> | undefined;
 
   private constructor(
-    private readonly gateway: http.Server,
+    /** Authorize, record, forward: what the gateway port serves, and what an app of the caller's mounts. */
+    readonly middleware: GatewayMiddleware,
+    private readonly gateway: http.Server | undefined,
     private readonly admin: http.Server,
     private readonly shutdownSteps: ShutdownStep[],
     private readonly shutdownGraceMs: number,
@@ -54,6 +63,7 @@ export class Portcullis {
   ) {}
 
   get gatewayUrl(): string {
+    if (!this.gateway) throw new Error('this Portcullis serves no gateway port: its middleware is mounted in an app of your own');
     return urlOf(this.gateway);
   }
 
@@ -135,23 +145,40 @@ export class Portcullis {
         now: options.now,
       });
 
-      // The pipeline is the whole request handler: no framework on the hot path (Express's
-      // per-request work cost more than the rest of the pipeline; see BENCHMARKS.md).
-      const gateway = http.createServer(
-        {
-          headersTimeout: config.server.headers_timeout_ms,
-          requestTimeout: config.server.request_timeout_ms,
-          maxHeaderSize: config.server.max_header_bytes,
-          keepAliveTimeout: 5_000,
-          // How often Node checks the two timeouts above (its default, 30 s, would let slow clients linger).
-          connectionsCheckingInterval: Math.min(1_000, config.server.headers_timeout_ms),
-        },
-        pipeline.handle,
-      );
-      await listen(gateway, config.server.host, config.server.port);
       const requests = pipeline;
-      steps.push(() => drainGateway(gateway, requests, config.server.shutdown_grace_ms));
+      const middleware: GatewayMiddleware = pipeline.handle;
+      let gateway: http.Server | undefined;
+      if (options.serveGateway ?? true) {
+        // The same middleware a caller's own Express app mounts, with nothing in front of it.
+        const server = http.createServer(
+          {
+            headersTimeout: config.server.headers_timeout_ms,
+            requestTimeout: config.server.request_timeout_ms,
+            maxHeaderSize: config.server.max_header_bytes,
+            keepAliveTimeout: 5_000,
+            // How often Node checks the two timeouts above (its default, 30 s, would let slow clients linger).
+            connectionsCheckingInterval: Math.min(1_000, config.server.headers_timeout_ms),
+          },
+          createGatewayApp(middleware),
+        );
+        await listen(server, config.server.host, config.server.port);
+        steps.push(() => drainGateway(server, requests, config.server.shutdown_grace_ms));
+        gateway = server;
+      } else {
+        // The caller's server keeps accepting: the pipeline refuses what arrives from now on.
+        steps.push(() => {
+          requests.stop();
+          return drain(requests, config.server.shutdown_grace_ms);
+        });
+      }
 
+      const explainer = new PolicyExplainer({
+        routes,
+        judge: new RequestJudge({ subjects, facts, policy: policies.policy, shadow: policies.shadow, now: options.now }),
+        policy: policies.policy,
+        directory: new PgGrantDirectory(db),
+        recorder,
+      });
       const adminApp = createAdminApp({
         token: config.admin.token,
         jwks: () => assertions.jwks(),
@@ -160,14 +187,20 @@ export class Portcullis {
         policyApi: createPolicyRouter({
           policy: policies.policy,
           shadow: policies.shadow,
-          explainer: new PolicyExplainer({
-            routes,
-            judge: new RequestJudge({ subjects, facts, policy: policies.policy, shadow: policies.shadow, now: options.now }),
-            policy: policies.policy,
-            directory: new PgGrantDirectory(db),
-            recorder,
-          }),
+          explainer,
           disagreements: new PgShadowDisagreementStore(db),
+        }),
+        console: createConsole({
+          config: config.admin,
+          db,
+          policy: policies.policy,
+          shadow: policies.shadow,
+          explainer,
+          backlog: () => audit.backlog,
+          caches: { tokens: authenticator, ...directory.caches },
+          routes: [...config.routes, ...defaultRoutes],
+          entrypoint: config.policy.entrypoint,
+          toolchain: options.toolchain,
         }),
         decisionApi: decisionRoutes({ decisions: new PgDecisionQueryStore(db), backlog: () => audit.backlog }),
         signingKeys: () => authenticator.keySetStatus(),
@@ -179,8 +212,8 @@ export class Portcullis {
       await listen(admin, config.admin.host, config.admin.port);
       steps.push(() => closeNow(admin));
 
-      const instance = new Portcullis(gateway, admin, steps, config.server.shutdown_grace_ms, logger);
-      logger.info({ gateway: instance.gatewayUrl, admin: instance.adminUrl }, 'portcullis is ready');
+      const instance = new Portcullis(middleware, gateway, admin, steps, config.server.shutdown_grace_ms, logger);
+      logger.info({ gateway: gateway ? instance.gatewayUrl : 'mounted in the caller\'s app', admin: instance.adminUrl }, 'portcullis is ready');
       return instance;
     } catch (error) {
       await cleanUp();
@@ -282,12 +315,17 @@ const CUT_MS = 500;
 async function drainGateway(server: http.Server, pipeline: RequestPipeline, graceMs: number): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
+  await drain(pipeline, graceMs);
+  server.closeAllConnections();
+  await closed;
+}
+
+/** Requests in flight get half the grace period; then those still waiting are answered 503 and the responses still streaming are cut. */
+async function drain(pipeline: RequestPipeline, graceMs: number): Promise<void> {
   if (!(await withDeadline(pipeline.whenIdle(), graceMs / 2))) {
     pipeline.cancelInFlight('the gateway is shutting down');
     await withDeadline(pipeline.whenIdle(), Math.min(CUT_MS, graceMs / 10));
   }
-  server.closeAllConnections();
-  await closed;
 }
 
 async function closePool(db: Knex): Promise<void> {

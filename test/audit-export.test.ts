@@ -113,6 +113,24 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
     expect(JSON.stringify(events())).not.toContain(alice);
   });
 
+  it('exports what the gateway recorded so that it verifies offline, as NDJSON and as CSV', async () => {
+    requireBuild();
+    await (await h.request('/orgs/acme', { token: alice })).arrayBuffer();
+    await (await h.request('/orgs/acme', { method: 'DELETE', token: alice })).arrayBuffer();
+    const backlog = async () => ((await (await fetch(`${h.gateway.adminUrl}/admin/v1/audit`, { headers: { authorization: 'Bearer test-admin-token-0123456789' } })).json()) as { backlog: number }).backlog;
+    await waitFor(async () => (await backlog()) === 0, 'the decisions to be written');
+    const stored = Number((await h.database.db('decisions').count({ n: '*' }).first())!.n);
+    for (const format of ['ndjson', 'csv']) {
+      const exported = await runCli(['decisions', 'export', '--since', '1h', '--format', format], { DATABASE_URL: h.database.url });
+      expect({ code: exported.code, stderr: exported.stderr }).toEqual({ code: 0, stderr: '' });
+      const file = path.join(scratch, `gateway.${format}`);
+      await writeFile(file, exported.stdout);
+      const verified = await runCli(['decisions', 'verify', '--file', file]);
+      expect({ code: verified.code, stderr: verified.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(verified.stdout).toMatch(new RegExp(`^verified ${stored} decision records in gateway\\.${format} \\(${format}, seq 1 to ${stored},`));
+    }
+  });
+
   it('retries while the collector fails, and delivers every event', async () => {
     collector.failNext = 3;
     const sent: string[] = [];
@@ -200,7 +218,7 @@ describe('portcullis decisions export and verify --file', () => {
             input: { note: 'café ✓', ratio: 1.5, big: 1e21, negative: -2, nothing: null, list: [] },
           }
         : n === 8
-          ? { organization: '', policyRevision: '-rev', evalLatencyUs: null }
+          ? { organization: '', policyRevision: '-rev', evalLatencyUs: null, directoryVersion: 12 }
           : {};
     await appendDecisions(database.db, 100, 0, awkward);
     await checkpointer.checkpoint();
@@ -242,7 +260,7 @@ describe('portcullis decisions export and verify --file', () => {
 
   it('keeps CSV cells safe for a spreadsheet and still lossless', async () => {
     const { text } = await exportTo('csv');
-    expect(text.split('\n')[0]).toBe('seq,prev_hash,hash,id,time,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run,resource,input,export_end');
+    expect(text.split('\n')[0]).toBe('seq,prev_hash,hash,id,time,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run,directory_version,resource,input,more,export_end');
     expect(text).toContain(`"'=HYPERLINK(""http://x"")"`);
     expect(text).toContain(',"",'); // organization '' is not null
     expect(text).toContain("'-rev");

@@ -119,6 +119,11 @@ describe('portcullis demo', () => {
       const { stdout: token } = await run(process.execPath, [BIN, 'token', '--user', 'carol', '--state-dir', stateDir]);
       const res = await fetch(`${gateway}/orgs/carolco`, { headers: { authorization: `Bearer ${token.trim()}` } });
       expect(res.status).toBe(200);
+      // A token the gateway would refuse (auth.max_token_lifetime_s, 24 h) is never minted.
+      await expect(run(process.execPath, [BIN, 'token', '--user', 'carol', '--ttl', '48', '--state-dir', stateDir])).rejects.toMatchObject({
+        code: 1,
+        stderr: expect.stringMatching(/--ttl: must be a number of hours above 0 and at most 24/),
+      });
     } finally {
       expect(await stopDemo(demo)).toBe(0);
     }

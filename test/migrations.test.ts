@@ -223,6 +223,8 @@ describe('decision log schema (design §3.6)', () => {
       input: 'jsonb',
       dry_run: 'boolean',
       directory_version: 'bigint',
+      code: TEXT,
+      code_params: 'jsonb',
       recorded_at: TIMESTAMPTZ,
       seq: 'bigint',
       prev_hash: TEXT,

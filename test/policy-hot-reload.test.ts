@@ -15,14 +15,19 @@ import { copyShippedPolicies, scratchDir, waitFor } from './support/policy-works
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 const MISSING = "missing permission '%s' in organization '%s' (your roles there: %s)";
 
-// A data-driven switch in front of the shipped decision, as a policy author would add one:
-// the Rego never changes, data.json turns it on and words it. A notice, when a Rego file in
-// notices/ defines one, answers 451.
-const MAINTENANCE_BRANCH = `decision := denied(503, data.maintenance.message) if {
+// A data-driven switch in front of the shipped decision, as a policy author would add one (a
+// package of its own, the entrypoint gateway/decision): the Rego never changes, data.json
+// turns it on and words it. A notice, when a Rego file in notices/ defines one, answers 451.
+const GATEWAY = `package gateway
+
+import data.portcullis
+
+decision := {"allow": false, "status": 503, "reasons": [data.maintenance.message]} if {
 	data.maintenance.enabled == true
-} else := denied(451, data.notices.current) if {
+} else := {"allow": false, "status": 451, "reasons": [data.notices.current]} if {
 	is_string(data.notices.current)
-} else := denied(401, "the request has no authenticated subject") if {`;
+} else := portcullis.decision
+`;
 
 let h: Harness;
 let work: string;
@@ -67,10 +72,10 @@ async function recordsOf(decisionIds: string[]): Promise<Map<string, { policy_re
 beforeAll(async () => {
   work = await scratchDir('hot-reload');
   policies = await copyShippedPolicies(work);
-  await editFile('portcullis.rego', (text) => text.replace('decision := denied(401, "the request has no authenticated subject") if {', MAINTENANCE_BRANCH));
+  await writeFile(path.join(policies, 'gateway.rego'), GATEWAY);
   await writeFile(path.join(policies, 'data.json'), JSON.stringify({ maintenance: { enabled: false, message: 'unused' } }));
   const logger = pino({ level: 'info' }, { write: (line: string) => void logLines.push(JSON.parse(line) as { msg: string }) });
-  h = await startHarness({ policy: { source: policies } }, { logger });
+  h = await startHarness({ policy: { source: policies, entrypoint: 'gateway/decision' } }, { logger });
   await seedDirectory(h.database.db);
   bob = await h.tokens.sign('bob|sub');
 });

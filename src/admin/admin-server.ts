@@ -22,6 +22,8 @@ export interface AdminDependencies {
   policyApi?: Router;
   /** /decisions, /decisions/{id}, /audit (admin/decision-routes.ts), behind the token. */
   decisionApi?: Router;
+  /** The operator console (admin/console/console-router.ts), with its own sign-in and sessions. */
+  console?: Router;
 }
 
 export function createAdminApp(deps: AdminDependencies): Express {
@@ -65,6 +67,7 @@ export function createAdminApp(deps: AdminDependencies): Express {
   if (deps.policyApi) api.use(deps.policyApi);
   if (deps.decisionApi) api.use(deps.decisionApi);
   app.use('/admin/v1', api);
+  if (deps.console) app.use('/console', deps.console);
 
   app.use((req: Request, res: Response) => {
     const error = new NotFoundError(`no admin endpoint ${req.method} ${req.path}`);

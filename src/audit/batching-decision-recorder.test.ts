@@ -111,6 +111,34 @@ describe('BatchingDecisionRecorder', () => {
     expect(store.batches).toEqual([requestIds(0, 3), requestIds(3, 6), ['request-6']]);
   });
 
+  it('prepares a batch a slice at a time, letting the event loop turn in between', async () => {
+    const store = new FakeStore();
+    // Counts records as they are prepared (masking is the first step of preparing one).
+    const counting = new (class extends DecisionMask {
+      prepared = 0;
+      override apply(record: DecisionRecord): DecisionRecord {
+        this.prepared += 1;
+        return super.apply(record);
+      }
+    })([]);
+    const { recorder } = recorderWith(store, { batchSize: 500, mask: counting });
+    for (let n = 0; n < 500; n++) recorder.record(decision(n));
+    // What a request waiting for its turn sees: how many records were prepared since the last turn.
+    const seen: number[] = [];
+    let ticking = true;
+    const tick = () => {
+      seen.push(counting.prepared);
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    await recorder.flush();
+    ticking = false;
+    expect(store.written).toEqual(requestIds(0, 500));
+    const steps = seen.slice(1).map((count, i) => count - seen[i]!);
+    expect(Math.max(...steps)).toBeLessThanOrEqual(32);
+    expect(seen.filter((count) => count > 0 && count < 500).length).toBeGreaterThanOrEqual(500 / 32 - 2);
+  });
+
   it('keeps order across batches', async () => {
     const store = new FakeStore();
     const { recorder } = recorderWith(store, { batchSize: 100 });

@@ -4,6 +4,7 @@
 // batches follow it there to keep the order, and a replayer writes the spool back once
 // PostgreSQL answers. Without one, a failed batch is retried from memory. Nothing is dropped:
 // a record that arrives after close() (a request cut at shutdown) goes straight to the spool.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { PreparedDecision } from './decision-chain';
 import { prepareDecision } from './decision-chain';
 import type { DecisionMask } from './decision-mask';
@@ -30,6 +31,13 @@ export interface BatchingDecisionRecorderOptions {
   /** Told about every failed write and about a backlog over maxBacklog. Should log loudly. */
   onError: (error: Error) => void;
 }
+
+/**
+ * Records prepared (masked, canonical JSON) between two turns of the event loop. A record takes
+ * tens of µs, so a whole batch of 500 at once held requests back for 10-25 ms under load; a
+ * slice this size stays well under a millisecond or two.
+ */
+const PREPARE_SLICE = 500;
 
 interface Entry {
   record: DecisionRecord;
@@ -225,7 +233,7 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
     let failures = 0;
     while (this.queue.length > 0) {
       const entries = this.queue.slice(0, this.batchSize);
-      const batch = entries.map((entry) => (entry.prepared ??= this.prepare(entry.record)));
+      const batch = await this.prepareInSlices(entries);
       const failure = await this.persist(batch);
       if (failure) {
         failures += 1;
@@ -240,6 +248,16 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
       for (const entry of entries) entry.durable?.resolve();
       this.releaseWaiters();
     }
+  }
+
+  /** Prepares the batch a slice at a time, letting requests run in between. */
+  private async prepareInSlices(entries: readonly Entry[]): Promise<PreparedDecision[]> {
+    const batch: PreparedDecision[] = [];
+    for (let start = 0; start < entries.length; start += PREPARE_SLICE) {
+      if (start > 0) await nextTurn();
+      for (const entry of entries.slice(start, start + PREPARE_SLICE)) batch.push((entry.prepared ??= this.prepare(entry.record)));
+    }
+    return batch;
   }
 
   /** Masked and canonical. An input that cannot be serialized (a bug) must not block the queue: the decision is kept without it. */

@@ -37,6 +37,9 @@ export interface DecisionContent {
   dry_run?: true;
   /** Present only when known, for the same reason. */
   directory_version?: number;
+  /** Present only when the decision has a code (and params), for the same reason. */
+  code?: string;
+  code_params?: Record<string, unknown>;
 }
 
 function contentOf(record: DecisionRecord): DecisionContent {
@@ -44,6 +47,7 @@ function contentOf(record: DecisionRecord): DecisionContent {
   return {
     // uuid columns come back lower-case.
     id: record.id.toLowerCase(),
+    ...(typeof record.code === 'string' ? { code: record.code } : {}),
     path: record.path,
     time: record.time.toISOString(),
     allow: record.allow,
@@ -57,6 +61,7 @@ function contentOf(record: DecisionRecord): DecisionContent {
     user_id: record.userId?.toLowerCase() ?? null,
     resource: record.resource,
     request_id: record.requestId,
+    ...(record.codeParams ? { code_params: record.codeParams } : {}),
     organization: record.organization,
     eval_latency_us: record.evalLatencyUs,
     policy_revision: record.policyRevision,

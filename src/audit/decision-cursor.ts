@@ -76,7 +76,10 @@ function bound(text: string): Date {
 
 /** What ties a cursor to its query: the filters as written and the window they resolved to. */
 function binding(text: FilterText, filter: DecisionFilter): string {
-  const written = [text.subject, text.org, text.action, text.allow, text.since?.trim(), text.until?.trim()].map((value) => value ?? null);
+  // `code` joins only when given, so cursors of queries without it stay valid.
+  const written = [text.subject, text.org, text.action, text.allow, text.since?.trim(), text.until?.trim(), ...(text.code !== undefined ? [text.code] : [])].map(
+    (value) => value ?? null,
+  );
   const window = [filter.since?.toISOString() ?? null, filter.until?.toISOString() ?? null];
   return createHash('sha256').update(JSON.stringify([...written, ...window])).digest('hex').slice(0, 32);
 }

@@ -14,8 +14,8 @@ async function rows(text: string, size = 3): Promise<{ text: string; quoted: boo
 }
 
 describe('export CSV', () => {
-  it('reads a record back to the content it was written from', async () => {
-    const { content } = prepareDecision({
+  it('reads a record back to the content it was written from, fields it has no column for included', async () => {
+    const prepared = prepareDecision({
       id: '6f1c2d3e-0000-4000-8000-000000000001',
       time: new Date('2026-11-30T10:00:00.123Z'),
       requestId: '=1+1',
@@ -33,12 +33,16 @@ describe('export CSV', () => {
       evalLatencyUs: null,
       input: { ratio: 0.1, big: 1e21, text: 'é ✓\t', list: [null, true] },
       dryRun: true,
+      directoryVersion: 7,
     });
+    // A field a newer gateway hashes (a reason code), which this CSV has no column for.
+    const content = canonicalJson({ ...(JSON.parse(prepared.content) as object), code: 'missing_permission', params: { permission: 'project:read' } });
     const line = exportLine({ id: 'x', seq: 42, prevHash: 'p'.repeat(64), hash: 'h'.repeat(64), content }, 'csv');
     const [cells] = await rows(`${line}\n`);
     const record = recordFromCsv(cells!);
     expect(record).toMatchObject({ seq: 42, prevHash: 'p'.repeat(64), hash: 'h'.repeat(64) });
     expect(canonicalJson(record.content)).toBe(content);
+    expect(record.content).toMatchObject({ directory_version: 7, code: 'missing_permission' });
     // Nothing a spreadsheet would run.
     expect(line.split(',').some((cell) => /^[=+\-@]/.test(cell))).toBe(false);
   });

@@ -11,6 +11,7 @@ export interface FilterText {
   org?: string | undefined;
   action?: string | undefined;
   allow?: string | undefined;
+  code?: string | undefined;
   since?: string | undefined;
   until?: string | undefined;
 }
@@ -23,6 +24,7 @@ export const filterTextSchema = z.object({
   org: filterValue.optional(),
   action: filterValue.optional(),
   allow: z.enum(['true', 'false'], { error: 'must be true or false' }).optional(),
+  code: filterValue.optional(),
   since: filterValue.optional(),
   until: filterValue.optional(),
 });
@@ -42,6 +44,7 @@ export function parseDecisionFilter(text: FilterText, now = new Date()): Decisio
     organization: checked.org,
     action: checked.action,
     allow: checked.allow === undefined ? undefined : checked.allow === 'true',
+    code: checked.code,
     since: checked.since === undefined ? undefined : parseTimeBound(checked.since, 'since', now),
     until: checked.until === undefined ? undefined : parseTimeBound(checked.until, 'until', now),
   };

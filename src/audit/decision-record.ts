@@ -17,6 +17,13 @@ export interface DecisionRecord {
   allow: boolean;
   status: number;
   reasons: string[];
+  /**
+   * The outcome's stable code (PolicyDecision.code, or the gateway's own: `unauthenticated`,
+   * `dependency_unavailable`, `client_gone`, `shutting_down`, `suppressed`) and its params.
+   * Null or absent when the policy set none.
+   */
+  code?: string | null;
+  codeParams?: Record<string, unknown> | null;
   policyRevision: string | null;
   evalLatencyUs: number | null;
   /** The policy input as evaluated (never contains the token), or null if none was built. */

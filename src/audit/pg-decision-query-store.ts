@@ -12,6 +12,8 @@ export interface DecisionFilter {
   organization?: string | undefined;
   action?: string | undefined;
   allow?: boolean | undefined;
+  /** The outcome's stable code (`missing_permission`). */
+  code?: string | undefined;
   /** Inclusive. */
   since?: Date | undefined;
   /** Exclusive. */
@@ -39,6 +41,9 @@ export interface DecisionSummary {
   policy_revision: string | null;
   eval_latency_us: number | null;
   dry_run: boolean;
+  /** The outcome's stable code and its params; null when the policy set none (or the record predates codes). */
+  code?: string | null;
+  code_params?: Record<string, unknown> | null;
 }
 
 export interface DecisionDetail extends DecisionSummary {
@@ -47,7 +52,8 @@ export interface DecisionDetail extends DecisionSummary {
   directory_version: number | null;
   /** The policy input as stored (masked), or null when none was built (e.g. a 401). */
   input: unknown;
-  result: { allow: boolean; status: number; reasons: string[] };
+  /** The decision as the policy output contract spells it (design §3.4): code and params only when set. */
+  result: { allow: boolean; status: number; reasons: string[]; code?: string; params?: Record<string, unknown> };
   prev_hash: string;
   hash: string;
 }
@@ -58,7 +64,7 @@ export interface DecisionRows {
   more: boolean;
 }
 
-const SUMMARY = ['id', 'seq', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path', 'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run'];
+const SUMMARY = ['id', 'seq', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path', 'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run', 'code', 'code_params'];
 const DETAIL = [...SUMMARY.filter((column) => column !== 'dry_run'), 'resource', 'input', 'dry_run', 'directory_version', 'prev_hash', 'hash'];
 
 export const MAX_PAGE = 1000;
@@ -75,7 +81,9 @@ export const CANONICAL_CONTENT_SQL = `(jsonb_build_object(
     'request_id', request_id, 'organization', organization, 'eval_latency_us', eval_latency_us,
     'policy_revision', policy_revision
   ) || case when dry_run then '{"dry_run": true}'::jsonb else '{}'::jsonb end
-    || case when directory_version is null then '{}'::jsonb else jsonb_build_object('directory_version', directory_version) end)::text`;
+    || case when directory_version is null then '{}'::jsonb else jsonb_build_object('directory_version', directory_version) end
+    || case when code is null then '{}'::jsonb else jsonb_build_object('code', code) end
+    || case when code_params is null then '{}'::jsonb else jsonb_build_object('code_params', code_params) end)::text`;
 
 function summary(row: Record<string, unknown>): DecisionSummary {
   return {
@@ -95,6 +103,8 @@ function summary(row: Record<string, unknown>): DecisionSummary {
     policy_revision: row.policy_revision as string | null,
     eval_latency_us: row.eval_latency_us as number | null,
     dry_run: row.dry_run === true,
+    code: (row.code as string | null | undefined) ?? null,
+    code_params: (row.code_params as Record<string, unknown> | null | undefined) ?? null,
   };
 }
 
@@ -123,7 +133,12 @@ export class PgDecisionQueryStore implements ChainReader {
       resource: row.resource as Record<string, unknown>,
       directory_version: row.directory_version === null || row.directory_version === undefined ? null : Number(row.directory_version),
       input: row.input ?? null,
-      result: { allow: base.allow, status: base.status, reasons: base.reasons },
+      result: {
+        allow: base.allow,
+        status: base.status,
+        reasons: base.reasons,
+        ...(typeof base.code === 'string' ? { code: base.code, params: base.code_params ?? {} } : {}),
+      },
       prev_hash: row.prev_hash as string,
       hash: row.hash as string,
     };
@@ -197,6 +212,7 @@ export function whereDecisionFilter(query: Knex.QueryBuilder, filter: DecisionFi
   if (filter.organization !== undefined) query.where('organization', filter.organization);
   if (filter.action !== undefined) query.where('action', filter.action);
   if (filter.allow !== undefined) query.where('allow', filter.allow);
+  if (filter.code !== undefined) query.where('code', filter.code);
   // As ISO-8601 UTC text: node-postgres would render a Date in the local zone, whose offset
   // for year 1 (local mean time) can be a fraction of a minute.
   if (filter.since) query.where('time', '>=', filter.since.toISOString());

@@ -129,6 +129,8 @@ export class UnauthenticatedSuppression implements DecisionRecorder {
       allow: false,
       status: 401,
       reasons: [`${suppressed} unauthenticated request${suppressed === 1 ? '' : 's'} from ${client} suppressed in the minute starting ${new Date(counts.minute).toISOString()}`],
+      code: 'suppressed',
+      codeParams: { count: suppressed, client },
       policyRevision: null,
       evalLatencyUs: null,
       input: null,

@@ -396,6 +396,33 @@ describe('JwtAuthenticator verified-token cache', () => {
     expect(authenticator.cacheStats()).toEqual({ hits: 1, misses: 2, size: 1 });
   });
 
+  it('verifies a token presented by many requests at once only once (single flight)', async () => {
+    const authenticator = await fileAuthenticator();
+    const header = `Bearer ${await sign(signers.ES256)}`;
+    const principals = await Promise.all(Array.from({ length: 20 }, () => authenticator.authenticate(header)));
+    // Each verification builds its own principal: one object means one verification.
+    expect(new Set(principals).size).toBe(1);
+    expect(authenticator.cacheStats()).toEqual({ hits: 0, misses: 20, size: 1 });
+  });
+
+  it('shares a failed verification with the requests waiting on it, and verifies again afterwards', async () => {
+    const authenticator = await fileAuthenticator();
+    const header = `Bearer ${await sign(outsider)}`;
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => authenticator.authenticate(header)));
+    const reasons = results.map((result) => (result.status === 'rejected' ? (result.reason as unknown) : undefined));
+    expect(new Set(reasons).size).toBe(1);
+    expect(reasons[0]).toBeInstanceOf(AuthenticationError);
+    await expectRejected(authenticator, header, "no key matches the token's kid");
+    expect(authenticator.cacheStats()).toEqual({ hits: 0, misses: 6, size: 0 });
+  });
+
+  it('does not coalesce when caching is disabled: every presentation is verified', async () => {
+    const authenticator = await JwtAuthenticator.create(authConfig(), { now: testClock().now, cacheTtlMs: 0 });
+    const header = `Bearer ${await sign(signers.ES256)}`;
+    const principals = await Promise.all(Array.from({ length: 3 }, () => authenticator.authenticate(header)));
+    expect(new Set(principals).size).toBe(3);
+  });
+
   it('does not cache failures', async () => {
     const authenticator = await fileAuthenticator();
     const header = `Bearer ${await sign(outsider)}`;

@@ -63,6 +63,8 @@ interface CachedPrincipal {
 
 export class JwtAuthenticator implements Authenticator {
   private readonly cache: LRUCache<string, CachedPrincipal>;
+  /** Verifications under way, by token hash: concurrent presentations of one token share one (single flight). */
+  private readonly verifying = new Map<string, Promise<Principal>>();
   private readonly stats = { hits: 0, misses: 0 };
   private readonly tokenTypes: ReadonlySet<string | null>;
   private readonly warnedAt = new LRUCache<string, number>({ max: 1000 });
@@ -131,11 +133,21 @@ export class JwtAuthenticator implements Authenticator {
     }
     this.stats.misses += 1;
     if (cached) this.cache.delete(key);
+    // Disabled caches (a TTL of 0): every presentation is verified on its own.
+    if (this.cacheTtlMs === 0) return this.verify(token);
 
-    const principal = await this.verify(token);
-    const until = Math.min(this.now() + this.cacheTtlMs, principal.expiresAt * 1000);
-    if (until > this.now()) this.cache.set(key, { principal, until });
-    return principal;
+    let verification = this.verifying.get(key);
+    if (!verification) {
+      verification = this.verify(token)
+        .then((principal) => {
+          const until = Math.min(this.now() + this.cacheTtlMs, principal.expiresAt * 1000);
+          if (until > this.now()) this.cache.set(key, { principal, until });
+          return principal;
+        })
+        .finally(() => this.verifying.delete(key));
+      this.verifying.set(key, verification);
+    }
+    return verification;
   }
 
   cacheStats(): TokenCacheStats {

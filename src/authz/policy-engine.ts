@@ -21,6 +21,12 @@ export interface PolicyDecision {
   allow: boolean;
   status: number;
   reasons: string[];
+  /**
+   * A stable, countable name for the outcome (`missing_permission`, `granted`), snake_case;
+   * absent when the policy sets none. `params` (a JSON object) details it, only with a code.
+   */
+  code?: string;
+  params?: Record<string, unknown>;
 }
 
 export interface PolicyEvaluation {

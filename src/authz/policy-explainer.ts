@@ -121,6 +121,8 @@ export class PolicyExplainer {
       allow: decision.allow,
       status: decision.allow ? 200 : decision.status,
       reasons: decision.reasons,
+      code: decision.code ?? null,
+      codeParams: decision.params ?? null,
       policyRevision: evaluation.revision,
       evalLatencyUs: evaluation.latencyUs,
       input,

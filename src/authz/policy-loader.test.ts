@@ -1,6 +1,7 @@
-// The directory source's watch as editors use it: what it reports as changed, what it never
-// reports (swap files, backups, locks, tests), and the change list a reload logs.
-import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+// The directory source's watch as editors use it: what it reports as changed (files, folders
+// moved in and out), what it never reports (swap files, backups, locks, tests), and the change
+// list a reload logs.
+import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { scratchDir, testOpa, waitFor } from '../../test/support/policy-workspace';
 import { fileChanges, isEditorScratch, openPolicySource } from './policy-loader';
@@ -33,6 +34,32 @@ describe('the directory source', () => {
       await writeFile(path.join(source, 'policy.rego'), 'package portcullis\n\ndecision := {"allow": true, "status": 200, "reasons": []}\n');
       await waitFor(() => (calls.length > 0 ? true : undefined), 5000, 'the change');
       expect(calls[0]).toEqual(['policy.rego']);
+    } finally {
+      stop();
+    }
+  });
+  it('reports a folder of policies moved away and moved back, whose files themselves never changed', async () => {
+    const source = path.join(dir, 'moving');
+    await mkdir(path.join(source, 'rules'), { recursive: true });
+    await writeFile(path.join(source, 'rules', 'rule.rego'), 'package rules\n\nx := 1\n');
+    const opened = await openPolicySource({ source, entrypoint: 'rules/x', buildDir: path.join(dir, 'build-moving'), toolchain: { opaBin: testOpa() }, pollIntervalMs: 60_000 });
+    const calls: string[][] = [];
+    const stop = opened.watch(
+      (changed) => calls.push(changed),
+      (error) => {
+        throw error;
+      },
+    );
+    try {
+      // The subfolder's watch begins asynchronously: a change in it proves it is watched.
+      await writeFile(path.join(source, 'rules', 'rule.rego'), 'package rules\n\nx := 2\n');
+      await waitFor(() => (calls.some((names) => names.includes(path.join('rules', 'rule.rego'))) ? true : undefined), 5000, 'the change in the subfolder');
+      calls.length = 0;
+      await rename(path.join(source, 'rules'), path.join(dir, 'rules-away'));
+      await waitFor(() => (calls.some((names) => names.includes(`rules${path.sep}`)) ? true : undefined), 5000, 'the folder moved away');
+      calls.length = 0;
+      await rename(path.join(dir, 'rules-away'), path.join(source, 'rules'));
+      await waitFor(() => (calls.some((names) => names.includes(`rules${path.sep}`)) ? true : undefined), 5000, 'the folder moved back');
     } finally {
       stop();
     }

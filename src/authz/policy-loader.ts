@@ -146,7 +146,11 @@ function watchFolder(dir: string, recursive: boolean, relevant: (name: string) =
     if (name === '' || name === path.basename(folder)) {
       const gone = await stat(folder).then(() => false, () => true);
       if (gone && folder === dir) return restart();
-      if (gone) return drop(folder);
+      if (gone) {
+        // Moved away or removed with what it held: whichever of its own and its parent's events comes first tells.
+        drop(folder);
+        return changed(`${path.relative(dir, folder)}${path.sep}`, true);
+      }
     }
     const relative = path.relative(dir, full);
     if (recursive && folder !== full) {

@@ -156,11 +156,23 @@ function checkDecision(value: unknown, entrypoint: string): PolicyDecision {
     return failure(403, `'${entrypoint}' has reasons ${describe(reasons)}, not a list of strings`);
   }
   if (!allow && (status < 400 || status > 599)) return failure(403, `'${entrypoint}' denies with status ${status}, not an error status`, reasons);
-  return { allow, status, reasons };
+  const { code, params } = value as Record<string, unknown>;
+  if (code === undefined) {
+    if (params !== undefined) return failure(403, `'${entrypoint}' has params but no code`, reasons);
+    return { allow, status, reasons };
+  }
+  if (typeof code !== 'string' || !DECISION_CODE.test(code)) return failure(403, `'${entrypoint}' has code ${describe(code)}, not a snake_case name (${DECISION_CODE.source})`, reasons);
+  if (params === undefined) return { allow, status, reasons, code, params: {} };
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) return failure(403, `'${entrypoint}' has params ${describe(params)}, not an object`, reasons);
+  return { allow, status, reasons, code, params: params as Record<string, unknown> };
 }
 
+/** Codes are counted and filtered on: one spelling per outcome, never free text. */
+const DECISION_CODE = /^[a-z][a-z0-9_]{0,63}$/;
+
+/** Engine-made decisions (the policy's output unusable, its evaluation failed) carry `policy_error`. */
 function failure(status: 403 | 500, problem: string, reasons: readonly string[] = []): PolicyDecision {
-  return { allow: false, status, reasons: [`policy error: ${problem}`, ...reasons] };
+  return { allow: false, status, reasons: [`policy error: ${problem}`, ...reasons], code: 'policy_error', params: {} };
 }
 
 function describe(value: unknown): string {

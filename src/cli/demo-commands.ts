@@ -5,6 +5,7 @@ import pino from 'pino';
 import { DEMO_USERS, demoClaims, demoSubject } from '../demo/demo-data';
 import { Demo } from '../demo/demo';
 import { loadDevIdentity } from '../demo/dev-identity';
+import { InputError } from '../http/errors';
 import type { CliContext } from './cli-context';
 
 interface DemoFlags {
@@ -51,11 +52,13 @@ export function registerDemoCommands(program: Command, ctx: CliContext): void {
     .command('token')
     .description('mint a development token for a demo user (valid 12 hours)')
     .requiredOption('-u, --user <name>', `demo user: ${DEMO_USERS.join(', ')} (any name works: an unknown user may register with PUT /users/me)`)
-    .option('--ttl <hours>', 'lifetime in hours', '12')
+    .option('--ttl <hours>', 'lifetime in hours, at most 24 (the gateway refuses longer-lived tokens: auth.max_token_lifetime_s)', '12')
     .option('--state-dir <dir>', 'the demo state folder (default: .portcullis/ in the project)')
     .action(async (flags: { user: string; ttl: string; stateDir?: string }) => {
+      const hours = Number(flags.ttl);
+      if (!(hours > 0 && hours <= 24)) throw new InputError('--ttl: must be a number of hours above 0 and at most 24 (the demo gateway refuses tokens living longer than auth.max_token_lifetime_s, 24 h)');
       const stateDir = flags.stateDir ? path.resolve(ctx.io.cwd, flags.stateDir) : ctx.stateDir(undefined);
       const identity = await loadDevIdentity(stateDir);
-      ctx.io.out(await identity.mint(demoSubject(flags.user), demoClaims(flags.user), Number(flags.ttl) * 3600));
+      ctx.io.out(await identity.mint(demoSubject(flags.user), demoClaims(flags.user), Math.round(hours * 3600)));
     });
 }

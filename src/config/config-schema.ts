@@ -46,7 +46,19 @@ export const configSchema = z
       })
       .prefault({}),
     admin: hostPort(9090)
-      .extend({ token: z.string().min(16, 'must be at least 16 characters').optional() })
+      .extend({
+        token: z.string().min(16, 'must be at least 16 characters').optional(),
+        /** The operator console under /console/ (README "The operator console"). */
+        console: z
+          .strictObject({
+            /** HMAC key of session cookies; instances behind one address share it. Absent: a random key per process. */
+            session_secret: z.string().min(32, 'must be at least 32 characters').optional(),
+            session_ttl_s: z.number().int().min(60).max(7 * 86_400).default(8 * 3600),
+            /** Mark the cookie Secure even over plain HTTP (TLS terminated in front of the admin port). */
+            secure_cookie: z.boolean().default(false),
+          })
+          .prefault({}),
+      })
       .prefault({}),
     database: z
       .strictObject({

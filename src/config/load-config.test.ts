@@ -17,6 +17,7 @@ describe('parseConfig', () => {
       headers_timeout_ms: 10000,
       request_timeout_ms: 60000,
       max_header_bytes: 16384,
+      shutdown_grace_ms: 8000,
       trusted_proxies: [],
     });
     expect(config.services.organizations).toEqual({ url: 'http://127.0.0.1:7001', forward_authorization: false, forward_cookies: true });

@@ -134,7 +134,7 @@ describe('PgSubjectLoader', () => {
     const alice = await user();
     const acme = await organization('acme');
     const globex = await organization('globex');
-    const foreign = await role(globex, 'organization-admin', ['*']);
+    const foreign = await role(globex, 'globex-admin', ['*']);
     await member(acme, alice.id, foreign);
 
     expect((await loader.load(alice.sub)).memberships[await slugOf(acme)]).toEqual({ role: '', teams: [], roles: [], permissions: [] });

@@ -12,6 +12,9 @@ export interface Problem {
   detail: string;
   decision_id?: string;
   request_id: string;
+  /** The decision's stable code and its params (README "Decision codes"), when it has one. */
+  code?: string;
+  params?: Record<string, unknown>;
 }
 
 export interface ProblemContext {
@@ -19,8 +22,12 @@ export interface ProblemContext {
   decisionId?: string | undefined;
 }
 
-/** A policy denial: `reasons` become the detail; the policy's status is kept when it is an error status. */
-export function denialProblem(status: number, reasons: readonly string[], context: ProblemContext): Problem {
+/**
+ * A policy denial: `reasons` become the detail, the code and params are passed on; the
+ * policy's status is kept when it is an error status.
+ */
+export function denialProblem(decision: Denial, context: ProblemContext): Problem {
+  const { status, reasons, code, params } = decision;
   const safeStatus = Number.isInteger(status) && status >= 400 && status <= 599 ? status : 403;
   return {
     type: `${PROBLEM_TYPE_BASE}${safeStatus === 409 ? 'conflict' : safeStatus === 404 ? 'not-found' : 'denied'}`,
@@ -29,7 +36,16 @@ export function denialProblem(status: number, reasons: readonly string[], contex
     detail: reasons.length > 0 ? reasons.join('; ') : 'the policy denied this request',
     ...(context.decisionId ? { decision_id: context.decisionId } : {}),
     request_id: context.requestId,
+    ...(code !== undefined ? { code, params: params ?? {} } : {}),
   };
+}
+
+/** What a denial answer needs of the policy's decision (PolicyDecision's shape). */
+export interface Denial {
+  status: number;
+  reasons: readonly string[];
+  code?: string | undefined;
+  params?: Record<string, unknown> | undefined;
 }
 
 /** Any thrown value. Unknown errors become an opaque 500: fail closed, reveal nothing. */

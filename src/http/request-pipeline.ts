@@ -15,7 +15,7 @@ import type { FactsLoader, SubjectLoader } from '../directory/subject';
 import type { Forwarder } from '../proxy/forwarder';
 import type { AssertionClaims } from '../proxy/identity-assertion';
 import type { RouteMatch, RouteMatcher } from '../routes/route';
-import { DependencyError, InputError, NotFoundError, UpstreamError } from './errors';
+import { DependencyError, InputError, NotFoundError, PortcullisError, UpstreamError } from './errors';
 import { inspectRequest, stripHopByHop } from './inspect-request';
 import { canonicalizeTarget } from './normalize-path';
 import type { Outcome, PipelineObserver } from './pipeline-observer';
@@ -115,6 +115,8 @@ interface Judgement {
   evaluation?: PolicyEvaluation;
   /** The directory state the subject and facts were read at. */
   directoryVersion?: number | null;
+  /** cancelInFlight() stopped it: recorded as `shutting_down`, not as a client gone or a dependency down. */
+  shutDown?: boolean;
 }
 
 interface InFlight {
@@ -127,6 +129,8 @@ export class RequestPipeline {
   /** Requests past routing whose response has not ended: what a shutdown drains, then cuts. */
   private readonly inFlight = new Set<InFlight>();
   private idleWaiters: Array<() => void> = [];
+  /** Set by stop(): the stages are shutting down, so new requests are refused. */
+  private stopped = false;
 
   constructor(private readonly stages: PipelineStages) {
     this.judge = new RequestJudge(stages);
@@ -140,6 +144,12 @@ export class RequestPipeline {
     const { traceparent, traceId } = traceparentFor(req.headers.traceparent);
     req.headers.traceparent = traceparent;
     const receivedAt = performance.now();
+    if (this.stopped) {
+      // Mounted in an app that still takes requests: nothing behind the pipeline is left to answer them.
+      res.setHeader('connection', 'close');
+      sendProblem(res, errorProblem(new DependencyError('the gateway is shutting down'), { requestId }));
+      return;
+    }
 
     let match: RouteMatch | undefined;
     let path: string;
@@ -185,6 +195,11 @@ export class RequestPipeline {
     );
   };
 
+  /** From now on every new request is answered 503 (a shutdown where no server stops accepting them). */
+  stop(): void {
+    this.stopped = true;
+  }
+
   /** Resolves once no request is in flight. */
   whenIdle(): Promise<void> {
     if (this.inFlight.size === 0) return Promise.resolve();
@@ -198,6 +213,7 @@ export class RequestPipeline {
    */
   cancelInFlight(reason: string): void {
     for (const { judgement, res } of this.inFlight) {
+      judgement.shutDown = true;
       judgement.abort.abort(new DependencyError(reason));
       if (judgement.forwardedAt !== undefined) res.destroy();
     }
@@ -245,7 +261,7 @@ export class RequestPipeline {
       if (!judgement.abort.signal.aborted) judgement.abort.abort(new ConnectionClosed());
       const reason = abortReason(judgement);
       if (!judgement.recorded) this.stages.logger.info({ requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, status }, reason);
-      this.record(req, judgement, status, [reason]);
+      this.record(req, judgement, status, [reason], goneCode(judgement));
     }
     const now = performance.now();
     const { observer } = this.stages;
@@ -267,7 +283,7 @@ export class RequestPipeline {
         const { signal } = judgement.abort;
         const strict = this.stages.strictAudit === true;
         signal.throwIfAborted();
-        if (strict) await this.record(req, judgement, 200, [], true);
+        if (strict) await this.record(req, judgement, 200, [], undefined, true);
         // The connection may have closed meanwhile (a pipelined request's connection dying on a
         // later parse error, a shutdown): then nothing is forwarded for a client that is gone.
         signal.throwIfAborted();
@@ -296,10 +312,10 @@ export class RequestPipeline {
   private deny(req: IncomingMessage, res: ServerResponse, judgement: Judgement): void {
     if (judgement.closedEarly) return;
     const decision = judgement.evaluation!.decision;
-    const problem = denialProblem(decision.status, decision.reasons, judgement);
+    const problem = denialProblem(decision, judgement);
     judgement.outcome = 'denied';
     this.stages.logger.info(
-      { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, action: judgement.match.action, status: problem.status, reasons: decision.reasons },
+      { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, action: judgement.match.action, status: problem.status, code: decision.code, reasons: decision.reasons },
       'request denied',
     );
     this.record(req, judgement, problem.status, decision.reasons);
@@ -310,7 +326,7 @@ export class RequestPipeline {
   private fail(req: IncomingMessage, res: ServerResponse, judgement: Judgement, error: unknown): void {
     if (judgement.closedEarly) {
       // Recorded when the connection closed, unless a strict allow record held that back and then failed.
-      this.record(req, judgement, CLIENT_CLOSED_STATUS, [abortReason(judgement)]);
+      this.record(req, judgement, CLIENT_CLOSED_STATUS, [abortReason(judgement)], goneCode(judgement));
       return;
     }
     const problem = errorProblem(error, judgement);
@@ -320,8 +336,9 @@ export class RequestPipeline {
     const context = { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, ...cause };
     if (problem.status >= 500) this.stages.logger.error(context, 'request failed closed');
     else this.stages.logger.info(context, 'request denied');
-    this.record(req, judgement, problem.status, [problem.detail]);
-    sendProblem(res, problem, error);
+    const code = failureCode(judgement, error);
+    this.record(req, judgement, problem.status, [problem.detail], code);
+    sendProblem(res, { ...problem, code, params: {} }, error);
   }
 
   /** Forwarding failures after an allow: the decision is recorded when the response ends, only answer. */
@@ -332,8 +349,19 @@ export class RequestPipeline {
     sendProblem(res, errorProblem(error, { requestId, decisionId }), error);
   };
 
-  /** `durably`: the returned promise settles once the record is durable, and rejects (503) if it cannot be. */
-  private record(req: IncomingMessage, judgement: Judgement, status: number, reasons: readonly string[], durably = false): Promise<void> | undefined {
+  /**
+   * `code`: the gateway's own, for an outcome the policy did not decide; a policy denial and an
+   * allow keep the policy's code. `durably`: the returned promise settles once the record is
+   * durable, and rejects (503) if it cannot be.
+   */
+  private record(
+    req: IncomingMessage,
+    judgement: Judgement,
+    status: number,
+    reasons: readonly string[],
+    code?: string,
+    durably = false,
+  ): Promise<void> | undefined {
     if (judgement.recorded) return undefined;
     judgement.recorded = true;
     judgement.recordOnClose = false;
@@ -354,6 +382,9 @@ export class RequestPipeline {
       allow,
       status,
       reasons: allow ? [...(evaluation?.decision.reasons ?? []), ...reasons] : [...reasons],
+      ...(allow || code === undefined
+        ? { code: evaluation?.decision.code ?? null, codeParams: evaluation?.decision.params ?? null }
+        : { code, codeParams: {} }),
       policyRevision: evaluation?.revision ?? null,
       evalLatencyUs: evaluation?.latencyUs ?? null,
       input: input ?? null,
@@ -376,6 +407,17 @@ export class RequestPipeline {
 /** The status the client received, or CLIENT_CLOSED_STATUS when no response head was sent. */
 function sentStatus(res: ServerResponse): number {
   return res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS;
+}
+
+/** A connection closed before its answer: by the client, or cut by a shutdown. */
+function goneCode(judgement: Judgement): string {
+  return judgement.shutDown ? 'shutting_down' : 'client_gone';
+}
+
+/** The code of a failure before forwarding: the error's kind (`unauthenticated`, `dependency_unavailable`). */
+function failureCode(judgement: Judgement, error: unknown): string {
+  if (judgement.shutDown) return 'shutting_down';
+  return error instanceof PortcullisError ? error.code.replaceAll('-', '_') : 'internal_error';
 }
 
 function abortReason(judgement: Judgement): string {

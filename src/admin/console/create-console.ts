@@ -1,0 +1,55 @@
+// Builds the console from what the composition root already has: the admin config (token,
+// session settings), the admin pool, the policy, the explainer, the audit backlog and caches.
+import { randomBytes } from 'node:crypto';
+import type { Knex } from 'knex';
+import type { Router } from 'express';
+import type { AuditBacklog } from '../../audit/audit-trail';
+import { PgDecisionQueryStore } from '../../audit/pg-decision-query-store';
+import { PgShadowDisagreementStore } from '../../audit/pg-shadow-disagreement-store';
+import type { ToolchainOptions } from '../../authz/opa-toolchain';
+import type { PolicyExplainer } from '../../authz/policy-explainer';
+import type { PolicyManager } from '../../authz/policy-manager';
+import type { ShadowPolicy } from '../../authz/shadow-policy';
+import type { PortcullisConfig } from '../../config/config-schema';
+import type { ConsoleRoute } from './access-page';
+import { loadCandidatePolicy } from './candidate-policy';
+import { createConsoleRouter } from './console-router';
+import { SessionSigner } from './console-session';
+import { ConsoleStore } from './console-store';
+
+export interface ConsoleSetup {
+  config: PortcullisConfig['admin'];
+  db: Knex;
+  policy: PolicyManager;
+  shadow: ShadowPolicy | undefined;
+  explainer: Pick<PolicyExplainer, 'explain'>;
+  backlog: () => AuditBacklog;
+  caches: Record<string, { cacheStats(): { hits: number; misses: number; size: number } }>;
+  routes: readonly ConsoleRoute[];
+  entrypoint: string;
+  toolchain: ToolchainOptions;
+}
+
+export function createConsole(setup: ConsoleSetup): Router {
+  const { console: settings } = setup.config;
+  return createConsoleRouter({
+    token: setup.config.token,
+    sessions: new SessionSigner({
+      // A per-process key signs out everyone at a restart; a configured one survives it.
+      secret: settings.session_secret ? Buffer.from(settings.session_secret, 'utf8') : randomBytes(32),
+      ttlMs: settings.session_ttl_s * 1000,
+      secureCookie: settings.secure_cookie,
+    }),
+    store: new ConsoleStore(setup.db),
+    decisions: new PgDecisionQueryStore(setup.db),
+    policy: setup.policy,
+    shadow: setup.shadow,
+    explainer: setup.explainer,
+    disagreements: new PgShadowDisagreementStore(setup.db),
+    backlog: setup.backlog,
+    caches: setup.caches,
+    routes: setup.routes,
+    entrypoint: setup.entrypoint,
+    loadCandidate: (source) => loadCandidatePolicy(source, setup.entrypoint, setup.toolchain),
+  });
+}
