@@ -99,6 +99,8 @@ export interface TargetProcess {
   url: string;
   process: ChildProcess;
   memory(): Promise<ProcessMemory>;
+  /** Starts a measurement in the target process (resolves once it runs), or stops it and resolves with the figures. */
+  measure<T>(kind: 'loopDelay' | 'allocations', action: 'start' | 'stop'): Promise<T>;
   stop(): Promise<void>;
 }
 
@@ -118,6 +120,16 @@ export async function startTargetProcess(kind: TargetKind, settings: TargetSetti
       new Promise((resolve) => {
         child.once('message', (message: { memory: ProcessMemory }) => resolve(message.memory));
         child.send({ memory: true });
+      }),
+    measure: <T>(kind: 'loopDelay' | 'allocations', action: 'start' | 'stop') =>
+      new Promise<T>((resolve) => {
+        const answer = (message: Record<string, unknown>) => {
+          if (!(kind in message)) return;
+          child.off('message', answer);
+          resolve(message[kind] as T);
+        };
+        child.on('message', answer);
+        child.send({ [kind]: action });
       }),
     async stop() {
       if (child.exitCode === null) child.send({ stop: true });

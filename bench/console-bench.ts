@@ -89,6 +89,8 @@ async function main(): Promise<void> {
       const first = await (await fetch(`${gateway.adminUrl}/console/decisions`, { headers: { cookie } })).text();
       views[6]![1] = /href="([^"]+)" rel="next"/.exec(first)![1]!.replace(/&amp;/g, '&');
       const lines = [
+        '## Operator console (`npm run bench:console`)',
+        '',
         ...(await describeMachine(db)),
         `- ${RECORDS.toLocaleString('en')} decision records over 30 days; 2,000 users, 200 organizations. Time to the full HTML of each view's first page, as a signed-in browser fetches it (server-side rendering included): cold (first fetch), then the median of ${RUNS}. Budget: ${BUDGET_MS} ms.`,
         '',

@@ -1,11 +1,42 @@
 // One benchmark target in its own process: started with `fork(target-process.js)`, it
-// receives {start: kind, settings}, answers {ready: url}, answers {memory} on request, and
+// receives {start: kind, settings}, answers {ready: url}, answers {memory} on request,
+// measures its event-loop delay and its allocations between a start and a stop message, and
 // exits cleanly on {stop} (flushing a CPU profile when started with --cpu-prof).
+import { Session } from 'node:inspector';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { startTarget, type StartedTarget, type TargetKind, type TargetSettings } from './targets';
 
-type Message = { start: TargetKind; settings: TargetSettings } | { memory: true } | { stop: true };
+type Message =
+  | { start: TargetKind; settings: TargetSettings }
+  | { memory: true }
+  | { loopDelay: 'start' | 'stop' }
+  | { allocations: 'start' | 'stop' }
+  | { stop: true };
+
+/** Event-loop delay while driven, in ms: `stalls` counts intervals longer than STALL_MS beyond the sampling interval. */
+export interface LoopDelay {
+  p50: number;
+  p99: number;
+  max: number;
+  samples: number;
+  stalls: number;
+}
+
+/** Bytes allocated on the JavaScript heap between start and stop (V8's sampling heap profiler, collected objects included), and by whom. */
+export interface Allocations {
+  bytes: number;
+  top: Array<{ frame: string; bytes: number }>;
+}
+
+/** The histogram's timer fires every millisecond; what it records is the time between two firings. */
+const LOOP_RESOLUTION_MS = 1;
+export const STALL_MS = 5;
+/** One sample per this many bytes allocated, on average: fine enough for a per-request figure. */
+const SAMPLING_INTERVAL_BYTES = 1024;
 
 let target: StartedTarget | undefined;
+let delay: IntervalHistogram | undefined;
+let inspector: Session | undefined;
 
 // The benchmark went away (finished or failed): never linger as an orphan.
 process.on('disconnect', () => process.exit(0));
@@ -28,8 +59,79 @@ process.on('message', (message: Message) => {
     (globalThis as { gc?: () => void }).gc?.();
     const usage = process.memoryUsage();
     process.send?.({ memory: { rssBeforeGc, rss: usage.rss, heapUsed: usage.heapUsed, external: usage.external, arrayBuffers: usage.arrayBuffers } });
+  } else if ('loopDelay' in message) {
+    if (message.loopDelay === 'start') {
+      delay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+      delay.enable();
+      process.send?.({ loopDelay: null });
+    } else {
+      delay!.disable();
+      process.send?.({ loopDelay: loopDelayOf(delay!) });
+    }
+  } else if ('allocations' in message) {
+    if (message.allocations === 'start') {
+      inspector = new Session();
+      inspector.connect();
+      void post('HeapProfiler.enable')
+        .then(() =>
+          post('HeapProfiler.startSampling', { samplingInterval: SAMPLING_INTERVAL_BYTES, includeObjectsCollectedByMinorGC: true, includeObjectsCollectedByMajorGC: true }),
+        )
+        .then(() => process.send?.({ allocations: null }));
+    } else {
+      void post('HeapProfiler.stopSampling').then((result) => {
+        inspector!.disconnect();
+        process.send?.({ allocations: allocationsOf((result as { profile: { head: HeapNode } }).profile.head) });
+      });
+    }
   } else if ('stop' in message) {
     const stopping = target ? target.close() : Promise.resolve();
     void stopping.finally(() => process.exit(0));
   }
 });
+
+function loopDelayOf(histogram: IntervalHistogram): LoopDelay {
+  const ms = (ns: number) => ns / 1e6;
+  // The share of samples above the stall threshold, from the histogram's percentile table.
+  let over = 0;
+  for (const [percentile, value] of histogram.percentiles) {
+    if (ms(value) > LOOP_RESOLUTION_MS + STALL_MS) {
+      over = 1 - percentile / 100;
+      break;
+    }
+  }
+  return {
+    p50: ms(histogram.percentile(50)),
+    p99: ms(histogram.percentile(99)),
+    max: ms(histogram.max),
+    samples: histogram.count,
+    stalls: Math.round(over * histogram.count),
+  };
+}
+
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: HeapNode[];
+}
+
+function allocationsOf(head: HeapNode): Allocations {
+  const byFrame = new Map<string, number>();
+  let bytes = 0;
+  const walk = (node: HeapNode) => {
+    bytes += node.selfSize;
+    if (node.selfSize > 0) {
+      const { functionName, url, lineNumber } = node.callFrame;
+      const where = url ? `${url.replace(/^.*node_modules\//, '').replace(/^.*\.bench\//, '')}:${lineNumber + 1}` : '(native)';
+      const frame = `${functionName || '(anonymous)'} ${where}`;
+      byFrame.set(frame, (byFrame.get(frame) ?? 0) + node.selfSize);
+    }
+    for (const child of node.children) walk(child);
+  };
+  walk(head);
+  const top = [...byFrame].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([frame, size]) => ({ frame, bytes: size }));
+  return { bytes, top };
+}
+
+function post(method: string, params?: object): Promise<unknown> {
+  return new Promise((resolve, reject) => inspector!.post(method, params, (error, result) => (error ? reject(error) : resolve(result))));
+}

@@ -218,7 +218,7 @@ describe('portcullis decisions export and verify --file', () => {
             input: { note: 'café ✓', ratio: 1.5, big: 1e21, negative: -2, nothing: null, list: [] },
           }
         : n === 8
-          ? { organization: '', policyRevision: '-rev', evalLatencyUs: null, directoryVersion: 12 }
+          ? { organization: '', policyRevision: '-rev', evalLatencyUs: null, directoryVersion: 12, code: 'missing_permission', codeParams: { permission: 'project:delete', ratio: 0.25 } }
           : {};
     await appendDecisions(database.db, 100, 0, awkward);
     await checkpointer.checkpoint();
@@ -260,7 +260,7 @@ describe('portcullis decisions export and verify --file', () => {
 
   it('keeps CSV cells safe for a spreadsheet and still lossless', async () => {
     const { text } = await exportTo('csv');
-    expect(text.split('\n')[0]).toBe('seq,prev_hash,hash,id,time,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run,directory_version,resource,input,more,export_end');
+    expect(text.split('\n')[0]).toBe('seq,prev_hash,hash,id,time,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run,directory_version,code,code_params,resource,input,more,export_end');
     expect(text).toContain(`"'=HYPERLINK(""http://x"")"`);
     expect(text).toContain(',"",'); // organization '' is not null
     expect(text).toContain("'-rev");

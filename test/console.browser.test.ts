@@ -21,6 +21,8 @@ let page: Page;
 let workspace: string;
 let policyDir: string;
 let directory: Directory;
+/** What the browser reported as refused by the Content-Security-Policy, on any page. */
+const cspViolations: string[] = [];
 
 jest.setTimeout(60_000);
 
@@ -50,6 +52,9 @@ beforeAll(async () => {
   });
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   page = await context.newPage();
+  page.on('console', (message) => {
+    if (/Content Security Policy/i.test(message.text())) cspViolations.push(message.text());
+  });
 });
 
 afterAll(async () => {
@@ -122,5 +127,9 @@ describe('the operator console in Chromium', () => {
     await page.waitForURL(/\/console\/sign-in/);
     await page.goto(url('/console/'));
     await page.waitForURL(/\/console\/sign-in\?next=/);
+  });
+
+  it('ran every page without a Content-Security-Policy violation', () => {
+    expect(cspViolations).toEqual([]);
   });
 });

@@ -135,6 +135,41 @@ describe('the operator console', () => {
     expect(lines[0]).toMatch(/^id,seq,time,/);
     expect(lines).toHaveLength(2);
     expect(lines[1]).toContain('organization:read');
+    const { policy_revision: revision } = await harness.database.db('decision_revisions').first('policy_revision');
+    const byRevision = await (await admin(`/console/decisions?revision=${encodeURIComponent(revision)}&subject=bob%7Csub`, { headers: { cookie: cookie! } })).text();
+    expect(byRevision.match(/<tr data-seq=/g)).toHaveLength(2);
+    const otherRevision = await (await admin('/console/decisions?revision=sha256:none', { headers: { cookie: cookie! } })).text();
+    expect(otherRevision).not.toContain('<tr data-seq=');
+  });
+
+  it('replays a candidate bundle over the recorded window and reports the unchanged decisions', async () => {
+    const { cookie } = await signIn();
+    const page = await (await admin('/console/policy', { headers: { cookie: cookie! } })).text();
+    const csrf = /name="csrf" value="([^"]+)"/.exec(page)![1]!;
+    const post = (candidate: string) =>
+      admin('/console/policy/replay', {
+        method: 'POST',
+        headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ csrf, candidate, since: '1h' }).toString(),
+      });
+    const replayed = await post(process.env.PORTCULLIS_TEST_BUNDLE!);
+    expect(replayed.status).toBe(200);
+    const served = Number((await harness.database.db('decisions').where({ dry_run: false }).whereNotNull('input').count({ n: '*' }).first())?.n);
+    expect(served).toBeGreaterThan(0);
+    expect(await replayed.text()).toContain(`replayed ${served}, unchanged ${served}, changed 0`);
+    const relative = await post('policies');
+    expect(relative.status).toBe(400);
+    expect(await relative.text()).toContain('candidate: &quot;policies&quot; is not an absolute path on the server');
+  });
+
+  it('explains a request for a subject given by e-mail and says which team and role grant an allow', async () => {
+    const { cookie } = await signIn();
+    const response = await admin(`/console/explain?subject=bob%40example.com&method=POST&path=/orgs/acme/projects`, { headers: { cookie: cookie! } });
+    const page = await response.text();
+    expect(response.status).toBe(200);
+    expect(page).toContain('<span class="badge allowed">allowed 200</span>');
+    expect(page).toMatch(/id="grant-path">team deployers \(role project-creator\)</);
+    expect(page).toContain('npx portcullis explain --as bob@example.com POST /orgs/acme/projects');
   });
 
   it('answers a bad filter with the parameter named, not a server error', async () => {

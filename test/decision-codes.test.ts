@@ -138,6 +138,22 @@ describe('decision codes through the gateway (shipped policy)', () => {
     expect(await recordOf(database.db, conflict.headers.get('x-portcullis-decision')!)).toMatchObject({ code: 'organization_has_projects', code_params: body.params });
   });
 
+  it('records a dry run (POST /admin/v1/evaluate) with the code the policy gave', async () => {
+    const res = await fetch(`${h.gateway.adminUrl}/admin/v1/evaluate`, {
+      method: 'POST',
+      headers: { ...ADMIN, 'content-type': 'application/json' },
+      body: JSON.stringify({ subject: 'dave|sub', method: 'DELETE', path: '/orgs/acme/projects/api' }),
+    });
+    expect(res.status).toBe(200);
+    const { decision_id: id } = (await res.json()) as { decision_id: string };
+    expect(await recordOf(database.db, id)).toEqual({
+      allow: false,
+      status: 403,
+      code: 'missing_permission',
+      code_params: { permission: 'project:delete', organization: 'acme' },
+    });
+  });
+
   it('gives a 401 the gateway answers itself `unauthenticated`, in the answer and the record', async () => {
     await expectCodedDenial(await h.request('/orgs/acme'), 401, 'unauthenticated', {});
   });

@@ -7,6 +7,7 @@ import { syntheticDecision, waitFor } from './support/audit-helpers';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
+import { createTestDatabase } from './support/test-database';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -93,15 +94,30 @@ describe('portcullis decisions summary', () => {
     expect(week.since).toMatch(/^\d{4}-\d{2}-\d{2}T/);
   });
 
-  it('counts by reason code where records carry one, and otherwise exits 2 saying so', async () => {
-    const hasCode = (await h.database.db.raw(`select 1 from information_schema.columns where table_schema = current_schema() and table_name = 'decisions' and column_name = 'code'`)).rows.length > 0;
+  it('counts by the reason code the policy recorded', async () => {
     const run = await summary('--by', 'code', '--allow', 'false');
-    if (hasCode) {
-      expect(run.code).toBe(0);
-      expect(run.stdout).toMatch(/^CODE\s+DECISIONS\s+ALLOWED\s+DENIED\n/);
-    } else {
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(run.stdout).toMatch(/^CODE\s+DECISIONS\s+ALLOWED\s+DENIED\n/);
+    // The same counts as the stored codes of the denials that were served.
+    const stored = (await h.database.db('decisions').where({ allow: false, dry_run: false }).where('time', '>', new Date(Date.now() - 86_400_000).toISOString()).select('code')) as { code: string | null }[];
+    const expected = new Map<string | null, number>();
+    for (const { code } of stored) expected.set(code, (expected.get(code) ?? 0) + 1);
+    expect(expected.size).toBeGreaterThan(1);
+    const counted = (await json('--by', 'code', '--allow', 'false')).groups;
+    expect(new Map(counted.map((g) => [g.key, g.count]))).toEqual(expected);
+    expect(counted.every((g) => g.denied === g.count)).toBe(true);
+  });
+
+  it('exits 2 saying so when the records have no reason code column (a database not migrated yet)', async () => {
+    const older = await createTestDatabase();
+    try {
+      await older.db.raw('alter table decisions drop column code');
+      const run = await runCli(['decisions', 'summary', '--by', 'code'], { DATABASE_URL: older.url });
       expect(run.code).toBe(2);
       expect(run.stderr).toBe('portcullis: --by code: the decision records have no reason code column yet (it comes with a newer migration); group by action, status, subject, org or revision instead\n');
+      expect((await runCli(['decisions', 'summary', '--by', 'action'], { DATABASE_URL: older.url })).code).toBe(0);
+    } finally {
+      await older.drop();
     }
   });
 

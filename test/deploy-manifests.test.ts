@@ -17,7 +17,7 @@ import { requireBuild, runCli } from './support/cli-process';
 import { SHIPPED_NGINX_CONF, templateShippedConfig } from './support/nginx-process';
 import { createTestDatabase } from './support/test-database';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- manifests are free-form YAML, checked field by field */
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-return -- manifests are free-form YAML, checked field by field */
 type Manifest = Record<string, any>;
 
 const deploy = path.join(projectRoot, 'deploy');

@@ -123,12 +123,17 @@ describe('hot reload of a policy directory', () => {
       }
     };
     const clients = Array.from({ length: 8 }, client);
-    await waitFor(() => (answers.length >= 8 ? true : undefined), 5000, 'answers under the old revision');
-    await editFile('organization.rego', (text) => text.replace(/"(\(edit \d+\) )?missing permission/, '"(atomic) missing permission'));
-    await waitFor(async () => ((await adminPolicy()).revision !== old ? true : undefined), 5000, 'the reload');
-    await waitFor(() => (answers.filter((answer) => answer.detail.startsWith('(atomic) ')).length >= 8 ? true : undefined), 5000, 'answers under the new revision');
-    stop = true;
-    await Promise.all(clients);
+    try {
+      await waitFor(() => (answers.length >= 8 ? true : undefined), 5000, 'answers under the old revision');
+      await editFile('organization.rego', (text) => text.replace(/"(\(edit \d+\) )?missing permission/, '"(atomic) missing permission'));
+      // Compiling competes with the eight clients for the CPU: the bound is generous.
+      await waitFor(async () => ((await adminPolicy()).revision !== old ? true : undefined), 15_000, 'the reload');
+      await waitFor(() => (answers.filter((answer) => answer.detail.startsWith('(atomic) ')).length >= 8 ? true : undefined), 5000, 'answers under the new revision');
+    } finally {
+      // Clients left running would starve every later test.
+      stop = true;
+      await Promise.all(clients);
+    }
 
     const records = await recordsOf(answers.map((answer) => answer.decisionId));
     const current = (await adminPolicy()).revision;
@@ -181,7 +186,7 @@ const MARKED = /"(\([a-z -]+\) )?missing permission '%s' in organization '%s' \(
 const marked = (text: string, marker: string) => text.replace(MARKED, `"(${marker}) ${MISSING}"`);
 
 /** Waits for the detail of deleting acme to satisfy `served`; resolves with the detail. */
-function servedWithin(served: (detail: string) => boolean, what: string, ms = 5000): Promise<string> {
+function servedWithin(served: (detail: string) => boolean, what: string, ms = 15_000): Promise<string> {
   return waitFor(async () => {
     const detail = await detailOf(await deleteAcme());
     return served(detail) ? detail : undefined;

@@ -37,7 +37,7 @@ export interface BatchingDecisionRecorderOptions {
  * tens of µs, so a whole batch of 500 at once held requests back for 10-25 ms under load; a
  * slice this size stays well under a millisecond or two.
  */
-const PREPARE_SLICE = 500;
+const PREPARE_SLICE = 32;
 
 interface Entry {
   record: DecisionRecord;

@@ -32,6 +32,28 @@ describe('canonicalJson', () => {
     expect(canonicalJson(keys)).toBe('{"9": 6, "b": 3, "10": 5, "zz": 1, "\u00e9": 4, "aaa": 2, "\uffff": 7, "\u{1f600}": 8}');
   });
 
+  it('orders keys of equal UTF-8 length by their bytes, also where UTF-16 order differs (a surrogate pair against U+FFFF)', () => {
+    // UTF-8 bytes: EF BF BF 61 before F0 90 80 80, though the pair's code unit D800 sorts before FFFF.
+    expect(canonicalJson({ '\u{10000}': 1, '\uffffa': 2, zzzz: 3, 'é\u00e9': 4 })).toBe('{"zzzz": 3, "é\u00e9": 4, "\uffffa": 2, "\u{10000}": 1}');
+  });
+
+  it('serializes a frozen object once and reuses its text, exactly as if it were not frozen', () => {
+    let serialized = 0;
+    const subject = Object.freeze({ memberships: Object.freeze({ acme: Object.freeze({ role: 'default' }) }) });
+    const counting = Object.freeze({
+      toJSON() {
+        serialized += 1;
+        return { b: 1, a: 2 };
+      },
+    });
+    const first = canonicalJson({ subject, counting, n: 1 });
+    const second = canonicalJson({ subject, counting, n: 2 });
+    expect(serialized).toBe(1);
+    expect(first).toBe('{"n": 1, "subject": {"memberships": {"acme": {"role": "default"}}}, "counting": {"a": 2, "b": 1}}');
+    expect(second).toBe(first.replace('"n": 1', '"n": 2'));
+    expect(canonicalJson({ subject: structuredClone({ memberships: { acme: { role: 'default' } } }), counting: { a: 2, b: 1 }, n: 1 })).toBe(first);
+  });
+
   it('writes numbers in plain decimal, as PostgreSQL’s numeric does', () => {
     expect(canonicalJson([1e21, 1.5e21, -1.5e-7, 5e-7, 1e-6, 2.5, -0, 0.1 + 0.2])).toBe(
       '[1000000000000000000000, 1500000000000000000000, -0.00000015, 0.0000005, 0.000001, 2.5, 0, 0.30000000000000004]',

@@ -103,8 +103,20 @@ function storable(text: string): string {
 export function jsonbKeyOrder(a: string, b: string): number {
   const lengths = Buffer.byteLength(a) - Buffer.byteLength(b);
   if (lengths !== 0 || a === b) return lengths;
+  // Without surrogates, UTF-16 code-unit order is code-point order, which is UTF-8 byte order:
+  // no need to encode both keys (two buffers per comparison).
+  if (!SURROGATE.test(a) && !SURROGATE.test(b)) return a < b ? -1 : 1;
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
+
+const SURROGATE = /[\ud800-\udfff]/;
+
+/**
+ * Canonical text of frozen objects by identity: the directory caches' subjects and facts are
+ * deep-frozen and shared by every record of their caller, so each is serialized once, not per
+ * record (it was most of a record's serialization).
+ */
+const frozenText = new WeakMap<object, string>();
 
 /**
  * The canonical form every hash is computed over: exactly the text PostgreSQL writes for the
@@ -152,28 +164,38 @@ function write(value: unknown, clean: boolean): string | undefined {
       return value.toString();
     case 'object': {
       if (value === null) return 'null';
-      const withJson = value as { toJSON?: () => unknown };
-      if (typeof withJson.toJSON === 'function') return write(withJson.toJSON(), clean);
-      if (Array.isArray(value)) {
-        let out = '[';
-        for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ', ') + (write(value[i], clean) ?? 'null');
-        return `${out}]`;
+      if (clean || !Object.isFrozen(value)) return writeObject(value, clean);
+      let text = frozenText.get(value);
+      if (text === undefined) {
+        text = writeObject(value, clean);
+        if (text !== undefined) frozenText.set(value, text);
       }
-      const object = value as Record<string, unknown>;
-      // Keys are ordered as they will be stored: after replacing what PostgreSQL cannot hold.
-      const members = Object.keys(object).map((key) => [clean ? storable(key) : key, object[key]] as const);
-      if (!inOrder(members)) members.sort((a, b) => jsonbKeyOrder(a[0], b[0]));
-      let out = '{';
-      let first = true;
-      for (const [key, member] of members) {
-        const item = write(member, clean);
-        if (item === undefined) continue;
-        out += `${first ? '' : ', '}${JSON.stringify(key)}: ${item}`;
-        first = false;
-      }
-      return `${out}}`;
+      return text;
     }
     default:
       return undefined;
   }
+}
+
+function writeObject(value: object, clean: boolean): string | undefined {
+  const withJson = value as { toJSON?: () => unknown };
+  if (typeof withJson.toJSON === 'function') return write(withJson.toJSON(), clean);
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ', ') + (write(value[i], clean) ?? 'null');
+    return `${out}]`;
+  }
+  const object = value as Record<string, unknown>;
+  // Keys are ordered as they will be stored: after replacing what PostgreSQL cannot hold.
+  const members = Object.keys(object).map((key) => [clean ? storable(key) : key, object[key]] as const);
+  if (!inOrder(members)) members.sort((a, b) => jsonbKeyOrder(a[0], b[0]));
+  let out = '{';
+  let first = true;
+  for (const [key, member] of members) {
+    const item = write(member, clean);
+    if (item === undefined) continue;
+    out += `${first ? '' : ', '}${JSON.stringify(key)}: ${item}`;
+    first = false;
+  }
+  return `${out}}`;
 }

@@ -35,14 +35,15 @@ describe('export CSV', () => {
       dryRun: true,
       directoryVersion: 7,
     });
-    // A field a newer gateway hashes (a reason code), which this CSV has no column for.
-    const content = canonicalJson({ ...(JSON.parse(prepared.content) as object), code: 'missing_permission', params: { permission: 'project:read' } });
+    // A reason code with its params, and a field a newer gateway might hash, which this CSV has no column for.
+    const content = canonicalJson({ ...(JSON.parse(prepared.content) as object), code: 'missing_permission', code_params: { permission: 'project:read' }, future_field: [1, 'two'] });
     const line = exportLine({ id: 'x', seq: 42, prevHash: 'p'.repeat(64), hash: 'h'.repeat(64), content }, 'csv');
     const [cells] = await rows(`${line}\n`);
     const record = recordFromCsv(cells!);
     expect(record).toMatchObject({ seq: 42, prevHash: 'p'.repeat(64), hash: 'h'.repeat(64) });
     expect(canonicalJson(record.content)).toBe(content);
-    expect(record.content).toMatchObject({ directory_version: 7, code: 'missing_permission' });
+    expect(record.content).toMatchObject({ directory_version: 7, code: 'missing_permission', code_params: { permission: 'project:read' }, future_field: [1, 'two'] });
+    expect(line).toContain(',missing_permission,"{""permission"": ""project:read""}",');
     // Nothing a spreadsheet would run.
     expect(line.split(',').some((cell) => /^[=+\-@]/.test(cell))).toBe(false);
   });

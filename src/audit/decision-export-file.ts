@@ -23,19 +23,22 @@ export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 const TEXT = ['id', 'time', 'request_id', 'action', 'method', 'path'] as const;
 const NULLABLE_TEXT = ['subject', 'user_id', 'organization', 'policy_revision'] as const;
 const JSON_VALUED = ['reasons', 'resource', 'input'] as const;
+/** Fields a record holds only when set (so older records keep their hashes): an empty cell is absent. */
+const OPTIONAL_TEXT = ['code'] as const;
+const OPTIONAL_JSON = ['code_params'] as const;
 
 /**
- * `directory_version` is empty when the record has none; `more` holds, as one JSON object, any
- * hashed field a newer gateway adds that this version has no column for, so the file stays
- * lossless (empty when there is none).
+ * `directory_version`, `code` and `code_params` are empty when the record has none; `more`
+ * holds, as one JSON object, any hashed field a newer gateway adds that this version has no
+ * column for, so the file stays lossless (empty when there is none).
  */
 export const EXPORT_CSV_COLUMNS = [
   'seq', 'prev_hash', 'hash', 'id', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path',
-  'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run', 'directory_version', 'resource', 'input', 'more', 'export_end',
+  'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run', 'directory_version', 'code', 'code_params', 'resource', 'input', 'more', 'export_end',
 ] as const;
 
 /** The content fields the CSV has a column of its own for. */
-const COLUMNED = new Set<string>([...TEXT, ...NULLABLE_TEXT, ...JSON_VALUED, 'allow', 'status', 'eval_latency_us', 'dry_run', 'directory_version']);
+const COLUMNED = new Set<string>([...TEXT, ...NULLABLE_TEXT, ...JSON_VALUED, ...OPTIONAL_TEXT, ...OPTIONAL_JSON, 'allow', 'status', 'eval_latency_us', 'dry_run', 'directory_version']);
 
 type Content = Record<string, unknown>;
 
@@ -63,6 +66,8 @@ export function exportLine(row: ChainRow, format: ExportFormat): string {
       case 'resource':
       case 'input':
         return csvCell(canonicalJson(content[column] ?? null));
+      case 'code_params':
+        return content[column] === undefined ? '' : csvCell(canonicalJson(content[column]));
       default: {
         const value = content[column];
         return value === null || value === undefined ? '' : csvCell(String(value));
@@ -185,6 +190,8 @@ export function recordFromCsv(cells: readonly CsvCell[]): { seq: number; prevHas
   if (boolean('dry_run')) content.dry_run = true;
   const directoryVersion = number('directory_version', nullable('directory_version'));
   if (directoryVersion !== null) content.directory_version = directoryVersion;
+  for (const column of OPTIONAL_TEXT) if (nullable(column) !== null) content[column] = text(column);
+  for (const column of OPTIONAL_JSON) if (nullable(column) !== null) content[column] = json(column);
   if (nullable('more') !== null) {
     const more = json('more');
     if (typeof more !== 'object' || more === null || Array.isArray(more)) throw new Error('more is not a JSON object');

@@ -1,12 +1,15 @@
 // The exporter's batching, retries and bounded buffer, with a fake sink.
 import { PassThrough } from 'node:stream';
 import { prepareDecision, type PreparedDecision } from './decision-chain';
+import type { DecisionRecord } from './decision-record';
 import { StreamSink, type EventSink } from './decision-export-sinks';
 import { DecisionExporter, type DecisionExporterOptions } from './decision-exporter';
 import type { OpaDecisionEvent } from './opa-decision-event';
 import { waitFor } from '../../test/support/wait-for';
 
-const record = (n: number): PreparedDecision =>
+const record = (n: number): PreparedDecision => recordWith(n, {});
+
+const recordWith = (n: number, overrides: Partial<DecisionRecord>): PreparedDecision =>
   prepareDecision({
     id: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
     time: new Date(0),
@@ -24,6 +27,7 @@ const record = (n: number): PreparedDecision =>
     policyRevision: null,
     evalLatencyUs: null,
     input: null,
+    ...overrides,
   });
 
 class FakeSink implements EventSink {
@@ -95,9 +99,10 @@ describe('DecisionExporter', () => {
     let text = '';
     stream.on('data', (chunk: Buffer) => (text += chunk.toString()));
     const exporter = new DecisionExporter(new StreamSink(stream), options());
-    exporter.enqueue([record(7)]);
+    exporter.enqueue([record(7), recordWith(8, { code: 'unauthenticated', codeParams: {} })]);
     await exporter.close(100);
-    expect(JSON.parse(text.trim())).toEqual({
+    const [uncoded, coded] = text.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(uncoded).toEqual({
       labels: { id: 'test' },
       decision_id: '00000000-0000-4000-8000-000000000007',
       path: 'portcullis/decision',
@@ -105,5 +110,6 @@ describe('DecisionExporter', () => {
       timestamp: '1970-01-01T00:00:00.000Z',
       bundles: {},
     });
+    expect(coded?.result).toEqual({ allow: false, status: 401, reasons: ['no token'], code: 'unauthenticated', params: {} });
   });
 });

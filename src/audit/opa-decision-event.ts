@@ -9,7 +9,8 @@ export interface OpaDecisionEvent {
   /** The evaluated rule, e.g. `portcullis/decision`. */
   path: string;
   input?: unknown;
-  result: { allow: boolean; status: number; reasons: string[] };
+  /** The policy's output: code and params only when the decision has a code. */
+  result: { allow: boolean; status: number; reasons: string[]; code?: string; params?: Record<string, unknown> };
   /** RFC 3339. */
   timestamp: string;
   bundles: Record<string, { revision: string }>;
@@ -31,7 +32,12 @@ export function opaDecisionEvent(content: DecisionContent, options: OpaEventOpti
     labels: options.labels,
     decision_id: content.id,
     path: options.path,
-    result: { allow: content.allow, status: content.status, reasons: content.reasons },
+    result: {
+      allow: content.allow,
+      status: content.status,
+      reasons: content.reasons,
+      ...(content.code !== undefined ? { code: content.code, params: content.code_params ?? {} } : {}),
+    },
     timestamp: content.time,
     bundles: content.policy_revision ? { [BUNDLE_NAME]: { revision: content.policy_revision } } : {},
   };

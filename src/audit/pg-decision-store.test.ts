@@ -79,7 +79,7 @@ const storedRequestIds = async () => (await db('decisions').select('request_id')
 
 describe('PgDecisionStore', () => {
   it('stores every field of a decision record, chained to the genesis hash', async () => {
-    const record = decision(1);
+    const record = decision(1, { code: 'organization_has_projects', codeParams: { organization: 'acme', project_count: 2, projects: ['api', 'web'] } });
     expect(await append([record])).toEqual({ inserted: 1, skipped: 0 });
     const row = await db('decisions').where({ id: record.id }).first();
     expect(row).toEqual({
@@ -101,6 +101,8 @@ describe('PgDecisionStore', () => {
       input: record.input,
       dry_run: false,
       directory_version: null,
+      code: 'organization_has_projects',
+      code_params: { organization: 'acme', project_count: 2, projects: ['api', 'web'] },
       recorded_at: expect.any(Date),
       seq: '1',
       prev_hash: GENESIS_HASH,

@@ -75,6 +75,8 @@ describe('UnauthenticatedSuppression', () => {
         allow: false,
         resource: { type: 'client', address: '203.0.113.7' },
         reasons: ['15 unauthenticated requests from 203.0.113.7 suppressed in the minute starting 2026-11-30T10:00:00.000Z'],
+        code: 'suppressed',
+        codeParams: { count: 15, client: '203.0.113.7' },
       }),
     ]);
     suppression.sweep();

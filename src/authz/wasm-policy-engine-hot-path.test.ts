@@ -50,7 +50,7 @@ describe('WasmPolicyEngine hot path', () => {
     const creator = { id: 'u-2', sub: 'idp|2', email: null, memberships: { acme: member(['project:create']) } };
     const reader = { id: 'u-1', sub: 'idp|1', email: null, memberships: { acme: member(['project:read']) } };
     for (let i = 0; i < 5; i += 1) {
-      expect(engine.evaluate(input(creator)).decision).toEqual({ allow: true, status: 200, reasons: expect.any(Array) });
+      expect(engine.evaluate(input(creator)).decision).toEqual({ allow: true, status: 200, reasons: expect.any(Array), code: 'granted', params: expect.any(Object) });
       expect(engine.evaluate(input(reader)).decision.allow).toBe(false);
     }
     expect(engine.recycledInstances).toBe(10);

@@ -34,6 +34,16 @@ conflict := {"allow": true, "status": 200, "reasons": ["second"]} if input.facts
 quotient := {"allow": true, "status": 200, "reasons": [sprintf("%v", [1 / input.facts.test.divisor])]}
 
 from_data := {"allow": data.settings.open, "status": 200, "reasons": []}
+
+coded := {"allow": false, "status": 403, "reasons": ["no"], "code": "missing_permission", "params": {"permission": "x:y"}}
+
+code_without_params := {"allow": true, "status": 200, "reasons": [], "code": "open"}
+
+code_not_snake_case := {"allow": true, "status": 200, "reasons": [], "code": "Missing Permission"}
+
+params_not_an_object := {"allow": true, "status": 200, "reasons": [], "code": "open", "params": ["x"]}
+
+params_without_code := {"allow": true, "status": 200, "reasons": [], "params": {}}
 `;
 
 const BROKEN_ENTRYPOINTS = [
@@ -48,6 +58,11 @@ const BROKEN_ENTRYPOINTS = [
   'conflict',
   'quotient',
   'from_data',
+  'coded',
+  'code_without_params',
+  'code_not_snake_case',
+  'params_not_an_object',
+  'params_without_code',
 ].map((rule) => `broken/${rule}`);
 
 function request(overrides: Partial<PolicyInput> = {}): PolicyInput {
@@ -112,7 +127,13 @@ describe('WasmPolicyEngine with the shipped policies', () => {
         facts: { organization: { exists: true }, project: { exists: true, in_organization: true } },
       }),
     );
-    expect(decision).toEqual({ allow: true, status: 200, reasons: ["granted by permission 'project:read' in organization 'globex'"] });
+    expect(decision).toEqual({
+      allow: true,
+      status: 200,
+      reasons: ["granted by permission 'project:read' in organization 'globex'"],
+      code: 'granted',
+      params: { action: 'project:read', permission: 'project:read', organization: 'globex' },
+    });
   });
 
   it('denies deleting an organization that still has projects, naming them (R5)', () => {
@@ -124,7 +145,13 @@ describe('WasmPolicyEngine with the shipped policies', () => {
         facts: { organization: { exists: true, project_count: 2, project_slugs: ['api', 'web'] } },
       }),
     );
-    expect(decision).toEqual({ allow: false, status: 409, reasons: ["organization 'acme' still has 2 projects (api, web); delete them first"] });
+    expect(decision).toEqual({
+      allow: false,
+      status: 409,
+      reasons: ["organization 'acme' still has 2 projects (api, web); delete them first"],
+      code: 'organization_has_projects',
+      params: { organization: 'acme', project_count: 2, projects: ['api', 'web'] },
+    });
   });
 
   it('denies an organization admin in another organization where they lack the permission (R3)', () => {
@@ -140,6 +167,8 @@ describe('WasmPolicyEngine with the shipped policies', () => {
       allow: false,
       status: 403,
       reasons: ["missing permission 'project:delete' in organization 'globex' (your roles there: default)"],
+      code: 'missing_permission',
+      params: { permission: 'project:delete', organization: 'globex' },
     });
   });
 
@@ -152,12 +181,24 @@ describe('WasmPolicyEngine with the shipped policies', () => {
         facts: { organization: { exists: true }, project: { exists: true, in_organization: false } },
       }),
     );
-    expect(decision).toEqual({ allow: false, status: 404, reasons: ["project 'secret' not found in organization 'acme'"] });
+    expect(decision).toEqual({
+      allow: false,
+      status: 404,
+      reasons: ["project 'secret' not found in organization 'acme'"],
+      code: 'resource_not_found',
+      params: { organization: 'acme', resources: { project: 'secret' } },
+    });
   });
 
   it('denies a token subject without a users row', () => {
     const { decision } = engine.evaluate(request({ subject: { id: null, sub: 'idp|ghost', email: null, memberships: {} } }));
-    expect(decision).toEqual({ allow: false, status: 403, reasons: ["no user is registered for subject 'idp|ghost'; register first: PUT /users/me"] });
+    expect(decision).toEqual({
+      allow: false,
+      status: 403,
+      reasons: ["no user is registered for subject 'idp|ghost'; register first: PUT /users/me"],
+      code: 'not_registered',
+      params: { subject: 'idp|ghost' },
+    });
   });
 
   it('reports the bundle revision and the evaluation latency in microseconds', () => {
@@ -176,6 +217,7 @@ describe('WasmPolicyEngine fails closed', () => {
       allow: false,
       status: 403,
       reasons: ["policy error: 'broken/undefined_decision' is undefined for this request"],
+      code: 'policy_error', params: {},
     });
   });
 
@@ -184,6 +226,7 @@ describe('WasmPolicyEngine fails closed', () => {
       allow: false,
       status: 403,
       reasons: ["policy error: 'broken/no_allow' has allow missing, not true or false"],
+      code: 'policy_error', params: {},
     });
   });
 
@@ -192,19 +235,20 @@ describe('WasmPolicyEngine fails closed', () => {
       allow: false,
       status: 403,
       reasons: [`policy error: 'broken/allow_yes' has allow "yes", not true or false`],
+      code: 'policy_error', params: {},
     });
   });
 
   it('denies when the decision is not an object', async () => {
-    expect(await decide('not_an_object')).toEqual({ allow: false, status: 403, reasons: ["policy error: 'broken/not_an_object' is true, not an object with allow, status and reasons"] });
+    expect(await decide('not_an_object')).toEqual({ allow: false, status: 403, reasons: ["policy error: 'broken/not_an_object' is true, not an object with allow, status and reasons"], code: 'policy_error', params: {} });
   });
 
   it('denies when the status is not an integer', async () => {
-    expect(await decide('fractional_status')).toEqual({ allow: false, status: 403, reasons: ["policy error: 'broken/fractional_status' has status 403.5, not an integer"] });
+    expect(await decide('fractional_status')).toEqual({ allow: false, status: 403, reasons: ["policy error: 'broken/fractional_status' has status 403.5, not an integer"], code: 'policy_error', params: {} });
   });
 
   it('denies when the reasons are not a list of strings', async () => {
-    expect(await decide('numeric_reasons')).toEqual({ allow: false, status: 403, reasons: ["policy error: 'broken/numeric_reasons' has reasons [1,2], not a list of strings"] });
+    expect(await decide('numeric_reasons')).toEqual({ allow: false, status: 403, reasons: ["policy error: 'broken/numeric_reasons' has reasons [1,2], not a list of strings"], code: 'policy_error', params: {} });
   });
 
   it("turns a deny with a success status into a 403 that keeps the policy's reasons", async () => {
@@ -212,6 +256,33 @@ describe('WasmPolicyEngine fails closed', () => {
       allow: false,
       status: 403,
       reasons: ["policy error: 'broken/deny_with_success_status' denies with status 200, not an error status", 'nope'],
+      code: 'policy_error', params: {},
+    });
+  });
+
+  it('passes a code and its params through; a code without params gets {}', async () => {
+    expect(await decide('coded')).toEqual({ allow: false, status: 403, reasons: ['no'], code: 'missing_permission', params: { permission: 'x:y' } });
+    expect(await decide('code_without_params')).toEqual({ allow: true, status: 200, reasons: [], code: 'open', params: {} });
+  });
+
+  it('denies when the code is not snake_case, the params not an object, or params come without a code', async () => {
+    expect(await decide('code_not_snake_case')).toEqual({
+      allow: false,
+      status: 403,
+      reasons: [`policy error: 'broken/code_not_snake_case' has code "Missing Permission", not a snake_case name (^[a-z][a-z0-9_]{0,63}$)`],
+      code: 'policy_error', params: {},
+    });
+    expect(await decide('params_not_an_object')).toEqual({
+      allow: false,
+      status: 403,
+      reasons: [`policy error: 'broken/params_not_an_object' has params ["x"], not an object`],
+      code: 'policy_error', params: {},
+    });
+    expect(await decide('params_without_code')).toEqual({
+      allow: false,
+      status: 403,
+      reasons: ["policy error: 'broken/params_without_code' has params but no code"],
+      code: 'policy_error', params: {},
     });
   });
 
@@ -225,6 +296,7 @@ describe('WasmPolicyEngine fails closed', () => {
     expect(failed.decision.allow).toBe(false);
     expect(failed.decision.status).toBe(500);
     expect(failed.decision.reasons).toEqual([expect.stringMatching(/^policy error: evaluating 'broken\/conflict' failed: .*conflict/)]);
+    expect(failed.decision.code).toBe('policy_error');
     expect(failed.revision).toBe(broken.revision);
 
     expect(engine.evaluate(request()).decision).toEqual({ allow: true, status: 200, reasons: ['first'] });

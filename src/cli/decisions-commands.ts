@@ -18,7 +18,7 @@ const PAGE = 1000;
 
 export function registerDecisionCommands(program: Command, ctx: CliContext): void {
   const { io } = ctx;
-  const decisions = program.command('decisions').description('query, follow, verify and replay the decision log');
+  const decisions = program.command('decisions').description('query, follow, count, export, verify and replay the decision log');
 
   const withFormat = (command: Command) => filterOptions(command).option('--format <format>', FORMATS.join('|'), 'table');
 

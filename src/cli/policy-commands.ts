@@ -11,7 +11,6 @@ import { loadBuiltBundle, runPolicyTests } from './policy-test';
 export function registerPolicyCommands(program: Command, ctx: CliContext): void {
   const { io } = ctx;
   const policy = program.command('policy').description('build and test Rego policies, and read the shadow policy\'s disagreements');
-  registerPolicyDisagreementsCommand(policy, ctx);
   policy
     .command('build')
     .description('compile policies to an OPA WebAssembly bundle (opa build -t wasm)')
@@ -62,4 +61,5 @@ export function registerPolicyCommands(program: Command, ctx: CliContext): void 
       });
       ctx.setExitCode(ok ? 0 : 1);
     });
+  registerPolicyDisagreementsCommand(policy, ctx);
 }

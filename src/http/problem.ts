@@ -20,6 +20,8 @@ export interface Problem {
 export interface ProblemContext {
   requestId: string;
   decisionId?: string | undefined;
+  /** The recorded decision's code, for an error the gateway port answers (`unauthenticated`). */
+  code?: string | undefined;
 }
 
 /**
@@ -59,6 +61,7 @@ export function errorProblem(error: unknown, context: ProblemContext): Problem {
     detail: known ? error.message : 'the gateway failed to process this request; it was not forwarded',
     ...(context.decisionId ? { decision_id: context.decisionId } : {}),
     request_id: context.requestId,
+    ...(context.code !== undefined ? { code: context.code, params: {} } : {}),
   };
 }
 

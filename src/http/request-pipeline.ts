@@ -329,16 +329,16 @@ export class RequestPipeline {
       this.record(req, judgement, CLIENT_CLOSED_STATUS, [abortReason(judgement)], goneCode(judgement));
       return;
     }
-    const problem = errorProblem(error, judgement);
+    const code = failureCode(judgement, error);
+    const problem = errorProblem(error, { requestId: judgement.requestId, decisionId: judgement.decisionId, code });
     judgement.outcome = problem.status === 401 ? 'denied' : 'failed';
     // A 401 is routine (the client's token, not the gateway, is at fault): its reason, no stack trace.
     const cause = problem.status === 401 ? { reason: problem.detail } : { err: error };
     const context = { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, ...cause };
     if (problem.status >= 500) this.stages.logger.error(context, 'request failed closed');
     else this.stages.logger.info(context, 'request denied');
-    const code = failureCode(judgement, error);
     this.record(req, judgement, problem.status, [problem.detail], code);
-    sendProblem(res, { ...problem, code, params: {} }, error);
+    sendProblem(res, problem, error);
   }
 
   /** Forwarding failures after an allow: the decision is recorded when the response ends, only answer. */

@@ -39,7 +39,7 @@ export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv
     child.stderr.on('data', keep);
     void exited.then((code) => reject(new Error(`portcullis ${args.join(' ')} exited with ${code} before it was ready:\n${output}`)));
   });
-  const process: ServiceProcess = {
+  const service: ServiceProcess = {
     child,
     exited,
     output: () => output,
@@ -68,7 +68,7 @@ export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv
   } finally {
     clearTimeout(timer);
   }
-  return process;
+  return service;
 }
 
 /** A loopback port free right now (the kernel's pick), for a process that must keep its port across restarts. */

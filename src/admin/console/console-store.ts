@@ -235,7 +235,13 @@ export class ConsoleStore {
     }
     if (filter.route !== undefined) query.whereRaw(`input->'request'->>'route' = ?`, [filter.route]);
     if (filter.reason !== undefined) query.whereRaw(`array_to_string(reasons, ' ') ilike ?`, [`%${filter.reason.replace(/[\\%_]/g, (c) => `\\${c}`)}%`]);
-    if (filter.revision !== undefined) query.where('policy_revision', filter.revision);
+    if (filter.revision !== undefined) {
+      // A revision's records are one stretch of seq (revisions replace each other), which the
+      // planner cannot know: without the upper bound it walks the seq index down from the
+      // newest record through every later revision's records.
+      const newest = this.db('decisions').max('seq').where('policy_revision', filter.revision);
+      query.where('policy_revision', filter.revision).andWhere('seq', '<=', newest);
+    }
     if (filter.decisionId !== undefined) query.where('id', isUuid(filter.decisionId) ? filter.decisionId : '00000000-0000-0000-0000-000000000000');
     if (filter.requestId !== undefined) query.where('request_id', filter.requestId);
     return query;
