@@ -130,7 +130,7 @@ describe('three gateways behind nginx', () => {
       const configFile = await instanceConfig(`gateway-${i}`, ports, keys, tokens.jwksFile);
       gateways.push({ port: ports.gateway, adminPort: ports.admin, configFile, stateDir: path.join(dir, `state-${i}`) });
     }
-    expect(parseYaml(await readFile(gateways[0]!.configFile, 'utf8')).audit.mode).toBe('async');
+    expect(parseYaml(await readFile(gateways[0]!.configFile, 'utf8')).audit.mode).toBe('strict');
     directoryService = await startServiceProcess(['directory', 'serve', '--config', gateways[0]!.configFile], env, /the directory service is ready/);
     await Promise.all(gateways.map(async (gateway) => (gateway.process = await startGateway(gateway))));
     nginx = await startNginx({ dir: path.join(dir, 'nginx'), upstreams: gateways.map((gateway) => `127.0.0.1:${gateway.port}`), port: await freePort() });

@@ -218,15 +218,14 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
     }
   });
 
-  const showDecision = async (req: Request, res: Response, explained?: DecisionExplained) => {
+  const showDecision = async (req: Request, res: Response, explained?: DecisionExplained): Promise<void> => {
     const decision = await deps.decisions.get(String(req.params.id));
     if (!decision) {
       send(res, 'No such decision', 'decisions', html`<p role="alert">No decision ${String(req.params.id)} is stored.</p>`, { status: 404 });
-      return undefined;
+      return;
     }
     const regression = decision.input === null ? null : regressionTests([decision], deps.entrypoint);
     send(res, `Decision ${decision.id.slice(0, 8)}`, 'decisions', decisionPage(decision, regression, sessionOf(res).csrf, explained));
-    return decision;
   };
 
   router.get('/decisions/:id', async (req, res, next) => {
