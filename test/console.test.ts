@@ -172,6 +172,28 @@ describe('the operator console', () => {
     expect(page).toContain('npx portcullis explain --as bob@example.com POST /orgs/acme/projects');
   });
 
+  it('shows a denied decision with its regression test, and explains it: same answer now, and the role and team that would allow it', async () => {
+    const token = await harness.tokens.sign('bob|sub');
+    const denied = await harness.request('/orgs/acme/projects/api', { method: 'DELETE', token });
+    const { decision_id: id } = (await denied.json()) as { decision_id: string };
+    await waitFor(async () => (await harness.database.db('decisions').first('id').where({ id })) ?? undefined);
+    const { cookie } = await signIn();
+    const detail = await (await admin(`/console/decisions/${id}`, { headers: { cookie: cookie! } })).text();
+    expect(detail).toContain('package portcullis_regression_test');
+    expect(detail).toContain(`test_decision_${id.replace(/-/g, '_')} if {`);
+    const csrf = /name="csrf" value="([^"]+)"/.exec(detail)![1]!;
+    const explained = await admin(`/console/decisions/${id}/explain`, {
+      method: 'POST',
+      headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf }).toString(),
+    });
+    const page = await explained.text();
+    expect(explained.status).toBe(200);
+    expect(page).toMatch(/id="rerun" class="same">Re-run of the stored input against revision <code>[^<]+<\/code>: the same answer/);
+    expect(page).toContain('Missing permission: <code>project:delete</code> in acme');
+    expect(page).toMatch(/role <strong>organization-admin<\/strong> \(built-in\)/);
+  });
+
   it('answers a bad filter with the parameter named, not a server error', async () => {
     const { cookie } = await signIn();
     const response = await admin('/console/decisions?outcome=maybe', { headers: { cookie: cookie! } });
