@@ -33,6 +33,8 @@ COPY --from=policy /opt/opa/bin/opa /usr/local/bin/opa
 COPY --from=policy /opt/opa/bundle.tar.gz ./bundle/bundle.tar.gz
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# Files the built code reads from the source tree at run time (tsc copies only .ts output).
+COPY src/admin/console/static/ src/admin/console/static/
 COPY package.json ./
 COPY bin/ bin/
 COPY migrations/ migrations/

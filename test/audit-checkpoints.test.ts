@@ -16,7 +16,8 @@ import { DecisionRetention } from '../src/audit/decision-retention';
 import { PgDecisionCheckpointStore } from '../src/audit/pg-decision-checkpoint-store';
 import { CANONICAL_CONTENT_SQL } from '../src/audit/pg-decision-query-store';
 import { migrationConfig } from '../src/db/database';
-import { appendDecisions, waitFor } from './support/audit-helpers';
+import { appendDecisions } from './support/audit-helpers';
+import { waitFor } from './support/wait-for';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness } from './support/gateway-harness';
@@ -246,7 +247,7 @@ describe('the gateway', () => {
       await seedDirectory(db);
       const alice = await h.tokens.sign('alice|sub');
       for (let i = 0; i < 3; i++) expect((await h.request('/orgs/acme', { token: alice })).status).toBe(200);
-      await waitFor(async () => Number((await db('decision_checkpoints').max({ seq: 'seq' }).first())?.seq ?? 0) >= 3, 'a checkpoint covering the three decisions');
+      await waitFor(async () => Number((await db('decision_checkpoints').max({ seq: 'seq' }).first())?.seq ?? 0) >= 3, { timeoutMs: 15_000, what: 'a checkpoint covering the three decisions' });
     } finally {
       await h.close();
     }

@@ -12,7 +12,8 @@ import { gunzipSync } from 'node:zlib';
 import { CheckpointSigner } from '../src/audit/checkpoint-key';
 import { DecisionCheckpointer } from '../src/audit/decision-checkpointer';
 import { PgDecisionCheckpointStore } from '../src/audit/pg-decision-checkpoint-store';
-import { appendDecisions, waitFor } from './support/audit-helpers';
+import { appendDecisions } from './support/audit-helpers';
+import { waitFor } from './support/wait-for';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
@@ -84,7 +85,7 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
     const anonymous = await h.request('/orgs/acme');
     const idOf = (res: Response) => res.headers.get('x-portcullis-decision')!;
     const wanted = [allowed, conflict, anonymous].map(idOf);
-    await waitFor(async () => wanted.every((id) => events().some((event) => event.decision_id === id)), 'the events to reach the collector');
+    await waitFor(async () => wanted.every((id) => events().some((event) => event.decision_id === id)), { timeoutMs: 15_000, what: 'the events to reach the collector' });
 
     const post = collector.posts[0]!;
     expect(post.headers['content-encoding']).toBe('gzip');
@@ -118,7 +119,7 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
     await (await h.request('/orgs/acme', { token: alice })).arrayBuffer();
     await (await h.request('/orgs/acme', { method: 'DELETE', token: alice })).arrayBuffer();
     const backlog = async () => ((await (await fetch(`${h.gateway.adminUrl}/admin/v1/audit`, { headers: { authorization: 'Bearer test-admin-token-0123456789' } })).json()) as { backlog: number }).backlog;
-    await waitFor(async () => (await backlog()) === 0, 'the decisions to be written');
+    await waitFor(async () => (await backlog()) === 0, { timeoutMs: 15_000, what: 'the decisions to be written' });
     const stored = Number((await h.database.db('decisions').count({ n: '*' }).first())!.n);
     for (const format of ['ndjson', 'csv']) {
       const exported = await runCli(['decisions', 'export', '--since', '1h', '--format', format], { DATABASE_URL: h.database.url });
@@ -139,7 +140,7 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
       await res.arrayBuffer();
       sent.push(res.headers.get('x-portcullis-decision')!);
     }
-    await waitFor(async () => sent.every((id) => events().some((event) => event.decision_id === id)), 'the events to arrive after the failures');
+    await waitFor(async () => sent.every((id) => events().some((event) => event.decision_id === id)), { timeoutMs: 15_000, what: 'the events to arrive after the failures' });
     expect(collector.failNext).toBe(0);
   });
 });
@@ -157,7 +158,7 @@ describe('export to a file', () => {
         const text = await readFile(file, 'utf8').catch(() => '');
         const parsed = text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { decision_id: string; path: string });
         return parsed.length >= 2 && parsed;
-      }, 'the file to be written');
+      }, { timeoutMs: 15_000, what: 'the file to be written' });
       expect(lines.map((line) => line.decision_id)).toEqual(ids);
       expect(lines.every((line) => line.path === 'portcullis/decision')).toBe(true);
     } finally {

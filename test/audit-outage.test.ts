@@ -11,7 +11,7 @@ import { verifyChain } from '../src/audit/decision-chain-verifier';
 import { PgDecisionQueryStore } from '../src/audit/pg-decision-query-store';
 import { parseConfig } from '../src/config/load-config';
 import { createDatabase } from '../src/db/database';
-import { waitFor } from './support/audit-helpers';
+import { waitFor } from './support/wait-for';
 import { seedDirectory } from './support/directory-fixtures';
 import { SERVICES, startHarness, type Harness } from './support/gateway-harness';
 import { AUDIENCE, ISSUER } from './support/token-issuer';
@@ -84,7 +84,7 @@ describe('PostgreSQL unavailable during traffic', () => {
       Array.from({ length: n }, (_, i) => (i % 3 === 2 ? { path: '/orgs/acme' } : i % 3 === 1 ? { path: '/orgs/acme', method: 'DELETE', token: alice } : { path: '/orgs/acme', token: alice }));
     const before = await traffic(h, mix(9));
     expect(before.statuses.slice(0, 3)).toEqual([200, 409, 401]);
-    await waitFor(async () => (await auditStatus(h)).backlog === 0, 'the records before the outage to be written');
+    await waitFor(async () => (await auditStatus(h)).backlog === 0, { timeoutMs: 15_000, what: 'the records before the outage to be written' });
 
     const restore = await takeDatabaseAway(h);
     let during: { ids: string[]; statuses: number[] };
@@ -96,7 +96,7 @@ describe('PostgreSQL unavailable during traffic', () => {
       const status = await waitFor(async () => {
         const current = await auditStatus(h);
         return current.spool === during.ids.length && current.memory === 0 && current;
-      }, 'the outage decisions to be spooled');
+      }, { timeoutMs: 15_000, what: 'the outage decisions to be spooled' });
       expect(status.backlog).toBe(during.ids.length);
       expect(await spooledIds(status.spool_file)).toEqual(during.ids);
       expect(await h.database.db('decisions').count({ n: '*' }).catch(() => 'unreachable')).toBe('unreachable');
@@ -108,7 +108,7 @@ describe('PostgreSQL unavailable during traffic', () => {
     const status = await waitFor(async () => {
       const current = await auditStatus(h);
       return current.backlog === 0 && current;
-    }, 'the spool to be replayed');
+    }, { timeoutMs: 15_000, what: 'the spool to be replayed' });
     expect(await readFile(status.spool_file, 'utf8')).toBe('');
 
     const expected = [...before.ids, ...during!.ids, ...after.ids];
@@ -153,7 +153,7 @@ describe('shutting down while PostgreSQL is away', () => {
         scratch,
       );
       second = await Portcullis.start(config, { logger: pino({ level: 'silent' }), stateDir: path.join(scratch, 'state-b'), toolchain: {} });
-      await waitFor(async () => (await auditStatus(second!)).backlog === 0, 'the spool of the first run to be written');
+      await waitFor(async () => (await auditStatus(second!)).backlog === 0, { timeoutMs: 15_000, what: 'the spool of the first run to be written' });
       const stored = (await first.database.db('decisions').select('id').orderBy('seq')).map((row: { id: string }) => row.id);
       expect(stored).toEqual(ids);
       expect(await verifyChain(new PgDecisionQueryStore(first.database.db))).toMatchObject({ ok: true, checked: ids.length });
@@ -202,7 +202,7 @@ describe('audit.mode: strict', () => {
     expect(h.upstreams.organizations.received.length).toBe(received);
     // The refusal itself is recorded once PostgreSQL takes records again; the allow never is.
     const id = res.headers.get('x-portcullis-decision');
-    const row = await waitFor(async () => h.database.db('decisions').where({ id }).first('allow', 'status'), 'the refusal to be recorded');
+    const row = await waitFor(async () => h.database.db('decisions').where({ id }).first('allow', 'status'), { timeoutMs: 15_000, what: 'the refusal to be recorded' });
     expect(row).toEqual({ allow: false, status: 503 });
     expect(await h.database.db('decisions').where({ id }).count({ n: '*' })).toEqual([{ n: '1' }]);
   });

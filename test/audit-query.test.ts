@@ -6,7 +6,8 @@ import { spawn } from 'node:child_process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { prepareDecision } from '../src/audit/decision-chain';
 import { PgDecisionStore } from '../src/audit/pg-decision-store';
-import { appendDecisions, syntheticDecision, waitFor } from './support/audit-helpers';
+import { appendDecisions, syntheticDecision } from './support/audit-helpers';
+import { waitFor } from './support/wait-for';
 import { BIN, requireBuild, runCli, spawnCli } from './support/cli-process';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startHarness, type Harness } from './support/gateway-harness';
@@ -43,7 +44,7 @@ beforeAll(async () => {
   await waitFor(async () => {
     const res = await admin('/audit');
     return ((await res.json()) as { backlog: number }).backlog === 0;
-  }, 'the decisions to be written');
+  }, { timeoutMs: 15_000, what: 'the decisions to be written' });
 });
 afterAll(async () => h?.close());
 
@@ -306,11 +307,11 @@ describe('portcullis decisions tail', () => {
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
     try {
       const ids = () => stdout.trim().split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { id: string }).id);
-      await waitFor(async () => ids().length >= 2, 'the last two decisions');
+      await waitFor(async () => ids().length >= 2, { timeoutMs: 15_000, what: 'the last two decisions' });
       expect(ids()).toEqual(made.slice(-2).map((d) => d.id));
       const fresh = await send('/orgs/globex', 'dave');
       const other = await send('/orgs/acme', null);
-      await waitFor(async () => ids().length >= 4, `tail to print ${fresh}`);
+      await waitFor(async () => ids().length >= 4, { timeoutMs: 15_000, what: `tail to print ${fresh}` });
       expect(ids().slice(2)).toEqual([fresh, other]);
     } finally {
       child.kill('SIGINT');
@@ -346,7 +347,7 @@ describe('pages keyed by seq', () => {
     const first = await list(query);
     expect(first.decisions).toHaveLength(1);
     // Now `since=3s` alone would exclude them all.
-    await waitFor(async () => Date.now() > stamped + 3_100, 'the records to fall out of a fresh 3 s window');
+    await waitFor(async () => Date.now() > stamped + 3_100, { timeoutMs: 15_000, what: 'the records to fall out of a fresh 3 s window' });
     expect((await list(query)).decisions).toHaveLength(0);
     const second = await list(`${query}&cursor=${encodeURIComponent(first.next_cursor!)}`);
     const third = await list(`${query}&cursor=${encodeURIComponent(second.next_cursor!)}`);

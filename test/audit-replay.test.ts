@@ -10,7 +10,8 @@ import { promisify } from 'node:util';
 import { prepareDecision } from '../src/audit/decision-chain';
 import { PgDecisionStore } from '../src/audit/pg-decision-store';
 import { projectRoot } from '../src/project-root';
-import { syntheticDecision, waitFor } from './support/audit-helpers';
+import { syntheticDecision } from './support/audit-helpers';
+import { waitFor } from './support/wait-for';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
@@ -58,7 +59,7 @@ beforeAll(async () => {
   await waitFor(async () => {
     const res = await fetch(`${h.gateway.adminUrl}/admin/v1/audit`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     return ((await res.json()) as { backlog: number }).backlog === 0 && (await h.database.db('decisions').where({ dry_run: true }).first('id'));
-  }, 'the decisions to be written');
+  }, { timeoutMs: 15_000, what: 'the decisions to be written' });
   ids.dryRun = [((await h.database.db('decisions').where({ dry_run: true }).first('id')) as { id: string }).id];
   servingRevision = ((await h.database.db('decisions').where({ id: ids.aliceReadsAcme![0] }).first('policy_revision')) as { policy_revision: string }).policy_revision;
   // A read of globex that an earlier policy revision recorded, with the same input.

@@ -12,7 +12,8 @@ import { verifyChain } from '../src/audit/decision-chain-verifier';
 import { PgDecisionQueryStore } from '../src/audit/pg-decision-query-store';
 import { filterOptions, parseFilterOptions } from '../src/cli/decisions-filter';
 import { createDatabase, migrationConfig } from '../src/db/database';
-import { appendDecisions, syntheticDecision, waitFor } from './support/audit-helpers';
+import { appendDecisions, syntheticDecision } from './support/audit-helpers';
+import { waitFor } from './support/wait-for';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { scratchDir } from './support/policy-workspace';
@@ -38,7 +39,7 @@ interface ProblemBody {
 
 /** The stored record of a decision, once it is in PostgreSQL. */
 const recordOf = (db: Knex, id: string) =>
-  waitFor(async () => (await db('decisions').where({ id }).first('allow', 'status', 'code', 'code_params')) as CodedRow | undefined, `the record of ${id}`);
+  waitFor(async () => (await db('decisions').where({ id }).first('allow', 'status', 'code', 'code_params')) as CodedRow | undefined, { timeoutMs: 15_000, what: `the record of ${id}` });
 
 describe('decision codes through the gateway (shipped policy)', () => {
   let database: TestDatabase;
@@ -94,7 +95,7 @@ describe('decision codes through the gateway (shipped policy)', () => {
         `select 1 from pg_stat_activity where application_name = 'portcullis' and wait_event_type = 'Lock' and query like '%subject_user%'`,
       );
       return rows.length > 0;
-    }, 'the subject lookup to wait on the lock');
+    }, { timeoutMs: 15_000, what: 'the subject lookup to wait on the lock' });
 
   it('records an allow with `granted`, the permission and the organization it holds in', async () => {
     const res = await h.request('/orgs/acme/projects/api', { token: await token('alice') });
@@ -173,7 +174,7 @@ describe('decision codes through the gateway (shipped policy)', () => {
       socket.write(`GET /orgs/acme HTTP/1.1\r\nHost: x\r\nX-Request-Id: codes-gone\r\nAuthorization: Bearer ${alice}\r\n\r\n`);
       await subjectLookupWaiting();
       socket.destroy();
-      await waitFor(async () => (await database.db('decisions').where({ request_id: 'codes-gone' }).first('id')) as { id: string } | undefined, 'the 499 record');
+      await waitFor(async () => (await database.db('decisions').where({ request_id: 'codes-gone' }).first('id')) as { id: string } | undefined, { timeoutMs: 15_000, what: 'the 499 record' });
     });
     const row = (await database.db('decisions').where({ request_id: 'codes-gone' }).first('status', 'code', 'code_params')) as Partial<CodedRow>;
     expect(row).toEqual({ status: 499, code: 'client_gone', code_params: {} });

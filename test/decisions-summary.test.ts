@@ -3,7 +3,8 @@
 // JSON, within a window, with dry runs left out unless asked for.
 import { prepareDecision } from '../src/audit/decision-chain';
 import { PgDecisionStore } from '../src/audit/pg-decision-store';
-import { syntheticDecision, waitFor } from './support/audit-helpers';
+import { syntheticDecision } from './support/audit-helpers';
+import { waitFor } from './support/wait-for';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
@@ -38,7 +39,7 @@ beforeAll(async () => {
   await waitFor(async () => {
     const backlog = ((await (await admin('/audit')).json()) as { backlog: number }).backlog;
     return backlog === 0 && Number((await h.database.db('decisions').count({ n: '*' }).first())!.n) === 13;
-  }, 'the decisions to be written');
+  }, { timeoutMs: 15_000, what: 'the decisions to be written' });
   servingRevision = ((await h.database.db('decisions').whereNotNull('policy_revision').first('policy_revision')) as { policy_revision: string }).policy_revision;
   // Two days old: outside the default window of 24h.
   await new PgDecisionStore(h.database.db).append([prepareDecision(syntheticDecision(0, { time: new Date(Date.now() - 2 * 86_400_000), action: 'project:delete' }))]);

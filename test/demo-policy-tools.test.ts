@@ -7,7 +7,8 @@ import { existsSync } from 'node:fs';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { requireBuild, runCli, spawnCli } from './support/cli-process';
-import { copyShippedPolicies, scratchDir, waitFor } from './support/policy-workspace';
+import { copyShippedPolicies, scratchDir } from './support/policy-workspace';
+import { waitFor } from './support/wait-for';
 
 const WITHOUT_STAR = (text: string) => text.replace('sprintf("%s:*", [split(input.action, ":")[0]]), "*"]', 'sprintf("%s:*", [split(input.action, ":")[0]])]');
 
@@ -29,7 +30,7 @@ beforeAll(async () => {
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   demo = { child, output: () => output };
   const exited = new Promise<never>((_, reject) => child.on('close', (code) => reject(new Error(`the demo exited with ${code}:\n${output}`))));
-  await Promise.race([waitFor(() => (output.includes('Press Ctrl-C to stop everything.') ? true : undefined), 60_000, 'the demo'), exited]);
+  await Promise.race([waitFor(() => (output.includes('Press Ctrl-C to stop everything.') ? true : undefined), { timeoutMs: 60_000, what: 'the demo' }), exited]);
 }, 90_000);
 
 afterAll(async () => {
@@ -67,7 +68,7 @@ describe('portcullis demo --shadow DIR', () => {
       const run = await runCli(['policy', 'disagreements', '--format', 'json'], env());
       const found = run.code === 0 ? (JSON.parse(run.stdout) as Array<{ decision_id: string }>) : [];
       return found.some((row) => row.decision_id === decision) ? found : undefined;
-    }, 15_000, 'the disagreement of alice’s request');
+    }, { timeoutMs: 15_000, what: 'the disagreement of alice’s request' });
     expect(rows[0]).toMatchObject({ decision_id: decision, subject: 'demo|alice', active: { allow: true }, shadow: { allow: false, status: 403 } });
   });
 });

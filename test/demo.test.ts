@@ -92,6 +92,10 @@ describe('portcullis demo', () => {
       expect(await paste(printed, scenarios[2]!)).toMatch(/still has 3 projects \(api, mobile, web\)/);
       expect(await paste(printed, scenarios[5]!)).toMatch(/register first: PUT \/users\/me/);
       expect(JSON.parse(await paste(printed, scenarios[7]!))).toMatchObject({ revision: expect.stringMatching(/^sha256:/) });
+      // The console the banner points to answers with its sign-in page.
+      const consoleUrl = /The operator console: (http:\/\/\S+\/console\/)/.exec(printed)![1]!;
+      const signIn = await fetch(consoleUrl);
+      expect([signIn.status, await signIn.text()]).toEqual([200, expect.stringMatching(/<form[^>]*>/)]);
 
       // The story, pasted whole into one shell.
       const told = await paste(printed, story.join('\n'));

@@ -10,7 +10,8 @@ import { createDatabase, migrationConfig } from '../src/db/database';
 import { directoryVersionOf } from '../src/directory/directory-version';
 import { PgFactsLoader } from '../src/directory/pg-facts-loader';
 import { PgSubjectLoader } from '../src/directory/pg-subject-loader';
-import { appendDecisions, syntheticDecision, waitFor } from './support/audit-helpers';
+import { appendDecisions, syntheticDecision } from './support/audit-helpers';
+import { waitFor } from './support/wait-for';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
@@ -101,7 +102,7 @@ describe('directory_version on decision records', () => {
   async function recordedVersion(res: Response): Promise<number | null> {
     await res.arrayBuffer();
     const id = res.headers.get('x-portcullis-decision')!;
-    const row = await waitFor(async () => (await db('decisions').where({ id }).first('directory_version')) as { directory_version: string | null } | undefined, `decision ${id}`);
+    const row = await waitFor(async () => (await db('decisions').where({ id }).first('directory_version')) as { directory_version: string | null } | undefined, { timeoutMs: 15_000, what: `decision ${id}` });
     return row.directory_version === null ? null : Number(row.directory_version);
   }
 
@@ -120,7 +121,7 @@ describe('directory_version on decision records', () => {
     const later = await waitFor(async () => {
       const seen = await recordedVersion(await h.request('/orgs/acme/projects/api', { token: alice }));
       return seen !== null && seen >= written ? seen : undefined;
-    }, 'a decision that saw the write');
+    }, { timeoutMs: 15_000, what: 'a decision that saw the write' });
     expect(later).toBe(written);
   });
 

@@ -1,6 +1,6 @@
 // No Docker engine runs on these machines, so the image is kept honest by checking that
 // everything the Dockerfile names exists and agrees with the code it packages.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { createAdminApp } from '../src/admin/admin-server';
@@ -24,6 +24,17 @@ describe('Dockerfile', () => {
       .flatMap((line) => line.split(/\s+/).slice(1, -1));
     expect(sources.length).toBeGreaterThan(5);
     for (const source of sources) expect([source, existsSync(path.join(projectRoot, source))]).toEqual([source, true]);
+  });
+
+  it('copies into the runtime every file of src/ that is not TypeScript (the console\'s static files), where the code reads it', () => {
+    const runtime = instructions.slice(instructions.findIndex((line) => /^FROM .* AS runtime$/i.test(line)));
+    const copied = runtime.filter((line) => line.startsWith('COPY ') && !line.includes('--from=')).map((line) => line.split(/\s+/).slice(1));
+    const assets = listFiles(path.join(projectRoot, 'src')).filter((file) => !file.endsWith('.ts')).map((file) => path.relative(projectRoot, file));
+    expect(assets.length).toBeGreaterThan(0);
+    for (const asset of assets) {
+      const by = copied.find(([source, target]) => asset.startsWith(source!) && source === target);
+      expect([asset, by !== undefined]).toEqual([asset, true]);
+    }
   });
 
   it('copies from build stages that it defines', () => {
@@ -93,3 +104,9 @@ describe('Dockerfile', () => {
     expect(dockerRun).toContain(`:${configFile}:ro`);
   });
 });
+
+function listFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? listFiles(path.join(dir, entry.name)) : [path.join(dir, entry.name)],
+  );
+}

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { requireBuild, runCli, type CliRun } from './support/cli-process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
-import { copyShippedPolicies, scratchDir, waitFor } from './support/policy-workspace';
+import { copyShippedPolicies, scratchDir } from './support/policy-workspace';
+import { waitFor } from './support/wait-for';
 import { AUDIENCE, ISSUER } from './support/token-issuer';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -180,7 +181,7 @@ describe('POST /admin/v1/evaluate', () => {
     });
     expect(forwardedCount()).toBe(forwarded);
 
-    const record = await waitFor(() => h.database.db('decisions').where({ id: body.decision_id }).first(), 5000, 'the dry-run record');
+    const record = await waitFor(() => h.database.db('decisions').where({ id: body.decision_id }).first(), { timeoutMs: 5000, what: 'the dry-run record' });
     expect(record).toMatchObject({ dry_run: true, allow: false, status: 403, subject: 'bob|sub', action: 'organization:delete', policy_revision: revision, path: '/orgs/acme' });
   });
 
@@ -263,7 +264,7 @@ describe('shadow policy', () => {
     const rows = await waitFor(async () => {
       const found = await h.database.db('policy_shadow_disagreements').whereIn('decision_id', aliceDecisions).orderBy('time');
       return found.length === 2 ? found : undefined;
-    }, 5000, 'the disagreements');
+    }, { timeoutMs: 5000, what: 'the disagreements' });
     const { revision, shadow: candidate } = await json<{ revision: string; shadow: { revision: string } }>(await admin('/policy'));
     expect(rows[0]).toMatchObject({
       subject: 'alice|sub',

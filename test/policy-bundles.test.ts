@@ -12,7 +12,8 @@ import { readBundle } from '../src/authz/policy-bundle';
 import { requireBuild, runCli, type CliRun } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
-import { buildBundle, copyShippedPolicies, generateSigningKeys, rewriteBundle, scratchDir, waitFor, type SigningKeys } from './support/policy-workspace';
+import { buildBundle, copyShippedPolicies, generateSigningKeys, rewriteBundle, scratchDir, type SigningKeys } from './support/policy-workspace';
+import { waitFor } from './support/wait-for';
 import { AUDIENCE, ISSUER } from './support/token-issuer';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -103,7 +104,7 @@ describe('a signed bundle behind an http(s) URL', () => {
     expect(await bobDeleteDetail()).toMatch(/^\(v1\) missing permission 'organization:delete'/);
 
     const seen = server.requests.length;
-    await waitFor(() => (server.requests.length >= seen + 2 ? true : undefined), 5000, 'two more polls');
+    await waitFor(() => (server.requests.length >= seen + 2 ? true : undefined), { timeoutMs: 5000, what: 'two more polls' });
     const polls = server.requests.slice(seen);
     expect(polls.every((poll) => poll.status === 304 && poll.ifNoneMatch !== undefined)).toBe(true);
     expect(await adminPolicy()).toMatchObject({ revision: first.revision, loaded_at: first.loaded_at });
@@ -117,7 +118,7 @@ describe('a signed bundle behind an http(s) URL', () => {
         files.set(name, Buffer.from(`${files.get(name)!.toString('utf8')}\n# harmless-looking edit\n`));
       }),
     );
-    const failure = await waitFor(async () => (await adminPolicy()).last_error ?? undefined, 5000, 'the refusal');
+    const failure = await waitFor(async () => (await adminPolicy()).last_error ?? undefined, { timeoutMs: 5000, what: 'the refusal' });
     expect(failure.message).toMatch(/^bundle signature rejected: .*organization\.rego does not match its signed digest$/);
     expect((await adminPolicy()).revision).toBe(good);
     expect(await bobDeleteDetail()).toMatch(/^\(v1\) /);
@@ -126,14 +127,14 @@ describe('a signed bundle behind an http(s) URL', () => {
   it('refuses an unsigned bundle the same way', async () => {
     const good = (await adminPolicy()).revision;
     server.bundle = await readFile(await buildBundle(source, path.join(work, 'unsigned.tar.gz')));
-    await waitFor(async () => ((await adminPolicy()).last_error?.message.includes('has no .signatures.json') ? true : undefined), 5000, 'the refusal');
+    await waitFor(async () => ((await adminPolicy()).last_error?.message.includes('has no .signatures.json') ? true : undefined), { timeoutMs: 5000, what: 'the refusal' });
     expect((await adminPolicy()).revision).toBe(good);
     expect(await bobDeleteDetail()).toMatch(/^\(v1\) /);
   });
 
   it('serves a correctly signed new bundle within the poll interval', async () => {
     server.bundle = await readFile(v2);
-    await waitFor(async () => ((await bobDeleteDetail()).startsWith('(v2) ') ? true : undefined), 5000, 'v2 to serve');
+    await waitFor(async () => ((await bobDeleteDetail()).startsWith('(v2) ') ? true : undefined), { timeoutMs: 5000, what: 'v2 to serve' });
     expect(await adminPolicy()).toMatchObject({ revision: await revisionOf(v2), last_error: null });
   });
 
@@ -145,7 +146,7 @@ describe('a signed bundle behind an http(s) URL', () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^built .*cli\.tar\.gz \(revision sha256:[0-9a-f]{16}, signed RS256\) in \d+ ms\n$/);
     server.bundle = await readFile(output);
-    await waitFor(async () => ((await bobDeleteDetail()).startsWith('(cli) ') ? true : undefined), 5000, 'the CLI-built bundle to serve');
+    await waitFor(async () => ((await bobDeleteDetail()).startsWith('(cli) ') ? true : undefined), { timeoutMs: 5000, what: 'the CLI-built bundle to serve' });
   });
 });
 

@@ -10,7 +10,8 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
-import { copyShippedPolicies, scratchDir, waitFor } from './support/policy-workspace';
+import { copyShippedPolicies, scratchDir } from './support/policy-workspace';
+import { waitFor } from './support/wait-for';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 const MISSING = "missing permission '%s' in organization '%s' (your roles there: %s)";
@@ -65,7 +66,7 @@ async function recordsOf(decisionIds: string[]): Promise<Map<string, { policy_re
   const rows = await waitFor(async () => {
     const found = await h.database.db('decisions').whereIn('id', decisionIds).select('id', 'policy_revision', 'reasons');
     return found.length === decisionIds.length ? found : undefined;
-  }, 5000, 'the decision records');
+  }, { timeoutMs: 5000, what: 'the decision records' });
   return new Map(rows.map((row: { id: string; policy_revision: string; reasons: string[] }) => [row.id, row]));
 }
 
@@ -99,7 +100,7 @@ describe('hot reload of a policy directory', () => {
       const served = await waitFor(async () => {
         const answer = await deleteAcme();
         return (await detailOf(answer)).startsWith(marker) ? answer : undefined;
-      }, 10_000, `edit ${edit} to serve`);
+      }, { timeoutMs: 10_000, what: `edit ${edit} to serve` });
       timings.push(performance.now() - saved);
 
       const { revision } = await adminPolicy();
@@ -124,11 +125,11 @@ describe('hot reload of a policy directory', () => {
     };
     const clients = Array.from({ length: 8 }, client);
     try {
-      await waitFor(() => (answers.length >= 8 ? true : undefined), 5000, 'answers under the old revision');
+      await waitFor(() => (answers.length >= 8 ? true : undefined), { timeoutMs: 5000, what: 'answers under the old revision' });
       await editFile('organization.rego', (text) => text.replace(/"(\(edit \d+\) )?missing permission/, '"(atomic) missing permission'));
       // Compiling competes with the eight clients for the CPU: the bound is generous.
-      await waitFor(async () => ((await adminPolicy()).revision !== old ? true : undefined), 15_000, 'the reload');
-      await waitFor(() => (answers.filter((answer) => answer.detail.startsWith('(atomic) ')).length >= 8 ? true : undefined), 5000, 'answers under the new revision');
+      await waitFor(async () => ((await adminPolicy()).revision !== old ? true : undefined), { timeoutMs: 15_000, what: 'the reload' });
+      await waitFor(() => (answers.filter((answer) => answer.detail.startsWith('(atomic) ')).length >= 8 ? true : undefined), { timeoutMs: 5000, what: 'answers under the new revision' });
     } finally {
       // Clients left running would starve every later test.
       stop = true;
@@ -151,7 +152,7 @@ describe('hot reload of a policy directory', () => {
   it('keeps the last good policy serving when a change does not compile, and shows file, line and message on the admin port', async () => {
     const good = (await adminPolicy()).revision;
     await editFile('personal.rego', (text) => `${text}\nbroken_rule := {"allow" true}\n`);
-    const failed = await waitFor(async () => (await adminPolicy()).last_error ?? undefined, 5000, 'the compile error on the admin port');
+    const failed = await waitFor(async () => (await adminPolicy()).last_error ?? undefined, { timeoutMs: 5000, what: 'the compile error on the admin port' });
     const lineCount = (await readFile(path.join(policies, 'personal.rego'), 'utf8')).trimEnd().split('\n').length;
     expect(failed).toEqual({ file: path.join(policies, 'personal.rego'), line: lineCount, message: expect.stringMatching(/^rego_parse_error: /), at: expect.any(String) });
     expect((await adminPolicy()).revision).toBe(good);
@@ -162,7 +163,7 @@ describe('hot reload of a policy directory', () => {
     expect((await recordsOf([decisionId])).get(decisionId)!.policy_revision).toBe(good);
 
     await editFile('personal.rego', (text) => text.replace('\nbroken_rule := {"allow" true}\n', ''));
-    await waitFor(async () => ((await adminPolicy()).last_error === null ? true : undefined), 5000, 'the error to clear');
+    await waitFor(async () => ((await adminPolicy()).last_error === null ? true : undefined), { timeoutMs: 5000, what: 'the error to clear' });
     expect((await adminPolicy()).revision).toBe(good);
   });
 
@@ -173,11 +174,11 @@ describe('hot reload of a policy directory', () => {
     const closed = await waitFor(async () => {
       const res = await h.request('/orgs/acme', { token: bob });
       return res.status === 503 ? res : undefined;
-    }, 5000, 'the maintenance switch');
+    }, { timeoutMs: 5000, what: 'the maintenance switch' });
     expect(await detailOf(closed)).toBe('down for maintenance until 14:00');
 
     await writeFile(path.join(policies, 'data.json'), JSON.stringify({ maintenance: { enabled: false, message: 'unused' } }));
-    await waitFor(async () => ((await h.request('/orgs/acme', { token: bob })).status === 200 ? true : undefined), 5000, 'the switch to turn off');
+    await waitFor(async () => ((await h.request('/orgs/acme', { token: bob })).status === 200 ? true : undefined), { timeoutMs: 5000, what: 'the switch to turn off' });
   });
 });
 
@@ -190,7 +191,7 @@ function servedWithin(served: (detail: string) => boolean, what: string, ms = 15
   return waitFor(async () => {
     const detail = await detailOf(await deleteAcme());
     return served(detail) ? detail : undefined;
-  }, ms, what);
+  }, { timeoutMs: ms, what });
 }
 
 const execFileAsync = promisify(execFile);

@@ -14,7 +14,8 @@ import { WasmPolicyEngine } from '../src/authz/wasm-policy-engine';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
-import { buildBundle, copyShippedPolicies, scratchDir, testOpa, waitFor } from './support/policy-workspace';
+import { buildBundle, copyShippedPolicies, scratchDir, testOpa } from './support/policy-workspace';
+import { waitFor } from './support/wait-for';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 const FRIDAY_REASON = 'projects are not deleted on Fridays (UTC) except by an organization-admin';
@@ -102,7 +103,7 @@ async function adminPolicy(): Promise<{ revision: string; last_error: { file: st
 const deleteApi = (token: string) => h.request('/orgs/acme/projects/api', { method: 'DELETE', token });
 
 async function recordedInput(decisionId: string): Promise<PolicyInput> {
-  const row = await waitFor(async () => (await h.database.db('decisions').where({ id: decisionId }).first('input')) as { input: PolicyInput } | undefined, 5000, 'the decision record');
+  const row = await waitFor(async () => (await h.database.db('decisions').where({ id: decisionId }).first('input')) as { input: PolicyInput } | undefined, { timeoutMs: 5000, what: 'the decision record' });
   return row.input;
 }
 
@@ -213,7 +214,7 @@ describe('a built-in the WebAssembly runtime cannot evaluate (http.send)', () =>
     const file = path.join(policies, 'friday.rego');
     await writeFile(file, CALENDAR_RULE);
 
-    const failed = await waitFor(async () => (await adminPolicy()).last_error ?? undefined, 10_000, 'the refusal on the admin port');
+    const failed = await waitFor(async () => (await adminPolicy()).last_error ?? undefined, { timeoutMs: 10_000, what: 'the refusal on the admin port' });
     expect(failed).toMatchObject({ file, line: HTTP_SEND_LINE, message: expect.stringContaining(`built-in http.send (${file}:${HTTP_SEND_LINE})`) });
     expect(failed.message).toContain('which the WebAssembly runtime cannot evaluate');
     expect((await adminPolicy()).revision).toBe(good.revision);
@@ -223,7 +224,7 @@ describe('a built-in the WebAssembly runtime cannot evaluate (http.send)', () =>
     expect(res.status).toBe(403);
     expect(((await res.json()) as { detail: string }).detail).toBe(FRIDAY_REASON);
     await writeFile(file, FRIDAY_RULE);
-    await waitFor(async () => ((await adminPolicy()).last_error === null ? true : undefined), 10_000, 'the refusal to clear');
+    await waitFor(async () => ((await adminPolicy()).last_error === null ? true : undefined), { timeoutMs: 10_000, what: 'the refusal to clear' });
   });
 
   it('is refused when the gateway starts', async () => {

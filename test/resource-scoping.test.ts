@@ -12,6 +12,7 @@ import { seedDirectory, type Directory } from './support/directory-fixtures';
 import type { EchoedRequest } from './support/echo-upstream';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { rawRequest } from './support/raw-http';
+import { waitFor } from './support/wait-for';
 
 let h: Harness;
 let dir: Directory;
@@ -40,15 +41,6 @@ beforeAll(async () => {
   alice = await h.tokens.sign('alice|sub');
 });
 afterAll(async () => h?.close());
-
-/** Waits for a condition with a deadline, never a fixed sleep. */
-async function eventually(check: () => Promise<boolean>, deadlineMs = 3000): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${deadlineMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe('R7 for every parameter of the default route table', () => {
   // For each parameter: a value of acme, and values of another organization or of none.
@@ -147,8 +139,8 @@ describe('R7 for every parameter of the default route table', () => {
       expect((await h.request(target, { token: alice })).status).toBe(200);
     }
     await db('credentials').where({ id: moving.id }).update({ organization_id: dir.orgs.globex });
-    await eventually(async () => (await h.request('/orgs/acme/credentials/moving', { token: alice })).status === 404);
-    await eventually(async () => (await h.request(`/orgs/acme/credentials/${moving.id}`, { token: alice })).status === 404);
+    await waitFor(async () => (await h.request('/orgs/acme/credentials/moving', { token: alice })).status === 404, { timeoutMs: 3000, what: 'the old name to be refused' });
+    await waitFor(async () => (await h.request(`/orgs/acme/credentials/${moving.id}`, { token: alice })).status === 404, { timeoutMs: 3000, what: 'the id to be refused' });
   });
 
   it('notices a team member who left the organization', async () => {
@@ -159,7 +151,7 @@ describe('R7 for every parameter of the default route table', () => {
     const target = `/orgs/acme/teams/deployers/members/${frank.id}`;
     expect((await h.request(target, { token: alice })).status).toBe(200);
     await db('organization_members').where({ organization_id: dir.orgs.acme, user_id: frank.id }).delete();
-    await eventually(async () => (await h.request(target, { token: alice })).status === 404);
+    await waitFor(async () => (await h.request(target, { token: alice })).status === 404, { timeoutMs: 3000, what: `${target} to be refused` });
   });
 });
 
@@ -188,8 +180,7 @@ describe('identifiers keep their case', () => {
     const seen = await echoed(res);
     expect(seen.url).toBe('/orgs/acme/teams/core%20team');
     const id = res.headers.get('x-portcullis-decision')!;
-    let record: { path: string; resource: Record<string, string> } | undefined;
-    await eventually(async () => (record = await h.database.db('decisions').where({ id }).first('path', 'resource')) !== undefined);
+    const record = await waitFor(async () => (await h.database.db('decisions').where({ id }).first('path', 'resource')) as { path: string; resource: Record<string, string> } | undefined, { timeoutMs: 3000, what: 'the decision record' });
     expect(record).toEqual({ path: '/orgs/acme/teams/core%20team', resource: { type: 'team', org: 'acme', team: 'core team' } });
   });
 

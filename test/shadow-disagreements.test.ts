@@ -7,7 +7,8 @@ import path from 'node:path';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
-import { copyShippedPolicies, scratchDir, waitFor } from './support/policy-workspace';
+import { copyShippedPolicies, scratchDir } from './support/policy-workspace';
+import { waitFor } from './support/wait-for';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 const WITHOUT_STAR = (text: string) => text.replace('sprintf("%s:*", [split(input.action, ":")[0]]), "*"]', 'sprintf("%s:*", [split(input.action, ":")[0]])]');
@@ -51,7 +52,7 @@ beforeAll(async () => {
     // bob's own roles grant what he reads: both policies agree, nothing is recorded.
     expect((await h.request('/orgs/acme', { token: bob })).status).toBe(200);
   }
-  await waitFor(async () => ((await h.database.db('policy_shadow_disagreements').count({ n: '*' }))[0]!.n === '5' ? true : undefined), 5000, 'five disagreements');
+  await waitFor(async () => ((await h.database.db('policy_shadow_disagreements').count({ n: '*' }))[0]!.n === '5' ? true : undefined), { timeoutMs: 5000, what: 'five disagreements' });
 });
 
 afterAll(async () => {

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DecisionSpool } from '../src/audit/decision-spool';
 import { projectRoot } from '../src/project-root';
-import { waitFor } from './support/audit-helpers';
+import { waitFor } from './support/wait-for';
 import { requireBuild } from './support/cli-process';
 
 /** Holds the spool in argv[1] with a 1 s stale age (so its heartbeat beats every 333 ms). */
@@ -37,7 +37,7 @@ describe('the spool lock across processes', () => {
     holder.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     holder.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     try {
-      await waitFor(async () => output.includes('locked'), `the other process to take the lock (${output})`);
+      await waitFor(async () => output.includes('locked'), { timeoutMs: 15_000, what: `the other process to take the lock (${output})` });
       await expect(DecisionSpool.open(dir, { staleMs: 1_000 })).rejects.toThrow(/used by another running Portcullis, instance [0-9a-f-]{36}/);
       // Longer than the stale age: only the holder's heartbeat keeps the lock fresh.
       await new Promise((resolve) => setTimeout(resolve, 1_500));

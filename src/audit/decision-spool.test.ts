@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { appendFile, mkdtemp, readFile, readlink, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { waitFor } from '../../test/support/wait-for';
 import { ConfigError } from '../http/errors';
 import { prepareDecision, type PreparedDecision } from './decision-chain';
 import type { DecisionRecord } from './decision-record';
@@ -40,16 +41,6 @@ afterEach(async () => {
   spool = undefined;
   await rm(dir, { recursive: true, force: true });
 });
-
-async function waitUntil<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 const ids = (records: PreparedDecision[]) => records.map((prepared) => prepared.id.slice(-3));
 
@@ -138,7 +129,7 @@ describe('DecisionSpool', () => {
     spool = await DecisionSpool.open(dir, { staleMs: 300 });
     const lockFile = path.join(dir, 'spool.lock');
     const first = (await stat(lockFile)).mtimeMs;
-    await waitUntil(async () => (await stat(lockFile)).mtimeMs > first, 'a heartbeat');
+    await waitFor(async () => (await stat(lockFile)).mtimeMs > first, { what: 'a heartbeat' });
     await new Promise((resolve) => setTimeout(resolve, 400)); // past the stale age: only the heartbeat keeps it fresh
     expect(Date.now() - (await stat(lockFile)).mtimeMs).toBeLessThan(300);
     await spool.close();

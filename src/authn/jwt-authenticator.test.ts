@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CompactSign, exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK, type JWTPayload, type KeyLike } from 'jose';
 import type { PortcullisConfig } from '../config/config-schema';
+import { waitFor } from '../../test/support/wait-for';
 import { AuthenticationError } from '../http/errors';
 import { JwtAuthenticator } from './jwt-authenticator';
 
@@ -494,14 +495,6 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((started) => started.close()));
 });
 
-async function until(condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 describe('JwtAuthenticator with a remote JWKS', () => {
   it('fetches the key set once and verifies tokens of every algorithm with it', async () => {
     const jwks = await server(serveKeys(allKeys()));
@@ -612,9 +605,9 @@ describe('JwtAuthenticator key set availability', () => {
     expect(authenticator.keySetStatus()).toBe(`the signing keys could not be fetched from ${jwks.url}: Expected 200 OK from the JSON Web Key Set HTTP response`);
     await expectRejected(authenticator, `Bearer ${await sign(signers.ES256)}`, /signing keys of the identity provider are unavailable/, null);
 
-    await until(() => jwks.requests >= 2, 3000); // background retry, no request needed
+    await waitFor(() => jwks.requests >= 2, { timeoutMs: 3000, what: 'a background retry' }); // no request needed
     healthy = true;
-    await until(() => authenticator.keySetStatus() === 'ok', 6000);
+    await waitFor(() => authenticator.keySetStatus() === 'ok', { timeoutMs: 6000, what: 'the key set status to be ok' });
     await expect(authenticator.authenticate(`Bearer ${await sign(signers.ES256)}`)).resolves.toMatchObject({ sub: 'user-123' });
   }, 15_000);
 

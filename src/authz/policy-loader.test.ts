@@ -3,7 +3,8 @@
 // list a reload logs.
 import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { scratchDir, testOpa, waitFor } from '../../test/support/policy-workspace';
+import { scratchDir, testOpa } from '../../test/support/policy-workspace';
+import { waitFor } from '../../test/support/wait-for';
 import { fileChanges, isEditorScratch, openPolicySource } from './policy-loader';
 
 let dir: string;
@@ -32,7 +33,7 @@ describe('the directory source', () => {
       for (const name of ['.policy.rego.swp', '.policy.rego.swx', 'policy.rego~', '#policy.rego#', '4913', 'policy_test.rego']) await writeFile(path.join(source, name), 'x');
       await symlink('me@host.1:1', path.join(source, '.#policy.rego'));
       await writeFile(path.join(source, 'policy.rego'), 'package portcullis\n\ndecision := {"allow": true, "status": 200, "reasons": []}\n');
-      await waitFor(() => (calls.length > 0 ? true : undefined), 5000, 'the change');
+      await waitFor(() => (calls.length > 0 ? true : undefined), { timeoutMs: 5000, what: 'the change' });
       expect(calls[0]).toEqual(['policy.rego']);
     } finally {
       stop();
@@ -53,13 +54,13 @@ describe('the directory source', () => {
     try {
       // The subfolder's watch begins asynchronously: a change in it proves it is watched.
       await writeFile(path.join(source, 'rules', 'rule.rego'), 'package rules\n\nx := 2\n');
-      await waitFor(() => (calls.some((names) => names.includes(path.join('rules', 'rule.rego'))) ? true : undefined), 5000, 'the change in the subfolder');
+      await waitFor(() => (calls.some((names) => names.includes(path.join('rules', 'rule.rego'))) ? true : undefined), { timeoutMs: 5000, what: 'the change in the subfolder' });
       calls.length = 0;
       await rename(path.join(source, 'rules'), path.join(dir, 'rules-away'));
-      await waitFor(() => (calls.some((names) => names.includes(`rules${path.sep}`)) ? true : undefined), 5000, 'the folder moved away');
+      await waitFor(() => (calls.some((names) => names.includes(`rules${path.sep}`)) ? true : undefined), { timeoutMs: 5000, what: 'the folder moved away' });
       calls.length = 0;
       await rename(path.join(dir, 'rules-away'), path.join(source, 'rules'));
-      await waitFor(() => (calls.some((names) => names.includes(`rules${path.sep}`)) ? true : undefined), 5000, 'the folder moved back');
+      await waitFor(() => (calls.some((names) => names.includes(`rules${path.sep}`)) ? true : undefined), { timeoutMs: 5000, what: 'the folder moved back' });
     } finally {
       stop();
     }

@@ -3,7 +3,8 @@
 // hot reload from a watched directory, and bundle files checked against a signing key.
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { buildBundle, generateSigningKeys, rewriteBundle, scratchDir, testOpa, waitFor } from '../../test/support/policy-workspace';
+import { buildBundle, generateSigningKeys, rewriteBundle, scratchDir, testOpa } from '../../test/support/policy-workspace';
+import { waitFor } from '../../test/support/wait-for';
 import { BundleVerifier } from './bundle-signature';
 import { buildWasmBundle, PolicyBuildInterrupted } from './opa-toolchain';
 import type { PolicyInput } from './policy-engine';
@@ -186,7 +187,7 @@ describe('PolicyManager with a directory source', () => {
       await mkdir(path.join(source, 'nested'));
       await writeFile(path.join(source, 'nested', 'more.rego'), policy('unused').replace('decision', 'other'));
       await writeFile(path.join(source, 'policy.rego'), policy('saved'));
-      await waitFor(() => (reasonOf(manager) === 'saved' ? true : undefined), 5000, 'the saved policy to serve');
+      await waitFor(() => (reasonOf(manager) === 'saved' ? true : undefined), { timeoutMs: 5000, what: 'the saved policy to serve' });
     } finally {
       manager.close();
     }
@@ -202,7 +203,7 @@ describe('PolicyManager with a directory source', () => {
       await mkdir(source);
       await writeFile(path.join(source, 'data.json'), JSON.stringify({ settings: { open: [] } }));
       await writeFile(path.join(source, 'policy.rego'), policy('recreated'));
-      await waitFor(() => (reasonOf(manager) === 'recreated' ? true : undefined), 5000, 'the recreated policy to serve');
+      await waitFor(() => (reasonOf(manager) === 'recreated' ? true : undefined), { timeoutMs: 5000, what: 'the recreated policy to serve' });
     } finally {
       manager.close();
     }
@@ -243,7 +244,7 @@ describe('PolicyManager with a bundle file and a verification key', () => {
       await writeFile(path.join(source, 'policy.rego'), policy('bundled v2'));
       await buildBundle(source, path.join(dir, 'watched.tar.gz.tmp'));
       await rename(path.join(dir, 'watched.tar.gz.tmp'), bundle);
-      await waitFor(() => (reasonOf(manager) === 'bundled v2' ? true : undefined), 5000, 'the replaced bundle to serve');
+      await waitFor(() => (reasonOf(manager) === 'bundled v2' ? true : undefined), { timeoutMs: 5000, what: 'the replaced bundle to serve' });
     } finally {
       manager.close();
     }
@@ -266,7 +267,7 @@ describe('a compiler that hangs', () => {
     const hang = path.join(dir, `hang-${n}`);
     const pidFile = path.join(dir, `opa-${n}.pid`);
     await writeFile(script, `#!/bin/sh\nif [ "$1" = build ] && [ -e '${hang}' ]; then echo $$ > '${pidFile}'; exec sleep 60; fi\nexec '${testOpa()}' "$@"\n`, { mode: 0o755 });
-    const pid = () => waitFor(async () => Number((await readFile(pidFile, 'utf8')).trim()) || undefined, 10_000, 'the hanging opa build to start');
+    const pid = () => waitFor(async () => Number((await readFile(pidFile, 'utf8')).trim()) || undefined, { timeoutMs: 10_000, what: 'the hanging opa build to start' });
     return { script, hang, pid };
   }
 
@@ -295,7 +296,7 @@ describe('a compiler that hangs', () => {
     manager.close();
     expect(await reload).toMatchObject({ status: 'failed', error: { message: expect.stringMatching(/was cancelled and killed/) } });
     expect(Date.now() - closedAt).toBeLessThan(5_000);
-    await waitFor(() => (alive(pid) ? undefined : true), 5_000, 'the opa process to be gone');
+    await waitFor(() => (alive(pid) ? undefined : true), { timeoutMs: 5_000, what: 'the opa process to be gone' });
     expect(reasonOf(manager)).toBe('before');
     // Closing is not a policy failure: nothing is logged as one, and later reloads do not compile.
     expect(lines.filter((line) => line.level === 'error')).toEqual([]);
@@ -311,6 +312,6 @@ describe('a compiler that hangs', () => {
     await expect(build).rejects.toThrow(/did not finish within 500 ms and was killed/);
     expect(Date.now() - started).toBeLessThan(10_000);
     const pid = await opa.pid();
-    await waitFor(() => (alive(pid) ? undefined : true), 5_000, 'the opa process to be gone');
+    await waitFor(() => (alive(pid) ? undefined : true), { timeoutMs: 5_000, what: 'the opa process to be gone' });
   });
 });

@@ -191,6 +191,7 @@ async function printScenarios(out: (line: string) => void, gateway: Portcullis, 
     out(command);
   }
   out('');
+  out(`The operator console: ${gateway.adminUrl}/console/ (sign in with $ADMIN_TOKEN).`);
   out('Press Ctrl-C to stop everything.');
 }
 

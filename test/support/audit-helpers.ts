@@ -36,15 +36,3 @@ export async function appendDecisions(db: Knex, count: number, from = 0, overrid
   for (let start = 0; start < records.length; start += 500) await store.append(records.slice(start, start + 500).map(prepareDecision));
   return records;
 }
-
-export function waitFor<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 15_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  return (async () => {
-    for (;;) {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, everyMs));
-    }
-  })();
-}

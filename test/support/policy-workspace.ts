@@ -1,5 +1,5 @@
 // What policy-lifecycle tests need around a gateway: a private copy of the shipped policies to
-// edit, real signing keys, bundles rewritten file by file (to tamper with them), and polling.
+// edit, real signing keys, and bundles rewritten file by file (to tamper with them).
 import { generateKeyPairSync } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -75,21 +75,5 @@ export async function rewriteBundle(input: string, output: string, edit: (files:
     return output;
   } finally {
     await rm(work, { recursive: true, force: true });
-  }
-}
-
-/** Polls `probe` until it returns a value other than undefined; rejects after `timeoutMs`. */
-export async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }

@@ -6,8 +6,8 @@ export interface WaitForOptions {
   timeoutMs?: number;
   /** Poll this often; default 10 ms. */
   everyMs?: number;
-  /** What is awaited, for the error message. */
-  what?: string;
+  /** What is awaited, for the error message; a function is called at the deadline (e.g. to show the last value seen). */
+  what?: string | (() => string);
 }
 
 /** Polls `condition` until it returns something other than undefined or false, and returns that. */
@@ -24,7 +24,7 @@ export async function waitFor<T>(condition: () => T | undefined | false | Promis
     }
     if (Date.now() > deadline) {
       const cause = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${cause}`);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}${cause}`);
     }
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
