@@ -100,7 +100,7 @@ export interface TargetProcess {
   process: ChildProcess;
   memory(): Promise<ProcessMemory>;
   /** Starts a measurement in the target process (resolves once it runs), or stops it and resolves with the figures. */
-  measure<T>(kind: 'loopDelay' | 'allocations', action: 'start' | 'stop'): Promise<T>;
+  measure<T>(kind: 'loopDelay' | 'allocations' | 'cpu', action: 'start' | 'stop'): Promise<T>;
   stop(): Promise<void>;
 }
 
@@ -121,7 +121,7 @@ export async function startTargetProcess(kind: TargetKind, settings: TargetSetti
         child.once('message', (message: { memory: ProcessMemory }) => resolve(message.memory));
         child.send({ memory: true });
       }),
-    measure: <T>(kind: 'loopDelay' | 'allocations', action: 'start' | 'stop') =>
+    measure: <T>(kind: 'loopDelay' | 'allocations' | 'cpu', action: 'start' | 'stop') =>
       new Promise<T>((resolve) => {
         const answer = (message: Record<string, unknown>) => {
           if (!(kind in message)) return;

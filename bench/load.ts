@@ -15,6 +15,8 @@ export interface LoadResult {
   rps: number;
   p50: number;
   p99: number;
+  /** Set by the caller that measured it: the target process's CPU time per request. */
+  cpuUsPerRequest?: number;
 }
 
 export interface LoadOptions {
@@ -23,6 +25,8 @@ export interface LoadOptions {
   durationS?: number;
   /** …or until this many requests were sent. */
   amount?: number;
+  /** Requests per second across all connections (paced instead of as fast as answered). */
+  rate?: number;
 }
 
 export async function drive(url: string, requests: readonly LoadRequest[], options: LoadOptions): Promise<LoadResult> {
@@ -42,6 +46,7 @@ export async function drive(url: string, requests: readonly LoadRequest[], optio
       connections: options.connections,
       pipelining: 1,
       ...(options.amount ? { amount: options.amount } : { duration: options.durationS ?? 10 }),
+      ...(options.rate ? { overallRate: options.rate } : {}),
       requests: requests.map((request) => ({ method: request.method as 'GET', path: request.path, headers: request.headers })),
     },
     (error, result) => (error ? failedToRun(error) : finished(result)),

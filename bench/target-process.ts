@@ -11,6 +11,7 @@ type Message =
   | { memory: true }
   | { loopDelay: 'start' | 'stop' }
   | { allocations: 'start' | 'stop' }
+  | { cpu: 'start' | 'stop' }
   | { stop: true };
 
 /** Event-loop delay while driven, in ms: `stalls` counts intervals longer than STALL_MS beyond the sampling interval. */
@@ -37,6 +38,7 @@ const SAMPLING_INTERVAL_BYTES = 1024;
 let target: StartedTarget | undefined;
 let delay: IntervalHistogram | undefined;
 let inspector: Session | undefined;
+let cpuAtStart: NodeJS.CpuUsage | undefined;
 
 // The benchmark went away (finished or failed): never linger as an orphan.
 process.on('disconnect', () => process.exit(0));
@@ -68,6 +70,11 @@ process.on('message', (message: Message) => {
       delay!.disable();
       process.send?.({ loopDelay: loopDelayOf(delay!) });
     }
+  } else if ('cpu' in message) {
+    // This process's CPU time (user + system, µs) between start and stop: what a request costs it, whatever else the machine runs.
+    if (message.cpu === 'start') cpuAtStart = process.cpuUsage();
+    const used = message.cpu === 'stop' ? process.cpuUsage(cpuAtStart) : undefined;
+    process.send?.({ cpu: used ? used.user + used.system : null });
   } else if ('allocations' in message) {
     if (message.allocations === 'start') {
       inspector = new Session();

@@ -3,6 +3,7 @@
 // never a 500 or 503. Known bad values first, then a seeded generator of random ones.
 import { appendDecisions } from './support/audit-helpers';
 import { startHarness, type Harness } from './support/gateway-harness';
+import { mulberry32 } from './support/seeded-random';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 const PARAMETERS = ['subject', 'org', 'action', 'allow', 'since', 'until', 'limit', 'cursor'] as const;
@@ -96,18 +97,6 @@ describe('GET /admin/v1/decisions refuses bad values with 400 naming the paramet
 });
 
 describe('GET /admin/v1/decisions under random input', () => {
-  /** mulberry32: a small seeded generator, so a failure replays with the seed it prints. */
-  function generator(seed: number): () => number {
-    let state = seed >>> 0;
-    return () => {
-      state = (state + 0x6d2b79f5) >>> 0;
-      let t = state;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-    };
-  }
-
   const SQLISH = ["' or '1'='1", "'; drop table decisions; --", '$1', '\\x00', '%', '_', '"', 'E\'\\\\\'', ')::text', 'null', 'NaN', 'Infinity', '-0'];
   const CHARS = ['a', 'Z', '0', '9', '-', ':', 'T', 'Z', '.', '+', ' ', '\u0000', '\u0001', '\t', '\n', 'é', 'ß', '中', '😀', '\u202e', '\u0301', '\uffff', '\ud800', '=', '&', '#', '/', '\\', "'", '"'];
 
@@ -153,7 +142,7 @@ describe('GET /admin/v1/decisions under random input', () => {
 
   it('answers 200 or a 400 problem+json naming the parameter, and nothing else, for 600 random queries', async () => {
     const seed = Number(process.env.PROPERTY_SEED ?? 20261130);
-    const next = generator(seed);
+    const next = mulberry32(seed);
     const unexpected: string[] = [];
     const answered = { 200: 0, 400: 0 };
     for (let round = 0; round < 600; round++) {

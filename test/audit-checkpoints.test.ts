@@ -17,11 +17,11 @@ import { PgDecisionCheckpointStore } from '../src/audit/pg-decision-checkpoint-s
 import { CANONICAL_CONTENT_SQL } from '../src/audit/pg-decision-query-store';
 import { migrationConfig } from '../src/db/database';
 import { appendDecisions } from './support/audit-helpers';
-import { waitFor } from './support/wait-for';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness } from './support/gateway-harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { waitFor } from './support/wait-for';
 
 const execFileAsync = promisify(execFile);
 const CHECKPOINTS_MIGRATION = '20261130000003_decision_checkpoints.js';

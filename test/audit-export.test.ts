@@ -13,11 +13,11 @@ import { CheckpointSigner } from '../src/audit/checkpoint-key';
 import { DecisionCheckpointer } from '../src/audit/decision-checkpointer';
 import { PgDecisionCheckpointStore } from '../src/audit/pg-decision-checkpoint-store';
 import { appendDecisions } from './support/audit-helpers';
-import { waitFor } from './support/wait-for';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { waitFor } from './support/wait-for';
 
 interface Collector {
   url: string;
@@ -99,7 +99,13 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
       decision_id: idOf(conflict),
       path: 'portcullis/decision',
       input: expect.objectContaining({ action: 'organization:delete', resource: { type: 'organization', org: 'acme' } }),
-      result: { allow: false, status: 409, reasons: [expect.stringContaining("still has 2 projects")] },
+      result: {
+        allow: false,
+        status: 409,
+        reasons: [expect.stringContaining('still has 2 projects')],
+        code: 'organization_has_projects',
+        params: { organization: 'acme', project_count: 2, projects: ['api', 'web'] },
+      },
       timestamp: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/),
       bundles: { portcullis: { revision } },
       labels: { id: expect.stringMatching(/^[0-9a-f-]{36}$/), app: 'portcullis', version: expect.any(String), region: 'test' },

@@ -11,10 +11,10 @@ import { verifyChain } from '../src/audit/decision-chain-verifier';
 import { PgDecisionQueryStore } from '../src/audit/pg-decision-query-store';
 import { parseConfig } from '../src/config/load-config';
 import { createDatabase } from '../src/db/database';
-import { waitFor } from './support/wait-for';
 import { seedDirectory } from './support/directory-fixtures';
 import { SERVICES, startHarness, type Harness } from './support/gateway-harness';
 import { AUDIENCE, ISSUER } from './support/token-issuer';
+import { waitFor } from './support/wait-for';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 

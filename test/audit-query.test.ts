@@ -7,10 +7,10 @@ import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { prepareDecision } from '../src/audit/decision-chain';
 import { PgDecisionStore } from '../src/audit/pg-decision-store';
 import { appendDecisions, syntheticDecision } from './support/audit-helpers';
-import { waitFor } from './support/wait-for';
 import { BIN, requireBuild, runCli, spawnCli } from './support/cli-process';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startHarness, type Harness } from './support/gateway-harness';
+import { waitFor } from './support/wait-for';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 

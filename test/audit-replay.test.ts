@@ -11,10 +11,10 @@ import { prepareDecision } from '../src/audit/decision-chain';
 import { PgDecisionStore } from '../src/audit/pg-decision-store';
 import { projectRoot } from '../src/project-root';
 import { syntheticDecision } from './support/audit-helpers';
-import { waitFor } from './support/wait-for';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
+import { waitFor } from './support/wait-for';
 
 const execFileAsync = promisify(execFile);
 const ADMIN_TOKEN = 'test-admin-token-0123456789';

@@ -2,9 +2,9 @@
 // audit.unauthenticated_per_minute at 5 and a clock the test moves, receiving tokenless
 // requests from one client; the records beyond the limit become one summary per minute.
 import { SUPPRESSED_ACTION } from '../src/audit/unauthenticated-suppression';
-import { waitFor } from './support/wait-for';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
+import { waitFor } from './support/wait-for';
 
 const START = Date.UTC(2026, 10, 30, 10, 0, 0);
 const clock = { now: START + 1_000 };

@@ -4,6 +4,7 @@
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { waitFor } from './support/wait-for';
 
 const FRESH_WITHIN_MS = 1000;
 
@@ -204,12 +205,13 @@ describe('when the notification connection drops', () => {
     await db()('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).delete();
     await expectEverywhereWithin('bob', 'GET', '/orgs/acme', 403);
 
-    const deadline = Date.now() + 5000;
-    let after = await listeners();
-    while ((after.length < 2 || after.some((pid) => before.includes(pid))) && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      after = await listeners();
-    }
+    const after = await waitFor(
+      async () => {
+        const current = await listeners();
+        return current.length >= 2 && !current.some((pid) => before.includes(pid)) && current;
+      },
+      { timeoutMs: 5000, everyMs: 50, what: 'both gateways to listen on new connections' },
+    );
     expect(after).toHaveLength(2);
     expect(after.filter((pid) => before.includes(pid))).toEqual([]);
 

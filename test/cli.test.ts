@@ -1,32 +1,18 @@
 // The command line as an operator uses it: the built binary, real processes, exit codes
 // and one-line errors.
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { projectRoot } from '../src/project-root';
-import { requireBuild, runCli as portcullis, spawnCli } from './support/cli-process';
+import { requireBuild, runCli as portcullis, spawnCli, whenReady } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startEchoUpstream, type EchoUpstream } from './support/echo-upstream';
+import { rawRequest } from './support/raw-http';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { AUDIENCE, createTokenIssuer, ISSUER } from './support/token-issuer';
-
-/** Resolves with the gateway URL once `serve` logs that it is ready; `output()` is everything it printed. */
-function whenReady(child: ChildProcessWithoutNullStreams): { gatewayUrl: Promise<string>; output: () => string } {
-  let output = '';
-  const gatewayUrl = new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const ready = /"gateway":"(http:\/\/[^"]+)".*portcullis is ready/.exec(output);
-      if (ready) resolve(ready[1]!);
-    });
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.on('close', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
-  });
-  return { gatewayUrl, output: () => output };
-}
+import { waitFor } from './support/wait-for';
 
 let dir: string;
 let database: TestDatabase;
@@ -129,11 +115,15 @@ describe('portcullis serve under stress', () => {
     try {
       const gatewayUrl = await whenReady(child).gatewayUrl;
       const inFlight = fetch(`${gatewayUrl}/orgs/acme`, { headers: { authorization: `Bearer ${await tokens.sign('alice|sub')}` } });
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      let inFlightSettled = false;
+      void inFlight.then(() => (inFlightSettled = true), () => (inFlightSettled = true));
+      await waitFor(() => upstream.received.length === 1, { what: 'the slow request to reach the upstream' });
       const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
       child.kill('SIGTERM');
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      await expect(fetch(`${gatewayUrl}/orgs/acme`)).rejects.toThrow();
+      // Each probe opens a new connection (no keep-alive reuse) and carries no token, so it never reaches the upstream.
+      const probe = 'GET /orgs/acme HTTP/1.1\nHost: gateway\nConnection: close\n\n';
+      await waitFor(() => rawRequest(gatewayUrl, probe).then(() => false, () => true), { what: 'new connections to be refused' });
+      expect(inFlightSettled).toBe(false); // refused while the request in flight was still being served
       const res = await inFlight;
       expect(res.status).toBe(200);
       expect(await res.text()).toBe('{"slow":true}');
@@ -180,11 +170,11 @@ describe('portcullis serve --state-dir and db url', () => {
       const client = new Client({ connectionString: byFlag.stdout.trim() });
       await client.connect();
       try {
-        const deadline = Date.now() + 10_000;
-        while ((await client.query('select 1 from decisions where id = $1', [decisionId])).rowCount === 0) {
-          if (Date.now() > deadline) throw new Error(`decision ${decisionId} not found through db url`);
-          await new Promise((resolve) => setTimeout(resolve, 100));
-        }
+        await waitFor(async () => (await client.query('select 1 from decisions where id = $1', [decisionId])).rowCount !== 0, {
+          timeoutMs: 10_000,
+          everyMs: 100,
+          what: `decision ${decisionId} through db url`,
+        });
       } finally {
         await client.end();
       }

@@ -13,11 +13,11 @@ import { PgDecisionQueryStore } from '../src/audit/pg-decision-query-store';
 import { filterOptions, parseFilterOptions } from '../src/cli/decisions-filter';
 import { createDatabase, migrationConfig } from '../src/db/database';
 import { appendDecisions, syntheticDecision } from './support/audit-helpers';
-import { waitFor } from './support/wait-for';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { scratchDir } from './support/policy-workspace';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { waitFor } from './support/wait-for';
 
 const ADMIN = { authorization: 'Bearer test-admin-token-0123456789' };
 // A lookup stuck on a lock fails after DB_TIMEOUT_MS; a shutdown cuts it after half its grace period, before.

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { BIN, spawnCli } from './support/cli-process';
+import { waitFor } from './support/wait-for';
 
 const run = promisify(execFile);
 
@@ -165,11 +166,7 @@ describe('portcullis demo', () => {
 });
 
 async function waitForOutput(demo: RunningDemo, pattern: RegExp, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pattern.test(demo.output())) {
-    if (Date.now() > deadline) throw new Error(`no ${pattern} in the demo's output after ${timeoutMs} ms:\n${demo.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await waitFor(() => pattern.test(demo.output()), { timeoutMs, everyMs: 20, what: () => `${pattern} in the demo's output:\n${demo.output()}` });
 }
 
 /** A failed test must not leave a server behind for the next one (or the next run) to trip on. */

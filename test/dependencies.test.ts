@@ -7,6 +7,7 @@ import { createDatabase, migrateToLatest } from '../src/db/database';
 import { EmbeddedDatabase, freePort } from '../src/db/embedded-database';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
+import { waitFor } from './support/wait-for';
 
 let dir: string;
 let port: number;
@@ -64,11 +65,10 @@ describe('PostgreSQL stopped while traffic flows', () => {
     expect((await fetch(`${h.gateway.adminUrl}/readyz`)).status).toBe(200);
 
     // Decisions made during the outage were kept and written once PostgreSQL came back.
-    let stored = 0;
-    for (const deadline = Date.now() + 10_000; stored < decisionIds.length && Date.now() < deadline; ) {
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      stored = Number((await h.database.db('decisions').whereIn('id', decisionIds).count({ n: '*' }))[0]!.n);
-    }
-    expect(stored).toBe(decisionIds.length);
+    await waitFor(async () => Number((await h.database.db('decisions').whereIn('id', decisionIds).count({ n: '*' }))[0]!.n) === decisionIds.length, {
+      timeoutMs: 10_000,
+      everyMs: 200,
+      what: `all ${decisionIds.length} decisions of the outage to be stored`,
+    });
   }, 60_000);
 });

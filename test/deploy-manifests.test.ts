@@ -8,11 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { createAdminApp } from '../src/admin/admin-server';
 import { configSchema, type PortcullisConfig } from '../src/config/config-schema';
 import { loadConfigFile } from '../src/config/load-config';
 import { DirectoryService } from '../src/directory-service/directory-service';
 import { projectRoot } from '../src/project-root';
+import { startBareAdminApp } from './support/bare-admin-app';
 import { requireBuild, runCli } from './support/cli-process';
 import { SHIPPED_NGINX_CONF, templateShippedConfig } from './support/nginx-process';
 import { createTestDatabase } from './support/test-database';
@@ -170,22 +170,14 @@ describe('deploy/kubernetes', () => {
     const port = (name: string) => main.ports.find((candidate: Manifest) => candidate.name === name)?.containerPort;
     expect([port('http'), port('admin')]).toEqual([shipped.server.port, shipped.admin.port]);
     expect([main.readinessProbe.httpGet.path, main.livenessProbe.httpGet.path]).toEqual(['/readyz', '/healthz']);
-    const app = createAdminApp({
-      token: undefined,
-      jwks: () => ({ keys: [] }),
-      policy: { current: { revision: 'r', evaluate: () => { throw new Error('unused'); } }, source: 's', loadedAt: new Date() },
-      pingDatabase: async () => undefined,
-    });
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
+    const admin = await startBareAdminApp();
     try {
-      const { port: listening } = server.address() as { port: number };
       for (const probe of [main.readinessProbe, main.livenessProbe, main.startupProbe]) {
         expect(probe.httpGet.port).toBe('admin');
-        expect([probe.httpGet.path, (await fetch(`http://127.0.0.1:${listening}${probe.httpGet.path}`)).status]).toEqual([probe.httpGet.path, 200]);
+        expect([probe.httpGet.path, (await fetch(`${admin.url}${probe.httpGet.path}`)).status]).toEqual([probe.httpGet.path, 200]);
       }
     } finally {
-      server.close();
+      admin.close();
     }
     // The Prometheus annotations point to the admin port's /metrics.
     expect(gatewayDeployment.spec.template.metadata.annotations).toMatchObject({ 'prometheus.io/port': String(shipped.admin.port), 'prometheus.io/path': '/metrics' });

@@ -11,10 +11,10 @@ import { directoryVersionOf } from '../src/directory/directory-version';
 import { PgFactsLoader } from '../src/directory/pg-facts-loader';
 import { PgSubjectLoader } from '../src/directory/pg-subject-loader';
 import { appendDecisions, syntheticDecision } from './support/audit-helpers';
-import { waitFor } from './support/wait-for';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
+import { waitFor } from './support/wait-for';
 
 let database: TestDatabase;
 let db: Knex;

@@ -3,11 +3,11 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { createAdminApp } from '../src/admin/admin-server';
 import { OPA_MODULE } from '../src/authz/opa-toolchain';
 import { createCliContext } from '../src/cli/cli-context';
 import { configSchema } from '../src/config/config-schema';
 import { projectRoot } from '../src/project-root';
+import { startBareAdminApp } from './support/bare-admin-app';
 
 const dockerfile = readFileSync(path.join(projectRoot, 'Dockerfile'), 'utf8');
 const instructions = dockerfile
@@ -60,19 +60,11 @@ describe('Dockerfile', () => {
     expect(existsSync(path.join(projectRoot, 'bin', 'portcullis.js'))).toBe(true);
     const url = /fetch\('(http:\/\/127\.0\.0\.1:(\d+)(\/\S+?))'\)/.exec(dockerfile);
     expect(url?.[2]).toBe(String(configSchema.parse({ auth: { issuer: 'i', audience: 'a', jwks_file: 'k' }, services: {} }).admin.port));
-    const app = createAdminApp({
-      token: undefined,
-      jwks: () => ({ keys: [] }),
-      policy: { current: { revision: 'r', evaluate: () => { throw new Error('unused'); } }, source: 's', loadedAt: new Date() },
-      pingDatabase: async () => undefined,
-    });
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
+    const admin = await startBareAdminApp();
     try {
-      const { port } = server.address() as { port: number };
-      expect((await fetch(`http://127.0.0.1:${port}${url![3]}`)).status).toBe(200);
+      expect((await fetch(`${admin.url}${url![3]}`)).status).toBe(200);
     } finally {
-      server.close();
+      admin.close();
     }
   });
 

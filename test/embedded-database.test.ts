@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { EmbeddedDatabase, embeddedPasswordFile, runningEmbeddedUrl } from '../src/db/embedded-database';
-import { requireBuild, spawnCli } from './support/cli-process';
+import { requireBuild, spawnCli, whenReady } from './support/cli-process';
 import { AUDIENCE, createTokenIssuer, ISSUER } from './support/token-issuer';
 
 let dir: string;
@@ -120,15 +120,11 @@ describe('serve without database.url', () => {
       ].join('\n'),
     );
     const child = spawnCli(['serve', '--config', file]);
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const serve = whenReady(child);
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
     try {
-      const deadline = Date.now() + 60_000;
-      while (!/portcullis is ready/.test(output) && child.exitCode === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(output).toMatch(/portcullis is ready/);
-      expect(output).toMatch(/"level":40.*database.url is not set: using the embedded PostgreSQL in .*pgdata, which is for development/);
+      await serve.gatewayUrl;
+      expect(serve.output()).toMatch(/"level":40.*database.url is not set: using the embedded PostgreSQL in .*pgdata, which is for development/);
       expect((await stat(path.join(folder, '.portcullis', 'pg-password'))).mode & 0o777).toBe(0o600);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);

@@ -2,13 +2,11 @@
 // grant the directory offers is tried by running the policy again with it added, so a role that
 // carries the permission is never offered while another rule (R5's projects, R2's registration)
 // still denies; and `portcullis explain` says so, or that nothing in the directory would do.
-import { rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { requireBuild, runCli } from './support/cli-process';
+import { rm } from 'node:fs/promises';
+import { requireBuild, runExplain } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { scratchDir } from './support/policy-workspace';
-import { AUDIENCE, ISSUER } from './support/token-issuer';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -104,20 +102,7 @@ describe('portcullis explain', () => {
     requireBuild();
   });
 
-  async function explain(args: string[]) {
-    const config = path.join(work, 'explain.yaml');
-    await writeFile(
-      config,
-      [
-        `database: { url: "${h.database.url}" }`,
-        `auth: { issuer: "${ISSUER}", audience: ${AUDIENCE}, jwks_file: jwks.json }`,
-        `policy: { source: "${process.env.PORTCULLIS_TEST_BUNDLE}" }`,
-        'services:',
-        ...['organizations', 'projects', 'credentials', 'users'].map((name) => `  ${name}: { url: "http://127.0.0.1:9" }`),
-      ].join('\n'),
-    );
-    return runCli(['explain', ...args, '--config', config]);
-  }
+  const explain = (args: string[]) => runExplain(work, { databaseUrl: h.database.url, policySource: process.env.PORTCULLIS_TEST_BUNDLE! }, args);
 
   it('says that nothing in the directory would allow it, with what the policy still answers', async () => {
     const run = await explain(['--as', 'dave|sub', 'DELETE', '/orgs/acme']);

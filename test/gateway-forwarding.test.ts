@@ -6,6 +6,7 @@ import { seedDirectory, type Directory } from './support/directory-fixtures';
 import type { EchoedRequest } from './support/echo-upstream';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { rawRequest } from './support/raw-http';
+import { waitFor } from './support/wait-for';
 
 let h: Harness;
 let dir: Directory;
@@ -136,10 +137,11 @@ describe('decision records', () => {
     const allowed = await h.request('/orgs/acme', { token: alice });
     const denied = await h.request('/orgs/acme', { method: 'DELETE', token: alice });
     const unauthenticated = await h.request('/orgs/acme');
-    await new Promise((resolve) => setTimeout(resolve, 300));
     const ids = [allowed, denied, unauthenticated].map((res) => res.headers.get('x-portcullis-decision'));
-    const rows = await h.database.db('decisions').whereIn('id', ids as string[]);
-    expect(rows).toHaveLength(3);
+    const rows = await waitFor(async () => {
+      const found = await h.database.db('decisions').whereIn('id', ids as string[]);
+      return found.length === 3 && found;
+    }, { what: 'the three decision records' });
     const byId = new Map(rows.map((row) => [row.id, row]));
     expect(byId.get(ids[0])).toMatchObject({ allow: true, status: 200, action: 'organization:read', organization: 'acme', method: 'GET', path: '/orgs/acme', subject: 'alice|sub' });
     expect(byId.get(ids[1])).toMatchObject({ allow: false, status: 409, action: 'organization:delete' });

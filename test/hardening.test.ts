@@ -9,6 +9,7 @@ import { seedDirectory } from './support/directory-fixtures';
 import type { EchoedRequest } from './support/echo-upstream';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { rawRequest } from './support/raw-http';
+import { waitFor } from './support/wait-for';
 
 let h: Harness;
 let alice: string;
@@ -88,12 +89,13 @@ describe('the forwarded path always equals the judged path', () => {
     expect(forwarded).toBeGreaterThan(100);
     expect(rejected).toBeGreaterThan(100);
     // The decision record holds the path the policy judged: byte for byte the forwarded one.
-    const deadline = Date.now() + 10_000;
-    let recorded: { id: string; path: string }[] = [];
-    while (recorded.length < judged.size && Date.now() < deadline) {
-      recorded = await h.database.db('decisions').whereIn('id', [...judged.keys()]).select('id', 'path');
-      if (recorded.length < judged.size) await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    const recorded = await waitFor(
+      async () => {
+        const rows: { id: string; path: string }[] = await h.database.db('decisions').whereIn('id', [...judged.keys()]).select('id', 'path');
+        return rows.length === judged.size && rows;
+      },
+      { timeoutMs: 10_000, everyMs: 50, what: `all ${judged.size} decision records` },
+    );
     expect(new Map(recorded.map((row) => [row.id, row.path]))).toEqual(judged);
   }, 60_000);
 });

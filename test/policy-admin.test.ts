@@ -4,12 +4,11 @@
 // naming the missing permission, and shadow disagreements recorded and counted.
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { requireBuild, runCli, type CliRun } from './support/cli-process';
+import { requireBuild, runExplain } from './support/cli-process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { copyShippedPolicies, scratchDir } from './support/policy-workspace';
 import { waitFor } from './support/wait-for';
-import { AUDIENCE, ISSUER } from './support/token-issuer';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 // The candidate stops honouring "*": organization admins lose everything that only "*" grants them.
@@ -293,20 +292,7 @@ describe('portcullis explain', () => {
     requireBuild();
   });
 
-  async function explain(args: string[]): Promise<CliRun> {
-    const config = path.join(work, 'explain.yaml');
-    await writeFile(
-      config,
-      [
-        `database: { url: "${h.database.url}" }`,
-        `auth: { issuer: "${ISSUER}", audience: ${AUDIENCE}, jwks_file: jwks.json }`,
-        `policy: { source: "${active}" }`,
-        'services:',
-        ...['organizations', 'projects', 'credentials', 'users'].map((name) => `  ${name}: { url: "http://127.0.0.1:9" }`),
-      ].join('\n'),
-    );
-    return runCli(['explain', ...args, '--config', config]);
-  }
+  const explain = (args: string[]) => runExplain(work, { databaseUrl: h.database.url, policySource: active }, args);
 
   it('prints why a request is denied and which roles and teams would allow it, standalone with --config', async () => {
     const run = await explain(['--as', 'dave|sub', 'DELETE', '/orgs/acme']);

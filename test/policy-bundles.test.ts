@@ -13,8 +13,8 @@ import { requireBuild, runCli, type CliRun } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { buildBundle, copyShippedPolicies, generateSigningKeys, rewriteBundle, scratchDir, type SigningKeys } from './support/policy-workspace';
-import { waitFor } from './support/wait-for';
 import { AUDIENCE, ISSUER } from './support/token-issuer';
+import { waitFor } from './support/wait-for';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 

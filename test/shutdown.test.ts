@@ -1,14 +1,13 @@
 // Shutdown of the real `portcullis serve` process: SIGTERM while a request is stuck on a
 // locked table (and the decision log is locked too) ends with exit 0 within
 // server.shutdown_grace_ms, the stuck request answered and its record kept in the spool.
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Knex } from 'knex';
 import { createDatabase } from '../src/db/database';
-import { requireBuild, spawnCli } from './support/cli-process';
+import { requireBuild, spawnCli, whenReady } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startEchoUpstream, type EchoUpstream } from './support/echo-upstream';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
@@ -41,21 +40,6 @@ afterAll(async () => {
   await database?.drop();
   await rm(dir, { recursive: true, force: true });
 });
-
-/** Resolves with the gateway URL once `serve` logs that it is ready; `output()` is everything it printed. */
-function whenReady(child: ChildProcessWithoutNullStreams): { gatewayUrl: Promise<string>; output: () => string } {
-  let output = '';
-  const gatewayUrl = new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const ready = /"gateway":"(http:\/\/[^"]+)".*portcullis is ready/.exec(output);
-      if (ready) resolve(ready[1]!);
-    });
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.on('close', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
-  });
-  return { gatewayUrl, output: () => output };
-}
 
 /** A serve config for the gateway on free ports, with the shipped policies and the echo upstream. */
 async function writeConfig(name: string, lines: string[]): Promise<string> {

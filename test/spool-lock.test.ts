@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { DecisionSpool } from '../src/audit/decision-spool';
 import { projectRoot } from '../src/project-root';
-import { waitFor } from './support/wait-for';
 import { requireBuild } from './support/cli-process';
+import { waitFor } from './support/wait-for';
 
 /** Holds the spool in argv[1] with a 1 s stale age (so its heartbeat beats every 333 ms). */
 const HOLDER = `

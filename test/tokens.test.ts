@@ -13,6 +13,7 @@ import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { AUDIENCE, createTokenIssuer, ISSUER, type TokenIssuer } from './support/token-issuer';
+import { waitFor } from './support/wait-for';
 
 let dir: string;
 let database: TestDatabase;
@@ -50,14 +51,13 @@ async function readiness(h: Harness): Promise<{ status: number; checks: Record<s
   return { status: res.status, checks: ((await res.json()) as { checks: Record<string, string> }).checks };
 }
 
-async function eventually<T>(probe: () => Promise<T>, accept: (value: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (accept(value)) return value;
-    if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms; last: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+/** Polls /readyz until `accept` holds; the last answer is in the timeout message. */
+async function readinessWhen(h: Harness, accept: (ready: Awaited<ReturnType<typeof readiness>>) => boolean, timeoutMs: number): ReturnType<typeof readiness> {
+  let last: Awaited<ReturnType<typeof readiness>> | undefined;
+  return waitFor(async () => {
+    last = await readiness(h);
+    return accept(last) && last;
+  }, { timeoutMs, everyMs: 100, what: () => `readiness; last: ${JSON.stringify(last)}` });
 }
 
 /** An identity provider on loopback: `/.well-known/openid-configuration` and `/jwks`. */
@@ -208,11 +208,11 @@ describe('OpenID Connect discovery', () => {
 
     await idp.start();
     idp.jwksStatus = 503; // discovery answers, the key set does not yet
-    const noKeys = await eventually(() => readiness(h), (ready) => /could not be fetched/.test(ready.checks.signing_keys ?? ''), 10_000);
+    const noKeys = await readinessWhen(h, (ready) => /could not be fetched/.test(ready.checks.signing_keys ?? ''), 10_000);
     expect(noKeys).toEqual({ status: 503, checks: expect.objectContaining({ signing_keys: `the signing keys could not be fetched from ${idp.origin}/jwks: Expected 200 OK from the JSON Web Key Set HTTP response` }) });
 
     idp.jwksStatus = 200;
-    await eventually(() => readiness(h), (ready) => ready.status === 200, 20_000);
+    await readinessWhen(h, (ready) => ready.status === 200, 20_000);
     expect((await h.request('/orgs/acme', { headers: bearer(token) })).status).toBe(200);
   }, 40_000);
 });
@@ -228,13 +228,13 @@ describe('key rotation', () => {
     idp.keys = [current.jwk, next.jwk];
     const fresh = await next.sign('alice|sub');
     let refusals = 0;
-    await eventually(
-      async () => (await Promise.all(Array.from({ length: 10 }, () => h.request('/orgs/acme', { headers: bearer(fresh) })))).map((res) => res.status),
-      (statuses) => {
+    await waitFor(
+      async () => {
+        const statuses = (await Promise.all(Array.from({ length: 10 }, () => h.request('/orgs/acme', { headers: bearer(fresh) })))).map((res) => res.status);
         refusals += statuses.filter((status) => status === 401).length;
         return statuses.every((status) => status === 200);
       },
-      cooldownMs + 2000,
+      { timeoutMs: cooldownMs + 2000, everyMs: 100, what: 'the new key to be taken in' },
     );
     // Refused only while the start-up fetch was still cooling down, then one refetch took it in.
     expect(refusals).toBeGreaterThan(0);

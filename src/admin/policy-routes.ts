@@ -86,11 +86,11 @@ export function createPolicyRouter(deps: PolicyRouteDependencies): Router {
 }
 
 function parseQuery(body: unknown): ExplainQuery {
-  const { subject, method, path } = (body ?? {}) as Record<string, unknown>;
-  if (typeof subject !== 'string' || typeof method !== 'string' || typeof path !== 'string') {
-    throw new InputError('the body must be {"subject": "<JWT sub or user id>", "method": "GET", "path": "/orgs/acme"}');
+  const { subject, method, path, time } = (body ?? {}) as Record<string, unknown>;
+  if (typeof subject !== 'string' || typeof method !== 'string' || typeof path !== 'string' || (time !== undefined && typeof time !== 'string')) {
+    throw new InputError('the body must be {"subject": "<JWT sub or user id>", "method": "GET", "path": "/orgs/acme"}, optionally with "time": "<RFC 3339>"');
   }
-  return { subject, method, path };
+  return time === undefined ? { subject, method, path } : { subject, method, path, time };
 }
 
 /** `limit` and `cursor`, each at most once; anything else is refused. */

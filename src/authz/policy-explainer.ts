@@ -18,6 +18,8 @@ export interface ExplainQuery {
   method: string;
   /** Path (and query) as a client would send it. */
   path: string;
+  /** When the request is made (RFC 3339 with an offset): the policy's request.time; default now. */
+  time?: string | undefined;
 }
 
 export interface Explanation {
@@ -89,6 +91,7 @@ export class PolicyExplainer {
     if (!METHOD.test(method)) throw new InputError(`"${query.method}" is not an HTTP method`);
     if (!query.subject) throw new InputError('a subject (JWT sub or user id) is required');
     if (!query.path.startsWith('/')) throw new InputError('the path must start with /');
+    const receivedAt = query.time === undefined ? undefined : requestTime(query.time);
     const canonical = canonicalizeTarget(query.path).path;
     const sub = (await this.deps.directory.subjectFor(query.subject)) ?? query.subject;
 
@@ -105,7 +108,7 @@ export class PolicyExplainer {
 
     const requestId = `dry-run-${randomUUID()}`;
     const decisionId = randomUUID();
-    const { input, evaluation, shadow, directoryVersion } = await this.deps.judge.judge({ requestId, decisionId, method, path, match, sub, dryRun: true });
+    const { input, evaluation, shadow, directoryVersion } = await this.deps.judge.judge({ requestId, decisionId, method, path, match, sub, receivedAt, dryRun: true });
     const { decision } = evaluation;
     this.deps.recorder.record({
       id: decisionId,
@@ -184,6 +187,15 @@ export class PolicyExplainer {
 }
 
 type Change = Omit<GrantTried, 'result'>;
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
+
+/** Epoch ms of an RFC 3339 date-time with an offset, so a rule on request.time can be tried for any day. */
+export function requestTime(text: string, name = 'time'): number {
+  const ms = RFC3339.test(text) ? Date.parse(text) : NaN;
+  if (!Number.isFinite(ms)) throw new InputError(`${name}: "${text}" is not an RFC 3339 date-time with an offset, e.g. 2026-12-04T10:00:00Z`);
+  return ms;
+}
 
 /** Each granting role as the default role; for a member, also each team that carries one and that they are not in yet (once per team). */
 function candidateChanges(grantedBy: readonly RoleGrant[], membership: Membership | null): Change[] {

@@ -5,7 +5,7 @@ import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { scratchDir, testOpa } from '../../test/support/policy-workspace';
 import { waitFor } from '../../test/support/wait-for';
-import { fileChanges, isEditorScratch, openPolicySource } from './policy-loader';
+import { fileChanges, isEditorScratch, openPolicySource, type PolicySource } from './policy-loader';
 
 let dir: string;
 
@@ -16,19 +16,25 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** Watches `source`, keeping what each change reports; an error from the watch fails the test. */
+function collectChanges(source: PolicySource): { calls: string[][]; stop: () => void } {
+  const calls: string[][] = [];
+  const stop = source.watch(
+    (changed) => calls.push(changed),
+    (error) => {
+      throw error;
+    },
+  );
+  return { calls, stop };
+}
+
 describe('the directory source', () => {
   it('reports the policy files that changed and never the editor scratch files beside them', async () => {
     const source = path.join(dir, 'policies');
     await mkdir(source);
     await writeFile(path.join(source, 'policy.rego'), 'package portcullis\n\ndecision := {"allow": false, "status": 403, "reasons": []}\n');
     const opened = await openPolicySource({ source, entrypoint: 'portcullis/decision', buildDir: path.join(dir, 'build'), toolchain: { opaBin: testOpa() }, pollIntervalMs: 60_000 });
-    const calls: string[][] = [];
-    const stop = opened.watch(
-      (changed) => calls.push(changed),
-      (error) => {
-        throw error;
-      },
-    );
+    const { calls, stop } = collectChanges(opened);
     try {
       for (const name of ['.policy.rego.swp', '.policy.rego.swx', 'policy.rego~', '#policy.rego#', '4913', 'policy_test.rego']) await writeFile(path.join(source, name), 'x');
       await symlink('me@host.1:1', path.join(source, '.#policy.rego'));
@@ -44,13 +50,7 @@ describe('the directory source', () => {
     await mkdir(path.join(source, 'rules'), { recursive: true });
     await writeFile(path.join(source, 'rules', 'rule.rego'), 'package rules\n\nx := 1\n');
     const opened = await openPolicySource({ source, entrypoint: 'rules/x', buildDir: path.join(dir, 'build-moving'), toolchain: { opaBin: testOpa() }, pollIntervalMs: 60_000 });
-    const calls: string[][] = [];
-    const stop = opened.watch(
-      (changed) => calls.push(changed),
-      (error) => {
-        throw error;
-      },
-    );
+    const { calls, stop } = collectChanges(opened);
     try {
       // The subfolder's watch begins asynchronously: a change in it proves it is watched.
       await writeFile(path.join(source, 'rules', 'rule.rego'), 'package rules\n\nx := 2\n');

@@ -244,28 +244,38 @@ class DirectorySource implements PolicySource {
   }
 }
 
-/** A bundle file, e.g. one `portcullis policy build` wrote or a deployment copies in place. */
-class BundleFileSource implements PolicySource {
-  readonly kind = 'bundle';
-  private loadedDigest: string | undefined;
-  private loadedFiles: ReadonlyMap<string, string> | undefined;
+/** What a bundle source loaded last: the same bytes again cost no reload, new ones name the files that changed. */
+class LoadedBundle {
+  private digest: string | undefined;
+  private files: ReadonlyMap<string, string> | undefined;
 
-  constructor(readonly location: string) {}
-
-  async fetch(): Promise<FetchedBundle | undefined> {
-    const bytes = await readFile(this.location);
+  /** The bundle in `bytes`, or undefined when they are the ones loaded last; its `loaded()` also runs `onLoaded`. */
+  async read(bytes: Buffer, onLoaded?: () => void): Promise<FetchedBundle | undefined> {
     const digest = createHash('sha256').update(bytes).digest('hex');
-    if (digest === this.loadedDigest) return undefined;
+    if (digest === this.digest) return undefined;
     const bundle = await readBundle(bytes);
     const files = bundleDigests(bundle);
     return {
       bundle,
-      changes: this.loadedFiles ? fileChanges(this.loadedFiles, files) : [],
+      changes: this.files ? fileChanges(this.files, files) : [],
       loaded: () => {
-        this.loadedDigest = digest;
-        this.loadedFiles = files;
+        this.digest = digest;
+        this.files = files;
+        onLoaded?.();
       },
     };
+  }
+}
+
+/** A bundle file, e.g. one `portcullis policy build` wrote or a deployment copies in place. */
+class BundleFileSource implements PolicySource {
+  readonly kind = 'bundle';
+  private readonly last = new LoadedBundle();
+
+  constructor(readonly location: string) {}
+
+  async fetch(): Promise<FetchedBundle | undefined> {
+    return this.last.read(await readFile(this.location));
   }
 
   watch(onChange: (changed: string[]) => void, onError: (error: Error) => void): () => void {
@@ -282,8 +292,7 @@ const MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
 class UrlSource implements PolicySource {
   readonly kind = 'url';
   private loadedEtag: string | undefined;
-  private loadedDigest: string | undefined;
-  private loadedFiles: ReadonlyMap<string, string> | undefined;
+  private readonly last = new LoadedBundle();
 
   constructor(
     readonly location: string,
@@ -313,22 +322,9 @@ class UrlSource implements PolicySource {
     if (bytes.length > MAX_BUNDLE_BYTES) throw new Error(`the bundle at ${this.location} is larger than ${MAX_BUNDLE_BYTES} bytes`);
     const etag = response.headers.get('etag') ?? undefined;
     // A server without ETags still costs no reload when the bytes are the same.
-    const digest = createHash('sha256').update(bytes).digest('hex');
-    if (digest === this.loadedDigest) {
-      this.loadedEtag = etag;
-      return undefined;
-    }
-    const bundle = await readBundle(bytes);
-    const files = bundleDigests(bundle);
-    return {
-      bundle,
-      changes: this.loadedFiles ? fileChanges(this.loadedFiles, files) : [],
-      loaded: () => {
-        this.loadedEtag = etag;
-        this.loadedDigest = digest;
-        this.loadedFiles = files;
-      },
-    };
+    const fetched = await this.last.read(bytes, () => (this.loadedEtag = etag));
+    if (!fetched) this.loadedEtag = etag;
+    return fetched;
   }
 
   watch(onChange: (changed: string[]) => void): () => void {

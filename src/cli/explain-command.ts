@@ -12,7 +12,7 @@ import { routeTable } from '../app';
 import { BatchingDecisionRecorder } from '../audit/batching-decision-recorder';
 import { PgDecisionStore } from '../audit/pg-decision-store';
 import { PgShadowDisagreementStore } from '../audit/pg-shadow-disagreement-store';
-import { PolicyExplainer, type ExplainQuery, type Explanation, type GrantTried } from '../authz/policy-explainer';
+import { PolicyExplainer, requestTime, type ExplainQuery, type Explanation, type GrantTried } from '../authz/policy-explainer';
 import { setUpPolicies } from '../authz/policy-setup';
 import { RequestJudge } from '../authz/request-judge';
 import type { PolicyDecision } from '../authz/policy-engine';
@@ -31,18 +31,21 @@ export function registerExplainCommand(program: Command, ctx: CliContext): void 
     .description('judge a request for a subject without a token and say why it is allowed or denied (recorded as a dry run)')
     .requiredOption('--as <subject>', 'the JWT sub, or the users.id, to judge the request for')
     .option('--json', 'print the explanation as JSON (the same as POST /admin/v1/evaluate)')
+    .option('--at <time>', "the request's time (RFC 3339, e.g. 2026-12-04T10:00:00Z), for rules on request.time (default: now)")
     .option('--state-dir <dir>', 'without a configuration file: the running demo\'s state folder (default: $PORTCULLIS_STATE_DIR, else .portcullis/ in the project)')
     .argument('<method>', 'HTTP method, e.g. DELETE')
     .argument('<path>', 'request path, e.g. /orgs/acme')
-    .action(async (method: string, requestPath: string, options: { as: string; json?: boolean; stateDir?: string }) => {
-      const query = { subject: options.as, method, path: requestPath };
+    .action(async (method: string, requestPath: string, options: { as: string; json?: boolean; at?: string; stateDir?: string }) => {
+      // Checked here too, so the error names the flag rather than the API's field.
+      if (options.at !== undefined) requestTime(options.at, '--at');
+      const query: ExplainQuery = { subject: options.as, method, path: requestPath, time: options.at };
       const explanation = ctx.configFile() ? await explainStandalone(ctx, query) : await explainWithDemo(ctx, query, options.stateDir);
       if (options.json) ctx.io.out(JSON.stringify(explanation, null, 2));
       else for (const line of formatExplanation(explanation)) ctx.io.out(line);
     });
 }
 
-async function explainStandalone(ctx: CliContext, query: { subject: string; method: string; path: string }): Promise<Explanation> {
+async function explainStandalone(ctx: CliContext, query: ExplainQuery): Promise<Explanation> {
   const { config, file } = ctx.requireConfig();
   const logger = pino({ name: 'portcullis', level: ctx.io.env.LOG_LEVEL ?? 'warn' }, pino.destination(2));
   const cleanup: Array<() => Promise<void> | void> = [];
@@ -127,7 +130,10 @@ export function formatExplanation(e: Explanation): string[] {
       lines.push(`membership  not a member of ${org}`);
     }
   }
-  lines.push(`facts       ${JSON.stringify(e.facts)}`, '');
+  lines.push(`facts       ${JSON.stringify(e.facts)}`);
+  const time = e.input?.request.time;
+  if (time) lines.push(`time        ${time} (${new Date(time).toLocaleDateString('en-US', { weekday: 'long', timeZone: 'UTC' })}, UTC)`);
+  lines.push('');
   lines.push(`decision    ${verdict(e.result)}  (policy ${e.revision}, ${e.latency_us} µs)`);
   for (const reason of e.result.reasons) lines.push(`  - ${reason}`);
   if (e.missing_permission) lines.push('', ...whatWouldAllowIt(e.missing_permission, e.membership !== null));

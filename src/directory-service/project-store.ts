@@ -4,6 +4,7 @@
 import type { Knex } from 'knex';
 import { ConflictError } from '../http/errors';
 import { isUuid } from '../db/uuid';
+import { writeInOrganization } from './organization-write';
 
 export interface ProjectRow {
   id: string;
@@ -22,8 +23,6 @@ export function toProject(row: ProjectRow): Project {
   return { id: row.id, slug: row.slug, name: row.name };
 }
 
-const UNIQUE_VIOLATION = '23505';
-const FOREIGN_KEY_VIOLATION = '23503';
 const COLUMNS = ['id', 'organization_id', 'slug', 'name'] as const;
 
 export class ProjectStore {
@@ -70,16 +69,8 @@ export class ProjectStore {
     await this.db('projects').where({ id: project.id }).delete();
   }
 
-  private async guarded<T>(slug: string, write: () => Promise<T>): Promise<T> {
-    try {
-      return await write();
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code === UNIQUE_VIOLATION) throw slugTaken(slug, error);
-      // The organization was deleted by a transaction that committed after it was resolved.
-      if (code === FOREIGN_KEY_VIOLATION) throw new ConflictError('the organization no longer exists', { cause: error });
-      throw error;
-    }
+  private guarded<T>(slug: string, write: () => Promise<T>): Promise<T> {
+    return writeInOrganization(write, (cause) => slugTaken(slug, cause));
   }
 }
 

@@ -4,6 +4,7 @@
 import type { Knex } from 'knex';
 import { ConflictError, ForbiddenError } from '../http/errors';
 import { isUuid } from '../db/uuid';
+import { writeInOrganization } from './organization-write';
 
 export interface RoleRow {
   id: string;
@@ -23,9 +24,7 @@ export function toRole(row: RoleRow): Role {
   return { id: row.id, name: row.name, permissions: [...row.permissions].sort(), builtin: row.organization_id === null };
 }
 
-const UNIQUE_VIOLATION = '23505';
 const CHECK_VIOLATION = '23514';
-const FOREIGN_KEY_VIOLATION = '23503';
 /** Migration 20261130000004: an organization's role cannot take a built-in role's name. */
 const RESERVED_NAMES_CONSTRAINT = 'roles_builtin_names_reserved';
 /** How many holders of each kind a refused deletion names. */
@@ -129,14 +128,12 @@ export class RoleStore {
   /** Runs a write, turning the reserved-name constraint and a lost race on the name into 409s. */
   private async guarded<T>(name: string, write: () => Promise<T>): Promise<T> {
     try {
-      return await write();
+      return await writeInOrganization(write, (cause) => nameTaken(name, cause));
     } catch (error) {
       const { code, constraint } = error as { code?: string; constraint?: string };
       if (code === CHECK_VIOLATION && constraint === RESERVED_NAMES_CONSTRAINT) {
         throw new ConflictError(`'${name}' is the name of a built-in role; choose another name`, { cause: error });
       }
-      if (code === UNIQUE_VIOLATION) throw nameTaken(name, error);
-      if (code === FOREIGN_KEY_VIOLATION) throw new ConflictError('the organization no longer exists', { cause: error });
       throw error;
     }
   }

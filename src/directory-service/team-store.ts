@@ -4,6 +4,7 @@
 import type { Knex } from 'knex';
 import { ConflictError, InputError } from '../http/errors';
 import { isUuid } from '../db/uuid';
+import { writeInOrganization } from './organization-write';
 import type { RoleRow } from './role-store';
 
 export interface TeamRow {
@@ -25,9 +26,6 @@ export interface TeamMember {
   email: string | null;
   display_name: string | null;
 }
-
-const UNIQUE_VIOLATION = '23505';
-const FOREIGN_KEY_VIOLATION = '23503';
 
 // The team with what its representation needs: counted roles and its number of members.
 const TEAM_COLUMNS = (db: Knex | Knex.Transaction) => [
@@ -154,16 +152,8 @@ export class TeamStore {
     return (await this.db('team_roles').where({ team_id: team.id, role_id: role.id }).delete()) > 0;
   }
 
-  private async guarded<T>(name: string, write: () => Promise<T>): Promise<T> {
-    try {
-      return await write();
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code === UNIQUE_VIOLATION) throw nameTaken(name, error);
-      // The organization was deleted by a transaction that committed after it was resolved.
-      if (code === FOREIGN_KEY_VIOLATION) throw new ConflictError('the organization no longer exists', { cause: error });
-      throw error;
-    }
+  private guarded<T>(name: string, write: () => Promise<T>): Promise<T> {
+    return writeInOrganization(write, (cause) => nameTaken(name, cause));
   }
 }
 

@@ -1,3 +1,4 @@
+import { mulberry32 } from '../../test/support/seeded-random';
 import { InputError } from './errors';
 import { canonicalizeTarget, decodeSegment, MAX_PATH_LENGTH, MAX_PATH_SEGMENTS } from './normalize-path';
 
@@ -190,17 +191,6 @@ describe('canonicalizeTarget', () => {
       '%C3%A9', '%c0%af', '%80', '%E0%80%AF', '%ED%A0%80', '%F4%8F%BF%BF', '%F4%90', '%e2%82%ac', '%bf',
     ];
     const CANONICAL = /^\/(?:(?:[A-Za-z0-9\-._~!$&'()*+,=:@]|%[0-9A-F]{2})+(?:\/(?:[A-Za-z0-9\-._~!$&'()*+,=:@]|%[0-9A-F]{2})+)*)?$/;
-
-    function mulberry32(seed: number): () => number {
-      let state = seed >>> 0;
-      return () => {
-        state = (state + 0x6d2b79f5) >>> 0;
-        let t = state;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-      };
-    }
 
     /** Byte-wise percent-decoding of one segment; letter case is meaning. */
     function meaning(segment: string): string {

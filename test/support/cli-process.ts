@@ -3,8 +3,10 @@
 // cleared so a developer's own environment never leaks into a test.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { projectRoot } from '../../src/project-root';
+import { AUDIENCE, ISSUER } from './token-issuer';
 
 export const BIN = path.join(projectRoot, 'bin', 'portcullis.js');
 
@@ -37,3 +39,36 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = projec
   });
 }
 
+/** Resolves with the gateway URL once `serve` logs that it is ready; `output()` is everything it printed. */
+export function whenReady(child: ChildProcessWithoutNullStreams): { gatewayUrl: Promise<string>; output: () => string } {
+  let output = '';
+  const gatewayUrl = new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const ready = /"gateway":"(http:\/\/[^"]+)".*portcullis is ready/.exec(output);
+      if (ready) resolve(ready[1]!);
+    });
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('close', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
+  });
+  return { gatewayUrl, output: () => output };
+}
+
+/**
+ * `portcullis explain <args>` standalone, with a config written in `work` that names the database
+ * and the policy; explain calls no upstream, so every service points at a closed port.
+ */
+export async function runExplain(work: string, settings: { databaseUrl: string; policySource: string }, args: string[]): Promise<CliRun> {
+  const config = path.join(work, 'explain.yaml');
+  await writeFile(
+    config,
+    [
+      `database: { url: "${settings.databaseUrl}" }`,
+      `auth: { issuer: "${ISSUER}", audience: ${AUDIENCE}, jwks_file: jwks.json }`,
+      `policy: { source: "${settings.policySource}" }`,
+      'services:',
+      ...['organizations', 'projects', 'credentials', 'users'].map((name) => `  ${name}: { url: "http://127.0.0.1:9" }`),
+    ].join('\n'),
+  );
+  return runCli(['explain', ...args, '--config', config]);
+}
