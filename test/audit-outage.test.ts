@@ -188,6 +188,14 @@ describe('audit.mode: strict', () => {
     expect(await h.database.db('decisions').where({ id }).first('allow', 'status')).toEqual({ allow: true, status: 200 });
   });
 
+  it('answers a denial only once its decision is in PostgreSQL, so no answered decision id can lack its record', async () => {
+    const res = await h.request('/orgs/globex', { token: alice });
+    expect(res.status).toBe(403);
+    const id = res.headers.get('x-portcullis-decision');
+    // No flush, no waiting: the denial was durable before it was answered.
+    expect(await h.database.db('decisions').where({ id }).first('allow', 'status')).toEqual({ allow: false, status: 403 });
+  });
+
   it('refuses with 503 and forwards nothing when the record can be neither written nor spooled', async () => {
     const received = h.upstreams.organizations.received.length;
     await h.database.db.raw('alter table decisions rename to decisions_away');

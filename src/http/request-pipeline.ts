@@ -318,8 +318,8 @@ export class RequestPipeline {
       { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, action: judgement.match.action, status: problem.status, code: decision.code, reasons: decision.reasons },
       'request denied',
     );
-    this.record(req, judgement, problem.status, decision.reasons);
-    sendProblem(res, problem);
+    const record = (durably: boolean) => this.record(req, judgement, problem.status, decision.reasons, undefined, durably);
+    this.answerOnceRecorded(judgement, record, () => sendProblem(res, problem));
   }
 
   /** Any failure before forwarding is a recorded deny (fail closed, R8). */
@@ -337,8 +337,28 @@ export class RequestPipeline {
     const context = { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, ...cause };
     if (problem.status >= 500) this.stages.logger.error(context, 'request failed closed');
     else this.stages.logger.info(context, 'request denied');
-    this.record(req, judgement, problem.status, [problem.detail], code);
-    sendProblem(res, problem, error);
+    const record = (durably: boolean) => this.record(req, judgement, problem.status, [problem.detail], code, durably);
+    this.answerOnceRecorded(judgement, record, () => sendProblem(res, problem, error));
+  }
+
+  /**
+   * audit.mode strict: a denial or failure is answered only once its record is durable, so a
+   * gateway killed right after answering never leaves a client holding a decision id with no
+   * record. A record that can be neither written nor spooled does not turn a denial into
+   * anything else: the client is still denied, and the record waits in memory like any
+   * async one, to be written once PostgreSQL takes records again.
+   */
+  private answerOnceRecorded(judgement: Judgement, record: (durably: boolean) => Promise<void> | undefined, answer: () => void): void {
+    const durable = record(this.stages.strictAudit === true);
+    if (!durable) {
+      answer();
+      return;
+    }
+    durable.then(answer, (error: unknown) => {
+      this.stages.logger.error({ requestId: judgement.requestId, decisionId: judgement.decisionId, err: error }, 'a denial could not be recorded durably; answered, and its record kept in memory');
+      record(false);
+      answer();
+    });
   }
 
   /** Forwarding failures after an allow: the decision is recorded when the response ends, only answer. */
