@@ -82,6 +82,8 @@ describe('portcullis demo', () => {
     try {
       const printed = demo.output();
       expect(printed).toMatch(/demo data loaded/);
+      // Development keys are the demo's own: no production warning about generated keys.
+      expect(printed).not.toMatch(/checkpoint_key_file is not set/);
       const { scenarios, story } = printedCommands(printed);
       expect(scenarios).toHaveLength(8);
       const seen = [];

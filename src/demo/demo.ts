@@ -11,6 +11,7 @@ import { Portcullis } from '../app';
 import type { ToolchainOptions } from '../authz/opa-toolchain';
 import type { PortcullisConfig } from '../config/config-schema';
 import { parseConfig } from '../config/load-config';
+import { CheckpointSigner } from '../audit/checkpoint-key';
 import { DirectoryService } from '../directory-service/directory-service';
 import { projectRoot } from '../project-root';
 import type { Logger } from 'pino';
@@ -73,6 +74,10 @@ export class Demo {
       }
       for (const name of ECHO_SERVICES) echoes.push(await startEchoService(name));
       const identity = await ensureDevIdentity(options.stateDir);
+      // The demo's checkpoint key is made here on purpose, like its development identity, so the
+      // production warning about a generated key (audit.checkpoint_key_file unset) stays quiet.
+      const checkpointKey = path.join(options.stateDir, 'checkpoint-key.pem');
+      await CheckpointSigner.open(undefined, options.stateDir);
       const adminToken = randomBytes(18).toString('base64url');
       const [gatewayPort, adminPort] = [await availablePort(options.host, options.port), await availablePort(options.host, options.adminPort)];
       // One configuration for both: the directory service's (no services) and then the gateway's.
@@ -86,6 +91,7 @@ export class Demo {
             policy: { source: path.join(projectRoot, 'policies'), ...(options.shadow ? { shadow: { source: options.shadow } } : {}) },
             // The directory service verifies the gateway's assertions with this key's public half.
             assertion: { signing_key_file: identity.assertionKeyFile },
+            audit: { checkpoint_key_file: checkpointKey },
             directory: { host: options.host, port: 0 },
             services,
           },
