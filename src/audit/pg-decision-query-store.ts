@@ -85,7 +85,8 @@ export const CANONICAL_CONTENT_SQL = `(jsonb_build_object(
     || case when code is null then '{}'::jsonb else jsonb_build_object('code', code) end
     || case when code_params is null then '{}'::jsonb else jsonb_build_object('code_params', code_params) end)::text`;
 
-function summary(row: Record<string, unknown>): DecisionSummary {
+/** A decisions row (as selected by the stores that list records) as the API's summary. */
+export function decisionSummaryOf(row: Record<string, unknown>): DecisionSummary {
   return {
     id: row.id as string,
     seq: Number(row.seq),
@@ -120,14 +121,14 @@ export class PgDecisionQueryStore implements ChainReader {
     const query = this.filtered(filter).select(SUMMARY).orderBy('seq', 'desc').limit(limit + 1);
     if (options.beforeSeq !== undefined) query.where('seq', '<', options.beforeSeq);
     const rows = (await query) as Record<string, unknown>[];
-    return { decisions: rows.slice(0, limit).map(summary), more: rows.length > limit };
+    return { decisions: rows.slice(0, limit).map(decisionSummaryOf), more: rows.length > limit };
   }
 
   async get(id: string): Promise<DecisionDetail | undefined> {
     if (!isUuid(id)) return undefined;
     const row = (await this.db('decisions').select(DETAIL).where({ id }).first()) as Record<string, unknown> | undefined;
     if (!row) return undefined;
-    const base = summary(row);
+    const base = decisionSummaryOf(row);
     return {
       ...base,
       resource: row.resource as Record<string, unknown>,
@@ -147,7 +148,7 @@ export class PgDecisionQueryStore implements ChainReader {
   /** Records with seq > afterSeq, oldest first: what `tail` prints next. */
   async after(afterSeq: number, filter: DecisionFilter, limit: number): Promise<DecisionSummary[]> {
     const rows = (await this.filtered(filter).select(SUMMARY).where('seq', '>', afterSeq).orderBy('seq').limit(limit)) as Record<string, unknown>[];
-    return rows.map(summary);
+    return rows.map(decisionSummaryOf);
   }
 
   /** The seq of the newest record (0 when there is none). */

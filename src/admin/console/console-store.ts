@@ -3,7 +3,7 @@
 // decisions page's filters beyond the admin API's, and the read-only directory pages.
 import type { Knex } from 'knex';
 import { isUuid } from '../../db/uuid';
-import { whereDecisionFilter, type DecisionFilter, type DecisionSummary } from '../../audit/pg-decision-query-store';
+import { decisionSummaryOf, whereDecisionFilter, type DecisionFilter, type DecisionSummary } from '../../audit/pg-decision-query-store';
 
 export type Outcome = 'allowed' | 'denied' | 'failed';
 
@@ -130,13 +130,13 @@ export class ConsoleStore {
     const query = this.filtered(filter).select(SUMMARY).orderBy('seq', 'desc').limit(options.limit + 1);
     if (options.beforeSeq !== undefined) query.where('seq', '<', options.beforeSeq);
     const rows = (await query) as Record<string, unknown>[];
-    return { decisions: rows.slice(0, options.limit).map(summary), more: rows.length > options.limit };
+    return { decisions: rows.slice(0, options.limit).map(decisionSummaryOf), more: rows.length > options.limit };
   }
 
   /** Records newer than `afterSeq` matching the filter, oldest first (the live stream). */
   async decisionsAfter(filter: ConsoleFilter, afterSeq: number, limit: number): Promise<DecisionSummary[]> {
     const rows = (await this.filtered(filter).select(SUMMARY).where('seq', '>', afterSeq).orderBy('seq').limit(limit)) as Record<string, unknown>[];
-    return rows.map(summary);
+    return rows.map(decisionSummaryOf);
   }
 
   async lastSeq(): Promise<number> {
@@ -246,25 +246,4 @@ export class ConsoleStore {
     if (filter.requestId !== undefined) query.where('request_id', filter.requestId);
     return query;
   }
-}
-
-function summary(row: Record<string, unknown>): DecisionSummary {
-  return {
-    id: row.id as string,
-    seq: Number(row.seq),
-    time: (row.time as Date).toISOString(),
-    request_id: row.request_id as string,
-    subject: row.subject as string | null,
-    user_id: row.user_id as string | null,
-    organization: row.organization as string | null,
-    action: row.action as string,
-    method: row.method as string,
-    path: row.path as string,
-    allow: row.allow as boolean,
-    status: row.status as number,
-    reasons: row.reasons as string[],
-    policy_revision: row.policy_revision as string | null,
-    eval_latency_us: row.eval_latency_us as number | null,
-    dry_run: row.dry_run === true,
-  };
 }
