@@ -24,9 +24,9 @@ import { createDatabase, migrateToLatest, migrationConfig } from './db/database'
 import { EmbeddedDatabase } from './db/embedded-database';
 import { createDirectoryCaches } from './directory/directory-caches';
 import { PgGrantDirectory } from './directory/pg-grant-directory';
-import { createGatewayApp, type GatewayMiddleware } from './gateway-app';
-import { ConfigError } from './http/errors';
-import { RequestPipeline } from './http/request-pipeline';
+import { createGatewayApp, type GatewayMiddleware } from './gateway/gateway-app';
+import { ConfigError } from './base/errors';
+import { RequestPipeline } from './gateway/request-pipeline';
 import { HttpProxyForwarder } from './proxy/forwarder';
 import { IdentityAssertionSigner } from './proxy/identity-assertion';
 import { defaultRoutes } from './routes/default-routes';

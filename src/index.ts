@@ -8,7 +8,7 @@ import { Portcullis } from './app';
 import type { ToolchainOptions } from './authz/opa-toolchain';
 import type { configSchema, PortcullisConfig } from './config/config-schema';
 import { parseConfig, type Environment } from './config/load-config';
-import type { GatewayMiddleware } from './gateway-app';
+import type { GatewayMiddleware } from './gateway/gateway-app';
 
 /** The configuration as written in portcullis.yaml (README "Configuration"), before defaults. */
 export type PortcullisSettings = z.input<typeof configSchema>;

@@ -2,7 +2,7 @@
 // the integrity rules hold at the store level, including under interleaved transactions
 // (one is held open while the other runs, so the interleaving is certain, not hoped for).
 import type { Knex } from 'knex';
-import { ConflictError, ForbiddenError } from '../src/http/errors';
+import { ConflictError, ForbiddenError } from '../src/base/errors';
 import { InvitationStore } from '../src/directory-service/invitation-store';
 import { MemberStore } from '../src/directory-service/member-store';
 import { OrganizationStore } from '../src/directory-service/organization-store';

@@ -4,7 +4,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { canonicalizeTarget } from '../src/http/normalize-path';
-import { InputError } from '../src/http/errors';
+import { InputError } from '../src/base/errors';
 import { seedDirectory } from './support/directory-fixtures';
 import type { EchoedRequest } from './support/echo-upstream';
 import { startHarness, type Harness } from './support/gateway-harness';

@@ -4,7 +4,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type Express, type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Registry } from 'prom-client';
 import type { PolicyEngine } from '../authz/policy-engine';
-import { AuthenticationError, NotFoundError } from '../http/errors';
+import { AuthenticationError, NotFoundError } from '../base/errors';
 import { errorProblem, sendProblem } from '../http/problem';
 
 export interface AdminDependencies {

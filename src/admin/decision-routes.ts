@@ -8,7 +8,7 @@ import { openDecisionQuery } from '../audit/decision-cursor';
 import { filterTextSchema, parseInput } from '../audit/decision-filter';
 import type { DecisionSummary, PgDecisionQueryStore } from '../audit/pg-decision-query-store';
 import { MAX_PAGE } from '../audit/pg-decision-query-store';
-import { DependencyError, InputError, NotFoundError } from '../http/errors';
+import { DependencyError, InputError, NotFoundError } from '../base/errors';
 import { errorProblem, sendProblem } from '../http/problem';
 
 export interface DecisionRouteDependencies {

@@ -8,7 +8,7 @@ import { MAX_DISAGREEMENT_PAGE, type PgShadowDisagreementStore } from '../audit/
 import type { ExplainQuery, PolicyExplainer } from '../authz/policy-explainer';
 import type { PolicyManager, PolicyState } from '../authz/policy-manager';
 import type { ShadowPolicy } from '../authz/shadow-policy';
-import { InputError, PolicyRejectedError } from '../http/errors';
+import { InputError, PolicyRejectedError } from '../base/errors';
 import { errorProblem, sendProblem } from '../http/problem';
 
 export interface PolicyRouteDependencies {

@@ -4,7 +4,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 
 /** The chain head as a checkpoint signs it. */
 export interface CheckpointClaim {

@@ -4,7 +4,7 @@
 // the filters and that window, so a cursor replayed with other filters is refused.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 import { parseDecisionFilter, parseInput, type FilterText } from './decision-filter';
 import type { DecisionFilter } from './pg-decision-query-store';
 import { parseTimeBound } from './time-bound';

@@ -2,7 +2,7 @@
 // checked once with zod: `allow` is true or false, no value carries a NUL (PostgreSQL text
 // cannot), times are ISO-8601 or a duration back from now.
 import { z } from 'zod';
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 import type { DecisionFilter } from './pg-decision-query-store';
 import { parseTimeBound } from './time-bound';
 

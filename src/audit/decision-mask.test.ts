@@ -1,6 +1,6 @@
 // audit.mask: JSON pointers erase values from the stored input (and resource), without
 // touching the objects the request pipeline (or a cache) still holds.
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { DecisionMask } from './decision-mask';
 import type { DecisionRecord } from './decision-record';
 

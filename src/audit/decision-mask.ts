@@ -1,7 +1,7 @@
 // `audit.mask`: JSON Pointers (RFC 6901) into the policy input whose values are erased before
 // a decision is hashed, stored or exported. Pointers under /resource also erase from the
 // record's resource. A `*` segment matches every member of an object or array.
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import type { DecisionRecord } from './decision-record';
 
 export class DecisionMask {

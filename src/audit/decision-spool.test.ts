@@ -5,7 +5,7 @@ import { appendFile, mkdtemp, readFile, readlink, rm, stat, utimes, writeFile } 
 import os from 'node:os';
 import path from 'node:path';
 import { waitFor } from '../../test/support/wait-for';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { prepareDecision, type PreparedDecision } from './decision-chain';
 import type { DecisionRecord } from './decision-record';
 import { DecisionSpool } from './decision-spool';

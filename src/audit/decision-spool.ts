@@ -5,7 +5,7 @@
 // heartbeat, not a pid, so containers sharing a volume exclude each other too).
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { preparedFromContent, type PreparedDecision } from './decision-chain';
 import { SpoolLock, type SpoolLockOptions } from './spool-lock';
 

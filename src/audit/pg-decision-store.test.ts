@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Knex } from 'knex';
 import { createDatabase } from '../db/database';
-import { DependencyError } from '../http/errors';
+import { DependencyError } from '../base/errors';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { waitFor } from '../../test/support/wait-for';
 import { BatchingDecisionRecorder } from './batching-decision-recorder';

@@ -4,7 +4,7 @@
 // id is already stored (under any time: `decision_ids` keys the id alone) are skipped, so
 // replaying a batch (from the spool) is exactly once.
 import type { Knex } from 'knex';
-import { DependencyError } from '../http/errors';
+import { DependencyError } from '../base/errors';
 import { chainHash, type PreparedDecision } from './decision-chain';
 import { DECISION_LOG_LOCK, monthOf, PgDecisionPartitions } from './pg-decision-partitions';
 

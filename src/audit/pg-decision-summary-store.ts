@@ -1,7 +1,7 @@
 // Counts of decisions grouped by one column (`decisions summary --by`), with allows and denials
 // apart: "denials by reason code in the last hour" without SQL.
 import type { Knex } from 'knex';
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 import { whereDecisionFilter, type DecisionFilter } from './pg-decision-query-store';
 
 /** What `--by` names, and the column it groups by. */

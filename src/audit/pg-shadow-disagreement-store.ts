@@ -5,7 +5,7 @@
 // newest first, a page at a time (admin API, `portcullis policy disagreements`).
 import type { Knex } from 'knex';
 import { isUuid } from '../db/uuid';
-import { DependencyError } from '../http/errors';
+import { DependencyError } from '../base/errors';
 import type { PolicyDecision } from '../authz/policy-engine';
 import type { DecisionMask } from './decision-mask';
 

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, openSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 
 const FILE = 'spool.lock';
 /** A lock whose heartbeat is older than this is a crashed owner's. */

@@ -1,7 +1,7 @@
 // Time bounds as operators type them: a time without an offset, like a date, is UTC; impossible
 // dates and instants PostgreSQL cannot hold are refused. (The same reading in a non-UTC machine
 // zone, through the real CLI, is pinned in test/audit-query.test.ts.)
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 import { parseTimeBound } from './time-bound';
 
 const NOW = new Date('2026-11-30T12:00:00.000Z');

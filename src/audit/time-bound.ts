@@ -1,7 +1,7 @@
 // Time bounds as operators type them: an ISO-8601 date or timestamp, or a duration back from
 // now (`90s`, `30m`, `24h`, `7d`, `2w`). A date, or a time without an offset, is UTC (never the
 // machine's zone), and a bound must be a real instant PostgreSQL can compare with.
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 
 const UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 

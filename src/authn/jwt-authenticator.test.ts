@@ -6,7 +6,7 @@ import path from 'node:path';
 import { CompactSign, exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK, type JWTPayload, type KeyLike } from 'jose';
 import type { PortcullisConfig } from '../config/config-schema';
 import { waitFor } from '../../test/support/wait-for';
-import { AuthenticationError } from '../http/errors';
+import { AuthenticationError } from '../base/errors';
 import { JwtAuthenticator } from './jwt-authenticator';
 
 type Alg = 'RS256' | 'ES256' | 'EdDSA';

@@ -17,7 +17,7 @@ import {
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { PortcullisConfig } from '../config/config-schema';
-import { AuthenticationError } from '../http/errors';
+import { AuthenticationError } from '../base/errors';
 import { profileClaims, type Authenticator, type Principal } from './authenticator';
 import { discoverJwksUri } from './oidc-discovery';
 

@@ -3,7 +3,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { buildBundle, generateSigningKeys, rewriteBundle, scratchDir, type SigningKeys } from '../../test/support/policy-workspace';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { BundleSignatureError, BundleVerifier, signingAlgorithmFor } from './bundle-signature';
 import { readBundle } from './policy-bundle';
 

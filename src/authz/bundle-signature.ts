@@ -5,7 +5,7 @@ import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'n
 import { readFile } from 'node:fs/promises';
 import { compactVerify, importSPKI, type KeyLike } from 'jose';
 import { isLosslessNumber, parse as parseLossless } from 'lossless-json';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 
 export const SIGNATURES_FILE = '.signatures.json';
 

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { DecisionRecorder } from '../audit/decision-record';
 import type { Membership } from '../directory/subject';
 import type { OrganizationGrants, RoleGrant } from '../directory/pg-grant-directory';
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 import { canonicalizeTarget } from '../http/normalize-path';
 import type { RouteMatcher } from '../routes/route';
 import type { PolicyDecision, PolicyEngine, PolicyInput } from './policy-engine';

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { buildWasmBundle, PolicyCompileError, resolveOpa, sourceSnapshot, type ToolchainOptions } from './opa-toolchain';
 import { readBundle, type PolicyBundle } from './policy-bundle';
 

@@ -4,7 +4,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { generateSigningKeys, scratchDir, testOpa } from '../../test/support/policy-workspace';
 import { configSchema } from '../config/config-schema';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { setUpPolicies } from './policy-setup';
 
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined } as never;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { ShadowDisagreementStore } from '../audit/pg-shadow-disagreement-store';
 import type { PortcullisConfig } from '../config/config-schema';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { BundleVerifier } from './bundle-signature';
 import type { ToolchainOptions } from './opa-toolchain';
 import { openPolicySource } from './policy-loader';

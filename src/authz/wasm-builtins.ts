@@ -3,7 +3,7 @@
 // JavaScript, this module provides the time built-ins (time.now_ns is the request's time, read
 // from the input, so replaying a recorded input decides the same), and a policy that imports
 // any other is refused when it is built, tested or loaded instead of failing on every request.
-import { PolicyError } from '../http/errors';
+import { PolicyError } from '../base/errors';
 
 /** Built-ins opa-wasm 1.10 implements in JavaScript (its src/builtins; a unit test keeps this in step). */
 export const JS_RUNTIME_BUILTINS: readonly string[] = ['json.is_valid', 'regex.split', 'sprintf', 'yaml.is_valid', 'yaml.marshal', 'yaml.unmarshal'];

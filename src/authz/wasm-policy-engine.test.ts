@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PolicyError } from '../http/errors';
+import { PolicyError } from '../base/errors';
 import { buildWasmBundle } from './opa-toolchain';
 import { readBundle, type PolicyBundle } from './policy-bundle';
 import type { PolicyInput } from './policy-engine';

@@ -11,7 +11,7 @@
 // The host's built-ins come from ./wasm-builtins: time.now_ns() is the evaluating input's
 // request.time_ns, and a policy importing a built-in nobody provides is refused at load.
 import { loadPolicy, loadPolicySync, type LoadedPolicy } from '@open-policy-agent/opa-wasm';
-import { PolicyError, toError } from '../http/errors';
+import { PolicyError, toError } from '../base/errors';
 import type { PolicyBundle } from './policy-bundle';
 import type { PolicyDecision, PolicyEngine, PolicyEvaluation, PolicyInput } from './policy-engine';
 import { checkBuiltins, hostBuiltins, importedBuiltins } from './wasm-builtins';

@@ -8,7 +8,7 @@ import type { ToolchainOptions } from '../authz/opa-toolchain';
 import type { PortcullisConfig } from '../config/config-schema';
 import { loadConfigFile } from '../config/load-config';
 import { EmbeddedDatabase } from '../db/embedded-database';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { projectRoot } from '../project-root';
 
 export interface Io {

@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { regressionTests } from '../audit/decision-regression-test';
 import { PgDecisionQueryStore, type DecisionDetail, type DecisionSummary } from '../audit/pg-decision-query-store';
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 import type { CliContext } from './cli-context';
 import { withDecisionLog } from './decisions-database';
 import { registerExportCommand } from './decisions-export';

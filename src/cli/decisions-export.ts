@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { EXPORT_FORMATS, exportEndLine, exportHeader, exportLine, type ExportEnd, type ExportFormat } from '../audit/decision-export-file';
 import { PgDecisionExportStore } from '../audit/pg-decision-export-store';
 import { parseTimeBound } from '../audit/time-bound';
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 import type { CliContext } from './cli-context';
 import { withDecisionLog } from './decisions-database';
 

@@ -6,7 +6,7 @@ import type { Knex } from 'knex';
 import { parseDecisionFilter, type FilterText } from '../audit/decision-filter';
 import { PgDecisionPeople } from '../audit/pg-decision-people';
 import type { DecisionFilter } from '../audit/pg-decision-query-store';
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 
 export interface FilterOptions extends FilterText {
   user?: string;

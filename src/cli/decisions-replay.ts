@@ -12,7 +12,7 @@ import { buildWasmBundle, resolveOpa } from '../authz/opa-toolchain';
 import { readBundle } from '../authz/policy-bundle';
 import type { PolicyEngine } from '../authz/policy-engine';
 import { WasmPolicyEngine } from '../authz/wasm-policy-engine';
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 import { check, usageErrorsCouldNotCheck } from './check-command';
 import type { CliContext } from './cli-context';
 import { withDecisionLog } from './decisions-database';

@@ -3,7 +3,7 @@
 // `--dry-run true` asks for them.
 import type { Command } from 'commander';
 import { NoCodeColumnError, PgDecisionSummaryStore, SUMMARY_COLUMNS, type SummaryBy, type SummaryRow } from '../audit/pg-decision-summary-store';
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 import { COULD_NOT_CHECK } from './check-command';
 import type { CliContext } from './cli-context';
 import { withDecisionLog } from './decisions-database';

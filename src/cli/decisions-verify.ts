@@ -12,7 +12,7 @@ import { ExportUnreadableError, verifyExportFile } from '../audit/decision-expor
 import { PgDecisionCheckpointStore } from '../audit/pg-decision-checkpoint-store';
 import { PgDecisionQueryStore } from '../audit/pg-decision-query-store';
 import { parseTimeBound } from '../audit/time-bound';
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 import { check, usageErrorsCouldNotCheck } from './check-command';
 import type { CliContext } from './cli-context';
 import { withDecisionLog } from './decisions-database';

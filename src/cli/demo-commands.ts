@@ -5,7 +5,7 @@ import pino from 'pino';
 import { DEMO_USERS, demoClaims, demoSubject } from '../demo/demo-data';
 import { Demo } from '../demo/demo';
 import { loadDevIdentity } from '../demo/dev-identity';
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 import type { CliContext } from './cli-context';
 
 interface DemoFlags {

@@ -11,7 +11,7 @@ import { migrationConfig } from '../db/database';
 import { DirectoryEvents, listEvents } from '../directory-service/directory-events';
 import { describeSummary, exportDirectory, importDirectory } from '../directory-service/directory-import';
 import { DirectoryService } from '../directory-service/directory-service';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import type { CliContext } from './cli-context';
 import { withDecisionLog } from './decisions-database';
 

@@ -16,7 +16,7 @@ import { PolicyExplainer, requestTime, type ExplainQuery, type Explanation, type
 import { setUpPolicies } from '../authz/policy-setup';
 import { RequestJudge } from '../authz/request-judge';
 import type { PolicyDecision } from '../authz/policy-engine';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { createDatabase, migrateToLatest } from '../db/database';
 import { EmbeddedDatabase } from '../db/embedded-database';
 import { readDemoAdminAccess } from '../demo/demo-admin-access';

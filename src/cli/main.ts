@@ -4,7 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { once } from 'node:events';
 import { EmbeddedDatabase } from '../db/embedded-database';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { createCliContext, type Io } from './cli-context';
 import { registerDbCommands } from './db-commands';
 import { registerDecisionCommands } from './decisions-commands';

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { Portcullis } from '../app';
 import { loadConfigFile } from '../config/load-config';
 import { createDatabase, migrateToLatest } from '../db/database';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { EmbeddedDatabase } from '../db/embedded-database';
 import type { CliContext } from './cli-context';
 import { runDemo, SHADOW_HELP } from './demo-commands';

@@ -1,4 +1,4 @@
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { interpolate, parseConfig } from './load-config';
 
 const minimal = {

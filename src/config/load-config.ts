@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { configSchema, type PortcullisConfig } from './config-schema';
 
 export type Environment = Readonly<Record<string, string | undefined>>;

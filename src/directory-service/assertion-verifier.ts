@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
 import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { PortcullisConfig } from '../config/config-schema';
-import { AuthenticationError, ConfigError } from '../http/errors';
+import { AuthenticationError, ConfigError } from '../base/errors';
 
 /** The caller of a directory operation, as the gateway vouched for it. */
 export interface Actor {

@@ -3,7 +3,7 @@
 // turns domain errors (and PostgreSQL's integrity errors) into problem+json.
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { ConflictError, InputError, NotFoundError, PortcullisError } from '../http/errors';
+import { ConflictError, InputError, NotFoundError, PortcullisError } from '../base/errors';
 import { errorProblem, sendProblem } from '../http/problem';
 import type { AssertionVerifier } from './assertion-verifier';
 import { eventsOperations } from './events-operations';

@@ -5,7 +5,7 @@
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import { isUuid } from '../db/uuid';
-import { InputError } from '../http/errors';
+import { InputError } from '../base/errors';
 import { DirectoryEvents } from './directory-events';
 import { permissionProblem } from './permission-grammar';
 import { directoryNameSchema } from './role-operations';

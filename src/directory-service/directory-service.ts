@@ -7,7 +7,7 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { PortcullisConfig } from '../config/config-schema';
 import { createDatabase, migrationConfig } from '../db/database';
-import { ConfigError } from '../http/errors';
+import { ConfigError } from '../base/errors';
 import { AssertionVerifier } from './assertion-verifier';
 import { createDirectoryApp } from './directory-app';
 import { DirectoryEvents } from './directory-events';

@@ -1,7 +1,7 @@
 // The no-escalation guard against a real PostgreSQL: the caller's permissions are counted as
 // the gateway counts them (R4, clause by clause), and a grant beyond them is refused by name.
 import type { Knex } from 'knex';
-import { ForbiddenError } from '../http/errors';
+import { ForbiddenError } from '../base/errors';
 import { PgSubjectLoader } from '../directory/pg-subject-loader';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { assertNoEscalation, heldPermissions } from './escalation-guard';

@@ -2,7 +2,7 @@
 // organization, whether by creating or changing a role, attaching one to a team, changing a
 // member's role or inviting with one. The gateway cannot judge this (it never sees the body).
 import type { Knex } from 'knex';
-import { ForbiddenError } from '../http/errors';
+import { ForbiddenError } from '../base/errors';
 import { missingPermissions } from './permission-grammar';
 
 // The caller's permissions in one organization, counted exactly as the gateway's subject

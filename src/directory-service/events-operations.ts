@@ -1,7 +1,7 @@
 // `GET /orgs/{org}/events`: the organization's change record, newest first (action audit:read,
 // which organization-admin holds through `*`).
 import { z } from 'zod';
-import { NotFoundError } from '../http/errors';
+import { NotFoundError } from '../base/errors';
 import { organizationEvents, type DirectoryEventRow } from './directory-events';
 import { pageOf, pageQuery } from './http-semantics';
 import { defineOperation, type DirectoryDeps, type Operation } from './operation';

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { ConflictError, InputError } from '../http/errors';
+import { ConflictError, InputError } from '../base/errors';
 
 /** JSON with object keys sorted, so equal values always hash alike. */
 export function canonicalJson(value: unknown): string {

@@ -2,7 +2,7 @@
 // carrying a permission the inviter lacks), lists and revokes its invitations; the verified
 // owner of that address accepts once and becomes a member with the invitation's role.
 import { z } from 'zod';
-import { ForbiddenError, InputError, NotFoundError } from '../http/errors';
+import { ForbiddenError, InputError, NotFoundError } from '../base/errors';
 import { assertNoEscalation } from './escalation-guard';
 import { etagOf, pageOf, pageQuery, paginate, requireIfMatch } from './http-semantics';
 import { InvitationStore, toInvitation, type InvitationRow } from './invitation-store';

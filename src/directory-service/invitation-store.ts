@@ -2,7 +2,7 @@
 // revoked by the organization, accepted at most once by the verified owner of that address.
 // The state is derived from the row (accepted, revoked, expired, else pending), never stored.
 import type { Knex } from 'knex';
-import { ConflictError, ForbiddenError, NotFoundError } from '../http/errors';
+import { ConflictError, ForbiddenError, NotFoundError } from '../base/errors';
 import { isUuid } from '../db/uuid';
 import type { MemberStore } from './member-store';
 import type { RoleRow } from './role-store';

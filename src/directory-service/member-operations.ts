@@ -3,7 +3,7 @@
 // locks the organization's row first, so If-Match and the last-admin rule see settled state.
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { InputError, NotFoundError } from '../http/errors';
+import { InputError, NotFoundError } from '../base/errors';
 import type { Actor } from './assertion-verifier';
 import { assertNoEscalation } from './escalation-guard';
 import { etagOf, pageOf, pageQuery, paginate, requireIfMatch } from './http-semantics';

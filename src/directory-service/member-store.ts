@@ -2,7 +2,7 @@
 // product must never get wrong, that an organization always keeps an organization-admin.
 // Every change that can take an admin away locks the organization's row before counting.
 import type { Knex } from 'knex';
-import { ConflictError } from '../http/errors';
+import { ConflictError } from '../base/errors';
 import type { RoleRow } from './role-store';
 
 export interface Member {

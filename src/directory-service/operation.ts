@@ -23,7 +23,7 @@
 //   ];
 //
 // Path parameters that fail their schema answer 404, the query 400, the body 422. Handlers
-// throw the domain errors of src/http/errors.ts; directory-app.ts maps them to problem+json.
+// throw the domain errors of src/base/errors.ts; directory-app.ts maps them to problem+json.
 // POSTs with an `Idempotency-Key` are replayed by this layer: handlers need not care.
 import type { IncomingHttpHeaders } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -31,7 +31,7 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { PortcullisConfig } from '../config/config-schema';
-import { ForbiddenError, InputError, NotFoundError } from '../http/errors';
+import { ForbiddenError, InputError, NotFoundError } from '../base/errors';
 import type { Actor, AssertionVerifier, DirectoryServiceName } from './assertion-verifier';
 import type { DirectoryEvents } from './directory-events';
 import { etagOf, notModified, type IdempotencyStore, type StoredAnswer } from './http-semantics';

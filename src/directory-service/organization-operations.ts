@@ -3,7 +3,7 @@
 // gateway's policy first and by the database's RESTRICT if a project appears meanwhile).
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { ConflictError, ForbiddenError, NotFoundError } from '../http/errors';
+import { ConflictError, ForbiddenError, NotFoundError } from '../base/errors';
 import type { Actor } from './assertion-verifier';
 import { etagOf, pageOf, pageQuery, paginate, requireIfMatch } from './http-semantics';
 import { defineOperation, requireUser, type DirectoryDeps, type Operation } from './operation';

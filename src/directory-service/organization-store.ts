@@ -2,7 +2,7 @@
 // transaction, renamed, and deleted only while no project remains (the database's RESTRICT
 // has the last word and is answered like the gateway's R5 denial).
 import type { Knex } from 'knex';
-import { ConflictError } from '../http/errors';
+import { ConflictError } from '../base/errors';
 
 // A type, not an interface: paginate() takes rows as records.
 export type OrganizationRow = {

@@ -1,6 +1,6 @@
 // The PostgreSQL integrity errors a store's write into an organization can meet, as the 409s
 // they mean: a name a concurrent request took first, or an organization deleted meanwhile.
-import { ConflictError } from '../http/errors';
+import { ConflictError } from '../base/errors';
 
 const UNIQUE_VIOLATION = '23505';
 const FOREIGN_KEY_VIOLATION = '23503';

@@ -3,7 +3,7 @@
 // the gateways' cached facts when the deletion commits.
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { NotFoundError } from '../http/errors';
+import { NotFoundError } from '../base/errors';
 import { isUuid } from '../db/uuid';
 import type { Actor } from './assertion-verifier';
 import { etagOf, pageOf, pageQuery, paginate, requireIfMatch } from './http-semantics';

@@ -1,7 +1,7 @@
 // ProjectStore against a real PostgreSQL: slugs unique per organization, resolution like the
 // gateway's (slug or id, never another organization's), and the organization's RESTRICT.
 import type { Knex } from 'knex';
-import { ConflictError } from '../http/errors';
+import { ConflictError } from '../base/errors';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { ProjectStore, toProject } from './project-store';
 

@@ -2,7 +2,7 @@
 // organization from being deleted (R5, and ON DELETE RESTRICT); deleting the last one frees
 // it at once, because the directory triggers evict the gateways' cached facts at commit.
 import type { Knex } from 'knex';
-import { ConflictError } from '../http/errors';
+import { ConflictError } from '../base/errors';
 import { isUuid } from '../db/uuid';
 import { writeInOrganization } from './organization-write';
 

@@ -3,7 +3,7 @@
 // lacks (no escalation), and a role in use is not deleted (409 naming where it is used).
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { NotFoundError } from '../http/errors';
+import { NotFoundError } from '../base/errors';
 import { isUuid } from '../db/uuid';
 import type { Actor } from './assertion-verifier';
 import { assertNoEscalation } from './escalation-guard';

@@ -1,7 +1,7 @@
 // RoleStore against a real PostgreSQL: names (taken, reserved by the database constraint),
 // built-in roles immutable, resolution like the gateway's, and deletion refused while in use.
 import type { Knex } from 'knex';
-import { ConflictError, ForbiddenError } from '../http/errors';
+import { ConflictError, ForbiddenError } from '../base/errors';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { waitFor } from '../../test/support/wait-for';
 import { RoleStore, toRole } from './role-store';

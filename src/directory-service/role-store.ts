@@ -2,7 +2,7 @@
 // organization) and each organization's own. A role in use is never deleted from under its
 // holders, and a built-in role's name is never taken (a database constraint has the last word).
 import type { Knex } from 'knex';
-import { ConflictError, ForbiddenError } from '../http/errors';
+import { ConflictError, ForbiddenError } from '../base/errors';
 import { isUuid } from '../db/uuid';
 import { writeInOrganization } from './organization-write';
 

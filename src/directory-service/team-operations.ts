@@ -4,7 +4,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { InputError, NotFoundError } from '../http/errors';
+import { InputError, NotFoundError } from '../base/errors';
 import type { Actor } from './assertion-verifier';
 import { assertNoEscalation } from './escalation-guard';
 import { etagOf, pageOf, pageQuery, paginate, requireIfMatch } from './http-semantics';

@@ -1,7 +1,7 @@
 // TeamStore against a real PostgreSQL: unique names, members only from the organization
 // (race-safe against a removal), roles only built-in or the organization's own.
 import type { Knex } from 'knex';
-import { ConflictError, InputError } from '../http/errors';
+import { ConflictError, InputError } from '../base/errors';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { waitFor } from '../../test/support/wait-for';
 import { RoleStore } from './role-store';

@@ -2,7 +2,7 @@
 // only by the organization's members, carrying only built-in roles or the organization's own
 // (what R4 counts), so the tables never hold a grant the gateway would silently ignore.
 import type { Knex } from 'knex';
-import { ConflictError, InputError } from '../http/errors';
+import { ConflictError, InputError } from '../base/errors';
 import { isUuid } from '../db/uuid';
 import { writeInOrganization } from './organization-write';
 import type { RoleRow } from './role-store';

@@ -2,7 +2,7 @@
 // profile and picture, and password reset handed to the identity provider. The gateway lets
 // a caller reach only their own profile (R6); this service checks it again.
 import { z } from 'zod';
-import { ForbiddenError, InputError, NotConfiguredError, NotFoundError, UpstreamError } from '../http/errors';
+import { ForbiddenError, InputError, NotConfiguredError, NotFoundError, UpstreamError } from '../base/errors';
 import type { Actor } from './assertion-verifier';
 import { etagOf, requireIfMatch } from './http-semantics';
 import { defineOperation, requireUser, type DirectoryDeps, type Operation } from './operation';

@@ -2,7 +2,7 @@
 // addressed under the wrong organization), invitations, and malformed identifiers.
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import { DependencyError } from '../http/errors';
+import { DependencyError } from '../base/errors';
 import { DIRECTORY_CHECKED_PARAMETERS, type Resource } from '../routes/route';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { PgFactsLoader } from './pg-facts-loader';

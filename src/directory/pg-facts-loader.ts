@@ -2,7 +2,7 @@
 // §3.4 `facts`), in one SQL round trip. Each fact is one JSON column of a single SELECT;
 // only the facts the resource (and, for R5, the action) needs are asked for.
 import type { Knex } from 'knex';
-import { DependencyError } from '../http/errors';
+import { DependencyError } from '../base/errors';
 import type { Resource } from '../routes/route';
 import type { Facts, FactsLoader } from './subject';
 import { isUuid } from '../db/uuid';

@@ -2,7 +2,7 @@
 // which roles of an organization grant a permission (with the teams that carry them). Never
 // on the request path: only dry runs (admin evaluate, `portcullis explain`) ask it.
 import type { Knex } from 'knex';
-import { DependencyError } from '../http/errors';
+import { DependencyError } from '../base/errors';
 import { isUuid } from '../db/uuid';
 
 export interface RoleGrant {

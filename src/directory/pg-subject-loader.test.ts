@@ -2,7 +2,7 @@
 // unknown subjects, failures, and the one-round-trip promise.
 import type { Knex } from 'knex';
 import { createDatabase } from '../db/database';
-import { DependencyError } from '../http/errors';
+import { DependencyError } from '../base/errors';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { PgSubjectLoader } from './pg-subject-loader';
 

@@ -2,7 +2,7 @@
 // and permissions (R4), in one SQL round trip. What counts is decided here, in SQL, so the
 // policy receives exactly the permissions a member holds in each organization (R3).
 import type { Knex } from 'knex';
-import { DependencyError } from '../http/errors';
+import { DependencyError } from '../base/errors';
 import { readAtVersion } from './directory-version';
 import type { Membership, Subject, SubjectLoader } from './subject';
 

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { InputError } from './errors';
+import { InputError } from '../base/errors';
 import { inspectRequest, stripHopByHop } from './inspect-request';
 
 function request(rawHeaders: string[], httpVersion = '1.1', method = 'POST') {

@@ -3,7 +3,7 @@
 // that Node drops but an upstream might read, a `_method` override); stripHopByHop cleans the
 // headers just before the gateway adds its own identity headers and forwards.
 import type { IncomingHttpHeaders } from 'node:http';
-import { InputError } from './errors';
+import { InputError } from '../base/errors';
 
 export interface InspectedRequest {
   method: string;

@@ -1,5 +1,5 @@
 import { mulberry32 } from '../../test/support/seeded-random';
-import { InputError } from './errors';
+import { InputError } from '../base/errors';
 import { canonicalizeTarget, decodeSegment, MAX_PATH_LENGTH, MAX_PATH_SEGMENTS } from './normalize-path';
 
 const path = (url: string) => canonicalizeTarget(url).path;

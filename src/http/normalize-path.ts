@@ -8,7 +8,7 @@
 // (`%C3%A9`) and forming valid UTF-8. Letter case is kept: identifiers are case-sensitive
 // (the route table folds only its literal segments). Canonicalizing a canonical path
 // returns it unchanged.
-import { InputError } from './errors';
+import { InputError } from '../base/errors';
 
 export const MAX_PATH_LENGTH = 2048;
 export const MAX_PATH_SEGMENTS = 64;

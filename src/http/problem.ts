@@ -1,7 +1,7 @@
 // The one place where outcomes become RFC 9457 problem+json: domain errors thrown by any
 // stage, and policy denials. Bodies never echo secrets (tokens, cookies).
 import { STATUS_CODES, type ServerResponse } from 'node:http';
-import { AuthenticationError, PortcullisError } from './errors';
+import { AuthenticationError, PortcullisError } from '../base/errors';
 
 export const PROBLEM_TYPE_BASE = 'urn:portcullis:problem:';
 

@@ -5,7 +5,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { createProxyMiddleware, debugProxyErrorsPlugin, type RequestHandler } from 'http-proxy-middleware';
-import { InputError, UpstreamError } from '../http/errors';
+import { InputError, UpstreamError } from '../base/errors';
 import { stripHopByHop } from '../http/inspect-request';
 import { ForwardedHeaders } from './forwarded-headers';
 

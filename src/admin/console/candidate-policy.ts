@@ -8,7 +8,7 @@ import { buildWasmBundle, resolveOpa, type ToolchainOptions } from '../../authz/
 import { readBundle } from '../../authz/policy-bundle';
 import type { PolicyEngine } from '../../authz/policy-engine';
 import { WasmPolicyEngine } from '../../authz/wasm-policy-engine';
-import { InputError } from '../../http/errors';
+import { InputError } from '../../base/errors';
 
 export async function loadCandidatePolicy(source: string, entrypoint: string, toolchain: ToolchainOptions): Promise<PolicyEngine> {
   if (!path.isAbsolute(source)) throw new InputError(`candidate: ${JSON.stringify(source)} is not an absolute path on the server`);

@@ -15,7 +15,7 @@ import type { PolicyEngine } from '../../authz/policy-engine';
 import type { Explanation, PolicyExplainer } from '../../authz/policy-explainer';
 import type { PolicyManager } from '../../authz/policy-manager';
 import type { ShadowPolicy } from '../../authz/shadow-policy';
-import { InputError, PortcullisError } from '../../http/errors';
+import { InputError, PortcullisError } from '../../base/errors';
 import { projectRoot } from '../../project-root';
 import { accessPage, orgActions, sourcesOf, type ConsoleRoute } from './access-page';
 import { html, page, type Html, type Section } from './console-html';

@@ -2,7 +2,7 @@
 // value is an InputError naming its parameter), and written back as links, so a filtered view
 // is a URL that can be bookmarked and shared. Relative times (`since=24h`) stay relative in the
 // URL; the next-page link pins them to the instants the first page used.
-import { InputError } from '../../http/errors';
+import { InputError } from '../../base/errors';
 import { parseTimeBound } from '../../audit/time-bound';
 import type { ConsoleFilter, Outcome } from './console-store';
 

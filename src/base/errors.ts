@@ -1,4 +1,4 @@
-// Domain errors: every stage throws these, and one place (problem.ts) turns them into
+// Domain errors: every stage throws these, and one place (src/http/problem.ts) turns them into
 // RFC 9457 problem+json. Library errors are wrapped where they enter the code.
 
 export abstract class PortcullisError extends Error {

@@ -15,12 +15,12 @@ import type { FactsLoader, SubjectLoader } from '../directory/subject';
 import type { Forwarder } from '../proxy/forwarder';
 import type { AssertionClaims } from '../proxy/identity-assertion';
 import type { RouteMatch, RouteMatcher } from '../routes/route';
-import { DependencyError, InputError, NotFoundError, PortcullisError, UpstreamError } from './errors';
-import { inspectRequest, stripHopByHop } from './inspect-request';
-import { canonicalizeTarget } from './normalize-path';
-import type { Outcome, PipelineObserver } from './pipeline-observer';
-import { denialProblem, errorProblem, sendProblem } from './problem';
-import { traceparentFor } from './trace-context';
+import { DependencyError, InputError, NotFoundError, PortcullisError, UpstreamError } from '../base/errors';
+import { inspectRequest, stripHopByHop } from '../http/inspect-request';
+import { canonicalizeTarget } from '../http/normalize-path';
+import type { Outcome, PipelineObserver } from '../http/pipeline-observer';
+import { denialProblem, errorProblem, sendProblem } from '../http/problem';
+import { traceparentFor } from '../http/trace-context';
 
 export interface AssertionSigner {
   assertionFor(claims: AssertionClaims): Promise<string>;
