@@ -181,7 +181,7 @@ describe('portcullis decisions query', () => {
     expect((JSON.parse(json.stdout) as { id: string }[]).map((d) => d.id)).toEqual(expected);
     expect(ndjson.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { id: string }).id)).toEqual(expected);
     const lines = csv.stdout.trim().split('\n');
-    expect(lines[0]).toBe('time,id,seq,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run');
+    expect(lines[0]).toBe('time,id,seq,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run,code');
     expect(lines.slice(1).map((line) => line.split(',')[1])).toEqual(expected);
     // The 409 reason has commas: quoted as RFC 4180 says.
     expect(csv.stdout).toMatch(/"organization 'acme' still has 2 projects \(api, web\); delete them first"/);
@@ -191,7 +191,7 @@ describe('portcullis decisions query', () => {
     const run = await query('--limit', '3');
     expect(run.code).toBe(0);
     const lines = run.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^TIME\s+DECISION\s+SUBJECT\s+ORG\s+ACTION\s+REQUEST\s+OUTCOME\s+REASON$/);
+    expect(lines[0]).toMatch(/^TIME\s+DECISION\s+SUBJECT\s+ORG\s+ACTION\s+REQUEST\s+OUTCOME\s+CODE\s+REASON$/);
     expect(lines).toHaveLength(4);
     expect(lines[1]).toContain(made[made.length - 1]!.id);
     expect(lines[1]!.indexOf('DELETE /orgs/acme')).toBe(lines[0]!.indexOf('REQUEST'));

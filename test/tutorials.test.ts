@@ -136,7 +136,7 @@ describe('README tutorial: ship a rule', () => {
   it('ships it with the gateway running, and turns the real decision that follows into a regression test', async () => {
     const out = ship[1]!;
     expect(out).toMatch(/^\{"status":"(loaded|unchanged)","revision":"sha256:[0-9a-f]+"/);
-    expect(out).toMatch(/demo\|bob +acme +credential:read +GET \/orgs\/acme\/credentials +allow 200 +team 'auditors' reads everything in organization 'acme'/);
+    expect(out).toMatch(/demo\|bob +acme +credential:read +GET \/orgs\/acme\/credentials +allow 200 +auditor_read +team 'auditors' reads everything in organization 'acme'/);
     const regression = await readFile(path.join(project, 'policies', 'regression_auditor_read_test.rego'), 'utf8');
     expect(regression).toMatch(/^package portcullis_regression_test\n/);
     expect(regression).toContain('result.allow == true');

@@ -18,6 +18,7 @@ const decision = (overrides: Partial<DecisionSummary>): DecisionSummary => ({
   policy_revision: 'rev-1',
   eval_latency_us: 42,
   dry_run: false,
+  code: 'granted',
   ...overrides,
 });
 
@@ -36,7 +37,7 @@ describe('CSV output', () => {
 
   it('leaves ordinary cells as they are', () => {
     expect(csvRow({ subject: 'alice|sub', reasons: ['a=b'] })).toBe(
-      '2026-11-30T10:00:00.000Z,6f1c2d3e-0000-4000-8000-000000000001,7,request-7,alice|sub,,acme,project:read,GET,/orgs/acme/projects/api,true,200,a=b,rev-1,42,false',
+      '2026-11-30T10:00:00.000Z,6f1c2d3e-0000-4000-8000-000000000001,7,request-7,alice|sub,,acme,project:read,GET,/orgs/acme/projects/api,true,200,a=b,rev-1,42,false,granted',
     );
   });
 });

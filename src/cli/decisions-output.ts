@@ -7,7 +7,7 @@ export type OutputFormat = (typeof FORMATS)[number];
 
 const CSV_COLUMNS: (keyof DecisionSummary)[] = [
   'time', 'id', 'seq', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path',
-  'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run',
+  'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run', 'code',
 ];
 
 /** `max` clips long values; `stream` is the fixed width a stream (tail) uses, since it cannot measure ahead. */
@@ -19,6 +19,7 @@ const TABLE_COLUMNS: { title: string; value: (d: DecisionSummary) => string; max
   { title: 'ACTION', value: (d) => d.action, stream: 20 },
   { title: 'REQUEST', value: (d) => `${d.method} ${d.path}`, max: 40, stream: 40 },
   { title: 'OUTCOME', value: (d) => `${d.allow ? 'allow' : 'deny'} ${d.status}${d.dry_run ? ' (dry run)' : ''}`, stream: 9 },
+  { title: 'CODE', value: (d) => d.code ?? '-', max: 28, stream: 28 },
   { title: 'REASON', value: (d) => d.reasons.join('; ') || '-', max: 60, stream: 0 },
 ];
 
