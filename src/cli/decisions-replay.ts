@@ -2,16 +2,11 @@
 // with the pinned opa, or a bundle) and reports every change (allow flips, new statuses,
 // evaluation errors) by the revision that recorded it, so a policy change can be gated in CI
 // with --fail-on-change. Dry runs are left out unless asked for.
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { replayDecisions, type ChangeCounts, type ReplayReport } from '../audit/decision-replay';
 import { PgDecisionQueryStore } from '../audit/pg-decision-query-store';
-import { buildWasmBundle, resolveOpa } from '../authz/opa-toolchain';
-import { readBundle } from '../authz/policy-bundle';
-import type { PolicyEngine } from '../authz/policy-engine';
-import { WasmPolicyEngine } from '../authz/wasm-policy-engine';
+import { loadCandidatePolicy } from '../authz/candidate-policy';
 import { InputError } from '../base/errors';
 import { check, usageErrorsCouldNotCheck } from './check-command';
 import type { CliContext } from './cli-context';
@@ -57,7 +52,7 @@ async function replay(options: ReplayCommandOptions, ctx: CliContext): Promise<v
   );
   const report = await withDecisionLog(ctx, async ({ db, entrypoint: configured }) => {
     const entrypoint = options.entrypoint ?? configured ?? 'portcullis/decision';
-    const candidate = await loadCandidate(path.resolve(io.cwd, options.policy), entrypoint, ctx);
+    const candidate = await loadCandidatePolicy(path.resolve(io.cwd, options.policy), { entrypoint, toolchain: ctx.toolchain(), name: '--policy' });
     return replayDecisions(new PgDecisionQueryStore(db), candidate, {
       filter,
       onProgress: (done, total) => io.err(`replayed ${done.toLocaleString('en')} of ${total.toLocaleString('en')} decisions (${Math.floor((100 * done) / Math.max(1, total))} %)…`),
@@ -69,25 +64,6 @@ async function replay(options: ReplayCommandOptions, ctx: CliContext): Promise<v
     io.err(`portcullis: ${report.changed} decision${report.changed === 1 ? '' : 's'} would change with policy revision ${report.revision} (${changes(report)})`);
     ctx.setExitCode(1);
   }
-}
-
-async function loadCandidate(source: string, entrypoint: string, ctx: CliContext): Promise<PolicyEngine> {
-  const info = await stat(source).catch(() => undefined);
-  if (!info) throw new InputError(`--policy: ${source} does not exist`);
-  let bytes: Buffer;
-  if (info.isDirectory()) {
-    const opa = await resolveOpa(ctx.toolchain());
-    const scratch = await mkdtemp(path.join(os.tmpdir(), 'portcullis-replay-'));
-    try {
-      const { output } = await buildWasmBundle({ opa, source, entrypoints: [entrypoint], output: path.join(scratch, 'bundle.tar.gz') });
-      bytes = await readFile(output);
-    } finally {
-      await rm(scratch, { recursive: true, force: true });
-    }
-  } else {
-    bytes = await readFile(source);
-  }
-  return WasmPolicyEngine.create(await readBundle(bytes), entrypoint);
 }
 
 const count = (n: number, what: string, plural = `${what}s`) => `${n.toLocaleString('en')} ${n === 1 ? what : plural}`;

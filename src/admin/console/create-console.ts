@@ -1,18 +1,20 @@
 // Builds the console from what the composition root already has: the admin config (token,
 // session settings), the admin pool, the policy, the explainer, the audit backlog and caches.
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import type { Knex } from 'knex';
 import type { Router } from 'express';
 import type { AuditBacklog } from '../../audit/audit-trail';
 import { PgDecisionQueryStore } from '../../audit/pg-decision-query-store';
 import { PgShadowDisagreementStore } from '../../audit/pg-shadow-disagreement-store';
+import { loadCandidatePolicy } from '../../authz/candidate-policy';
 import type { ToolchainOptions } from '../../authz/opa-toolchain';
 import type { PolicyExplainer } from '../../authz/policy-explainer';
 import type { PolicyManager } from '../../authz/policy-manager';
 import type { ShadowPolicy } from '../../authz/shadow-policy';
+import { InputError } from '../../base/errors';
 import type { PortcullisConfig } from '../../config/config-schema';
 import type { ConsoleRoute } from './access-page';
-import { loadCandidatePolicy } from './candidate-policy';
 import { createConsoleRouter } from './console-router';
 import { SessionSigner } from './console-session';
 import { ConsoleStore } from './console-store';
@@ -50,6 +52,10 @@ export function createConsole(setup: ConsoleSetup): Router {
     caches: setup.caches,
     routes: setup.routes,
     entrypoint: setup.entrypoint,
-    loadCandidate: (source) => loadCandidatePolicy(source, setup.entrypoint, setup.toolchain),
+    loadCandidate: async (source) => {
+      // The console has no working folder: a relative path would mean the server's.
+      if (!path.isAbsolute(source)) throw new InputError(`candidate: ${JSON.stringify(source)} is not an absolute path on the server`);
+      return loadCandidatePolicy(source, { entrypoint: setup.entrypoint, toolchain: setup.toolchain, name: 'candidate' });
+    },
   });
 }
