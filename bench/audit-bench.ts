@@ -33,11 +33,18 @@ function decision(n: number, time = new Date()): DecisionRecord {
     path: `/orgs/org-${n % 300}/projects/project-${n % 7}`,
     allow,
     status: allow ? 200 : 403,
-    reasons: allow ? [`granted by permission 'project:read' in organization 'org-${n % 300}'`] : [`missing permission 'project:delete' in organization 'org-${n % 300}' (your roles there: default)`],
+    reasons: allow
+      ? [`granted by permission 'project:read' in organization 'org-${n % 300}'`]
+      : [`missing permission 'project:delete' in organization 'org-${n % 300}' (your roles there: default)`],
     policyRevision: 'sha256:3f6b1c0e9a7d2b44',
     evalLatencyUs: 20 + (n % 40),
     input: {
-      request: { id: randomUUID(), method: allow ? 'GET' : 'DELETE', path: `/orgs/org-${n % 300}/projects/project-${n % 7}`, route: '/orgs/{org}/projects/{project}' },
+      request: {
+        id: randomUUID(),
+        method: allow ? 'GET' : 'DELETE',
+        path: `/orgs/org-${n % 300}/projects/project-${n % 7}`,
+        route: '/orgs/{org}/projects/{project}',
+      },
       action: allow ? 'project:read' : 'project:delete',
       resource: { type: 'project', org: `org-${n % 300}`, project: `project-${n % 7}` },
       subject: {
@@ -45,7 +52,20 @@ function decision(n: number, time = new Date()): DecisionRecord {
         sub: `user-${n % 5000}`,
         email: `user-${n % 5000}@example.com`,
         memberships: {
-          [`org-${n % 300}`]: { role: 'default', teams: ['team-1'], roles: ['default', 'deployer'], permissions: ['member:read', 'organization:read', 'pipeline:read', 'pipeline:run', 'project:create', 'project:read', 'team:read'] },
+          [`org-${n % 300}`]: {
+            role: 'default',
+            teams: ['team-1'],
+            roles: ['default', 'deployer'],
+            permissions: [
+              'member:read',
+              'organization:read',
+              'pipeline:read',
+              'pipeline:run',
+              'project:create',
+              'project:read',
+              'team:read',
+            ],
+          },
           [`org-${(n + 1) % 300}`]: { role: 'organization-admin', teams: [], roles: ['organization-admin'], permissions: ['*'] },
         },
       },
@@ -55,7 +75,10 @@ function decision(n: number, time = new Date()): DecisionRecord {
 }
 
 async function sustainedWrite(db: Knex, gateways: number, total: number): Promise<number> {
-  const recorders = Array.from({ length: gateways }, () => new BatchingDecisionRecorder(new PgDecisionStore(db), { onError: (error) => log(`  error: ${error.message}`) }));
+  const recorders = Array.from(
+    { length: gateways },
+    () => new BatchingDecisionRecorder(new PgDecisionStore(db), { onError: (error) => log(`  error: ${error.message}`) }),
+  );
   const started = performance.now();
   await Promise.all(
     recorders.map(async (recorder, g) => {
@@ -76,7 +99,9 @@ async function seedChain(db: Knex, total: number): Promise<number> {
   const base = Date.now() - total;
   const batch = 10_000;
   for (let from = 0; from < total; from += batch) {
-    const records = Array.from({ length: Math.min(batch, total - from) }, (_, i) => prepareDecision(decision(from + i, new Date(base + from + i))));
+    const records = Array.from({ length: Math.min(batch, total - from) }, (_, i) =>
+      prepareDecision(decision(from + i, new Date(base + from + i))),
+    );
     await store.append(records);
     if ((from / batch) % 10 === 9) log(`  seeded ${fmt(from + batch)} records…`);
   }
@@ -96,7 +121,9 @@ async function main(): Promise<void> {
     const seedSeconds = await seedChain(db, VERIFY_RECORDS - written);
     log(`seeded ${fmt(VERIFY_RECORDS - written)} more chained records in ${seedSeconds.toFixed(1)} s`);
     await db.raw('vacuum analyze decisions');
-    const { rows } = await db.raw<{ rows: { size: string }[] }>(`select pg_size_pretty(sum(pg_total_relation_size(inhrelid))) as size from pg_inherits where inhparent = 'decisions'::regclass`);
+    const { rows } = await db.raw<{ rows: { size: string }[] }>(
+      `select pg_size_pretty(sum(pg_total_relation_size(inhrelid))) as size from pg_inherits where inhparent = 'decisions'::regclass`,
+    );
 
     const runs: number[] = [];
     let checked = 0;
@@ -113,7 +140,9 @@ async function main(): Promise<void> {
     await writeBenchmarkSection('bench:audit', [
       '## Audit trail (`npm run bench:audit`)',
       '',
-      ...(await describeMachine(db)).map((line) => line.replace(', shared with the load generator, the upstream and PostgreSQL', ', shared by the benchmark and PostgreSQL')),
+      ...(await describeMachine(db)).map((line) =>
+        line.replace(', shared with the load generator, the upstream and PostgreSQL', ', shared by the benchmark and PostgreSQL'),
+      ),
       `- records: shaped like the gateway's (an org-scoped project read or delete with its full policy input, ${fmt(prepareDecision(decision(1)).content.length)} bytes of canonical JSON each); decisions table ${rows[0]?.size ?? '?'} with its indexes at ${fmt(checked)} records`,
       '',
       '| measure | figure |',

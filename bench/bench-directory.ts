@@ -23,25 +23,49 @@ export async function seedBenchDirectory(db: Knex, size: DirectorySize, log: (li
   const org = (expr: string) => `md5('o' || (${expr}))::uuid`;
   const orgOf = (k: string) => org(`((i - 1) * ${M} + ${k}) % ${O} + 1`);
   const steps: Array<[string, string]> = [
-    ['users', `insert into users (id, subject, email, display_name)
-       select md5('u' || i)::uuid, 'user-' || i, 'user-' || i || '@example.com', 'User ' || i from generate_series(1, ${U}) i`],
-    ['organizations', `insert into organizations (id, slug, name) select ${org('i')}, 'org-' || i, 'Org ' || i from generate_series(1, ${O}) i`],
-    ['roles', `insert into roles (id, organization_id, name, permissions)
-       select md5('r' || i)::uuid, ${org('i')}, 'deployer', '{pipeline:read,pipeline:run,project:create}' from generate_series(1, ${O}) i`],
-    ['teams', `insert into teams (id, organization_id, name)
-       select md5('t' || i || '-' || t)::uuid, ${org('i')}, 'team-' || t from generate_series(1, ${O}) i, generate_series(1, ${T}) t`],
-    ['team roles', `insert into team_roles (team_id, role_id) select md5('t' || i || '-1')::uuid, md5('r' || i)::uuid from generate_series(1, ${O}) i`],
-    ['memberships', `insert into organization_members (organization_id, user_id, role_id)
+    [
+      'users',
+      `insert into users (id, subject, email, display_name)
+       select md5('u' || i)::uuid, 'user-' || i, 'user-' || i || '@example.com', 'User ' || i from generate_series(1, ${U}) i`,
+    ],
+    [
+      'organizations',
+      `insert into organizations (id, slug, name) select ${org('i')}, 'org-' || i, 'Org ' || i from generate_series(1, ${O}) i`,
+    ],
+    [
+      'roles',
+      `insert into roles (id, organization_id, name, permissions)
+       select md5('r' || i)::uuid, ${org('i')}, 'deployer', '{pipeline:read,pipeline:run,project:create}' from generate_series(1, ${O}) i`,
+    ],
+    [
+      'teams',
+      `insert into teams (id, organization_id, name)
+       select md5('t' || i || '-' || t)::uuid, ${org('i')}, 'team-' || t from generate_series(1, ${O}) i, generate_series(1, ${T}) t`,
+    ],
+    [
+      'team roles',
+      `insert into team_roles (team_id, role_id) select md5('t' || i || '-1')::uuid, md5('r' || i)::uuid from generate_series(1, ${O}) i`,
+    ],
+    [
+      'memberships',
+      `insert into organization_members (organization_id, user_id, role_id)
        select ${orgOf('k')}, md5('u' || i)::uuid,
               case when k = 0 then (select id from roles where organization_id is null and name = 'organization-admin')
                    else (select id from roles where organization_id is null and name = 'default') end
-       from generate_series(1, ${U}) i, generate_series(0, ${M - 1}) k`],
+       from generate_series(1, ${U}) i, generate_series(0, ${M - 1}) k`,
+    ],
     // Every user is in the first team of each of their organizations but the first.
-    ['team members', `insert into team_members (team_id, user_id)
+    [
+      'team members',
+      `insert into team_members (team_id, user_id)
        select md5('t' || (((i - 1) * ${M} + k) % ${O} + 1) || '-1')::uuid, md5('u' || i)::uuid
-       from generate_series(1, ${U}) i, generate_series(1, ${Math.max(0, M - 1)}) k where ${M} > 1`],
-    ['projects', `insert into projects (id, organization_id, slug, name)
-       select md5('p' || i || '-' || p)::uuid, ${org('i')}, 'project-' || p, 'Project ' || p from generate_series(1, ${O}) i, generate_series(1, ${P}) p`],
+       from generate_series(1, ${U}) i, generate_series(1, ${Math.max(0, M - 1)}) k where ${M} > 1`,
+    ],
+    [
+      'projects',
+      `insert into projects (id, organization_id, slug, name)
+       select md5('p' || i || '-' || p)::uuid, ${org('i')}, 'project-' || p, 'Project ' || p from generate_series(1, ${O}) i, generate_series(1, ${P}) p`,
+    ],
   ];
   for (const [name, sql] of steps) {
     const started = Date.now();

@@ -49,13 +49,25 @@ export async function prepareEnvironment(name: string): Promise<BenchEnvironment
   log(`PostgreSQL ready and migrated in ${Date.now() - started} ms`);
 
   const opa = await resolveOpa({ opaBin: process.env.OPA_BIN, searchPath: process.env.PATH, log });
-  const { output: bundle } = await buildWasmBundle({ opa, source: path.join(projectRoot, 'policies'), entrypoints: ['portcullis/decision'], output: path.join(dir, 'bundle.tar.gz') });
+  const { output: bundle } = await buildWasmBundle({
+    opa,
+    source: path.join(projectRoot, 'policies'),
+    entrypoints: ['portcullis/decision'],
+    output: path.join(dir, 'bundle.tar.gz'),
+  });
 
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   const jwksFile = path.join(dir, 'jwks.json');
   await writeFile(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256', use: 'sig' }] }));
   const sign = (sub: string) =>
-    new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'bench', typ: 'JWT' }).setSubject(sub).setIssuer(ISSUER).setAudience(AUDIENCE).setIssuedAt().setExpirationTime('2h').sign(privateKey);
+    new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: 'bench', typ: 'JWT' })
+      .setSubject(sub)
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setIssuedAt()
+      .setExpirationTime('2h')
+      .sign(privateKey);
 
   return {
     dir,
@@ -109,7 +121,9 @@ export async function startTargetProcess(kind: TargetKind, settings: TargetSetti
   const child = fork(path.join(__dirname, 'target-process.js'), [kind], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {
-    child.once('message', (message: { ready?: string; failed?: string }) => (message.ready ? resolve(message.ready) : reject(new Error(`${kind} failed to start: ${message.failed}`))));
+    child.once('message', (message: { ready?: string; failed?: string }) =>
+      message.ready ? resolve(message.ready) : reject(new Error(`${kind} failed to start: ${message.failed}`)),
+    );
     child.once('exit', (code) => reject(new Error(`${kind} exited with code ${code} before it was ready`)));
     child.send({ start: kind, settings });
   });
@@ -143,16 +157,33 @@ export async function startTargetProcess(kind: TargetKind, settings: TargetSetti
 /** `opa run --server` on the same Rego the gateway compiles (tests left out). */
 export async function startOpaServer(opa: string): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
-  const child = spawn(opa, ['run', '--server', '--addr', `127.0.0.1:${port}`, '--log-level', 'error', '--ignore', '*_test.rego', path.join(projectRoot, 'policies')], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const child = spawn(
+    opa,
+    [
+      'run',
+      '--server',
+      '--addr',
+      `127.0.0.1:${port}`,
+      '--log-level',
+      'error',
+      '--ignore',
+      '*_test.rego',
+      path.join(projectRoot, 'policies'),
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const healthy = await fetch(`${url}/health`).then((res) => res.ok, () => false);
+    const healthy = await fetch(`${url}/health`).then(
+      (res) => res.ok,
+      () => false,
+    );
     if (healthy) break;
     if (Date.now() > deadline || child.exitCode !== null) throw new Error('opa run --server did not become healthy');
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -175,7 +206,10 @@ export async function describeMachine(db: Knex): Promise<string[]> {
     `- CPU: ${cpu}, ${os.availableParallelism()} logical cores (\`nproc\`: ${os.availableParallelism()}), shared with the load generator, the upstream and PostgreSQL`,
     `- memory: ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB; ${os.type()} ${os.release()} ${os.arch()}`,
     `- Node.js ${process.version}; ${rows[0]?.version.split(',')[0] ?? 'PostgreSQL'} (embedded, same machine); OPA ${OPA_VERSION}`,
-    `- load average when the report was written (other work on this shared machine adds noise): ${os.loadavg().map((n) => n.toFixed(2)).join(', ')}`,
+    `- load average when the report was written (other work on this shared machine adds noise): ${os
+      .loadavg()
+      .map((n) => n.toFixed(2))
+      .join(', ')}`,
   ];
 }
 
@@ -188,7 +222,10 @@ export async function writeBenchmarkSection(name: string, lines: readonly string
   const current = await readFile(file, 'utf8').catch(() => '# Benchmarks\n');
   const from = current.indexOf(start);
   const to = current.indexOf(end);
-  const next = from >= 0 && to > from ? `${current.slice(0, from)}${section}${current.slice(to + end.length)}` : `${current.trimEnd()}\n\n${section}\n`;
+  const next =
+    from >= 0 && to > from
+      ? `${current.slice(0, from)}${section}${current.slice(to + end.length)}`
+      : `${current.trimEnd()}\n\n${section}\n`;
   await writeFile(file, next);
   log(`wrote the ${name} section of BENCHMARKS.md`);
 }

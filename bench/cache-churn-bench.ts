@@ -76,7 +76,10 @@ async function runPhase(env: BenchEnvironment, workload: Workload, writesPerS: n
         await sleepUntil(started + (n * 1000) / lookupsPerS);
         const user = order[n]!;
         await subjects.load(`user-${user}`);
-        await facts.load({ type: 'project', org: `org-${organizationOf(size, user, 0)}`, project: `project-${(user % size.projectsPerOrganization) + 1}` }, 'project:read');
+        await facts.load(
+          { type: 'project', org: `org-${organizationOf(size, user, 0)}`, project: `project-${(user % size.projectsPerOrganization) + 1}` },
+          'project:read',
+        );
       }
     }),
   );
@@ -95,10 +98,16 @@ async function runPhase(env: BenchEnvironment, workload: Workload, writesPerS: n
         if (!writing) break;
         if (n % 2 === 0) {
           const user = callers + 1 + (n % (size.users - callers));
-          await env.db('users').where({ subject: `user-${user}` }).update({ display_name: `User ${user} (${n})` });
+          await env
+            .db('users')
+            .where({ subject: `user-${user}` })
+            .update({ display_name: `User ${user} (${n})` });
         } else {
           const org = firstQuietOrganization + (n % (size.organizations - firstQuietOrganization + 1));
-          await env.db.raw("update projects set name = 'Project ' || ? where organization_id = md5('o' || ?)::uuid and slug = 'project-1'", [n, org]);
+          await env.db.raw(
+            "update projects set name = 'Project ' || ? where organization_id = md5('o' || ?)::uuid and slug = 'project-1'",
+            [n, org],
+          );
         }
       }
     }),
@@ -129,7 +138,8 @@ async function main(): Promise<void> {
     lookupsPerS: arg('lookups-per-s', 2_000),
     concurrency: 32,
   };
-  if (workload.callers * workload.size.membershipsPerUser >= workload.size.organizations) throw new Error('--callers leaves no organization to write to');
+  if (workload.callers * workload.size.membershipsPerUser >= workload.size.organizations)
+    throw new Error('--callers leaves no organization to write to');
   const writeRates = [0, arg('writes-per-s', 200), 5 * arg('writes-per-s', 200)];
   const env = await prepareEnvironment('cache');
   await seedBenchDirectory(env.db, workload.size, log);
@@ -137,7 +147,9 @@ async function main(): Promise<void> {
   for (const writesPerS of writeRates) {
     log(`phase: ${writesPerS} unrelated writes/s`);
     const phase = await runPhase(env, workload, writesPerS);
-    log(`  subjects ${rate(phase.subjects)}, facts ${rate(phase.facts)} hits; ${phase.notifications} notifications in ${phase.seconds.toFixed(1)} s`);
+    log(
+      `  subjects ${rate(phase.subjects)}, facts ${rate(phase.facts)} hits; ${phase.notifications} notifications in ${phase.seconds.toFixed(1)} s`,
+    );
     phases.push(phase);
   }
   const { size, callers, rounds, lookupsPerS } = workload;

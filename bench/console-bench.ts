@@ -20,10 +20,15 @@ async function main(): Promise<void> {
   const env = await prepareEnvironment('console');
   const { db } = env;
   try {
-    await seedBenchDirectory(db, { users: 2000, organizations: 200, membershipsPerUser: 3, projectsPerOrganization: 5, teamsPerOrganization: 3 }, log);
+    await seedBenchDirectory(
+      db,
+      { users: 2000, organizations: 200, membershipsPerUser: 3, projectsPerOrganization: 5, teamsPerOrganization: 3 },
+      log,
+    );
     const now = new Date();
     const partitions = new PgDecisionPartitions(db);
-    for (let month = monthOf(new Date(now.getTime() - 31 * 86_400_000)); month <= monthOf(now); month = addMonths(month, 1)) await partitions.ensure(month);
+    for (let month = monthOf(new Date(now.getTime() - 31 * 86_400_000)); month <= monthOf(now); month = addMonths(month, 1))
+      await partitions.ensure(month);
 
     let started = Date.now();
     // Newest last: seq grows with time, as the gateway writes them. One record in four is a
@@ -62,15 +67,23 @@ async function main(): Promise<void> {
         database: { url: env.databaseUrl },
         auth: { issuer: ISSUER, audience: AUDIENCE, jwks_file: env.jwksFile, algorithms: ['ES256'] },
         policy: { source: env.bundle },
-        services: Object.fromEntries(['organizations', 'projects', 'credentials', 'users'].map((name) => [name, { url: 'http://127.0.0.1:9' }])),
+        services: Object.fromEntries(
+          ['organizations', 'projects', 'credentials', 'users'].map((name) => [name, { url: 'http://127.0.0.1:9' }]),
+        ),
       },
       {},
       env.dir,
     );
-    const gateway = await Portcullis.start(config, { logger: pino({ level: 'silent' }), stateDir: path.join(env.dir, 'state'), toolchain: { opaBin: env.opa } });
+    const gateway = await Portcullis.start(config, {
+      logger: pino({ level: 'silent' }),
+      stateDir: path.join(env.dir, 'state'),
+      toolchain: { opaBin: env.opa },
+    });
     try {
       const cookie = await signIn(gateway.adminUrl);
-      const denied = (await db('decisions').first('id').where({ seq: 4 * Math.floor(RECORDS / 8) })) as { id: string };
+      const denied = (await db('decisions')
+        .first('id')
+        .where({ seq: 4 * Math.floor(RECORDS / 8) })) as { id: string };
       const views: [string, string][] = [
         ['overview', '/console/'],
         ['decisions (no filter)', '/console/decisions'],
@@ -126,7 +139,10 @@ async function main(): Promise<void> {
 
 async function signIn(adminUrl: string): Promise<string> {
   const form = await fetch(`${adminUrl}/console/sign-in`);
-  const pre = form.headers.getSetCookie().find((header) => header.startsWith('portcullis_console_signin='))!.split(';')[0]!;
+  const pre = form.headers
+    .getSetCookie()
+    .find((header) => header.startsWith('portcullis_console_signin='))!
+    .split(';')[0]!;
   const csrf = /name="csrf" value="([^"]+)"/.exec(await form.text())![1]!;
   const response = await fetch(`${adminUrl}/console/sign-in`, {
     method: 'POST',

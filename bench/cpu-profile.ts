@@ -11,7 +11,9 @@ interface ProfileNode {
 
 export async function summarizeProfile(dir: string, top: number): Promise<string[]> {
   const files = await Promise.all(
-    (await readdir(dir)).filter((name) => name.endsWith('.cpuprofile')).map(async (name) => ({ name, mtime: (await stat(path.join(dir, name))).mtimeMs })),
+    (await readdir(dir))
+      .filter((name) => name.endsWith('.cpuprofile'))
+      .map(async (name) => ({ name, mtime: (await stat(path.join(dir, name))).mtimeMs })),
   );
   const newest = files.sort((x, y) => y.mtime - x.mtime)[0];
   if (!newest) return ['no .cpuprofile found'];
@@ -34,9 +36,15 @@ export async function summarizeProfile(dir: string, top: number): Promise<string
   return [
     `CPU profile ${newest.name}: ${total} samples`,
     'self time by package:',
-    ...[...byPackage].sort((x, y) => y[1] - x[1]).slice(0, 15).map(([pkg, hits]) => `  ${pct(hits)}  ${pkg}`),
+    ...[...byPackage]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, 15)
+      .map(([pkg, hits]) => `  ${pct(hits)}  ${pkg}`),
     `top ${top} functions by self time:`,
-    ...[...self].sort((x, y) => y[1] - x[1]).slice(0, top).map(([key, hits]) => `  ${pct(hits)}  ${key}`),
+    ...[...self]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, top)
+      .map(([key, hits]) => `  ${pct(hits)}  ${key}`),
   ];
 }
 

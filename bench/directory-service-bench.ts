@@ -102,7 +102,9 @@ async function startServed(message: ServeMessage): Promise<Served> {
   const child: ChildProcess = fork(__filename, ['serve'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {
-    child.once('message', (answer: { ready?: string }) => (answer.ready ? resolve(answer.ready) : reject(new Error(`${message.role}: unexpected ${JSON.stringify(answer)}`))));
+    child.once('message', (answer: { ready?: string }) =>
+      answer.ready ? resolve(answer.ready) : reject(new Error(`${message.role}: unexpected ${JSON.stringify(answer)}`)),
+    );
     child.once('exit', (code) => reject(new Error(`the ${message.role} exited with code ${code} before it was ready`)));
     child.send(message);
   });
@@ -124,7 +126,10 @@ async function startServed(message: ServeMessage): Promise<Served> {
 
 function send(agent: http.Agent, base: string, call: Call): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const headers = call.body === undefined ? call.headers : { ...call.headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(call.body)) };
+    const headers =
+      call.body === undefined
+        ? call.headers
+        : { ...call.headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(call.body)) };
     const req = http.request(new URL(call.path, base), { method: call.method, agent, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -153,7 +158,8 @@ async function run(base: string, workload: Workload, callers: readonly Caller[],
           const at = performance.now();
           const answer = await send(agent, base, call);
           const ms = performance.now() - at;
-          if (answer.status !== call.expect) throw new Error(`${call.method} ${call.path}: ${answer.status} (expected ${call.expect}): ${answer.body.slice(0, 300)}`);
+          if (answer.status !== call.expect)
+            throw new Error(`${call.method} ${call.path}: ${answer.status} (expected ${call.expect}): ${answer.body.slice(0, 300)}`);
           const list = latencies.get(call.label) ?? [];
           list.push(ms);
           latencies.set(call.label, list);
@@ -187,8 +193,15 @@ organizations:
 ${BENCH_USERS.map((subject) => `      - { user: "${subject}", role: organization-admin }`).join('\n')}
 `),
     );
-    const ids = new Map((await env.db('users').whereIn('subject', BENCH_USERS).select('id', 'subject')).map((row: { id: string; subject: string }) => [row.subject, row.id]));
-    const callers: Caller[] = await Promise.all(BENCH_USERS.map(async (subject) => ({ subject, userId: ids.get(subject)!, token: await env.sign(subject) })));
+    const ids = new Map(
+      (await env.db('users').whereIn('subject', BENCH_USERS).select('id', 'subject')).map((row: { id: string; subject: string }) => [
+        row.subject,
+        row.id,
+      ]),
+    );
+    const callers: Caller[] = await Promise.all(
+      BENCH_USERS.map(async (subject) => ({ subject, userId: ids.get(subject)!, token: await env.sign(subject) })),
+    );
 
     const signingKeyFile = path.join(env.dir, 'assertion-key.pem');
     await writeFile(signingKeyFile, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
@@ -206,7 +219,12 @@ ${BENCH_USERS.map((subject) => `      - { user: "${subject}", role: organization
     const directory = await startServed({ role: 'directory', config: settings({}), dir: env.dir, opa: env.opa });
     processes.push(directory);
     const services = Object.fromEntries(['organizations', 'users', 'projects'].map((name) => [name, { url: directory.url }]));
-    const gateway = await startServed({ role: 'gateway', config: settings({ ...services, credentials: { url: 'http://127.0.0.1:9' } }), dir: env.dir, opa: env.opa });
+    const gateway = await startServed({
+      role: 'gateway',
+      config: settings({ ...services, credentials: { url: 'http://127.0.0.1:9' } }),
+      dir: env.dir,
+      opa: env.opa,
+    });
     processes.push(gateway);
     log(`directory service ${directory.url}, gateway ${gateway.url}`);
 
@@ -221,7 +239,13 @@ ${BENCH_USERS.map((subject) => `      - { user: "${subject}", role: organization
       via,
       requestsPerIteration: 1,
       iteration: async (caller) => [
-        { label: `GET ${path}`, method: 'GET', path, headers: via === 'gateway' ? bearer(caller) : await asGateway(caller, service, org), expect: 200 },
+        {
+          label: `GET ${path}`,
+          method: 'GET',
+          path,
+          headers: via === 'gateway' ? bearer(caller) : await asGateway(caller, service, org),
+          expect: 200,
+        },
       ],
     });
     const workloads: Workload[] = [
@@ -234,7 +258,14 @@ ${BENCH_USERS.map((subject) => `      - { user: "${subject}", role: organization
         via: 'gateway',
         requestsPerIteration: 1,
         iteration: async (caller, tag) => [
-          { label: 'PATCH /users/me', method: 'PATCH', path: '/users/me', headers: bearer(caller), body: JSON.stringify({ display_name: `Bench ${tag}` }), expect: 200 },
+          {
+            label: 'PATCH /users/me',
+            method: 'PATCH',
+            path: '/users/me',
+            headers: bearer(caller),
+            body: JSON.stringify({ display_name: `Bench ${tag}` }),
+            expect: 200,
+          },
         ],
       },
       {
@@ -242,8 +273,21 @@ ${BENCH_USERS.map((subject) => `      - { user: "${subject}", role: organization
         via: 'gateway',
         requestsPerIteration: 2,
         iteration: async (caller, tag) => [
-          { label: `POST /orgs/${ORG}/projects`, method: 'POST', path: `/orgs/${ORG}/projects`, headers: bearer(caller), body: JSON.stringify({ slug: `b-${tag}`, name: `Bench ${tag}` }), expect: 201 },
-          { label: `DELETE /orgs/${ORG}/projects/{project}`, method: 'DELETE', path: `/orgs/${ORG}/projects/b-${tag}`, headers: bearer(caller), expect: 204 },
+          {
+            label: `POST /orgs/${ORG}/projects`,
+            method: 'POST',
+            path: `/orgs/${ORG}/projects`,
+            headers: bearer(caller),
+            body: JSON.stringify({ slug: `b-${tag}`, name: `Bench ${tag}` }),
+            expect: 201,
+          },
+          {
+            label: `DELETE /orgs/${ORG}/projects/{project}`,
+            method: 'DELETE',
+            path: `/orgs/${ORG}/projects/b-${tag}`,
+            headers: bearer(caller),
+            expect: 204,
+          },
         ],
       },
     ];
@@ -273,7 +317,9 @@ ${BENCH_USERS.map((subject) => `      - { user: "${subject}", role: organization
             directoryCpuUs: (directoryCpuAfter - directoryCpu) / total,
           };
           rows.push(row);
-          log(`${row.label} via ${row.via}, ${concurrency} in flight: p50 ${row.p50.toFixed(2)} ms, p99 ${row.p99.toFixed(2)} ms, ${row.rps.toFixed(0)} req/s`);
+          log(
+            `${row.label} via ${row.via}, ${concurrency} in flight: p50 ${row.p50.toFixed(2)} ms, p99 ${row.p99.toFixed(2)} ms, ${row.rps.toFixed(0)} req/s`,
+          );
         }
       }
     }
@@ -287,8 +333,8 @@ ${BENCH_USERS.map((subject) => `      - { user: "${subject}", role: organization
       `- setup: the demo directory (\`importDirectory\`) plus ${BENCH_USERS.length} organization-admins of ${ORG}; the directory service and the gateway (caches on, audit \`async\`, Ed25519 assertion key) each in their own Node process on one embedded PostgreSQL; this process is the client, over keep-alive connections, with real ES256 tokens`,
       `- each row: a warm-up of the same requests first (a fifth as many, at least 100), then ${requests[1]!.toLocaleString('en')} requests one at a time, or ${requests[CONCURRENCY]!.toLocaleString('en')} with ${CONCURRENCY} in flight (connection i always calls as user i); measured in ${seconds.toFixed(0)} s`,
       '- "service directly" sends the same read to the directory service with an assertion signed by the gateway\'s key (the gateway\'s own signer, reused for half its lifetime as the gateway reuses it): the difference is what the gateway adds',
-      '- `PATCH /users/me` changes `display_name`, without `If-Match`; each commit also evicts that user from the gateway\'s caches (change notification), so the next request reloads them. The project pair creates a project and deletes it; req/s counts both requests',
-      '- CPU µs/req: each process\'s user + system CPU time over the measured requests, divided by their number',
+      "- `PATCH /users/me` changes `display_name`, without `If-Match`; each commit also evicts that user from the gateway's caches (change notification), so the next request reloads them. The project pair creates a project and deletes it; req/s counts both requests",
+      "- CPU µs/req: each process's user + system CPU time over the measured requests, divided by their number",
       '',
       '| request | via | in flight | requests | p50 ms | p99 ms | req/s | gateway CPU µs/req | service CPU µs/req |',
       '|---|---|---|---|---|---|---|---|---|',

@@ -29,21 +29,69 @@ const subject = deepFreeze({
   email: 'user-1@example.com',
   memberships: {
     'org-1': { role: 'organization-admin', teams: [], roles: ['organization-admin'], permissions: ['*'] },
-    'org-2': { role: 'default', teams: ['team-1'], roles: ['default', 'deployer'], permissions: [...DEFAULT, 'pipeline:read', 'pipeline:run', 'project:create'].sort() },
-    'org-3': { role: 'default', teams: ['team-1'], roles: ['default', 'deployer'], permissions: [...DEFAULT, 'pipeline:read', 'pipeline:run', 'project:create'].sort() },
+    'org-2': {
+      role: 'default',
+      teams: ['team-1'],
+      roles: ['default', 'deployer'],
+      permissions: [...DEFAULT, 'pipeline:read', 'pipeline:run', 'project:create'].sort(),
+    },
+    'org-3': {
+      role: 'default',
+      teams: ['team-1'],
+      roles: ['default', 'deployer'],
+      permissions: [...DEFAULT, 'pipeline:read', 'pipeline:run', 'project:create'].sort(),
+    },
   },
 });
 const projectFacts = deepFreeze({ organization: { exists: true }, project: { exists: true, in_organization: true } });
 const CASES: Array<Omit<PolicyInput, 'request'> & { method: string; path: string; route: string }> = [
-  { method: 'GET', path: '/orgs/org-2/projects/project-1', route: '/orgs/{org}/projects/{project}', action: 'project:read', resource: { type: 'project', org: 'org-2', project: 'project-1' }, subject, facts: projectFacts },
-  { method: 'DELETE', path: '/orgs/org-2/projects/project-1', route: '/orgs/{org}/projects/{project}', action: 'project:delete', resource: { type: 'project', org: 'org-2', project: 'project-1' }, subject, facts: projectFacts },
-  { method: 'POST', path: '/orgs/org-3/projects/project-1/pipelines', route: '/orgs/{org}/projects/{project}/pipelines', action: 'pipeline:run', resource: { type: 'pipeline', org: 'org-3', project: 'project-1' }, subject, facts: projectFacts },
-  { method: 'GET', path: '/orgs/org-9/projects/project-1', route: '/orgs/{org}/projects/{project}', action: 'project:read', resource: { type: 'project', org: 'org-9', project: 'project-1' }, subject, facts: projectFacts },
+  {
+    method: 'GET',
+    path: '/orgs/org-2/projects/project-1',
+    route: '/orgs/{org}/projects/{project}',
+    action: 'project:read',
+    resource: { type: 'project', org: 'org-2', project: 'project-1' },
+    subject,
+    facts: projectFacts,
+  },
+  {
+    method: 'DELETE',
+    path: '/orgs/org-2/projects/project-1',
+    route: '/orgs/{org}/projects/{project}',
+    action: 'project:delete',
+    resource: { type: 'project', org: 'org-2', project: 'project-1' },
+    subject,
+    facts: projectFacts,
+  },
+  {
+    method: 'POST',
+    path: '/orgs/org-3/projects/project-1/pipelines',
+    route: '/orgs/{org}/projects/{project}/pipelines',
+    action: 'pipeline:run',
+    resource: { type: 'pipeline', org: 'org-3', project: 'project-1' },
+    subject,
+    facts: projectFacts,
+  },
+  {
+    method: 'GET',
+    path: '/orgs/org-9/projects/project-1',
+    route: '/orgs/{org}/projects/{project}',
+    action: 'project:read',
+    resource: { type: 'project', org: 'org-9', project: 'project-1' },
+    subject,
+    facts: projectFacts,
+  },
 ];
 
 function inputOf(i: number): PolicyInput {
   const c = CASES[i % CASES.length]!;
-  return { request: { id: `req-${i}`, method: c.method, path: c.path, route: c.route }, action: c.action, resource: { ...c.resource }, subject: c.subject, facts: c.facts };
+  return {
+    request: { id: `req-${i}`, method: c.method, path: c.path, route: c.route },
+    action: c.action,
+    resource: { ...c.resource },
+    subject: c.subject,
+    facts: c.facts,
+  };
 }
 
 function rate(seconds: number, evaluate: (i: number) => unknown): { perSecond: number; meanUs: number } {
@@ -62,7 +110,12 @@ async function main(): Promise<void> {
   const seconds = arg('seconds', 5);
   const total = arg('evaluations', 1_000_000);
   const opa = await resolveOpa({ opaBin: process.env.OPA_BIN, searchPath: process.env.PATH, log });
-  const { output } = await buildWasmBundle({ opa, source: path.join(projectRoot, 'policies'), entrypoints: ['portcullis/decision'], output: path.join(benchDir, 'policy', 'bundle.tar.gz') });
+  const { output } = await buildWasmBundle({
+    opa,
+    source: path.join(projectRoot, 'policies'),
+    entrypoints: ['portcullis/decision'],
+    output: path.join(benchDir, 'policy', 'bundle.tar.gz'),
+  });
   const bundle = await readBundle(await readFile(output));
   const engine = await WasmPolicyEngine.create(bundle, 'portcullis/decision');
   const allowed = CASES.map((_, i) => engine.evaluate(inputOf(i)).decision.allow);
@@ -85,7 +138,9 @@ async function main(): Promise<void> {
     if (i % 100_000 === 0) {
       // After a full collection (npm runs this with --expose-gc), RSS shows what is kept, not garbage not yet collected.
       (globalThis as { gc?: () => void }).gc?.();
-      samples.push(`| ${i.toLocaleString('en')} | ${(soakEngine.memoryBytes / 1024).toFixed(0)} | ${(process.memoryUsage().rss / 2 ** 20).toFixed(1)} |`);
+      samples.push(
+        `| ${i.toLocaleString('en')} | ${(soakEngine.memoryBytes / 1024).toFixed(0)} | ${(process.memoryUsage().rss / 2 ** 20).toFixed(1)} |`,
+      );
     }
   }
   const lines = [

@@ -25,7 +25,13 @@ import type { Allocations, LoopDelay } from './target-process';
 import { STALL_MS } from './target-process';
 import type { TargetKind } from './targets';
 
-const SIZE: DirectorySize = { users: 1000, organizations: 100, membershipsPerUser: 3, projectsPerOrganization: 10, teamsPerOrganization: 2 };
+const SIZE: DirectorySize = {
+  users: 1000,
+  organizations: 100,
+  membershipsPerUser: 3,
+  projectsPerOrganization: 10,
+  teamsPerOrganization: 2,
+};
 
 interface Target {
   id: string;
@@ -120,7 +126,9 @@ async function main(): Promise<void> {
         if (target.id === 'c') delays.push(await target.process!.measure<LoopDelay>('loopDelay', 'stop'));
         if (result.failed > 0) throw new Error(`(${target.id}) answered ${result.failed} requests with something other than 2xx`);
         results.get(target.id)!.push(result);
-        log(`round ${round}/${rounds} (${target.id}) ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms`);
+        log(
+          `round ${round}/${rounds} (${target.id}) ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms`,
+        );
       }
     }
     // The same, paced at half (c)'s rate: a saturated loop runs every ready connection's work in
@@ -131,8 +139,17 @@ async function main(): Promise<void> {
     await c.process!.measure('loopDelay', 'start');
     const paced = await drive(c.url!, requests, { connections, durationS, rate: pacedRate });
     const pacedDelay = await c.process!.measure<LoopDelay>('loopDelay', 'stop');
-    log(`(c) paced at ${pacedRate} req/s: ${Math.round(paced.rps)} req/s, p99 ${paced.p99.toFixed(2)} ms, loop delay max ${pacedDelay.max.toFixed(2)} ms`);
-    const lines = await report(targets, results, delays, { rate: pacedRate, delay: pacedDelay }, { rounds, durationS, connections, callers }, env);
+    log(
+      `(c) paced at ${pacedRate} req/s: ${Math.round(paced.rps)} req/s, p99 ${paced.p99.toFixed(2)} ms, loop delay max ${pacedDelay.max.toFixed(2)} ms`,
+    );
+    const lines = await report(
+      targets,
+      results,
+      delays,
+      { rate: pacedRate, delay: pacedDelay },
+      { rounds, durationS, connections, callers },
+      env,
+    );
     process.stdout.write(`${lines.join('\n')}\n`);
     await writeBenchmarkSection('bench:proxy', lines);
     for (const target of targets) await target.process?.stop();
@@ -185,7 +202,10 @@ async function report(
     targets.map((target) => {
       const runs = results.get(target.id)!;
       const cpu = runs.every((r) => r.cpuUsPerRequest !== undefined) ? median(runs.map((r) => r.cpuUsPerRequest!)) : undefined;
-      return [target.id, { rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)), cpu, runs }];
+      return [
+        target.id,
+        { rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)), cpu, runs },
+      ];
     }),
   );
   const b = summary.get('b')!;
@@ -198,7 +218,7 @@ async function report(
     const s = summary.get(target.id)!;
     const spread = `${Math.round(Math.min(...s.runs.map((r) => r.rps)))}–${Math.round(Math.max(...s.runs.map((r) => r.rps)))}`;
     const cpu = s.cpu === undefined ? 'not measured' : `${Math.round(s.cpu)} (${(b.cpu! / s.cpu).toFixed(2)}×)`;
-    return `| (${target.id}) ${target.label} | ${Math.round(s.rps)} | ${spread} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.rps / b.rps).toFixed(2)}× | ${(s.p99 - b.p99 >= 0 ? '+' : '')}${(s.p99 - b.p99).toFixed(2)} | ${cpu} |`;
+    return `| (${target.id}) ${target.label} | ${Math.round(s.rps)} | ${spread} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.rps / b.rps).toFixed(2)}× | ${s.p99 - b.p99 >= 0 ? '+' : ''}${(s.p99 - b.p99).toFixed(2)} | ${cpu} |`;
   });
   const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
   return [
@@ -207,8 +227,8 @@ async function report(
     ...(await describeMachine(env.db)),
     `- load: autocannon, ${run.connections} connections, ${run.rounds} alternating rounds of ${run.durationS} s per target (after a 3 s warm-up each); ` +
       `${run.callers} distinct callers (tokens) reading a project of one of their organizations (\`GET /orgs/{org}/projects/{project}\`, allowed); every response checked to be 2xx`,
-    '- figures: median over the rounds; latency measured per response by the benchmark (not autocannon\'s whole-millisecond histogram); ' +
-      'CPU: user + system time of the target\'s own process (`process.cpuUsage`) per request, which other work on the machine does not inflate the way it does req/s ' +
+    "- figures: median over the rounds; latency measured per response by the benchmark (not autocannon's whole-millisecond histogram); " +
+      "CPU: user + system time of the target's own process (`process.cpuUsage`) per request, which other work on the machine does not inflate the way it does req/s " +
       '(PostgreSQL, which (c), (d) and (e) also use, and the upstream are not counted)',
     '',
     '| target | req/s (median) | req/s (min–max) | p50 ms | p99 ms | req/s vs (b) | p99 vs (b), ms | CPU µs per request of its process (b ÷ it) |',
@@ -219,11 +239,14 @@ async function report(
     '',
     '| round | p50 ms | p99 ms | max ms | samples | stalls > 5 ms |',
     '|---|---|---|---|---|---|',
-    ...delays.map((delay, i) => `| ${i + 1} | ${delay.p50.toFixed(2)} | ${delay.p99.toFixed(2)} | ${delay.max.toFixed(2)} | ${delay.samples} | ${delay.stalls} |`),
+    ...delays.map(
+      (delay, i) =>
+        `| ${i + 1} | ${delay.p50.toFixed(2)} | ${delay.p99.toFixed(2)} | ${delay.max.toFixed(2)} | ${delay.samples} | ${delay.stalls} |`,
+    ),
     `| paced at ${paced.rate} req/s (half of (c)'s median) | ${paced.delay.p50.toFixed(2)} | ${paced.delay.p99.toFixed(2)} | ${paced.delay.max.toFixed(2)} | ${paced.delay.samples} | ${paced.delay.stalls} |`,
     '',
     `Targets: (c) ≥ 0.85× (b) req/s: ${(c.rps / b.rps).toFixed(2)}× ${verdict(c.rps >= 0.85 * b.rps)}; ` +
-      `p99 (c) ≤ p99 (b) + 2 ms: ${(c.p99 - b.p99 >= 0 ? '+' : '')}${(c.p99 - b.p99).toFixed(2)} ms ${verdict(c.p99 <= b.p99 + 2)}; ` +
+      `p99 (c) ≤ p99 (b) + 2 ms: ${c.p99 - b.p99 >= 0 ? '+' : ''}${(c.p99 - b.p99).toFixed(2)} ms ${verdict(c.p99 <= b.p99 + 2)}; ` +
       `(c) ≥ 4× (e): ${(c.rps / e.rps).toFixed(2)}× ${verdict(c.rps >= 4 * e.rps)}; ` +
       `(d) ≥ 1.5× (e): ${(d.rps / e.rps).toFixed(2)}× ${verdict(d.rps >= 1.5 * e.rps)}; ` +
       `no event-loop stall over ${STALL_MS} ms in (c) at full load: longest ${(worstDelay - 1).toFixed(2)} ms beyond the 1 ms tick, ${stalls} over ${STALL_MS} ms ${verdict(stalls === 0)}; ` +

@@ -53,22 +53,30 @@ async function main(): Promise<void> {
   // Random users, never the same twice in a row; nothing in front of PostgreSQL caches them.
   const userAt = (i: number) => ((i * 7_919 + 13) % size.users) + 1;
   const check = await subjects.load(`user-${userAt(0)}`);
-  if (Object.keys(check.memberships).length !== size.membershipsPerUser) throw new Error('the subject does not have the seeded memberships');
+  if (Object.keys(check.memberships).length !== size.membershipsPerUser)
+    throw new Error('the subject does not have the seeded memberships');
   await timed(500, 1, (i) => subjects.load(`user-${userAt(i + samples)}`)); // connection and plan warm-up
   const sequential = await timed(samples, 1, (i) => subjects.load(`user-${userAt(i)}`));
   const concurrent = await timed(samples, 16, (i) => subjects.load(`user-${userAt(i + 2 * samples)}`));
   const projectFacts = await timed(samples, 1, (i) => {
     const user = userAt(i);
-    return facts.load({ type: 'project', org: `org-${organizationOf(size, user, 1)}`, project: `project-${(i % size.projectsPerOrganization) + 1}` }, 'project:read');
+    return facts.load(
+      { type: 'project', org: `org-${organizationOf(size, user, 1)}`, project: `project-${(i % size.projectsPerOrganization) + 1}` },
+      'project:read',
+    );
   });
-  const deleteFacts = await timed(samples, 1, (i) => facts.load({ type: 'organization', org: `org-${(i % size.organizations) + 1}` }, 'organization:delete'));
+  const deleteFacts = await timed(samples, 1, (i) =>
+    facts.load({ type: 'organization', org: `org-${(i % size.organizations) + 1}` }, 'organization:delete'),
+  );
   const p99 = percentile(sequential, 0.99);
 
   const lines = [
     '## Directory at scale (`npm run bench:scale`)',
     '',
     ...(await describeMachine(env.db)),
-    `- data: ${Object.entries(counts).map(([k, v]) => `${Number(v).toLocaleString('en')} ${k.replace('_', ' ')}`).join(', ')}; ` +
+    `- data: ${Object.entries(counts)
+      .map(([k, v]) => `${Number(v).toLocaleString('en')} ${k.replace('_', ' ')}`)
+      .join(', ')}; ` +
       `each user in ${size.membershipsPerUser} organizations (admin of one, default role plus a team with an organization role in the others); seeded in ${seedSeconds.toFixed(0)} s with generate_series`,
     `- ${samples.toLocaleString('en')} loads each, random users, straight from PostgreSQL (no gateway cache); PostgreSQL's own buffer cache is warm`,
     '',

@@ -42,11 +42,22 @@ async function main(): Promise<void> {
   await seed.destroy();
 
   const opa = await resolveOpa({ opaBin: process.env.OPA_BIN, searchPath: process.env.PATH, log });
-  const { output: bundle } = await buildWasmBundle({ opa, source: path.join(projectRoot, 'policies'), entrypoints: ['portcullis/decision'], output: path.join(dir, 'bundle.tar.gz') });
+  const { output: bundle } = await buildWasmBundle({
+    opa,
+    source: path.join(projectRoot, 'policies'),
+    entrypoints: ['portcullis/decision'],
+    output: path.join(dir, 'bundle.tar.gz'),
+  });
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   await writeFile(path.join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'soak', alg: 'ES256' }] }));
   const token = (user: string) =>
-    new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'soak' }).setSubject(demoSubject(user)).setIssuer(ISSUER).setAudience('portcullis').setExpirationTime('2h').sign(privateKey);
+    new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: 'soak' })
+      .setSubject(demoSubject(user))
+      .setIssuer(ISSUER)
+      .setAudience('portcullis')
+      .setExpirationTime('2h')
+      .sign(privateKey);
 
   const upstream = await startEchoService('all');
   const config = parseConfig(
@@ -105,7 +116,10 @@ async function main(): Promise<void> {
   const ids = samples.map((sample) => sample.decisionId).filter((id): id is string => Boolean(id));
   const stored = new Map<string, boolean>();
   for (let i = 0; i < ids.length; i += 5000) {
-    for (const row of await check('decisions').whereIn('id', ids.slice(i, i + 5000)).select('id', 'allow')) stored.set(row.id, row.allow);
+    for (const row of await check('decisions')
+      .whereIn('id', ids.slice(i, i + 5000))
+      .select('id', 'allow'))
+      stored.set(row.id, row.allow);
   }
   await check.destroy();
   await database.stop();
@@ -116,7 +130,9 @@ async function main(): Promise<void> {
   const inOutage = (sample: Sample) => sample.at >= window.from && sample.at <= window.to + graceMs;
   const unavailable = (sample: Sample) => sample.status >= 500;
   const failedOutside = samples.filter((sample) => !inOutage(sample) && unavailable(sample));
-  const allowedWithoutRecord = samples.filter((sample) => sample.status < 300 && (!sample.decisionId || stored.get(sample.decisionId) !== true));
+  const allowedWithoutRecord = samples.filter(
+    (sample) => sample.status < 300 && (!sample.decisionId || stored.get(sample.decisionId) !== true),
+  );
   const missing = ids.filter((id) => !stored.has(id));
   const duringOutage = samples.filter(inOutage);
   const lines = [
@@ -134,10 +150,15 @@ async function main(): Promise<void> {
 
 function send(port: number, agent: http.Agent, method: string, target: string, bearer: string): Promise<Sample> {
   return new Promise((resolve) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: target, agent, headers: { authorization: `Bearer ${bearer}` } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ at: Date.now(), status: res.statusCode ?? 0, decisionId: res.headers['x-portcullis-decision'] as string | undefined }));
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path: target, agent, headers: { authorization: `Bearer ${bearer}` } },
+      (res) => {
+        res.resume();
+        res.on('end', () =>
+          resolve({ at: Date.now(), status: res.statusCode ?? 0, decisionId: res.headers['x-portcullis-decision'] as string | undefined }),
+        );
+      },
+    );
     req.on('error', () => resolve({ at: Date.now(), status: 0, decisionId: undefined }));
     req.end(method === 'POST' ? '{}' : undefined);
   });

@@ -2,10 +2,24 @@
 // connections, in chunks of 100,000), the gateway's memory after every chunk, then stop.
 // Bounded by construction: it sends exactly --requests requests (default 1,000,000).
 import { organizationOf, seedBenchDirectory, type DirectorySize } from './bench-directory';
-import { arg, describeMachine, log, prepareEnvironment, startTargetProcess, targetSettings, writeBenchmarkSection } from './bench-environment';
+import {
+  arg,
+  describeMachine,
+  log,
+  prepareEnvironment,
+  startTargetProcess,
+  targetSettings,
+  writeBenchmarkSection,
+} from './bench-environment';
 import { drive, type LoadRequest } from './load';
 
-const SIZE: DirectorySize = { users: 1000, organizations: 100, membershipsPerUser: 3, projectsPerOrganization: 10, teamsPerOrganization: 2 };
+const SIZE: DirectorySize = {
+  users: 1000,
+  organizations: 100,
+  membershipsPerUser: 3,
+  projectsPerOrganization: 10,
+  teamsPerOrganization: 2,
+};
 
 async function main(): Promise<void> {
   const total = arg('requests', 1_000_000);

@@ -60,7 +60,9 @@ process.on('message', (message: Message) => {
     // With --expose-gc, what is measured is what the process keeps, not garbage not yet collected.
     (globalThis as { gc?: () => void }).gc?.();
     const usage = process.memoryUsage();
-    process.send?.({ memory: { rssBeforeGc, rss: usage.rss, heapUsed: usage.heapUsed, external: usage.external, arrayBuffers: usage.arrayBuffers } });
+    process.send?.({
+      memory: { rssBeforeGc, rss: usage.rss, heapUsed: usage.heapUsed, external: usage.external, arrayBuffers: usage.arrayBuffers },
+    });
   } else if ('loopDelay' in message) {
     if (message.loopDelay === 'start') {
       delay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
@@ -81,7 +83,11 @@ process.on('message', (message: Message) => {
       inspector.connect();
       void post('HeapProfiler.enable')
         .then(() =>
-          post('HeapProfiler.startSampling', { samplingInterval: SAMPLING_INTERVAL_BYTES, includeObjectsCollectedByMinorGC: true, includeObjectsCollectedByMajorGC: true }),
+          post('HeapProfiler.startSampling', {
+            samplingInterval: SAMPLING_INTERVAL_BYTES,
+            includeObjectsCollectedByMinorGC: true,
+            includeObjectsCollectedByMajorGC: true,
+          }),
         )
         .then(() => process.send?.({ allocations: null }));
     } else {
@@ -135,7 +141,10 @@ function allocationsOf(head: HeapNode): Allocations {
     for (const child of node.children) walk(child);
   };
   walk(head);
-  const top = [...byFrame].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([frame, size]) => ({ frame, bytes: size }));
+  const top = [...byFrame]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 15)
+    .map(([frame, size]) => ({ frame, bytes: size }));
   return { bytes, top };
 }
 

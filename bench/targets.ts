@@ -72,7 +72,9 @@ export async function startTarget(kind: TargetKind, settings: TargetSettings): P
           auth: { issuer: settings.issuer, audience: settings.audience, jwks_file: settings.jwksFile, algorithms: ['ES256'] },
           policy: { source: settings.bundle },
           cache: { enabled: settings.cache },
-          services: Object.fromEntries(['organizations', 'projects', 'credentials', 'users'].map((name) => [name, { url: settings.upstreamUrl }])),
+          services: Object.fromEntries(
+            ['organizations', 'projects', 'credentials', 'users'].map((name) => [name, { url: settings.upstreamUrl }]),
+          ),
         },
         {},
         settings.stateDir,
@@ -98,7 +100,12 @@ export async function startTarget(kind: TargetKind, settings: TargetSettings): P
 async function startOpaGateway(settings: TargetSettings): Promise<StartedTarget> {
   const db = createDatabase({ url: settings.databaseUrl });
   const authenticator = await JwtAuthenticator.create(
-    configSchema.shape.auth.parse({ issuer: settings.issuer, audience: settings.audience, jwks_file: settings.jwksFile, algorithms: ['ES256'] }),
+    configSchema.shape.auth.parse({
+      issuer: settings.issuer,
+      audience: settings.audience,
+      jwks_file: settings.jwksFile,
+      algorithms: ['ES256'],
+    }),
     { cacheTtlMs: 0 },
   );
   const routes = new RouteTable([], defaultRoutes);
@@ -106,7 +113,11 @@ async function startOpaGateway(settings: TargetSettings): Promise<StartedTarget>
   const facts = new PgFactsLoader(db);
   const opaAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   const decisionUrl = new URL('/v1/data/portcullis/decision', settings.opaUrl);
-  const proxy = createProxyMiddleware({ target: settings.upstreamUrl, changeOrigin: true, agent: new http.Agent({ keepAlive: true, maxSockets: 256 }) });
+  const proxy = createProxyMiddleware({
+    target: settings.upstreamUrl,
+    changeOrigin: true,
+    agent: new http.Agent({ keepAlive: true, maxSockets: 256 }),
+  });
 
   const app = express();
   app.use((req, res, next) => {
@@ -149,18 +160,22 @@ async function startOpaGateway(settings: TargetSettings): Promise<StartedTarget>
 function postJson(agent: http.Agent, url: URL, body: unknown): Promise<unknown> {
   const payload = JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-        } catch (error) {
-          reject(error);
-        }
-      });
-      res.on('error', reject);
-    });
+    const req = http.request(
+      url,
+      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+          } catch (error) {
+            reject(error);
+          }
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(payload);
   });

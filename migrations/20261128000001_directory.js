@@ -112,7 +112,17 @@ exports.down = async function down(knex) {
         'dump it first (pg_dump --data-only -t users -t organizations -t roles -t organization_members -t teams -t team_members -t team_roles -t projects -t invitations), empty it, then roll back',
     );
   }
-  for (const table of ['invitations', 'projects', 'team_roles', 'team_members', 'teams', 'organization_members', 'roles', 'organizations', 'users']) {
+  for (const table of [
+    'invitations',
+    'projects',
+    'team_roles',
+    'team_members',
+    'teams',
+    'organization_members',
+    'roles',
+    'organizations',
+    'users',
+  ]) {
     await knex.schema.dropTableIfExists(table);
   }
 };

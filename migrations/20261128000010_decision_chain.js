@@ -16,7 +16,24 @@ const INDEXES = {
   decisions_allow_time_index: '(allow, time)',
   decisions_request_id_index: '(request_id)',
 };
-const COLUMNS = ['id', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'resource', 'method', 'path', 'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'input'];
+const COLUMNS = [
+  'id',
+  'time',
+  'request_id',
+  'subject',
+  'user_id',
+  'organization',
+  'action',
+  'resource',
+  'method',
+  'path',
+  'allow',
+  'status',
+  'reasons',
+  'policy_revision',
+  'eval_latency_us',
+  'input',
+];
 
 /** @param {import('knex').Knex} knex */
 exports.up = async function up(knex) {
@@ -80,7 +97,9 @@ exports.up = async function up(knex) {
   const first = bounds[0].first ?? now;
   for (let month = monthStart(first); month <= addMonths(monthStart(now), 2); month = addMonths(month, 1)) {
     const next = addMonths(month, 1);
-    await knex.raw(`create table if not exists ${partitionName(month)} partition of decisions for values from ('${month.toISOString()}') to ('${next.toISOString()}')`);
+    await knex.raw(
+      `create table if not exists ${partitionName(month)} partition of decisions for values from ('${month.toISOString()}') to ('${next.toISOString()}')`,
+    );
   }
 
   // The canonical content, rendered by PostgreSQL exactly as src/audit/pg-decision-query-store.ts
@@ -165,10 +184,14 @@ exports.down = async function down(knex) {
 
 /** Refuses (rolling the migration back) unless `target` holds every row of `source`, and `expected` when given. */
 async function assertSameCount(knex, source, target, expected) {
-  const { rows } = await knex.raw(`select (select count(*) from ${source})::bigint as source, (select count(*) from ${target})::bigint as target`);
+  const { rows } = await knex.raw(
+    `select (select count(*) from ${source})::bigint as source, (select count(*) from ${target})::bigint as target`,
+  );
   const counts = { source: Number(rows[0].source), target: Number(rows[0].target) };
   if (counts.source !== counts.target || (expected !== undefined && counts.target !== expected)) {
-    throw new Error(`decision log copy incomplete: ${source} has ${counts.source} rows, ${target} ${counts.target}${expected !== undefined ? `, ${expected} chained` : ''}; nothing was dropped`);
+    throw new Error(
+      `decision log copy incomplete: ${source} has ${counts.source} rows, ${target} ${counts.target}${expected !== undefined ? `, ${expected} chained` : ''}; nothing was dropped`,
+    );
   }
 }
 

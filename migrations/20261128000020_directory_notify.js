@@ -111,21 +111,30 @@ exports.up = async function up(knex) {
   for (const [table, args] of Object.entries(TABLES)) {
     await knex.raw(tableFunction(table, args));
     const fn = `portcullis_notify_${table}()`;
-    await knex.raw(`create trigger portcullis_notify_insert after insert on ${table} referencing new table as new_rows for each statement execute function ${fn}`);
+    await knex.raw(
+      `create trigger portcullis_notify_insert after insert on ${table} referencing new table as new_rows for each statement execute function ${fn}`,
+    );
     await knex.raw(
       `create trigger portcullis_notify_update after update on ${table} referencing old table as old_rows new table as new_rows for each statement execute function ${fn}`,
     );
-    await knex.raw(`create trigger portcullis_notify_delete after delete on ${table} referencing old table as old_rows for each statement execute function ${fn}`);
-    await knex.raw(`create trigger portcullis_notify_truncate after truncate on ${table} for each statement execute function portcullis_directory_truncated()`);
+    await knex.raw(
+      `create trigger portcullis_notify_delete after delete on ${table} referencing old table as old_rows for each statement execute function ${fn}`,
+    );
+    await knex.raw(
+      `create trigger portcullis_notify_truncate after truncate on ${table} for each statement execute function portcullis_directory_truncated()`,
+    );
   }
 };
 
 /** @param {import('knex').Knex} knex */
 exports.down = async function down(knex) {
   for (const table of Object.keys(TABLES)) {
-    for (const event of ['insert', 'update', 'delete', 'truncate']) await knex.raw(`drop trigger if exists portcullis_notify_${event} on ${table}`);
+    for (const event of ['insert', 'update', 'delete', 'truncate'])
+      await knex.raw(`drop trigger if exists portcullis_notify_${event} on ${table}`);
     await knex.raw(`drop function if exists portcullis_notify_${table}()`);
   }
   await knex.raw('drop function if exists portcullis_directory_truncated()');
-  await knex.raw('drop function if exists portcullis_directory_notify(text, text, text[], text[], text[], boolean, text[], text[], boolean)');
+  await knex.raw(
+    'drop function if exists portcullis_directory_notify(text, text, text[], text[], text[], boolean, text[], text[], boolean)',
+  );
 };

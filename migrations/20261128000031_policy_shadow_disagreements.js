@@ -25,7 +25,9 @@ exports.up = async function up(knex) {
     table.jsonb('input');
   });
   await knex.raw('create index policy_shadow_disagreements_time_index on policy_shadow_disagreements (time)');
-  await knex.raw('create index policy_shadow_disagreements_revisions_index on policy_shadow_disagreements (shadow_revision, active_revision)');
+  await knex.raw(
+    'create index policy_shadow_disagreements_revisions_index on policy_shadow_disagreements (shadow_revision, active_revision)',
+  );
 };
 
 /** Refuses while there are disagreements: rolling back must never delete what a policy author may still need. */

@@ -29,10 +29,14 @@ end $$`;
 
 /** Rows breaking `column = lower(column)`, named so the operator can fix them. */
 async function requireLowerCase(knex, table, column) {
-  const { rows } = await knex.raw(`select id, ${column} as value from ${table} where ${column} <> lower(${column}) order by ${column} limit 10`);
+  const { rows } = await knex.raw(
+    `select id, ${column} as value from ${table} where ${column} <> lower(${column}) order by ${column} limit 10`,
+  );
   if (rows.length > 0) {
     const found = rows.map((row) => `'${row.value}' (id ${row.id})`).join(', ');
-    throw new Error(`${table}.${column} must be lower-case, but these are not: ${found}; lower-case them (update ${table} set ${column} = lower(${column}) where ...) and migrate again`);
+    throw new Error(
+      `${table}.${column} must be lower-case, but these are not: ${found}; lower-case them (update ${table} set ${column} = lower(${column}) where ...) and migrate again`,
+    );
   }
 }
 
@@ -55,12 +59,18 @@ exports.up = async function up(knex) {
 
   await knex.raw(NOTIFY_CREDENTIALS);
   const fn = 'portcullis_notify_credentials()';
-  await knex.raw(`create trigger portcullis_notify_insert after insert on credentials referencing new table as new_rows for each statement execute function ${fn}`);
+  await knex.raw(
+    `create trigger portcullis_notify_insert after insert on credentials referencing new table as new_rows for each statement execute function ${fn}`,
+  );
   await knex.raw(
     `create trigger portcullis_notify_update after update on credentials referencing old table as old_rows new table as new_rows for each statement execute function ${fn}`,
   );
-  await knex.raw(`create trigger portcullis_notify_delete after delete on credentials referencing old table as old_rows for each statement execute function ${fn}`);
-  await knex.raw('create trigger portcullis_notify_truncate after truncate on credentials for each statement execute function portcullis_directory_truncated()');
+  await knex.raw(
+    `create trigger portcullis_notify_delete after delete on credentials referencing old table as old_rows for each statement execute function ${fn}`,
+  );
+  await knex.raw(
+    'create trigger portcullis_notify_truncate after truncate on credentials for each statement execute function portcullis_directory_truncated()',
+  );
   for (const event of EVENTS) await knex.raw(`alter table credentials enable always trigger portcullis_notify_${event}`);
 };
 
@@ -69,7 +79,9 @@ exports.down = async function down(knex) {
   const { rows } = await knex.raw('select count(*) as n from credentials');
   const count = Number(rows[0].n);
   if (count > 0) {
-    throw new Error(`refusing to roll back: the credentials registry holds ${count} rows this would delete; dump it first (pg_dump --data-only -t credentials), empty it, then roll back`);
+    throw new Error(
+      `refusing to roll back: the credentials registry holds ${count} rows this would delete; dump it first (pg_dump --data-only -t credentials), empty it, then roll back`,
+    );
   }
   await knex.schema.dropTable('credentials');
   await knex.raw('drop function if exists portcullis_notify_credentials()');

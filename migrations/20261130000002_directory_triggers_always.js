@@ -2,7 +2,17 @@
 // applied with `session_replication_role = replica` (logical replication, `pg_restore
 // --disable-triggers`) changes what the gateways' caches hold just as much as any other.
 
-const TABLES = ['users', 'organizations', 'organization_members', 'teams', 'team_members', 'team_roles', 'roles', 'projects', 'invitations'];
+const TABLES = [
+  'users',
+  'organizations',
+  'organization_members',
+  'teams',
+  'team_members',
+  'team_roles',
+  'roles',
+  'projects',
+  'invitations',
+];
 const EVENTS = ['insert', 'update', 'delete', 'truncate'];
 
 /** @param {import('knex').Knex} knex */

@@ -46,6 +46,8 @@ exports.down = async function down(knex) {
     );
   }
   await knex.raw('drop table decision_checkpoints');
-  await knex.raw('alter table decision_chain_anchor drop column moved_at, drop column retention_days, drop column key_id, drop column signature');
+  await knex.raw(
+    'alter table decision_chain_anchor drop column moved_at, drop column retention_days, drop column key_id, drop column signature',
+  );
   await knex.raw('alter table decisions drop column recorded_at');
 };

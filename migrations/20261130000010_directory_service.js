@@ -65,7 +65,9 @@ exports.down = async function down(knex) {
     select (select count(*) from directory_events) as events,
            (select count(*) from user_pictures) as pictures,
            (select count(*) from invitations where revoked_at is not null) as "revoked invitations"`);
-  const found = Object.entries(rows[0]).filter(([, n]) => Number(n) > 0).map(([what, n]) => `${n} ${what}`);
+  const found = Object.entries(rows[0])
+    .filter(([, n]) => Number(n) > 0)
+    .map(([what, n]) => `${n} ${what}`);
   if (found.length > 0) {
     throw new Error(
       `refusing to roll back: the directory service's data would be lost (${found.join(', ')}); ` +

@@ -48,7 +48,9 @@ exports.up = async function up(knex) {
   await knex.raw(`
     insert into decision_revisions (policy_revision, first_seen)
     select policy_revision, min(time) from decisions where policy_revision is not null and not dry_run group by 1`);
-  await knex.raw('create trigger decision_rollup after insert on decisions referencing new table as new_rows for each statement execute function decision_rollup()');
+  await knex.raw(
+    'create trigger decision_rollup after insert on decisions referencing new table as new_rows for each statement execute function decision_rollup()',
+  );
 };
 
 /** @param {import('knex').Knex} knex */

@@ -98,18 +98,30 @@ export class Portcullis {
       steps.push(() => directory.close());
       const assertions = await IdentityAssertionSigner.create(config.assertion);
       if (!config.assertion.signing_key_file) {
-        logger.warn('assertion.signing_key_file is not set: identity assertions use a per-process key; set one when running several instances');
+        logger.warn(
+          'assertion.signing_key_file is not set: identity assertions use a per-process key; set one when running several instances',
+        );
       }
 
       const routes = routeTable(config, logger);
-      const audit = await AuditTrail.start({ db, config: config.audit, stateDir: options.stateDir, entrypoint: config.policy.entrypoint, logger, now: options.now });
+      const audit = await AuditTrail.start({
+        db,
+        config: config.audit,
+        stateDir: options.stateDir,
+        entrypoint: config.policy.entrypoint,
+        logger,
+        now: options.now,
+      });
       const recorder = audit.recorder;
       steps.push(async (deadline) => {
         // The steps after this one (closing pools, stopping an embedded PostgreSQL) keep time of their own.
         const flushMs = deadline - Date.now() - Math.min(2_000, config.server.shutdown_grace_ms / 4);
         if (await withDeadline(audit.close(), flushMs)) return;
         await recorder.spoolUnwritten();
-        logger.error({ backlog: recorder.backlog }, 'decision records PostgreSQL had not taken by the shutdown deadline were spooled; the next start writes them');
+        logger.error(
+          { backlog: recorder.backlog },
+          'decision records PostgreSQL had not taken by the shutdown deadline were spooled; the next start writes them',
+        );
       });
 
       const metrics = new GatewayMetrics({
@@ -213,7 +225,10 @@ export class Portcullis {
       steps.push(() => closeNow(admin));
 
       const instance = new Portcullis(middleware, gateway, admin, steps, config.server.shutdown_grace_ms, logger);
-      logger.info({ gateway: gateway ? instance.gatewayUrl : 'mounted in the caller\'s app', admin: instance.adminUrl }, 'portcullis is ready');
+      logger.info(
+        { gateway: gateway ? instance.gatewayUrl : "mounted in the caller's app", admin: instance.adminUrl },
+        'portcullis is ready',
+      );
       return instance;
     } catch (error) {
       await cleanUp();
@@ -244,7 +259,11 @@ export class Portcullis {
   }
 }
 
-async function openDatabase(config: PortcullisConfig, options: RuntimeOptions, steps: ShutdownStep[]): Promise<{ db: Knex; requestDb: Knex; url: string }> {
+async function openDatabase(
+  config: PortcullisConfig,
+  options: RuntimeOptions,
+  steps: ShutdownStep[],
+): Promise<{ db: Knex; requestDb: Knex; url: string }> {
   let url = config.database.url;
   if (!url) {
     const started = Date.now();
@@ -262,13 +281,19 @@ async function openDatabase(config: PortcullisConfig, options: RuntimeOptions, s
   // the admin API run their statements for as long as they need.
   const db = createDatabase({ url, poolMax: 5, acquireTimeoutMs: config.database.timeout_ms, warn });
   steps.push(() => closePool(db));
-  const requestDb = createDatabase({ url, acquireTimeoutMs: config.database.timeout_ms, statementTimeoutMs: config.database.timeout_ms, warn });
+  const requestDb = createDatabase({
+    url,
+    acquireTimeoutMs: config.database.timeout_ms,
+    statementTimeoutMs: config.database.timeout_ms,
+    warn,
+  });
   steps.push(() => closePool(requestDb));
   if (!config.database.url) {
     await migrateToLatest(db);
   } else {
     const [, pending] = (await db.migrate.list(migrationConfig())) as [unknown[], unknown[]];
-    if (pending.length > 0) throw new ConfigError(`the database has ${pending.length} pending migration(s): run \`portcullis migrate\` first`);
+    if (pending.length > 0)
+      throw new ConfigError(`the database has ${pending.length} pending migration(s): run \`portcullis migrate\` first`);
   }
   return { db, requestDb, url };
 }
@@ -283,7 +308,10 @@ export function routeTable(config: PortcullisConfig, logger: Logger): RouteTable
   );
   const unchecked = table.uncheckedParameters();
   if (unchecked.length > 0) {
-    logger.warn({ unchecked }, `route parameters forwarded unchecked (checked_by: upstream), the upstream must check them against the assertion's org claim: ${unchecked.join(', ')}`);
+    logger.warn(
+      { unchecked },
+      `route parameters forwarded unchecked (checked_by: upstream), the upstream must check them against the assertion's org claim: ${unchecked.join(', ')}`,
+    );
   }
   return table;
 }

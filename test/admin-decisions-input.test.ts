@@ -19,7 +19,8 @@ beforeAll(async () => {
 afterAll(async () => h?.close());
 
 /** `query` is sent as written: already percent-encoded, or deliberately not. */
-const get = (query: string) => fetch(`${h.gateway.adminUrl}/admin/v1/decisions${query}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+const get = (query: string) =>
+  fetch(`${h.gateway.adminUrl}/admin/v1/decisions${query}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
 const encoded = (params: [string, string][]) => `?${new URLSearchParams(params).toString()}`;
 
 async function expectRefused(query: string, name: string): Promise<void> {
@@ -35,42 +36,54 @@ async function expectRefused(query: string, name: string): Promise<void> {
 }
 
 describe('GET /admin/v1/decisions refuses bad values with 400 naming the parameter', () => {
-  it.each(([
-    ['since', '99999-01-01'],
-    ['since', '-5h'],
-    ['since', '1e309d'],
-    ['since', '99999999999999999999d'],
-    ['since', '9999999999999w'],
-    ['until', '0000-12-31'],
-    ['until', '9999-12-31T23:00:00-01:00'],
-    ['since', '2026-02-30'],
-    ['since', '2026-11-30T24:00'],
-    ['since', '2026-11-30T10:00:00+25:00'],
-    ['since', ''],
-    ['since', '2026-11-30\u0000'],
-    ['limit', '0'],
-    ['limit', '1001'],
-    ['limit', '-1'],
-    ['limit', '1.5'],
-    ['limit', '1e2'],
-    ['limit', '0x10'],
-    ['limit', ''],
-    ['limit', '99999999999999999999999'],
-    ['allow', 'yes'],
-    ['allow', 'TRUE'],
-    ['allow', ''],
-    ['subject', 'alice\u0000|sub'],
-    ['org', '\u0000'],
-    ['action', 'project:read\u0000'],
-    ['cursor', ''],
-    ['cursor', 'bm9wZQ'],
-    ['cursor', '!!!'],
-    ['cursor', 'x'.repeat(5000)],
-    ['cursor', Buffer.from('[1,2]').toString('base64url')],
-    ['cursor', Buffer.from('{"seq":1e309,"since":null,"until":null,"filters":"00000000000000000000000000000000"}').toString('base64url')],
-    ['cursor', Buffer.from('{"seq":5,"since":"+275760-09-13T00:00:00.000Z","until":null,"filters":"00000000000000000000000000000000"}').toString('base64url')],
-    ['cursor', Buffer.from('{"seq":5,"since":null,"until":null,"filters":"00000000000000000000000000000000"}').toString('base64url')],
-  ] as [string, string][]).map(([name, value]) => [name, value.length > 80 ? `${value.slice(0, 20)}… (${value.length} characters)` : value, value]))('%s=%j', async (name, _shown, value) => {
+  it.each(
+    (
+      [
+        ['since', '99999-01-01'],
+        ['since', '-5h'],
+        ['since', '1e309d'],
+        ['since', '99999999999999999999d'],
+        ['since', '9999999999999w'],
+        ['until', '0000-12-31'],
+        ['until', '9999-12-31T23:00:00-01:00'],
+        ['since', '2026-02-30'],
+        ['since', '2026-11-30T24:00'],
+        ['since', '2026-11-30T10:00:00+25:00'],
+        ['since', ''],
+        ['since', '2026-11-30\u0000'],
+        ['limit', '0'],
+        ['limit', '1001'],
+        ['limit', '-1'],
+        ['limit', '1.5'],
+        ['limit', '1e2'],
+        ['limit', '0x10'],
+        ['limit', ''],
+        ['limit', '99999999999999999999999'],
+        ['allow', 'yes'],
+        ['allow', 'TRUE'],
+        ['allow', ''],
+        ['subject', 'alice\u0000|sub'],
+        ['org', '\u0000'],
+        ['action', 'project:read\u0000'],
+        ['cursor', ''],
+        ['cursor', 'bm9wZQ'],
+        ['cursor', '!!!'],
+        ['cursor', 'x'.repeat(5000)],
+        ['cursor', Buffer.from('[1,2]').toString('base64url')],
+        [
+          'cursor',
+          Buffer.from('{"seq":1e309,"since":null,"until":null,"filters":"00000000000000000000000000000000"}').toString('base64url'),
+        ],
+        [
+          'cursor',
+          Buffer.from('{"seq":5,"since":"+275760-09-13T00:00:00.000Z","until":null,"filters":"00000000000000000000000000000000"}').toString(
+            'base64url',
+          ),
+        ],
+        ['cursor', Buffer.from('{"seq":5,"since":null,"until":null,"filters":"00000000000000000000000000000000"}').toString('base64url')],
+      ] as [string, string][]
+    ).map(([name, value]) => [name, value.length > 80 ? `${value.slice(0, 20)}… (${value.length} characters)` : value, value]),
+  )('%s=%j', async (name, _shown, value) => {
     await expectRefused(encoded([[name, value]]), name);
   });
 
@@ -90,15 +103,70 @@ describe('GET /admin/v1/decisions refuses bad values with 400 naming the paramet
   });
 
   it('accepts the edges of what is valid', async () => {
-    for (const query of ['?limit=1', '?limit=1000', '?since=0001-01-01', '?until=9999-12-31T23:59:59.999Z', '?since=2026-11-30T10:00', '?since=0s', `?cursor=${cursor}`, '?subject=', "?subject=' or 1=1 --"]) {
+    for (const query of [
+      '?limit=1',
+      '?limit=1000',
+      '?since=0001-01-01',
+      '?until=9999-12-31T23:59:59.999Z',
+      '?since=2026-11-30T10:00',
+      '?since=0s',
+      `?cursor=${cursor}`,
+      '?subject=',
+      "?subject=' or 1=1 --",
+    ]) {
       expect({ query, status: (await get(query)).status }).toEqual({ query, status: 200 });
     }
   });
 });
 
 describe('GET /admin/v1/decisions under random input', () => {
-  const SQLISH = ["' or '1'='1", "'; drop table decisions; --", '$1', '\\x00', '%', '_', '"', 'E\'\\\\\'', ')::text', 'null', 'NaN', 'Infinity', '-0'];
-  const CHARS = ['a', 'Z', '0', '9', '-', ':', 'T', 'Z', '.', '+', ' ', '\u0000', '\u0001', '\t', '\n', 'é', 'ß', '中', '😀', '\u202e', '\u0301', '\uffff', '\ud800', '=', '&', '#', '/', '\\', "'", '"'];
+  const SQLISH = [
+    "' or '1'='1",
+    "'; drop table decisions; --",
+    '$1',
+    '\\x00',
+    '%',
+    '_',
+    '"',
+    "E'\\\\'",
+    ')::text',
+    'null',
+    'NaN',
+    'Infinity',
+    '-0',
+  ];
+  const CHARS = [
+    'a',
+    'Z',
+    '0',
+    '9',
+    '-',
+    ':',
+    'T',
+    'Z',
+    '.',
+    '+',
+    ' ',
+    '\u0000',
+    '\u0001',
+    '\t',
+    '\n',
+    'é',
+    'ß',
+    '中',
+    '😀',
+    '\u202e',
+    '\u0301',
+    '\uffff',
+    '\ud800',
+    '=',
+    '&',
+    '#',
+    '/',
+    '\\',
+    "'",
+    '"',
+  ];
 
   const VALID: Record<(typeof PARAMETERS)[number], () => string[]> = {
     subject: () => ['alice|sub', 'bob|sub', 'nobody'],
@@ -131,12 +199,21 @@ describe('GET /admin/v1/decisions under random input', () => {
       case 5:
         return pick(['true', 'false', 'TRUE', 'yes', '1', '0', '']);
       case 6:
-        return Buffer.from(JSON.stringify({ seq: pick([1, -1, 2 ** 63, 1e308, 0.5, '5']), since: pick([null, '2026-11-30T00:00:00.000Z', '+275760-09-13T00:00:00.000Z', 5]), until: null, filters: pick(['0'.repeat(32), 'x', '']) })).toString('base64url');
+        return Buffer.from(
+          JSON.stringify({
+            seq: pick([1, -1, 2 ** 63, 1e308, 0.5, '5']),
+            since: pick([null, '2026-11-30T00:00:00.000Z', '+275760-09-13T00:00:00.000Z', 5]),
+            until: null,
+            filters: pick(['0'.repeat(32), 'x', '']),
+          }),
+        ).toString('base64url');
       case 7:
         // A real cursor, tampered with.
         return cursor.slice(0, Math.floor(next() * cursor.length)) + pick(CHARS) + cursor.slice(Math.floor(next() * cursor.length));
       default:
-        return Buffer.from(Array.from({ length: Math.floor(next() * 64) }, () => Math.floor(next() * 256))).toString(pick(['base64url', 'latin1', 'hex']) as BufferEncoding);
+        return Buffer.from(Array.from({ length: Math.floor(next() * 64) }, () => Math.floor(next() * 256))).toString(
+          pick(['base64url', 'latin1', 'hex']) as BufferEncoding,
+        );
     }
   }
 
@@ -150,10 +227,16 @@ describe('GET /admin/v1/decisions under random input', () => {
       if (names.length === 0) names.push(PARAMETERS[Math.floor(next() * PARAMETERS.length)]!);
       const params = names.map((name): [string, string] => [name, randomValue(name, next)]);
       // Now and then the raw query string is sent as is: stray `%`, invalid UTF-8 escapes.
-      const query = next() < 0.15 ? `?${params.map(([name, value]) => `${name}=${value.replace(/[^\x21-\x7e]/g, '%C0%AF').replace(/[#&]/g, '%FF')}`).join('&')}` : encoded(params);
+      const query =
+        next() < 0.15
+          ? `?${params.map(([name, value]) => `${name}=${value.replace(/[^\x21-\x7e]/g, '%C0%AF').replace(/[#&]/g, '%FF')}`).join('&')}`
+          : encoded(params);
       const res = await get(query);
       const text = await res.text();
-      const refusedByName = res.status === 400 && /^application\/problem\+json/.test(res.headers.get('content-type') ?? '') && names.some((name) => (JSON.parse(text) as { detail: string }).detail.startsWith(`${name}: `));
+      const refusedByName =
+        res.status === 400 &&
+        /^application\/problem\+json/.test(res.headers.get('content-type') ?? '') &&
+        names.some((name) => (JSON.parse(text) as { detail: string }).detail.startsWith(`${name}: `));
       if (res.status !== 200 && !refusedByName) unexpected.push(`${res.status} ${query} -> ${text.slice(0, 200)}`);
       else answered[res.status as 200 | 400] += 1;
     }

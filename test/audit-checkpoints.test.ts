@@ -81,7 +81,9 @@ describe('portcullis decisions verify --public-key', () => {
     await checkpointedChain();
     const run = await verifySigned();
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(run.stdout).toMatch(/^verified 320 decision records in [\d.]+ s: the chain is intact \(head: seq 320, hash [0-9a-f]{64}\); 3 signed checkpoints hold \(newest: seq 300, signed 2026-11-30T09:02:00\.000Z;/);
+    expect(run.stdout).toMatch(
+      /^verified 320 decision records in [\d.]+ s: the chain is intact \(head: seq 320, hash [0-9a-f]{64}\); 3 signed checkpoints hold \(newest: seq 300, signed 2026-11-30T09:02:00\.000Z;/,
+    );
   });
 
   it('writes a checkpoint only when the head moved, and once per head however many gateways try at once', async () => {
@@ -129,7 +131,9 @@ describe('portcullis decisions verify --public-key', () => {
     expect((await verify()).code).toBe(0);
     const run = await verifySigned();
     expect(run.code).toBe(1);
-    expect(run.stderr).toContain(`the checkpoint of seq 200 (signed 2026-11-30T09:01:00.000Z): seq 200 now has hash ${await hashAt(200)}, not the signed ${signed}: the chain was rewritten`);
+    expect(run.stderr).toContain(
+      `the checkpoint of seq 200 (signed 2026-11-30T09:01:00.000Z): seq 200 now has hash ${await hashAt(200)}, not the signed ${signed}: the chain was rewritten`,
+    );
   });
 
   it('fails when the newest records were deleted and the head moved back', async () => {
@@ -140,15 +144,21 @@ describe('portcullis decisions verify --public-key', () => {
     expect((await verify()).code).toBe(0);
     const run = await verifySigned();
     expect(run.code).toBe(1);
-    expect(run.stderr).toContain('the checkpoint of seq 300 (signed 2026-11-30T09:02:00.000Z): the chain head is at seq 250, behind this checkpoint');
+    expect(run.stderr).toContain(
+      'the checkpoint of seq 300 (signed 2026-11-30T09:02:00.000Z): the chain head is at seq 250, behind this checkpoint',
+    );
   });
 
   it('fails naming the checkpoint whose row was edited', async () => {
     await checkpointedChain();
-    await db('decision_checkpoints').where({ seq: 200 }).update({ hash: await hashAt(199) });
+    await db('decision_checkpoints')
+      .where({ seq: 200 })
+      .update({ hash: await hashAt(199) });
     const run = await verifySigned();
     expect(run.code).toBe(1);
-    expect(run.stderr).toContain('the checkpoint of seq 200 (signed 2026-11-30T09:01:00.000Z): its signature does not hold: the row was edited after it was signed');
+    expect(run.stderr).toContain(
+      'the checkpoint of seq 200 (signed 2026-11-30T09:01:00.000Z): its signature does not hold: the row was edited after it was signed',
+    );
   });
 
   it('fails when a checkpoint was deleted, or all of them', async () => {
@@ -156,7 +166,9 @@ describe('portcullis decisions verify --public-key', () => {
     await db('decision_checkpoints').where({ seq: 200 }).delete();
     const gap = await verifySigned();
     expect(gap.code).toBe(1);
-    expect(gap.stderr).toContain('the checkpoint of seq 300 (signed 2026-11-30T09:02:00.000Z): it was signed after the checkpoint of seq 200, but the one before it now is the checkpoint of seq 100');
+    expect(gap.stderr).toContain(
+      'the checkpoint of seq 300 (signed 2026-11-30T09:02:00.000Z): it was signed after the checkpoint of seq 200, but the one before it now is the checkpoint of seq 100',
+    );
     await db('decision_checkpoints').delete();
     const none = await verifySigned();
     expect(none.code).toBe(1);
@@ -167,7 +179,9 @@ describe('portcullis decisions verify --public-key', () => {
     await checkpointedChain();
     const run = await verify('--public-key', otherPublicKeyFile);
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/the checkpoint of seq 100 \(signed [^)]+\): its signature does not hold: the row was edited, or signed with another key \(key [0-9a-f]{16}; this public key is [0-9a-f]{16}\)/);
+    expect(run.stderr).toMatch(
+      /the checkpoint of seq 100 \(signed [^)]+\): its signature does not hold: the row was edited, or signed with another key \(key [0-9a-f]{16}; this public key is [0-9a-f]{16}\)/,
+    );
   });
 
   /** Jan, Feb and Mar 2020, 100 records each, `recorded_at` set to their time, checkpointed at `times`; then retention on 2020-04-15. */
@@ -182,7 +196,11 @@ describe('portcullis decisions verify --public-key', () => {
     const retention = new DecisionRetention(db, { retentionDays: 30, signer, onError: () => undefined });
     const run = await retention.run(new Date('2020-04-15T00:00:00Z'));
     expect(run.dropped.map((partition) => partition.name)).toEqual(['decisions_y2020m01', 'decisions_y2020m02']);
-    expect(await db('decision_chain_anchor').first('seq', 'moved_at', 'retention_days')).toEqual({ seq: '200', moved_at: new Date('2020-04-15T00:00:00Z'), retention_days: 30 });
+    expect(await db('decision_chain_anchor').first('seq', 'moved_at', 'retention_days')).toEqual({
+      seq: '200',
+      moved_at: new Date('2020-04-15T00:00:00Z'),
+      retention_days: 30,
+    });
   }
 
   it('passes after a signed retention run moved the anchor', async () => {
@@ -210,7 +228,9 @@ describe('portcullis decisions verify --public-key', () => {
     await db('decision_chain_anchor').update({ retention_days: 1 });
     const run = await verifySigned();
     expect(run.code).toBe(1);
-    expect(run.stderr).toContain('the anchor (decision_chain_anchor, seq 200): its signature does not hold: the row was edited after it was signed');
+    expect(run.stderr).toContain(
+      'the anchor (decision_chain_anchor, seq 200): its signature does not hold: the row was edited after it was signed',
+    );
   });
 
   it('exits 2 for a public key file that is missing or not an Ed25519 key', async () => {
@@ -228,9 +248,12 @@ describe('portcullis decisions verify --public-key', () => {
 describe('the checkpoints migration', () => {
   it('refuses to roll back while signed checkpoints exist, saying how to export them first', async () => {
     await checkpointedChain();
-    const completed = async () => ((await db.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
+    const completed = async () =>
+      ((await db.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
     while ((await completed()).at(-1) !== CHECKPOINTS_MIGRATION) await db.migrate.down(migrationConfig());
-    await expect(db.migrate.down(migrationConfig())).rejects.toThrow(/refusing to roll back: 3 signed checkpoints would be deleted; export them first .*\\copy decision_checkpoints/);
+    await expect(db.migrate.down(migrationConfig())).rejects.toThrow(
+      /refusing to roll back: 3 signed checkpoints would be deleted; export them first .*\\copy decision_checkpoints/,
+    );
     expect(await completed()).toContain(CHECKPOINTS_MIGRATION);
     expect(await db('decision_checkpoints').count({ n: '*' })).toEqual([{ n: '3' }]);
   });
@@ -247,7 +270,10 @@ describe('the gateway', () => {
       await seedDirectory(db);
       const alice = await h.tokens.sign('alice|sub');
       for (let i = 0; i < 3; i++) expect((await h.request('/orgs/acme', { token: alice })).status).toBe(200);
-      await waitFor(async () => Number((await db('decision_checkpoints').max({ seq: 'seq' }).first())?.seq ?? 0) >= 3, { timeoutMs: 15_000, what: 'a checkpoint covering the three decisions' });
+      await waitFor(async () => Number((await db('decision_checkpoints').max({ seq: 'seq' }).first())?.seq ?? 0) >= 3, {
+        timeoutMs: 15_000,
+        what: 'a checkpoint covering the three decisions',
+      });
     } finally {
       await h.close();
     }

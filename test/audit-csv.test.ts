@@ -18,10 +18,10 @@ afterAll(async () => database?.drop());
 describe('portcullis decisions query --format csv', () => {
   it('prefixes with a quote every cell that starts with =, +, -, @, tab or CR', async () => {
     await appendDecisions(db, 1, 0, () => ({
-      subject: '=cmd|\' /C calc\'!A0',
+      subject: "=cmd|' /C calc'!A0",
       requestId: '+1+1',
       path: '/orgs/acme/-2',
-      reasons: ['@SUM(1+1)*cmd|\' /C calc\'!A0'],
+      reasons: ["@SUM(1+1)*cmd|' /C calc'!A0"],
       organization: '\tacme',
       policyRevision: '\rrev',
     }));

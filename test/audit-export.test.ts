@@ -66,7 +66,13 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
     h = await startHarness({
       audit: {
         mask: ['/subject/email'],
-        export: { kind: 'http', url: `${collector.url}/logs`, headers: { authorization: 'Bearer collector-secret' }, flush_interval_ms: 50, labels: { region: 'test' } },
+        export: {
+          kind: 'http',
+          url: `${collector.url}/logs`,
+          headers: { authorization: 'Bearer collector-secret' },
+          flush_interval_ms: 50,
+          labels: { region: 'test' },
+        },
       },
     });
     dir = await seedDirectory(h.database.db);
@@ -85,7 +91,10 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
     const anonymous = await h.request('/orgs/acme');
     const idOf = (res: Response) => res.headers.get('x-portcullis-decision')!;
     const wanted = [allowed, conflict, anonymous].map(idOf);
-    await waitFor(async () => wanted.every((id) => events().some((event) => event.decision_id === id)), { timeoutMs: 15_000, what: 'the events to reach the collector' });
+    await waitFor(async () => wanted.every((id) => events().some((event) => event.decision_id === id)), {
+      timeoutMs: 15_000,
+      what: 'the events to reach the collector',
+    });
 
     const post = collector.posts[0]!;
     expect(post.headers['content-encoding']).toBe('gzip');
@@ -94,7 +103,12 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
     expect(post.headers['x-portcullis-decision']).toBeUndefined();
 
     const byId = new Map(events().map((event) => [event.decision_id, event]));
-    const revision = (await h.database.db('decisions').where({ id: idOf(allowed) }).first('policy_revision')).policy_revision;
+    const revision = (
+      await h.database
+        .db('decisions')
+        .where({ id: idOf(allowed) })
+        .first('policy_revision')
+    ).policy_revision;
     expect(byId.get(idOf(conflict))).toEqual({
       decision_id: idOf(conflict),
       path: 'portcullis/decision',
@@ -111,7 +125,10 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
       labels: { id: expect.stringMatching(/^[0-9a-f-]{36}$/), app: 'portcullis', version: expect.any(String), region: 'test' },
       metrics: { timer_rego_query_eval_ns: expect.any(Number) },
     });
-    expect(byId.get(idOf(allowed))).toMatchObject({ result: { allow: true, status: 200 }, input: { subject: { id: dir.users.alice, sub: 'alice|sub' } } });
+    expect(byId.get(idOf(allowed))).toMatchObject({
+      result: { allow: true, status: 200 },
+      input: { subject: { id: dir.users.alice, sub: 'alice|sub' } },
+    });
     // Masked values are not exported either.
     expect(byId.get(idOf(allowed))!.input.subject.email).toBeUndefined();
     // A request refused before the policy was asked has no input.
@@ -124,7 +141,12 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
     requireBuild();
     await (await h.request('/orgs/acme', { token: alice })).arrayBuffer();
     await (await h.request('/orgs/acme', { method: 'DELETE', token: alice })).arrayBuffer();
-    const backlog = async () => ((await (await fetch(`${h.gateway.adminUrl}/admin/v1/audit`, { headers: { authorization: 'Bearer test-admin-token-0123456789' } })).json()) as { backlog: number }).backlog;
+    const backlog = async () =>
+      (
+        (await (
+          await fetch(`${h.gateway.adminUrl}/admin/v1/audit`, { headers: { authorization: 'Bearer test-admin-token-0123456789' } })
+        ).json()) as { backlog: number }
+      ).backlog;
     await waitFor(async () => (await backlog()) === 0, { timeoutMs: 15_000, what: 'the decisions to be written' });
     const stored = Number((await h.database.db('decisions').count({ n: '*' }).first())!.n);
     for (const format of ['ndjson', 'csv']) {
@@ -134,7 +156,9 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
       await writeFile(file, exported.stdout);
       const verified = await runCli(['decisions', 'verify', '--file', file]);
       expect({ code: verified.code, stderr: verified.stderr }).toEqual({ code: 0, stderr: '' });
-      expect(verified.stdout).toMatch(new RegExp(`^verified ${stored} decision records in gateway\\.${format} \\(${format}, seq 1 to ${stored},`));
+      expect(verified.stdout).toMatch(
+        new RegExp(`^verified ${stored} decision records in gateway\\.${format} \\(${format}, seq 1 to ${stored},`),
+      );
     }
   });
 
@@ -146,7 +170,10 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
       await res.arrayBuffer();
       sent.push(res.headers.get('x-portcullis-decision')!);
     }
-    await waitFor(async () => sent.every((id) => events().some((event) => event.decision_id === id)), { timeoutMs: 15_000, what: 'the events to arrive after the failures' });
+    await waitFor(async () => sent.every((id) => events().some((event) => event.decision_id === id)), {
+      timeoutMs: 15_000,
+      what: 'the events to arrive after the failures',
+    });
     expect(collector.failNext).toBe(0);
   });
 });
@@ -160,11 +187,17 @@ describe('export to a file', () => {
       const token = await h.tokens.sign('alice|sub');
       const ids: string[] = [];
       for (const path of ['/orgs/acme', '/orgs/globex']) ids.push((await h.request(path, { token })).headers.get('x-portcullis-decision')!);
-      const lines = await waitFor(async () => {
-        const text = await readFile(file, 'utf8').catch(() => '');
-        const parsed = text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { decision_id: string; path: string });
-        return parsed.length >= 2 && parsed;
-      }, { timeoutMs: 15_000, what: 'the file to be written' });
+      const lines = await waitFor(
+        async () => {
+          const text = await readFile(file, 'utf8').catch(() => '');
+          const parsed = text
+            .split('\n')
+            .filter(Boolean)
+            .map((line) => JSON.parse(line) as { decision_id: string; path: string });
+          return parsed.length >= 2 && parsed;
+        },
+        { timeoutMs: 15_000, what: 'the file to be written' },
+      );
       expect(lines.map((line) => line.decision_id)).toEqual(ids);
       expect(lines.every((line) => line.path === 'portcullis/decision')).toBe(true);
     } finally {
@@ -219,13 +252,20 @@ describe('portcullis decisions export and verify --file', () => {
         ? {
             subject: null,
             userId: null,
-            path: "=HYPERLINK(\"http://x\")",
+            path: '=HYPERLINK("http://x")',
             reasons: ['line one\nline two, "quoted"', "'already quoted", ''],
             dryRun: true,
             input: { note: 'café ✓', ratio: 1.5, big: 1e21, negative: -2, nothing: null, list: [] },
           }
         : n === 8
-          ? { organization: '', policyRevision: '-rev', evalLatencyUs: null, directoryVersion: 12, code: 'missing_permission', codeParams: { permission: 'project:delete', ratio: 0.25 } }
+          ? {
+              organization: '',
+              policyRevision: '-rev',
+              evalLatencyUs: null,
+              directoryVersion: 12,
+              code: 'missing_permission',
+              codeParams: { permission: 'project:delete', ratio: 0.25 },
+            }
           : {};
     await appendDecisions(database.db, 100, 0, awkward);
     await checkpointer.checkpoint();
@@ -237,18 +277,30 @@ describe('portcullis decisions export and verify --file', () => {
 
   it('writes every record of the window with seq, prev_hash and hash, and ends with the head and the newest checkpoint in it', async () => {
     const { text } = await exportTo('ndjson');
-    const lines = text.trim().split('\n').map((line) => JSON.parse(line) as Record<string, any>);
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, any>);
     const records = lines.slice(0, -1);
     expect(records.map((record) => record.seq)).toEqual(Array.from({ length: 150 }, (_, i) => i + 1));
     const stored = await database.db('decisions').where('seq', '<=', 150).orderBy('seq').select('id', 'prev_hash', 'hash');
-    expect(records.map((record) => [record.id, record.prev_hash, record.hash])).toEqual(stored.map((row) => [row.id, row.prev_hash, row.hash]));
+    expect(records.map((record) => [record.id, record.prev_hash, record.hash])).toEqual(
+      stored.map((row) => [row.id, row.prev_hash, row.hash]),
+    );
     expect(records[7]).toMatchObject({ subject: null, dry_run: true, input: { note: 'café ✓', ratio: 1.5 } });
     expect(lines[lines.length - 1]).toEqual({
       export_end: {
         records: 150,
         first_seq: 1,
         head: { seq: 150, hash: stored[149]!.hash },
-        checkpoint: { seq: 100, hash: stored[99]!.hash, signed_at: '2026-11-28T12:01:41.000Z', prev_seq: null, key_id: expect.any(String), signature: expect.any(String) },
+        checkpoint: {
+          seq: 100,
+          hash: stored[99]!.hash,
+          signed_at: '2026-11-28T12:01:41.000Z',
+          prev_seq: null,
+          key_id: expect.any(String),
+          signature: expect.any(String),
+        },
         exported_at: expect.any(String),
       },
     });
@@ -257,9 +309,15 @@ describe('portcullis decisions export and verify --file', () => {
   it.each(['ndjson', 'csv'] as const)('verifies an untouched %s export offline, with its signed checkpoint', async (format) => {
     const { file } = await exportTo(format);
     // No database at all: an address nothing listens on.
-    const offline = await runCli(['decisions', 'verify', '--file', file, '--public-key', publicKeyFile], { DATABASE_URL: 'postgres://nobody:nothing@127.0.0.1:1/none' });
+    const offline = await runCli(['decisions', 'verify', '--file', file, '--public-key', publicKeyFile], {
+      DATABASE_URL: 'postgres://nobody:nothing@127.0.0.1:1/none',
+    });
     expect({ code: offline.code, stderr: offline.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(offline.stdout).toMatch(new RegExp(`^verified 150 decision records in \\S+ \\(${format}, seq 1 to 150, head hash [0-9a-f]{64}\\): the export is intact; the signed checkpoint of seq 100 \\(signed 2026-11-28T12:01:41.000Z\\) holds\\n$`));
+    expect(offline.stdout).toMatch(
+      new RegExp(
+        `^verified 150 decision records in \\S+ \\(${format}, seq 1 to 150, head hash [0-9a-f]{64}\\): the export is intact; the signed checkpoint of seq 100 \\(signed 2026-11-28T12:01:41.000Z\\) holds\\n$`,
+      ),
+    );
     const unsigned = await verifyFile(file);
     expect(unsigned.code).toBe(0);
     expect(unsigned.stdout).toContain('matches (signature not checked: pass --public-key)');
@@ -267,18 +325,53 @@ describe('portcullis decisions export and verify --file', () => {
 
   it('keeps CSV cells safe for a spreadsheet and still lossless', async () => {
     const { text } = await exportTo('csv');
-    expect(text.split('\n')[0]).toBe('seq,prev_hash,hash,id,time,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run,directory_version,code,code_params,resource,input,more,export_end');
+    expect(text.split('\n')[0]).toBe(
+      'seq,prev_hash,hash,id,time,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run,directory_version,code,code_params,resource,input,more,export_end',
+    );
     expect(text).toContain(`"'=HYPERLINK(""http://x"")"`);
     expect(text).toContain(',"",'); // organization '' is not null
     expect(text).toContain("'-rev");
   });
 
   it.each([
-    ['an edited field (ndjson)', 'ndjson', (text: string) => editLine(text, 2, (line) => line.replace('"allow": true', '"allow": false')), /^portcullis: the export is broken at line 3 \(seq 3\): content edited: the hash does not match the record; 2 records before it verified\n$/],
-    ['an edited cell (csv)', 'csv', (text: string) => editLine(text, 3, (line) => line.replace(',GET,', ',DELETE,')), /^portcullis: the export is broken at line 4 \(seq 3\): content edited/],
-    ['a deleted line', 'ndjson', (text: string) => text.split('\n').filter((_, i) => i !== 9).join('\n'), /line 10 \(seq 11\): gap in seq: seq 10 is missing/],
-    ['a cut end', 'ndjson', (text: string) => text.split('\n').slice(0, 120).join('\n'), /line 120 \(seq 120\): the file does not end with its export_end line: it was cut short/],
-    ['records cut with the end kept', 'ndjson', (text: string) => text.split('\n').filter((_, i) => i < 140 || i >= 150).join('\n'), /the export_end line says 150 records ending at seq 150, but the file holds 140 ending at seq 140/],
+    [
+      'an edited field (ndjson)',
+      'ndjson',
+      (text: string) => editLine(text, 2, (line) => line.replace('"allow": true', '"allow": false')),
+      /^portcullis: the export is broken at line 3 \(seq 3\): content edited: the hash does not match the record; 2 records before it verified\n$/,
+    ],
+    [
+      'an edited cell (csv)',
+      'csv',
+      (text: string) => editLine(text, 3, (line) => line.replace(',GET,', ',DELETE,')),
+      /^portcullis: the export is broken at line 4 \(seq 3\): content edited/,
+    ],
+    [
+      'a deleted line',
+      'ndjson',
+      (text: string) =>
+        text
+          .split('\n')
+          .filter((_, i) => i !== 9)
+          .join('\n'),
+      /line 10 \(seq 11\): gap in seq: seq 10 is missing/,
+    ],
+    [
+      'a cut end',
+      'ndjson',
+      (text: string) => text.split('\n').slice(0, 120).join('\n'),
+      /line 120 \(seq 120\): the file does not end with its export_end line: it was cut short/,
+    ],
+    [
+      'records cut with the end kept',
+      'ndjson',
+      (text: string) =>
+        text
+          .split('\n')
+          .filter((_, i) => i < 140 || i >= 150)
+          .join('\n'),
+      /the export_end line says 150 records ending at seq 150, but the file holds 140 ending at seq 140/,
+    ],
   ])('exits 1 for %s, naming the line', async (_what, format, tamper, message) => {
     const { file, text } = await exportTo(format as 'ndjson' | 'csv');
     await writeFile(file, tamper(text));
@@ -311,7 +404,9 @@ describe('portcullis decisions export and verify --file', () => {
     await writeFile(file, result.stdout);
     const verified = await verifyFile(file);
     expect({ code: verified.code, stderr: verified.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(verified.stdout).toMatch(/\(csv, seq 61 to 120, head hash [0-9a-f]{64}\): the export is intact; the first record's prev_hash is trusted; the signed checkpoint of seq 100/);
+    expect(verified.stdout).toMatch(
+      /\(csv, seq 61 to 120, head hash [0-9a-f]{64}\): the export is intact; the first record's prev_hash is trusted; the signed checkpoint of seq 100/,
+    );
   });
 
   it('checks a head kept elsewhere with --expect, in the database and in a file', async () => {

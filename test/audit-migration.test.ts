@@ -18,7 +18,8 @@ beforeAll(async () => {
 });
 afterAll(async () => database?.drop());
 
-const completed = async () => ((await db.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
+const completed = async () =>
+  ((await db.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
 
 function legacyRow(n: number, time: string, overrides: Record<string, unknown> = {}) {
   return {
@@ -37,7 +38,7 @@ function legacyRow(n: number, time: string, overrides: Record<string, unknown> =
     reasons: ["organization 'acme' still has 2 projects (api, web); delete them first"],
     policy_revision: 'sha256:legacy',
     eval_latency_us: 12,
-    input: JSON.stringify({ z: [1, 2.5, { y: 'é', b: null }], a: { 'ключ': 'значение' }, n }),
+    input: JSON.stringify({ z: [1, 2.5, { y: 'é', b: null }], a: { ключ: 'значение' }, n }),
     ...overrides,
   };
 }
@@ -71,7 +72,12 @@ describe('migrating an existing decision log to the hash chain', () => {
     while ((await completed()).includes(CHAIN_MIGRATION)) await db.migrate.down(migrationConfig());
     const { rows } = await db.raw(`select count(*)::int as n from pg_partitioned_table`);
     expect(rows).toEqual([{ n: 0 }]);
-    expect((await db('decisions').select('request_id').orderBy('request_id')).map((row) => row.request_id)).toEqual(['legacy-1', 'legacy-2', 'legacy-3', 'legacy-4']);
+    expect((await db('decisions').select('request_id').orderBy('request_id')).map((row) => row.request_id)).toEqual([
+      'legacy-1',
+      'legacy-2',
+      'legacy-3',
+      'legacy-4',
+    ]);
     await migrateToLatest(db);
     expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 4 });
   });
@@ -79,7 +85,8 @@ describe('migrating an existing decision log to the hash chain', () => {
   it('keeps dry_run on a database that got that column before this migration ran', async () => {
     const other = await createTestDatabase({ empty: true });
     try {
-      const list = async () => ((await other.db.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
+      const list = async () =>
+        ((await other.db.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
       while (!(await list()).includes('20261128000002_decisions.js')) await other.db.migrate.up(migrationConfig());
       // As if 20261128000030_decision_dry_run.js had been applied first (migrations merged out of order).
       await other.db.raw('alter table decisions add column dry_run boolean not null default false');
@@ -106,7 +113,8 @@ describe('migrating a decision log across a daylight-saving change', () => {
       const name = (await berlin.db.raw('select current_database() as name')).rows[0].name as string;
       await berlin.db.raw(`alter database ${name} set timezone = 'Europe/Berlin'`);
       other = createDatabase({ url: berlin.url });
-      const list = async () => ((await other!.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
+      const list = async () =>
+        ((await other!.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
       while (!(await list()).includes('20261128000002_decisions.js')) await other.migrate.up(migrationConfig());
       expect((await other.raw('show timezone')).rows[0].TimeZone).toBe('Europe/Berlin');
       // 2026-10-25 01:00 UTC the clocks go back from 03:00 CEST to 02:00 CET: 00:00-02:00 UTC reads

@@ -50,7 +50,10 @@ async function takeDatabaseAway(h: Harness): Promise<() => Promise<void>> {
 }
 
 /** Sends requests one after another; returns their decision ids and statuses in order. */
-async function traffic(h: Harness, requests: { path: string; token?: string; method?: string }[]): Promise<{ ids: string[]; statuses: number[] }> {
+async function traffic(
+  h: Harness,
+  requests: { path: string; token?: string; method?: string }[],
+): Promise<{ ids: string[]; statuses: number[] }> {
   const ids: string[] = [];
   const statuses: number[] = [];
   for (const request of requests) {
@@ -81,10 +84,19 @@ describe('PostgreSQL unavailable during traffic', () => {
 
   it('spools every decision of the outage, writes them all in order once PostgreSQL is back, and the chain verifies', async () => {
     const mix = (n: number) =>
-      Array.from({ length: n }, (_, i) => (i % 3 === 2 ? { path: '/orgs/acme' } : i % 3 === 1 ? { path: '/orgs/acme', method: 'DELETE', token: alice } : { path: '/orgs/acme', token: alice }));
+      Array.from({ length: n }, (_, i) =>
+        i % 3 === 2
+          ? { path: '/orgs/acme' }
+          : i % 3 === 1
+            ? { path: '/orgs/acme', method: 'DELETE', token: alice }
+            : { path: '/orgs/acme', token: alice },
+      );
     const before = await traffic(h, mix(9));
     expect(before.statuses.slice(0, 3)).toEqual([200, 409, 401]);
-    await waitFor(async () => (await auditStatus(h)).backlog === 0, { timeoutMs: 15_000, what: 'the records before the outage to be written' });
+    await waitFor(async () => (await auditStatus(h)).backlog === 0, {
+      timeoutMs: 15_000,
+      what: 'the records before the outage to be written',
+    });
 
     const restore = await takeDatabaseAway(h);
     let during: { ids: string[]; statuses: number[] };
@@ -93,22 +105,33 @@ describe('PostgreSQL unavailable during traffic', () => {
       // Some are served from the caches, some fail closed (503), the anonymous ones are 401s: all are decisions.
       expect(during.ids.every((id) => /^[0-9a-f-]{36}$/.test(id))).toBe(true);
       expect(during.statuses).toContain(401);
-      const status = await waitFor(async () => {
-        const current = await auditStatus(h);
-        return current.spool === during.ids.length && current.memory === 0 && current;
-      }, { timeoutMs: 15_000, what: 'the outage decisions to be spooled' });
+      const status = await waitFor(
+        async () => {
+          const current = await auditStatus(h);
+          return current.spool === during.ids.length && current.memory === 0 && current;
+        },
+        { timeoutMs: 15_000, what: 'the outage decisions to be spooled' },
+      );
       expect(status.backlog).toBe(during.ids.length);
       expect(await spooledIds(status.spool_file)).toEqual(during.ids);
-      expect(await h.database.db('decisions').count({ n: '*' }).catch(() => 'unreachable')).toBe('unreachable');
+      expect(
+        await h.database
+          .db('decisions')
+          .count({ n: '*' })
+          .catch(() => 'unreachable'),
+      ).toBe('unreachable');
     } finally {
       await restore();
     }
 
     const after = await traffic(h, mix(6));
-    const status = await waitFor(async () => {
-      const current = await auditStatus(h);
-      return current.backlog === 0 && current;
-    }, { timeoutMs: 15_000, what: 'the spool to be replayed' });
+    const status = await waitFor(
+      async () => {
+        const current = await auditStatus(h);
+        return current.backlog === 0 && current;
+      },
+      { timeoutMs: 15_000, what: 'the spool to be replayed' },
+    );
     expect(await readFile(status.spool_file, 'utf8')).toBe('');
 
     const expected = [...before.ids, ...during!.ids, ...after.ids];
@@ -129,7 +152,11 @@ describe('shutting down while PostgreSQL is away', () => {
       const restore = await takeDatabaseAway(first);
       let ids: string[];
       try {
-        ({ ids } = await traffic(first, [{ path: '/orgs/acme', token: alice }, { path: '/orgs/acme' }, { path: '/orgs/globex', token: alice }]));
+        ({ ids } = await traffic(first, [
+          { path: '/orgs/acme', token: alice },
+          { path: '/orgs/acme' },
+          { path: '/orgs/globex', token: alice },
+        ]));
         const started = Date.now();
         await first.gateway.close();
         expect(Date.now() - started).toBeLessThan(8_000);
@@ -152,8 +179,15 @@ describe('shutting down while PostgreSQL is away', () => {
         {},
         scratch,
       );
-      second = await Portcullis.start(config, { logger: pino({ level: 'silent' }), stateDir: path.join(scratch, 'state-b'), toolchain: {} });
-      await waitFor(async () => (await auditStatus(second!)).backlog === 0, { timeoutMs: 15_000, what: 'the spool of the first run to be written' });
+      second = await Portcullis.start(config, {
+        logger: pino({ level: 'silent' }),
+        stateDir: path.join(scratch, 'state-b'),
+        toolchain: {},
+      });
+      await waitFor(async () => (await auditStatus(second!)).backlog === 0, {
+        timeoutMs: 15_000,
+        what: 'the spool of the first run to be written',
+      });
       const stored = (await first.database.db('decisions').select('id').orderBy('seq')).map((row: { id: string }) => row.id);
       expect(stored).toEqual(ids);
       expect(await verifyChain(new PgDecisionQueryStore(first.database.db))).toMatchObject({ ok: true, checked: ids.length });
@@ -210,7 +244,10 @@ describe('audit.mode: strict', () => {
     expect(h.upstreams.organizations.received.length).toBe(received);
     // The refusal itself is recorded once PostgreSQL takes records again; the allow never is.
     const id = res.headers.get('x-portcullis-decision');
-    const row = await waitFor(async () => h.database.db('decisions').where({ id }).first('allow', 'status'), { timeoutMs: 15_000, what: 'the refusal to be recorded' });
+    const row = await waitFor(async () => h.database.db('decisions').where({ id }).first('allow', 'status'), {
+      timeoutMs: 15_000,
+      what: 'the refusal to be recorded',
+    });
     expect(row).toEqual({ allow: false, status: 503 });
     expect(await h.database.db('decisions').where({ id }).count({ n: '*' })).toEqual([{ n: '1' }]);
   });

@@ -41,17 +41,29 @@ beforeAll(async () => {
     await send('/orgs/acme', null); // 401
     await send('/orgs/acme', 'alice', 'DELETE'); // deny 409
   }
-  await waitFor(async () => {
-    const res = await admin('/audit');
-    return ((await res.json()) as { backlog: number }).backlog === 0;
-  }, { timeoutMs: 15_000, what: 'the decisions to be written' });
+  await waitFor(
+    async () => {
+      const res = await admin('/audit');
+      return ((await res.json()) as { backlog: number }).backlog === 0;
+    },
+    { timeoutMs: 15_000, what: 'the decisions to be written' },
+  );
 });
 afterAll(async () => h?.close());
 
 const admin = (path: string) => fetch(`${h.gateway.adminUrl}/admin/v1${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
 
 interface Page {
-  decisions: { id: string; seq: number; time: string; subject: string | null; organization: string | null; action: string; allow: boolean; status: number }[];
+  decisions: {
+    id: string;
+    seq: number;
+    time: string;
+    subject: string | null;
+    organization: string | null;
+    action: string;
+    allow: boolean;
+    status: number;
+  }[];
   next_cursor: string | null;
 }
 
@@ -85,7 +97,9 @@ describe('GET /admin/v1/decisions', () => {
   it('filters by subject, organization, action, outcome and time', async () => {
     expect((await list('?subject=bob%7Csub')).decisions.map((d) => d.status)).toEqual([403, 403, 403, 403]);
     expect((await list('?org=globex')).decisions.every((d) => d.organization === 'globex' && d.subject === 'dave|sub')).toBe(true);
-    expect((await list('?action=organization:delete&allow=false')).decisions.map((d) => d.status).sort()).toEqual([403, 403, 403, 403, 409, 409, 409, 409]);
+    expect((await list('?action=organization:delete&allow=false')).decisions.map((d) => d.status).sort()).toEqual([
+      403, 403, 403, 403, 409, 409, 409, 409,
+    ]);
     expect((await list('?allow=true')).decisions).toHaveLength(8);
     const all = (await list('?limit=100')).decisions;
     const middle = all[10]!.time;
@@ -138,7 +152,11 @@ describe('GET /admin/v1/decisions/{id}', () => {
       prev_hash: expect.stringMatching(/^[0-9a-f]{64}$/),
       hash: expect.stringMatching(/^[0-9a-f]{64}$/),
     });
-    expect(body.input).toMatchObject({ action: 'organization:delete', subject: { id: dir.users.alice, sub: 'alice|sub' }, facts: { organization: { project_count: 2 } } });
+    expect(body.input).toMatchObject({
+      action: 'organization:delete',
+      subject: { id: dir.users.alice, sub: 'alice|sub' },
+      facts: { organization: { project_count: 2 } },
+    });
   });
 
   it('never stores a masked value or the token', async () => {
@@ -157,7 +175,12 @@ describe('GET /admin/v1/decisions/{id}', () => {
       const res = await admin(path);
       expect(res.status).toBe(404);
       expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-      expect(await res.json()).toMatchObject({ type: 'urn:portcullis:problem:not-found', title: 'Not Found', status: 404, detail: expect.any(String) });
+      expect(await res.json()).toMatchObject({
+        type: 'urn:portcullis:problem:not-found',
+        title: 'Not Found',
+        status: 404,
+        detail: expect.any(String),
+      });
     }
   });
 
@@ -177,11 +200,21 @@ describe('portcullis decisions query', () => {
       query('--format', 'csv', '--org', 'acme', '--allow', 'false', '--limit', '100'),
     ]);
     for (const run of [json, ndjson, csv]) expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
-    const expected = made.filter((d) => d.org === 'acme' && !d.allow).map((d) => d.id).reverse();
+    const expected = made
+      .filter((d) => d.org === 'acme' && !d.allow)
+      .map((d) => d.id)
+      .reverse();
     expect((JSON.parse(json.stdout) as { id: string }[]).map((d) => d.id)).toEqual(expected);
-    expect(ndjson.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { id: string }).id)).toEqual(expected);
+    expect(
+      ndjson.stdout
+        .trim()
+        .split('\n')
+        .map((line) => (JSON.parse(line) as { id: string }).id),
+    ).toEqual(expected);
     const lines = csv.stdout.trim().split('\n');
-    expect(lines[0]).toBe('time,id,seq,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run,code');
+    expect(lines[0]).toBe(
+      'time,id,seq,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run,code',
+    );
     expect(lines.slice(1).map((line) => line.split(',')[1])).toEqual(expected);
     // The 409 reason has commas: quoted as RFC 4180 says.
     expect(csv.stdout).toMatch(/"organization 'acme' still has 2 projects \(api, web\); delete them first"/);
@@ -201,7 +234,10 @@ describe('portcullis decisions query', () => {
     const all = (await list('?limit=100')).decisions;
     const middle = all[10]!.time; // ISO-8601 UTC, e.g. 2026-11-30T10:00:00.123Z
     const count = async (since: string, tz: string) => {
-      const run = await runCli(['decisions', 'query', '--format', 'ndjson', '--limit', '100', '--since', since], { DATABASE_URL: h.database.url, TZ: tz });
+      const run = await runCli(['decisions', 'query', '--format', 'ndjson', '--limit', '100', '--since', since], {
+        DATABASE_URL: h.database.url,
+        TZ: tz,
+      });
       expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
       return run.stdout.trim().split('\n').filter(Boolean).length;
     };
@@ -228,11 +264,19 @@ describe('portcullis decisions query', () => {
   });
 
   it('finds a person by users.id, e-mail or token sub with --user', async () => {
-    const bobs = made.filter((d) => d.subject === 'bob|sub').map((d) => d.id).reverse();
+    const bobs = made
+      .filter((d) => d.subject === 'bob|sub')
+      .map((d) => d.id)
+      .reverse();
     for (const user of [dir.users.bob, 'bob@example.com', 'BOB@Example.com', 'bob|sub']) {
       const run = await query('--user', user, '--format', 'ndjson', '--limit', '100');
       expect({ user, code: run.code, stderr: run.stderr }).toEqual({ user, code: 0, stderr: '' });
-      expect(run.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { id: string }).id)).toEqual(bobs);
+      expect(
+        run.stdout
+          .trim()
+          .split('\n')
+          .map((line) => (JSON.parse(line) as { id: string }).id),
+      ).toEqual(bobs);
     }
   });
 
@@ -270,7 +314,9 @@ describe('portcullis decisions query over many pages', () => {
     expect({ code: all.code, stderr: all.stderr }).toEqual({ code: 0, stderr: '' });
     const lines = all.stdout.trimEnd().split('\n');
     if (format === 'ndjson' || format === 'json') {
-      const seqs = (format === 'json' ? (JSON.parse(all.stdout) as { seq: number }[]) : lines.map((line) => JSON.parse(line) as { seq: number })).map((d) => d.seq);
+      const seqs = (
+        format === 'json' ? (JSON.parse(all.stdout) as { seq: number }[]) : lines.map((line) => JSON.parse(line) as { seq: number })
+      ).map((d) => d.seq);
       expect(seqs).toEqual(Array.from({ length: COUNT }, (_, i) => COUNT - i));
     } else {
       expect(lines).toHaveLength(COUNT + 1);
@@ -290,23 +336,39 @@ describe('portcullis decisions query over many pages', () => {
         child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
         child.on('close', (code) => resolve({ code, stdout, stderr }));
       });
-    for (const args of ['decisions query --all --format ndjson', 'decisions query --limit 2345', 'decisions export --since 2000-01-01 --format csv']) {
+    for (const args of [
+      'decisions query --all --format ndjson',
+      'decisions query --limit 2345',
+      'decisions export --since 2000-01-01 --format csv',
+    ]) {
       const run = await piped(args);
-      expect({ args, code: run.code, stderr: run.stderr, lines: run.stdout.trim().split('\n').length }).toEqual({ args, code: 0, stderr: '', lines: 1 });
+      expect({ args, code: run.code, stderr: run.stderr, lines: run.stdout.trim().split('\n').length }).toEqual({
+        args,
+        code: 0,
+        stderr: '',
+        lines: 1,
+      });
     }
   });
 });
 
 describe('portcullis decisions tail', () => {
   it('prints the latest decisions, then each new one as it is recorded, until SIGINT', async () => {
-    const child = spawnCli(['decisions', 'tail', '--format', 'ndjson', '--last', '2', '--interval', '200'], { DATABASE_URL: h.database.url });
+    const child = spawnCli(['decisions', 'tail', '--format', 'ndjson', '--last', '2', '--interval', '200'], {
+      DATABASE_URL: h.database.url,
+    });
     let stdout = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
     try {
-      const ids = () => stdout.trim().split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { id: string }).id);
+      const ids = () =>
+        stdout
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => (JSON.parse(line) as { id: string }).id);
       await waitFor(async () => ids().length >= 2, { timeoutMs: 15_000, what: 'the last two decisions' });
       expect(ids()).toEqual(made.slice(-2).map((d) => d.id));
       const fresh = await send('/orgs/globex', 'dave');
@@ -342,7 +404,9 @@ describe('pages keyed by seq', () => {
 
   it('keeps a relative window as the first page resolved it, on every later page', async () => {
     const stamped = Date.now() - 1_000;
-    await store().append([0, 1, 2].map((n) => prepareDecision(syntheticDecision(n, { time: new Date(stamped + n), subject: 'window|sub' }))));
+    await store().append(
+      [0, 1, 2].map((n) => prepareDecision(syntheticDecision(n, { time: new Date(stamped + n), subject: 'window|sub' }))),
+    );
     const query = '?subject=window%7Csub&since=3s&limit=1';
     const first = await list(query);
     expect(first.decisions).toHaveLength(1);
@@ -351,7 +415,9 @@ describe('pages keyed by seq', () => {
     expect((await list(query)).decisions).toHaveLength(0);
     const second = await list(`${query}&cursor=${encodeURIComponent(first.next_cursor!)}`);
     const third = await list(`${query}&cursor=${encodeURIComponent(second.next_cursor!)}`);
-    expect([...first.decisions, ...second.decisions, ...third.decisions].map((d) => d.time)).toEqual([2, 1, 0].map((n) => new Date(stamped + n).toISOString()));
+    expect([...first.decisions, ...second.decisions, ...third.decisions].map((d) => d.time)).toEqual(
+      [2, 1, 0].map((n) => new Date(stamped + n).toISOString()),
+    );
     expect(third.next_cursor).toBeNull();
   });
 
@@ -360,7 +426,12 @@ describe('pages keyed by seq', () => {
     expect((await admin(`/decisions?org=acme&limit=1&cursor=${cursor}`)).status).toBe(200);
     const state = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Record<string, unknown>;
     const edited = Buffer.from(JSON.stringify({ ...state, since: '2020-01-01T00:00:00.000Z' })).toString('base64url');
-    for (const query of [`?org=globex&cursor=${cursor}`, `?org=acme&since=1h&cursor=${cursor}`, `?org=acme&allow=true&cursor=${cursor}`, `?org=acme&cursor=${edited}`]) {
+    for (const query of [
+      `?org=globex&cursor=${cursor}`,
+      `?org=acme&since=1h&cursor=${cursor}`,
+      `?org=acme&allow=true&cursor=${cursor}`,
+      `?org=acme&cursor=${edited}`,
+    ]) {
       const res = await admin(`/decisions${query}`);
       expect(res.status).toBe(400);
       expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
@@ -371,7 +442,10 @@ describe('pages keyed by seq', () => {
   it('pages `decisions query` by seq too', async () => {
     const run = await runCli(['decisions', 'query', '--format', 'ndjson', '--limit', '4'], { DATABASE_URL: h.database.url });
     expect(run.code).toBe(0);
-    const seqs = run.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { seq: number }).seq);
+    const seqs = run.stdout
+      .trim()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as { seq: number }).seq);
     expect(seqs).toEqual((await list('?limit=4')).decisions.map((d) => d.seq));
     expect(seqs).toEqual([...seqs].sort((a, b) => b - a));
   });

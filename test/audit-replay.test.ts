@@ -56,15 +56,37 @@ beforeAll(async () => {
     body: JSON.stringify({ subject: 'alice|sub', method: 'DELETE', path: '/orgs/acme' }),
   });
   expect(dryRun.status).toBe(200);
-  await waitFor(async () => {
-    const res = await fetch(`${h.gateway.adminUrl}/admin/v1/audit`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-    return ((await res.json()) as { backlog: number }).backlog === 0 && (await h.database.db('decisions').where({ dry_run: true }).first('id'));
-  }, { timeoutMs: 15_000, what: 'the decisions to be written' });
+  await waitFor(
+    async () => {
+      const res = await fetch(`${h.gateway.adminUrl}/admin/v1/audit`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      return (
+        ((await res.json()) as { backlog: number }).backlog === 0 && (await h.database.db('decisions').where({ dry_run: true }).first('id'))
+      );
+    },
+    { timeoutMs: 15_000, what: 'the decisions to be written' },
+  );
   ids.dryRun = [((await h.database.db('decisions').where({ dry_run: true }).first('id')) as { id: string }).id];
-  servingRevision = ((await h.database.db('decisions').where({ id: ids.aliceReadsAcme![0] }).first('policy_revision')) as { policy_revision: string }).policy_revision;
+  servingRevision = (
+    (await h.database.db('decisions').where({ id: ids.aliceReadsAcme![0] }).first('policy_revision')) as { policy_revision: string }
+  ).policy_revision;
   // A read of globex that an earlier policy revision recorded, with the same input.
-  const daveRead = (await h.database.db('decisions').where({ id: ids.daveReadsGlobex![0] }).first('input', 'resource')) as { input: unknown; resource: Record<string, unknown> };
-  const earlier = syntheticDecision(0, { time: new Date(), subject: 'dave|sub', organization: 'globex', action: 'organization:read', method: 'GET', path: '/orgs/globex', allow: true, status: 200, resource: daveRead.resource, input: daveRead.input, policyRevision: 'rev-before' });
+  const daveRead = (await h.database.db('decisions').where({ id: ids.daveReadsGlobex![0] }).first('input', 'resource')) as {
+    input: unknown;
+    resource: Record<string, unknown>;
+  };
+  const earlier = syntheticDecision(0, {
+    time: new Date(),
+    subject: 'dave|sub',
+    organization: 'globex',
+    action: 'organization:read',
+    method: 'GET',
+    path: '/orgs/globex',
+    allow: true,
+    status: 200,
+    resource: daveRead.resource,
+    input: daveRead.input,
+    policyRevision: 'rev-before',
+  });
   await new PgDecisionStore(h.database.db).append([prepareDecision(earlier)]);
   ids.earlierRevision = [earlier.id];
 
@@ -99,7 +121,8 @@ beforeAll(async () => {
       '',
     ].join('\n'),
   );
-  recordedReason = async (id: string) => ((await h.database.db('decisions').where({ id }).first('reasons')) as { reasons: string[] }).reasons.join('; ');
+  recordedReason = async (id: string) =>
+    ((await h.database.db('decisions').where({ id }).first('reasons')) as { reasons: string[] }).reasons.join('; ');
 });
 afterAll(async () => {
   await h?.close();
@@ -122,17 +145,25 @@ describe('portcullis decisions replay', () => {
   it('reports allow flips, status changes and evaluation errors by the revision that recorded them, and exits 1 with --fail-on-change', async () => {
     const run = await cli('replay', '--policy', candidate, '--fail-on-change');
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/^portcullis: 7 decisions would change with policy revision \S+ \(5 allow flips, 1 status change, 1 evaluation error\)\n$/);
+    expect(run.stderr).toMatch(
+      /^portcullis: 7 decisions would change with policy revision \S+ \(5 allow flips, 1 status change, 1 evaluation error\)\n$/,
+    );
     const blocks = run.stdout.trim().split('\n\n');
-    expect(blocks[0]).toMatch(/^replayed 8 decisions since \S+ with policy revision \S+: 7 changed \(5 allow flips, 1 status change, 1 evaluation error\), 1 unchanged; 2 skipped/);
+    expect(blocks[0]).toMatch(
+      /^replayed 8 decisions since \S+ with policy revision \S+: 7 changed \(5 allow flips, 1 status change, 1 evaluation error\), 1 unchanged; 2 skipped/,
+    );
     expect(blocks).toHaveLength(3);
     const current = blocks[1]!.split('\n');
-    expect(current[0]).toBe(`recorded by policy revision ${servingRevision}: 7 decisions, 6 changed (4 allow flips, 1 status change, 1 evaluation error)`);
-    expect(current.slice(1, 4)).toEqual([
-      'deny 403→error 500  1 decision  organization:delete  org acme',
-      expect.stringMatching(/^ {4}error: policy error: evaluating 'portcullis\/decision' failed: .+/),
-      `    e.g. ${ids.bobDeletesAcme![0]}`,
-    ].map((line, i) => (i === 0 ? `  ${line}` : line)));
+    expect(current[0]).toBe(
+      `recorded by policy revision ${servingRevision}: 7 decisions, 6 changed (4 allow flips, 1 status change, 1 evaluation error)`,
+    );
+    expect(current.slice(1, 4)).toEqual(
+      [
+        'deny 403→error 500  1 decision  organization:delete  org acme',
+        expect.stringMatching(/^ {4}error: policy error: evaluating 'portcullis\/decision' failed: .+/),
+        `    e.g. ${ids.bobDeletesAcme![0]}`,
+      ].map((line, i) => (i === 0 ? `  ${line}` : line)),
+    );
     expect(current.slice(4).join('\n')).toBe(
       [
         '  allow→deny  2 decisions  organization:read  org globex',
@@ -161,8 +192,17 @@ describe('portcullis decisions replay', () => {
     expect(run.code).toBe(0);
     const report = JSON.parse(run.stdout) as Record<string, any>;
     expect(report).toMatchObject({ replayed: 5, changed: 4, flipped: 2, statusChanged: 1, errors: 1, unchanged: 1, skipped: 2 });
-    expect(report.revisions).toEqual([{ revision: servingRevision, replayed: 5, unchanged: 1, changed: 4, flipped: 2, statusChanged: 1, errors: 1 }]);
-    expect(report.groups.map((group: { kind: string; change: string; count: number; recordedRevision: string }) => [group.kind, group.change, group.count, group.recordedRevision])).toEqual([
+    expect(report.revisions).toEqual([
+      { revision: servingRevision, replayed: 5, unchanged: 1, changed: 4, flipped: 2, statusChanged: 1, errors: 1 },
+    ]);
+    expect(
+      report.groups.map((group: { kind: string; change: string; count: number; recordedRevision: string }) => [
+        group.kind,
+        group.change,
+        group.count,
+        group.recordedRevision,
+      ]),
+    ).toEqual([
       ['error', 'deny 403→error 500', 1, servingRevision],
       ['flip', 'deny→allow', 2, servingRevision],
       ['status', '403→404', 1, servingRevision],
@@ -189,17 +229,20 @@ describe('portcullis decisions replay', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/required option '-p, --policy <source>' not specified/);
     // A port nothing listens on.
-    const away = await runCli(['decisions', 'replay', '--policy', candidate, '--fail-on-change'], { DATABASE_URL: 'postgres://portcullis:portcullis@127.0.0.1:1/portcullis' });
+    const away = await runCli(['decisions', 'replay', '--policy', candidate, '--fail-on-change'], {
+      DATABASE_URL: 'postgres://portcullis:portcullis@127.0.0.1:1/portcullis',
+    });
     expect(away.code).toBe(2);
     expect(away.stderr).toMatch(/^portcullis: .*ECONNREFUSED/m);
   });
 });
 
 describe('portcullis decisions to-test', () => {
-  const opa = (...args: string[]) => execFileAsync(process.env.PORTCULLIS_TEST_OPA!, args).then(
-    ({ stdout }) => ({ code: 0, stdout }),
-    (error: { code: number; stdout: string }) => ({ code: error.code, stdout: error.stdout }),
-  );
+  const opa = (...args: string[]) =>
+    execFileAsync(process.env.PORTCULLIS_TEST_OPA!, args).then(
+      ({ stdout }) => ({ code: 0, stdout }),
+      (error: { code: number; stdout: string }) => ({ code: error.code, stdout: error.stdout }),
+    );
 
   it('prints an opa test per decision that passes against the policy that decided and fails against one that decides otherwise', async () => {
     const pinned = [ids.aliceDeletesAcme![0]!, ids.daveReadsGlobex![0]!, ids.bobDeletesAcme![0]!];

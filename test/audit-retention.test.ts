@@ -20,7 +20,8 @@ beforeEach(async () => {
 afterEach(async () => database?.drop());
 
 const months = async () => (await new PgDecisionPartitions(db).months()).map((month) => month.toISOString().slice(0, 7));
-const retention = (retentionDays: number, errors: Error[] = []) => new DecisionRetention(db, { retentionDays, onError: (error) => errors.push(error) });
+const retention = (retentionDays: number, errors: Error[] = []) =>
+  new DecisionRetention(db, { retentionDays, onError: (error) => errors.push(error) });
 const at = (iso: string) => () => ({ time: new Date(iso) });
 const verify = () => verifyChain(new PgDecisionQueryStore(db));
 /** As if every record so far had been stored at its own time (they were appended just now). */
@@ -36,9 +37,21 @@ describe('decision log partitions', () => {
 
   it('keeps the partitioned table indexed by time, subject, organization, action and outcome in every partition', async () => {
     await retention(365).run(new Date('2030-06-15T12:00:00Z'));
-    const { rows } = await db.raw<{ rows: { indexdef: string }[] }>(`select indexdef from pg_indexes where tablename = 'decisions_y2030m07'`);
+    const { rows } = await db.raw<{ rows: { indexdef: string }[] }>(
+      `select indexdef from pg_indexes where tablename = 'decisions_y2030m07'`,
+    );
     const columns = rows.map((row) => row.indexdef.replace(/^.* USING btree /, ''));
-    expect(columns).toEqual(expect.arrayContaining(['(id, "time")', '("time")', '(subject, seq)', '(organization, seq)', '(action, seq)', '(allow, seq)', '(seq)']));
+    expect(columns).toEqual(
+      expect.arrayContaining([
+        '(id, "time")',
+        '("time")',
+        '(subject, seq)',
+        '(organization, seq)',
+        '(action, seq)',
+        '(allow, seq)',
+        '(seq)',
+      ]),
+    );
   });
 
   it('drops whole months older than the retention, keeps the month straddling the cutoff, and the chain still verifies', async () => {
@@ -51,10 +64,22 @@ describe('decision log partitions', () => {
     expect(run.dropped).toEqual([{ name: 'decisions_y2020m01', records: 5 }]);
     expect(await months()).not.toContain('2020-01');
     expect(await db('decisions').count({ n: '*' })).toEqual([{ n: '10' }]);
-    expect(await db('decisions').whereIn('id', february.map((record) => record.id)).count({ n: '*' })).toEqual([{ n: '5' }]);
+    expect(
+      await db('decisions')
+        .whereIn(
+          'id',
+          february.map((record) => record.id),
+        )
+        .count({ n: '*' }),
+    ).toEqual([{ n: '5' }]);
 
     const anchor = await db('decision_chain_anchor').first('seq', 'pruned_before', 'moved_at', 'retention_days');
-    expect(anchor).toEqual({ seq: '5', pruned_before: new Date('2020-02-01T00:00:00Z'), moved_at: new Date('2020-03-20T00:00:00Z'), retention_days: 30 });
+    expect(anchor).toEqual({
+      seq: '5',
+      pruned_before: new Date('2020-02-01T00:00:00Z'),
+      moved_at: new Date('2020-03-20T00:00:00Z'),
+      retention_days: 30,
+    });
     expect(await verify()).toMatchObject({ ok: true, checked: 10 });
   });
 

@@ -30,11 +30,17 @@ async function tokenless(count: number): Promise<void> {
 describe('audit.unauthenticated_per_minute', () => {
   it('records 5 of 20 tokenless requests and, once the minute closes, one summary saying 15 were suppressed', async () => {
     await tokenless(20);
-    await waitFor(async () => Number((await unauthenticated().count({ n: '*' }).first())?.n) === 5 || undefined, { timeoutMs: 15_000, what: 'the 5 recorded 401s' });
+    await waitFor(async () => Number((await unauthenticated().count({ n: '*' }).first())?.n) === 5 || undefined, {
+      timeoutMs: 15_000,
+      what: 'the 5 recorded 401s',
+    });
     expect(await summaries()).toEqual([]);
 
     clock.now = START + 60_000;
-    const [summary] = await waitFor(async () => ((await summaries()).length > 0 ? await summaries() : undefined), { timeoutMs: 15_000, what: 'the summary of the closed minute' });
+    const [summary] = await waitFor(async () => ((await summaries()).length > 0 ? await summaries() : undefined), {
+      timeoutMs: 15_000,
+      what: 'the summary of the closed minute',
+    });
     expect(summary).toMatchObject({
       action: SUPPRESSED_ACTION,
       allow: false,
@@ -50,10 +56,18 @@ describe('audit.unauthenticated_per_minute', () => {
     for (let i = 0; i < 8; i++) expect((await h.request('/orgs/acme', { token: alice })).status).toBe(200);
     await tokenless(6);
     const decisions = h.database.db('decisions');
-    await waitFor(async () => Number((await decisions.clone().where({ subject: 'alice|sub' }).count({ n: '*' }).first())?.n) === 8 || undefined, { timeoutMs: 15_000, what: 'all 8 of alice’s decisions' });
+    await waitFor(
+      async () => Number((await decisions.clone().where({ subject: 'alice|sub' }).count({ n: '*' }).first())?.n) === 8 || undefined,
+      { timeoutMs: 15_000, what: 'all 8 of alice’s decisions' },
+    );
     clock.now = START + 120_000;
-    const all = await waitFor(async () => ((await summaries()).length > 1 ? await summaries() : undefined), { timeoutMs: 15_000, what: 'the summary of the second minute' });
-    expect(all[1]!.reasons).toEqual(['1 unauthenticated request from 127.0.0.1 suppressed in the minute starting 2026-11-30T10:01:00.000Z']);
+    const all = await waitFor(async () => ((await summaries()).length > 1 ? await summaries() : undefined), {
+      timeoutMs: 15_000,
+      what: 'the summary of the second minute',
+    });
+    expect(all[1]!.reasons).toEqual([
+      '1 unauthenticated request from 127.0.0.1 suppressed in the minute starting 2026-11-30T10:01:00.000Z',
+    ]);
     expect(await unauthenticated().count({ n: '*' })).toEqual([{ n: '10' }]);
   });
 });

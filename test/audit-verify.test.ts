@@ -38,7 +38,9 @@ describe('portcullis decisions verify', () => {
     const run = await verify();
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(new RegExp(`^verified ${COUNT} decision records in [\\d.]+ s: the chain is intact \\(head: seq ${COUNT}, hash [0-9a-f]{64}\\)`));
+    expect(run.stdout).toMatch(
+      new RegExp(`^verified ${COUNT} decision records in [\\d.]+ s: the chain is intact \\(head: seq ${COUNT}, hash [0-9a-f]{64}\\)`),
+    );
   });
 
   it('exits 1 naming the record whose content was edited with SQL', async () => {
@@ -61,9 +63,13 @@ describe('portcullis decisions verify', () => {
     const next = await rowAt(201);
     const run = await tampered(
       async () => {
-        await db('decisions').where({ seq: 200 }).update({ reasons: ['forged'] });
+        await db('decisions')
+          .where({ seq: 200 })
+          .update({ reasons: ['forged'] });
         // The record's own hash recomputed over the forged content, as the chain would have it.
-        await db.raw(`update decisions set hash = encode(sha256(convert_to(prev_hash || E'\\n' || seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex') where seq = 200`);
+        await db.raw(
+          `update decisions set hash = encode(sha256(convert_to(prev_hash || E'\\n' || seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex') where seq = 200`,
+        );
         expect((await rowAt(200)).hash).not.toBe(victim.hash);
       },
       () => db('decisions').where({ seq: 200 }).update({ reasons: victim.reasons, hash: victim.hash }),
@@ -86,10 +92,16 @@ describe('portcullis decisions verify', () => {
   });
 
   it('detects the newest records being deleted', async () => {
-    const newest = await db('decisions').where('seq', '>', COUNT - 2).orderBy('seq');
+    const newest = await db('decisions')
+      .where('seq', '>', COUNT - 2)
+      .orderBy('seq');
     const run = await tampered(
-      () => db('decisions').where('seq', '>', COUNT - 2).delete(),
-      () => db('decisions').insert(newest.map((row) => ({ ...row, resource: JSON.stringify(row.resource), input: JSON.stringify(row.input) }))),
+      () =>
+        db('decisions')
+          .where('seq', '>', COUNT - 2)
+          .delete(),
+      () =>
+        db('decisions').insert(newest.map((row) => ({ ...row, resource: JSON.stringify(row.resource), input: JSON.stringify(row.input) }))),
       () => verify(),
     );
     expect(run.code).toBe(1);

@@ -83,14 +83,22 @@ const project = (org: string, id: string) => ({ type: 'project', org, project: i
 
 describe('the directory triggers', () => {
   it('name the members of a team whose roles change', async () => {
-    const [change] = await changesOf(() => db('team_roles').where({ team_id: dir.teams.deployers, role_id: dir.roles.projectCreator }).update({ role_id: dir.roles.projectCreator }));
+    const [change] = await changesOf(() =>
+      db('team_roles')
+        .where({ team_id: dir.teams.deployers, role_id: dir.roles.projectCreator })
+        .update({ role_id: dir.roles.projectCreator }),
+    );
     expect(change).toMatchObject({ table: 'team_roles', op: 'UPDATE' });
     expect(change!.subjects).toEqual({ all: false, users: [dir.users.bob], subs: [], orgs: [] });
     expect(change!.facts).toEqual({ all: false, orgs: [], ids: [] });
   });
 
   it('name everyone holding a role directly or through a team when the role changes', async () => {
-    const [change] = await changesOf(() => db('roles').where({ id: dir.roles.projectCreator }).update({ permissions: ['project:create', 'pipeline:read'] }));
+    const [change] = await changesOf(() =>
+      db('roles')
+        .where({ id: dir.roles.projectCreator })
+        .update({ permissions: ['project:create', 'pipeline:read'] }),
+    );
     expect(change!.subjects.users).toEqual([dir.users.bob]);
     expect(change!.facts).toEqual({ all: false, orgs: ['acme'], ids: [dir.roles.projectCreator] });
   });
@@ -124,7 +132,7 @@ describe('the directory triggers', () => {
     await changesOf(() => db('users').where('subject', 'like', 'bulk-%').delete());
   });
 
-  it('keep every payload under PostgreSQL\'s 8000-byte limit, even with long subjects', async () => {
+  it("keep every payload under PostgreSQL's 8000-byte limit, even with long subjects", async () => {
     const rows = Array.from({ length: 20 }, (_, i) => ({ subject: `${'x'.repeat(600)}-${i}` }));
     const [change] = await changesOf(() => db('users').insert(rows));
     expect(Buffer.byteLength(payloads[payloads.length - 1]!)).toBeLessThan(8000);
@@ -146,7 +154,9 @@ describe('the cached loaders', () => {
   it('answer warm requests without a single query', async () => {
     await subjects.load('alice|sub');
     await facts.load(project('acme', 'api'), 'project:read');
-    const { result, queries } = await queriesDuring(() => Promise.all([subjects.load('alice|sub'), facts.load(project('acme', 'api'), 'project:read')]));
+    const { result, queries } = await queriesDuring(() =>
+      Promise.all([subjects.load('alice|sub'), facts.load(project('acme', 'api'), 'project:read')]),
+    );
     expect(queries).toEqual([]);
     expect(result[0].memberships.acme?.role).toBe('organization-admin');
     expect(result[1].project).toEqual({ exists: true, in_organization: true });
@@ -154,19 +164,25 @@ describe('the cached loaders', () => {
 
   it('evict exactly the members of a team whose role changed, and nobody else', async () => {
     await Promise.all(['alice|sub', 'bob|sub', 'dave|sub'].map((sub) => subjects.load(sub)));
-    const reader = await db('roles').insert({ organization_id: dir.orgs.acme, name: 'pipeline-reader', permissions: ['pipeline:read'] }).returning('id');
+    const reader = await db('roles')
+      .insert({ organization_id: dir.orgs.acme, name: 'pipeline-reader', permissions: ['pipeline:read'] })
+      .returning('id');
     await changesOf(() => db('team_roles').insert({ team_id: dir.teams.deployers, role_id: reader[0].id }));
-    const { result, queries } = await queriesDuring(() => Promise.all(['alice|sub', 'bob|sub', 'dave|sub'].map((sub) => subjects.load(sub))));
+    const { result, queries } = await queriesDuring(() =>
+      Promise.all(['alice|sub', 'bob|sub', 'dave|sub'].map((sub) => subjects.load(sub))),
+    );
     expect(queries).toHaveLength(1); // bob's
     expect(result[1]!.memberships.acme?.roles).toContain('pipeline-reader');
   });
 
-  it('evict the facts of an organization whose projects change, keeping other organizations\' facts', async () => {
+  it("evict the facts of an organization whose projects change, keeping other organizations' facts", async () => {
     await facts.load(project('acme', 'mobile'), 'project:read');
     await facts.load(project('globex', 'secret'), 'project:read');
     expect((await facts.load(project('acme', 'mobile'), 'project:read')).project).toEqual({ exists: false, in_organization: false });
     await changesOf(() => db('projects').insert({ organization_id: dir.orgs.acme, slug: 'mobile' }));
-    const { result, queries } = await queriesDuring(() => Promise.all([facts.load(project('acme', 'mobile'), 'project:read'), facts.load(project('globex', 'secret'), 'project:read')]));
+    const { result, queries } = await queriesDuring(() =>
+      Promise.all([facts.load(project('acme', 'mobile'), 'project:read'), facts.load(project('globex', 'secret'), 'project:read')]),
+    );
     expect(queries).toHaveLength(1);
     expect(result[0].project).toEqual({ exists: true, in_organization: true });
   });
@@ -198,7 +214,9 @@ describe('under a steady stream of unrelated directory writes', () => {
     // Another service keeps updating a user none of the callers below is.
     writer = (async () => {
       for (let n = 0; writing; n += 1) {
-        await db('users').where({ id: dir.users.erin }).update({ display_name: `erin ${n}` });
+        await db('users')
+          .where({ id: dir.users.erin })
+          .update({ display_name: `erin ${n}` });
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
     })();
@@ -232,7 +250,7 @@ describe('under a steady stream of unrelated directory writes', () => {
     expect(subjectsUnderWrites.cacheStats()).toEqual({ hits: 27, misses: 3, size: 3 });
   });
 
-  it('does not cache a read during which the caller\'s own subject changed, and enforces the change within 1 s', async () => {
+  it("does not cache a read during which the caller's own subject changed, and enforces the change within 1 s", async () => {
     const gated = pgSubjects();
     let readDone!: () => void;
     let release!: () => void;
@@ -261,10 +279,16 @@ describe('under a steady stream of unrelated directory writes', () => {
     await db('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).delete();
     try {
       // Only the read's result says bob is in acme: the cache learns that tag at fill time.
-      await waitFor(() => changes.slice(heardBefore).some((change) => change.table === 'organization_members' && change.subjects.users.includes(dir.users.bob)), {
-        timeoutMs: 1000,
-        what: 'the notification of bob leaving acme',
-      });
+      await waitFor(
+        () =>
+          changes
+            .slice(heardBefore)
+            .some((change) => change.table === 'organization_members' && change.subjects.users.includes(dir.users.bob)),
+        {
+          timeoutMs: 1000,
+          what: 'the notification of bob leaving acme',
+        },
+      );
       release();
       expect(Object.keys((await pending).memberships)).toContain('acme'); // answered as read
       expect(subjectsUnderWrites.cacheStats().size).toBe(0); // but not cached
@@ -275,7 +299,10 @@ describe('under a steady stream of unrelated directory writes', () => {
       await db('organization_members').insert(membership);
     }
     const started = Date.now();
-    await waitFor(async () => Object.keys((await subjectsUnderWrites.load('bob|sub')).memberships).includes('acme'), { timeoutMs: 1000, what: 'bob back in acme' });
+    await waitFor(async () => Object.keys((await subjectsUnderWrites.load('bob|sub')).memberships).includes('acme'), {
+      timeoutMs: 1000,
+      what: 'bob back in acme',
+    });
     expect(Date.now() - started).toBeLessThan(1000);
   });
 });

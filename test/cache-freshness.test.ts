@@ -67,7 +67,9 @@ describe('with warm caches', () => {
     await warm('alice', 'GET', '/orgs/acme/projects/api', 200);
     const locker = await db().transaction();
     try {
-      await locker.raw('lock table users, organizations, organization_members, teams, team_members, team_roles, roles, projects, invitations in access exclusive mode');
+      await locker.raw(
+        'lock table users, organizations, organization_members, teams, team_members, team_roles, roles, projects, invitations in access exclusive mode',
+      );
       const started = Date.now();
       for (const gateway of gateways) expect(await statusOf(gateway, 'alice', 'GET', '/orgs/acme/projects/api')).toBe(200);
       expect(Date.now() - started).toBeLessThan(500);
@@ -130,9 +132,13 @@ describe('a change written by another service is enforced by every instance with
 
   it('changing the permissions of an organization role', async () => {
     await warm('bob', 'POST', '/orgs/acme/projects', 200);
-    await db()('roles').where({ id: dir.roles.projectCreator }).update({ permissions: ['pipeline:read'] });
+    await db()('roles')
+      .where({ id: dir.roles.projectCreator })
+      .update({ permissions: ['pipeline:read'] });
     await expectEverywhereWithin('bob', 'POST', '/orgs/acme/projects', 403);
-    await db()('roles').where({ id: dir.roles.projectCreator }).update({ permissions: ['project:create'] });
+    await db()('roles')
+      .where({ id: dir.roles.projectCreator })
+      .update({ permissions: ['project:create'] });
     await expectEverywhereWithin('bob', 'POST', '/orgs/acme/projects', 200);
   });
 

@@ -123,7 +123,10 @@ describe('a notification connection that dies silently', () => {
     const membership = await bobInAcme().first();
     await bobInAcme().delete(); // its notification cannot reach the listener
     try {
-      await waitFor(() => !listener.live, { timeoutMs: HEARTBEAT_BOUND_MS + SCHEDULING_SLACK_MS, what: 'the heartbeat to give up on the frozen connection' });
+      await waitFor(() => !listener.live, {
+        timeoutMs: HEARTBEAT_BOUND_MS + SCHEDULING_SLACK_MS,
+        what: 'the heartbeat to give up on the frozen connection',
+      });
       expect(Date.now() - frozenAt).toBeLessThanOrEqual(HEARTBEAT_BOUND_MS + SCHEDULING_SLACK_MS);
       expect(listener.stats().notifications).toBe(heard);
 

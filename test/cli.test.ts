@@ -35,7 +35,10 @@ async function writeConfig(name: string, body: string): Promise<string> {
 
 describe('portcullis serve', () => {
   it('refuses an unknown configuration key with exit code 2 and the key path on one line', async () => {
-    const file = await writeConfig('bad.yaml', 'server: { port: 8080, colour: blue }\nauth: { issuer: x, audience: y, jwks_file: k.json }\nservices: {}\n');
+    const file = await writeConfig(
+      'bad.yaml',
+      'server: { port: 8080, colour: blue }\nauth: { issuer: x, audience: y, jwks_file: k.json }\nservices: {}\n',
+    );
     const run = await portcullis(['serve', '--config', file]);
     expect(run.code).toBe(2);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
@@ -116,19 +119,32 @@ describe('portcullis serve under stress', () => {
       const gatewayUrl = await whenReady(child).gatewayUrl;
       const inFlight = fetch(`${gatewayUrl}/orgs/acme`, { headers: { authorization: `Bearer ${await tokens.sign('alice|sub')}` } });
       let inFlightSettled = false;
-      void inFlight.then(() => (inFlightSettled = true), () => (inFlightSettled = true));
+      void inFlight.then(
+        () => (inFlightSettled = true),
+        () => (inFlightSettled = true),
+      );
       await waitFor(() => upstream.received.length === 1, { what: 'the slow request to reach the upstream' });
       const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
       child.kill('SIGTERM');
       // Each probe opens a new connection (no keep-alive reuse) and carries no token, so it never reaches the upstream.
       const probe = 'GET /orgs/acme HTTP/1.1\nHost: gateway\nConnection: close\n\n';
-      await waitFor(() => rawRequest(gatewayUrl, probe).then(() => false, () => true), { what: 'new connections to be refused' });
+      await waitFor(
+        () =>
+          rawRequest(gatewayUrl, probe).then(
+            () => false,
+            () => true,
+          ),
+        { what: 'new connections to be refused' },
+      );
       expect(inFlightSettled).toBe(false); // refused while the request in flight was still being served
       const res = await inFlight;
       expect(res.status).toBe(200);
       expect(await res.text()).toBe('{"slow":true}');
       expect(await exit).toBe(0);
-      const decision = await database.db('decisions').where({ id: res.headers.get('x-portcullis-decision') }).first();
+      const decision = await database
+        .db('decisions')
+        .where({ id: res.headers.get('x-portcullis-decision') })
+        .first();
       expect(decision).toMatchObject({ allow: true, status: 200 });
     } finally {
       child.kill('SIGKILL');
@@ -194,7 +210,10 @@ describe('portcullis serve --state-dir and db url', () => {
   }, 120_000);
 
   it('prints the configured database.url, with ${VAR} replaced', async () => {
-    const file = await writeConfig('db-url.yaml', 'database: { url: "${TEST_DB}" }\nauth: { issuer: x, audience: y, jwks_file: k.json }\nservices: {}\n');
+    const file = await writeConfig(
+      'db-url.yaml',
+      'database: { url: "${TEST_DB}" }\nauth: { issuer: x, audience: y, jwks_file: k.json }\nservices: {}\n',
+    );
     const run = await portcullis(['db', 'url', '--config', file], { TEST_DB: database.url });
     expect(run).toEqual({ code: 0, stdout: `${database.url}\n`, stderr: '' });
   });
@@ -204,7 +223,10 @@ describe('portcullis migrate', () => {
   it('is idempotent', async () => {
     const fresh = await createTestDatabase({ empty: true });
     try {
-      const file = await writeConfig('migrate.yaml', `database: { url: "${fresh.url}" }\nauth: { issuer: x, audience: y, jwks_file: k.json }\nservices: {}\n`);
+      const file = await writeConfig(
+        'migrate.yaml',
+        `database: { url: "${fresh.url}" }\nauth: { issuer: x, audience: y, jwks_file: k.json }\nservices: {}\n`,
+      );
       const first = await portcullis(['migrate', '--config', file]);
       expect(first).toMatchObject({ code: 0 });
       expect(first.stdout).toMatch(/applied \d+ migration/);

@@ -80,7 +80,12 @@ afterAll(async () => {
 });
 
 /** deploy/portcullis.yaml with loopback addresses, the test's identity provider, keys and policy bundle. */
-async function instanceConfig(name: string, ports: { gateway: number; admin: number; directory: number }, keys: { assertion: string; checkpoint: string }, jwksFile: string) {
+async function instanceConfig(
+  name: string,
+  ports: { gateway: number; admin: number; directory: number },
+  keys: { assertion: string; checkpoint: string },
+  jwksFile: string,
+) {
   const shipped = parseYaml(await readFile(SHIPPED_CONFIG, 'utf8')) as Record<string, Record<string, unknown>>;
   const directoryUrl = `http://127.0.0.1:${ports.directory}`;
   const config = {
@@ -119,7 +124,8 @@ describe('three gateways behind nginx', () => {
     const keysDir = path.join(dir, 'keys');
     await mkdir(keysDir);
     const keys = { assertion: path.join(keysDir, 'assertion-key.pem'), checkpoint: path.join(keysDir, 'checkpoint-key.pem') };
-    for (const file of Object.values(keys)) await writeFile(file, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    for (const file of Object.values(keys))
+      await writeFile(file, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
     const tokens = await createTokenIssuer(dir);
     const directoryPort = await freePort();
 
@@ -129,9 +135,17 @@ describe('three gateways behind nginx', () => {
       gateways.push({ port: ports.gateway, adminPort: ports.admin, configFile, stateDir: path.join(dir, `state-${i}`) });
     }
     expect(parseYaml(await readFile(gateways[0]!.configFile, 'utf8')).audit.mode).toBe('strict');
-    directoryService = await startServiceProcess(['directory', 'serve', '--config', gateways[0]!.configFile], env, /the directory service is ready/);
+    directoryService = await startServiceProcess(
+      ['directory', 'serve', '--config', gateways[0]!.configFile],
+      env,
+      /the directory service is ready/,
+    );
     await Promise.all(gateways.map(async (gateway) => (gateway.process = await startGateway(gateway))));
-    nginx = await startNginx({ dir: path.join(dir, 'nginx'), upstreams: gateways.map((gateway) => `127.0.0.1:${gateway.port}`), port: await freePort() });
+    nginx = await startNginx({
+      dir: path.join(dir, 'nginx'),
+      upstreams: gateways.map((gateway) => `127.0.0.1:${gateway.port}`),
+      port: await freePort(),
+    });
     const balancer = nginx;
 
     const alice = { authorization: `Bearer ${await tokens.sign('alice|sub', {}, { expiresIn: '1h' })}` };
@@ -168,7 +182,8 @@ describe('three gateways behind nginx', () => {
     // denial each instance decided (its record's time: the client's view also counts the
     // request's own latency, reported beside it).
     const direct = (gateway: Gateway, init: RequestInit) => fetch(`http://127.0.0.1:${gateway.port}/orgs/acme`, init);
-    for (const gateway of gateways) await waitFor(async () => (await direct(gateway, { headers: bob })).status === 200, { what: 'bob to be served (a warm cache)' });
+    for (const gateway of gateways)
+      await waitFor(async () => (await direct(gateway, { headers: bob })).status === 200, { what: 'bob to be served (a warm cache)' });
     await sleep(1_000);
     const polls: Poll[] = [];
     const enforced = Promise.all(
@@ -188,10 +203,10 @@ describe('three gateways behind nginx', () => {
     await sleep(200);
     // The change's moment is PostgreSQL's clock as it deletes the row (the same machine's clock,
     // just before the commit), not when this busy process got round to sending the statement.
-    const { rows: change } = await database.db.raw<{ rows: { at: Date }[] }>('delete from organization_members where organization_id = ? and user_id = ? returning clock_timestamp() as at', [
-      directory.orgs.acme,
-      directory.users.bob,
-    ]);
+    const { rows: change } = await database.db.raw<{ rows: { at: Date }[] }>(
+      'delete from organization_members where organization_id = ? and user_id = ? returning clock_timestamp() as at',
+      [directory.orgs.acme, directory.users.bob],
+    );
     expect(change).toHaveLength(1);
     const changeAt = change[0]!.at.getTime();
     await enforced;
@@ -208,7 +223,11 @@ describe('three gateways behind nginx', () => {
     const restartedAt = performance.now();
     expect((await direct(victim, { headers: bob })).status).toBe(403);
     // nginx sends it traffic again once its fail_timeout has passed.
-    await waitFor(async () => (await requestsServed(victim)) > 5, { timeoutMs: 15_000, everyMs: 100, what: 'nginx to send the restarted gateway requests' });
+    await waitFor(async () => (await requestsServed(victim)) > 5, {
+      timeoutMs: 15_000,
+      everyMs: 100,
+      what: 'nginx to send the restarted gateway requests',
+    });
     await sleep(1_500);
     running = false;
     await load;
@@ -230,7 +249,15 @@ describe('three gateways behind nginx', () => {
     const missing = withDecision.filter((answer) => !stored.has(answer.decisionId));
 
     const decidedAt = new Map(
-      (await database.db('decisions').whereIn('id', polls.map((poll) => poll.decisionId)).select('id', 'time')).map((row: { id: string; time: Date }) => [row.id, row.time.getTime()]),
+      (
+        await database
+          .db('decisions')
+          .whereIn(
+            'id',
+            polls.map((poll) => poll.decisionId),
+          )
+          .select('id', 'time')
+      ).map((row: { id: string; time: Date }) => [row.id, row.time.getTime()]),
     );
     const enforcement = gateways.map((_, instance) => {
       const mine = polls.filter((poll) => poll.instance === instance);
@@ -243,7 +270,9 @@ describe('three gateways behind nginx', () => {
     });
     const missingAllowed = missing.filter((answer) => answer.kind !== 'denied');
     const verify = await runCli(['decisions', 'verify', '--config', gateways[0]!.configFile], env);
-    const upstreamErrors = (await balancer.errorLog()).split('\n').filter((line) => line.includes(`upstream: "http://127.0.0.1:${victim.port}`));
+    const upstreamErrors = (await balancer.errorLog())
+      .split('\n')
+      .filter((line) => line.includes(`upstream: "http://127.0.0.1:${victim.port}`));
 
     const figures = {
       'load (s)': Number(loadSeconds.toFixed(1)),
@@ -262,7 +291,11 @@ describe('three gateways behind nginx', () => {
       'killed instance back after (s)': Number(((restartedAt - killedAt) / 1000).toFixed(1)),
       'decisions verify': verify.stdout.trim() || verify.stderr.trim(),
     };
-    process.stderr.write(`cluster figures:\n${Object.entries(figures).map(([name, value]) => `  ${name}: ${Array.isArray(value) ? value.join(', ') : value}`).join('\n')}\n`);
+    process.stderr.write(
+      `cluster figures:\n${Object.entries(figures)
+        .map(([name, value]) => `  ${name}: ${Array.isArray(value) ? value.join(', ') : value}`)
+        .join('\n')}\n`,
+    );
 
     expect(failedIdempotent).toEqual([]);
     for (const instance of enforcement) {

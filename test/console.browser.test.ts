@@ -34,7 +34,11 @@ beforeAll(async () => {
   directory = await seedDirectory(harness.database.db);
   // A role that grants deleting projects, carried by a team bob is not in.
   const db = harness.database.db;
-  const role = (await db('roles').insert({ organization_id: directory.orgs.acme, name: 'project-admin', permissions: ['project:*'] }).returning('id'))[0].id as string;
+  const role = (
+    await db('roles')
+      .insert({ organization_id: directory.orgs.acme, name: 'project-admin', permissions: ['project:*'] })
+      .returning('id')
+  )[0].id as string;
   await db('team_roles').insert({ team_id: directory.teams.builders, role_id: role });
 
   // Real traffic: allowed reads, a denial, a 401.
@@ -48,7 +52,16 @@ beforeAll(async () => {
   await mkdir(SHOTS, { recursive: true });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-dev-shm-usage',
+    ],
   });
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   page = await context.newPage();

@@ -88,7 +88,11 @@ describe('the operator console', () => {
 
   it('refuses a POST without the session CSRF token, and accepts it with the token', async () => {
     const { cookie } = await signIn();
-    const refused = await admin('/console/policy/reload', { method: 'POST', headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf=forged' });
+    const refused = await admin('/console/policy/reload', {
+      method: 'POST',
+      headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'csrf=forged',
+    });
     expect(refused.status).toBe(403);
     const page = await (await admin('/console/policy', { headers: { cookie: cookie! } })).text();
     const csrf = /name="csrf" value="([^"]+)"/.exec(page)![1]!;
@@ -105,7 +109,11 @@ describe('the operator console', () => {
     const { cookie } = await signIn();
     const page = await (await admin('/console/', { headers: { cookie: cookie! } })).text();
     const csrf = /name="csrf" value="([^"]+)"/.exec(page)![1]!;
-    const out = await admin('/console/sign-out', { method: 'POST', headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' }, body: `csrf=${csrf}` });
+    const out = await admin('/console/sign-out', {
+      method: 'POST',
+      headers: { cookie: cookie!, 'content-type': 'application/x-www-form-urlencoded' },
+      body: `csrf=${csrf}`,
+    });
     expect(out.status).toBe(303);
     expect(cookieOf(out, 'portcullis_console')).toMatch(/Max-Age=0/);
     expect((await admin('/console/', { headers: { cookie: cookie! } })).status).toBe(303);
@@ -122,7 +130,9 @@ describe('the operator console', () => {
     expect((await harness.request('/orgs/acme/projects/web', { method: 'DELETE', token })).status).toBe(403);
     expect((await harness.request('/orgs/acme', { token })).status).toBe(200);
     const rollup = await waitFor(async () => {
-      const row = await harness.database.db('decision_hourly').first(harness.database.db.raw('sum(allowed)::int as allowed, sum(denied)::int as denied'));
+      const row = await harness.database
+        .db('decision_hourly')
+        .first(harness.database.db.raw('sum(allowed)::int as allowed, sum(denied)::int as denied'));
       return row && row.allowed >= 1 && row.denied >= 1 ? row : undefined;
     });
     expect(rollup).toEqual({ allowed: 1, denied: 1 });
@@ -130,13 +140,17 @@ describe('the operator console', () => {
     const page = await (await admin('/console/decisions?subject=bob%7Csub&outcome=denied', { headers: { cookie: cookie! } })).text();
     expect(page).toContain('project:delete');
     expect(page).not.toContain('organization:read</td>');
-    const csv = await (await admin('/console/decisions/export.csv?subject=bob%7Csub&outcome=allowed', { headers: { cookie: cookie! } })).text();
+    const csv = await (
+      await admin('/console/decisions/export.csv?subject=bob%7Csub&outcome=allowed', { headers: { cookie: cookie! } })
+    ).text();
     const lines = csv.trim().split('\n');
     expect(lines[0]).toMatch(/^id,seq,time,/);
     expect(lines).toHaveLength(2);
     expect(lines[1]).toContain('organization:read');
     const { policy_revision: revision } = await harness.database.db('decision_revisions').first('policy_revision');
-    const byRevision = await (await admin(`/console/decisions?revision=${encodeURIComponent(revision)}&subject=bob%7Csub`, { headers: { cookie: cookie! } })).text();
+    const byRevision = await (
+      await admin(`/console/decisions?revision=${encodeURIComponent(revision)}&subject=bob%7Csub`, { headers: { cookie: cookie! } })
+    ).text();
     expect(byRevision.match(/<tr data-seq=/g)).toHaveLength(2);
     const otherRevision = await (await admin('/console/decisions?revision=sha256:none', { headers: { cookie: cookie! } })).text();
     expect(otherRevision).not.toContain('<tr data-seq=');
@@ -154,7 +168,9 @@ describe('the operator console', () => {
       });
     const replayed = await post(process.env.PORTCULLIS_TEST_BUNDLE!);
     expect(replayed.status).toBe(200);
-    const served = Number((await harness.database.db('decisions').where({ dry_run: false }).whereNotNull('input').count({ n: '*' }).first())?.n);
+    const served = Number(
+      (await harness.database.db('decisions').where({ dry_run: false }).whereNotNull('input').count({ n: '*' }).first())?.n,
+    );
     expect(served).toBeGreaterThan(0);
     expect(await replayed.text()).toContain(`replayed ${served}, unchanged ${served}, changed 0`);
     const relative = await post('policies');
@@ -164,7 +180,9 @@ describe('the operator console', () => {
 
   it('explains a request for a subject given by e-mail and says which team and role grant an allow', async () => {
     const { cookie } = await signIn();
-    const response = await admin(`/console/explain?subject=bob%40example.com&method=POST&path=/orgs/acme/projects`, { headers: { cookie: cookie! } });
+    const response = await admin(`/console/explain?subject=bob%40example.com&method=POST&path=/orgs/acme/projects`, {
+      headers: { cookie: cookie! },
+    });
     const page = await response.text();
     expect(response.status).toBe(200);
     expect(page).toContain('<span class="badge allowed">allowed 200</span>');

@@ -53,7 +53,10 @@ interface DecisionRow {
 }
 
 const recordWhere = (where: Partial<DecisionRow> & { request_id?: string }) =>
-  waitFor(() => h.database.db('decisions').where(where).first() as Promise<DecisionRow | undefined>, { what: `the record ${JSON.stringify(where)}`, timeoutMs: 5_000 });
+  waitFor(() => h.database.db('decisions').where(where).first() as Promise<DecisionRow | undefined>, {
+    what: `the record ${JSON.stringify(where)}`,
+    timeoutMs: 5_000,
+  });
 const recordOf = (id: string) => recordWhere({ id });
 
 afterEach(() => {
@@ -122,7 +125,11 @@ describe('a directory lookup that meets a lock', () => {
       expect(ms).toBeLessThan(TIMEOUT_MS + MARGIN_MS);
       expect(await recordOf(res.headers.get('x-portcullis-decision')!)).toMatchObject({ allow: false, status: 503 });
     }
-    expect(h.upstreams.organizations.received.filter((seen) => refused.some(({ res }) => seen.headers['x-portcullis-decision'] === res.headers.get('x-portcullis-decision')))).toEqual([]);
+    expect(
+      h.upstreams.organizations.received.filter((seen) =>
+        refused.some(({ res }) => seen.headers['x-portcullis-decision'] === res.headers.get('x-portcullis-decision')),
+      ),
+    ).toEqual([]);
 
     // More requests at once than the pool has connections: every connection the locked
     // lookups used came back healthy.
@@ -152,7 +159,9 @@ describe('a client whose connection closes before the response', () => {
   it('stops waiting for the directory, forwards nothing, and records that the client went away (499)', async () => {
     const forwardedBefore = h.upstreams.organizations.received.length;
     const { socket, decisionId, closedAt } = await whileLocked('users', async () => {
-      const socket = await openRequest(`GET /orgs/acme HTTP/1.1\nHost: x\nX-Request-Id: gone-during-lookup\nAuthorization: Bearer ${alice}\n\n`);
+      const socket = await openRequest(
+        `GET /orgs/acme HTTP/1.1\nHost: x\nX-Request-Id: gone-during-lookup\nAuthorization: Bearer ${alice}\n\n`,
+      );
       await subjectLookupWaiting();
       const closedAt = Date.now();
       socket.destroy();
@@ -174,7 +183,9 @@ describe('a client whose connection closes before the response', () => {
         res.on('close', () => resolve({ finished: res.writableFinished }));
       };
     });
-    const socket = await openRequest(`GET /orgs/acme HTTP/1.1\nHost: x\nX-Request-Id: gone-mid-forward\nAuthorization: Bearer ${alice}\n\n`);
+    const socket = await openRequest(
+      `GET /orgs/acme HTTP/1.1\nHost: x\nX-Request-Id: gone-mid-forward\nAuthorization: Bearer ${alice}\n\n`,
+    );
     await waitFor(() => h.upstreams.organizations.received.some((seen) => seen.headers['x-request-id'] === 'gone-mid-forward'), {
       what: 'the request to reach the upstream',
     });
@@ -192,7 +203,9 @@ describe('a client whose connection closes before the response', () => {
   }, 30_000);
 
   it('records a pipelined allowed request whose connection died on a parse error as not completed, and never forwards it', async () => {
-    const raw = await openRequest(`GET /orgs/acme HTTP/1.1\nHost: x\nX-Request-Id: pipelined-then-garbage\nAuthorization: Bearer ${alice}\n\nNOT HTTP AT ALL\n\n`);
+    const raw = await openRequest(
+      `GET /orgs/acme HTTP/1.1\nHost: x\nX-Request-Id: pipelined-then-garbage\nAuthorization: Bearer ${alice}\n\nNOT HTTP AT ALL\n\n`,
+    );
     const received = new Promise<string>((resolve) => {
       let text = '';
       raw.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
@@ -265,7 +278,11 @@ describe('a half-open database connection', () => {
   it('answers 503 once the client-side query timeout passes, and never hands the dead connection out again', async () => {
     const relay = await startFreezableRelay(database.url);
     const viaRelay = await startHarness(
-      { database: { url: relay.url, timeout_ms: TIMEOUT_MS }, cache: { enabled: false }, server: { host: '127.0.0.1', port: 0, shutdown_grace_ms: 2_000 } },
+      {
+        database: { url: relay.url, timeout_ms: TIMEOUT_MS },
+        cache: { enabled: false },
+        server: { host: '127.0.0.1', port: 0, shutdown_grace_ms: 2_000 },
+      },
       { database: { ...database, drop: async () => undefined } },
     );
     const token = await viaRelay.tokens.sign('alice|sub');

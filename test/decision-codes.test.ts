@@ -39,7 +39,10 @@ interface ProblemBody {
 
 /** The stored record of a decision, once it is in PostgreSQL. */
 const recordOf = (db: Knex, id: string) =>
-  waitFor(async () => (await db('decisions').where({ id }).first('allow', 'status', 'code', 'code_params')) as CodedRow | undefined, { timeoutMs: 15_000, what: `the record of ${id}` });
+  waitFor(async () => (await db('decisions').where({ id }).first('allow', 'status', 'code', 'code_params')) as CodedRow | undefined, {
+    timeoutMs: 15_000,
+    what: `the record of ${id}`,
+  });
 
 describe('decision codes through the gateway (shipped policy)', () => {
   let database: TestDatabase;
@@ -74,7 +77,12 @@ describe('decision codes through the gateway (shipped policy)', () => {
     expect(res.headers.get('content-type')).toBe('application/problem+json');
     const body = (await res.json()) as ProblemBody;
     expect({ code: body.code, params: body.params }).toEqual({ code, params });
-    expect(await recordOf(database.db, res.headers.get('x-portcullis-decision')!)).toEqual({ allow: false, status, code, code_params: params });
+    expect(await recordOf(database.db, res.headers.get('x-portcullis-decision')!)).toEqual({
+      allow: false,
+      status,
+      code,
+      code_params: params,
+    });
     return body;
   }
 
@@ -90,12 +98,15 @@ describe('decision codes through the gateway (shipped policy)', () => {
   }
 
   const subjectLookupWaiting = () =>
-    waitFor(async () => {
-      const { rows } = await locker.raw<{ rows: unknown[] }>(
-        `select 1 from pg_stat_activity where application_name = 'portcullis' and wait_event_type = 'Lock' and query like '%subject_user%'`,
-      );
-      return rows.length > 0;
-    }, { timeoutMs: 15_000, what: 'the subject lookup to wait on the lock' });
+    waitFor(
+      async () => {
+        const { rows } = await locker.raw<{ rows: unknown[] }>(
+          `select 1 from pg_stat_activity where application_name = 'portcullis' and wait_event_type = 'Lock' and query like '%subject_user%'`,
+        );
+        return rows.length > 0;
+      },
+      { timeoutMs: 15_000, what: 'the subject lookup to wait on the lock' },
+    );
 
   it('records an allow with `granted`, the permission and the organization it holds in', async () => {
     const res = await h.request('/orgs/acme/projects/api', { token: await token('alice') });
@@ -111,32 +122,59 @@ describe('decision codes through the gateway (shipped policy)', () => {
       result: unknown;
     };
     expect(detail).toMatchObject({ code: 'granted', code_params: granted });
-    expect(detail.result).toEqual({ allow: true, status: 200, reasons: ["granted by permission '*' in organization 'acme'"], code: 'granted', params: granted });
+    expect(detail.result).toEqual({
+      allow: true,
+      status: 200,
+      reasons: ["granted by permission '*' in organization 'acme'"],
+      code: 'granted',
+      params: granted,
+    });
   });
 
   it('returns and records the code of each kind of policy denial', async () => {
-    await expectCodedDenial(await h.request('/orgs/acme/projects/api', { method: 'DELETE', token: await token('dave') }), 403, 'missing_permission', {
-      permission: 'project:delete',
+    await expectCodedDenial(
+      await h.request('/orgs/acme/projects/api', { method: 'DELETE', token: await token('dave') }),
+      403,
+      'missing_permission',
+      {
+        permission: 'project:delete',
+        organization: 'acme',
+      },
+    );
+    await expectCodedDenial(await h.request('/orgs/globex', { token: await token('alice') }), 403, 'not_a_member', {
+      organization: 'globex',
+    });
+    await expectCodedDenial(await h.request('/orgs/acme/projects', { token: await token('carol') }), 403, 'member_of_no_organization', {
       organization: 'acme',
     });
-    await expectCodedDenial(await h.request('/orgs/globex', { token: await token('alice') }), 403, 'not_a_member', { organization: 'globex' });
-    await expectCodedDenial(await h.request('/orgs/acme/projects', { token: await token('carol') }), 403, 'member_of_no_organization', { organization: 'acme' });
     await expectCodedDenial(await h.request('/orgs/acme/projects/nope', { token: await token('alice') }), 404, 'resource_not_found', {
       organization: 'acme',
       resources: { project: 'nope' },
     });
-    await expectCodedDenial(await h.request(`/users/${dir.users.alice}`, { token: await token('carol') }), 403, 'profile_not_own', { action: 'profile:read' });
-    await expectCodedDenial(await h.request(`/invitations/${dir.invitations.carol}/accept`, { method: 'POST', token: await token('erin') }), 403, 'invitation_not_addressed_to_you', {
-      invitation: dir.invitations.carol,
+    await expectCodedDenial(await h.request(`/users/${dir.users.alice}`, { token: await token('carol') }), 403, 'profile_not_own', {
+      action: 'profile:read',
     });
-    await expectCodedDenial(await h.request('/orgs', { token: await h.tokens.sign('stranger|sub') }), 403, 'not_registered', { subject: 'stranger|sub' });
+    await expectCodedDenial(
+      await h.request(`/invitations/${dir.invitations.carol}/accept`, { method: 'POST', token: await token('erin') }),
+      403,
+      'invitation_not_addressed_to_you',
+      {
+        invitation: dir.invitations.carol,
+      },
+    );
+    await expectCodedDenial(await h.request('/orgs', { token: await h.tokens.sign('stranger|sub') }), 403, 'not_registered', {
+      subject: 'stranger|sub',
+    });
 
     const conflict = await h.request('/orgs/acme', { method: 'DELETE', token: await token('alice') });
     expect(conflict.status).toBe(409);
     const body = (await conflict.json()) as ProblemBody;
     expect(body).toMatchObject({ code: 'organization_has_projects', params: { organization: 'acme', project_count: 2 } });
     expect([...(body.params!.projects as string[])].sort()).toEqual(['api', 'web']);
-    expect(await recordOf(database.db, conflict.headers.get('x-portcullis-decision')!)).toMatchObject({ code: 'organization_has_projects', code_params: body.params });
+    expect(await recordOf(database.db, conflict.headers.get('x-portcullis-decision')!)).toMatchObject({
+      code: 'organization_has_projects',
+      code_params: body.params,
+    });
   });
 
   it('records a dry run (POST /admin/v1/evaluate) with the code the policy gave', async () => {
@@ -174,9 +212,15 @@ describe('decision codes through the gateway (shipped policy)', () => {
       socket.write(`GET /orgs/acme HTTP/1.1\r\nHost: x\r\nX-Request-Id: codes-gone\r\nAuthorization: Bearer ${alice}\r\n\r\n`);
       await subjectLookupWaiting();
       socket.destroy();
-      await waitFor(async () => (await database.db('decisions').where({ request_id: 'codes-gone' }).first('id')) as { id: string } | undefined, { timeoutMs: 15_000, what: 'the 499 record' });
+      await waitFor(
+        async () => (await database.db('decisions').where({ request_id: 'codes-gone' }).first('id')) as { id: string } | undefined,
+        { timeoutMs: 15_000, what: 'the 499 record' },
+      );
     });
-    const row = (await database.db('decisions').where({ request_id: 'codes-gone' }).first('status', 'code', 'code_params')) as Partial<CodedRow>;
+    const row = (await database
+      .db('decisions')
+      .where({ request_id: 'codes-gone' })
+      .first('status', 'code', 'code_params')) as Partial<CodedRow>;
     expect(row).toEqual({ status: 499, code: 'client_gone', code_params: {} });
   }, 30_000);
 
@@ -207,7 +251,8 @@ describe('decision codes through the gateway (shipped policy)', () => {
     });
     expect(res.status).toBe(503);
     expect(((await res.json()) as ProblemBody).code).toBe('shutting_down');
-    const row = (await database.db('decisions').where({ request_id: 'codes-shutdown' }).first('status', 'code')) as Partial<CodedRow> | undefined;
+    const row = (await database.db('decisions').where({ request_id: 'codes-shutdown' }).first('status', 'code')) as
+      Partial<CodedRow> | undefined;
     expect(row).toEqual({ status: 503, code: 'shutting_down' });
   }, 30_000);
 });
@@ -243,7 +288,12 @@ decision := {"allow": false, "status": 403, "reasons": ["coded badly"], "code": 
     const alice = await h.tokens.sign('alice|sub');
     const allowed = await h.request('/orgs/acme', { token: alice });
     expect(allowed.status).toBe(200);
-    expect(await recordOf(h.database.db, allowed.headers.get('x-portcullis-decision')!)).toEqual({ allow: true, status: 200, code: null, code_params: null });
+    expect(await recordOf(h.database.db, allowed.headers.get('x-portcullis-decision')!)).toEqual({
+      allow: true,
+      status: 200,
+      code: null,
+      code_params: null,
+    });
 
     const denied = await h.request('/orgs/acme/teams', { token: alice });
     expect(denied.status).toBe(403);
@@ -251,7 +301,12 @@ decision := {"allow": false, "status": 403, "reasons": ["coded badly"], "code": 
     expect(body.detail).toBe('closed');
     expect(body).not.toHaveProperty('code');
     expect(body).not.toHaveProperty('params');
-    expect(await recordOf(h.database.db, denied.headers.get('x-portcullis-decision')!)).toEqual({ allow: false, status: 403, code: null, code_params: null });
+    expect(await recordOf(h.database.db, denied.headers.get('x-portcullis-decision')!)).toEqual({
+      allow: false,
+      status: 403,
+      code: null,
+      code_params: null,
+    });
 
     expect(await verifyChain(new PgDecisionQueryStore(h.database.db))).toMatchObject({ ok: true });
   });
@@ -266,7 +321,8 @@ decision := {"allow": false, "status": 403, "reasons": ["coded badly"], "code": 
 });
 
 const THIS_MIGRATION = '20261130000012_decision_codes.js';
-const completed = async (from: Knex) => ((await from.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
+const completed = async (from: Knex) =>
+  ((await from.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
 
 /** Rolls back the migrations after this one, then this one. */
 async function rollBackThisMigration(from: Knex): Promise<void> {
@@ -291,10 +347,20 @@ describe('codes in the hash chain', () => {
 
   it('verifies a chain mixing records without and with codes, and detects an edited, added or removed code', async () => {
     await appendDecisions(chain.db, 3);
-    await appendDecisions(chain.db, 3, 3, (n) => ({ code: 'missing_permission', codeParams: { permission: 'project:delete', organization: 'acme', n } }));
+    await appendDecisions(chain.db, 3, 3, (n) => ({
+      code: 'missing_permission',
+      codeParams: { permission: 'project:delete', organization: 'acme', n },
+    }));
     const query = new PgDecisionQueryStore(chain.db);
     expect(await verifyChain(query)).toMatchObject({ ok: true, checked: 6 });
-    expect(await chain.db('decisions').orderBy('seq').pluck('code')).toEqual([null, null, null, 'missing_permission', 'missing_permission', 'missing_permission']);
+    expect(await chain.db('decisions').orderBy('seq').pluck('code')).toEqual([
+      null,
+      null,
+      null,
+      'missing_permission',
+      'missing_permission',
+      'missing_permission',
+    ]);
 
     await chain.db('decisions').where({ seq: 5 }).update({ code: 'granted' });
     expect(await verifyChain(query)).toMatchObject({ ok: false, broken: { seq: 5 } });

@@ -16,14 +16,18 @@ let h: Harness;
 let servingRevision: string;
 
 const admin = (path: string, init: RequestInit = {}) =>
-  fetch(`${h.gateway.adminUrl}/admin/v1${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', ...init.headers } });
+  fetch(`${h.gateway.adminUrl}/admin/v1${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', ...init.headers },
+  });
 
 beforeAll(async () => {
   requireBuild();
   h = await startHarness();
   await seedDirectory(h.database.db);
   const [alice, bob, carol] = await Promise.all(['alice|sub', 'bob|sub', 'carol|sub'].map((sub) => h.tokens.sign(sub)));
-  const send = async (path: string, token: string | undefined, method = 'GET') => (await h.request(path, { method, ...(token ? { token } : {}) })).arrayBuffer();
+  const send = async (path: string, token: string | undefined, method = 'GET') =>
+    (await h.request(path, { method, ...(token ? { token } : {}) })).arrayBuffer();
   for (let round = 0; round < 3; round++) {
     await send('/orgs/acme', alice); // allow 200
     await send('/orgs/acme', bob, 'DELETE'); // deny 403
@@ -33,16 +37,26 @@ beforeAll(async () => {
   await send('/orgs/acme', undefined); // 401
   // Two dry runs: counted only when asked for.
   for (let n = 0; n < 2; n++) {
-    const res = await admin('/evaluate', { method: 'POST', body: JSON.stringify({ subject: 'bob|sub', method: 'DELETE', path: '/orgs/acme' }) });
+    const res = await admin('/evaluate', {
+      method: 'POST',
+      body: JSON.stringify({ subject: 'bob|sub', method: 'DELETE', path: '/orgs/acme' }),
+    });
     expect(res.status).toBe(200);
   }
-  await waitFor(async () => {
-    const backlog = ((await (await admin('/audit')).json()) as { backlog: number }).backlog;
-    return backlog === 0 && Number((await h.database.db('decisions').count({ n: '*' }).first())!.n) === 13;
-  }, { timeoutMs: 15_000, what: 'the decisions to be written' });
-  servingRevision = ((await h.database.db('decisions').whereNotNull('policy_revision').first('policy_revision')) as { policy_revision: string }).policy_revision;
+  await waitFor(
+    async () => {
+      const backlog = ((await (await admin('/audit')).json()) as { backlog: number }).backlog;
+      return backlog === 0 && Number((await h.database.db('decisions').count({ n: '*' }).first())!.n) === 13;
+    },
+    { timeoutMs: 15_000, what: 'the decisions to be written' },
+  );
+  servingRevision = (
+    (await h.database.db('decisions').whereNotNull('policy_revision').first('policy_revision')) as { policy_revision: string }
+  ).policy_revision;
   // Two days old: outside the default window of 24h.
-  await new PgDecisionStore(h.database.db).append([prepareDecision(syntheticDecision(0, { time: new Date(Date.now() - 2 * 86_400_000), action: 'project:delete' }))]);
+  await new PgDecisionStore(h.database.db).append([
+    prepareDecision(syntheticDecision(0, { time: new Date(Date.now() - 2 * 86_400_000), action: 'project:delete' })),
+  ]);
 });
 afterAll(async () => h?.close());
 
@@ -79,16 +93,34 @@ describe('portcullis decisions summary', () => {
 
   it('counts by status, subject, organization and revision as JSON, leaving dry runs out', async () => {
     const byStatus = await json('--since', '1h', '--by', 'status');
-    expect(byStatus.groups.map((g) => [g.key, g.count])).toEqual([[403, 4], [200, 3], [409, 3], [401, 1]]);
+    expect(byStatus.groups.map((g) => [g.key, g.count])).toEqual([
+      [403, 4],
+      [200, 3],
+      [409, 3],
+      [401, 1],
+    ]);
     expect(byStatus.total).toEqual({ count: 11, allowed: 3, denied: 8 });
-    expect((await json('--by', 'subject')).groups.map((g) => [g.key, g.count])).toEqual([['alice|sub', 6], ['bob|sub', 3], ['carol|sub', 1], [null, 1]]);
-    expect((await json('--by', 'org')).groups.map((g) => [g.key, g.count])).toEqual([['acme', 10], ['globex', 1]]);
-    expect((await json('--by', 'revision')).groups).toEqual([{ key: servingRevision, count: 10, allowed: 3, denied: 7 }, { key: null, count: 1, allowed: 0, denied: 1 }]);
+    expect((await json('--by', 'subject')).groups.map((g) => [g.key, g.count])).toEqual([
+      ['alice|sub', 6],
+      ['bob|sub', 3],
+      ['carol|sub', 1],
+      [null, 1],
+    ]);
+    expect((await json('--by', 'org')).groups.map((g) => [g.key, g.count])).toEqual([
+      ['acme', 10],
+      ['globex', 1],
+    ]);
+    expect((await json('--by', 'revision')).groups).toEqual([
+      { key: servingRevision, count: 10, allowed: 3, denied: 7 },
+      { key: null, count: 1, allowed: 0, denied: 1 },
+    ]);
   });
 
   it('filters like query: outcome, person, window, and dry runs only with --dry-run true', async () => {
     expect((await json('--allow', 'false', '--by', 'status')).groups.map((g) => g.key)).toEqual([403, 409, 401]);
-    expect((await json('--user', 'bob@example.com', '--by', 'action')).groups).toEqual([{ key: 'organization:delete', count: 3, allowed: 0, denied: 3 }]);
+    expect((await json('--user', 'bob@example.com', '--by', 'action')).groups).toEqual([
+      { key: 'organization:delete', count: 3, allowed: 0, denied: 3 },
+    ]);
     expect((await json('--dry-run', 'true', '--by', 'subject')).groups).toEqual([{ key: 'bob|sub', count: 2, allowed: 0, denied: 2 }]);
     const week = await json('--since', '7d', '--by', 'action');
     expect(week.groups.find((g) => g.key === 'project:delete')).toMatchObject({ count: 1 });
@@ -100,7 +132,11 @@ describe('portcullis decisions summary', () => {
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
     expect(run.stdout).toMatch(/^CODE\s+DECISIONS\s+ALLOWED\s+DENIED\n/);
     // The same counts as the stored codes of the denials that were served.
-    const stored = (await h.database.db('decisions').where({ allow: false, dry_run: false }).where('time', '>', new Date(Date.now() - 86_400_000).toISOString()).select('code')) as { code: string | null }[];
+    const stored = (await h.database
+      .db('decisions')
+      .where({ allow: false, dry_run: false })
+      .where('time', '>', new Date(Date.now() - 86_400_000).toISOString())
+      .select('code')) as { code: string | null }[];
     const expected = new Map<string | null, number>();
     for (const { code } of stored) expected.set(code, (expected.get(code) ?? 0) + 1);
     expect(expected.size).toBeGreaterThan(1);
@@ -115,7 +151,9 @@ describe('portcullis decisions summary', () => {
       await older.db.raw('alter table decisions drop column code');
       const run = await runCli(['decisions', 'summary', '--by', 'code'], { DATABASE_URL: older.url });
       expect(run.code).toBe(2);
-      expect(run.stderr).toBe('portcullis: --by code: the decision records have no reason code column yet (it comes with a newer migration); group by action, status, subject, org or revision instead\n');
+      expect(run.stderr).toBe(
+        'portcullis: --by code: the decision records have no reason code column yet (it comes with a newer migration); group by action, status, subject, org or revision instead\n',
+      );
       expect((await runCli(['decisions', 'summary', '--by', 'action'], { DATABASE_URL: older.url })).code).toBe(0);
     } finally {
       await older.drop();

@@ -10,7 +10,8 @@ import { requireBuild, runCli, spawnCli } from './support/cli-process';
 import { copyShippedPolicies, scratchDir } from './support/policy-workspace';
 import { waitFor } from './support/wait-for';
 
-const WITHOUT_STAR = (text: string) => text.replace('sprintf("%s:*", [split(input.action, ":")[0]]), "*"]', 'sprintf("%s:*", [split(input.action, ":")[0]])]');
+const WITHOUT_STAR = (text: string) =>
+  text.replace('sprintf("%s:*", [split(input.action, ":")[0]]), "*"]', 'sprintf("%s:*", [split(input.action, ":")[0]])]');
 
 let work: string;
 let stateDir: string;
@@ -29,8 +30,13 @@ beforeAll(async () => {
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   demo = { child, output: () => output };
-  const exited = new Promise<never>((_, reject) => child.on('close', (code) => reject(new Error(`the demo exited with ${code}:\n${output}`))));
-  await Promise.race([waitFor(() => (output.includes('Press Ctrl-C to stop everything.') ? true : undefined), { timeoutMs: 60_000, what: 'the demo' }), exited]);
+  const exited = new Promise<never>((_, reject) =>
+    child.on('close', (code) => reject(new Error(`the demo exited with ${code}:\n${output}`))),
+  );
+  await Promise.race([
+    waitFor(() => (output.includes('Press Ctrl-C to stop everything.') ? true : undefined), { timeoutMs: 60_000, what: 'the demo' }),
+    exited,
+  ]);
 }, 90_000);
 
 afterAll(async () => {
@@ -48,7 +54,9 @@ const env = () => ({ PORTCULLIS_STATE_DIR: stateDir });
 describe('portcullis demo --shadow DIR', () => {
   it('serves the candidate as the shadow policy, shown by GET /admin/v1/policy', async () => {
     const adminUrl = printed(/, admin (http:\/\/[0-9.:]+)/);
-    const res = await fetch(`${adminUrl}/admin/v1/policy`, { headers: { authorization: `Bearer ${printed(/export ADMIN_TOKEN='([^']+)'/)}` } });
+    const res = await fetch(`${adminUrl}/admin/v1/policy`, {
+      headers: { authorization: `Bearer ${printed(/export ADMIN_TOKEN='([^']+)'/)}` },
+    });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { revision: string; shadow: { source: string; revision: string; last_error: unknown } | null };
     expect(body.shadow).toMatchObject({ source: candidate, last_error: null });
@@ -56,7 +64,9 @@ describe('portcullis demo --shadow DIR', () => {
   });
 
   it('prints each demo user’s token sub', () => {
-    expect(demo!.output()).toContain('Demo users and their token sub: alice = demo|alice, bob = demo|bob, carol = demo|carol, dave = demo|dave');
+    expect(demo!.output()).toContain(
+      'Demo users and their token sub: alice = demo|alice, bob = demo|bob, carol = demo|carol, dave = demo|dave',
+    );
   });
 
   it('lets `policy disagreements` read what the candidate decided differently', async () => {
@@ -64,12 +74,20 @@ describe('portcullis demo --shadow DIR', () => {
     const res = await fetch(`${gateway}/orgs/acme`, { headers: { authorization: `Bearer ${printed(/export ALICE='([^']+)'/)}` } });
     expect(res.status).toBe(200);
     const decision = res.headers.get('x-portcullis-decision');
-    const rows = await waitFor(async () => {
-      const run = await runCli(['policy', 'disagreements', '--format', 'json'], env());
-      const found = run.code === 0 ? (JSON.parse(run.stdout) as Array<{ decision_id: string }>) : [];
-      return found.some((row) => row.decision_id === decision) ? found : undefined;
-    }, { timeoutMs: 15_000, what: 'the disagreement of alice’s request' });
-    expect(rows[0]).toMatchObject({ decision_id: decision, subject: 'demo|alice', active: { allow: true }, shadow: { allow: false, status: 403 } });
+    const rows = await waitFor(
+      async () => {
+        const run = await runCli(['policy', 'disagreements', '--format', 'json'], env());
+        const found = run.code === 0 ? (JSON.parse(run.stdout) as Array<{ decision_id: string }>) : [];
+        return found.some((row) => row.decision_id === decision) ? found : undefined;
+      },
+      { timeoutMs: 15_000, what: 'the disagreement of alice’s request' },
+    );
+    expect(rows[0]).toMatchObject({
+      decision_id: decision,
+      subject: 'demo|alice',
+      active: { allow: true },
+      shadow: { allow: false, status: 403 },
+    });
   });
 });
 
@@ -80,7 +98,9 @@ describe('portcullis explain against the running demo', () => {
     const run = await runCli(['explain', '--as', 'demo|bob', 'DELETE', '/orgs/acme/projects/web'], env());
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
     expect(run.stdout).toMatch(/^DELETE \/orgs\/acme\/projects\/web as demo\|bob \(user [0-9a-f-]{36}, bob@example\.com\)\n/);
-    expect(run.stdout).toContain("  - missing permission 'project:delete' in organization 'acme' (your roles there: default, project-creator)");
+    expect(run.stdout).toContain(
+      "  - missing permission 'project:delete' in organization 'acme' (your roles there: default, project-creator)",
+    );
     expect(run.stdout).toContain("  - default role project-admin (acme's own, via project:*)");
     expect(run.stdout).toMatch(/recorded as dry-run decision [0-9a-f-]{36}/);
   });
@@ -89,7 +109,9 @@ describe('portcullis explain against the running demo', () => {
     const elsewhere = path.join(work, 'no-demo-here');
     const run = await runCli(['explain', '--as', 'demo|bob', 'GET', '/orgs/acme', '--state-dir', elsewhere]);
     expect(run.code).toBe(2);
-    expect(run.stderr.trim()).toBe(`portcullis: no configuration file and no demo running on ${elsewhere}: pass --config FILE (or set PORTCULLIS_CONFIG), or start the demo (npm start)`);
+    expect(run.stderr.trim()).toBe(
+      `portcullis: no configuration file and no demo running on ${elsewhere}: pass --config FILE (or set PORTCULLIS_CONFIG), or start the demo (npm start)`,
+    );
   });
 
   it('no longer finds a demo that has stopped', async () => {

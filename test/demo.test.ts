@@ -43,7 +43,10 @@ async function stopDemo(demo: RunningDemo): Promise<number | null> {
 
 /** Runs printed commands exactly as a person would paste them into one shell, after the printed exports; stderr joins stdout. */
 async function paste(printed: string, commands: string): Promise<string> {
-  const exports = printed.split('\n').filter((line) => line.startsWith('export ')).join('\n');
+  const exports = printed
+    .split('\n')
+    .filter((line) => line.startsWith('export '))
+    .join('\n');
   const { stdout } = await run('bash', ['-c', `exec 2>&1\n${exports}\n${commands}`]);
   return stdout;
 }
@@ -53,7 +56,10 @@ const STORY = 'The story: paste these in order, in one shell';
 /** The printed commands before the story, and the story's (comments left out). */
 function printedCommands(printed: string): { scenarios: string[]; story: string[] } {
   const at = printed.indexOf(STORY);
-  const commands = (text: string) => text.split('\n').filter((line) => line !== '' && !line.startsWith('#') && !line.startsWith('export ') && /^(curl |[A-Z]+=\$\(curl )/.test(line));
+  const commands = (text: string) =>
+    text
+      .split('\n')
+      .filter((line) => line !== '' && !line.startsWith('#') && !line.startsWith('export ') && /^(curl |[A-Z]+=\$\(curl )/.test(line));
   return { scenarios: commands(printed.slice(0, at)), story: commands(printed.slice(at)) };
 }
 
@@ -102,12 +108,25 @@ describe('portcullis demo', () => {
 
       // The story, pasted whole into one shell.
       const told = await paste(printed, story.join('\n'));
-      expect({ statuses: statuses(told), told }).toEqual({ told, statuses: [
-        201, 201, 200, // carol registers, creates carolco, reads it
-        403, 201, 201, 200, // dave outside acme, alice invites him, he accepts, he reads acme
-        403, 201, 204, // bob may not delete a project, alice attaches project-admin to builders, bob deletes web at once
-        409, 204, 204, 204, // acme still has projects, alice deletes them, then acme
-      ] });
+      expect({ statuses: statuses(told), told }).toEqual({
+        told,
+        statuses: [
+          201,
+          201,
+          200, // carol registers, creates carolco, reads it
+          403,
+          201,
+          201,
+          200, // dave outside acme, alice invites him, he accepts, he reads acme
+          403,
+          201,
+          204, // bob may not delete a project, alice attaches project-admin to builders, bob deletes web at once
+          409,
+          204,
+          204,
+          204, // acme still has projects, alice deletes them, then acme
+        ],
+      });
       expect(told).toMatch(/still has 2 projects \(api, mobile\)/);
     } finally {
       expect(await stopDemo(demo)).toBe(0);
@@ -139,14 +158,18 @@ describe('portcullis demo', () => {
 
   it('stops PostgreSQL on a second Ctrl-C during a slow shutdown, so the next start works', async () => {
     const demo = await startDemo(stateDir);
-    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => demo.child.on('close', (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      demo.child.on('close', (code, signal) => resolve({ code, signal })),
+    );
     // A request whose body never finishes keeps the gateway's shutdown waiting.
     const gateway = new URL(/gateway (http:\/\/[0-9.:]+)/.exec(demo.output())![1]!);
     const { stdout: token } = await run(process.execPath, [BIN, 'token', '--user', 'carol', '--state-dir', stateDir]);
     const stuck = net.connect(Number(gateway.port), gateway.hostname);
     stuck.on('error', () => undefined);
     await new Promise((resolve) => stuck.once('connect', resolve));
-    stuck.write(`POST /orgs/carolco/projects HTTP/1.1\r\nHost: ${gateway.host}\r\nAuthorization: Bearer ${token.trim()}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"slug":`);
+    stuck.write(
+      `POST /orgs/carolco/projects HTTP/1.1\r\nHost: ${gateway.host}\r\nAuthorization: Bearer ${token.trim()}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"slug":`,
+    );
     try {
       demo.child.kill('SIGINT');
       await waitForOutput(demo, /stopping:/);
@@ -168,7 +191,11 @@ describe('portcullis demo', () => {
 });
 
 async function waitForOutput(demo: RunningDemo, pattern: RegExp, timeoutMs = 10_000): Promise<void> {
-  await waitFor(() => pattern.test(demo.output()), { timeoutMs, everyMs: 20, what: () => `${pattern} in the demo's output:\n${demo.output()}` });
+  await waitFor(() => pattern.test(demo.output()), {
+    timeoutMs,
+    everyMs: 20,
+    what: () => `${pattern} in the demo's output:\n${demo.output()}`,
+  });
 }
 
 /** A failed test must not leave a server behind for the next one (or the next run) to trip on. */

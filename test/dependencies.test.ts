@@ -55,7 +55,7 @@ describe('PostgreSQL stopped while traffic flows', () => {
 
     server = await EmbeddedDatabase.create({ dataDir: path.join(dir, 'pgdata'), port });
     let status = 0;
-    for (const deadline = Date.now() + 5000; status !== 200 && Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 5000; status !== 200 && Date.now() < deadline;) {
       const res = await ask();
       status = res.status;
       decisionIds.push(res.headers.get('x-portcullis-decision')!);
@@ -65,10 +65,13 @@ describe('PostgreSQL stopped while traffic flows', () => {
     expect((await fetch(`${h.gateway.adminUrl}/readyz`)).status).toBe(200);
 
     // Decisions made during the outage were kept and written once PostgreSQL came back.
-    await waitFor(async () => Number((await h.database.db('decisions').whereIn('id', decisionIds).count({ n: '*' }))[0]!.n) === decisionIds.length, {
-      timeoutMs: 10_000,
-      everyMs: 200,
-      what: `all ${decisionIds.length} decisions of the outage to be stored`,
-    });
+    await waitFor(
+      async () => Number((await h.database.db('decisions').whereIn('id', decisionIds).count({ n: '*' }))[0]!.n) === decisionIds.length,
+      {
+        timeoutMs: 10_000,
+        everyMs: 200,
+        what: `all ${decisionIds.length} decisions of the outage to be stored`,
+      },
+    );
   }, 60_000);
 });

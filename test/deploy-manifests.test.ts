@@ -59,7 +59,8 @@ function containerEnv(spec: Manifest): Record<string, string> {
   }
   return env;
 }
-const secretPlaceholder = (name: string) => (name === 'DATABASE_URL' ? 'postgres://portcullis:secret@db.internal:5432/portcullis' : `secret-${name.toLowerCase()}-0123456789`);
+const secretPlaceholder = (name: string) =>
+  name === 'DATABASE_URL' ? 'postgres://portcullis:secret@db.internal:5432/portcullis' : `secret-${name.toLowerCase()}-0123456789`;
 
 let scratch: string;
 async function loadWith(env: Record<string, string | undefined>): Promise<PortcullisConfig> {
@@ -139,7 +140,11 @@ describe('deploy/kubernetes', () => {
     for (const workload of workloads) {
       const spec = podSpec(workload);
       const main = container(workload);
-      expect([workload.metadata.name, spec.securityContext.runAsNonRoot, spec.securityContext.runAsUser]).toEqual([workload.metadata.name, true, imageUid]);
+      expect([workload.metadata.name, spec.securityContext.runAsNonRoot, spec.securityContext.runAsUser]).toEqual([
+        workload.metadata.name,
+        true,
+        imageUid,
+      ]);
       expect(main.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
       expect(main.resources.requests).toEqual({ cpu: expect.any(String), memory: expect.any(String) });
       expect(containerEnv(main).PORTCULLIS_STATE_DIR).toBe(stateDir);
@@ -157,7 +162,10 @@ describe('deploy/kubernetes', () => {
 
   it('runs real CLI commands', async () => {
     requireBuild();
-    const commands = [...workloads.map((workload) => container(workload).args as string[]), ...Object.values(compose.services).flatMap((service: any) => (service.command ? [service.command as string[]] : []))];
+    const commands = [
+      ...workloads.map((workload) => container(workload).args as string[]),
+      ...Object.values(compose.services).flatMap((service: any) => (service.command ? [service.command as string[]] : [])),
+    ];
     expect(commands.map((args) => args.join(' '))).toEqual(expect.arrayContaining(['serve', 'directory serve', 'migrate']));
     for (const args of new Set(commands.map((command) => command.join(' ')))) {
       const run = await runCli([...args.split(' '), '--help']);
@@ -180,7 +188,10 @@ describe('deploy/kubernetes', () => {
       admin.close();
     }
     // The Prometheus annotations point to the admin port's /metrics.
-    expect(gatewayDeployment.spec.template.metadata.annotations).toMatchObject({ 'prometheus.io/port': String(shipped.admin.port), 'prometheus.io/path': '/metrics' });
+    expect(gatewayDeployment.spec.template.metadata.annotations).toMatchObject({
+      'prometheus.io/port': String(shipped.admin.port),
+      'prometheus.io/path': '/metrics',
+    });
   });
 
   it('probes a path the directory service answers, on the directory port of the config', async () => {
@@ -214,23 +225,34 @@ describe('deploy/kubernetes', () => {
         Object.entries(service.spec.selector).every(([key, value]) => candidate.spec.template.metadata.labels[key] === value),
       );
       expect([service.metadata.name, workload?.metadata.name]).toEqual([service.metadata.name, expect.any(String)]);
-      for (const port of service.spec.ports) expect(container(workload!).ports.map((candidate: Manifest) => candidate.name)).toContain(port.targetPort);
+      for (const port of service.spec.ports)
+        expect(container(workload!).ports.map((candidate: Manifest) => candidate.name)).toContain(port.targetPort);
     }
     const directoryService = named('Service', 'portcullis-directory');
     for (const [name, { url }] of Object.entries(shipped.services)) {
       const target = new URL(url);
-      expect([name, target.hostname, Number(target.port)]).toEqual([name, directoryService.metadata.name, directoryService.spec.ports[0].port]);
+      expect([name, target.hostname, Number(target.port)]).toEqual([
+        name,
+        directoryService.metadata.name,
+        directoryService.spec.ports[0].port,
+      ]);
     }
   });
 
   it('budgets disruptions of both Deployments and scales the gateway on CPU it requests', () => {
     for (const workload of [gatewayDeployment, directoryDeployment]) {
       expect(workload.spec.selector.matchLabels).toEqual(workload.spec.template.metadata.labels);
-      const budget = byKind('PodDisruptionBudget').find((candidate) => JSON.stringify(candidate.spec.selector.matchLabels) === JSON.stringify(workload.spec.selector.matchLabels));
+      const budget = byKind('PodDisruptionBudget').find(
+        (candidate) => JSON.stringify(candidate.spec.selector.matchLabels) === JSON.stringify(workload.spec.selector.matchLabels),
+      );
       expect([workload.metadata.name, budget?.spec.maxUnavailable]).toEqual([workload.metadata.name, 1]);
     }
     const [autoscaler] = byKind('HorizontalPodAutoscaler');
-    expect(autoscaler!.spec.scaleTargetRef).toEqual({ apiVersion: gatewayDeployment.apiVersion, kind: 'Deployment', name: gatewayDeployment.metadata.name });
+    expect(autoscaler!.spec.scaleTargetRef).toEqual({
+      apiVersion: gatewayDeployment.apiVersion,
+      kind: 'Deployment',
+      name: gatewayDeployment.metadata.name,
+    });
     expect(autoscaler!.spec.minReplicas).toBeGreaterThanOrEqual(2);
     expect(autoscaler!.spec.metrics[0].resource.name).toBe('cpu');
     expect(container(gatewayDeployment).resources.requests.cpu).toBeDefined();
@@ -259,7 +281,10 @@ describe('deploy/compose.yaml', () => {
         }
         const file = path.join(deploy, source!);
         // Key files are made by the operator (README); their folder exists and ignores them.
-        expect([volume, existsSync(file.startsWith(path.join(deploy, 'keys')) ? path.join(deploy, 'keys', '.gitignore') : file)]).toEqual([volume, true]);
+        expect([volume, existsSync(file.startsWith(path.join(deploy, 'keys')) ? path.join(deploy, 'keys', '.gitignore') : file)]).toEqual([
+          volume,
+          true,
+        ]);
         if (source === './portcullis.yaml') expect(target).toBe(imageEnv('PORTCULLIS_CONFIG'));
       }
       for (const dependency of Object.keys(service.depends_on ?? {})) expect(Object.keys(services)).toContain(dependency);
@@ -269,11 +294,17 @@ describe('deploy/compose.yaml', () => {
   it('gives every Portcullis service the config, the environment it needs and the key files it names', async () => {
     for (const name of ['migrate', 'portcullis-directory', 'gateway-1', 'gateway-2', 'gateway-3']) {
       const service = services[name]!;
-      const env = Object.fromEntries(Object.entries(service.environment as Record<string, string>).map(([key, value]) => [key, value.replace(/^\$\{\w+:[-?](.*)\}$/, '$1')]));
+      const env = Object.fromEntries(
+        Object.entries(service.environment as Record<string, string>).map(([key, value]) => [
+          key,
+          value.replace(/^\$\{\w+:[-?](.*)\}$/, '$1'),
+        ]),
+      );
       const config = await loadWith(env);
       expect([name, config.database.url]).toEqual([name, expect.stringMatching(/^postgres:\/\/.+@postgres:5432\//)]);
       expect(env.PORTCULLIS_STATE_DIR).toBe(imageEnv('PORTCULLIS_STATE_DIR'));
-      const mounted = (file: string) => (service.volumes as string[]).some((volume) => volume.split(':')[1] === file || file.startsWith(`${volume.split(':')[1]}/`));
+      const mounted = (file: string) =>
+        (service.volumes as string[]).some((volume) => volume.split(':')[1] === file || file.startsWith(`${volume.split(':')[1]}/`));
       if (name.startsWith('gateway')) {
         expect([config.assertion.signing_key_file, config.audit.checkpoint_key_file].every((file) => mounted(file!))).toBe(true);
         expect(service.volumes).toContain(`${name}-state:${imageEnv('PORTCULLIS_STATE_DIR')}`);
@@ -312,7 +343,9 @@ describe('deploy/nginx/portcullis.conf', () => {
   it('takes a failing instance out by passive health checks, and keeps within the gateway’s limits and timeouts', () => {
     for (const server of nginxConf.matchAll(/^\s*server \S+:\d+ ([^;]*);$/gm)) expect(server[1]).toMatch(/max_fails=\d+ fail_timeout=\d+s/);
     const defaults = configSchema.parse({ auth: { issuer: 'i', audience: 'a', jwks_file: 'k' }, services: {} });
-    expect(Number(/^(\d+)m$/.exec(directive('client_max_body_size')!)?.[1]) * 1024 * 1024).toBeGreaterThanOrEqual(defaults.server.body_limit_bytes);
+    expect(Number(/^(\d+)m$/.exec(directive('client_max_body_size')!)?.[1]) * 1024 * 1024).toBeGreaterThanOrEqual(
+      defaults.server.body_limit_bytes,
+    );
     expect(Number(/^(\d+)s$/.exec(directive('proxy_read_timeout')!)?.[1]) * 1000).toBeGreaterThan(defaults.server.upstream_timeout_ms);
     // Upstream keep-alive connections close on nginx's side first, before the gateway's 5 s.
     expect(Number(/^(\d+)s$/.exec(directive('keepalive_timeout')!)?.[1])).toBeLessThan(5);

@@ -48,7 +48,12 @@ afterAll(async () => {
 async function portcullis(args: string[], databaseUrl = stack.database.url): Promise<{ code: number; out: string[]; err: string[] }> {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await main(['node', 'portcullis', ...args], { env: { DATABASE_URL: databaseUrl }, out: (line) => out.push(line), err: (line) => err.push(line), cwd: dir });
+  const code = await main(['node', 'portcullis', ...args], {
+    env: { DATABASE_URL: databaseUrl },
+    out: (line) => out.push(line),
+    err: (line) => err.push(line),
+    cwd: dir,
+  });
   return { code, out, err };
 }
 
@@ -94,7 +99,12 @@ describe('directory import', () => {
     changed.organizations[0]!.members![1] = { user: 'bob|sub', role: 'organization-admin' };
     const run = await portcullis(['directory', 'import', await writeDocument('changed.yaml', changed)]);
     expect(run.out).toEqual([expect.stringMatching(/: 1 organizations updated; 1 roles updated; 1 memberships updated$/)]);
-    const events = await stack.database.db('directory_events').where({ organization_slug: 'acme' }).orderBy('id', 'desc').limit(3).select('action', 'before', 'after');
+    const events = await stack.database
+      .db('directory_events')
+      .where({ organization_slug: 'acme' })
+      .orderBy('id', 'desc')
+      .limit(3)
+      .select('action', 'before', 'after');
     expect(events.map((event) => event.action).sort()).toEqual(['member.import', 'organization.import', 'role.import']);
     expect(events.find((event) => event.action === 'role.import')).toMatchObject({
       before: { permissions: ['project:create'] },
@@ -112,9 +122,17 @@ describe('directory import', () => {
     expect(run.err).toEqual([expect.stringMatching(/organizations\.0 \(zed-co\): team ops: zed\|sub is not a member of zed-co/)]);
     expect(await stack.database.db('users').where({ subject: 'zed|sub' })).toEqual([]);
 
-    const invalid = await portcullis(['directory', 'import', await writeDocument('invalid.yaml', { organizations: [{ slug: 'Bad Slug', name: 'x', roles: [{ name: 'r', permissions: ['Nope'] }] }] })]);
+    const invalid = await portcullis([
+      'directory',
+      'import',
+      await writeDocument('invalid.yaml', {
+        organizations: [{ slug: 'Bad Slug', name: 'x', roles: [{ name: 'r', permissions: ['Nope'] }] }],
+      }),
+    ]);
     expect(invalid.code).toBe(1);
-    expect(invalid.err[0]).toMatch(/organizations\.0\.slug: must be lower-case .*organizations\.0\.roles\.0\.permissions\.0: 'Nope' is not a permission/);
+    expect(invalid.err[0]).toMatch(
+      /organizations\.0\.slug: must be lower-case .*organizations\.0\.roles\.0\.permissions\.0: 'Nope' is not a permission/,
+    );
   });
 });
 
@@ -126,7 +144,10 @@ describe('directory export', () => {
     expect(document.organizations.map((org: { slug: string }) => org.slug)).toEqual(['acme', 'globex']);
     expect(document.organizations[0]).toMatchObject({
       name: 'Acme Inc.',
-      members: [{ user: 'alice|sub', role: 'organization-admin' }, { user: 'bob|sub', role: 'organization-admin' }],
+      members: [
+        { user: 'alice|sub', role: 'organization-admin' },
+        { user: 'bob|sub', role: 'organization-admin' },
+      ],
       teams: [{ name: 'builders', members: ['bob|sub'], roles: ['project-creator'] }],
       projects: [{ slug: 'api', name: 'Public API' }, { slug: 'docs', name: 'Docs' }, { slug: 'web' }],
       invitations: [{ email: 'carol@example.com', role: 'default' }],
@@ -139,7 +160,9 @@ describe('directory export', () => {
       expect(imported.code).toBe(0);
       const again = await portcullis(['directory', 'export'], empty.url);
       expect(again.out).toEqual(exported.out);
-      expect((await portcullis(['directory', 'import', file], empty.url)).out).toEqual([`${file}: nothing changed: the directory already holds everything in the file`]);
+      expect((await portcullis(['directory', 'import', file], empty.url)).out).toEqual([
+        `${file}: nothing changed: the directory already holds everything in the file`,
+      ]);
     } finally {
       await empty.drop();
     }

@@ -14,7 +14,9 @@ const db = () => stack.database.db;
 
 /** A registered user `<name>|sub` with `<name>@example.com`, verified or not. */
 async function person(name: string, verified = true): Promise<{ id: string; caller: Caller }> {
-  const [row] = await db()('users').insert({ subject: `${name}|sub`, email: `${name}@example.com`, display_name: name, email_verified: verified }).returning('id');
+  const [row] = await db()('users')
+    .insert({ subject: `${name}|sub`, email: `${name}@example.com`, display_name: name, email_verified: verified })
+    .returning('id');
   return { id: row.id, caller: await stack.as(name) };
 }
 
@@ -54,7 +56,9 @@ describe('inviting', () => {
       ['carol@example.com', 'pending'],
       ['erin@example.com', 'pending'],
     ]);
-    expect(await db()('directory_events').where({ action: 'invitation.create', target_id: invitation.id }).pluck('actor')).toEqual([users.alice]);
+    expect(await db()('directory_events').where({ action: 'invitation.create', target_id: invitation.id }).pluck('actor')).toEqual([
+      users.alice,
+    ]);
   });
 
   it('defaults to the default role for 7 days, and keeps expires_in_days within 1 to 30', async () => {
@@ -76,8 +80,14 @@ describe('inviting', () => {
   });
 
   it('refuses (403) to invite with a role carrying a permission the inviter does not hold', async () => {
-    const inviter = (await db()('roles').insert({ organization_id: stack.directory!.orgs.acme, name: 'inviter', permissions: ['member:read', 'member:invite'] }).returning('id'))[0].id;
-    await db()('organization_members').where({ organization_id: stack.directory!.orgs.acme, user_id: users.dave }).update({ role_id: inviter });
+    const inviter = (
+      await db()('roles')
+        .insert({ organization_id: stack.directory!.orgs.acme, name: 'inviter', permissions: ['member:read', 'member:invite'] })
+        .returning('id')
+    )[0].id;
+    await db()('organization_members')
+      .where({ organization_id: stack.directory!.orgs.acme, user_id: users.dave })
+      .update({ role_id: inviter });
     const dave = await stack.as('dave');
 
     const admin = await invite({ email: 'boss@example.com', role: 'organization-admin' }, dave);
@@ -124,11 +134,16 @@ describe('accepting', () => {
 
     // The gateway hears of the new membership by notification, within milliseconds: erin is
     // then a member holding project-creator (which does not include organization:read).
-    await waitFor(async () => ((await (await erin.request('/orgs/acme')).json()).detail as string).endsWith('(your roles there: project-creator)'), {
-      what: "the gateway to see erin's membership",
-    });
+    await waitFor(
+      async () => ((await (await erin.request('/orgs/acme')).json()).detail as string).endsWith('(your roles there: project-creator)'),
+      {
+        what: "the gateway to see erin's membership",
+      },
+    );
     expect((await accept(erin, erinInvitation)).status).toBe(409);
-    expect(await db()('directory_events').where({ action: 'invitation.accept', target_id: erinInvitation }).pluck('actor')).toEqual([users.erin]);
+    expect(await db()('directory_events').where({ action: 'invitation.accept', target_id: erinInvitation }).pluck('actor')).toEqual([
+      users.erin,
+    ]);
   });
 
   it('accepts exactly once under two parallel accepts', async () => {
@@ -142,7 +157,11 @@ describe('accepting', () => {
 
   it('answers 409 to an invitee who became a member meanwhile, and leaves the invitation pending', async () => {
     await db()('users').where({ id: users.carol }).update({ email_verified: true });
-    await db()('organization_members').insert({ organization_id: stack.directory!.orgs.acme, user_id: users.carol, role_id: (await db()('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id });
+    await db()('organization_members').insert({
+      organization_id: stack.directory!.orgs.acme,
+      user_id: users.carol,
+      role_id: (await db()('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id,
+    });
     const response = await accept(await stack.as('carol'), stack.directory!.invitations.carol);
     expect(response.status).toBe(409);
     expect((await response.json()).detail).toMatch(/already a member/);
@@ -152,7 +171,9 @@ describe('accepting', () => {
   it('refuses an expired invitation (409) and lists it as expired', async () => {
     const gina = await person('gina');
     const { id } = await (await invite({ email: 'gina@example.com' })).json();
-    await db()('invitations').where({ id }).update({ expires_at: db().raw(`now() - interval '1 minute'`) });
+    await db()('invitations')
+      .where({ id })
+      .update({ expires_at: db().raw(`now() - interval '1 minute'`) });
     const response = await accept(gina.caller, id);
     expect(response.status).toBe(409);
     expect((await response.json()).detail).toBe(`invitation '${id}' is expired`);
@@ -171,9 +192,14 @@ describe('revoking', () => {
     const read = await alice.request(`/orgs/acme/invitations/${id}`);
     expect(read.status).toBe(200);
     expect(await read.json()).toMatchObject({ id, email: 'hank@example.com', state: 'pending' });
-    expect((await alice.request(`/orgs/acme/invitations/${id}`, { method: 'DELETE', headers: { 'if-match': '"stale"' } })).status).toBe(412);
+    expect((await alice.request(`/orgs/acme/invitations/${id}`, { method: 'DELETE', headers: { 'if-match': '"stale"' } })).status).toBe(
+      412,
+    );
 
-    const revoked = await alice.request(`/orgs/acme/invitations/${id}`, { method: 'DELETE', headers: { 'if-match': read.headers.get('etag')! } });
+    const revoked = await alice.request(`/orgs/acme/invitations/${id}`, {
+      method: 'DELETE',
+      headers: { 'if-match': read.headers.get('etag')! },
+    });
     expect(revoked.status).toBe(204);
     const list = await (await alice.request('/orgs/acme/invitations?limit=100')).json();
     expect(list.items.find((item: { id: string }) => item.id === id).state).toBe('revoked');

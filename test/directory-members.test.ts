@@ -13,8 +13,14 @@ let users: Directory['users'];
 
 const db = () => stack.database.db;
 const roleId = async (name: string, organizationId: string | null = null) =>
-  (await db()('roles').where({ name }).andWhere((where) => (organizationId === null ? where.whereNull('organization_id') : where.where({ organization_id: organizationId }))).first('id'))
-    .id as string;
+  (
+    await db()('roles')
+      .where({ name })
+      .andWhere((where) =>
+        organizationId === null ? where.whereNull('organization_id') : where.where({ organization_id: organizationId }),
+      )
+      .first('id')
+  ).id as string;
 
 beforeAll(async () => {
   stack = await startDirectoryStack();
@@ -58,13 +64,26 @@ describe('listing and reading members', () => {
 describe("changing a member's role", () => {
   it("changes dave's default role to the organization's own role, honouring If-Match", async () => {
     const etag = (await alice.request(`/orgs/acme/members/${users.dave}`)).headers.get('etag')!;
-    const changed = await alice.request(`/orgs/acme/members/${users.dave}`, { method: 'PATCH', headers: { 'if-match': etag }, json: { role: 'project-creator' } });
+    const changed = await alice.request(`/orgs/acme/members/${users.dave}`, {
+      method: 'PATCH',
+      headers: { 'if-match': etag },
+      json: { role: 'project-creator' },
+    });
     expect(changed.status).toBe(200);
     expect(await changed.json()).toMatchObject({ user_id: users.dave, role: 'project-creator' });
-    const stale = await alice.request(`/orgs/acme/members/${users.dave}`, { method: 'PATCH', headers: { 'if-match': etag }, json: { role: 'default' } });
+    const stale = await alice.request(`/orgs/acme/members/${users.dave}`, {
+      method: 'PATCH',
+      headers: { 'if-match': etag },
+      json: { role: 'default' },
+    });
     expect(stale.status).toBe(412);
     const event = await db()('directory_events').where({ action: 'member.update', target_id: users.dave }).first();
-    expect(event).toMatchObject({ actor: users.alice, organization_slug: 'acme', before: expect.objectContaining({ role: 'default' }), after: expect.objectContaining({ role: 'project-creator' }) });
+    expect(event).toMatchObject({
+      actor: users.alice,
+      organization_slug: 'acme',
+      before: expect.objectContaining({ role: 'default' }),
+      after: expect.objectContaining({ role: 'project-creator' }),
+    });
   });
 
   it("refuses a role that is neither built-in nor the organization's (422)", async () => {
@@ -75,8 +94,14 @@ describe("changing a member's role", () => {
 
   it('refuses (403) a role carrying a permission the caller does not hold, naming it', async () => {
     // dave may change members, and holds nothing else.
-    const manager = (await db()('roles').insert({ organization_id: stack.directory!.orgs.acme, name: 'member-manager', permissions: ['member:read', 'member:update'] }).returning('id'))[0].id;
-    await db()('organization_members').where({ organization_id: stack.directory!.orgs.acme, user_id: users.dave }).update({ role_id: manager });
+    const manager = (
+      await db()('roles')
+        .insert({ organization_id: stack.directory!.orgs.acme, name: 'member-manager', permissions: ['member:read', 'member:update'] })
+        .returning('id')
+    )[0].id;
+    await db()('organization_members')
+      .where({ organization_id: stack.directory!.orgs.acme, user_id: users.dave })
+      .update({ role_id: manager });
 
     const escalate = await dave.request(`/orgs/acme/members/${users.bob}`, { method: 'PATCH', json: { role: 'organization-admin' } });
     expect(escalate.status).toBe(403);
@@ -84,11 +109,16 @@ describe("changing a member's role", () => {
     const sideways = await dave.request(`/orgs/acme/members/${users.bob}`, { method: 'PATCH', json: { role: 'project-creator' } });
     expect(sideways.status).toBe(403);
     expect((await sideways.json()).detail).toMatch(/project:create/);
-    expect(await db()('organization_members').where({ organization_id: stack.directory!.orgs.acme, user_id: users.bob }).pluck('role_id')).toEqual([await roleId('default')]);
+    expect(
+      await db()('organization_members').where({ organization_id: stack.directory!.orgs.acme, user_id: users.bob }).pluck('role_id'),
+    ).toEqual([await roleId('default')]);
 
     const same = await dave.request(`/orgs/acme/members/${users.bob}`, { method: 'PATCH', json: { role: 'member-manager' } });
     expect(same.status).toBe(200);
-    await db()('organization_members').where({ organization_id: stack.directory!.orgs.acme }).whereIn('user_id', [users.bob, users.dave]).update({ role_id: await roleId('default') });
+    await db()('organization_members')
+      .where({ organization_id: stack.directory!.orgs.acme })
+      .whereIn('user_id', [users.bob, users.dave])
+      .update({ role_id: await roleId('default') });
   });
 });
 
@@ -114,24 +144,38 @@ describe('the last organization-admin', () => {
     await db()('team_roles').insert({ team_id: owners, role_id: await roleId('organization-admin') });
 
     for (let round = 0; round < 3; round += 1) {
-      await db()('organization_members').where({ organization_id: acme }).whereIn('user_id', [users.alice, users.bob]).update({ role_id: await roleId('organization-admin') });
+      await db()('organization_members')
+        .where({ organization_id: acme })
+        .whereIn('user_id', [users.alice, users.bob])
+        .update({ role_id: await roleId('organization-admin') });
       const statuses = (
         await Promise.all(
-          [users.alice, users.bob].map((user) => erin.request(`/orgs/acme/members/${user}`, { method: 'PATCH', json: { role: 'default' } })),
+          [users.alice, users.bob].map((user) =>
+            erin.request(`/orgs/acme/members/${user}`, { method: 'PATCH', json: { role: 'default' } }),
+          ),
         )
       ).map((response) => response.status);
       expect(statuses.sort()).toEqual([200, 409]);
-      const admins = await db()('organization_members').where({ organization_id: acme, role_id: await roleId('organization-admin') }).pluck('user_id');
+      const admins = await db()('organization_members')
+        .where({ organization_id: acme, role_id: await roleId('organization-admin') })
+        .pluck('user_id');
       expect(admins).toHaveLength(1);
     }
   });
 
   it('survives two admins leaving in parallel: exactly one leaves', async () => {
     const acme = stack.directory!.orgs.acme;
-    await db()('organization_members').where({ organization_id: acme }).whereIn('user_id', [users.alice, users.bob]).update({ role_id: await roleId('organization-admin') });
-    const statuses = (await Promise.all([alice, bob].map((caller) => caller.request('/orgs/acme/members/me', { method: 'DELETE' })))).map((response) => response.status);
+    await db()('organization_members')
+      .where({ organization_id: acme })
+      .whereIn('user_id', [users.alice, users.bob])
+      .update({ role_id: await roleId('organization-admin') });
+    const statuses = (await Promise.all([alice, bob].map((caller) => caller.request('/orgs/acme/members/me', { method: 'DELETE' })))).map(
+      (response) => response.status,
+    );
     expect(statuses.sort()).toEqual([204, 409]);
-    const admins = await db()('organization_members').where({ organization_id: acme, role_id: await roleId('organization-admin') }).pluck('user_id');
+    const admins = await db()('organization_members')
+      .where({ organization_id: acme, role_id: await roleId('organization-admin') })
+      .pluck('user_id');
     expect(admins).toHaveLength(1);
     // Put back whoever left, as an admin too, for the tests below.
     const left = [users.alice, users.bob].find((user) => user !== admins[0])!;
@@ -140,11 +184,15 @@ describe('the last organization-admin', () => {
 });
 
 describe('removing and leaving', () => {
-  it("removes a member together with their teams of that organization, and they lose access", async () => {
+  it('removes a member together with their teams of that organization, and they lose access', async () => {
     const acme = stack.directory!.orgs.acme;
-    await db()('organization_members').where({ organization_id: acme, user_id: users.bob }).update({ role_id: await roleId('default') });
+    await db()('organization_members')
+      .where({ organization_id: acme, user_id: users.bob })
+      .update({ role_id: await roleId('default') });
     await db()('team_members').insert({ team_id: stack.directory!.teams.builders, user_id: users.bob }).onConflict().ignore();
-    const globexTeam = (await db()('teams').insert({ organization_id: stack.directory!.orgs.globex, name: 'globex-team' }).returning('id'))[0].id;
+    const globexTeam = (
+      await db()('teams').insert({ organization_id: stack.directory!.orgs.globex, name: 'globex-team' }).returning('id')
+    )[0].id;
     await db()('team_members').insert({ team_id: globexTeam, user_id: users.bob });
 
     const removed = await alice.request(`/orgs/acme/members/${users.bob}`, { method: 'DELETE' });

@@ -32,7 +32,9 @@ const role = async (organizationId: string, name: string) => (await new RoleStor
 const someoneWaitsForALock = () =>
   waitFor(
     async () => {
-      const { rows } = await db.raw(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
+      const { rows } = await db.raw(
+        `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
+      );
       return rows[0].n > 0;
     },
     { what: 'a transaction waiting for a row lock' },
@@ -40,10 +42,18 @@ const someoneWaitsForALock = () =>
 
 describe('organizations', () => {
   it('creates an organization whose creator is its organization-admin, and refuses a taken slug', async () => {
-    const created = await db.transaction((trx) => new OrganizationStore(trx).create({ slug: 'carolco', name: 'Carol Co' }, dir.users.carol));
+    const created = await db.transaction((trx) =>
+      new OrganizationStore(trx).create({ slug: 'carolco', name: 'Carol Co' }, dir.users.carol),
+    );
     expect(created).toMatchObject({ slug: 'carolco', name: 'Carol Co' });
-    expect(await new MemberStore(db).get(created!.id, dir.users.carol)).toMatchObject({ role: 'organization-admin', email: 'carol@example.com', teams: [] });
-    expect(await db.transaction((trx) => new OrganizationStore(trx).create({ slug: 'carolco', name: 'Again' }, dir.users.erin))).toBeUndefined();
+    expect(await new MemberStore(db).get(created!.id, dir.users.carol)).toMatchObject({
+      role: 'organization-admin',
+      email: 'carol@example.com',
+      teams: [],
+    });
+    expect(
+      await db.transaction((trx) => new OrganizationStore(trx).create({ slug: 'carolco', name: 'Again' }, dir.users.erin)),
+    ).toBeUndefined();
     expect(await db('organization_members').where({ user_id: dir.users.erin })).toEqual([]);
   });
 
@@ -79,8 +89,12 @@ describe('the last organization-admin', () => {
     await expect(db.transaction((trx) => new MemberStore(trx).changeRole(org.id, dir.users.alice, defaultRole))).rejects.toThrow(
       /cannot demote the last organization-admin/,
     );
-    await expect(db.transaction((trx) => new MemberStore(trx).remove(org.id, dir.users.alice, 'remove'))).rejects.toBeInstanceOf(ConflictError);
-    await expect(db.transaction((trx) => new MemberStore(trx).remove(org.id, dir.users.alice, 'leave'))).rejects.toThrow(/cannot leave as the last/);
+    await expect(db.transaction((trx) => new MemberStore(trx).remove(org.id, dir.users.alice, 'remove'))).rejects.toBeInstanceOf(
+      ConflictError,
+    );
+    await expect(db.transaction((trx) => new MemberStore(trx).remove(org.id, dir.users.alice, 'leave'))).rejects.toThrow(
+      /cannot leave as the last/,
+    );
     expect(await new MemberStore(db).get(org.id, dir.users.alice)).toMatchObject({ role: 'organization-admin' });
   });
 
@@ -97,7 +111,10 @@ describe('the last organization-admin', () => {
     await first.commit();
 
     await expect(second).rejects.toBeInstanceOf(ConflictError);
-    const roles = await db('organization_members as om').join('roles as r', 'r.id', 'om.role_id').where('om.organization_id', org.id).pluck('r.name');
+    const roles = await db('organization_members as om')
+      .join('roles as r', 'r.id', 'om.role_id')
+      .where('om.organization_id', org.id)
+      .pluck('r.name');
     expect(roles.sort()).toEqual(['default', 'organization-admin']);
   });
 
@@ -118,7 +135,7 @@ describe('the last organization-admin', () => {
 });
 
 describe('members', () => {
-  it("removing a member drops their teams of that organization only", async () => {
+  it('removing a member drops their teams of that organization only', async () => {
     const globexTeam = (await db('teams').insert({ organization_id: dir.orgs.globex, name: 'globex-ops' }).returning('id'))[0].id;
     await db('team_members').insert([
       { team_id: dir.teams.builders, user_id: dir.users.dave },
@@ -130,7 +147,11 @@ describe('members', () => {
 
     expect(await db('team_members').where({ user_id: dir.users.dave }).pluck('team_id')).toEqual([globexTeam]);
     expect(await new MemberStore(db).get(dir.orgs.acme, dir.users.dave)).toBeUndefined();
-    await db('organization_members').insert({ organization_id: dir.orgs.acme, user_id: dir.users.dave, role_id: (await role(dir.orgs.acme, 'default')).id });
+    await db('organization_members').insert({
+      organization_id: dir.orgs.acme,
+      user_id: dir.users.dave,
+      role_id: (await role(dir.orgs.acme, 'default')).id,
+    });
   });
 
   it('a removal racing a team join leaves no team membership behind', async () => {
@@ -144,13 +165,19 @@ describe('members', () => {
     await removal;
 
     expect(await db('team_members').where({ user_id: dir.users.dave, team_id: dir.teams.coreTeam })).toEqual([]);
-    await db('organization_members').insert({ organization_id: dir.orgs.acme, user_id: dir.users.dave, role_id: (await role(dir.orgs.acme, 'default')).id });
+    await db('organization_members').insert({
+      organization_id: dir.orgs.acme,
+      user_id: dir.users.dave,
+      role_id: (await role(dir.orgs.acme, 'default')).id,
+    });
   });
 });
 
 describe('invitations', () => {
   const invite = (email: string, roleRow: Awaited<ReturnType<typeof role>>, expiresInDays = 7) =>
-    db.transaction((trx) => new InvitationStore(trx).create(dir.orgs.acme, { email, role: roleRow, expiresInDays, invitedBy: dir.users.alice }));
+    db.transaction((trx) =>
+      new InvitationStore(trx).create(dir.orgs.acme, { email, role: roleRow, expiresInDays, invitedBy: dir.users.alice }),
+    );
   const accept = (id: string, invitee: { id: string; email: string | null; email_verified: boolean }) =>
     db.transaction((trx) => new InvitationStore(trx).accept(id, invitee, new MemberStore(trx)));
 
@@ -160,15 +187,21 @@ describe('invitations', () => {
     expect(created).toMatchObject({ email: 'New.Person@example.com', role: 'default', state: 'pending', accepted_at: null });
     const days = (created.expires_at.getTime() - created.created_at.getTime()) / 86_400_000;
     expect(days).toBeCloseTo(3, 3);
-    await expect(invite('new.person@EXAMPLE.com', defaultRole)).rejects.toThrow(/a pending invitation for new.person@EXAMPLE.com already exists/);
+    await expect(invite('new.person@EXAMPLE.com', defaultRole)).rejects.toThrow(
+      /a pending invitation for new.person@EXAMPLE.com already exists/,
+    );
     await expect(invite('BOB@example.com', defaultRole)).rejects.toThrow(/already belongs to a member/);
   });
 
   it("binds acceptance to the invitee's verified address, and creates the membership with the invitation's role", async () => {
     const projectCreator = await role(dir.orgs.acme, 'project-creator');
     const { id } = await invite('erin@example.com', projectCreator);
-    await expect(accept(id, { id: dir.users.carol, email: 'carol@example.com', email_verified: true })).rejects.toThrow(/addressed to another e-mail/);
-    await expect(accept(id, { id: dir.users.erin, email: 'ERIN@example.com', email_verified: false })).rejects.toBeInstanceOf(ForbiddenError);
+    await expect(accept(id, { id: dir.users.carol, email: 'carol@example.com', email_verified: true })).rejects.toThrow(
+      /addressed to another e-mail/,
+    );
+    await expect(accept(id, { id: dir.users.erin, email: 'ERIN@example.com', email_verified: false })).rejects.toBeInstanceOf(
+      ForbiddenError,
+    );
     expect(await db('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.erin })).toEqual([]);
 
     const { after } = await accept(id, { id: dir.users.erin, email: 'ERIN@example.com', email_verified: true });
@@ -180,7 +213,11 @@ describe('invitations', () => {
   it('accepts once under two interleaved accepts', async () => {
     await db('users').where({ id: dir.users.carol }).update({ email_verified: true });
     const first = await db.transaction();
-    await new InvitationStore(first).accept(dir.invitations.carol, { id: dir.users.carol, email: 'carol@example.com', email_verified: true }, new MemberStore(first));
+    await new InvitationStore(first).accept(
+      dir.invitations.carol,
+      { id: dir.users.carol, email: 'carol@example.com', email_verified: true },
+      new MemberStore(first),
+    );
     const second = accept(dir.invitations.carol, { id: dir.users.carol, email: 'carol@example.com', email_verified: true });
     second.catch(() => undefined);
     await someoneWaitsForALock();
@@ -192,11 +229,14 @@ describe('invitations', () => {
 
   it('refuses expired and revoked invitations', async () => {
     const defaultRole = await role(dir.orgs.acme, 'default');
-    const user = (await db('users').insert({ subject: 'frank|sub', email: 'frank@example.com', email_verified: true }).returning('id'))[0].id;
+    const user = (await db('users').insert({ subject: 'frank|sub', email: 'frank@example.com', email_verified: true }).returning('id'))[0]
+      .id;
     const frank = { id: user, email: 'frank@example.com', email_verified: true };
 
     const expired = await invite('frank@example.com', defaultRole);
-    await db('invitations').where({ id: expired.id }).update({ expires_at: db.raw(`now() - interval '1 second'`) });
+    await db('invitations')
+      .where({ id: expired.id })
+      .update({ expires_at: db.raw(`now() - interval '1 second'`) });
     await expect(accept(expired.id, frank)).rejects.toThrow(/is expired/);
 
     const revoked = await invite('frank@example.com', defaultRole);

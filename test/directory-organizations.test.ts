@@ -69,11 +69,14 @@ describe('creating an organization', () => {
     expect(response.status).toBe(409);
     expect((await response.json()).detail).toBe("the slug 'acme' is taken: choose another");
     expect(await db()('organizations').where({ slug: 'acme' }).pluck('name')).toEqual(['ACME']);
-    expect(await db()('organization_members').where({ organization_id: stack.directory!.orgs.acme, user_id: stack.directory!.users.erin })).toEqual([]);
+    expect(
+      await db()('organization_members').where({ organization_id: stack.directory!.orgs.acme, user_id: stack.directory!.users.erin }),
+    ).toEqual([]);
   });
 
   it('replays a retried POST with the same Idempotency-Key, and refuses the key with another body (422)', async () => {
-    const post = (name: string) => erin.request('/orgs', { method: 'POST', headers: { 'idempotency-key': 'erin-create-1' }, json: { slug: 'erin-inc', name } });
+    const post = (name: string) =>
+      erin.request('/orgs', { method: 'POST', headers: { 'idempotency-key': 'erin-create-1' }, json: { slug: 'erin-inc', name } });
     const first = await post('Erin Inc');
     const again = await post('Erin Inc');
     expect(first.status).toBe(201);
@@ -112,7 +115,8 @@ describe("the assertion's organization", () => {
           .setExpirationTime(now + 60)
           .sign(createPrivateKey(pem)),
       );
-    const direct = async (org: string) => fetch(`${stack.service.url}/orgs/acme`, { headers: { 'x-portcullis-assertion': await signed(org) } });
+    const direct = async (org: string) =>
+      fetch(`${stack.service.url}/orgs/acme`, { headers: { 'x-portcullis-assertion': await signed(org) } });
     const replayed = await direct('globex');
     expect(replayed.status).toBe(403);
     expect(((await replayed.json()) as { detail: string }).detail).toBe("the gateway's assertion is for organization 'globex', not 'acme'");
@@ -174,7 +178,9 @@ describe('deleting an organization', () => {
       const deletion = carol.request('/orgs/racing', { method: 'DELETE' });
       await waitFor(
         async () => {
-          const { rows } = await db().raw(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
+          const { rows } = await db().raw(
+            `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
+          );
           return rows[0].n > 0;
         },
         { what: "the service's DELETE to wait for the organization's row" },

@@ -36,15 +36,24 @@ describe('the project registry', () => {
     expect(await json(bySlug)).toEqual(project);
     expect(await json(await dave.request(`/orgs/acme/projects/${project.id}`))).toEqual(project);
 
-    expect((await alice.request('/orgs/acme/projects/mobile', { method: 'PATCH', json: { name: 'Phone' }, headers: { 'if-match': '"stale"' } })).status).toBe(412);
-    const renamed = await alice.request('/orgs/acme/projects/mobile', { method: 'PATCH', json: { name: 'Phone', slug: 'phone' }, headers: { 'if-match': etag } });
+    expect(
+      (await alice.request('/orgs/acme/projects/mobile', { method: 'PATCH', json: { name: 'Phone' }, headers: { 'if-match': '"stale"' } }))
+        .status,
+    ).toBe(412);
+    const renamed = await alice.request('/orgs/acme/projects/mobile', {
+      method: 'PATCH',
+      json: { name: 'Phone', slug: 'phone' },
+      headers: { 'if-match': etag },
+    });
     expect(renamed.status).toBe(200);
     expect(await json(renamed)).toEqual({ id: project.id, slug: 'phone', name: 'Phone' });
 
     const slugs: string[] = [];
     let cursor: string | null = null;
     do {
-      const page: { items: { slug: string }[]; next_cursor: string | null } = await json(await dave.request(`/orgs/acme/projects?limit=1${cursor ? `&cursor=${cursor}` : ''}`));
+      const page: { items: { slug: string }[]; next_cursor: string | null } = await json(
+        await dave.request(`/orgs/acme/projects?limit=1${cursor ? `&cursor=${cursor}` : ''}`),
+      );
       expect(page.items.length).toBeLessThanOrEqual(1);
       slugs.push(...page.items.map((item) => item.slug));
       cursor = page.next_cursor;
@@ -96,10 +105,13 @@ describe('the last project', () => {
     expect((await json(refused)).detail).toBe("organization 'carolco' still has 2 projects (alpha, beta); delete them first");
 
     expect((await carol.request('/orgs/carolco/projects/alpha', { method: 'DELETE' })).status).toBe(204);
-    await waitFor(async () => ((await json(await carol.request('/orgs/carolco', { method: 'DELETE' }))).detail as string).includes('1 project (beta)'), {
-      timeoutMs: 1000,
-      what: 'the refusal to name the one project left',
-    });
+    await waitFor(
+      async () => ((await json(await carol.request('/orgs/carolco', { method: 'DELETE' }))).detail as string).includes('1 project (beta)'),
+      {
+        timeoutMs: 1000,
+        what: 'the refusal to name the one project left',
+      },
+    );
 
     expect((await carol.request('/orgs/carolco/projects/beta', { method: 'DELETE' })).status).toBe(204);
     const deletedAt = Date.now();

@@ -34,19 +34,27 @@ describe('permissions', () => {
     const response = await createRole(alice, 'release-manager', ['project:update', 'pipeline:*', 'project:update', 'audit:read']);
     expect(response.status).toBe(201);
     const role = await json(response);
-    expect(role).toEqual({ id: expect.any(String), name: 'release-manager', permissions: ['audit:read', 'pipeline:*', 'project:update'], builtin: false });
+    expect(role).toEqual({
+      id: expect.any(String),
+      name: 'release-manager',
+      permissions: ['audit:read', 'pipeline:*', 'project:update'],
+      builtin: false,
+    });
     expect(response.headers.get('location')).toBe(`/orgs/acme/roles/${role.id}`);
     expect((await db()('roles').where({ id: role.id }).first()).permissions).toEqual(['audit:read', 'pipeline:*', 'project:update']);
     expect(await json(await alice.request('/orgs/acme/roles/release-manager'))).toEqual(role);
     expect((await createRole(alice, 'everything', ['*'])).status).toBe(201);
   });
 
-  it.each(['Project:read', 'project', 'project:', '*:read', 'project:read:all', 'project: read', ''])('refuses the permission %j (422 naming it)', async (permission) => {
-    const response = await createRole(alice, 'bad-grammar', ['project:read', permission]);
-    expect(response.status).toBe(422);
-    expect((await json(response)).detail).toContain(`'${permission}' is not a permission: use resource:verb, resource:* or *`);
-    expect(await db()('roles').where({ name: 'bad-grammar' })).toEqual([]);
-  });
+  it.each(['Project:read', 'project', 'project:', '*:read', 'project:read:all', 'project: read', ''])(
+    'refuses the permission %j (422 naming it)',
+    async (permission) => {
+      const response = await createRole(alice, 'bad-grammar', ['project:read', permission]);
+      expect(response.status).toBe(422);
+      expect((await json(response)).detail).toContain(`'${permission}' is not a permission: use resource:verb, resource:* or *`);
+      expect(await db()('roles').where({ name: 'bad-grammar' })).toEqual([]);
+    },
+  );
 
   it('refuses more than 100 permissions (422)', async () => {
     const permissions = Array.from({ length: 101 }, (_, i) => `service${i}:read`);
@@ -55,11 +63,14 @@ describe('permissions', () => {
 });
 
 describe('names', () => {
-  it.each(['default', 'organization-admin', 'Default', 'Organization-Admin'])("refuses the built-in role's name %s (409), the database constraint having the last word", async (name) => {
-    const response = await createRole(alice, name, ['project:read']);
-    expect(response.status).toBe(409);
-    expect((await json(response)).detail).toBe(`'${name}' is the name of a built-in role; choose another name`);
-  });
+  it.each(['default', 'organization-admin', 'Default', 'Organization-Admin'])(
+    "refuses the built-in role's name %s (409), the database constraint having the last word",
+    async (name) => {
+      const response = await createRole(alice, name, ['project:read']);
+      expect(response.status).toBe(409);
+      expect((await json(response)).detail).toBe(`'${name}' is the name of a built-in role; choose another name`);
+    },
+  );
 
   it('refuses a name taken in the organization (409), on creation and on rename', async () => {
     const taken = await createRole(alice, 'project-creator', []);
@@ -82,8 +93,16 @@ describe('names', () => {
       cursor = page.next_cursor;
     } while (cursor !== null);
     expect(roles.map((role) => role.name)).not.toContain('globex-secret');
-    expect(roles).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'default', builtin: true }), expect.objectContaining({ name: 'project-creator', builtin: false })]));
-    const expected: string[] = await db()('roles').where((where) => where.whereNull('organization_id').orWhere({ organization_id: acme })).orderBy(['name', 'id']).pluck('name');
+    expect(roles).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ name: 'default', builtin: true }),
+        expect.objectContaining({ name: 'project-creator', builtin: false }),
+      ]),
+    );
+    const expected: string[] = await db()('roles')
+      .where((where) => where.whereNull('organization_id').orWhere({ organization_id: acme }))
+      .orderBy(['name', 'id'])
+      .pluck('name');
     expect(roles.map((role) => role.name)).toEqual(expected);
     expect((await alice.request('/orgs/acme/roles/globex-secret')).status).toBe(404);
   });
@@ -105,14 +124,27 @@ describe('changing and deleting a role', () => {
   it('replaces permissions under If-Match (412 when stale) and records the change', async () => {
     const created = await createRole(alice, 'observer', ['project:read']);
     const etag = created.headers.get('etag')!;
-    const stale = await alice.request('/orgs/acme/roles/observer', { method: 'PATCH', json: { permissions: ['project:*'] }, headers: { 'if-match': '"stale"' } });
+    const stale = await alice.request('/orgs/acme/roles/observer', {
+      method: 'PATCH',
+      json: { permissions: ['project:*'] },
+      headers: { 'if-match': '"stale"' },
+    });
     expect(stale.status).toBe(412);
-    const changed = await alice.request('/orgs/acme/roles/observer', { method: 'PATCH', json: { permissions: ['project:*', 'team:read'] }, headers: { 'if-match': etag } });
+    const changed = await alice.request('/orgs/acme/roles/observer', {
+      method: 'PATCH',
+      json: { permissions: ['project:*', 'team:read'] },
+      headers: { 'if-match': etag },
+    });
     expect(changed.status).toBe(200);
     expect(await json(changed)).toMatchObject({ name: 'observer', permissions: ['project:*', 'team:read'] });
     expect(changed.headers.get('etag')).not.toBe(etag);
     const [event] = await db()('directory_events').where({ action: 'role.update' });
-    expect(event).toMatchObject({ actor: users.alice, target_type: 'role', before: { permissions: ['project:read'] }, after: { permissions: ['project:*', 'team:read'] } });
+    expect(event).toMatchObject({
+      actor: users.alice,
+      target_type: 'role',
+      before: { permissions: ['project:read'] },
+      after: { permissions: ['project:*', 'team:read'] },
+    });
     expect((await alice.request('/orgs/acme/roles/observer', { method: 'PATCH', json: {} })).status).toBe(422);
   });
 
@@ -154,9 +186,12 @@ describe('no escalation', () => {
     // bob may create and change roles (through his team), and holds project:*, but not credential:delete.
     expect((await createRole(alice, 'role-maker', ['role:*', 'project:*'])).status).toBe(201);
     expect((await alice.request('/orgs/acme/teams/deployers/roles/role-maker', { method: 'PUT' })).status).toBe(201);
-    await waitFor(async () => (await bob.request('/orgs/acme/roles', { method: 'POST', json: { name: 'bob-probe', permissions: [] } })).status === 201, {
-      what: 'bob to hold role:create',
-    });
+    await waitFor(
+      async () => (await bob.request('/orgs/acme/roles', { method: 'POST', json: { name: 'bob-probe', permissions: [] } })).status === 201,
+      {
+        what: 'bob to hold role:create',
+      },
+    );
   });
 
   it('refuses a non-admin holding role:create a role carrying credential:delete, naming exactly the missing permissions (403)', async () => {
@@ -176,7 +211,9 @@ describe('no escalation', () => {
     expect(widened.status).toBe(403);
     expect((await json(widened)).detail).toMatch(/hold in this organization: \* \(/);
     // A role already carrying a permission he lacks may still be narrowed or renamed by him.
-    expect((await bob.request('/orgs/acme/roles/release-manager', { method: 'PATCH', json: { permissions: ['project:update'] } })).status).toBe(200);
+    expect(
+      (await bob.request('/orgs/acme/roles/release-manager', { method: 'PATCH', json: { permissions: ['project:update'] } })).status,
+    ).toBe(200);
     expect((await bob.request('/orgs/acme/roles/everything', { method: 'PATCH', json: { name: 'formerly-everything' } })).status).toBe(200);
   });
 

@@ -28,7 +28,9 @@ afterAll(async () => {
 });
 
 /** An assertion as the gateway would sign it, except for what `options` changes. */
-async function assertion(options: { key?: KeyObject; audience?: string; issuer?: string; expiresAt?: number; userId?: string } = {}): Promise<string> {
+async function assertion(
+  options: { key?: KeyObject; audience?: string; issuer?: string; expiresAt?: number; userId?: string } = {},
+): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   return new SignJWT({ portcullis_sub: 'alice|sub' })
     .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
@@ -40,7 +42,8 @@ async function assertion(options: { key?: KeyObject; audience?: string; issuer?:
     .sign(options.key ?? gatewayKey);
 }
 
-const direct = (path: string, headers: Record<string, string> = {}): Promise<JsonResponse> => fetch(`${stack.service.url}${path}`, { headers });
+const direct = (path: string, headers: Record<string, string> = {}): Promise<JsonResponse> =>
+  fetch(`${stack.service.url}${path}`, { headers });
 
 describe('a request around the gateway', () => {
   it('is answered 401 problem+json without an assertion, even with the headers the gateway would set', async () => {
@@ -90,14 +93,18 @@ describe('GET /openapi.json', () => {
     const document = await response.json();
     expect(document.openapi).toBe('3.1.0');
     expect(document.info).toMatchObject({ title: expect.any(String), version: expect.any(String) });
-    expect(document.components.securitySchemes.portcullisAssertion).toEqual(expect.objectContaining({ type: 'apiKey', in: 'header', name: 'x-portcullis-assertion' }));
+    expect(document.components.securitySchemes.portcullisAssertion).toEqual(
+      expect.objectContaining({ type: 'apiKey', in: 'header', name: 'x-portcullis-assertion' }),
+    );
 
     const listed = Object.entries(document.paths as Record<string, Record<string, unknown>>).flatMap(([path, methods]) =>
       Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`),
     );
     const registered = operations.map((operation) => `${operation.method} ${operation.path.replace(/:(\w+)/g, '{$1}')}`);
     expect(listed.sort()).toEqual([...registered].sort());
-    expect(registered).toEqual(expect.arrayContaining(['PUT /users/me', 'PATCH /users/{user}', 'PUT /users/me/picture', 'GET /orgs/{org}/events']));
+    expect(registered).toEqual(
+      expect.arrayContaining(['PUT /users/me', 'PATCH /users/{user}', 'PUT /users/me/picture', 'GET /orgs/{org}/events']),
+    );
 
     const operationIds = new Set<string>();
     for (const [path, methods] of Object.entries(document.paths as Record<string, Record<string, any>>)) {
@@ -107,8 +114,14 @@ describe('GET /openapi.json', () => {
         expect({ where, unique: !operationIds.has(operation.operationId) }).toEqual({ where, unique: true });
         operationIds.add(operation.operationId);
         const pathParameters = (operation.parameters ?? []).filter((parameter: any) => parameter.in === 'path');
-        expect({ where, names: pathParameters.map((parameter: any) => parameter.name).sort() }).toEqual({ where, names: [...templated].sort() });
-        expect({ where, required: pathParameters.every((parameter: any) => parameter.required === true) }).toEqual({ where, required: true });
+        expect({ where, names: pathParameters.map((parameter: any) => parameter.name).sort() }).toEqual({
+          where,
+          names: [...templated].sort(),
+        });
+        expect({ where, required: pathParameters.every((parameter: any) => parameter.required === true) }).toEqual({
+          where,
+          required: true,
+        });
         expect({ where, summary: typeof operation.summary }).toEqual({ where, summary: 'string' });
         expect(operation.responses.default.content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/Problem' });
         expect(Object.keys(operation.responses).filter((status) => /^[1-5]\d\d$/.test(status))).toHaveLength(1);
@@ -124,15 +137,27 @@ describe('GET /openapi.json', () => {
       additionalProperties: false,
       properties: { display_name: expect.any(Object), email: expect.objectContaining({ format: 'email' }) },
     });
-    expect(patch.responses['200'].content['application/json'].schema.required).toEqual(expect.arrayContaining(['id', 'email_verified', 'picture_url']));
+    expect(patch.responses['200'].content['application/json'].schema.required).toEqual(
+      expect.arrayContaining(['id', 'email_verified', 'picture_url']),
+    );
     const events = document.paths['/orgs/{org}/events'].get;
-    expect(events.parameters.find((parameter: any) => parameter.name === 'limit')).toMatchObject({ in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 100, default: 50 } });
-    expect(Object.keys(document.paths['/users/me/picture'].put.requestBody.content).sort()).toEqual(['image/jpeg', 'image/png', 'image/webp']);
+    expect(events.parameters.find((parameter: any) => parameter.name === 'limit')).toMatchObject({
+      in: 'query',
+      required: false,
+      schema: { type: 'integer', minimum: 1, maximum: 100, default: 50 },
+    });
+    expect(Object.keys(document.paths['/users/me/picture'].put.requestBody.content).sort()).toEqual([
+      'image/jpeg',
+      'image/png',
+      'image/webp',
+    ]);
   });
 
   it('is reachable through the gateway: every operation has a route there', () => {
     const routes = new Set(defaultRoutes.map((route) => `${route.method} ${route.path}`));
-    const unrouted = operations.map((operation) => `${operation.method} ${operation.path.replace(/:(\w+)/g, '{$1}')}`).filter((key) => !routes.has(key));
+    const unrouted = operations
+      .map((operation) => `${operation.method} ${operation.path.replace(/:(\w+)/g, '{$1}')}`)
+      .filter((key) => !routes.has(key));
     expect(unrouted).toEqual([]);
   });
 });
@@ -140,7 +165,12 @@ describe('GET /openapi.json', () => {
 describe('Idempotency-Key on POST', () => {
   it('answers a retry with the first answer, performing the operation once', async () => {
     const carol = await stack.as('carol');
-    const create = () => carol.request('/orgs', { method: 'POST', headers: { 'idempotency-key': 'create-carolco-1' }, json: { slug: 'carolco', name: 'Carol Co' } });
+    const create = () =>
+      carol.request('/orgs', {
+        method: 'POST',
+        headers: { 'idempotency-key': 'create-carolco-1' },
+        json: { slug: 'carolco', name: 'Carol Co' },
+      });
     const first = await create();
     expect(first.status).toBe(201);
     const body = await first.json();
@@ -150,18 +180,28 @@ describe('Idempotency-Key on POST', () => {
     expect(await retry.json()).toEqual(body);
     expect(retry.headers.get('location')).toBe(first.headers.get('location'));
     expect(await stack.database.db('organizations').where({ slug: 'carolco' }).count({ n: '*' })).toEqual([{ n: '1' }]);
-    expect(await stack.database.db('directory_events').where({ organization_slug: 'carolco', target_type: 'organization' }).count({ n: '*' })).toEqual([{ n: '1' }]);
+    expect(
+      await stack.database.db('directory_events').where({ organization_slug: 'carolco', target_type: 'organization' }).count({ n: '*' }),
+    ).toEqual([{ n: '1' }]);
   });
 
   it('refuses the same key with another body (422), and another caller may use the same key', async () => {
     const carol = await stack.as('carol');
-    const reused = await carol.request('/orgs', { method: 'POST', headers: { 'idempotency-key': 'create-carolco-1' }, json: { slug: 'carolco-two', name: 'Another' } });
+    const reused = await carol.request('/orgs', {
+      method: 'POST',
+      headers: { 'idempotency-key': 'create-carolco-1' },
+      json: { slug: 'carolco-two', name: 'Another' },
+    });
     expect(reused.status).toBe(422);
     expect((await reused.json()).detail).toMatch(/Idempotency-Key create-carolco-1 was already used with another request/);
     expect(await stack.database.db('organizations').where({ slug: 'carolco-two' }).count({ n: '*' })).toEqual([{ n: '0' }]);
 
     const bob = await stack.as('bob');
-    const other = await bob.request('/orgs', { method: 'POST', headers: { 'idempotency-key': 'create-carolco-1' }, json: { slug: 'bobco', name: 'Bob Co' } });
+    const other = await bob.request('/orgs', {
+      method: 'POST',
+      headers: { 'idempotency-key': 'create-carolco-1' },
+      json: { slug: 'bobco', name: 'Bob Co' },
+    });
     expect(other.status).toBe(201);
   });
 });
@@ -169,7 +209,8 @@ describe('Idempotency-Key on POST', () => {
 describe('Idempotency-Key under concurrent retries', () => {
   it('performs the operation once when the same request arrives twice at the same time', async () => {
     const erin = await stack.as('erin');
-    const create = () => erin.request('/orgs', { method: 'POST', headers: { 'idempotency-key': 'erin-parallel' }, json: { slug: 'erinco', name: 'Erin Co' } });
+    const create = () =>
+      erin.request('/orgs', { method: 'POST', headers: { 'idempotency-key': 'erin-parallel' }, json: { slug: 'erinco', name: 'Erin Co' } });
     const statuses = (await Promise.all([create(), create(), create()])).map((response) => response.status);
     // Each is either the answer (201, first or replayed) or "still in progress" (409): never a second organization.
     expect(statuses.filter((status) => status === 201).length).toBeGreaterThanOrEqual(1);
@@ -184,7 +225,13 @@ describe('pagination', () => {
     const { acme } = stack.directory!.orgs;
     const insert = (n: number) =>
       stack.database.db('directory_events').insert(
-        Array.from({ length: n }, (_, i) => ({ action: 'test.page', organization_id: acme, organization_slug: 'acme', target_type: 'test', target_id: `t${i}` })),
+        Array.from({ length: n }, (_, i) => ({
+          action: 'test.page',
+          organization_id: acme,
+          organization_slug: 'acme',
+          target_type: 'test',
+          target_id: `t${i}`,
+        })),
       );
     await insert(5);
     const alice = await stack.as('alice');
@@ -212,7 +259,7 @@ describe('pagination', () => {
 });
 
 describe('portcullis directory serve', () => {
-  it('serves with the gateway\'s configuration file, refuses requests without an assertion, and exits 0 on SIGTERM', async () => {
+  it("serves with the gateway's configuration file, refuses requests without an assertion, and exits 0 on SIGTERM", async () => {
     requireBuild();
     const dir = await mkdtemp(path.join(os.tmpdir(), 'portcullis-directory-serve-'));
     try {
@@ -231,10 +278,15 @@ describe('portcullis directory serve', () => {
       let stdout = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
       const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-      const url = await waitFor(() => /"msg":"the directory service is ready"/.test(stdout) && (JSON.parse(stdout.split('\n').find((line) => line.includes('is ready'))!).url as string), {
-        timeoutMs: 15_000,
-        what: 'the directory service to start',
-      });
+      const url = await waitFor(
+        () =>
+          /"msg":"the directory service is ready"/.test(stdout) &&
+          (JSON.parse(stdout.split('\n').find((line) => line.includes('is ready'))!).url as string),
+        {
+          timeoutMs: 15_000,
+          what: 'the directory service to start',
+        },
+      );
       expect((await fetch(`${url}/healthz`)).status).toBe(200);
       expect((await fetch(`${url}/users/me`)).status).toBe(401);
       const withAssertion = await fetch(`${url}/users/me`, { headers: { 'x-portcullis-assertion': await assertion() } });
@@ -255,12 +307,15 @@ describe('the directory section of the configuration', () => {
   });
 
   it('fetches the gateway keys only over https or on loopback, and refuses unknown keys', () => {
-    expect(() => parseConfig({ ...minimal, directory: { gateway_jwks_url: 'http://gateway.internal:9090/.well-known/jwks.json' } }, {}, '/')).toThrow(
-      /directory\.gateway_jwks_url: must be an https URL \(http only on loopback\)/,
+    expect(() =>
+      parseConfig({ ...minimal, directory: { gateway_jwks_url: 'http://gateway.internal:9090/.well-known/jwks.json' } }, {}, '/'),
+    ).toThrow(/directory\.gateway_jwks_url: must be an https URL \(http only on loopback\)/);
+    expect(
+      parseConfig({ ...minimal, directory: { gateway_jwks_url: 'http://127.0.0.1:9090/.well-known/jwks.json' } }, {}, '/').directory
+        .gateway_jwks_url,
+    ).toBe('http://127.0.0.1:9090/.well-known/jwks.json');
+    expect(() => parseConfig({ ...minimal, directory: { password_reset_hook: 'https://x' } }, {}, '/')).toThrow(
+      /directory: Unrecognized key/,
     );
-    expect(parseConfig({ ...minimal, directory: { gateway_jwks_url: 'http://127.0.0.1:9090/.well-known/jwks.json' } }, {}, '/').directory.gateway_jwks_url).toBe(
-      'http://127.0.0.1:9090/.well-known/jwks.json',
-    );
-    expect(() => parseConfig({ ...minimal, directory: { password_reset_hook: 'https://x' } }, {}, '/')).toThrow(/directory: Unrecognized key/);
   });
 });

@@ -28,27 +28,48 @@ afterAll(async () => {
 
 describe('a role attached to a team', () => {
   it('alice attaches a role to a team and bob, a team member, gains its permission at once through the gateway', async () => {
-    expect((await alice.request('/orgs/acme/roles', { method: 'POST', json: { name: 'credential-reader', permissions: ['credential:read'] } })).status).toBe(201);
+    expect(
+      (await alice.request('/orgs/acme/roles', { method: 'POST', json: { name: 'credential-reader', permissions: ['credential:read'] } }))
+        .status,
+    ).toBe(201);
     expect((await bob.request('/orgs/acme/credentials')).status).toBe(403);
 
     const attached = await alice.request('/orgs/acme/teams/deployers/roles/credential-reader', { method: 'PUT' });
     expect(attached.status).toBe(201);
-    expect(await json(attached)).toEqual({ id: expect.any(String), name: 'credential-reader', permissions: ['credential:read'], builtin: false });
+    expect(await json(attached)).toEqual({
+      id: expect.any(String),
+      name: 'credential-reader',
+      permissions: ['credential:read'],
+      builtin: false,
+    });
     const started = Date.now();
-    await waitFor(async () => (await bob.request('/orgs/acme/credentials')).status === 200, { timeoutMs: 2000, what: 'bob to read credentials' });
+    await waitFor(async () => (await bob.request('/orgs/acme/credentials')).status === 200, {
+      timeoutMs: 2000,
+      what: 'bob to read credentials',
+    });
     expect(Date.now() - started).toBeLessThan(2000);
 
     const again = await alice.request('/orgs/acme/teams/deployers/roles/credential-reader', { method: 'PUT' });
     expect(again.status).toBe(200);
     const team = await json(await alice.request('/orgs/acme/teams/deployers'));
-    expect(team).toEqual({ id: stack.directory!.teams.deployers, name: 'deployers', roles: ['credential-reader', 'project-creator'], member_count: 1 });
+    expect(team).toEqual({
+      id: stack.directory!.teams.deployers,
+      name: 'deployers',
+      roles: ['credential-reader', 'project-creator'],
+      member_count: 1,
+    });
     const roles = await json(await bob.request('/orgs/acme/teams/deployers/roles'));
     expect(roles.items.map((role: { name: string }) => role.name)).toEqual(['credential-reader', 'project-creator']);
     const events = await db()('directory_events').where({ action: 'team_role.attach' });
-    expect(events).toEqual([expect.objectContaining({ actor: users.alice, organization_slug: 'acme', target_type: 'team_role', before: null })]);
+    expect(events).toEqual([
+      expect.objectContaining({ actor: users.alice, organization_slug: 'acme', target_type: 'team_role', before: null }),
+    ]);
 
     expect((await alice.request('/orgs/acme/teams/deployers/roles/credential-reader', { method: 'DELETE' })).status).toBe(204);
-    await waitFor(async () => (await bob.request('/orgs/acme/credentials')).status === 403, { timeoutMs: 2000, what: 'bob to lose credential:read' });
+    await waitFor(async () => (await bob.request('/orgs/acme/credentials')).status === 403, {
+      timeoutMs: 2000,
+      what: 'bob to lose credential:read',
+    });
     expect((await alice.request('/orgs/acme/teams/deployers/roles/credential-reader', { method: 'DELETE' })).status).toBe(404);
   });
 
@@ -61,7 +82,9 @@ describe('a role attached to a team', () => {
   });
 
   it("refuses another organization's role, by name or id (404), and attaches nothing", async () => {
-    const [foreign] = await db()('roles').insert({ organization_id: stack.directory!.orgs.globex, name: 'globex-only', permissions: ['*'] }).returning('id');
+    const [foreign] = await db()('roles')
+      .insert({ organization_id: stack.directory!.orgs.globex, name: 'globex-only', permissions: ['*'] })
+      .returning('id');
     for (const ref of ['globex-only', foreign.id]) {
       const response = await alice.request(`/orgs/acme/teams/deployers/roles/${ref}`, { method: 'PUT' });
       expect(response.status).toBe(404);
@@ -98,7 +121,10 @@ describe('team members', () => {
     expect((await alice.request(path, { method: 'DELETE', headers: { 'if-match': etag! } })).status).toBe(204);
     expect((await alice.request(path, { method: 'DELETE' })).status).toBe(404);
     expect(await db()('team_members').where({ user_id: users.dave })).toEqual([]);
-    expect((await db()('directory_events').whereIn('action', ['team_member.add', 'team_member.remove']).pluck('action')).sort()).toEqual(['team_member.add', 'team_member.remove']);
+    expect((await db()('directory_events').whereIn('action', ['team_member.add', 'team_member.remove']).pluck('action')).sort()).toEqual([
+      'team_member.add',
+      'team_member.remove',
+    ]);
   });
 
   it('does not let a non-member of the organization join its teams: the gateway answers 404 (R7), nothing is written', async () => {
@@ -111,7 +137,16 @@ describe('team members', () => {
   it('answers 422 itself for a non-member when the route leaves {user} to the upstream', async () => {
     const unchecked = await startDirectoryStack({
       gateway: {
-        routes: [{ method: 'PUT', path: '/orgs/{org}/teams/{team}/members/{user}', action: 'team:update', service: 'organizations', resource: 'team', checked_by: { user: 'upstream' } }],
+        routes: [
+          {
+            method: 'PUT',
+            path: '/orgs/{org}/teams/{team}/members/{user}',
+            action: 'team:update',
+            service: 'organizations',
+            resource: 'team',
+            checked_by: { user: 'upstream' },
+          },
+        ],
       },
     });
     try {
@@ -139,9 +174,17 @@ describe('team names', () => {
     expect(byName.headers.get('etag')).toBe(created.headers.get('etag'));
     expect(await json(await alice.request(`/orgs/acme/teams/${team.id}`))).toEqual(team);
 
-    const stale = await alice.request('/orgs/acme/teams/Night%20Shift', { method: 'PATCH', json: { name: 'Day Shift' }, headers: { 'if-match': '"stale"' } });
+    const stale = await alice.request('/orgs/acme/teams/Night%20Shift', {
+      method: 'PATCH',
+      json: { name: 'Day Shift' },
+      headers: { 'if-match': '"stale"' },
+    });
     expect(stale.status).toBe(412);
-    const renamed = await alice.request('/orgs/acme/teams/Night%20Shift', { method: 'PATCH', json: { name: 'Day Shift' }, headers: { 'if-match': created.headers.get('etag')! } });
+    const renamed = await alice.request('/orgs/acme/teams/Night%20Shift', {
+      method: 'PATCH',
+      json: { name: 'Day Shift' },
+      headers: { 'if-match': created.headers.get('etag')! },
+    });
     expect(renamed.status).toBe(200);
     expect(await json(renamed)).toEqual({ ...team, name: 'Day Shift' });
     expect((await alice.request('/orgs/acme/teams/Night%20Shift')).status).toBe(404);
@@ -176,7 +219,9 @@ describe('team names', () => {
     const names: string[] = [];
     let cursor: string | null = null;
     do {
-      const page: { items: { name: string }[]; next_cursor: string | null } = await json(await bob.request(`/orgs/acme/teams?limit=2${cursor ? `&cursor=${cursor}` : ''}`));
+      const page: { items: { name: string }[]; next_cursor: string | null } = await json(
+        await bob.request(`/orgs/acme/teams?limit=2${cursor ? `&cursor=${cursor}` : ''}`),
+      );
       expect(page.items.length).toBeLessThanOrEqual(2);
       names.push(...page.items.map((team) => team.name));
       cursor = page.next_cursor;
@@ -188,13 +233,17 @@ describe('team names', () => {
 
 describe('racing writes', () => {
   it('creates a team once under parallel requests for one name (one 201, the rest 409)', async () => {
-    const responses = await Promise.all(Array.from({ length: 6 }, () => alice.request('/orgs/acme/teams', { method: 'POST', json: { name: 'race' } })));
+    const responses = await Promise.all(
+      Array.from({ length: 6 }, () => alice.request('/orgs/acme/teams', { method: 'POST', json: { name: 'race' } })),
+    );
     expect(responses.map((response) => response.status).sort()).toEqual([201, 409, 409, 409, 409, 409]);
     expect(await db()('teams').where({ organization_id: stack.directory!.orgs.acme, name: 'race' })).toHaveLength(1);
   });
 
   it('adds a member once under parallel PUTs (one 201, the rest 200) and records one event', async () => {
-    const responses = await Promise.all(Array.from({ length: 6 }, () => alice.request(`/orgs/acme/teams/race/members/${users.bob}`, { method: 'PUT' })));
+    const responses = await Promise.all(
+      Array.from({ length: 6 }, () => alice.request(`/orgs/acme/teams/race/members/${users.bob}`, { method: 'PUT' })),
+    );
     expect(responses.map((response) => response.status).sort()).toEqual([200, 200, 200, 200, 200, 201]);
     const added = await db()('directory_events').where({ action: 'team_member.add' }).whereRaw("after->>'team' = 'race'");
     expect(added).toHaveLength(1);
@@ -203,11 +252,15 @@ describe('racing writes', () => {
 
 describe('no escalation through teams', () => {
   it('refuses a team manager who lacks * to join an admin team or attach organization-admin (403 naming *)', async () => {
-    expect((await alice.request('/orgs/acme/roles', { method: 'POST', json: { name: 'team-manager', permissions: ['team:*'] } })).status).toBe(201);
+    expect(
+      (await alice.request('/orgs/acme/roles', { method: 'POST', json: { name: 'team-manager', permissions: ['team:*'] } })).status,
+    ).toBe(201);
     expect((await alice.request('/orgs/acme/teams', { method: 'POST', json: { name: 'admins' } })).status).toBe(201);
     expect((await alice.request('/orgs/acme/teams/admins/roles/organization-admin', { method: 'PUT' })).status).toBe(201);
     expect((await alice.request('/orgs/acme/teams/deployers/roles/team-manager', { method: 'PUT' })).status).toBe(201);
-    await waitFor(async () => (await bob.request('/orgs/acme/teams', { method: 'POST', json: { name: 'bobs-team' } })).status === 201, { what: 'bob to hold team:*' });
+    await waitFor(async () => (await bob.request('/orgs/acme/teams', { method: 'POST', json: { name: 'bobs-team' } })).status === 201, {
+      what: 'bob to hold team:*',
+    });
 
     const join = await bob.request(`/orgs/acme/teams/admins/members/${users.bob}`, { method: 'PUT' });
     expect(join.status).toBe(403);

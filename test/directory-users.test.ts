@@ -6,7 +6,10 @@ import type { AddressInfo } from 'node:net';
 import { startDirectoryStack, type DirectoryStack } from './support/directory-stack';
 import { waitFor } from './support/wait-for';
 
-const PNG = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('IHDR-not-really-but-typed-by-magic')]);
+const PNG = Buffer.concat([
+  Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+  Buffer.from('IHDR-not-really-but-typed-by-magic'),
+]);
 const JPEG = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.from('JFIF')]);
 const WEBP = Buffer.concat([Buffer.from('RIFF'), Buffer.from([0x10, 0, 0, 0]), Buffer.from('WEBPVP8 ')]);
 
@@ -31,7 +34,13 @@ describe('registration (PUT /users/me)', () => {
     const first = await frank.request('/users/me', { method: 'PUT' });
     expect(first.status).toBe(201);
     const registered = await first.json();
-    expect(registered).toMatchObject({ subject: 'frank|sub', email: 'Frank@Example.com', email_verified: true, display_name: 'Frank Ocean', picture_url: null });
+    expect(registered).toMatchObject({
+      subject: 'frank|sub',
+      email: 'Frank@Example.com',
+      email_verified: true,
+      display_name: 'Frank Ocean',
+      picture_url: null,
+    });
 
     const again = await frank.request('/users/me', { method: 'PUT' });
     expect(again.status).toBe(200);
@@ -39,17 +48,23 @@ describe('registration (PUT /users/me)', () => {
     expect(await stack.database.db('users').where({ subject: 'frank|sub' }).count({ n: '*' })).toEqual([{ n: '1' }]);
 
     // The gateway's subject cache learns of the new row from the change notification.
-    const profile = await waitFor(async () => {
-      const response = await frank.request('/users/me');
-      return response.status === 200 && response;
-    }, { what: 'the registered profile to be readable' });
+    const profile = await waitFor(
+      async () => {
+        const response = await frank.request('/users/me');
+        return response.status === 200 && response;
+      },
+      { what: 'the registered profile to be readable' },
+    );
     expect(await profile.json()).toEqual(registered);
 
-    const events = await stack.database.db('directory_events').where({ target_id: registered.id }).select('action', 'actor', 'after', 'request_id');
+    const events = await stack.database
+      .db('directory_events')
+      .where({ target_id: registered.id })
+      .select('action', 'actor', 'after', 'request_id');
     expect(events).toEqual([{ action: 'user.register', actor: registered.id, after: registered, request_id: expect.any(String) }]);
   });
 
-  it('takes the identity provider\'s verified address when a registered user registers again', async () => {
+  it("takes the identity provider's verified address when a registered user registers again", async () => {
     const row = await stack.database.db('users').where({ subject: 'erin|sub' }).first('email_verified');
     expect(row.email_verified).toBe(false);
     const erin = await stack.as('erin');
@@ -68,12 +83,20 @@ describe('the profile', () => {
     expect(etag).toMatch(/^"[A-Za-z0-9_-]{43}"$/);
     expect((await alice.request('/users/me', { headers: { 'if-none-match': etag } })).status).toBe(304);
 
-    const renamed = await alice.request('/users/me', { method: 'PATCH', headers: { 'if-match': etag }, json: { display_name: 'Alice A.' } });
+    const renamed = await alice.request('/users/me', {
+      method: 'PATCH',
+      headers: { 'if-match': etag },
+      json: { display_name: 'Alice A.' },
+    });
     expect(renamed.status).toBe(200);
     expect(await renamed.json()).toMatchObject({ display_name: 'Alice A.' });
     expect(renamed.headers.get('etag')).not.toBe(etag);
 
-    const stale = await alice.request('/users/me', { method: 'PATCH', headers: { 'if-match': etag }, json: { display_name: 'Lost update' } });
+    const stale = await alice.request('/users/me', {
+      method: 'PATCH',
+      headers: { 'if-match': etag },
+      json: { display_name: 'Lost update' },
+    });
     expect(stale.status).toBe(412);
     expect(stale.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     expect((await (await alice.request('/users/me')).json()).display_name).toBe('Alice A.');
@@ -89,16 +112,28 @@ describe('the profile', () => {
     const moved = await bob.request(`/users/${renamed.id}`, { method: 'PATCH', json: { email: 'bob@new.example.com' } });
     expect(moved.status).toBe(200);
     expect(await moved.json()).toMatchObject({ email: 'bob@new.example.com', email_verified: false });
-    const event = await stack.database.db('directory_events').where({ target_id: renamed.id, action: 'user.update' }).orderBy('id', 'desc').first('before', 'after');
-    expect(event).toMatchObject({ before: { email: 'bob@example.com', email_verified: true }, after: { email: 'bob@new.example.com', email_verified: false } });
+    const event = await stack.database
+      .db('directory_events')
+      .where({ target_id: renamed.id, action: 'user.update' })
+      .orderBy('id', 'desc')
+      .first('before', 'after');
+    expect(event).toMatchObject({
+      before: { email: 'bob@example.com', email_verified: true },
+      after: { email: 'bob@new.example.com', email_verified: false },
+    });
   });
 
   it('refuses an unknown field or an invalid e-mail (422), malformed JSON (400) and a body that is not JSON (415)', async () => {
     const alice = await stack.as('alice');
     expect((await alice.request('/users/me', { method: 'PATCH', json: { subject: 'someone-else' } })).status).toBe(422);
     expect((await alice.request('/users/me', { method: 'PATCH', json: { email: 'not-an-address' } })).status).toBe(422);
-    expect((await alice.request('/users/me', { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"display_name":' })).status).toBe(400);
-    expect((await alice.request('/users/me', { method: 'PATCH', headers: { 'content-type': 'text/plain' }, body: 'display_name=x' })).status).toBe(415);
+    expect(
+      (await alice.request('/users/me', { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"display_name":' }))
+        .status,
+    ).toBe(400);
+    expect(
+      (await alice.request('/users/me', { method: 'PATCH', headers: { 'content-type': 'text/plain' }, body: 'display_name=x' })).status,
+    ).toBe(415);
     expect((await stack.database.db('users').where({ subject: 'alice|sub' }).first('subject', 'display_name')).display_name).not.toBe('x');
   });
 
@@ -119,7 +154,11 @@ describe('the picture', () => {
   ])('stores a %s by its magic bytes and serves it back', async (_kind, bytes, type) => {
     const carol = await stack.as('carol');
     // The Content-Type the client claims is not what decides.
-    const upload = await carol.request('/users/me/picture', { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: bytes });
+    const upload = await carol.request('/users/me/picture', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: bytes,
+    });
     expect(upload.status).toBe(200);
     const user = await upload.json();
     expect(user.picture_url).toBe(`/users/${user.id}/picture`);
@@ -132,7 +171,11 @@ describe('the picture', () => {
 
   it('refuses what is not a PNG, JPEG or WebP (415), whatever its Content-Type says', async () => {
     const carol = await stack.as('carol');
-    const response = await carol.request('/users/me/picture', { method: 'PUT', headers: { 'content-type': 'image/png' }, body: Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>') });
+    const response = await carol.request('/users/me/picture', {
+      method: 'PUT',
+      headers: { 'content-type': 'image/png' },
+      body: Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>'),
+    });
     expect(response.status).toBe(415);
     expect((await response.json()).detail).toMatch(/PNG, JPEG or WebP/);
   });
@@ -140,7 +183,9 @@ describe('the picture', () => {
   it('refuses a picture larger than 1 MiB (413) and takes one of exactly 1 MiB', async () => {
     const carol = await stack.as('carol');
     const exact = Buffer.concat([PNG, Buffer.alloc(1024 * 1024 - PNG.length)]);
-    expect((await carol.request('/users/me/picture', { method: 'PUT', headers: { 'content-type': 'image/png' }, body: exact })).status).toBe(200);
+    expect(
+      (await carol.request('/users/me/picture', { method: 'PUT', headers: { 'content-type': 'image/png' }, body: exact })).status,
+    ).toBe(200);
     const tooLarge = Buffer.concat([exact, Buffer.alloc(1)]);
     const response = await carol.request('/users/me/picture', { method: 'PUT', headers: { 'content-type': 'image/png' }, body: tooLarge });
     expect(response.status).toBe(413);
@@ -187,7 +232,9 @@ describe('password reset', () => {
       });
       await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve));
       const { port } = webhook.address() as AddressInfo;
-      withWebhook = await startDirectoryStack({ directory: { password_reset_webhook: `http://127.0.0.1:${port}/reset`, event_mask: ['/email'] } });
+      withWebhook = await startDirectoryStack({
+        directory: { password_reset_webhook: `http://127.0.0.1:${port}/reset`, event_mask: ['/email'] },
+      });
     });
 
     afterAll(async () => {
@@ -206,7 +253,10 @@ describe('password reset', () => {
       const alice = await withWebhook.as('alice');
       const changed = await (await alice.request('/users/me', { method: 'PATCH', json: { display_name: 'Masked' } })).json();
       expect(changed.email).toBe('alice@example.com');
-      const event = await withWebhook.database.db('directory_events').where({ target_id: changed.id, action: 'user.update' }).first('before', 'after');
+      const event = await withWebhook.database
+        .db('directory_events')
+        .where({ target_id: changed.id, action: 'user.update' })
+        .first('before', 'after');
       expect(event.after).toMatchObject({ display_name: 'Masked' });
       expect(event.before).not.toHaveProperty('email');
       expect(event.after).not.toHaveProperty('email');

@@ -102,7 +102,10 @@ describe('directory_version on decision records', () => {
   async function recordedVersion(res: Response): Promise<number | null> {
     await res.arrayBuffer();
     const id = res.headers.get('x-portcullis-decision')!;
-    const row = await waitFor(async () => (await db('decisions').where({ id }).first('directory_version')) as { directory_version: string | null } | undefined, { timeoutMs: 15_000, what: `decision ${id}` });
+    const row = await waitFor(
+      async () => (await db('decisions').where({ id }).first('directory_version')) as { directory_version: string | null } | undefined,
+      { timeoutMs: 15_000, what: `decision ${id}` },
+    );
     return row.directory_version === null ? null : Number(row.directory_version);
   }
 
@@ -118,10 +121,13 @@ describe('directory_version on decision records', () => {
     await db('team_members').insert({ team_id: dir.teams.builders, user_id: dir.users.alice });
     const written = await version();
     expect(written).toBeGreaterThan(first!);
-    const later = await waitFor(async () => {
-      const seen = await recordedVersion(await h.request('/orgs/acme/projects/api', { token: alice }));
-      return seen !== null && seen >= written ? seen : undefined;
-    }, { timeoutMs: 15_000, what: 'a decision that saw the write' });
+    const later = await waitFor(
+      async () => {
+        const seen = await recordedVersion(await h.request('/orgs/acme/projects/api', { token: alice }));
+        return seen !== null && seen >= written ? seen : undefined;
+      },
+      { timeoutMs: 15_000, what: 'a decision that saw the write' },
+    );
     expect(later).toBe(written);
   });
 
@@ -140,7 +146,8 @@ describe('directory_version on decision records', () => {
 });
 
 const THIS_MIGRATION = '20261130000011_directory_version.js';
-const completed = async (from: Knex) => ((await from.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
+const completed = async (from: Knex) =>
+  ((await from.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
 
 /** Rolls back the migrations after this one, then this one. */
 async function rollBackThisMigration(from: Knex): Promise<void> {
@@ -166,7 +173,14 @@ describe('directory_version in the hash chain', () => {
     await appendDecisions(chain.db, 3, 3, (n) => ({ directoryVersion: 100 + n }));
     const query = new PgDecisionQueryStore(chain.db);
     expect(await verifyChain(query)).toMatchObject({ ok: true, checked: 6 });
-    expect((await chain.db('decisions').orderBy('seq').pluck('directory_version')).map((v) => (v === null ? null : Number(v)))).toEqual([null, null, null, 103, 104, 105]);
+    expect((await chain.db('decisions').orderBy('seq').pluck('directory_version')).map((v) => (v === null ? null : Number(v)))).toEqual([
+      null,
+      null,
+      null,
+      103,
+      104,
+      105,
+    ]);
 
     await chain.db('decisions').where({ seq: 5 }).update({ directory_version: 1 });
     expect(await verifyChain(query)).toMatchObject({ ok: false, broken: { seq: 5 } });
@@ -186,7 +200,9 @@ describe('directory_version in the hash chain', () => {
 
   it('rolls back to the plain notification function when no record carries a version, and migrates up again', async () => {
     await rollBackThisMigration(chain.db);
-    const { rows } = await chain.db.raw<{ rows: { proname: string }[] }>(`select proname from pg_proc where proname like 'portcullis_directory_%' order by proname`);
+    const { rows } = await chain.db.raw<{ rows: { proname: string }[] }>(
+      `select proname from pg_proc where proname like 'portcullis_directory_%' order by proname`,
+    );
     expect(rows.map((row) => row.proname)).toEqual(['portcullis_directory_notify', 'portcullis_directory_truncated']);
     await chain.db('users').insert({ subject: 'after-rollback|sub' });
     await chain.db.migrate.latest(migrationConfig());

@@ -26,10 +26,14 @@ describe('Dockerfile', () => {
     for (const source of sources) expect([source, existsSync(path.join(projectRoot, source))]).toEqual([source, true]);
   });
 
-  it('copies into the runtime every file of src/ that is not TypeScript (the console\'s static files), where the code reads it', () => {
+  it("copies into the runtime every file of src/ that is not TypeScript (the console's static files), where the code reads it", () => {
     const runtime = instructions.slice(instructions.findIndex((line) => /^FROM .* AS runtime$/i.test(line)));
-    const copied = runtime.filter((line) => line.startsWith('COPY ') && !line.includes('--from=')).map((line) => line.split(/\s+/).slice(1));
-    const assets = listFiles(path.join(projectRoot, 'src')).filter((file) => !file.endsWith('.ts')).map((file) => path.relative(projectRoot, file));
+    const copied = runtime
+      .filter((line) => line.startsWith('COPY ') && !line.includes('--from='))
+      .map((line) => line.split(/\s+/).slice(1));
+    const assets = listFiles(path.join(projectRoot, 'src'))
+      .filter((file) => !file.endsWith('.ts'))
+      .map((file) => path.relative(projectRoot, file));
     expect(assets.length).toBeGreaterThan(0);
     for (const asset of assets) {
       const by = copied.find(([source, target]) => asset.startsWith(source!) && source === target);
@@ -39,7 +43,7 @@ describe('Dockerfile', () => {
 
   it('copies from build stages that it defines', () => {
     const stages = instructions.filter((line) => line.startsWith('FROM ')).map((line) => / AS (\S+)$/i.exec(line)?.[1]);
-    const used = instructions.flatMap((line) => [.../--from=(\S+)/.exec(line)?.slice(1) ?? []]);
+    const used = instructions.flatMap((line) => [...(/--from=(\S+)/.exec(line)?.slice(1) ?? [])]);
     for (const stage of used) expect(stages).toContain(stage);
   });
 
@@ -52,7 +56,9 @@ describe('Dockerfile', () => {
   it('installs the same pinned OPA as the project and builds the same entrypoint', () => {
     expect(dockerfile).toContain(`go install ${OPA_MODULE}`);
     expect(dockerfile).toContain('-e portcullis/decision');
-    expect(configSchema.parse({ auth: { issuer: 'i', audience: 'a', jwks_file: 'k' }, services: {} }).policy.entrypoint).toBe('portcullis/decision');
+    expect(configSchema.parse({ auth: { issuer: 'i', audience: 'a', jwks_file: 'k' }, services: {} }).policy.entrypoint).toBe(
+      'portcullis/decision',
+    );
   });
 
   it('starts the CLI and checks health on the default admin port, which answers /healthz', async () => {
@@ -83,12 +89,24 @@ describe('Dockerfile', () => {
 
     const userAt = runtime.findIndex((line) => line.startsWith('USER '));
     const user = runtime[userAt]!.split(/\s+/)[1];
-    const prepared = runtime.slice(0, userAt).filter((line) => line.startsWith('RUN ')).join(' ');
+    const prepared = runtime
+      .slice(0, userAt)
+      .filter((line) => line.startsWith('RUN '))
+      .join(' ');
     expect(prepared).toContain(`mkdir -p ${stateDir}`);
     expect(prepared).toMatch(new RegExp(`chown ${user} ${stateDir}( |$)`));
 
     // The CLI takes the state folder from that variable, whatever folder the config is in.
-    const ctx = createCliContext(new Command(), { env: { PORTCULLIS_CONFIG: configFile, PORTCULLIS_STATE_DIR: stateDir }, out: () => undefined, err: () => undefined, cwd: '/opt/portcullis' }, () => undefined);
+    const ctx = createCliContext(
+      new Command(),
+      {
+        env: { PORTCULLIS_CONFIG: configFile, PORTCULLIS_STATE_DIR: stateDir },
+        out: () => undefined,
+        err: () => undefined,
+        cwd: '/opt/portcullis',
+      },
+      () => undefined,
+    );
     expect(ctx.stateDir(ctx.configFile())).toBe(stateDir);
 
     const readme = readFileSync(path.join(projectRoot, 'README.md'), 'utf8');

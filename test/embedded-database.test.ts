@@ -124,7 +124,9 @@ describe('serve without database.url', () => {
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
     try {
       await serve.gatewayUrl;
-      expect(serve.output()).toMatch(/"level":40.*database.url is not set: using the embedded PostgreSQL in .*pgdata, which is for development/);
+      expect(serve.output()).toMatch(
+        /"level":40.*database.url is not set: using the embedded PostgreSQL in .*pgdata, which is for development/,
+      );
       expect((await stat(path.join(folder, '.portcullis', 'pg-password'))).mode & 0o777).toBe(0o600);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);

@@ -29,10 +29,14 @@ beforeAll(async () => {
   const dir = await seedDirectory(h.database.db);
   const db = h.database.db;
   // acme: owners (organization:*) carried by team leads; project-admin (project:*) carried by team releasers.
-  const [owners] = await db('roles').insert({ organization_id: dir.orgs.acme, name: 'owners', permissions: ['organization:*', 'member:read'] }).returning('id');
+  const [owners] = await db('roles')
+    .insert({ organization_id: dir.orgs.acme, name: 'owners', permissions: ['organization:*', 'member:read'] })
+    .returning('id');
   const [leads] = await db('teams').insert({ organization_id: dir.orgs.acme, name: 'leads' }).returning('id');
   await db('team_roles').insert({ team_id: leads.id, role_id: owners.id });
-  const [projectAdmin] = await db('roles').insert({ organization_id: dir.orgs.acme, name: 'project-admin', permissions: ['project:*'] }).returning('id');
+  const [projectAdmin] = await db('roles')
+    .insert({ organization_id: dir.orgs.acme, name: 'project-admin', permissions: ['project:*'] })
+    .returning('id');
   const [releasers] = await db('teams').insert({ organization_id: dir.orgs.acme, name: 'releasers' }).returning('id');
   await db('team_roles').insert({ team_id: releasers.id, role_id: projectAdmin.id });
   // globex has no projects; its own role deleters may delete it.
@@ -49,7 +53,11 @@ describe('what would allow a denied request', () => {
     const body = await evaluate('dave|sub', 'DELETE', '/orgs/acme');
     expect(body.result).toMatchObject({ allow: false, status: 403 });
     // objectContaining: a policy's decision may carry more than these (a code and its params).
-    const stillHasProjects = expect.objectContaining({ allow: false, status: 409, reasons: ["organization 'acme' still has 2 projects (api, web); delete them first"] });
+    const stillHasProjects = expect.objectContaining({
+      allow: false,
+      status: 409,
+      reasons: ["organization 'acme' still has 2 projects (api, web); delete them first"],
+    });
     expect(body.missing_permission).toEqual({
       permission: 'organization:delete',
       organization: 'acme',
@@ -70,7 +78,8 @@ describe('what would allow a denied request', () => {
     // bob: default role `default`, in team deployers (project-creator); project:delete is missing.
     const body = await evaluate('bob|sub', 'DELETE', '/orgs/acme/projects/web');
     expect(body.result).toMatchObject({ allow: false, status: 403 });
-    const allowedBy = (permission: string) => expect.objectContaining({ allow: true, status: 200, reasons: [`granted by permission '${permission}' in organization 'acme'`] });
+    const allowedBy = (permission: string) =>
+      expect.objectContaining({ allow: true, status: 200, reasons: [`granted by permission '${permission}' in organization 'acme'`] });
     expect(body.missing_permission.would_allow).toEqual([
       { change: 'default_role', role: 'organization-admin', team: null, result: allowedBy('*') },
       { change: 'default_role', role: 'project-admin', team: null, result: allowedBy('project:*') },
@@ -102,7 +111,8 @@ describe('portcullis explain', () => {
     requireBuild();
   });
 
-  const explain = (args: string[]) => runExplain(work, { databaseUrl: h.database.url, policySource: process.env.PORTCULLIS_TEST_BUNDLE! }, args);
+  const explain = (args: string[]) =>
+    runExplain(work, { databaseUrl: h.database.url, policySource: process.env.PORTCULLIS_TEST_BUNDLE! }, args);
 
   it('says that nothing in the directory would allow it, with what the policy still answers', async () => {
     const run = await explain(['--as', 'dave|sub', 'DELETE', '/orgs/acme']);

@@ -15,7 +15,12 @@ let globexRole: string;
 beforeAll(async () => {
   database = await createTestDatabase();
   dir = await seedDirectory(database.db);
-  globexRole = (await database.db('roles').insert({ organization_id: dir.orgs.globex, name: 'spy', permissions: ['*'] }).returning('id'))[0].id as string;
+  globexRole = (
+    await database
+      .db('roles')
+      .insert({ organization_id: dir.orgs.globex, name: 'spy', permissions: ['*'] })
+      .returning('id')
+  )[0].id as string;
   h = await startHarness({}, { database });
 });
 afterAll(async () => {
@@ -36,8 +41,13 @@ interface Outcome {
 }
 
 async function call(user: string, method: string, path: string, claims: Record<string, unknown> = {}): Promise<Outcome> {
-  const res = await h.request(path, { method, token: await tokenOf(`${user}|sub`, claims), ...(method === 'GET' || method === 'DELETE' ? {} : { body: '{}' }) });
-  if (res.headers.get('content-type')?.startsWith('application/problem+json')) return { status: res.status, detail: ((await res.json()) as { detail: string }).detail };
+  const res = await h.request(path, {
+    method,
+    token: await tokenOf(`${user}|sub`, claims),
+    ...(method === 'GET' || method === 'DELETE' ? {} : { body: '{}' }),
+  });
+  if (res.headers.get('content-type')?.startsWith('application/problem+json'))
+    return { status: res.status, detail: ((await res.json()) as { detail: string }).detail };
   await res.arrayBuffer();
   return { status: res.status };
 }
@@ -54,7 +64,13 @@ describe('registering (PUT /users/me) and the unregistered subject', () => {
     expect({ method: received.method, url: received.url }).toEqual({ method: 'PUT', url: '/users/me' });
     expect(received.headers['x-portcullis-user']).toBeUndefined();
     const assertion = decodeJwt(received.headers['x-portcullis-assertion'] as string);
-    expect(assertion).toMatchObject({ portcullis_sub: 'newcomer|sub', aud: 'portcullis:users', email: 'Newcomer@Example.com', email_verified: true, name: 'New Comer' });
+    expect(assertion).toMatchObject({
+      portcullis_sub: 'newcomer|sub',
+      aud: 'portcullis:users',
+      email: 'Newcomer@Example.com',
+      email_verified: true,
+      name: 'New Comer',
+    });
     expect(assertion).not.toHaveProperty('sub');
   });
 
@@ -94,7 +110,10 @@ describe('organizations and members', () => {
     expect(await call('bob', 'DELETE', '/orgs/acme/members/me')).toEqual({ status: 200 });
     expect(lastReceived('organizations').headers['x-portcullis-org']).toBe('acme');
     expect(await call('carol', 'DELETE', '/orgs/acme/members/me')).toMatchObject({ status: 403 });
-    expect(await call('bob', 'DELETE', '/orgs/globex/members/me')).toEqual({ status: 403, detail: "you are not a member of organization 'globex'" });
+    expect(await call('bob', 'DELETE', '/orgs/globex/members/me')).toEqual({
+      status: 403,
+      detail: "you are not a member of organization 'globex'",
+    });
   });
 });
 
@@ -123,7 +142,7 @@ describe('invitations under an organization (R7)', () => {
 });
 
 describe("teams' roles and members", () => {
-  it('attaches built-in roles and the organization\'s own roles to a team, never another organization\'s (R7)', async () => {
+  it("attaches built-in roles and the organization's own roles to a team, never another organization's (R7)", async () => {
     expect(await call('alice', 'PUT', '/orgs/acme/teams/deployers/roles/default')).toEqual({ status: 200 });
     expect(await call('alice', 'PUT', '/orgs/acme/teams/deployers/roles/project-creator')).toEqual({ status: 200 });
     expect(await call('alice', 'DELETE', '/orgs/acme/teams/deployers/roles/project-creator')).toEqual({ status: 200 });
@@ -131,7 +150,10 @@ describe("teams' roles and members", () => {
       status: 404,
       detail: `role '${globexRole}' not found in organization 'acme'`,
     });
-    expect(await call('alice', 'PUT', '/orgs/acme/teams/deployers/roles/spy')).toEqual({ status: 404, detail: "role 'spy' not found in organization 'acme'" });
+    expect(await call('alice', 'PUT', '/orgs/acme/teams/deployers/roles/spy')).toEqual({
+      status: 404,
+      detail: "role 'spy' not found in organization 'acme'",
+    });
   });
 
   it("reads a team's roles with team:read and changes them only with team:update", async () => {
@@ -162,6 +184,9 @@ describe('profile pictures', () => {
   it('lets a user upload their own picture and read only their own', async () => {
     expect(await call('carol', 'PUT', '/users/me/picture')).toEqual({ status: 200 });
     expect(await call('carol', 'GET', `/users/${dir.users.carol}/picture`)).toEqual({ status: 200 });
-    expect(await call('bob', 'GET', `/users/${dir.users.carol}/picture`)).toEqual({ status: 403, detail: 'a user may read and update only their own profile' });
+    expect(await call('bob', 'GET', `/users/${dir.users.carol}/picture`)).toEqual({
+      status: 403,
+      detail: 'a user may read and update only their own profile',
+    });
   });
 });

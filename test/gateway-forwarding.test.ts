@@ -29,7 +29,12 @@ describe('identity headers', () => {
     const seen = await echoed(
       await h.request('/orgs/acme', {
         token: alice,
-        headers: { 'X-Portcullis-User': 'attacker', 'x-portcullis-org': 'globex', 'X-PORTCULLIS-DECISION': 'forged', 'x-portcullis-extra': '1' },
+        headers: {
+          'X-Portcullis-User': 'attacker',
+          'x-portcullis-org': 'globex',
+          'X-PORTCULLIS-DECISION': 'forged',
+          'x-portcullis-extra': '1',
+        },
       }),
     );
     expect(seen.headers['x-portcullis-user']).toBe(dir.users.alice);
@@ -52,7 +57,9 @@ describe('identity headers', () => {
   it('adds an assertion the upstream can verify with the keys served on the admin port', async () => {
     const seen = await echoed(await h.request('/orgs/acme/projects/api', { token: alice }));
     const jwks = (await (await fetch(`${h.gateway.adminUrl}/.well-known/jwks.json`)).json()) as Parameters<typeof createLocalJWKSet>[0];
-    const { payload } = await jwtVerify(String(seen.headers['x-portcullis-assertion']), createLocalJWKSet(jwks), { audience: 'portcullis:projects' });
+    const { payload } = await jwtVerify(String(seen.headers['x-portcullis-assertion']), createLocalJWKSet(jwks), {
+      audience: 'portcullis:projects',
+    });
     expect(payload.sub).toBe(dir.users.alice);
     expect(payload.org).toBe('acme');
   });
@@ -80,14 +87,20 @@ describe('the forwarded path is the judged path', () => {
     ['an encoded NUL', '/orgs/acme%00/projects'],
   ])('rejects %s with 400 and forwards nothing', async (_name, target) => {
     const before = h.upstreams.projects.received.length + h.upstreams.organizations.received.length;
-    const res = await rawRequest(h.gateway.gatewayUrl, `GET ${target} HTTP/1.1\nHost: x\nAuthorization: Bearer ${alice}\nConnection: close\n\n`);
+    const res = await rawRequest(
+      h.gateway.gatewayUrl,
+      `GET ${target} HTTP/1.1\nHost: x\nAuthorization: Bearer ${alice}\nConnection: close\n\n`,
+    );
     expect(res.status).toBe(400);
     expect(res.headers).toMatch(/content-type: application\/problem\+json/i);
     expect(h.upstreams.projects.received.length + h.upstreams.organizations.received.length).toBe(before);
   });
 
   it('rejects an absolute-form request target', async () => {
-    const res = await rawRequest(h.gateway.gatewayUrl, `GET http://evil.example/orgs/acme HTTP/1.1\nHost: x\nAuthorization: Bearer ${alice}\nConnection: close\n\n`);
+    const res = await rawRequest(
+      h.gateway.gatewayUrl,
+      `GET http://evil.example/orgs/acme HTTP/1.1\nHost: x\nAuthorization: Bearer ${alice}\nConnection: close\n\n`,
+    );
     expect(res.status).toBe(400);
   });
 
@@ -97,7 +110,10 @@ describe('the forwarded path is the judged path', () => {
       `GET /orgs/acme HTTP/1.1\nHost: x\nAuthorization: Bearer ${alice}\nAuthorization: Bearer other\nConnection: close\n\n`,
     );
     expect(auth.status).toBe(400);
-    const host = await rawRequest(h.gateway.gatewayUrl, `GET /orgs/acme HTTP/1.1\nHost: x\nHost: y\nAuthorization: Bearer ${alice}\nConnection: close\n\n`);
+    const host = await rawRequest(
+      h.gateway.gatewayUrl,
+      `GET /orgs/acme HTTP/1.1\nHost: x\nHost: y\nAuthorization: Bearer ${alice}\nConnection: close\n\n`,
+    );
     expect(host.status).toBe(400);
   });
 });
@@ -105,7 +121,9 @@ describe('the forwarded path is the judged path', () => {
 describe('bodies and upstream failures', () => {
   it('streams the request body through unchanged', async () => {
     const body = JSON.stringify({ slug: 'new-project', blob: 'x'.repeat(100_000) });
-    const seen = await echoed(await h.request('/orgs/acme/projects', { method: 'POST', token: alice, body, headers: { 'content-type': 'application/json' } }));
+    const seen = await echoed(
+      await h.request('/orgs/acme/projects', { method: 'POST', token: alice, body, headers: { 'content-type': 'application/json' } }),
+    );
     expect(seen.body).toBe(body);
   });
 
@@ -138,12 +156,23 @@ describe('decision records', () => {
     const denied = await h.request('/orgs/acme', { method: 'DELETE', token: alice });
     const unauthenticated = await h.request('/orgs/acme');
     const ids = [allowed, denied, unauthenticated].map((res) => res.headers.get('x-portcullis-decision'));
-    const rows = await waitFor(async () => {
-      const found = await h.database.db('decisions').whereIn('id', ids as string[]);
-      return found.length === 3 && found;
-    }, { what: 'the three decision records' });
+    const rows = await waitFor(
+      async () => {
+        const found = await h.database.db('decisions').whereIn('id', ids as string[]);
+        return found.length === 3 && found;
+      },
+      { what: 'the three decision records' },
+    );
     const byId = new Map(rows.map((row) => [row.id, row]));
-    expect(byId.get(ids[0])).toMatchObject({ allow: true, status: 200, action: 'organization:read', organization: 'acme', method: 'GET', path: '/orgs/acme', subject: 'alice|sub' });
+    expect(byId.get(ids[0])).toMatchObject({
+      allow: true,
+      status: 200,
+      action: 'organization:read',
+      organization: 'acme',
+      method: 'GET',
+      path: '/orgs/acme',
+      subject: 'alice|sub',
+    });
     expect(byId.get(ids[1])).toMatchObject({ allow: false, status: 409, action: 'organization:delete' });
     expect(byId.get(ids[2])).toMatchObject({ allow: false, status: 401, subject: null });
     expect(byId.get(ids[0]).policy_revision).toBeTruthy();
@@ -178,4 +207,3 @@ describe('dependencies failing', () => {
     }
   });
 });
-

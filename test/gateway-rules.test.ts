@@ -35,13 +35,20 @@ describe('R1: a request without a valid bearer token gets 401', () => {
 
   it('answers 401 for an expired token and for one from an untrusted issuer', async () => {
     await expectDenied(await h.request('/orgs/acme', { token: await h.tokens.sign('alice|sub', {}, { expiresIn: -60 }) }), 401, /expired/);
-    await expectDenied(await h.request('/orgs/acme', { token: await h.tokens.sign('alice|sub', {}, { issuer: 'https://evil.example' }) }), 401);
+    await expectDenied(
+      await h.request('/orgs/acme', { token: await h.tokens.sign('alice|sub', {}, { issuer: 'https://evil.example' }) }),
+      401,
+    );
   });
 });
 
 describe('R2: a user with no organization', () => {
   it('is denied anything organization-scoped and told how to get started', async () => {
-    await expectDenied(await h.request('/orgs/acme/projects', { token: await token('carol') }), 403, /belong to no organization; create one or accept an invitation/);
+    await expectDenied(
+      await h.request('/orgs/acme/projects', { token: await token('carol') }),
+      403,
+      /belong to no organization; create one or accept an invitation/,
+    );
   });
 
   it('may create an organization', async () => {
@@ -58,8 +65,13 @@ describe('R2: a user with no organization', () => {
   });
 
   it('may accept an invitation addressed to their e-mail, and nobody else may', async () => {
-    await expectDenied(await h.request(`/invitations/${dir.invitations.carol}/accept`, { method: 'POST', token: await token('erin') }), 403);
-    expect((await h.request(`/invitations/${dir.invitations.carol}/accept`, { method: 'POST', token: await token('carol') })).status).toBe(200);
+    await expectDenied(
+      await h.request(`/invitations/${dir.invitations.carol}/accept`, { method: 'POST', token: await token('erin') }),
+      403,
+    );
+    expect((await h.request(`/invitations/${dir.invitations.carol}/accept`, { method: 'POST', token: await token('carol') })).status).toBe(
+      200,
+    );
   });
 });
 
@@ -82,7 +94,10 @@ describe('R4: permissions are the default role plus the roles of the member’s 
   });
 
   it('ignores a team role that belongs to another organization', async () => {
-    const [foreign] = await h.database.db('roles').insert({ organization_id: dir.orgs.globex, name: 'globex-deleter', permissions: ['project:delete'] }).returning('id');
+    const [foreign] = await h.database
+      .db('roles')
+      .insert({ organization_id: dir.orgs.globex, name: 'globex-deleter', permissions: ['project:delete'] })
+      .returning('id');
     await h.database.db('team_roles').insert({ team_id: dir.teams.deployers, role_id: foreign.id });
     try {
       await expectDenied(await h.request('/orgs/acme/projects/web', { method: 'DELETE', token: await token('bob') }), 403);
@@ -92,7 +107,10 @@ describe('R4: permissions are the default role plus the roles of the member’s 
   });
 
   it('stops counting team roles once the user is no longer a member of the organization', async () => {
-    const membership = await h.database.db('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).first();
+    const membership = await h.database
+      .db('organization_members')
+      .where({ organization_id: dir.orgs.acme, user_id: dir.users.bob })
+      .first();
     await h.database.db('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).delete();
     try {
       await expectDenied(await h.request('/orgs/acme/projects', { method: 'POST', token: await token('bob'), body: '{}' }), 403);
@@ -112,7 +130,11 @@ describe('R5: an organization with projects cannot be deleted', () => {
   });
 
   it('requires organization:delete first, without revealing project names', async () => {
-    const body = await expectDenied(await h.request('/orgs/acme', { method: 'DELETE', token: await token('bob') }), 403, /organization:delete/);
+    const body = await expectDenied(
+      await h.request('/orgs/acme', { method: 'DELETE', token: await token('bob') }),
+      403,
+      /organization:delete/,
+    );
     expect(body.detail).not.toMatch(/api|web/);
   });
 
@@ -152,6 +174,10 @@ describe('R8: deny by default, fail closed', () => {
   });
 
   it('denies a token whose subject is not a registered user', async () => {
-    await expectDenied(await h.request('/orgs', { method: 'POST', token: await h.tokens.sign('nobody|sub') }), 403, /no user is registered/);
+    await expectDenied(
+      await h.request('/orgs', { method: 'POST', token: await h.tokens.sign('nobody|sub') }),
+      403,
+      /no user is registered/,
+    );
   });
 });

@@ -17,7 +17,14 @@ const BODY_LIMIT = 64 * 1024;
 
 beforeAll(async () => {
   h = await startHarness({
-    server: { host: '127.0.0.1', port: 0, upstream_timeout_ms: 2000, body_limit_bytes: BODY_LIMIT, headers_timeout_ms: 1000, request_timeout_ms: 2000 },
+    server: {
+      host: '127.0.0.1',
+      port: 0,
+      upstream_timeout_ms: 2000,
+      body_limit_bytes: BODY_LIMIT,
+      headers_timeout_ms: 1000,
+      request_timeout_ms: 2000,
+    },
   });
   await seedDirectory(h.database.db);
   alice = await h.tokens.sign('alice|sub');
@@ -31,11 +38,14 @@ afterAll(() => agent.destroy());
 function send(target: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   const { port } = new URL(h.gateway.gatewayUrl);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: target, agent, headers: { authorization: `Bearer ${alice}`, ...headers } }, (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, path: target, agent, headers: { authorization: `Bearer ${alice}`, ...headers } },
+      (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -44,7 +54,7 @@ function send(target: string, headers: Record<string, string> = {}): Promise<{ s
 /** A seeded generator, so a failure names a reproducible case. */
 function generator(seed: number) {
   let state = seed;
-  const next = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const next = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   return <T>(items: readonly T[]) => items[Math.floor(next() * items.length)]!;
 }
 
@@ -54,15 +64,53 @@ describe('the forwarded path always equals the judged path', () => {
     // Parameters keep their case: `ACME` and `API` name nothing and are never forwarded.
     const org = ['acme', 'acme', 'AcMe', '%61cme', 'ACME', 'acm%65'];
     const project = ['api', 'API', '%61pi', 'a%70i', 'web', 'W%45B', 'web', 'api'];
-    const tail = ['run', 'RUN', '.', '..', '%2e', '%2E%2e', '%2f', '%2F', '%5c', '%5C', '%252e', '%25', '', ';x=1', 'a;b', '%3b', '%00', '%20', 'caf%C3%A9', '~x', 'a-b_c', '%7e', '%41', 'v1', 'Logs', '%2E', 'x%2Fy'];
+    const tail = [
+      'run',
+      'RUN',
+      '.',
+      '..',
+      '%2e',
+      '%2E%2e',
+      '%2f',
+      '%2F',
+      '%5c',
+      '%5C',
+      '%252e',
+      '%25',
+      '',
+      ';x=1',
+      'a;b',
+      '%3b',
+      '%00',
+      '%20',
+      'caf%C3%A9',
+      '~x',
+      'a-b_c',
+      '%7e',
+      '%41',
+      'v1',
+      'Logs',
+      '%2E',
+      'x%2Fy',
+    ];
     const separator = ['/', '/', '/', '//'];
     let forwarded = 0;
     let rejected = 0;
     const judged = new Map<string, string>();
     for (let i = 0; i < 800; i += 1) {
       const rest = Array.from({ length: Math.floor(pick([0, 1, 2, 3])) }, () => pick(tail));
-      const segments = [pick(['orgs', 'orgs', 'ORGS', 'o%72gs']), pick(org), pick(['projects', 'projects', 'Projects', 'projects/.', 'projects/..']), pick(project), 'pipelines', ...rest];
-      const target = `/${segments.map((segment) => segment + pick(separator)).join('').replace(/\/$/, pick(['', '/']))}${pick(['', '?q=1', '?a=%2e%2e/x'])}`;
+      const segments = [
+        pick(['orgs', 'orgs', 'ORGS', 'o%72gs']),
+        pick(org),
+        pick(['projects', 'projects', 'Projects', 'projects/.', 'projects/..']),
+        pick(project),
+        'pipelines',
+        ...rest,
+      ];
+      const target = `/${segments
+        .map((segment) => segment + pick(separator))
+        .join('')
+        .replace(/\/$/, pick(['', '/']))}${pick(['', '?q=1', '?a=%2e%2e/x'])}`;
       let expected: { path: string; query: string } | undefined;
       try {
         expected = canonicalizeTarget(target);
@@ -81,7 +129,10 @@ describe('the forwarded path always equals the judged path', () => {
       const seen = JSON.parse(body) as EchoedRequest;
       // The route's literals (orgs, projects, pipelines) match in any case and are forwarded
       // as the route spells them; parameters and the rest keep their case.
-      const literalsFolded = expected!.path.split('/').map((segment, index) => ([1, 3, 5].includes(index) ? segment.toLowerCase() : segment)).join('/');
+      const literalsFolded = expected!.path
+        .split('/')
+        .map((segment, index) => ([1, 3, 5].includes(index) ? segment.toLowerCase() : segment))
+        .join('/');
       expect([target, seen.url]).toEqual([target, literalsFolded + expected!.query]);
       expect(seen.url.startsWith('/orgs/acme/projects/')).toBe(true);
       judged.set(seen.headers['x-portcullis-decision'] as string, seen.url.split('?')[0]!);
@@ -91,7 +142,10 @@ describe('the forwarded path always equals the judged path', () => {
     // The decision record holds the path the policy judged: byte for byte the forwarded one.
     const recorded = await waitFor(
       async () => {
-        const rows: { id: string; path: string }[] = await h.database.db('decisions').whereIn('id', [...judged.keys()]).select('id', 'path');
+        const rows: { id: string; path: string }[] = await h.database
+          .db('decisions')
+          .whereIn('id', [...judged.keys()])
+          .select('id', 'path');
         return rows.length === judged.size && rows;
       },
       { timeoutMs: 10_000, everyMs: 50, what: `all ${judged.size} decision records` },
@@ -104,12 +158,11 @@ describe('spoofing and smuggling', () => {
   it('removes identity headers spelled with underscores or odd case', async () => {
     const res = await send('/orgs/acme', { X_Portcullis_User: 'attacker', 'x-PORTCULLIS-org': 'globex', x_portcullis_decision: 'forged' });
     const seen = JSON.parse(res.body) as EchoedRequest;
-    expect(Object.keys(seen.headers).filter((name) => /portcullis/i.test(name.replace(/_/g, '-'))).sort()).toEqual([
-      'x-portcullis-assertion',
-      'x-portcullis-decision',
-      'x-portcullis-org',
-      'x-portcullis-user',
-    ]);
+    expect(
+      Object.keys(seen.headers)
+        .filter((name) => /portcullis/i.test(name.replace(/_/g, '-')))
+        .sort(),
+    ).toEqual(['x-portcullis-assertion', 'x-portcullis-decision', 'x-portcullis-org', 'x-portcullis-user']);
     expect(seen.headers['x-portcullis-org']).toBe('acme');
     expect(seen.headers['x-portcullis-decision']).not.toBe('forged');
   });
@@ -196,7 +249,9 @@ describe('an upstream that resets the connection mid-response', () => {
       setTimeout(() => res.socket?.destroy(), 50);
     };
     try {
-      await expect(fetch(`${h.gateway.gatewayUrl}/orgs/acme/projects`, { headers: { authorization: `Bearer ${alice}` } }).then((res) => res.text())).rejects.toThrow();
+      await expect(
+        fetch(`${h.gateway.gatewayUrl}/orgs/acme/projects`, { headers: { authorization: `Bearer ${alice}` } }).then((res) => res.text()),
+      ).rejects.toThrow();
     } finally {
       h.upstreams.projects.handler = undefined;
     }
@@ -210,9 +265,14 @@ describe('operator signals', () => {
     await send('/orgs/acme/projects/api', { 'x-nothing': '1' });
     await fetch(`${h.gateway.gatewayUrl}/orgs/acme`);
     const text = await (await fetch(`${h.gateway.adminUrl}/metrics`)).text();
-    expect(text).toMatch(/portcullis_requests_total\{route="\/orgs\/\{org\}",action="organization:read",outcome="allowed",status="200"\} \d+/);
-    expect(text).toMatch(/portcullis_requests_total\{route="\/orgs\/\{org\}",action="organization:read",outcome="denied",status="401"\} \d+/);
-    for (const stage of ['authentication', 'directory', 'policy', 'upstream']) expect(text).toMatch(new RegExp(`portcullis_stage_duration_seconds_count\\{stage="${stage}"\\} [1-9]`));
+    expect(text).toMatch(
+      /portcullis_requests_total\{route="\/orgs\/\{org\}",action="organization:read",outcome="allowed",status="200"\} \d+/,
+    );
+    expect(text).toMatch(
+      /portcullis_requests_total\{route="\/orgs\/\{org\}",action="organization:read",outcome="denied",status="401"\} \d+/,
+    );
+    for (const stage of ['authentication', 'directory', 'policy', 'upstream'])
+      expect(text).toMatch(new RegExp(`portcullis_stage_duration_seconds_count\\{stage="${stage}"\\} [1-9]`));
     expect(text).toMatch(/portcullis_cache_hits\{cache="tokens"\} [1-9]/);
     expect(text).toMatch(/portcullis_policy_info\{revision="[^"]+"\} 1/);
     expect(text).toMatch(/portcullis_audit_backlog \d+/);

@@ -58,7 +58,9 @@ describe('the layers of src/', () => {
   });
 
   it('keeps the directory service an upstream of its own: it never imports the gateway or its stages that decide', () => {
-    expect(offending(['directory-service'], ['gateway', 'app', 'index', 'admin', 'cli', 'demo', 'routes', 'authn', 'authz', 'proxy'])).toEqual([]);
+    expect(
+      offending(['directory-service'], ['gateway', 'app', 'index', 'admin', 'cli', 'demo', 'routes', 'authn', 'authz', 'proxy']),
+    ).toEqual([]);
   });
 
   it('keeps configuration and database helpers below everything that uses them', () => {

@@ -49,7 +49,12 @@ beforeAll(async () => {
       policy: { source: process.env.PORTCULLIS_TEST_BUNDLE! },
       services: Object.fromEntries(SERVICES.map((name, index) => [name, { url: upstreams[index]!.url }])),
     },
-    { baseDir: dir, env: {}, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), toolchain: { opaBin: process.env.PORTCULLIS_TEST_OPA } },
+    {
+      baseDir: dir,
+      env: {},
+      logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+      toolchain: { opaBin: process.env.PORTCULLIS_TEST_OPA },
+    },
   );
 
   const app = express();
@@ -72,13 +77,19 @@ afterAll(async () => {
 
 const received = () => upstreams.reduce((sum, upstream) => sum + upstream.received.length, 0);
 const recorded = (decisionId: string) =>
-  waitFor(() => database.db('decisions').where({ id: decisionId }).first('allow', 'status'), { what: `decision ${decisionId} to be recorded` });
+  waitFor(() => database.db('decisions').where({ id: decisionId }).first('allow', 'status'), {
+    what: `decision ${decisionId} to be recorded`,
+  });
 
 it('is the README example: cors(), then helmet(), then gate.middleware', () => {
   const readme = readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
   const example = /### Mounting Portcullis in your own Express app[\s\S]*?```js\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
   const mounts = example.split('\n').filter((line) => line.trim().startsWith('app.use('));
-  expect(mounts.map((line) => line.trim().replace(/\).*$/, ')'))).toEqual([`app.use(cors({ origin: '${ORIGIN}' })`, 'app.use(helmet()', 'app.use(gate.middleware)']);
+  expect(mounts.map((line) => line.trim().replace(/\).*$/, ')'))).toEqual([
+    `app.use(cors({ origin: '${ORIGIN}' })`,
+    'app.use(helmet()',
+    'app.use(gate.middleware)',
+  ]);
   expect(example).toContain("const { createPortcullis } = require('portcullis');");
 });
 
@@ -112,7 +123,10 @@ it('forwards an allowed request, with the CORS and helmet headers on the upstrea
 
 it('still denies behind cors and helmet: 403 problem+json with their headers, recorded, nothing forwarded', async () => {
   const before = received();
-  const res = await fetch(`${url}/orgs/acme/projects/api`, { method: 'DELETE', headers: { origin: ORIGIN, authorization: `Bearer ${erin}` } });
+  const res = await fetch(`${url}/orgs/acme/projects/api`, {
+    method: 'DELETE',
+    headers: { origin: ORIGIN, authorization: `Bearer ${erin}` },
+  });
   expect(res.status).toBe(403);
   expect(res.headers.get('content-type')).toBe('application/problem+json');
   expect(res.headers.get('access-control-allow-origin')).toBe(ORIGIN);

@@ -21,10 +21,18 @@ afterAll(async () => {
 });
 
 async function columnsOf(table: string): Promise<Record<string, { type: string; nullable: boolean; default: string | null }>> {
-  const rows = await database.db('information_schema.columns')
-    .select<{ column_name: string; data_type: string; is_nullable: string; column_default: string | null }[]>('column_name', 'data_type', 'is_nullable', 'column_default')
+  const rows = await database
+    .db('information_schema.columns')
+    .select<{ column_name: string; data_type: string; is_nullable: string; column_default: string | null }[]>(
+      'column_name',
+      'data_type',
+      'is_nullable',
+      'column_default',
+    )
     .where({ table_schema: 'public', table_name: table });
-  return Object.fromEntries(rows.map((row) => [row.column_name, { type: row.data_type, nullable: row.is_nullable === 'YES', default: row.column_default }]));
+  return Object.fromEntries(
+    rows.map((row) => [row.column_name, { type: row.data_type, nullable: row.is_nullable === 'YES', default: row.column_default }]),
+  );
 }
 
 async function foreignKeys(table: string): Promise<string[]> {
@@ -49,7 +57,19 @@ const TIMESTAMPTZ = 'timestamp with time zone';
 
 describe('directory schema (design §3.1)', () => {
   it.each([
-    ['users', { id: UUID, subject: TEXT, email: TEXT, email_verified: 'boolean', display_name: TEXT, picture_url: TEXT, created_at: TIMESTAMPTZ, updated_at: TIMESTAMPTZ }],
+    [
+      'users',
+      {
+        id: UUID,
+        subject: TEXT,
+        email: TEXT,
+        email_verified: 'boolean',
+        display_name: TEXT,
+        picture_url: TEXT,
+        created_at: TIMESTAMPTZ,
+        updated_at: TIMESTAMPTZ,
+      },
+    ],
     ['organizations', { id: UUID, slug: TEXT, name: TEXT, created_at: TIMESTAMPTZ }],
     ['roles', { id: UUID, organization_id: UUID, name: TEXT, permissions: 'ARRAY' }],
     ['organization_members', { organization_id: UUID, user_id: UUID, role_id: UUID, created_at: TIMESTAMPTZ }],
@@ -57,18 +77,53 @@ describe('directory schema (design §3.1)', () => {
     ['team_members', { team_id: UUID, user_id: UUID }],
     ['team_roles', { team_id: UUID, role_id: UUID }],
     ['projects', { id: UUID, organization_id: UUID, slug: TEXT, name: TEXT }],
-    ['invitations', {
-      id: UUID, organization_id: UUID, email: TEXT, role_id: UUID, accepted_at: TIMESTAMPTZ, created_at: TIMESTAMPTZ,
-      expires_at: TIMESTAMPTZ, revoked_at: TIMESTAMPTZ, invited_by: UUID, accepted_by: UUID,
-    }],
+    [
+      'invitations',
+      {
+        id: UUID,
+        organization_id: UUID,
+        email: TEXT,
+        role_id: UUID,
+        accepted_at: TIMESTAMPTZ,
+        created_at: TIMESTAMPTZ,
+        expires_at: TIMESTAMPTZ,
+        revoked_at: TIMESTAMPTZ,
+        invited_by: UUID,
+        accepted_by: UUID,
+      },
+    ],
     ['user_pictures', { user_id: UUID, content_type: TEXT, data: 'bytea', updated_at: TIMESTAMPTZ }],
-    ['directory_events', {
-      id: 'bigint', time: TIMESTAMPTZ, actor: UUID, action: TEXT, organization_id: UUID, organization_slug: TEXT, target_type: TEXT,
-      target_id: TEXT, before: 'jsonb', after: 'jsonb', request_id: TEXT, decision_id: UUID,
-    }],
-    ['idempotency_keys', {
-      actor: TEXT, key: TEXT, method: TEXT, path: TEXT, body_hash: TEXT, status: 'integer', headers: 'jsonb', body: 'jsonb', created_at: TIMESTAMPTZ,
-    }],
+    [
+      'directory_events',
+      {
+        id: 'bigint',
+        time: TIMESTAMPTZ,
+        actor: UUID,
+        action: TEXT,
+        organization_id: UUID,
+        organization_slug: TEXT,
+        target_type: TEXT,
+        target_id: TEXT,
+        before: 'jsonb',
+        after: 'jsonb',
+        request_id: TEXT,
+        decision_id: UUID,
+      },
+    ],
+    [
+      'idempotency_keys',
+      {
+        actor: TEXT,
+        key: TEXT,
+        method: TEXT,
+        path: TEXT,
+        body_hash: TEXT,
+        status: 'integer',
+        headers: 'jsonb',
+        body: 'jsonb',
+        created_at: TIMESTAMPTZ,
+      },
+    ],
   ])('%s has exactly the columns of the design', async (table, expected) => {
     const columns = await columnsOf(table);
     expect(Object.fromEntries(Object.entries(columns).map(([name, column]) => [name, column.type]))).toEqual(expected);
@@ -89,7 +144,10 @@ describe('directory schema (design §3.1)', () => {
     };
     for (const [table, names] of Object.entries(required)) {
       const columns = await columnsOf(table);
-      const notNull = Object.entries(columns).filter(([, column]) => !column.nullable).map(([name]) => name).sort();
+      const notNull = Object.entries(columns)
+        .filter(([, column]) => !column.nullable)
+        .map(([name]) => name)
+        .sort();
       expect({ table, notNull }).toEqual({ table, notNull: [...names].sort() });
     }
     expect((await columnsOf('roles')).organization_id?.nullable).toBe(true);
@@ -168,7 +226,9 @@ describe('directory schema (design §3.1)', () => {
   });
 
   it('refuses a second built-in role with the same name', async () => {
-    await expect(database.db('roles').insert({ organization_id: null, name: 'default', permissions: ['*'] })).rejects.toMatchObject({ code: '23505' });
+    await expect(database.db('roles').insert({ organization_id: null, name: 'default', permissions: ['*'] })).rejects.toMatchObject({
+      code: '23505',
+    });
   });
 
   it('refuses to delete an organization that still has projects (R5, ON DELETE RESTRICT)', async () => {
@@ -180,10 +240,13 @@ describe('directory schema (design §3.1)', () => {
     expect(await database.db('organizations').where({ id: org.id }).delete()).toBe(1);
   });
 
-  it('removes an organization\'s roles, members, teams and invitations with it', async () => {
+  it("removes an organization's roles, members, teams and invitations with it", async () => {
     const [org] = await database.db('organizations').insert({ slug: 'cascade', name: 'Cascade' }).returning('id');
     const [user] = await database.db('users').insert({ subject: 'cascade-user' }).returning('id');
-    const [role] = await database.db('roles').insert({ organization_id: org.id, name: 'deployer', permissions: ['pipeline:run'] }).returning('id');
+    const [role] = await database
+      .db('roles')
+      .insert({ organization_id: org.id, name: 'deployer', permissions: ['pipeline:run'] })
+      .returning('id');
     const [team] = await database.db('teams').insert({ organization_id: org.id, name: 'ops' }).returning('id');
     await database.db('organization_members').insert({ organization_id: org.id, user_id: user.id, role_id: role.id });
     await database.db('team_members').insert({ team_id: team.id, user_id: user.id });
@@ -234,9 +297,15 @@ describe('decision log schema (design §3.6)', () => {
   });
 
   it('indexes decisions by time and seq, and by subject, organization, action and outcome in seq order', async () => {
-    const { rows } = await database.db.raw<{ rows: { indexdef: string }[] }>(`select indexdef from pg_indexes where tablename = 'decisions'`);
-    const definitions = rows.map((row) => row.indexdef.replace(/^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?public\.decisions USING btree /, ''));
-    expect(definitions).toEqual(expect.arrayContaining(['("time")', '(seq)', '(subject, seq)', '(organization, seq)', '(action, seq)', '(allow, seq)']));
+    const { rows } = await database.db.raw<{ rows: { indexdef: string }[] }>(
+      `select indexdef from pg_indexes where tablename = 'decisions'`,
+    );
+    const definitions = rows.map((row) =>
+      row.indexdef.replace(/^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?public\.decisions USING btree /, ''),
+    );
+    expect(definitions).toEqual(
+      expect.arrayContaining(['("time")', '(seq)', '(subject, seq)', '(organization, seq)', '(action, seq)', '(allow, seq)']),
+    );
   });
 });
 
@@ -252,12 +321,15 @@ describe('running the migrations', () => {
     );
     expect(rows).toEqual([]);
 
-    expect(await migrateToLatest(database.db)).toEqual(expect.arrayContaining(['20261128000001_directory.js', '20261128000002_decisions.js']));
+    expect(await migrateToLatest(database.db)).toEqual(
+      expect.arrayContaining(['20261128000001_directory.js', '20261128000002_decisions.js']),
+    );
     expect(await database.db('roles').whereNull('organization_id').count({ n: '*' })).toEqual([{ n: '2' }]);
   });
 });
 
-const completedIn = async (db: Knex) => ((await db.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
+const completedIn = async (db: Knex) =>
+  ((await db.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
 
 /** Rolls back one migration at a time until one refuses; returns that refusal (or undefined when all ran). */
 async function rollBackUntilRefused(db: Knex): Promise<Error | undefined> {
@@ -302,7 +374,9 @@ describe('rolling back a populated database', () => {
     ]);
 
     const shadow = await rollBackUntilRefused(populated.db);
-    expect(shadow?.message).toMatch(/refusing to roll back: policy_shadow_disagreements holds 1 rows .*export them first .*\\copy policy_shadow_disagreements/);
+    expect(shadow?.message).toMatch(
+      /refusing to roll back: policy_shadow_disagreements holds 1 rows .*export them first .*\\copy policy_shadow_disagreements/,
+    );
     expect(await completedIn(populated.db)).toContain('20261128000031_policy_shadow_disagreements.js');
     expect(await populated.db('policy_shadow_disagreements').count({ n: '*' })).toEqual([{ n: '1' }]);
 
@@ -319,7 +393,9 @@ describe('rolling back a populated database', () => {
   it('rolls back every migration that keeps the records, refuses to drop the decision log, and verify passes after re-applying', async () => {
     await appendDecisions(populated.db, 1200);
     const refusal = await rollBackUntilRefused(populated.db);
-    expect(refusal?.message).toMatch(/refusing to roll back: the decision log holds 1200 records .*npx portcullis decisions query --format ndjson --limit 1200/);
+    expect(refusal?.message).toMatch(
+      /refusing to roll back: the decision log holds 1200 records .*npx portcullis decisions query --format ndjson --limit 1200/,
+    );
     expect(await completedIn(populated.db)).toEqual(['20261128000001_directory.js', '20261128000002_decisions.js']);
     expect(await populated.db('decisions').count({ n: '*' })).toEqual([{ n: '1200' }]);
 
@@ -329,26 +405,37 @@ describe('rolling back a populated database', () => {
 
   it('refuses to drop a directory that holds users and organizations', async () => {
     const refusal = await rollBackUntilRefused(populated.db);
-    expect(refusal?.message).toMatch(/refusing to roll back: the directory holds \d+ users, organizations and organization roles .*pg_dump/);
+    expect(refusal?.message).toMatch(
+      /refusing to roll back: the directory holds \d+ users, organizations and organization roles .*pg_dump/,
+    );
     expect(await completedIn(populated.db)).toEqual(['20261128000001_directory.js']);
     await migrateToLatest(populated.db);
   });
 });
 
 describe('role names (built-in names are reserved)', () => {
-  it.each(['organization-admin', 'default', 'Organization-Admin'])('refuses an organization role named %s, on insert and on rename', async (name) => {
-    const [org] = await database.db('organizations').insert({ slug: `reserved-${name.toLowerCase()}`, name: 'Reserved' }).returning('id');
-    try {
-      await expect(database.db('roles').insert({ organization_id: org.id, name, permissions: ['project:read'] })).rejects.toMatchObject({
-        code: '23514',
-        constraint: 'roles_builtin_names_reserved',
-      });
-      const [role] = await database.db('roles').insert({ organization_id: org.id, name: 'deployer', permissions: ['project:read'] }).returning('id');
-      await expect(database.db('roles').where({ id: role.id }).update({ name })).rejects.toMatchObject({ code: '23514' });
-    } finally {
-      await database.db('organizations').where({ id: org.id }).delete();
-    }
-  });
+  it.each(['organization-admin', 'default', 'Organization-Admin'])(
+    'refuses an organization role named %s, on insert and on rename',
+    async (name) => {
+      const [org] = await database
+        .db('organizations')
+        .insert({ slug: `reserved-${name.toLowerCase()}`, name: 'Reserved' })
+        .returning('id');
+      try {
+        await expect(database.db('roles').insert({ organization_id: org.id, name, permissions: ['project:read'] })).rejects.toMatchObject({
+          code: '23514',
+          constraint: 'roles_builtin_names_reserved',
+        });
+        const [role] = await database
+          .db('roles')
+          .insert({ organization_id: org.id, name: 'deployer', permissions: ['project:read'] })
+          .returning('id');
+        await expect(database.db('roles').where({ id: role.id }).update({ name })).rejects.toMatchObject({ code: '23514' });
+      } finally {
+        await database.db('organizations').where({ id: org.id }).delete();
+      }
+    },
+  );
 
   it('fails the migration, naming the rows, when an organization role already uses a reserved name', async () => {
     const other = await createTestDatabase();
@@ -356,7 +443,9 @@ describe('role names (built-in names are reserved)', () => {
       while ((await completedIn(other.db)).includes('20261130000004_role_names.js')) await other.db.migrate.down(migrationConfig());
       const [org] = await other.db('organizations').insert({ slug: 'lookalike', name: 'Look-alike' }).returning('id');
       await other.db('roles').insert({ organization_id: org.id, name: 'organization-admin', permissions: ['project:read'] });
-      await expect(migrateToLatest(other.db)).rejects.toThrow(/organization roles use a built-in role's name .*'organization-admin' of lookalike .*rename them/);
+      await expect(migrateToLatest(other.db)).rejects.toThrow(
+        /organization roles use a built-in role's name .*'organization-admin' of lookalike .*rename them/,
+      );
       await other.db('roles').where({ organization_id: org.id }).update({ name: 'org-admin' });
       await migrateToLatest(other.db);
       expect(await completedIn(other.db)).toContain('20261130000004_role_names.js');
@@ -376,12 +465,17 @@ describe('credentials registry and lower-case slugs (R7)', () => {
       name: TEXT,
       created_at: TIMESTAMPTZ,
     });
-    expect(Object.entries(columns).filter(([, column]) => !column.nullable).map(([name]) => name).sort()).toEqual(['created_at', 'id', 'organization_id', 'slug']);
+    expect(
+      Object.entries(columns)
+        .filter(([, column]) => !column.nullable)
+        .map(([name]) => name)
+        .sort(),
+    ).toEqual(['created_at', 'id', 'organization_id', 'slug']);
     expect(await foreignKeys('credentials')).toEqual(['FOREIGN KEY (organization_id) REFERENCES organizations(id) ON DELETE CASCADE']);
     expect(await uniqueKeys('credentials')).toEqual(['PRIMARY KEY (id)', 'UNIQUE (organization_id, slug)']);
   });
 
-  it('removes an organization\'s credentials with it', async () => {
+  it("removes an organization's credentials with it", async () => {
     const [org] = await database.db('organizations').insert({ slug: 'credential-cascade', name: 'Cascade' }).returning('id');
     await database.db('credentials').insert({ organization_id: org.id, slug: 'aws', name: 'AWS' });
     await database.db('organizations').where({ id: org.id }).delete();
@@ -392,7 +486,9 @@ describe('credentials registry and lower-case slugs (R7)', () => {
     const { rows } = await database.db.raw<{ rows: { tgname: string; tgenabled: string }[] }>(
       `select tgname, tgenabled from pg_trigger where tgrelid = 'credentials'::regclass and not tgisinternal order by tgname`,
     );
-    expect(rows).toEqual(['delete', 'insert', 'truncate', 'update'].map((event) => ({ tgname: `portcullis_notify_${event}`, tgenabled: 'A' })));
+    expect(rows).toEqual(
+      ['delete', 'insert', 'truncate', 'update'].map((event) => ({ tgname: `portcullis_notify_${event}`, tgenabled: 'A' })),
+    );
   });
 
   it.each([
@@ -433,7 +529,9 @@ describe('credentials registry and lower-case slugs (R7)', () => {
     try {
       while ((await completedIn(other.db)).includes('20261130000001_credentials.js')) await other.db.migrate.down(migrationConfig());
       const [org] = await other.db('organizations').insert({ slug: 'Globex', name: 'Globex' }).returning('id');
-      await expect(migrateToLatest(other.db)).rejects.toThrow(/organizations\.slug must be lower-case, but these are not: 'Globex' \(id [0-9a-f-]{36}\); lower-case them/);
+      await expect(migrateToLatest(other.db)).rejects.toThrow(
+        /organizations\.slug must be lower-case, but these are not: 'Globex' \(id [0-9a-f-]{36}\); lower-case them/,
+      );
       await other.db('organizations').where({ id: org.id }).update({ slug: 'globex' });
       await migrateToLatest(other.db);
       expect(await completedIn(other.db)).toContain('20261130000001_credentials.js');
@@ -447,12 +545,15 @@ describe('directory service tables (issue 12)', () => {
   it('refuses to roll back while the change record, pictures or revocations would be lost, and rolls back once they are gone', async () => {
     const other = await createTestDatabase();
     try {
-      while ((await completedIn(other.db)).some((name) => name > '20261130000010_directory_service.js')) await other.db.migrate.down(migrationConfig());
+      while ((await completedIn(other.db)).some((name) => name > '20261130000010_directory_service.js'))
+        await other.db.migrate.down(migrationConfig());
       const [user] = await other.db('users').insert({ subject: 'pictured', email_verified: true }).returning('id');
       await other.db('user_pictures').insert({ user_id: user.id, content_type: 'image/png', data: Buffer.from([0x89, 0x50]) });
       await other.db('directory_events').insert({ action: 'user.register', target_type: 'user', target_id: user.id });
 
-      await expect(other.db.migrate.down(migrationConfig())).rejects.toThrow(/refusing to roll back: the directory service's data would be lost \(1 events, 1 pictures\); export it first/);
+      await expect(other.db.migrate.down(migrationConfig())).rejects.toThrow(
+        /refusing to roll back: the directory service's data would be lost \(1 events, 1 pictures\); export it first/,
+      );
       expect(await completedIn(other.db)).toContain('20261130000010_directory_service.js');
 
       await other.db('directory_events').delete();
@@ -468,7 +569,10 @@ describe('directory service tables (issue 12)', () => {
   it('defaults an invitation to expire in seven days, and a user to an unverified e-mail', async () => {
     const [org] = await database.db('organizations').insert({ slug: 'expiring', name: 'Expiring' }).returning('id');
     try {
-      const [invitation] = await database.db('invitations').insert({ organization_id: org.id, email: 'x@example.com' }).returning(['created_at', 'expires_at']);
+      const [invitation] = await database
+        .db('invitations')
+        .insert({ organization_id: org.id, email: 'x@example.com' })
+        .returning(['created_at', 'expires_at']);
       expect(invitation.expires_at.getTime() - invitation.created_at.getTime()).toBe(7 * 24 * 3600 * 1000);
       const [user] = await database.db('users').insert({ subject: 'unverified' }).returning('email_verified');
       expect(user.email_verified).toBe(false);

@@ -27,7 +27,9 @@ beforeAll(async () => {
   const [packed] = JSON.parse(stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
   files = packed!.files.map((file) => file.path);
   // From the npm cache where it can: the registry is asked only for what the cache lacks.
-  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', path.join(project, packed!.filename)], { cwd: project });
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', path.join(project, packed!.filename)], {
+    cwd: project,
+  });
 });
 afterAll(async () => {
   if (project) await rm(project, { recursive: true, force: true });
@@ -35,7 +37,9 @@ afterAll(async () => {
 
 it('packs the built library with its declarations, and no TypeScript sources or tests', () => {
   expect(files).toEqual(expect.arrayContaining(['package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/app.d.ts', 'bin/portcullis.js']));
-  const sourcesOrTests = files.filter((file) => (file.endsWith('.ts') && !file.endsWith('.d.ts')) || file.startsWith('test/') || file.includes('.test.'));
+  const sourcesOrTests = files.filter(
+    (file) => (file.endsWith('.ts') && !file.endsWith('.d.ts')) || file.startsWith('test/') || file.includes('.test.'),
+  );
   expect(sourcesOrTests).toEqual([]);
 });
 
@@ -64,11 +68,34 @@ export const gate: Promise<PortcullisGate> = createPortcullis({
 export const mount = async (use: (handler: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void) => void) => use((await gate).middleware);
 `,
   );
-  await writeFile(path.join(project, 'bad.ts'), `import { createPortcullis } from 'portcullis';\nvoid createPortcullis({ auth: { issuer: 1 } });\n`);
+  await writeFile(
+    path.join(project, 'bad.ts'),
+    `import { createPortcullis } from 'portcullis';\nvoid createPortcullis({ auth: { issuer: 1 } });\n`,
+  );
   const tsc = (file: string) =>
-    run(process.execPath, [TSC, '--noEmit', '--strict', '--module', 'node16', '--moduleResolution', 'node16', '--skipLibCheck', '--typeRoots', path.join(ROOT, 'node_modules', '@types'), '--types', 'node', file], {
-      cwd: project,
-    });
+    run(
+      process.execPath,
+      [
+        TSC,
+        '--noEmit',
+        '--strict',
+        '--module',
+        'node16',
+        '--moduleResolution',
+        'node16',
+        '--skipLibCheck',
+        '--typeRoots',
+        path.join(ROOT, 'node_modules', '@types'),
+        '--types',
+        'node',
+        file,
+      ],
+      {
+        cwd: project,
+      },
+    );
   await expect(tsc('good.ts')).resolves.toBeDefined();
-  await expect(tsc('bad.ts')).rejects.toMatchObject({ stdout: expect.stringContaining("Type 'number' is not assignable to type 'string'") });
+  await expect(tsc('bad.ts')).rejects.toMatchObject({
+    stdout: expect.stringContaining("Type 'number' is not assignable to type 'string'"),
+  });
 });

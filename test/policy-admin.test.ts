@@ -12,7 +12,8 @@ import { waitFor } from './support/wait-for';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 // The candidate stops honouring "*": organization admins lose everything that only "*" grants them.
-const WITHOUT_STAR = (text: string) => text.replace('sprintf("%s:*", [split(input.action, ":")[0]]), "*"]', 'sprintf("%s:*", [split(input.action, ":")[0]])]');
+const WITHOUT_STAR = (text: string) =>
+  text.replace('sprintf("%s:*", [split(input.action, ":")[0]]), "*"]', 'sprintf("%s:*", [split(input.action, ":")[0]])]');
 
 let h: Harness;
 let dir: Directory;
@@ -46,7 +47,9 @@ beforeAll(async () => {
   dir = await seedDirectory(h.database.db);
   // acme's own role that grants organization:* through a team, and one in globex that must not count (R3).
   const db = h.database.db;
-  const [owners] = await db('roles').insert({ organization_id: dir.orgs.acme, name: 'owners', permissions: ['organization:*', 'member:read'] }).returning('id');
+  const [owners] = await db('roles')
+    .insert({ organization_id: dir.orgs.acme, name: 'owners', permissions: ['organization:*', 'member:read'] })
+    .returning('id');
   const [leads] = await db('teams').insert({ organization_id: dir.orgs.acme, name: 'leads' }).returning('id');
   await db('team_roles').insert({ team_id: leads.id, role_id: owners.id });
   await db('roles').insert({ organization_id: dir.orgs.globex, name: 'deleters', permissions: ['organization:delete'] });
@@ -63,7 +66,11 @@ describe('admin token', () => {
     ['wrong', 'test-admin-token-0123456788'],
     ['a prefix of the right one', ADMIN_TOKEN.slice(0, -1)],
   ])('answers 401 to every policy endpoint when the token is %s', async (_case, adminToken) => {
-    for (const [method, pathname] of [['GET', '/policy'], ['POST', '/policy/reload'], ['POST', '/evaluate']] as const) {
+    for (const [method, pathname] of [
+      ['GET', '/policy'],
+      ['POST', '/policy/reload'],
+      ['POST', '/evaluate'],
+    ] as const) {
       const res = await admin(pathname, { method, adminToken, ...(method === 'POST' ? { body: '{}' } : {}) });
       expect(res.status).toBe(401);
       expect(res.headers.get('content-type')).toBe('application/problem+json');
@@ -121,7 +128,13 @@ describe('POST /admin/v1/policy/reload', () => {
       expect((await h.request('/orgs/acme', { token: await token('bob') })).status).toBe(200);
       expect(await json(await admin('/policy'))).toMatchObject({ revision: before.revision, last_error: { file } });
     } finally {
-      await writeFile(file, good.replace('"a user may read and update only their own profile"', '"a user may read and update only their own profile (reloaded)"'));
+      await writeFile(
+        file,
+        good.replace(
+          '"a user may read and update only their own profile"',
+          '"a user may read and update only their own profile (reloaded)"',
+        ),
+      );
     }
     const reloaded = await admin('/policy/reload', { method: 'POST' });
     expect(reloaded.status).toBe(200);
@@ -136,7 +149,10 @@ describe('POST /admin/v1/policy/reload', () => {
 describe('POST /admin/v1/evaluate', () => {
   it('runs the pipeline for a subject without a token: route, exact input, result, revision, recorded as a dry run, never forwarded', async () => {
     const forwarded = forwardedCount();
-    const res = await admin('/evaluate', { method: 'POST', body: JSON.stringify({ subject: 'bob|sub', method: 'DELETE', path: '/orgs/acme' }) });
+    const res = await admin('/evaluate', {
+      method: 'POST',
+      body: JSON.stringify({ subject: 'bob|sub', method: 'DELETE', path: '/orgs/acme' }),
+    });
     expect(res.status).toBe(200);
     const body = await json<Record<string, any>>(res);
     const { revision } = await json<{ revision: string }>(await admin('/policy'));
@@ -148,7 +164,11 @@ describe('POST /admin/v1/evaluate', () => {
       route: { pattern: '/orgs/{org}', action: 'organization:delete', service: 'organizations', params: { org: 'acme' } },
       action: 'organization:delete',
       resource: { type: 'organization', org: 'acme' },
-      result: { allow: false, status: 403, reasons: ["missing permission 'organization:delete' in organization 'acme' (your roles there: default, project-creator)"] },
+      result: {
+        allow: false,
+        status: 403,
+        reasons: ["missing permission 'organization:delete' in organization 'acme' (your roles there: default, project-creator)"],
+      },
       revision,
       decision_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
     });
@@ -180,12 +200,26 @@ describe('POST /admin/v1/evaluate', () => {
     });
     expect(forwardedCount()).toBe(forwarded);
 
-    const record = await waitFor(() => h.database.db('decisions').where({ id: body.decision_id }).first(), { timeoutMs: 5000, what: 'the dry-run record' });
-    expect(record).toMatchObject({ dry_run: true, allow: false, status: 403, subject: 'bob|sub', action: 'organization:delete', policy_revision: revision, path: '/orgs/acme' });
+    const record = await waitFor(() => h.database.db('decisions').where({ id: body.decision_id }).first(), {
+      timeoutMs: 5000,
+      what: 'the dry-run record',
+    });
+    expect(record).toMatchObject({
+      dry_run: true,
+      allow: false,
+      status: 403,
+      subject: 'bob|sub',
+      action: 'organization:delete',
+      policy_revision: revision,
+      path: '/orgs/acme',
+    });
   });
 
   it('accepts a users.id as the subject, and tells an allowed request from a denied one', async () => {
-    const res = await admin('/evaluate', { method: 'POST', body: JSON.stringify({ subject: dir.users.alice, method: 'get', path: '/ORGS/acme/Projects/web/' }) });
+    const res = await admin('/evaluate', {
+      method: 'POST',
+      body: JSON.stringify({ subject: dir.users.alice, method: 'get', path: '/ORGS/acme/Projects/web/' }),
+    });
     const body = await json<Record<string, any>>(res);
     expect(body).toMatchObject({
       method: 'GET',
@@ -200,7 +234,10 @@ describe('POST /admin/v1/evaluate', () => {
   });
 
   it('names the roles of the organization that grant a missing permission, and the teams that carry them', async () => {
-    const res = await admin('/evaluate', { method: 'POST', body: JSON.stringify({ subject: 'dave|sub', method: 'DELETE', path: '/orgs/acme' }) });
+    const res = await admin('/evaluate', {
+      method: 'POST',
+      body: JSON.stringify({ subject: 'dave|sub', method: 'DELETE', path: '/orgs/acme' }),
+    });
     const body = await json<Record<string, any>>(res);
     expect(body.result).toEqual({
       allow: false,
@@ -222,14 +259,24 @@ describe('POST /admin/v1/evaluate', () => {
   });
 
   it('answers a path no route matches with the 404 the gateway would give, recording nothing', async () => {
-    const body = await json<Record<string, any>>(await admin('/evaluate', { method: 'POST', body: JSON.stringify({ subject: 'alice|sub', method: 'GET', path: '/nowhere' }) }));
-    expect(body).toMatchObject({ route: null, decision_id: null, input: null, result: { allow: false, status: 404, reasons: ['no route matches GET /nowhere'] } });
+    const body = await json<Record<string, any>>(
+      await admin('/evaluate', { method: 'POST', body: JSON.stringify({ subject: 'alice|sub', method: 'GET', path: '/nowhere' }) }),
+    );
+    expect(body).toMatchObject({
+      route: null,
+      decision_id: null,
+      input: null,
+      result: { allow: false, status: 404, reasons: ['no route matches GET /nowhere'] },
+    });
   });
 
   it('refuses a malformed body or path with a 400 problem', async () => {
     expect((await admin('/evaluate', { method: 'POST', body: '{"subject": "alice|sub"' })).status).toBe(400);
     expect((await admin('/evaluate', { method: 'POST', body: JSON.stringify({ subject: 'alice|sub', method: 'GET' }) })).status).toBe(400);
-    const dotted = await admin('/evaluate', { method: 'POST', body: JSON.stringify({ subject: 'alice|sub', method: 'GET', path: '/orgs/acme/../globex' }) });
+    const dotted = await admin('/evaluate', {
+      method: 'POST',
+      body: JSON.stringify({ subject: 'alice|sub', method: 'GET', path: '/orgs/acme/../globex' }),
+    });
     expect(dotted.status).toBe(400);
     expect(dotted.headers.get('content-type')).toBe('application/problem+json');
   });
@@ -239,7 +286,9 @@ describe('denials name what is missing', () => {
   it('puts the missing permission in the 403 detail the client gets', async () => {
     const res = await h.request('/orgs/acme/credentials', { method: 'POST', token: await token('dave'), body: '{}' });
     expect(res.status).toBe(403);
-    expect(((await res.json()) as { detail: string }).detail).toBe("missing permission 'credential:create' in organization 'acme' (your roles there: default)");
+    expect(((await res.json()) as { detail: string }).detail).toBe(
+      "missing permission 'credential:create' in organization 'acme' (your roles there: default)",
+    );
   });
 });
 
@@ -249,7 +298,13 @@ describe('shadow policy', () => {
     const alice = await token('alice');
     const bob = await token('bob');
     const answers: Response[] = [];
-    for (const [who, pathname] of [[alice, '/orgs/acme'], [alice, '/orgs/acme/projects/api'], [bob, '/orgs/acme'], [bob, '/orgs/acme/projects'], [bob, '/orgs/globex']] as const) {
+    for (const [who, pathname] of [
+      [alice, '/orgs/acme'],
+      [alice, '/orgs/acme/projects/api'],
+      [bob, '/orgs/acme'],
+      [bob, '/orgs/acme/projects'],
+      [bob, '/orgs/globex'],
+    ] as const) {
       answers.push(await h.request(pathname, { token: who }));
     }
     // The active policy decides: alice is allowed what only "*" grants her, although the shadow would deny it.
@@ -260,10 +315,13 @@ describe('shadow policy', () => {
     expect(after.disagreements - before.disagreements).toBe(2);
 
     const aliceDecisions = answers.slice(0, 2).map((res) => res.headers.get('x-portcullis-decision')!);
-    const rows = await waitFor(async () => {
-      const found = await h.database.db('policy_shadow_disagreements').whereIn('decision_id', aliceDecisions).orderBy('time');
-      return found.length === 2 ? found : undefined;
-    }, { timeoutMs: 5000, what: 'the disagreements' });
+    const rows = await waitFor(
+      async () => {
+        const found = await h.database.db('policy_shadow_disagreements').whereIn('decision_id', aliceDecisions).orderBy('time');
+        return found.length === 2 ? found : undefined;
+      },
+      { timeoutMs: 5000, what: 'the disagreements' },
+    );
     const { revision, shadow: candidate } = await json<{ revision: string; shadow: { revision: string } }>(await admin('/policy'));
     expect(rows[0]).toMatchObject({
       subject: 'alice|sub',
@@ -307,18 +365,29 @@ describe('portcullis explain', () => {
     expect(run.stdout).toContain('facts       {"organization":{"exists":true,"project_count":2,"project_slugs":["api","web"]}}');
     expect(run.stdout).toMatch(/decision {4}DENY 403 {2}\(policy sha256:[0-9a-f]{16}, \d+ µs\)/);
     expect(run.stdout).toContain("  - missing permission 'organization:delete' in organization 'acme' (your roles there: default)");
-    expect(run.stdout).toContain("what would allow it: nothing in acme's directory. Every grant carrying 'organization:delete' leaves it denied:");
+    expect(run.stdout).toContain(
+      "what would allow it: nothing in acme's directory. Every grant carrying 'organization:delete' leaves it denied:",
+    );
     expect(run.stdout).toContain('  - default role organization-admin (built-in, via *): DENY 409');
     expect(run.stdout).toContain("  - joining team leads, which carries role owners (acme's own, via organization:*): DENY 409");
     expect(run.stdout).not.toContain('deleters');
     const decisionId = /recorded as dry-run decision ([0-9a-f-]{36})/.exec(run.stdout)?.[1];
-    expect(await h.database.db('decisions').where({ id: decisionId }).first()).toMatchObject({ dry_run: true, subject: 'dave|sub', status: 403 });
+    expect(await h.database.db('decisions').where({ id: decisionId }).first()).toMatchObject({
+      dry_run: true,
+      subject: 'dave|sub',
+      status: 403,
+    });
   });
 
   it('prints the same explanation as the admin API with --json', async () => {
     const run = await explain(['--as', dir.users.bob, 'GET', '/orgs/acme/projects', '--json']);
     expect(run.code).toBe(0);
     const body = JSON.parse(run.stdout) as Record<string, any>;
-    expect(body).toMatchObject({ dry_run: true, subject: { sub: 'bob|sub' }, route: { pattern: '/orgs/{org}/projects' }, result: { allow: true, status: 200 } });
+    expect(body).toMatchObject({
+      dry_run: true,
+      subject: { sub: 'bob|sub' },
+      route: { pattern: '/orgs/{org}/projects' },
+      result: { allow: true, status: 200 },
+    });
   });
 });

@@ -12,7 +12,14 @@ import { readBundle } from '../src/authz/policy-bundle';
 import { requireBuild, runCli, type CliRun } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
-import { buildBundle, copyShippedPolicies, generateSigningKeys, rewriteBundle, scratchDir, type SigningKeys } from './support/policy-workspace';
+import {
+  buildBundle,
+  copyShippedPolicies,
+  generateSigningKeys,
+  rewriteBundle,
+  scratchDir,
+  type SigningKeys,
+} from './support/policy-workspace';
 import { AUDIENCE, ISSUER } from './support/token-issuer';
 import { waitFor } from './support/wait-for';
 
@@ -57,7 +64,12 @@ let bob: string;
 
 const revisionOf = async (file: string) => (await readBundle(await readFile(file))).revision;
 
-async function adminPolicy(): Promise<{ revision: string; source_kind: string; loaded_at: string; last_error: { message: string } | null }> {
+async function adminPolicy(): Promise<{
+  revision: string;
+  source_kind: string;
+  loaded_at: string;
+  last_error: { message: string } | null;
+}> {
   const res = await fetch(`${h.gateway.adminUrl}/admin/v1/policy`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
   return (await res.json()) as never;
 }
@@ -70,7 +82,10 @@ async function bobDeleteDetail(): Promise<string> {
 async function rewordDenial(text: string): Promise<void> {
   const file = path.join(source, 'organization.rego');
   const before = await readFile(file, 'utf8');
-  const after = before.replace(/"[^"]*missing permission '%s' in organization '%s' \(your roles there: %s\)"/, `"${text}missing permission '%s' in organization '%s' (your roles there: %s)"`);
+  const after = before.replace(
+    /"[^"]*missing permission '%s' in organization '%s' \(your roles there: %s\)"/,
+    `"${text}missing permission '%s' in organization '%s' (your roles there: %s)"`,
+  );
   expect(after).not.toBe(before);
   await writeFile(file, after);
 }
@@ -127,7 +142,10 @@ describe('a signed bundle behind an http(s) URL', () => {
   it('refuses an unsigned bundle the same way', async () => {
     const good = (await adminPolicy()).revision;
     server.bundle = await readFile(await buildBundle(source, path.join(work, 'unsigned.tar.gz')));
-    await waitFor(async () => ((await adminPolicy()).last_error?.message.includes('has no .signatures.json') ? true : undefined), { timeoutMs: 5000, what: 'the refusal' });
+    await waitFor(async () => ((await adminPolicy()).last_error?.message.includes('has no .signatures.json') ? true : undefined), {
+      timeoutMs: 5000,
+      what: 'the refusal',
+    });
     expect((await adminPolicy()).revision).toBe(good);
     expect(await bobDeleteDetail()).toMatch(/^\(v1\) /);
   });
@@ -146,7 +164,10 @@ describe('a signed bundle behind an http(s) URL', () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^built .*cli\.tar\.gz \(revision sha256:[0-9a-f]{16}, signed RS256\) in \d+ ms\n$/);
     server.bundle = await readFile(output);
-    await waitFor(async () => ((await bobDeleteDetail()).startsWith('(cli) ') ? true : undefined), { timeoutMs: 5000, what: 'the CLI-built bundle to serve' });
+    await waitFor(async () => ((await bobDeleteDetail()).startsWith('(cli) ') ? true : undefined), {
+      timeoutMs: 5000,
+      what: 'the CLI-built bundle to serve',
+    });
   });
 });
 
@@ -162,7 +183,16 @@ describe('policy build --signing-key', () => {
   });
 
   it('refuses a key that is not a private key, with one line', async () => {
-    const run = await portcullis(['policy', 'build', '--source', source, '--output', path.join(work, 'never.tar.gz'), '--signing-key', keys.publicKeyFile]);
+    const run = await portcullis([
+      'policy',
+      'build',
+      '--source',
+      source,
+      '--output',
+      path.join(work, 'never.tar.gz'),
+      '--signing-key',
+      keys.publicKeyFile,
+    ]);
     expect(run.code).toBe(2);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
     expect(run.stderr).toMatch(/--signing-key: .* is not a PEM private key/);
@@ -190,7 +220,9 @@ describe('serve with policy.verification', () => {
   it('refuses to start with an unsigned bundle, exiting non-zero with the reason', async () => {
     const run = await serveWith(await buildBundle(source, path.join(work, 'unsigned-at-start.tar.gz')));
     expect(run.code).toBe(1);
-    expect(run.stderr.trim()).toBe('portcullis: bundle signature rejected: the bundle has no .signatures.json (build it with `portcullis policy build --signing-key FILE`)');
+    expect(run.stderr.trim()).toBe(
+      'portcullis: bundle signature rejected: the bundle has no .signatures.json (build it with `portcullis policy build --signing-key FILE`)',
+    );
   });
 
   it('refuses to start with a tampered bundle', async () => {

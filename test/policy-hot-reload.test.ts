@@ -63,10 +63,13 @@ async function editFile(file: string, edit: (text: string) => string): Promise<v
 }
 
 async function recordsOf(decisionIds: string[]): Promise<Map<string, { policy_revision: string; reasons: string[] }>> {
-  const rows = await waitFor(async () => {
-    const found = await h.database.db('decisions').whereIn('id', decisionIds).select('id', 'policy_revision', 'reasons');
-    return found.length === decisionIds.length ? found : undefined;
-  }, { timeoutMs: 5000, what: 'the decision records' });
+  const rows = await waitFor(
+    async () => {
+      const found = await h.database.db('decisions').whereIn('id', decisionIds).select('id', 'policy_revision', 'reasons');
+      return found.length === decisionIds.length ? found : undefined;
+    },
+    { timeoutMs: 5000, what: 'the decision records' },
+  );
   return new Map(rows.map((row: { id: string; policy_revision: string; reasons: string[] }) => [row.id, row]));
 }
 
@@ -90,17 +93,24 @@ describe('hot reload of a policy directory', () => {
   it('serves a saved .rego change within 2 s, and records the new revision with each decision', async () => {
     const res = await deleteAcme();
     expect(res.status).toBe(403);
-    expect(await detailOf(res)).toBe("missing permission 'organization:delete' in organization 'acme' (your roles there: default, project-creator)");
+    expect(await detailOf(res)).toBe(
+      "missing permission 'organization:delete' in organization 'acme' (your roles there: default, project-creator)",
+    );
 
     const timings: number[] = [];
     for (let edit = 1; edit <= 5; edit += 1) {
       const marker = `(edit ${edit}) `;
       const saved = performance.now();
-      await editFile('organization.rego', (text) => text.replace(/"(\(edit \d+\) )?missing permission '%s' in organization '%s' \(your roles there: %s\)"/, `"${marker}${MISSING}"`));
-      const served = await waitFor(async () => {
-        const answer = await deleteAcme();
-        return (await detailOf(answer)).startsWith(marker) ? answer : undefined;
-      }, { timeoutMs: 10_000, what: `edit ${edit} to serve` });
+      await editFile('organization.rego', (text) =>
+        text.replace(/"(\(edit \d+\) )?missing permission '%s' in organization '%s' \(your roles there: %s\)"/, `"${marker}${MISSING}"`),
+      );
+      const served = await waitFor(
+        async () => {
+          const answer = await deleteAcme();
+          return (await detailOf(answer)).startsWith(marker) ? answer : undefined;
+        },
+        { timeoutMs: 10_000, what: `edit ${edit} to serve` },
+      );
       timings.push(performance.now() - saved);
 
       const { revision } = await adminPolicy();
@@ -108,7 +118,9 @@ describe('hot reload of a policy directory', () => {
       expect((await recordsOf([decisionId])).get(decisionId)!.policy_revision).toBe(revision);
     }
     const sorted = [...timings].sort((a, b) => a - b);
-    process.stderr.write(`policy hot reload, save -> new decision served: median ${Math.round(sorted[2]!)} ms (${timings.map((t) => Math.round(t)).join(', ')} ms)\n`);
+    process.stderr.write(
+      `policy hot reload, save -> new decision served: median ${Math.round(sorted[2]!)} ms (${timings.map((t) => Math.round(t)).join(', ')} ms)\n`,
+    );
     // The requirement is 2 s; the bound is looser because the test machine is shared.
     for (const timing of timings) expect(timing).toBeLessThan(5000);
   });
@@ -129,7 +141,10 @@ describe('hot reload of a policy directory', () => {
       await editFile('organization.rego', (text) => text.replace(/"(\(edit \d+\) )?missing permission/, '"(atomic) missing permission'));
       // Compiling competes with the eight clients for the CPU: the bound is generous.
       await waitFor(async () => ((await adminPolicy()).revision !== old ? true : undefined), { timeoutMs: 15_000, what: 'the reload' });
-      await waitFor(() => (answers.filter((answer) => answer.detail.startsWith('(atomic) ')).length >= 8 ? true : undefined), { timeoutMs: 5000, what: 'answers under the new revision' });
+      await waitFor(() => (answers.filter((answer) => answer.detail.startsWith('(atomic) ')).length >= 8 ? true : undefined), {
+        timeoutMs: 5000,
+        what: 'answers under the new revision',
+      });
     } finally {
       // Clients left running would starve every later test.
       stop = true;
@@ -152,9 +167,17 @@ describe('hot reload of a policy directory', () => {
   it('keeps the last good policy serving when a change does not compile, and shows file, line and message on the admin port', async () => {
     const good = (await adminPolicy()).revision;
     await editFile('personal.rego', (text) => `${text}\nbroken_rule := {"allow" true}\n`);
-    const failed = await waitFor(async () => (await adminPolicy()).last_error ?? undefined, { timeoutMs: 5000, what: 'the compile error on the admin port' });
+    const failed = await waitFor(async () => (await adminPolicy()).last_error ?? undefined, {
+      timeoutMs: 5000,
+      what: 'the compile error on the admin port',
+    });
     const lineCount = (await readFile(path.join(policies, 'personal.rego'), 'utf8')).trimEnd().split('\n').length;
-    expect(failed).toEqual({ file: path.join(policies, 'personal.rego'), line: lineCount, message: expect.stringMatching(/^rego_parse_error: /), at: expect.any(String) });
+    expect(failed).toEqual({
+      file: path.join(policies, 'personal.rego'),
+      line: lineCount,
+      message: expect.stringMatching(/^rego_parse_error: /),
+      at: expect.any(String),
+    });
     expect((await adminPolicy()).revision).toBe(good);
 
     const res = await deleteAcme();
@@ -163,22 +186,34 @@ describe('hot reload of a policy directory', () => {
     expect((await recordsOf([decisionId])).get(decisionId)!.policy_revision).toBe(good);
 
     await editFile('personal.rego', (text) => text.replace('\nbroken_rule := {"allow" true}\n', ''));
-    await waitFor(async () => ((await adminPolicy()).last_error === null ? true : undefined), { timeoutMs: 5000, what: 'the error to clear' });
+    await waitFor(async () => ((await adminPolicy()).last_error === null ? true : undefined), {
+      timeoutMs: 5000,
+      what: 'the error to clear',
+    });
     expect((await adminPolicy()).revision).toBe(good);
   });
 
   it('loads data.json as policy data: changing a value changes the decision without touching Rego', async () => {
     expect((await h.request('/orgs/acme', { token: bob })).status).toBe(200);
 
-    await writeFile(path.join(policies, 'data.json'), JSON.stringify({ maintenance: { enabled: true, message: 'down for maintenance until 14:00' } }));
-    const closed = await waitFor(async () => {
-      const res = await h.request('/orgs/acme', { token: bob });
-      return res.status === 503 ? res : undefined;
-    }, { timeoutMs: 5000, what: 'the maintenance switch' });
+    await writeFile(
+      path.join(policies, 'data.json'),
+      JSON.stringify({ maintenance: { enabled: true, message: 'down for maintenance until 14:00' } }),
+    );
+    const closed = await waitFor(
+      async () => {
+        const res = await h.request('/orgs/acme', { token: bob });
+        return res.status === 503 ? res : undefined;
+      },
+      { timeoutMs: 5000, what: 'the maintenance switch' },
+    );
     expect(await detailOf(closed)).toBe('down for maintenance until 14:00');
 
     await writeFile(path.join(policies, 'data.json'), JSON.stringify({ maintenance: { enabled: false, message: 'unused' } }));
-    await waitFor(async () => ((await h.request('/orgs/acme', { token: bob })).status === 200 ? true : undefined), { timeoutMs: 5000, what: 'the switch to turn off' });
+    await waitFor(async () => ((await h.request('/orgs/acme', { token: bob })).status === 200 ? true : undefined), {
+      timeoutMs: 5000,
+      what: 'the switch to turn off',
+    });
   });
 });
 
@@ -188,10 +223,13 @@ const marked = (text: string, marker: string) => text.replace(MARKED, `"(${marke
 
 /** Waits for the detail of deleting acme to satisfy `served`; resolves with the detail. */
 function servedWithin(served: (detail: string) => boolean, what: string, ms = 15_000): Promise<string> {
-  return waitFor(async () => {
-    const detail = await detailOf(await deleteAcme());
-    return served(detail) ? detail : undefined;
-  }, { timeoutMs: ms, what });
+  return waitFor(
+    async () => {
+      const detail = await detailOf(await deleteAcme());
+      return served(detail) ? detail : undefined;
+    },
+    { timeoutMs: ms, what },
+  );
 }
 
 const execFileAsync = promisify(execFile);
@@ -248,6 +286,7 @@ describe('hot reload however an editor saves', () => {
     // One line for the reload, and nothing else about policies.
     const lines = logLines.slice(logged).filter((line) => /polic/.test(line.msg));
     expect(lines.map((line) => line.msg)).toEqual([`policy reloaded: ${before} → ${after} (organization.rego changed)`]);
-    for (const name of ['.organization.rego.swp', '4913', 'organization.rego~', '#organization.rego#', '.#organization.rego']) await rm(path.join(policies, name));
+    for (const name of ['.organization.rego.swp', '4913', 'organization.rego~', '#organization.rego#', '.#organization.rego'])
+      await rm(path.join(policies, name));
   });
 });

@@ -16,7 +16,10 @@ async function addWideRule(source: string): Promise<void> {
   const conditions = Array.from({ length: 18 }, (_, n) => `\tinput.v${n} == ${n}`).join('\n');
   await writeFile(path.join(source, 'wide.rego'), `package wide\n\nall_set if {\n${conditions}\n}\n\nnever if input.never == true\n`);
   const input = Array.from({ length: 18 }, (_, n) => `"v${n}": ${n}`).join(', ');
-  await writeFile(path.join(source, 'wide_test.rego'), `package wide_test\n\nimport data.wide\n\ntest_all_set if wide.all_set with input as {${input}}\n`);
+  await writeFile(
+    path.join(source, 'wide_test.rego'),
+    `package wide_test\n\nimport data.wide\n\ntest_all_set if wide.all_set with input as {${input}}\n`,
+  );
 }
 
 let work: string;
@@ -90,7 +93,10 @@ describe('portcullis policy test', () => {
       path.join(source, 'zz_failing_test.rego'),
       'package wide_test\n\nimport data.wide\n\ntest_needs_every_value if {\n\tprint("checking without v0")\n\twide.all_set with input as {"v1": 1}\n}\n\ntodo_test_later := true\n',
     );
-    await writeFile(path.join(source, 'aa_failing_test.rego'), 'package wide_test\n\ntest_never_fires if data.wide.never with input as {"never": false}\n');
+    await writeFile(
+      path.join(source, 'aa_failing_test.rego'),
+      'package wide_test\n\ntest_never_fires if data.wide.never with input as {"never": false}\n',
+    );
     const run = await policyTest(source);
     expect(run.code).toBe(1);
     const aa = path.join(source, 'aa_failing_test.rego');
@@ -102,7 +108,9 @@ describe('portcullis policy test', () => {
       expect.stringMatching(/^tests: \d+ passed, 2 failed, 1 skipped$/),
       '',
     ]);
-    expect(run.stderr.trim()).toMatch(new RegExp(`^2 of \\d+ policy tests failed \\(trace one with: opa test ${source} --run NAME --explain fails\\)$`));
+    expect(run.stderr.trim()).toMatch(
+      new RegExp(`^2 of \\d+ policy tests failed \\(trace one with: opa test ${source} --run NAME --explain fails\\)$`),
+    );
     expect(run.stdout).not.toContain('coverage');
 
     const verbose = await policyTest(source, ['--verbose']);

@@ -94,7 +94,10 @@ let clock = THURSDAY;
 let alice: string;
 let bob: string;
 
-async function adminPolicy(): Promise<{ revision: string; last_error: { file: string | null; line: number | null; message: string } | null }> {
+async function adminPolicy(): Promise<{
+  revision: string;
+  last_error: { file: string | null; line: number | null; message: string } | null;
+}> {
   const res = await fetch(`${h.gateway.adminUrl}/admin/v1/policy`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
   expect(res.status).toBe(200);
   return (await res.json()) as never;
@@ -103,7 +106,10 @@ async function adminPolicy(): Promise<{ revision: string; last_error: { file: st
 const deleteApi = (token: string) => h.request('/orgs/acme/projects/api', { method: 'DELETE', token });
 
 async function recordedInput(decisionId: string): Promise<PolicyInput> {
-  const row = await waitFor(async () => (await h.database.db('decisions').where({ id: decisionId }).first('input')) as { input: PolicyInput } | undefined, { timeoutMs: 5000, what: 'the decision record' });
+  const row = await waitFor(
+    async () => (await h.database.db('decisions').where({ id: decisionId }).first('input')) as { input: PolicyInput } | undefined,
+    { timeoutMs: 5000, what: 'the decision record' },
+  );
   return row.input;
 }
 
@@ -116,7 +122,12 @@ beforeAll(async () => {
   h = await startHarness({ policy: { source: policies, entrypoint: 'gateway/decision' } }, { now: () => clock });
   const directory = await seedDirectory(h.database.db);
   // bob deletes projects through his team; alice is acme's organization-admin.
-  const deleter = (await h.database.db('roles').insert({ organization_id: directory.orgs.acme, name: 'project-deleter', permissions: ['project:delete'] }).returning('id'))[0].id;
+  const deleter = (
+    await h.database
+      .db('roles')
+      .insert({ organization_id: directory.orgs.acme, name: 'project-deleter', permissions: ['project:delete'] })
+      .returning('id')
+  )[0].id;
   await h.database.db('team_roles').insert({ team_id: directory.teams.deployers, role_id: deleter });
   alice = await h.tokens.sign('alice|sub');
   bob = await h.tokens.sign('bob|sub');
@@ -147,7 +158,10 @@ describe('a time-based rule: no project deletions on Fridays (UTC) except by org
     expect(input.request.time).toBe('2026-11-27T10:00:00.000Z');
     expect(input.request.time_ns).toBe(FRIDAY * 1_000_000);
     // Exact in the database too: nanoseconds since the epoch are past 2^53.
-    const text = await h.database.db('decisions').where({ id: denied.headers.get('x-portcullis-decision')! }).first(h.database.db.raw("input->'request'->>'time_ns' as time_ns"));
+    const text = await h.database
+      .db('decisions')
+      .where({ id: denied.headers.get('x-portcullis-decision')! })
+      .first(h.database.db.raw("input->'request'->>'time_ns' as time_ns"));
     expect(text.time_ns).toBe('1795773600000000000');
 
     // Any day later, the recorded input gets the Friday answer from the same policy (as `decisions replay` evaluates it).
@@ -214,8 +228,15 @@ describe('a built-in the WebAssembly runtime cannot evaluate (http.send)', () =>
     const file = path.join(policies, 'friday.rego');
     await writeFile(file, CALENDAR_RULE);
 
-    const failed = await waitFor(async () => (await adminPolicy()).last_error ?? undefined, { timeoutMs: 10_000, what: 'the refusal on the admin port' });
-    expect(failed).toMatchObject({ file, line: HTTP_SEND_LINE, message: expect.stringContaining(`built-in http.send (${file}:${HTTP_SEND_LINE})`) });
+    const failed = await waitFor(async () => (await adminPolicy()).last_error ?? undefined, {
+      timeoutMs: 10_000,
+      what: 'the refusal on the admin port',
+    });
+    expect(failed).toMatchObject({
+      file,
+      line: HTTP_SEND_LINE,
+      message: expect.stringContaining(`built-in http.send (${file}:${HTTP_SEND_LINE})`),
+    });
     expect(failed.message).toContain('which the WebAssembly runtime cannot evaluate');
     expect((await adminPolicy()).revision).toBe(good.revision);
 
@@ -224,7 +245,10 @@ describe('a built-in the WebAssembly runtime cannot evaluate (http.send)', () =>
     expect(res.status).toBe(403);
     expect(((await res.json()) as { detail: string }).detail).toBe(FRIDAY_REASON);
     await writeFile(file, FRIDAY_RULE);
-    await waitFor(async () => ((await adminPolicy()).last_error === null ? true : undefined), { timeoutMs: 10_000, what: 'the refusal to clear' });
+    await waitFor(async () => ((await adminPolicy()).last_error === null ? true : undefined), {
+      timeoutMs: 10_000,
+      what: 'the refusal to clear',
+    });
   });
 
   it('is refused when the gateway starts', async () => {
@@ -236,7 +260,9 @@ describe('a built-in the WebAssembly runtime cannot evaluate (http.send)', () =>
       toolchain: { opaBin: testOpa() },
       pollIntervalMs: 60_000,
     });
-    await expect(PolicyManager.create({ source: opened, entrypoint: 'gateway/decision', logger: pino({ level: 'silent' }) })).rejects.toThrow(
+    await expect(
+      PolicyManager.create({ source: opened, entrypoint: 'gateway/decision', logger: pino({ level: 'silent' }) }),
+    ).rejects.toThrow(
       `the policy uses built-in http.send (${path.join(source, 'friday.rego')}:${HTTP_SEND_LINE}), which the WebAssembly runtime cannot evaluate`,
     );
   });

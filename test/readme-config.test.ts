@@ -42,7 +42,8 @@ function plausible(name: string): string {
 
 /** Names of the variables that are a whole string value somewhere in the document. */
 function wholeVariables(value: unknown): string[] {
-  if (typeof value === 'string') return [/^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(value)?.[1]].filter((name): name is string => name !== undefined);
+  if (typeof value === 'string')
+    return [/^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(value)?.[1]].filter((name): name is string => name !== undefined);
   if (value !== null && typeof value === 'object') return Object.values(value).flatMap(wholeVariables);
   return [];
 }

@@ -37,7 +37,9 @@ beforeAll(async () => {
   grace = (await db('users').insert({ subject: 'grace|sub', email: 'grace@example.com' }).returning('id'))[0].id;
   const defaultRole = (await db('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id;
   await db('organization_members').insert({ organization_id: dir.orgs.globex, user_id: grace, role_id: defaultRole });
-  globexInvitation = (await db('invitations').insert({ organization_id: dir.orgs.globex, email: 'erin@example.com', role_id: defaultRole }).returning('id'))[0].id;
+  globexInvitation = (
+    await db('invitations').insert({ organization_id: dir.orgs.globex, email: 'erin@example.com', role_id: defaultRole }).returning('id')
+  )[0].id;
   alice = await h.tokens.sign('alice|sub');
 });
 afterAll(async () => h?.close());
@@ -55,18 +57,18 @@ describe('R7 for every parameter of the default route table', () => {
   });
   const invalid = (): Record<string, [what: string, value: string][]> => ({
     project: [
-      ['another organization\'s, by id', dir.projects.globexSecret!],
-      ['another organization\'s, by slug', 'secret'],
+      ["another organization's, by id", dir.projects.globexSecret!],
+      ["another organization's, by slug", 'secret'],
       ['none', 'nope'],
     ],
     team: [
-      ['another organization\'s, by id', globexTeam],
-      ['another organization\'s, by name', 'globex-team'],
+      ["another organization's, by id", globexTeam],
+      ["another organization's, by name", 'globex-team'],
       ['none', 'nope'],
     ],
     role: [
-      ['another organization\'s, by id', globexRole],
-      ['another organization\'s, by name', 'globex-role'],
+      ["another organization's, by id", globexRole],
+      ["another organization's, by name", 'globex-role'],
       ['none', 'nope'],
     ],
     user: [
@@ -75,12 +77,12 @@ describe('R7 for every parameter of the default route table', () => {
       ['none', '00000000-0000-4000-8000-000000000000'],
     ],
     credential: [
-      ['another organization\'s, by id', dir.credentials.globexKey],
-      ['another organization\'s, by slug', 'globex-key'],
+      ["another organization's, by id", dir.credentials.globexKey],
+      ["another organization's, by slug", 'globex-key'],
       ['none', 'nope'],
     ],
     invitation: [
-      ['another organization\'s', globexInvitation],
+      ["another organization's", globexInvitation],
       ['none', '00000000-0000-4000-8000-000000000000'],
       ['not an id', 'nope'],
     ],
@@ -98,7 +100,11 @@ describe('R7 for every parameter of the default route table', () => {
   it('forwards each route when every parameter belongs to the organization', async () => {
     for (const route of organizationRoutes) {
       const target = fill(route.path, valid());
-      const res = await h.request(target, { method: route.method, token: alice, body: ['GET', 'DELETE'].includes(route.method) ? undefined : '{}' });
+      const res = await h.request(target, {
+        method: route.method,
+        token: alice,
+        body: ['GET', 'DELETE'].includes(route.method) ? undefined : '{}',
+      });
       expect([route.method, target, res.status]).toEqual([route.method, target, 200]);
       expect(((await res.json()) as EchoedRequest).url).toBe(target);
     }
@@ -112,9 +118,18 @@ describe('R7 for every parameter of the default route table', () => {
         for (const [what, value] of cases) {
           const target = fill(route.path, { ...valid(), [name]: value });
           const before = forwardedCount();
-          const res = await h.request(target, { method: route.method, token: alice, body: ['GET', 'DELETE'].includes(route.method) ? undefined : '{}' });
+          const res = await h.request(target, {
+            method: route.method,
+            token: alice,
+            body: ['GET', 'DELETE'].includes(route.method) ? undefined : '{}',
+          });
           const body = (await res.json()) as { status: number; detail: string };
-          expect({ route: `${route.method} ${route.path}`, name, what, status: res.status }).toEqual({ route: `${route.method} ${route.path}`, name, what, status: 404 });
+          expect({ route: `${route.method} ${route.path}`, name, what, status: res.status }).toEqual({
+            route: `${route.method} ${route.path}`,
+            name,
+            what,
+            status: 404,
+          });
           expect(body.detail).toContain(`'${value}'`);
           expect(forwardedCount()).toBe(before);
           checked += 1;
@@ -139,8 +154,14 @@ describe('R7 for every parameter of the default route table', () => {
       expect((await h.request(target, { token: alice })).status).toBe(200);
     }
     await db('credentials').where({ id: moving.id }).update({ organization_id: dir.orgs.globex });
-    await waitFor(async () => (await h.request('/orgs/acme/credentials/moving', { token: alice })).status === 404, { timeoutMs: 3000, what: 'the old name to be refused' });
-    await waitFor(async () => (await h.request(`/orgs/acme/credentials/${moving.id}`, { token: alice })).status === 404, { timeoutMs: 3000, what: 'the id to be refused' });
+    await waitFor(async () => (await h.request('/orgs/acme/credentials/moving', { token: alice })).status === 404, {
+      timeoutMs: 3000,
+      what: 'the old name to be refused',
+    });
+    await waitFor(async () => (await h.request(`/orgs/acme/credentials/${moving.id}`, { token: alice })).status === 404, {
+      timeoutMs: 3000,
+      what: 'the id to be refused',
+    });
   });
 
   it('notices a team member who left the organization', async () => {
@@ -151,7 +172,10 @@ describe('R7 for every parameter of the default route table', () => {
     const target = `/orgs/acme/teams/deployers/members/${frank.id}`;
     expect((await h.request(target, { token: alice })).status).toBe(200);
     await db('organization_members').where({ organization_id: dir.orgs.acme, user_id: frank.id }).delete();
-    await waitFor(async () => (await h.request(target, { token: alice })).status === 404, { timeoutMs: 3000, what: `${target} to be refused` });
+    await waitFor(async () => (await h.request(target, { token: alice })).status === 404, {
+      timeoutMs: 3000,
+      what: `${target} to be refused`,
+    });
   });
 });
 
@@ -180,7 +204,12 @@ describe('identifiers keep their case', () => {
     const seen = await echoed(res);
     expect(seen.url).toBe('/orgs/acme/teams/core%20team');
     const id = res.headers.get('x-portcullis-decision')!;
-    const record = await waitFor(async () => (await h.database.db('decisions').where({ id }).first('path', 'resource')) as { path: string; resource: Record<string, string> } | undefined, { timeoutMs: 3000, what: 'the decision record' });
+    const record = await waitFor(
+      async () =>
+        (await h.database.db('decisions').where({ id }).first('path', 'resource')) as
+          { path: string; resource: Record<string, string> } | undefined,
+      { timeoutMs: 3000, what: 'the decision record' },
+    );
     expect(record).toEqual({ path: '/orgs/acme/teams/core%20team', resource: { type: 'team', org: 'acme', team: 'core team' } });
   });
 
@@ -207,7 +236,10 @@ describe('percent-escapes that are not valid UTF-8', () => {
     ['a code point above U+10FFFF', '/orgs/acme/teams/%F4%90%80%80'],
   ])('answers 400 for %s and forwards nothing', async (_what, target) => {
     const before = forwardedCount();
-    const res = await rawRequest(h.gateway.gatewayUrl, `GET ${target} HTTP/1.1\nHost: x\nAuthorization: Bearer ${alice}\nConnection: close\n\n`);
+    const res = await rawRequest(
+      h.gateway.gatewayUrl,
+      `GET ${target} HTTP/1.1\nHost: x\nAuthorization: Bearer ${alice}\nConnection: close\n\n`,
+    );
     expect(res.status).toBe(400);
     expect(res.headers).toMatch(/content-type: application\/problem\+json/i);
     expect(res.body).toMatch(/not valid UTF-8/);
@@ -242,8 +274,20 @@ describe('checked_by: upstream', () => {
     const { logger, lines } = capturingLogger();
     routeTable(
       config([
-        { method: 'GET', path: '/orgs/{org}/reports/{report}', action: 'report:read', service: 'organizations', checked_by: { report: 'upstream' } },
-        { method: 'GET', path: '/orgs/{org}/credentials/{credential}', action: 'credential:read', service: 'credentials', checked_by: { credential: 'upstream' } },
+        {
+          method: 'GET',
+          path: '/orgs/{org}/reports/{report}',
+          action: 'report:read',
+          service: 'organizations',
+          checked_by: { report: 'upstream' },
+        },
+        {
+          method: 'GET',
+          path: '/orgs/{org}/credentials/{credential}',
+          action: 'credential:read',
+          service: 'credentials',
+          checked_by: { credential: 'upstream' },
+        },
       ]),
       logger,
     );
@@ -261,24 +305,45 @@ describe('checked_by: upstream', () => {
   });
 
   it('refuses another checker, and an organization route parameter nobody checks, naming the key', () => {
-    expect(() => config([{ method: 'GET', path: '/orgs/{org}/reports/{report}', action: 'report:read', service: 'organizations', checked_by: { report: 'nobody' } }])).toThrow(
-      /routes\.0\.checked_by\.report: the only checker is "upstream"/,
-    );
+    expect(() =>
+      config([
+        {
+          method: 'GET',
+          path: '/orgs/{org}/reports/{report}',
+          action: 'report:read',
+          service: 'organizations',
+          checked_by: { report: 'nobody' },
+        },
+      ]),
+    ).toThrow(/routes\.0\.checked_by\.report: the only checker is "upstream"/);
     const { logger } = capturingLogger();
-    expect(() => routeTable(config([{ method: 'GET', path: '/orgs/{org}/reports/{report}', action: 'report:read', service: 'organizations' }]), logger)).toThrow(
-      /cannot check that \{report\} belongs to \{org\}.*checked_by: \{ report: upstream \}/,
-    );
+    expect(() =>
+      routeTable(
+        config([{ method: 'GET', path: '/orgs/{org}/reports/{report}', action: 'report:read', service: 'organizations' }]),
+        logger,
+      ),
+    ).toThrow(/cannot check that \{report\} belongs to \{org\}.*checked_by: \{ report: upstream \}/);
   });
 
   it('forwards the marked parameter unchecked, still checking the organization and the rest', async () => {
-    const local = await startHarness(
-      {
-        routes: [
-          { method: 'GET', path: '/orgs/{org}/credentials/{credential}', action: 'credential:read', service: 'credentials', checked_by: { credential: 'upstream' } },
-          { method: 'GET', path: '/orgs/{org}/projects/{project}/reports/{report}', action: 'project:read', service: 'projects', checked_by: { report: 'upstream' } },
-        ],
-      },
-    );
+    const local = await startHarness({
+      routes: [
+        {
+          method: 'GET',
+          path: '/orgs/{org}/credentials/{credential}',
+          action: 'credential:read',
+          service: 'credentials',
+          checked_by: { credential: 'upstream' },
+        },
+        {
+          method: 'GET',
+          path: '/orgs/{org}/projects/{project}/reports/{report}',
+          action: 'project:read',
+          service: 'projects',
+          checked_by: { report: 'upstream' },
+        },
+      ],
+    });
     try {
       await seedDirectory(local.database.db, { globexProject: true });
       const token = await local.tokens.sign('alice|sub');

@@ -34,7 +34,15 @@ describe('PgShadowDisagreementStore', () => {
   it('writes a backlog of more than 5,000 disagreements (more than one INSERT can carry) in one go', async () => {
     const rows = Array.from({ length: 5_200 }, (_, n) => disagreement(n));
     await new PgShadowDisagreementStore(database.db).insertMany(rows);
-    expect(await database.db('policy_shadow_disagreements').whereIn('request_id', rows.map((row) => row.requestId)).count({ n: '*' })).toEqual([{ n: '5200' }]);
+    expect(
+      await database
+        .db('policy_shadow_disagreements')
+        .whereIn(
+          'request_id',
+          rows.map((row) => row.requestId),
+        )
+        .count({ n: '*' }),
+    ).toEqual([{ n: '5200' }]);
     // Writing the same rows again (a retry after a lost acknowledgement) adds nothing and does not fail.
     await new PgShadowDisagreementStore(database.db).insertMany(rows.slice(0, 10));
     expect(await database.db('policy_shadow_disagreements').count({ n: '*' })).toEqual([{ n: '5200' }]);
@@ -42,7 +50,9 @@ describe('PgShadowDisagreementStore', () => {
 
   it('stores the input with the audit.mask fields erased', async () => {
     const row = { ...disagreement(1), requestId: 'masked' };
-    await new PgShadowDisagreementStore(database.db, { mask: new DecisionMask(['/request/headers/cookie', '/subject/email']) }).insertMany([row]);
+    await new PgShadowDisagreementStore(database.db, { mask: new DecisionMask(['/request/headers/cookie', '/subject/email']) }).insertMany([
+      row,
+    ]);
     const stored = await database.db('policy_shadow_disagreements').where({ request_id: 'masked' }).first('input');
     expect(stored.input).toEqual({ n: 1, request: { headers: {} }, subject: { id: 'u-1' } });
   });

@@ -11,7 +11,8 @@ import { copyShippedPolicies, scratchDir } from './support/policy-workspace';
 import { waitFor } from './support/wait-for';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
-const WITHOUT_STAR = (text: string) => text.replace('sprintf("%s:*", [split(input.action, ":")[0]]), "*"]', 'sprintf("%s:*", [split(input.action, ":")[0]])]');
+const WITHOUT_STAR = (text: string) =>
+  text.replace('sprintf("%s:*", [split(input.action, ":")[0]]), "*"]', 'sprintf("%s:*", [split(input.action, ":")[0]])]');
 
 interface Disagreement {
   id: string;
@@ -30,7 +31,9 @@ let work: string;
 let decisions: string[];
 
 function admin(query: string, adminToken: string | null = ADMIN_TOKEN): Promise<Response> {
-  return fetch(`${h.gateway.adminUrl}/admin/v1/policy/shadow/disagreements${query}`, { headers: adminToken ? { authorization: `Bearer ${adminToken}` } : {} });
+  return fetch(`${h.gateway.adminUrl}/admin/v1/policy/shadow/disagreements${query}`, {
+    headers: adminToken ? { authorization: `Bearer ${adminToken}` } : {},
+  });
 }
 
 beforeAll(async () => {
@@ -52,7 +55,10 @@ beforeAll(async () => {
     // bob's own roles grant what he reads: both policies agree, nothing is recorded.
     expect((await h.request('/orgs/acme', { token: bob })).status).toBe(200);
   }
-  await waitFor(async () => ((await h.database.db('policy_shadow_disagreements').count({ n: '*' }))[0]!.n === '5' ? true : undefined), { timeoutMs: 5000, what: 'five disagreements' });
+  await waitFor(async () => ((await h.database.db('policy_shadow_disagreements').count({ n: '*' }))[0]!.n === '5' ? true : undefined), {
+    timeoutMs: 5000,
+    what: 'five disagreements',
+  });
 });
 
 afterAll(async () => {
@@ -81,9 +87,15 @@ describe('GET /admin/v1/policy/shadow/disagreements', () => {
       method: 'GET',
       path: '/orgs/acme',
       active: { allow: true, status: 200, reasons: ["granted by permission '*' in organization 'acme'"] },
-      shadow: { allow: false, status: 403, reasons: ["missing permission 'organization:read' in organization 'acme' (your roles there: organization-admin)"] },
+      shadow: {
+        allow: false,
+        status: 403,
+        reasons: ["missing permission 'organization:read' in organization 'acme' (your roles there: organization-admin)"],
+      },
     });
-    const policy = (await (await fetch(`${h.gateway.adminUrl}/admin/v1/policy`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
+    const policy = (await (
+      await fetch(`${h.gateway.adminUrl}/admin/v1/policy`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).json()) as {
       revision: string;
       shadow: { revision: string };
     };
@@ -132,12 +144,17 @@ describe('portcullis policy disagreements', () => {
     expect(lines[0]).toMatch(/^TIME +DECISION +SUBJECT +REQUEST +ACTIVE +SHADOW +SHADOW REASON$/);
     expect(lines).toHaveLength(6);
     expect(lines[5]).toMatch(
-      new RegExp(`^\\S+Z  ${decisions[0]}  alice\\|sub  GET /orgs/acme +allow 200  deny 403  missing permission 'organization:read' in organization 'acme'`),
+      new RegExp(
+        `^\\S+Z  ${decisions[0]}  alice\\|sub  GET /orgs/acme +allow 200  deny 403  missing permission 'organization:read' in organization 'acme'`,
+      ),
     );
   });
 
   it('refuses a bad --limit or --format with a one-line reason', async () => {
-    for (const args of [['--limit', '0'], ['--format', 'csv']]) {
+    for (const args of [
+      ['--limit', '0'],
+      ['--format', 'csv'],
+    ]) {
       const run = await runCli(['policy', 'disagreements', ...args], { DATABASE_URL: h.database.url });
       expect(run.code).not.toBe(0);
       expect(run.stderr.trim().split('\n')).toHaveLength(1);

@@ -113,7 +113,11 @@ describe('portcullis serve and a promise rejection nobody handled', () => {
     // Stands in for a bug: a rejection nobody handles, planted in the serving process on cue.
     const plant = path.join(dir, 'plant-rejection.js');
     await writeFile(plant, "process.on('SIGUSR2', () => { Promise.reject(new Error('planted by the test')); });\n");
-    const file = await writeConfig('rejection.yaml', ['server: { host: 127.0.0.1, port: 0 }', 'database: { url: "${TEST_DB}" }', `audit: { spool_dir: "${path.join(dir, 'spool-rejection')}" }`]);
+    const file = await writeConfig('rejection.yaml', [
+      'server: { host: 127.0.0.1, port: 0 }',
+      'database: { url: "${TEST_DB}" }',
+      `audit: { spool_dir: "${path.join(dir, 'spool-rejection')}" }`,
+    ]);
     const child = spawnCli(['serve', '--config', file], { TEST_DB: database.url, NODE_OPTIONS: `--require ${plant}` });
     const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
     try {

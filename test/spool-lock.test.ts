@@ -38,7 +38,9 @@ describe('the spool lock across processes', () => {
     holder.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     try {
       await waitFor(async () => output.includes('locked'), { timeoutMs: 15_000, what: `the other process to take the lock (${output})` });
-      await expect(DecisionSpool.open(dir, { staleMs: 1_000 })).rejects.toThrow(/used by another running Portcullis, instance [0-9a-f-]{36}/);
+      await expect(DecisionSpool.open(dir, { staleMs: 1_000 })).rejects.toThrow(
+        /used by another running Portcullis, instance [0-9a-f-]{36}/,
+      );
       // Longer than the stale age: only the holder's heartbeat keeps the lock fresh.
       await new Promise((resolve) => setTimeout(resolve, 1_500));
       await expect(DecisionSpool.open(dir, { staleMs: 1_000 })).rejects.toThrow(/used by another running Portcullis/);

@@ -39,7 +39,10 @@ afterAll(async () => {
 });
 
 async function gateway(auth: Record<string, unknown>, logger?: pino.Logger): Promise<Harness> {
-  const h = await startHarness({ auth: { audience: AUDIENCE, algorithms: ['ES256'], clock_tolerance_s: 5, ...auth } }, { database, logger });
+  const h = await startHarness(
+    { auth: { audience: AUDIENCE, algorithms: ['ES256'], clock_tolerance_s: 5, ...auth } },
+    { database, logger },
+  );
   harnesses.push(h);
   return h;
 }
@@ -52,12 +55,19 @@ async function readiness(h: Harness): Promise<{ status: number; checks: Record<s
 }
 
 /** Polls /readyz until `accept` holds; the last answer is in the timeout message. */
-async function readinessWhen(h: Harness, accept: (ready: Awaited<ReturnType<typeof readiness>>) => boolean, timeoutMs: number): ReturnType<typeof readiness> {
+async function readinessWhen(
+  h: Harness,
+  accept: (ready: Awaited<ReturnType<typeof readiness>>) => boolean,
+  timeoutMs: number,
+): ReturnType<typeof readiness> {
   let last: Awaited<ReturnType<typeof readiness>> | undefined;
-  return waitFor(async () => {
-    last = await readiness(h);
-    return accept(last) && last;
-  }, { timeoutMs, everyMs: 100, what: () => `readiness; last: ${JSON.stringify(last)}` });
+  return waitFor(
+    async () => {
+      last = await readiness(h);
+      return accept(last) && last;
+    },
+    { timeoutMs, everyMs: 100, what: () => `readiness; last: ${JSON.stringify(last)}` },
+  );
 }
 
 /** An identity provider on loopback: `/.well-known/openid-configuration` and `/jwks`. */
@@ -77,7 +87,13 @@ async function provider(keys: JWK[]): Promise<Provider> {
   const server = http.createServer((req, res) => {
     res.setHeader('content-type', 'application/json');
     if (req.url === '/.well-known/openid-configuration') {
-      res.end(JSON.stringify({ issuer: state.metadataIssuer ?? state.origin, jwks_uri: `${state.origin}/jwks`, id_token_signing_alg_values_supported: ['ES256'] }));
+      res.end(
+        JSON.stringify({
+          issuer: state.metadataIssuer ?? state.origin,
+          jwks_uri: `${state.origin}/jwks`,
+          id_token_signing_alg_values_supported: ['ES256'],
+        }),
+      );
     } else if (req.url === '/jwks') {
       state.jwksRequests += 1;
       res.statusCode = state.jwksStatus;
@@ -128,7 +144,10 @@ describe('the token rules at the gateway', () => {
     expect(await get({ expiresIn: null })).toEqual({ status: 401, detail: 'token has no "exp" claim' });
     expect(await get({ expiresIn: '61m' })).toEqual({ status: 401, detail: 'token lifetime exceeds auth.max_token_lifetime_s (3600 s)' });
     expect(await get({ typ: 'logout+jwt' })).toEqual({ status: 401, detail: 'token type "logout+jwt" is not accepted' });
-    expect(await get({ typ: 'application/id_token+jwt' })).toEqual({ status: 401, detail: 'token type "application/id_token+jwt" is not accepted' });
+    expect(await get({ typ: 'application/id_token+jwt' })).toEqual({
+      status: 401,
+      detail: 'token type "application/id_token+jwt" is not accepted',
+    });
 
     expect(await get({ expiresIn: '60m' })).toEqual({ status: 200, detail: '' });
     expect(await get({ typ: 'application/at+jwt' })).toEqual({ status: 200, detail: '' });
@@ -145,8 +164,11 @@ describe('the token rules at the gateway', () => {
     });
     const h = await gateway({ issuer: ISSUER, jwks_file: current.jwksFile }, pino({ level: 'info' }, sink));
     const trailingSlash = await current.sign('alice|sub', {}, { issuer: `${ISSUER}/` });
-    for (let attempt = 0; attempt < 3; attempt += 1) expect((await h.request('/orgs/acme', { headers: bearer(trailingSlash) })).status).toBe(401);
-    expect((await h.request('/orgs/acme', { headers: bearer(await current.sign('alice|sub', {}, { audience: 'account' })) })).status).toBe(401);
+    for (let attempt = 0; attempt < 3; attempt += 1)
+      expect((await h.request('/orgs/acme', { headers: bearer(trailingSlash) })).status).toBe(401);
+    expect((await h.request('/orgs/acme', { headers: bearer(await current.sign('alice|sub', {}, { audience: 'account' })) })).status).toBe(
+      401,
+    );
     expect((await h.request('/orgs/acme')).status).toBe(401);
 
     const warnings = lines.filter((line) => line.level === 40 && 'claim' in line);
@@ -186,7 +208,9 @@ describe('OpenID Connect discovery', () => {
     const h = await gateway({ issuer: idp.origin, discovery: true });
     const ready = await readiness(h);
     expect(ready.status).toBe(503);
-    expect(ready.checks.signing_keys).toBe(`auth.discovery: ${idp.origin}/.well-known/openid-configuration: its issuer "${idp.origin}/" does not equal auth.issuer "${idp.origin}"`);
+    expect(ready.checks.signing_keys).toBe(
+      `auth.discovery: ${idp.origin}/.well-known/openid-configuration: its issuer "${idp.origin}/" does not equal auth.issuer "${idp.origin}"`,
+    );
     const res = await h.request('/orgs/acme', { headers: bearer(await current.sign('alice|sub', {}, { issuer: idp.origin })) });
     expect(res.status).toBe(401);
     expect(idp.jwksRequests).toBe(0);
@@ -200,7 +224,9 @@ describe('OpenID Connect discovery', () => {
 
     const down = await readiness(h);
     expect(down.status).toBe(503);
-    expect(down.checks.signing_keys).toMatch(new RegExp(`^auth\\.discovery: ${idp.origin}/\\.well-known/openid-configuration: connect ECONNREFUSED`));
+    expect(down.checks.signing_keys).toMatch(
+      new RegExp(`^auth\\.discovery: ${idp.origin}/\\.well-known/openid-configuration: connect ECONNREFUSED`),
+    );
     expect((await fetch(`${h.gateway.adminUrl}/healthz`)).status).toBe(200);
     const refused = await h.request('/orgs/acme', { headers: bearer(token) });
     expect(refused.status).toBe(401);
@@ -209,7 +235,12 @@ describe('OpenID Connect discovery', () => {
     await idp.start();
     idp.jwksStatus = 503; // discovery answers, the key set does not yet
     const noKeys = await readinessWhen(h, (ready) => /could not be fetched/.test(ready.checks.signing_keys ?? ''), 10_000);
-    expect(noKeys).toEqual({ status: 503, checks: expect.objectContaining({ signing_keys: `the signing keys could not be fetched from ${idp.origin}/jwks: Expected 200 OK from the JSON Web Key Set HTTP response` }) });
+    expect(noKeys).toEqual({
+      status: 503,
+      checks: expect.objectContaining({
+        signing_keys: `the signing keys could not be fetched from ${idp.origin}/jwks: Expected 200 OK from the JSON Web Key Set HTTP response`,
+      }),
+    });
 
     idp.jwksStatus = 200;
     await readinessWhen(h, (ready) => ready.status === 200, 20_000);
@@ -230,7 +261,9 @@ describe('key rotation', () => {
     let refusals = 0;
     await waitFor(
       async () => {
-        const statuses = (await Promise.all(Array.from({ length: 10 }, () => h.request('/orgs/acme', { headers: bearer(fresh) })))).map((res) => res.status);
+        const statuses = (await Promise.all(Array.from({ length: 10 }, () => h.request('/orgs/acme', { headers: bearer(fresh) })))).map(
+          (res) => res.status,
+        );
         refusals += statuses.filter((status) => status === 401).length;
         return statuses.every((status) => status === 200);
       },
@@ -242,7 +275,9 @@ describe('key rotation', () => {
 
     // Unknown kids cannot make the gateway hammer the provider.
     const strangers = await Promise.all(Array.from({ length: 30 }, (_, index) => createTokenIssuer(dir, `unknown-${index}`)));
-    const statuses = await Promise.all(strangers.map(async (stranger) => (await h.request('/orgs/acme', { headers: bearer(await stranger.sign('alice|sub')) })).status));
+    const statuses = await Promise.all(
+      strangers.map(async (stranger) => (await h.request('/orgs/acme', { headers: bearer(await stranger.sign('alice|sub')) })).status),
+    );
     expect(statuses.every((status) => status === 401)).toBe(true);
     expect(idp.jwksRequests).toBe(2);
   }, 20_000);

@@ -31,14 +31,21 @@ function tutorialBlocks(readme: string, heading: string): string[] {
 async function projectCopy(): Promise<string> {
   const dir = path.join(await scratchDir('tutorials'), 'project');
   await mkdir(dir);
-  for (const name of ['package.json', 'bin', 'dist', 'policies']) await cp(path.join(projectRoot, name), path.join(dir, name), { recursive: true });
+  for (const name of ['package.json', 'bin', 'dist', 'policies'])
+    await cp(path.join(projectRoot, name), path.join(dir, name), { recursive: true });
   for (const name of ['node_modules', 'migrations', 'src']) await symlink(path.join(projectRoot, name), path.join(dir, name));
   return dir;
 }
 
 /** The environment of the reader's shell: the pinned opa, and no configuration or database of the developer's. */
 function shellEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, PORTCULLIS_CONFIG: '', PORTCULLIS_STATE_DIR: '', OPA_BIN: process.env.PORTCULLIS_TEST_OPA, ...extra };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORTCULLIS_CONFIG: '',
+    PORTCULLIS_STATE_DIR: '',
+    OPA_BIN: process.env.PORTCULLIS_TEST_OPA,
+    ...extra,
+  };
   delete env.DATABASE_URL;
   return env;
 }
@@ -87,17 +94,25 @@ beforeAll(async () => {
   expect(packageJson.scripts.start).toBe('node bin/portcullis.js start');
   before = await paste(project, shipBlocks.slice(0, startAt), '', shellEnv());
 
-  const child = spawn(process.execPath, [path.join(project, 'bin', 'portcullis.js'), 'start', '--shadow', 'policies-next'], { cwd: project, env: shellEnv() });
+  const child = spawn(process.execPath, [path.join(project, 'bin', 'portcullis.js'), 'start', '--shadow', 'policies-next'], {
+    cwd: project,
+    env: shellEnv(),
+  });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   demo = { child, output: () => output };
-  const exited = new Promise<never>((_, reject) => child.on('close', (code) => reject(new Error(`the demo exited with ${code}:\n${output}`))));
+  const exited = new Promise<never>((_, reject) =>
+    child.on('close', (code) => reject(new Error(`the demo exited with ${code}:\n${output}`))),
+  );
   await Promise.race([waitFor(() => output.includes('Press Ctrl-C to stop everything.'), { timeoutMs: 60_000, what: 'the demo' }), exited]);
 
   // What the reader pastes from the banner: its export lines, and the URLs of its ready line.
   const ready = /gateway (http:\/\/[0-9.:]+), admin (http:\/\/[0-9.:]+)/.exec(output)!;
-  const exports = output.split('\n').filter((line) => line.startsWith('export ')).join('\n');
+  const exports = output
+    .split('\n')
+    .filter((line) => line.startsWith('export '))
+    .join('\n');
   const after = shipBlocks.slice(startAt + 1);
   const outputs = await paste(project, [...after, ...auditorBlocks], exports, shellEnv({ GATEWAY: ready[1], ADMIN: ready[2] }));
   ship = outputs.slice(0, after.length);
@@ -128,7 +143,11 @@ describe('README tutorial: ship a rule', () => {
     expect(denial).toMatchObject({ status: 403, code: 'missing_permission' });
     expect(out).toMatch(/^decision {4}DENY 403 /m);
     expect(out).toMatch(/^shadow {6}ALLOW 200 {2}\(policy sha256:[0-9a-f]+\) DISAGREES$/m);
-    expect(out).toMatch(new RegExp(`${denial.decision_id}  demo\\|bob  GET /orgs/acme/credentials  deny 403  allow 200  team 'auditors' reads everything in organization 'acme'`));
+    expect(out).toMatch(
+      new RegExp(
+        `${denial.decision_id}  demo\\|bob  GET /orgs/acme/credentials  deny 403  allow 200  team 'auditors' reads everything in organization 'acme'`,
+      ),
+    );
     expect(out).toMatch(/: 1 changed \(1 allow flip, 0 status changes, 0 evaluation errors\)/);
     expect(out).toMatch(new RegExp(`deny→allow +1 decision +credential:read +org acme[\\s\\S]*e\\.g\\. ${denial.decision_id}`));
   });
@@ -136,7 +155,9 @@ describe('README tutorial: ship a rule', () => {
   it('ships it with the gateway running, and turns the real decision that follows into a regression test', async () => {
     const out = ship[1]!;
     expect(out).toMatch(/^\{"status":"(loaded|unchanged)","revision":"sha256:[0-9a-f]+"/);
-    expect(out).toMatch(/demo\|bob +acme +credential:read +GET \/orgs\/acme\/credentials +allow 200 +auditor_read +team 'auditors' reads everything in organization 'acme'/);
+    expect(out).toMatch(
+      /demo\|bob +acme +credential:read +GET \/orgs\/acme\/credentials +allow 200 +auditor_read +team 'auditors' reads everything in organization 'acme'/,
+    );
     const regression = await readFile(path.join(project, 'policies', 'regression_auditor_read_test.rego'), 'utf8');
     expect(regression).toMatch(/^package portcullis_regression_test\n/);
     expect(regression).toContain('result.allow == true');
@@ -154,15 +175,24 @@ describe('README tutorial: ship a rule', () => {
     expect(explained).toHaveLength(3);
     const [bobOnFriday, bobOnThursday, aliceOnFriday] = explained as [string, string, string];
     expect(bobOnFriday).toContain('time        2026-12-04T10:00:00.000Z (Friday, UTC)');
-    expect(bobOnFriday).toMatch(/^decision {4}DENY 403 .*\n {2}- projects are not deleted on Fridays \(UTC\), except by organization-admins$/m);
+    expect(bobOnFriday).toMatch(
+      /^decision {4}DENY 403 .*\n {2}- projects are not deleted on Fridays \(UTC\), except by organization-admins$/m,
+    );
     expect(bobOnThursday).toContain('time        2026-12-03T10:00:00.000Z (Thursday, UTC)');
     expect(bobOnThursday).toMatch(/^decision {4}ALLOW 200 .*\n {2}- granted by permission 'project:\*' in organization 'acme'$/m);
     expect(aliceOnFriday).toMatch(/^decision {4}ALLOW 200 .*\n {2}- granted by permission '\*' in organization 'acme'$/m);
   });
 
   it('refuses an --at that is not an RFC 3339 date-time, naming the flag', async () => {
-    const failed = await run('bash', ['-c', `${NPX}\nnpx portcullis explain --as 'demo|bob' --at 2026-12-04 DELETE /orgs/acme/projects/web`], { cwd: project, env: shellEnv() }).catch((error: { code: number; stderr: string }) => error);
-    expect(failed).toMatchObject({ code: 1, stderr: 'portcullis: --at: "2026-12-04" is not an RFC 3339 date-time with an offset, e.g. 2026-12-04T10:00:00Z\n' });
+    const failed = await run(
+      'bash',
+      ['-c', `${NPX}\nnpx portcullis explain --as 'demo|bob' --at 2026-12-04 DELETE /orgs/acme/projects/web`],
+      { cwd: project, env: shellEnv() },
+    ).catch((error: { code: number; stderr: string }) => error);
+    expect(failed).toMatchObject({
+      code: 1,
+      stderr: 'portcullis: --at: "2026-12-04" is not an RFC 3339 date-time with an offset, e.g. 2026-12-04T10:00:00Z\n',
+    });
   });
 });
 
@@ -182,7 +212,9 @@ describe('README tutorial: answer an auditor', () => {
 
   it('exports the day, verifies it offline, and names the record edited in a copy', () => {
     const out = auditor[2]!;
-    expect(out).toMatch(/^verified \d+ decision records in day\.ndjson \(ndjson, seq 1 to \d+, head hash [0-9a-f]{64}\): the export is intact/m);
+    expect(out).toMatch(
+      /^verified \d+ decision records in day\.ndjson \(ndjson, seq 1 to \d+, head hash [0-9a-f]{64}\): the export is intact/m,
+    );
     expect(out).toMatch(/^portcullis: the export is broken at line \d+ \(seq \d+\): content edited: the hash does not match the record/m);
     expect(out).toMatch(/^exit 1$/m);
   });

@@ -49,11 +49,14 @@ interface Answer {
 function send(path: string, headers: Record<string, string>, localAddress = '127.0.0.1'): Promise<Answer> {
   const { port } = new URL(h.gateway.gatewayUrl);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, localAddress, agent: false, headers: { authorization: `Bearer ${alice}`, ...headers } }, (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'], body }));
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, path, localAddress, agent: false, headers: { authorization: `Bearer ${alice}`, ...headers } },
+      (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'], body }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -103,7 +106,7 @@ describe('proxy headers are the gateway’s', () => {
     'X-Original-URL': '/admin',
     'X-Rewrite-URL': '/admin',
     X_Forwarded_For: '198.51.100.8',
-    'x_real_ip': '198.51.100.8',
+    x_real_ip: '198.51.100.8',
   };
 
   it('replaces every spoofed proxy header from a client that is not a trusted proxy', async () => {
@@ -128,11 +131,14 @@ describe('proxy headers are the gateway’s', () => {
   it('keeps and extends the chain sent by a trusted proxy, and still drops the rest', async () => {
     const echoed = seen(await send('/users/me', spoofed, TRUSTED_PROXY));
     expect(echoed.headers['x-forwarded-for']).toBe(`198.51.100.7, ${TRUSTED_PROXY}`);
-    expect(echoed.headers.forwarded).toBe(`for=198.51.100.7;host=evil.example;proto=https, for=${TRUSTED_PROXY};host="${gatewayHost}";proto=http`);
+    expect(echoed.headers.forwarded).toBe(
+      `for=198.51.100.7;host=evil.example;proto=https, for=${TRUSTED_PROXY};host="${gatewayHost}";proto=http`,
+    );
     expect(echoed.headers['x-forwarded-host']).toBe('evil.example');
     expect(echoed.headers['x-forwarded-proto']).toBe('https');
     expect(echoed.headers['x-forwarded-port']).toBe('443');
-    for (const name of ['x-real-ip', 'x-original-url', 'x-rewrite-url', 'x_forwarded_for', 'x_real_ip']) expect(echoed.headers[name]).toBeUndefined();
+    for (const name of ['x-real-ip', 'x-original-url', 'x-rewrite-url', 'x_forwarded_for', 'x_real_ip'])
+      expect(echoed.headers[name]).toBeUndefined();
   });
 });
 
@@ -156,8 +162,14 @@ describe('method overrides in the query string', () => {
 
 describe('look-alike framing and hop-by-hop header names', () => {
   it.each([
-    ['Transfer_Encoding: chunked', 'POST /orgs/acme/projects HTTP/1.1\nHost: x\nAuthorization: Bearer TOKEN\nTransfer_Encoding: chunked\nContent-Length: 2\n\n{}'],
-    ['Content_Length: 5', 'POST /orgs/acme/projects HTTP/1.1\nHost: x\nAuthorization: Bearer TOKEN\nContent_Length: 5\nTransfer-Encoding: chunked\n\n0\n\n'],
+    [
+      'Transfer_Encoding: chunked',
+      'POST /orgs/acme/projects HTTP/1.1\nHost: x\nAuthorization: Bearer TOKEN\nTransfer_Encoding: chunked\nContent-Length: 2\n\n{}',
+    ],
+    [
+      'Content_Length: 5',
+      'POST /orgs/acme/projects HTTP/1.1\nHost: x\nAuthorization: Bearer TOKEN\nContent_Length: 5\nTransfer-Encoding: chunked\n\n0\n\n',
+    ],
     ['Keep_Alive', 'GET /orgs/acme HTTP/1.1\nHost: x\nAuthorization: Bearer TOKEN\nKeep_Alive: timeout=5\n\n'],
     ['Proxy_Connection', 'GET /orgs/acme HTTP/1.1\nHost: x\nAuthorization: Bearer TOKEN\nProxy_Connection: keep-alive\n\n'],
     ['Connection_', 'GET /orgs/acme HTTP/1.1\nHost: x\nAuthorization: Bearer TOKEN\nConnection_: x-portcullis-user\n\n'],

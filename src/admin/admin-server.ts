@@ -83,7 +83,9 @@ export function requireAdminToken(expected: string | undefined) {
     const header = req.headers.authorization ?? '';
     const presented = /^Bearer ([^\s]+)$/i.exec(header)?.[1];
     if (!expectedDigest || !presented || !timingSafeEqual(digest(presented), expectedDigest)) {
-      const error = new AuthenticationError(expectedDigest ? 'a valid admin token is required' : 'the admin API is disabled: no admin.token is configured');
+      const error = new AuthenticationError(
+        expectedDigest ? 'a valid admin token is required' : 'the admin API is disabled: no admin.token is configured',
+      );
       sendProblem(res, errorProblem(error, { requestId: String(req.headers['x-request-id'] ?? '') }), error);
       return;
     }

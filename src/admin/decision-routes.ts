@@ -78,7 +78,8 @@ export function decisionRoutes(deps: DecisionRouteDependencies): Router {
 /** The list's query string: the filters, `limit` and `cursor`; anything else is refused. */
 function parseListQuery(params: URLSearchParams): z.output<typeof listQuerySchema> {
   for (const name of new Set(params.keys())) {
-    if (!PARAMETERS.includes(name)) throw new InputError(`unknown parameter ${JSON.stringify(name)}; the parameters are ${PARAMETERS.join(', ')}`);
+    if (!PARAMETERS.includes(name))
+      throw new InputError(`unknown parameter ${JSON.stringify(name)}; the parameters are ${PARAMETERS.join(', ')}`);
     if (params.getAll(name).length > 1) throw new InputError(`parameter "${name}" is given more than once`);
   }
   return parseInput(listQuerySchema, Object.fromEntries(params));

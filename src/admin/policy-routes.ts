@@ -13,7 +13,7 @@ import { errorProblem, sendProblem } from '../http/problem';
 
 export interface PolicyRouteDependencies {
   policy: Pick<PolicyManager, 'state' | 'reload'>;
-  shadow?: Pick<ShadowPolicy, 'stats'> & { manager: Pick<PolicyManager, 'state'> } | undefined;
+  shadow?: (Pick<ShadowPolicy, 'stats'> & { manager: Pick<PolicyManager, 'state'> }) | undefined;
   explainer: Pick<PolicyExplainer, 'explain'>;
   disagreements: Pick<PgShadowDisagreementStore, 'list'>;
 }
@@ -43,9 +43,14 @@ export function createPolicyRouter(deps: PolicyRouteDependencies): Router {
   router.post('/policy/reload', async (req, res) => {
     const outcome = await deps.policy.reload();
     if (outcome.status === 'failed') {
-      const error = new PolicyRejectedError(`the policy was not reloaded: ${outcome.error.message}; revision ${outcome.revision} keeps serving`);
+      const error = new PolicyRejectedError(
+        `the policy was not reloaded: ${outcome.error.message}; revision ${outcome.revision} keeps serving`,
+      );
       const problem = errorProblem(error, { requestId: requestIdOf(req) });
-      res.status(422).type('application/problem+json').json({ ...problem, revision: outcome.revision, error: failureJson(outcome.error) });
+      res
+        .status(422)
+        .type('application/problem+json')
+        .json({ ...problem, revision: outcome.revision, error: failureJson(outcome.error) });
       return;
     }
     res.json({ status: outcome.status, revision: outcome.revision, policy: stateJson(deps.policy.state()) });
@@ -87,8 +92,15 @@ export function createPolicyRouter(deps: PolicyRouteDependencies): Router {
 
 function parseQuery(body: unknown): ExplainQuery {
   const { subject, method, path, time } = (body ?? {}) as Record<string, unknown>;
-  if (typeof subject !== 'string' || typeof method !== 'string' || typeof path !== 'string' || (time !== undefined && typeof time !== 'string')) {
-    throw new InputError('the body must be {"subject": "<JWT sub or user id>", "method": "GET", "path": "/orgs/acme"}, optionally with "time": "<RFC 3339>"');
+  if (
+    typeof subject !== 'string' ||
+    typeof method !== 'string' ||
+    typeof path !== 'string' ||
+    (time !== undefined && typeof time !== 'string')
+  ) {
+    throw new InputError(
+      'the body must be {"subject": "<JWT sub or user id>", "method": "GET", "path": "/orgs/acme"}, optionally with "time": "<RFC 3339>"',
+    );
   }
   return time === undefined ? { subject, method, path } : { subject, method, path, time };
 }

@@ -16,17 +16,31 @@ describe('audit configuration', () => {
 
   it('resolves the spool folder, the checkpoint key and an export file against the config folder', () => {
     const config = parseConfig(
-      { ...minimal, audit: { spool_dir: 'spool', checkpoint_key_file: 'keys/checkpoint.pem', export: { kind: 'file', path: 'logs/decisions.ndjson' } } },
+      {
+        ...minimal,
+        audit: { spool_dir: 'spool', checkpoint_key_file: 'keys/checkpoint.pem', export: { kind: 'file', path: 'logs/decisions.ndjson' } },
+      },
       {},
       '/etc/portcullis',
     );
     expect(config.audit.spool_dir).toBe('/etc/portcullis/spool');
     expect(config.audit.checkpoint_key_file).toBe('/etc/portcullis/keys/checkpoint.pem');
-    expect(config.audit.export).toEqual({ kind: 'file', path: '/etc/portcullis/logs/decisions.ndjson', batch_size: 500, flush_interval_ms: 1000, buffer_size: 10000, labels: {} });
+    expect(config.audit.export).toEqual({
+      kind: 'file',
+      path: '/etc/portcullis/logs/decisions.ndjson',
+      batch_size: 500,
+      flush_interval_ms: 1000,
+      buffer_size: 10000,
+      labels: {},
+    });
   });
 
   it('fills an HTTP export’s defaults', () => {
-    const config = parseConfig({ ...minimal, audit: { mode: 'strict', export: { kind: 'http', url: 'https://logs.example.com/logs' } } }, {}, '/');
+    const config = parseConfig(
+      { ...minimal, audit: { mode: 'strict', export: { kind: 'http', url: 'https://logs.example.com/logs' } } },
+      {},
+      '/',
+    );
     expect(config.audit.mode).toBe('strict');
     expect(config.audit.export).toMatchObject({ kind: 'http', url: 'https://logs.example.com/logs', headers: {}, timeout_ms: 5000 });
   });

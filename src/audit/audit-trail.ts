@@ -120,7 +120,9 @@ export class AuditTrail {
       memory: this.recorder.memoryBacklog,
       spool: this.recorder.spoolBacklog,
       spool_file: this.spool.file,
-      ...(this.exporter && this.config.export ? { export: { kind: this.config.export.kind, pending: this.exporter.pending, dropped: this.exporter.dropped } } : {}),
+      ...(this.exporter && this.config.export
+        ? { export: { kind: this.config.export.kind, pending: this.exporter.pending, dropped: this.exporter.dropped } }
+        : {}),
     };
   }
 

@@ -69,7 +69,12 @@ let recorders: BatchingDecisionRecorder[] = [];
 
 function recorderWith(store: DecisionStore, options: Partial<BatchingDecisionRecorderOptions> = {}) {
   const errors: Error[] = [];
-  const recorder = new BatchingDecisionRecorder(store, { retryInitialMs: 1, retryMaxMs: 4, onError: (error) => errors.push(error), ...options });
+  const recorder = new BatchingDecisionRecorder(store, {
+    retryInitialMs: 1,
+    retryMaxMs: 4,
+    onError: (error) => errors.push(error),
+    ...options,
+  });
   recorders.push(recorder);
   return { recorder, errors };
 }
@@ -231,7 +236,9 @@ describe('BatchingDecisionRecorder', () => {
     const late = decision(1);
     expect(() => recorder.record(late)).not.toThrow();
     await waitFor(() => errors.length > 0, { what: 'the late record to be reported' });
-    expect(errors.map((error) => error.message)).toEqual([`decision ${late.id} arrived after the decision recorder closed and there is no spool to keep it`]);
+    expect(errors.map((error) => error.message)).toEqual([
+      `decision ${late.id} arrived after the decision recorder closed and there is no spool to keep it`,
+    ]);
     await expect(recorder.recordDurably(decision(2))).rejects.toThrow(/after the decision recorder closed/);
     expect(store.written).toEqual(['request-0']);
   });
@@ -425,7 +432,12 @@ describe('BatchingDecisionRecorder with a spool', () => {
   it('tells onDurable about records in order once they are stored or spooled', async () => {
     const store = new FakeStore();
     const told: string[] = [];
-    const { recorder } = recorderWith(store, { spool, batchSize: 2, delayMs: 1, onDurable: (records) => told.push(...records.map(requestIdOf)) });
+    const { recorder } = recorderWith(store, {
+      spool,
+      batchSize: 2,
+      delayMs: 1,
+      onDurable: (records) => told.push(...records.map(requestIdOf)),
+    });
     for (let n = 0; n < 3; n++) recorder.record(decision(n));
     await recorder.flush();
     store.failures = Number.POSITIVE_INFINITY;

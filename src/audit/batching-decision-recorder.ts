@@ -189,7 +189,11 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
     if (this.queue.length > this.maxBacklog && !this.overBacklog) {
       this.overBacklog = true;
       const where = this.spool ? 'PostgreSQL or the spool accepts them' : 'PostgreSQL accepts them';
-      this.report(new Error(`${this.queue.length} decision records are waiting to be written (more than ${this.maxBacklog}); they are kept in memory until ${where}`));
+      this.report(
+        new Error(
+          `${this.queue.length} decision records are waiting to be written (more than ${this.maxBacklog}); they are kept in memory until ${where}`,
+        ),
+      );
     }
     this.schedule();
   }
@@ -237,7 +241,11 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
       const failure = await this.persist(batch);
       if (failure) {
         failures += 1;
-        this.report(new Error(`could not write ${batch.length} decision records (attempt ${failures}, ${this.queue.length} waiting); retrying`, { cause: failure }));
+        this.report(
+          new Error(`could not write ${batch.length} decision records (attempt ${failures}, ${this.queue.length} waiting); retrying`, {
+            cause: failure,
+          }),
+        );
         this.withdraw(entries, failure);
         await this.pause(this.backoff(failures));
         continue;
@@ -280,7 +288,11 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
         return undefined;
       } catch (error) {
         if (!spool) return error as Error;
-        this.report(new Error(`could not write ${batch.length} decision records to PostgreSQL; spooling them to ${spool.file} until it is back`, { cause: error }));
+        this.report(
+          new Error(`could not write ${batch.length} decision records to PostgreSQL; spooling them to ${spool.file} until it is back`, {
+            cause: error,
+          }),
+        );
       }
     }
     // Older records wait in the spool: these go behind them, so the order holds.
@@ -334,7 +346,11 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
         this.releaseWaiters();
       } catch (error) {
         failures += 1;
-        this.report(new Error(`could not replay the spool (${spool.pending} decision records waiting, attempt ${failures}); retrying`, { cause: error }));
+        this.report(
+          new Error(`could not replay the spool (${spool.pending} decision records waiting, attempt ${failures}); retrying`, {
+            cause: error,
+          }),
+        );
         // Shutting down: the spool is durable, the next start replays the rest.
         if (this.closed) return;
         await this.pause(this.backoff(failures));

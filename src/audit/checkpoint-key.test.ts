@@ -13,7 +13,10 @@ afterEach(async () => rm(dir, { recursive: true, force: true }));
 describe('CheckpointSigner', () => {
   it('without a key file generates one in the state folder (0600, with its public half) and reuses it', async () => {
     const first = await CheckpointSigner.open(undefined, dir);
-    expect(first.generated).toEqual({ privateKeyFile: path.join(dir, 'checkpoint-key.pem'), publicKeyFile: path.join(dir, 'checkpoint-key.pub.pem') });
+    expect(first.generated).toEqual({
+      privateKeyFile: path.join(dir, 'checkpoint-key.pem'),
+      publicKeyFile: path.join(dir, 'checkpoint-key.pub.pem'),
+    });
     expect((await stat(first.generated!.privateKeyFile)).mode & 0o777).toBe(0o600);
     const second = await CheckpointSigner.open(undefined, dir);
     expect(second.signer.keyId).toBe(first.signer.keyId);
@@ -24,7 +27,9 @@ describe('CheckpointSigner', () => {
     const signature = first.signer.sign(checkpointText(claim));
     expect(signatureHolds(publicKey, checkpointText(claim), signature)).toBe(true);
     expect(signatureHolds(publicKey, checkpointText({ ...claim, prevSeq: null }), signature)).toBe(false);
-    expect(signatureHolds(publicKey, anchorText({ seq: 7, hash: claim.hash, movedAt: claim.signedAt, retentionDays: 3 }), signature)).toBe(false);
+    expect(signatureHolds(publicKey, anchorText({ seq: 7, hash: claim.hash, movedAt: claim.signedAt, retentionDays: 3 }), signature)).toBe(
+      false,
+    );
   });
 
   it('loads a configured PKCS#8 Ed25519 key and refuses any other kind, naming the key', async () => {
@@ -38,6 +43,8 @@ describe('CheckpointSigner', () => {
     const rsa = path.join(dir, 'rsa.pem');
     await writeFile(rsa, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
     await expect(CheckpointSigner.open(rsa, dir)).rejects.toThrow(`audit.checkpoint_key_file ${rsa}: is a rsa key; use an Ed25519 key`);
-    await expect(CheckpointSigner.open(path.join(dir, 'absent.pem'), dir)).rejects.toThrow(/audit\.checkpoint_key_file .*absent\.pem: not a readable PEM private key/);
+    await expect(CheckpointSigner.open(path.join(dir, 'absent.pem'), dir)).rejects.toThrow(
+      /audit\.checkpoint_key_file .*absent\.pem: not a readable PEM private key/,
+    );
   });
 });

@@ -33,7 +33,10 @@ export function anchorText(claim: AnchorClaim): string {
 
 /** First 16 hex digits of the SHA-256 of the public key (SPKI DER): which key signed a row. */
 export function keyIdOf(publicKey: KeyObject): string {
-  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 export class CheckpointSigner {
@@ -44,7 +47,10 @@ export class CheckpointSigner {
   }
 
   /** Loads `file`; without one, the key at `<stateDir>/checkpoint-key.pem`, generated on first use. */
-  static async open(file: string | undefined, stateDir: string): Promise<{ signer: CheckpointSigner; generated?: { privateKeyFile: string; publicKeyFile: string } }> {
+  static async open(
+    file: string | undefined,
+    stateDir: string,
+  ): Promise<{ signer: CheckpointSigner; generated?: { privateKeyFile: string; publicKeyFile: string } }> {
     if (file) return { signer: new CheckpointSigner(await readPrivateKey(file, 'audit.checkpoint_key_file')) };
     const privateKeyFile = path.join(stateDir, 'checkpoint-key.pem');
     const publicKeyFile = path.join(stateDir, 'checkpoint-key.pub.pem');
@@ -52,13 +58,19 @@ export class CheckpointSigner {
       if (error.code === 'ENOENT') return undefined;
       throw error;
     });
-    if (existing) return { signer: new CheckpointSigner(await readPrivateKey(privateKeyFile, 'the generated checkpoint key')), generated: { privateKeyFile, publicKeyFile } };
+    if (existing)
+      return {
+        signer: new CheckpointSigner(await readPrivateKey(privateKeyFile, 'the generated checkpoint key')),
+        generated: { privateKeyFile, publicKeyFile },
+      };
     const { privateKey } = generateKeyPairSync('ed25519');
     await mkdir(stateDir, { recursive: true });
     // wx: two instances starting at once on one state folder must not overwrite each other's key.
-    await writeFile(privateKeyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EEXIST') throw error;
-    });
+    await writeFile(privateKeyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' }).catch(
+      (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw error;
+      },
+    );
     const stored = await readPrivateKey(privateKeyFile, 'the generated checkpoint key');
     await writeFile(publicKeyFile, createPublicKey(stored).export({ type: 'spki', format: 'pem' }));
     return { signer: new CheckpointSigner(stored), generated: { privateKeyFile, publicKeyFile } };
@@ -77,7 +89,10 @@ async function readPrivateKey(file: string, what: string): Promise<KeyObject> {
   } catch (error) {
     throw new ConfigError(`${what} ${file}: not a readable PEM private key (${(error as Error).message.split('\n')[0]})`);
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new ConfigError(`${what} ${file}: is a ${key.asymmetricKeyType ?? 'unknown'} key; use an Ed25519 key (openssl genpkey -algorithm ed25519)`);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new ConfigError(
+      `${what} ${file}: is a ${key.asymmetricKeyType ?? 'unknown'} key; use an Ed25519 key (openssl genpkey -algorithm ed25519)`,
+    );
   return key;
 }
 
@@ -89,7 +104,8 @@ export function readPublicKey(pem: string, file: string): KeyObject {
   } catch (error) {
     throw new Error(`${file}: not a PEM public key (${(error as Error).message.split('\n')[0]})`);
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${file}: is a ${key.asymmetricKeyType ?? 'unknown'} key; checkpoints are signed with Ed25519`);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new Error(`${file}: is a ${key.asymmetricKeyType ?? 'unknown'} key; checkpoints are signed with Ed25519`);
   return key;
 }
 

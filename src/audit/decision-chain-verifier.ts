@@ -32,8 +32,7 @@ export interface ChainBreak {
 }
 
 export type VerifyResult =
-  | { ok: true; checked: number; head: { seq: number; hash: string } }
-  | { ok: false; checked: number; broken: ChainBreak };
+  { ok: true; checked: number; head: { seq: number; hash: string } } | { ok: false; checked: number; broken: ChainBreak };
 
 export interface VerifyOptions {
   /** Start at the first record at or after this time, trusting its prev_hash. */
@@ -90,7 +89,8 @@ export async function verifyChain(reader: ChainReader, options: VerifyOptions = 
         // their predecessors may be gone, so only their own content can be checked.
         const beforeAnchor = !options.since && seq <= anchor.seq;
         if (!beforeAnchor) {
-          if (seq < expectedSeq) return fail({ id, seq, problem: `seq ${seq} comes again after seq ${expectedSeq - 1}: records were reordered or duplicated` });
+          if (seq < expectedSeq)
+            return fail({ id, seq, problem: `seq ${seq} comes again after seq ${expectedSeq - 1}: records were reordered or duplicated` });
           if (seq > expectedSeq) {
             const missing = seq - expectedSeq === 1 ? `seq ${expectedSeq} is` : `seq ${expectedSeq} to ${seq - 1} are`;
             return fail({ id, seq, problem: `gap in seq: ${missing} missing before this record (deleted, or their seq was changed)` });
@@ -99,7 +99,11 @@ export async function verifyChain(reader: ChainReader, options: VerifyOptions = 
         if (contentHash !== row.hash) return fail({ id, seq, problem: 'content edited: the stored hash does not match the record' });
         if (!beforeAnchor) {
           if (expectedPrev !== undefined && prevHash !== expectedPrev) {
-            return fail({ id, seq, problem: `previous hash mismatch: prev_hash is not the hash of seq ${seq - 1} (that record was replaced, or this one moved)` });
+            return fail({
+              id,
+              seq,
+              problem: `previous hash mismatch: prev_hash is not the hash of seq ${seq - 1} (that record was replaced, or this one moved)`,
+            });
           }
           expectedPrev = row.hash;
           expectedSeq = seq + 1;
@@ -116,7 +120,11 @@ export async function verifyChain(reader: ChainReader, options: VerifyOptions = 
   // The head row moves in the same transaction as every append: records after the last one seen are gone.
   if (expectedSeq - 1 < head.seq) {
     const missing = head.seq === expectedSeq ? `seq ${head.seq} is` : `seq ${expectedSeq} to ${head.seq} are`;
-    return fail({ id: last?.id ?? null, seq: expectedSeq, problem: `the newest records are missing: ${missing} gone (the chain head is at seq ${head.seq})` });
+    return fail({
+      id: last?.id ?? null,
+      seq: expectedSeq,
+      problem: `the newest records are missing: ${missing} gone (the chain head is at seq ${head.seq})`,
+    });
   }
   if (expectedPrev !== undefined && expectedSeq - 1 === head.seq && head.seq > anchor.seq && expectedPrev !== head.hash) {
     return fail({ id: last?.id ?? null, seq: head.seq, problem: 'the chain head does not match the newest record: it was replaced' });

@@ -24,7 +24,9 @@ const record: DecisionRecord = {
 
 describe('canonicalJson', () => {
   it('writes what jsonb::text writes: sorted keys, a space after each comma and colon', () => {
-    expect(canonicalJson({ b: 1, a: { d: [3, { f: 1, e: 2 }], c: null }, e: [], o: {} })).toBe('{"a": {"c": null, "d": [3, {"e": 2, "f": 1}]}, "b": 1, "e": [], "o": {}}');
+    expect(canonicalJson({ b: 1, a: { d: [3, { f: 1, e: 2 }], c: null }, e: [], o: {} })).toBe(
+      '{"a": {"c": null, "d": [3, {"e": 2, "f": 1}]}, "b": 1, "e": [], "o": {}}',
+    );
   });
 
   it('orders keys as PostgreSQL jsonb does: shorter UTF-8 first, then by bytes', () => {
@@ -34,7 +36,9 @@ describe('canonicalJson', () => {
 
   it('orders keys of equal UTF-8 length by their bytes, also where UTF-16 order differs (a surrogate pair against U+FFFF)', () => {
     // UTF-8 bytes: EF BF BF 61 before F0 90 80 80, though the pair's code unit D800 sorts before FFFF.
-    expect(canonicalJson({ '\u{10000}': 1, '\uffffa': 2, zzzz: 3, 'é\u00e9': 4 })).toBe('{"zzzz": 3, "é\u00e9": 4, "\uffffa": 2, "\u{10000}": 1}');
+    expect(canonicalJson({ '\u{10000}': 1, '\uffffa': 2, zzzz: 3, 'é\u00e9': 4 })).toBe(
+      '{"zzzz": 3, "é\u00e9": 4, "\uffffa": 2, "\u{10000}": 1}',
+    );
   });
 
   it('serializes a frozen object once and reuses its text, exactly as if it were not frozen', () => {
@@ -51,7 +55,9 @@ describe('canonicalJson', () => {
     expect(serialized).toBe(1);
     expect(first).toBe('{"n": 1, "subject": {"memberships": {"acme": {"role": "default"}}}, "counting": {"a": 2, "b": 1}}');
     expect(second).toBe(first.replace('"n": 1', '"n": 2'));
-    expect(canonicalJson({ subject: structuredClone({ memberships: { acme: { role: 'default' } } }), counting: { a: 2, b: 1 }, n: 1 })).toBe(first);
+    expect(
+      canonicalJson({ subject: structuredClone({ memberships: { acme: { role: 'default' } } }), counting: { a: 2, b: 1 }, n: 1 }),
+    ).toBe(first);
   });
 
   it('writes numbers in plain decimal, as PostgreSQL’s numeric does', () => {

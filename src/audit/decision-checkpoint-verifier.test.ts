@@ -38,7 +38,11 @@ const unmoved: StoredAnchor = { seq: 0, hash: '0'.repeat(64), movedAt: null, ret
 
 describe('verifyCheckpoints', () => {
   it('walks the checkpoints page by page and names the newest', async () => {
-    const stored = checkpoints([[10, '2026-01-01T00:00:00Z'], [20, '2026-01-01T00:01:00Z'], [30, '2026-01-01T00:02:00Z']]);
+    const stored = checkpoints([
+      [10, '2026-01-01T00:00:00Z'],
+      [20, '2026-01-01T00:01:00Z'],
+      [30, '2026-01-01T00:02:00Z'],
+    ]);
     const chain = reader(stored, unmoved, 1);
     const result = await verifyCheckpoints(chain, publicKey, { head: { seq: 35, hash: hash(35) }, pageSize: 2 });
     expect(result).toEqual({ ok: true, checkpoints: 3, newest: stored[2] });
@@ -46,32 +50,56 @@ describe('verifyCheckpoints', () => {
   });
 
   it('accepts checkpointed records that retention removed below a signed anchor', async () => {
-    const stored = checkpoints([[10, '2026-01-01T00:00:00Z'], [20, '2026-03-01T00:00:00Z']]);
+    const stored = checkpoints([
+      [10, '2026-01-01T00:00:00Z'],
+      [20, '2026-03-01T00:00:00Z'],
+    ]);
     const anchor = signedAnchor(15, '2026-02-15T00:00:00Z', 30);
-    expect(await verifyCheckpoints(reader(stored, anchor, 16), publicKey, { head: { seq: 25, hash: hash(25) } })).toMatchObject({ ok: true, checkpoints: 2 });
+    expect(await verifyCheckpoints(reader(stored, anchor, 16), publicKey, { head: { seq: 25, hash: hash(25) } })).toMatchObject({
+      ok: true,
+      checkpoints: 2,
+    });
   });
 
   it('refuses an anchor retention could not have reached yet, allowing a few minutes of clock difference', async () => {
-    const stored = checkpoints([[10, '2026-01-20T00:00:00Z'], [20, '2026-03-01T00:00:00Z']]);
+    const stored = checkpoints([
+      [10, '2026-01-20T00:00:00Z'],
+      [20, '2026-03-01T00:00:00Z'],
+    ]);
     const justInside = signedAnchor(15, new Date(Date.parse('2026-01-20T00:00:00Z') + 30 * DAY - 60_000).toISOString(), 30);
-    expect(await verifyCheckpoints(reader(stored, justInside, 16), publicKey, { head: { seq: 25, hash: hash(25) } })).toMatchObject({ ok: true });
+    expect(await verifyCheckpoints(reader(stored, justInside, 16), publicKey, { head: { seq: 25, hash: hash(25) } })).toMatchObject({
+      ok: true,
+    });
     const early = signedAnchor(15, '2026-02-15T00:00:00Z', 30);
     expect(await verifyCheckpoints(reader(stored, early, 16), publicKey, { head: { seq: 25, hash: hash(25) } })).toMatchObject({
       ok: false,
-      broken: { what: 'the anchor (decision_chain_anchor, seq 15)', problem: expect.stringMatching(/^it is newer than retention allows: seq 15 was stored after 2026-01-20T00:00:00\.000Z/) },
+      broken: {
+        what: 'the anchor (decision_chain_anchor, seq 15)',
+        problem: expect.stringMatching(/^it is newer than retention allows: seq 15 was stored after 2026-01-20T00:00:00\.000Z/),
+      },
     });
   });
 
   it('refuses an anchor that says it moved in the future', async () => {
     const anchor = signedAnchor(5, new Date(Date.now() + DAY).toISOString(), 30);
-    expect(await verifyCheckpoints(reader(checkpoints([[10, '2026-01-01T00:00:00Z']]), anchor, 6), publicKey, { head: { seq: 10, hash: hash(10) } })).toMatchObject({
+    expect(
+      await verifyCheckpoints(reader(checkpoints([[10, '2026-01-01T00:00:00Z']]), anchor, 6), publicKey, {
+        head: { seq: 10, hash: hash(10) },
+      }),
+    ).toMatchObject({
       ok: false,
       broken: { problem: expect.stringMatching(/which is in the future$/) },
     });
   });
 
   it('passes an empty chain without checkpoints, and fails a non-empty one without any', async () => {
-    expect(await verifyCheckpoints(reader([], unmoved, 1), publicKey, { head: { seq: 0, hash: '0'.repeat(64) } })).toMatchObject({ ok: true, checkpoints: 0 });
-    expect(await verifyCheckpoints(reader([], unmoved, 1), publicKey, { head: { seq: 3, hash: hash(3) } })).toMatchObject({ ok: false, broken: { what: 'the checkpoints' } });
+    expect(await verifyCheckpoints(reader([], unmoved, 1), publicKey, { head: { seq: 0, hash: '0'.repeat(64) } })).toMatchObject({
+      ok: true,
+      checkpoints: 0,
+    });
+    expect(await verifyCheckpoints(reader([], unmoved, 1), publicKey, { head: { seq: 3, hash: hash(3) } })).toMatchObject({
+      ok: false,
+      broken: { what: 'the checkpoints' },
+    });
   });
 });

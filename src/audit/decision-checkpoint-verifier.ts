@@ -27,24 +27,35 @@ const DAY_MS = 86_400_000;
 // transaction's start: comparisons between them allow this much.
 const CLOCK_SLACK_MS = 5 * 60_000;
 
-export async function verifyCheckpoints(reader: CheckpointReader, publicKey: KeyObject, options: CheckpointVerifyOptions): Promise<CheckpointVerifyResult> {
+export async function verifyCheckpoints(
+  reader: CheckpointReader,
+  publicKey: KeyObject,
+  options: CheckpointVerifyOptions,
+): Promise<CheckpointVerifyResult> {
   const { head } = options;
   const now = options.now ?? new Date();
   const keyId = keyIdOf(publicKey);
   let checked = 0;
   const fail = (what: string, problem: string): CheckpointVerifyResult => ({ ok: false, checkpoints: checked, broken: { what, problem } });
   const signedBy = (row: { keyId: string | null }) =>
-    row.keyId === keyId ? 'the row was edited after it was signed' : `the row was edited, or signed with another key (key ${row.keyId ?? 'none'}; this public key is ${keyId})`;
+    row.keyId === keyId
+      ? 'the row was edited after it was signed'
+      : `the row was edited, or signed with another key (key ${row.keyId ?? 'none'}; this public key is ${keyId})`;
 
   const anchor = await reader.anchor();
   const anchorName = `the anchor (decision_chain_anchor, seq ${anchor.seq})`;
   if (anchor.seq > 0) {
     if (anchor.signature === null || anchor.movedAt === null || anchor.retentionDays === null) {
-      return fail(anchorName, 'it was moved without a signed retention run: records before it were deleted behind the gateway (or by a retention run from before checkpoints existed)');
+      return fail(
+        anchorName,
+        'it was moved without a signed retention run: records before it were deleted behind the gateway (or by a retention run from before checkpoints existed)',
+      );
     }
     const claim = { seq: anchor.seq, hash: anchor.hash, movedAt: anchor.movedAt, retentionDays: anchor.retentionDays };
-    if (!signatureHolds(publicKey, anchorText(claim), anchor.signature)) return fail(anchorName, `its signature does not hold: ${signedBy(anchor)}`);
-    if (anchor.movedAt.getTime() > now.getTime() + CLOCK_SLACK_MS) return fail(anchorName, `it says retention moved it at ${anchor.movedAt.toISOString()}, which is in the future`);
+    if (!signatureHolds(publicKey, anchorText(claim), anchor.signature))
+      return fail(anchorName, `its signature does not hold: ${signedBy(anchor)}`);
+    if (anchor.movedAt.getTime() > now.getTime() + CLOCK_SLACK_MS)
+      return fail(anchorName, `it says retention moved it at ${anchor.movedAt.toISOString()}, which is in the future`);
   }
 
   /** The newest checkpoint taken before the anchor's record was stored. */
@@ -57,15 +68,21 @@ export async function verifyCheckpoints(reader: CheckpointReader, publicKey: Key
     const hashes = await reader.hashesAt(page.map((checkpoint) => checkpoint.seq));
     for (const checkpoint of page) {
       const name = `the checkpoint of seq ${checkpoint.seq} (signed ${checkpoint.signedAt.toISOString()})`;
-      if (!signatureHolds(publicKey, checkpointText(checkpoint), checkpoint.signature)) return fail(name, `its signature does not hold: ${signedBy(checkpoint)}`);
+      if (!signatureHolds(publicKey, checkpointText(checkpoint), checkpoint.signature))
+        return fail(name, `its signature does not hold: ${signedBy(checkpoint)}`);
       if (checkpoint.prevSeq !== (previous?.seq ?? null)) {
         const before = checkpoint.prevSeq === null ? 'no checkpoint' : `the checkpoint of seq ${checkpoint.prevSeq}`;
         const found = previous ? `the checkpoint of seq ${previous.seq}` : 'none';
         return fail(name, `it was signed after ${before}, but the one before it now is ${found}: checkpoints were deleted or inserted`);
       }
-      if (checkpoint.seq > head.seq) return fail(name, `the chain head is at seq ${head.seq}, behind this checkpoint: the newest records were removed and the head moved back`);
+      if (checkpoint.seq > head.seq)
+        return fail(
+          name,
+          `the chain head is at seq ${head.seq}, behind this checkpoint: the newest records were removed and the head moved back`,
+        );
       const stored = hashes.get(checkpoint.seq);
-      if (stored === undefined && checkpoint.seq > anchor.seq) return fail(name, `seq ${checkpoint.seq} is gone from the chain, though retention never reached it`);
+      if (stored === undefined && checkpoint.seq > anchor.seq)
+        return fail(name, `seq ${checkpoint.seq} is gone from the chain, though retention never reached it`);
       if (stored !== undefined && stored !== checkpoint.hash) {
         return fail(name, `seq ${checkpoint.seq} now has hash ${stored}, not the signed ${checkpoint.hash}: the chain was rewritten`);
       }
@@ -75,7 +92,11 @@ export async function verifyCheckpoints(reader: CheckpointReader, publicKey: Key
     }
   }
 
-  if (!previous && head.seq > 0) return fail('the checkpoints', `none is stored, though the chain has ${head.seq} records: they were deleted, or no gateway has signed one yet`);
+  if (!previous && head.seq > 0)
+    return fail(
+      'the checkpoints',
+      `none is stored, though the chain has ${head.seq} records: they were deleted, or no gateway has signed one yet`,
+    );
   if (anchor.seq > 0 && beforeAnchor && anchor.movedAt && anchor.retentionDays !== null) {
     // Seq beforeAnchor.seq was the head when beforeAnchor was signed, so the anchor's record was
     // stored after that: retention may drop it only retention_days later.

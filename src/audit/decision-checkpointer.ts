@@ -51,7 +51,9 @@ export class DecisionCheckpointer {
       const written = await this.checkpoint();
       if (written) this.options.onCheckpoint?.(written);
     } catch (error) {
-      this.options.onError(new Error('the decision chain checkpoint could not be written; retrying at the next interval', { cause: error }));
+      this.options.onError(
+        new Error('the decision chain checkpoint could not be written; retrying at the next interval', { cause: error }),
+      );
     }
   }
 }

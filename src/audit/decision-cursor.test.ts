@@ -11,7 +11,10 @@ describe('openDecisionQuery', () => {
     const first = openDecisionQuery(text, undefined, FIRST);
     expect(first.beforeSeq).toBeUndefined();
     const next = openDecisionQuery(text, first.cursorAfter(42), LATER);
-    expect(next).toMatchObject({ beforeSeq: 42, filter: { organization: 'acme', since: new Date('2026-11-29T12:00:00.000Z'), until: new Date('2026-11-30T11:00:00.000Z') } });
+    expect(next).toMatchObject({
+      beforeSeq: 42,
+      filter: { organization: 'acme', since: new Date('2026-11-29T12:00:00.000Z'), until: new Date('2026-11-30T11:00:00.000Z') },
+    });
     expect(openDecisionQuery(text, undefined, LATER).filter.since).toEqual(new Date('2026-11-29T13:30:00.000Z'));
   });
 
@@ -34,7 +37,14 @@ describe('openDecisionQuery', () => {
     const state = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Record<string, unknown>;
     const edit = (change: Record<string, unknown>) => Buffer.from(JSON.stringify({ ...state, ...change })).toString('base64url');
     expect(() => openDecisionQuery({ since: '24h' }, edit({ since: '2020-01-01T00:00:00.000Z' }), FIRST)).toThrow(/^cursor: it belongs/);
-    for (const change of [{ seq: 0 }, { seq: 1.5 }, { since: '24h' }, { since: '0000-01-01T00:00:00.000Z' }, { filters: 'x' }, { extra: 1 }]) {
+    for (const change of [
+      { seq: 0 },
+      { seq: 1.5 },
+      { since: '24h' },
+      { since: '0000-01-01T00:00:00.000Z' },
+      { filters: 'x' },
+      { extra: 1 },
+    ]) {
       expect(() => openDecisionQuery({ since: '24h' }, edit(change), FIRST)).toThrow('cursor: not a cursor this API returned');
     }
   });

@@ -45,7 +45,12 @@ export function openDecisionQuery(text: FilterText, cursor: string | undefined, 
     filter,
     beforeSeq,
     cursorAfter: (seq) => {
-      const state: CursorState = { seq, since: filter.since?.toISOString() ?? null, until: filter.until?.toISOString() ?? null, filters: binding(text, filter) };
+      const state: CursorState = {
+        seq,
+        since: filter.since?.toISOString() ?? null,
+        until: filter.until?.toISOString() ?? null,
+        filters: binding(text, filter),
+      };
       return Buffer.from(JSON.stringify(state), 'utf8').toString('base64url');
     },
   };
@@ -77,9 +82,18 @@ function bound(text: string): Date {
 /** What ties a cursor to its query: the filters as written and the window they resolved to. */
 function binding(text: FilterText, filter: DecisionFilter): string {
   // `code` joins only when given, so cursors of queries without it stay valid.
-  const written = [text.subject, text.org, text.action, text.allow, text.since?.trim(), text.until?.trim(), ...(text.code !== undefined ? [text.code] : [])].map(
-    (value) => value ?? null,
-  );
+  const written = [
+    text.subject,
+    text.org,
+    text.action,
+    text.allow,
+    text.since?.trim(),
+    text.until?.trim(),
+    ...(text.code !== undefined ? [text.code] : []),
+  ].map((value) => value ?? null);
   const window = [filter.since?.toISOString() ?? null, filter.until?.toISOString() ?? null];
-  return createHash('sha256').update(JSON.stringify([...written, ...window])).digest('hex').slice(0, 32);
+  return createHash('sha256')
+    .update(JSON.stringify([...written, ...window]))
+    .digest('hex')
+    .slice(0, 32);
 }

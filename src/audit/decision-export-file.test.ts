@@ -36,13 +36,23 @@ describe('export CSV', () => {
       directoryVersion: 7,
     });
     // A reason code with its params, and a field a newer gateway might hash, which this CSV has no column for.
-    const content = canonicalJson({ ...(JSON.parse(prepared.content) as object), code: 'missing_permission', code_params: { permission: 'project:read' }, future_field: [1, 'two'] });
+    const content = canonicalJson({
+      ...(JSON.parse(prepared.content) as object),
+      code: 'missing_permission',
+      code_params: { permission: 'project:read' },
+      future_field: [1, 'two'],
+    });
     const line = exportLine({ id: 'x', seq: 42, prevHash: 'p'.repeat(64), hash: 'h'.repeat(64), content }, 'csv');
     const [cells] = await rows(`${line}\n`);
     const record = recordFromCsv(cells!);
     expect(record).toMatchObject({ seq: 42, prevHash: 'p'.repeat(64), hash: 'h'.repeat(64) });
     expect(canonicalJson(record.content)).toBe(content);
-    expect(record.content).toMatchObject({ directory_version: 7, code: 'missing_permission', code_params: { permission: 'project:read' }, future_field: [1, 'two'] });
+    expect(record.content).toMatchObject({
+      directory_version: 7,
+      code: 'missing_permission',
+      code_params: { permission: 'project:read' },
+      future_field: [1, 'two'],
+    });
     expect(line).toContain(',missing_permission,"{""permission"": ""project:read""}",');
     // Nothing a spreadsheet would run.
     expect(line.split(',').some((cell) => /^[=+\-@]/.test(cell))).toBe(false);
@@ -50,8 +60,15 @@ describe('export CSV', () => {
 
   it('reads quoted cells across lines and chunks, doubled quotes, CRLF row ends and a last row without one', async () => {
     expect(await rows('a,"b ""c""\nd",\r\n"",x')).toEqual([
-      [{ text: 'a', quoted: false }, { text: 'b "c"\nd', quoted: true }, { text: '', quoted: false }],
-      [{ text: '', quoted: true }, { text: 'x', quoted: false }],
+      [
+        { text: 'a', quoted: false },
+        { text: 'b "c"\nd', quoted: true },
+        { text: '', quoted: false },
+      ],
+      [
+        { text: '', quoted: true },
+        { text: 'x', quoted: false },
+      ],
     ]);
   });
 });

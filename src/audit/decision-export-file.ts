@@ -33,18 +33,53 @@ const OPTIONAL_JSON = ['code_params'] as const;
  * column for, so the file stays lossless (empty when there is none).
  */
 export const EXPORT_CSV_COLUMNS = [
-  'seq', 'prev_hash', 'hash', 'id', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path',
-  'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run', 'directory_version', 'code', 'code_params', 'resource', 'input', 'more', 'export_end',
+  'seq',
+  'prev_hash',
+  'hash',
+  'id',
+  'time',
+  'request_id',
+  'subject',
+  'user_id',
+  'organization',
+  'action',
+  'method',
+  'path',
+  'allow',
+  'status',
+  'reasons',
+  'policy_revision',
+  'eval_latency_us',
+  'dry_run',
+  'directory_version',
+  'code',
+  'code_params',
+  'resource',
+  'input',
+  'more',
+  'export_end',
 ] as const;
 
 /** The content fields the CSV has a column of its own for. */
-const COLUMNED = new Set<string>([...TEXT, ...NULLABLE_TEXT, ...JSON_VALUED, ...OPTIONAL_TEXT, ...OPTIONAL_JSON, 'allow', 'status', 'eval_latency_us', 'dry_run', 'directory_version']);
+const COLUMNED = new Set<string>([
+  ...TEXT,
+  ...NULLABLE_TEXT,
+  ...JSON_VALUED,
+  ...OPTIONAL_TEXT,
+  ...OPTIONAL_JSON,
+  'allow',
+  'status',
+  'eval_latency_us',
+  'dry_run',
+  'directory_version',
+]);
 
 type Content = Record<string, unknown>;
 
 /** One record's line. NDJSON is the canonical content itself with the chain's fields in front. */
 export function exportLine(row: ChainRow, format: ExportFormat): string {
-  if (format === 'ndjson') return `{"seq": ${row.seq}, "prev_hash": ${JSON.stringify(row.prevHash)}, "hash": ${JSON.stringify(row.hash)}, ${row.content.slice(1)}`;
+  if (format === 'ndjson')
+    return `{"seq": ${row.seq}, "prev_hash": ${JSON.stringify(row.prevHash)}, "hash": ${JSON.stringify(row.hash)}, ${row.content.slice(1)}`;
   const content = JSON.parse(row.content) as Content;
   const cell = (column: (typeof EXPORT_CSV_COLUMNS)[number]): string => {
     switch (column) {
@@ -162,7 +197,8 @@ export function recordFromCsv(cells: readonly CsvCell[]): { seq: number; prevHas
   if (cells.length !== EXPORT_CSV_COLUMNS.length) throw new Error(`${cells.length} cells, not ${EXPORT_CSV_COLUMNS.length}`);
   const at = new Map(EXPORT_CSV_COLUMNS.map((column, i) => [column, cells[i]!]));
   const text = (column: (typeof EXPORT_CSV_COLUMNS)[number]) => unguard(at.get(column)!);
-  const nullable = (column: (typeof EXPORT_CSV_COLUMNS)[number]) => (at.get(column)!.text === '' && !at.get(column)!.quoted ? null : text(column));
+  const nullable = (column: (typeof EXPORT_CSV_COLUMNS)[number]) =>
+    at.get(column)!.text === '' && !at.get(column)!.quoted ? null : text(column);
   const json = (column: (typeof EXPORT_CSV_COLUMNS)[number]) => {
     try {
       return JSON.parse(text(column)) as unknown;

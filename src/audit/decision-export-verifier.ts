@@ -40,7 +40,11 @@ interface Item {
 export async function verifyExportFile(file: string, options: ExportVerifyOptions = {}): Promise<ExportVerifyResult> {
   const format = await detectFormat(file);
   let checked = 0;
-  const fail = (line: number, seq: number | null, problem: string): ExportVerifyResult => ({ ok: false, checked, broken: { line, seq, problem } });
+  const fail = (line: number, seq: number | null, problem: string): ExportVerifyResult => ({
+    ok: false,
+    checked,
+    broken: { line, seq, problem },
+  });
   let previous: { seq: number; hash: string } | undefined;
   let firstSeq: number | null = null;
   let end: ExportEnd | undefined;
@@ -59,13 +63,23 @@ export async function verifyExportFile(file: string, options: ExportVerifyOption
       }
       const { seq, prevHash, hash, content } = item.record!;
       if (previous && seq !== previous.seq + 1) {
-        return fail(item.line, seq, seq > previous.seq + 1 ? `gap in seq: seq ${previous.seq + 1} is missing before this record (deleted)` : `seq ${seq} comes after seq ${previous.seq}: records were reordered or duplicated`);
+        return fail(
+          item.line,
+          seq,
+          seq > previous.seq + 1
+            ? `gap in seq: seq ${previous.seq + 1} is missing before this record (deleted)`
+            : `seq ${seq} comes after seq ${previous.seq}: records were reordered or duplicated`,
+        );
       }
-      if (!previous && seq === 1 && prevHash !== GENESIS_HASH) return fail(item.line, seq, 'the first record of the chain must follow the genesis hash (64 zeros)');
-      if (chainHash(prevHash, seq, canonicalJson(content)) !== hash) return fail(item.line, seq, 'content edited: the hash does not match the record');
-      if (previous && prevHash !== previous.hash) return fail(item.line, seq, `previous hash mismatch: prev_hash is not the hash of seq ${previous.seq}`);
+      if (!previous && seq === 1 && prevHash !== GENESIS_HASH)
+        return fail(item.line, seq, 'the first record of the chain must follow the genesis hash (64 zeros)');
+      if (chainHash(prevHash, seq, canonicalJson(content)) !== hash)
+        return fail(item.line, seq, 'content edited: the hash does not match the record');
+      if (previous && prevHash !== previous.hash)
+        return fail(item.line, seq, `previous hash mismatch: prev_hash is not the hash of seq ${previous.seq}`);
       if (options.expect && seq === options.expect.seq) {
-        if (hash !== options.expect.hash) return fail(item.line, seq, `seq ${seq} has hash ${hash}, not the expected ${options.expect.hash}: the chain was rewritten`);
+        if (hash !== options.expect.hash)
+          return fail(item.line, seq, `seq ${seq} has hash ${hash}, not the expected ${options.expect.hash}: the chain was rewritten`);
         expectedFound = true;
       }
       firstSeq ??= seq;
@@ -79,19 +93,35 @@ export async function verifyExportFile(file: string, options: ExportVerifyOption
   if (!end) return fail(lastLine, previous?.seq ?? null, 'the file does not end with its export_end line: it was cut short');
   const head = previous ?? null;
   if (end.records !== checked || end.first_seq !== firstSeq || end.head?.seq !== head?.seq || end.head?.hash !== head?.hash) {
-    return fail(endLine, head?.seq ?? null, `the export_end line says ${end.records} records ending at ${end.head ? `seq ${end.head.seq}` : 'none'}, but the file holds ${checked} ending at ${head ? `seq ${head.seq}` : 'none'}: records were removed or added`);
+    return fail(
+      endLine,
+      head?.seq ?? null,
+      `the export_end line says ${end.records} records ending at ${end.head ? `seq ${end.head.seq}` : 'none'}, but the file holds ${checked} ending at ${head ? `seq ${head.seq}` : 'none'}: records were removed or added`,
+    );
   }
   if (options.expect && !expectedFound) {
-    throw new ExportUnreadableError(`--expect: seq ${options.expect.seq} is not in this export (seq ${firstSeq ?? '-'} to ${head?.seq ?? '-'})`);
+    throw new ExportUnreadableError(
+      `--expect: seq ${options.expect.seq} is not in this export (seq ${firstSeq ?? '-'} to ${head?.seq ?? '-'})`,
+    );
   }
   let checkpoint: { seq: number; signedAt: string; signatureChecked: boolean } | null = null;
   if (end.checkpoint) {
     const signed = end.checkpoint;
     const recorded = await hashInFile(file, format, signed.seq);
-    if (recorded !== signed.hash) return fail(endLine, signed.seq, `the signed checkpoint of seq ${signed.seq} names hash ${signed.hash}, but the record has ${recorded ?? 'no line'}: the chain was rewritten`);
+    if (recorded !== signed.hash)
+      return fail(
+        endLine,
+        signed.seq,
+        `the signed checkpoint of seq ${signed.seq} names hash ${signed.hash}, but the record has ${recorded ?? 'no line'}: the chain was rewritten`,
+      );
     if (options.publicKey) {
       const text = checkpointText({ seq: signed.seq, hash: signed.hash, signedAt: new Date(signed.signed_at), prevSeq: signed.prev_seq });
-      if (!signatureHolds(options.publicKey, text, signed.signature)) return fail(endLine, signed.seq, `the signature of the checkpoint of seq ${signed.seq} does not hold: it was edited, or signed with another key (key ${signed.key_id})`);
+      if (!signatureHolds(options.publicKey, text, signed.signature))
+        return fail(
+          endLine,
+          signed.seq,
+          `the signature of the checkpoint of seq ${signed.seq} does not hold: it was edited, or signed with another key (key ${signed.key_id})`,
+        );
     }
     checkpoint = { seq: signed.seq, signedAt: signed.signed_at, signatureChecked: options.publicKey !== undefined };
   }
@@ -143,7 +173,8 @@ async function* ndjsonItems(file: string): AsyncGenerator<Item> {
       continue;
     }
     const { seq, prev_hash: prevHash, hash, ...content } = parsed;
-    if (typeof seq !== 'number' || typeof prevHash !== 'string' || typeof hash !== 'string') throw new LineError(line, 'not a record: seq, prev_hash or hash is missing');
+    if (typeof seq !== 'number' || typeof prevHash !== 'string' || typeof hash !== 'string')
+      throw new LineError(line, 'not a record: seq, prev_hash or hash is missing');
     // Only a true dry_run is hashed (records from before the column keep their hashes).
     if (content.dry_run === false) delete content.dry_run;
     yield { line, record: { seq, prevHash, hash, content } };
@@ -156,7 +187,8 @@ async function* csvItems(file: string): AsyncGenerator<Item> {
   for await (const cells of csvRows(createReadStream(file, { encoding: 'utf8' }))) {
     line += 1;
     if (line === 1) {
-      if (cells.map((cell) => cell.text).join(',') !== EXPORT_CSV_COLUMNS.join(',')) throw new LineError(line, `the header is not ${EXPORT_CSV_COLUMNS.join(',')}`);
+      if (cells.map((cell) => cell.text).join(',') !== EXPORT_CSV_COLUMNS.join(','))
+        throw new LineError(line, `the header is not ${EXPORT_CSV_COLUMNS.join(',')}`);
       continue;
     }
     if (cells.length === 1 && cells[0]!.text === '' && !cells[0]!.quoted) continue;

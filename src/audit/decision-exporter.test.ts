@@ -83,7 +83,10 @@ describe('DecisionExporter', () => {
     const sink = new FakeSink();
     sink.failures = Number.POSITIVE_INFINITY;
     const errors: Error[] = [];
-    const exporter = new DecisionExporter(sink, options({ bufferSize: 4, flushIntervalMs: 60_000, batchSize: 100, onError: (error) => errors.push(error) }));
+    const exporter = new DecisionExporter(
+      sink,
+      options({ bufferSize: 4, flushIntervalMs: 60_000, batchSize: 100, onError: (error) => errors.push(error) }),
+    );
     exporter.enqueue([0, 1, 2].map(record));
     exporter.enqueue([3, 4, 5].map(record));
     expect(exporter.pending).toBe(4);
@@ -101,7 +104,10 @@ describe('DecisionExporter', () => {
     const exporter = new DecisionExporter(new StreamSink(stream), options());
     exporter.enqueue([record(7), recordWith(8, { code: 'unauthenticated', codeParams: {} })]);
     await exporter.close(100);
-    const [uncoded, coded] = text.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    const [uncoded, coded] = text
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(uncoded).toEqual({
       labels: { id: 'test' },
       decision_id: '00000000-0000-4000-8000-000000000007',

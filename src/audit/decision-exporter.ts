@@ -49,7 +49,11 @@ export class DecisionExporter {
       this.droppedCount += excess;
       if (!this.reportedDrop) {
         this.reportedDrop = true;
-        this.report(new Error(`the decision export buffer is full (${this.options.bufferSize} events): the oldest events are dropped until the collector accepts again (they stay in PostgreSQL)`));
+        this.report(
+          new Error(
+            `the decision export buffer is full (${this.options.bufferSize} events): the oldest events are dropped until the collector accepts again (they stay in PostgreSQL)`,
+          ),
+        );
       }
     }
     if (this.buffer.length >= this.options.batchSize) this.send();
@@ -68,7 +72,8 @@ export class DecisionExporter {
       if (this.failures > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(this.backoff(), Math.max(0, until - Date.now()))));
     }
     await this.sending;
-    if (this.buffer.length > 0) this.report(new Error(`${this.buffer.length} decision events were not exported before shutdown (they are in PostgreSQL)`));
+    if (this.buffer.length > 0)
+      this.report(new Error(`${this.buffer.length} decision events were not exported before shutdown (they are in PostgreSQL)`));
   }
 
   private arm(ms: number): void {

@@ -33,7 +33,12 @@ describe('DecisionMask', () => {
   });
 
   it('matches every member with *, keeps arrays their length, and unescapes ~1 and ~0', () => {
-    const input = { subject: { memberships: { acme: { permissions: ['*'], role: 'admin' }, globex: { permissions: ['x'], role: 'default' } } }, list: [1, 2], 'a/b': 1, 'c~d': 2 };
+    const input = {
+      subject: { memberships: { acme: { permissions: ['*'], role: 'admin' }, globex: { permissions: ['x'], role: 'default' } } },
+      list: [1, 2],
+      'a/b': 1,
+      'c~d': 2,
+    };
     const masked = new DecisionMask(['/subject/memberships/*/permissions', '/list/0', '/a~1b', '/c~0d']).apply(base(input)).input;
     expect(masked).toEqual({ subject: { memberships: { acme: { role: 'admin' }, globex: { role: 'default' } } }, list: [null, 2] });
   });

@@ -10,7 +10,8 @@ export const REGRESSION_PACKAGE = 'portcullis_regression_test';
 export function regressionTests(decisions: readonly DecisionDetail[], entrypoint: string): string {
   const rule = `data.${entrypoint.split('/').join('.')}`;
   const tests = decisions.map((decision) => {
-    if (decision.input === null || decision.input === undefined) throw new Error(`decision ${decision.id} has no stored input (it was refused before the policy was asked)`);
+    if (decision.input === null || decision.input === undefined)
+      throw new Error(`decision ${decision.id} has no stored input (it was refused before the policy was asked)`);
     const outcome = decision.allow ? `allowed (${decision.status})` : `denied with ${decision.status}`;
     const comment = [
       `# Decision ${decision.id} at ${decision.time}: ${decision.method} ${decision.path} by ${decision.subject ?? 'an anonymous caller'},`,

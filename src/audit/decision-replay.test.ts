@@ -6,7 +6,18 @@ import { compareDecision, replayDecisions, type ReplayReader } from './decision-
 import type { ReplayRow } from './pg-decision-query-store';
 
 function row(seq: number, overrides: Partial<ReplayRow>): ReplayRow {
-  return { id: `d-${seq}`, seq, action: 'project:read', organization: 'acme', allow: true, status: 200, reasons: ['granted'], input: { seq }, policy_revision: 'rev-a', ...overrides };
+  return {
+    id: `d-${seq}`,
+    seq,
+    action: 'project:read',
+    organization: 'acme',
+    allow: true,
+    status: 200,
+    reasons: ['granted'],
+    input: { seq },
+    policy_revision: 'rev-a',
+    ...overrides,
+  };
 }
 
 class FakeReader implements ReplayReader {
@@ -48,7 +59,12 @@ describe('compareDecision', () => {
       change: 'deny 403→error 500',
       reason: "policy error: evaluating 'portcullis/decision' failed: eval_conflict_error",
     });
-    expect(compareDecision({ allow: true, status: 201, reasons: [] }, deny(403, "policy error: 'portcullis/decision' is undefined for this request"))).toMatchObject({ kind: 'error', change: 'allow→error 403' });
+    expect(
+      compareDecision(
+        { allow: true, status: 201, reasons: [] },
+        deny(403, "policy error: 'portcullis/decision' is undefined for this request"),
+      ),
+    ).toMatchObject({ kind: 'error', change: 'allow→error 403' });
     // The same failure as recorded is no change.
     expect(compareDecision({ allow: false, status: 500, reasons: ['policy error: x'] }, deny(500, 'policy error: x'))).toBeUndefined();
   });
@@ -70,7 +86,12 @@ describe('replayDecisions', () => {
       row(15, { allow: false, status: 403, reasons: ['nope'], policy_revision: 'rev-b' }), // unchanged
     ];
     const progress: number[] = [];
-    const report = await replayDecisions(new FakeReader(rows), candidate, { filter: {}, pageSize: 2, progressEveryMs: 0, onProgress: (done) => progress.push(done) });
+    const report = await replayDecisions(new FakeReader(rows), candidate, {
+      filter: {},
+      pageSize: 2,
+      progressEveryMs: 0,
+      onProgress: (done) => progress.push(done),
+    });
     expect(report).toEqual({
       revision: 'candidate',
       replayed: 10,
@@ -85,10 +106,46 @@ describe('replayDecisions', () => {
         { revision: 'rev-b', replayed: 2, unchanged: 1, changed: 1, flipped: 0, statusChanged: 1, errors: 0 },
       ],
       groups: [
-        { kind: 'flip', change: 'allow→deny', recordedRevision: 'rev-a', action: 'project:read', organization: 'acme', reason: 'frozen', count: 5, examples: ['d-1', 'd-3', 'd-5'] },
-        { kind: 'flip', change: 'allow→deny', recordedRevision: 'rev-a', action: 'project:read', organization: 'globex', reason: 'frozen', count: 1, examples: ['d-11'] },
-        { kind: 'flip', change: 'deny→allow', recordedRevision: 'rev-a', action: 'project:read', organization: 'acme', reason: 'missing permission', count: 1, examples: ['d-2'] },
-        { kind: 'status', change: '404→403', recordedRevision: 'rev-b', action: 'project:read', organization: 'acme', reason: 'frozen', count: 1, examples: ['d-13'] },
+        {
+          kind: 'flip',
+          change: 'allow→deny',
+          recordedRevision: 'rev-a',
+          action: 'project:read',
+          organization: 'acme',
+          reason: 'frozen',
+          count: 5,
+          examples: ['d-1', 'd-3', 'd-5'],
+        },
+        {
+          kind: 'flip',
+          change: 'allow→deny',
+          recordedRevision: 'rev-a',
+          action: 'project:read',
+          organization: 'globex',
+          reason: 'frozen',
+          count: 1,
+          examples: ['d-11'],
+        },
+        {
+          kind: 'flip',
+          change: 'deny→allow',
+          recordedRevision: 'rev-a',
+          action: 'project:read',
+          organization: 'acme',
+          reason: 'missing permission',
+          count: 1,
+          examples: ['d-2'],
+        },
+        {
+          kind: 'status',
+          change: '404→403',
+          recordedRevision: 'rev-b',
+          action: 'project:read',
+          organization: 'acme',
+          reason: 'frozen',
+          count: 1,
+          examples: ['d-13'],
+        },
       ],
     });
     expect(progress).toEqual([2, 4, 6, 8, 10, 11]);

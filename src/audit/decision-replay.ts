@@ -67,11 +67,18 @@ const POLICY_ERROR = 'policy error: ';
 const isPolicyError = (reasons: readonly string[]) => reasons[0]?.startsWith(POLICY_ERROR) === true;
 
 /** What changed between the recorded decision and the candidate's, if anything. */
-export function compareDecision(recorded: Pick<ReplayRow, 'allow' | 'status' | 'reasons'>, candidate: PolicyDecision): { kind: ChangeKind; change: string; reason: string } | undefined {
+export function compareDecision(
+  recorded: Pick<ReplayRow, 'allow' | 'status' | 'reasons'>,
+  candidate: PolicyDecision,
+): { kind: ChangeKind; change: string; reason: string } | undefined {
   const outcome = (allow: boolean, status: number) => (allow ? 'allow' : `deny ${status}`);
   const reasonOf = (reasons: readonly string[]) => reasons.join('; ') || '(no reason given)';
   if (isPolicyError(candidate.reasons) && !isPolicyError(recorded.reasons)) {
-    return { kind: 'error', change: `${outcome(recorded.allow, recorded.status)}→error ${candidate.status}`, reason: reasonOf(candidate.reasons) };
+    return {
+      kind: 'error',
+      change: `${outcome(recorded.allow, recorded.status)}→error ${candidate.status}`,
+      reason: reasonOf(candidate.reasons),
+    };
   }
   if (candidate.allow !== recorded.allow) {
     return recorded.allow
@@ -128,7 +135,14 @@ export async function replayDecisions(reader: ReplayReader, candidate: PolicyEng
       const key = JSON.stringify([row.policy_revision, change.kind, change.change, row.action, row.organization, change.reason]);
       let group = groups.get(key);
       if (!group) {
-        group = { ...change, recordedRevision: row.policy_revision, action: row.action, organization: row.organization, count: 0, examples: [] };
+        group = {
+          ...change,
+          recordedRevision: row.policy_revision,
+          action: row.action,
+          organization: row.organization,
+          count: 0,
+          examples: [],
+        };
         groups.set(key, group);
       }
       group.count += 1;
@@ -139,11 +153,17 @@ export async function replayDecisions(reader: ReplayReader, candidate: PolicyEng
       options.onProgress(report.replayed + report.skipped, total);
     }
   }
-  report.revisions = [...revisions.values()].sort((a, b) => b.replayed - a.replayed || String(a.revision).localeCompare(String(b.revision)));
+  report.revisions = [...revisions.values()].sort(
+    (a, b) => b.replayed - a.replayed || String(a.revision).localeCompare(String(b.revision)),
+  );
   const rank = new Map(report.revisions.map((revision, i) => [revision.revision, i]));
   const text = (group: ChangeGroup) => `${group.change} ${group.action} ${group.organization ?? ''} ${group.reason}`;
   report.groups = [...groups.values()].sort(
-    (a, b) => rank.get(a.recordedRevision)! - rank.get(b.recordedRevision)! || KIND_ORDER[a.kind] - KIND_ORDER[b.kind] || b.count - a.count || text(a).localeCompare(text(b)),
+    (a, b) =>
+      rank.get(a.recordedRevision)! - rank.get(b.recordedRevision)! ||
+      KIND_ORDER[a.kind] - KIND_ORDER[b.kind] ||
+      b.count - a.count ||
+      text(a).localeCompare(text(b)),
   );
   return report;
 }

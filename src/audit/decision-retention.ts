@@ -72,7 +72,12 @@ export class DecisionRetention {
       }
 
       const cutoff = now.getTime() - this.options.retentionDays * 86_400_000;
-      const dropped = await this.dropExpired(partitions, [...existing].sort((a, b) => a - b).map((time) => new Date(time)), cutoff, now);
+      const dropped = await this.dropExpired(
+        partitions,
+        [...existing].sort((a, b) => a - b).map((time) => new Date(time)),
+        cutoff,
+        now,
+      );
       return { ran: true, created, dropped };
     });
   }
@@ -88,7 +93,7 @@ export class DecisionRetention {
       else if (monthExpired(month)) dropped.push(await partitions.drop(month));
     }
     filled.sort((a, b) => a.min - b.min);
-    for (let start = 0; start < filled.length; ) {
+    for (let start = 0; start < filled.length;) {
       // This partition and those whose seq ranges overlap it, transitively, go together or not at all.
       let end = start + 1;
       let max = filled[start]!.max;
@@ -114,7 +119,8 @@ export class DecisionRetention {
   private async runSafely(): Promise<void> {
     const run = this.run().then(
       (result) => this.options.onRun?.(result),
-      (error: unknown) => this.options.onError(new Error('decision log partition upkeep failed; retrying at the next run', { cause: error })),
+      (error: unknown) =>
+        this.options.onError(new Error('decision log partition upkeep failed; retrying at the next run', { cause: error })),
     );
     this.running = run;
     await run;

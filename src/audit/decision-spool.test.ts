@@ -75,7 +75,10 @@ describe('DecisionSpool', () => {
 
   it('reads across chunk boundaries', async () => {
     spool = await DecisionSpool.open(dir);
-    const big = Array.from({ length: 3000 }, (_, n) => ({ ...record(n), content: record(n).content.replace('"note":"', `"note":"${'y'.repeat(700)}`) }));
+    const big = Array.from({ length: 3000 }, (_, n) => ({
+      ...record(n),
+      content: record(n).content.replace('"note":"', `"note":"${'y'.repeat(700)}`),
+    }));
     await spool.append(big);
     const all: PreparedDecision[] = [];
     for (;;) {
@@ -99,7 +102,9 @@ describe('DecisionSpool', () => {
     const other = { instance: 'another-container', host: 'gateway-b', pid: process.pid, since: new Date().toISOString() };
     await writeFile(path.join(dir, 'spool.lock'), JSON.stringify(other));
     await expect(DecisionSpool.open(dir)).rejects.toThrow(ConfigError);
-    await expect(DecisionSpool.open(dir)).rejects.toThrow(/used by another running Portcullis, instance another-container on gateway-b \(pid \d+\)/);
+    await expect(DecisionSpool.open(dir)).rejects.toThrow(
+      /used by another running Portcullis, instance another-container on gateway-b \(pid \d+\)/,
+    );
     expect(JSON.parse(await readFile(path.join(dir, 'spool.lock'), 'utf8'))).toEqual(other);
   });
 
@@ -120,7 +125,10 @@ describe('DecisionSpool', () => {
   it('takes over at once a fresh lock whose owner was a process of this machine that is gone', async () => {
     const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
     const pidns = await readlink('/proc/self/ns/pid').catch(() => undefined);
-    await writeFile(path.join(dir, 'spool.lock'), JSON.stringify({ instance: 'crashed-here', host: os.hostname(), pidns, pid: Number(gone), since: new Date().toISOString() }));
+    await writeFile(
+      path.join(dir, 'spool.lock'),
+      JSON.stringify({ instance: 'crashed-here', host: os.hostname(), pidns, pid: Number(gone), since: new Date().toISOString() }),
+    );
     spool = await DecisionSpool.open(dir);
     expect(JSON.parse(await readFile(path.join(dir, 'spool.lock'), 'utf8'))).toMatchObject({ pid: process.pid });
   });

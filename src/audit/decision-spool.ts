@@ -44,7 +44,8 @@ export class DecisionSpool {
   static async open(dir: string, options: SpoolLockOptions = {}): Promise<DecisionSpool> {
     const resolved = path.resolve(dir);
     await mkdir(resolved, { recursive: true });
-    if (ownedHere.has(resolved)) throw new ConfigError(`audit.spool_dir: ${resolved} is already used by another gateway in this process; give each its own spool_dir`);
+    if (ownedHere.has(resolved))
+      throw new ConfigError(`audit.spool_dir: ${resolved} is already used by another gateway in this process; give each its own spool_dir`);
     const lock = SpoolLock.acquire(resolved, options);
     ownedHere.add(resolved);
     try {
@@ -75,7 +76,10 @@ export class DecisionSpool {
   append(batch: readonly PreparedDecision[]): Promise<void> {
     return this.serially(async () => {
       if (batch.length === 0) return;
-      if (this.lock.lost) throw new Error(`the spool ${this.file} was taken over by instance ${this.lock.lost} (this one's lock heartbeat had stalled); these records stay in memory`);
+      if (this.lock.lost)
+        throw new Error(
+          `the spool ${this.file} was taken over by instance ${this.lock.lost} (this one's lock heartbeat had stalled); these records stay in memory`,
+        );
       const bytes = Buffer.from(batch.map((record) => `${record.content}\n`).join(''), 'utf8');
       try {
         await this.handle.appendFile(bytes);
@@ -83,7 +87,9 @@ export class DecisionSpool {
       } catch (error) {
         // Cut a partial append so the file stays whole lines; the caller keeps the records.
         await this.handle.truncate(this.size).catch(() => undefined);
-        throw new Error(`could not append ${batch.length} decision records to the spool ${this.file}: ${(error as Error).message}`, { cause: error });
+        throw new Error(`could not append ${batch.length} decision records to the spool ${this.file}: ${(error as Error).message}`, {
+          cause: error,
+        });
       }
       this.size += bytes.length;
       this.records += batch.length;
@@ -162,7 +168,7 @@ async function completeLines(handle: FileHandle): Promise<{ size: number; record
   const chunk = Buffer.alloc(READ_CHUNK);
   let records = 0;
   let lastNewline = -1;
-  for (let offset = 0; offset < size; ) {
+  for (let offset = 0; offset < size;) {
     const { bytesRead } = await handle.read(chunk, 0, Math.min(READ_CHUNK, size - offset), offset);
     if (bytesRead === 0) break;
     for (let i = chunk.indexOf(NEWLINE, 0); i !== -1 && i < bytesRead; i = chunk.indexOf(NEWLINE, i + 1)) {

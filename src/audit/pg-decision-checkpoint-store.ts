@@ -55,7 +55,9 @@ export class PgDecisionCheckpointStore {
    * With the checkpoint lock held: gives the chain head and the newest checkpoint to `decide`,
    * and stores what it returns unless a checkpoint of that seq exists (another instance's).
    */
-  async write(decide: (head: ChainHead, newest: StoredCheckpoint | undefined) => StoredCheckpoint | undefined): Promise<StoredCheckpoint | undefined> {
+  async write(
+    decide: (head: ChainHead, newest: StoredCheckpoint | undefined) => StoredCheckpoint | undefined,
+  ): Promise<StoredCheckpoint | undefined> {
     return this.db.transaction(async (trx) => {
       await trx.raw('select pg_advisory_xact_lock(?)', [CHECKPOINT_LOCK]);
       const head = await trx('decision_chain_head').first('seq', 'hash');
@@ -64,7 +66,14 @@ export class PgDecisionCheckpointStore {
       const checkpoint = decide({ seq: Number(head.seq), hash: head.hash }, newest ? fromRow(newest) : undefined);
       if (!checkpoint) return undefined;
       const inserted = await trx('decision_checkpoints')
-        .insert({ seq: checkpoint.seq, hash: checkpoint.hash, signed_at: checkpoint.signedAt, prev_seq: checkpoint.prevSeq, key_id: checkpoint.keyId, signature: checkpoint.signature })
+        .insert({
+          seq: checkpoint.seq,
+          hash: checkpoint.hash,
+          signed_at: checkpoint.signedAt,
+          prev_seq: checkpoint.prevSeq,
+          key_id: checkpoint.keyId,
+          signature: checkpoint.signature,
+        })
         .onConflict('seq')
         .ignore()
         .returning('seq');
@@ -90,6 +99,13 @@ export class PgDecisionCheckpointStore {
       | { seq: string; hash: string; moved_at: Date | null; retention_days: number | null; key_id: string | null; signature: string | null }
       | undefined;
     if (!row) throw new Error('the decision chain tables are empty: run `portcullis migrate`');
-    return { seq: Number(row.seq), hash: row.hash, movedAt: row.moved_at, retentionDays: row.retention_days, keyId: row.key_id, signature: row.signature };
+    return {
+      seq: Number(row.seq),
+      hash: row.hash,
+      movedAt: row.moved_at,
+      retentionDays: row.retention_days,
+      keyId: row.key_id,
+      signature: row.signature,
+    };
   }
 }

@@ -32,9 +32,15 @@ export class PgDecisionExportStore {
   /** The newest checkpoint with seq in [first, last]. */
   async newestCheckpoint(first: number, last: number): Promise<ExportEnd['checkpoint']> {
     const row = (await this.db('decision_checkpoints').whereBetween('seq', [first, last]).orderBy('seq', 'desc').first()) as
-      | { seq: string; hash: string; signed_at: Date; prev_seq: string | null; key_id: string; signature: string }
-      | undefined;
+      { seq: string; hash: string; signed_at: Date; prev_seq: string | null; key_id: string; signature: string } | undefined;
     if (!row) return null;
-    return { seq: Number(row.seq), hash: row.hash, signed_at: row.signed_at.toISOString(), prev_seq: row.prev_seq === null ? null : Number(row.prev_seq), key_id: row.key_id, signature: row.signature };
+    return {
+      seq: Number(row.seq),
+      hash: row.hash,
+      signed_at: row.signed_at.toISOString(),
+      prev_seq: row.prev_seq === null ? null : Number(row.prev_seq),
+      key_id: row.key_id,
+      signature: row.signature,
+    };
   }
 }

@@ -53,14 +53,18 @@ export class PgDecisionPartitions {
 
   /** The lowest and highest seq in the month's partition (null when it is empty); index-only. */
   async seqRange(month: Date): Promise<{ min: number; max: number } | null> {
-    const { rows } = await this.db.raw<{ rows: { min: string | null; max: string | null }[] }>(`select min(seq) as min, max(seq) as max from ${partitionName(month)}`);
+    const { rows } = await this.db.raw<{ rows: { min: string | null; max: string | null }[] }>(
+      `select min(seq) as min, max(seq) as max from ${partitionName(month)}`,
+    );
     const row = rows[0]!;
     return row.min === null || row.max === null ? null : { min: Number(row.min), max: Number(row.max) };
   }
 
   /** When the month's newest record was stored (rows from before `recorded_at` existed count by their time). */
   async newestStored(month: Date): Promise<Date | null> {
-    const { rows } = await this.db.raw<{ rows: { newest: Date | null }[] }>(`select max(coalesce(recorded_at, time)) as newest from ${partitionName(month)}`);
+    const { rows } = await this.db.raw<{ rows: { newest: Date | null }[] }>(
+      `select max(coalesce(recorded_at, time)) as newest from ${partitionName(month)}`,
+    );
     return rows[0]!.newest;
   }
 
@@ -75,7 +79,9 @@ export class PgDecisionPartitions {
     const name = partitionName(month);
     await this.db.raw(`lock table ${name} in access exclusive mode`);
     const { rows } = await this.db.raw<{ rows: { records: string }[] }>(`select count(*) as records from ${name}`);
-    await this.db.raw(`update decision_chain_anchor set pruned_before = greatest(pruned_before, ?::timestamptz)`, [addMonths(month, 1).toISOString()]);
+    await this.db.raw(`update decision_chain_anchor set pruned_before = greatest(pruned_before, ?::timestamptz)`, [
+      addMonths(month, 1).toISOString(),
+    ]);
     await this.db.raw(`drop table ${name}`);
     return { name, records: Number(rows[0]!.records) };
   }
@@ -84,7 +90,14 @@ export class PgDecisionPartitions {
    * Moves the verification anchor to the newest record retention removed (every record up to
    * it is gone), saying when and under which retention, signed when a key is at hand.
    */
-  async moveAnchor(anchor: { seq: number; hash: string; movedAt: Date; retentionDays: number; keyId: string | null; signature: string | null }): Promise<void> {
+  async moveAnchor(anchor: {
+    seq: number;
+    hash: string;
+    movedAt: Date;
+    retentionDays: number;
+    keyId: string | null;
+    signature: string | null;
+  }): Promise<void> {
     await this.db.raw(
       `update decision_chain_anchor set seq = ?, hash = ?, moved_at = ?, retention_days = ?, key_id = ?, signature = ? where seq < ?`,
       [anchor.seq, anchor.hash, anchor.movedAt, anchor.retentionDays, anchor.keyId, anchor.signature, anchor.seq],

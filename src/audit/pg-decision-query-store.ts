@@ -64,8 +64,35 @@ export interface DecisionRows {
   more: boolean;
 }
 
-const SUMMARY = ['id', 'seq', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path', 'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run', 'code', 'code_params'];
-const DETAIL = [...SUMMARY.filter((column) => column !== 'dry_run'), 'resource', 'input', 'dry_run', 'directory_version', 'prev_hash', 'hash'];
+const SUMMARY = [
+  'id',
+  'seq',
+  'time',
+  'request_id',
+  'subject',
+  'user_id',
+  'organization',
+  'action',
+  'method',
+  'path',
+  'allow',
+  'status',
+  'reasons',
+  'policy_revision',
+  'eval_latency_us',
+  'dry_run',
+  'code',
+  'code_params',
+];
+const DETAIL = [
+  ...SUMMARY.filter((column) => column !== 'dry_run'),
+  'resource',
+  'input',
+  'dry_run',
+  'directory_version',
+  'prev_hash',
+  'hash',
+];
 
 export const MAX_PAGE = 1000;
 
@@ -118,7 +145,10 @@ export class PgDecisionQueryStore implements ChainReader {
    */
   async list(filter: DecisionFilter, options: { limit: number; beforeSeq?: number | undefined }): Promise<DecisionRows> {
     const limit = Math.min(Math.max(1, options.limit), MAX_PAGE);
-    const query = this.filtered(filter).select(SUMMARY).orderBy('seq', 'desc').limit(limit + 1);
+    const query = this.filtered(filter)
+      .select(SUMMARY)
+      .orderBy('seq', 'desc')
+      .limit(limit + 1);
     if (options.beforeSeq !== undefined) query.where('seq', '<', options.beforeSeq);
     const rows = (await query) as Record<string, unknown>[];
     return { decisions: rows.slice(0, limit).map(decisionSummaryOf), more: rows.length > limit };
@@ -147,7 +177,10 @@ export class PgDecisionQueryStore implements ChainReader {
 
   /** Records with seq > afterSeq, oldest first: what `tail` prints next. */
   async after(afterSeq: number, filter: DecisionFilter, limit: number): Promise<DecisionSummary[]> {
-    const rows = (await this.filtered(filter).select(SUMMARY).where('seq', '>', afterSeq).orderBy('seq').limit(limit)) as Record<string, unknown>[];
+    const rows = (await this.filtered(filter).select(SUMMARY).where('seq', '>', afterSeq).orderBy('seq').limit(limit)) as Record<
+      string,
+      unknown
+    >[];
     return rows.map(decisionSummaryOf);
   }
 
@@ -177,7 +210,11 @@ export class PgDecisionQueryStore implements ChainReader {
 
   /** The seq of the earliest record at or after `time`. */
   async firstSeqSince(time: Date): Promise<number | undefined> {
-    const row = await this.db('decisions').select('seq').where('time', '>=', time.toISOString()).orderBy([{ column: 'time' }, { column: 'seq' }]).first();
+    const row = await this.db('decisions')
+      .select('seq')
+      .where('time', '>=', time.toISOString())
+      .orderBy([{ column: 'time' }, { column: 'seq' }])
+      .first();
     return row ? Number(row.seq) : undefined;
   }
 

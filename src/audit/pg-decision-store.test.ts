@@ -75,11 +75,15 @@ async function countQueries<T>(work: () => Promise<T>): Promise<{ result: T; que
 
 const requestIds = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `request-${from + i}`);
 /** Request ids in chain order. */
-const storedRequestIds = async () => (await db('decisions').select('request_id').orderBy('seq')).map((row: { request_id: string }) => row.request_id);
+const storedRequestIds = async () =>
+  (await db('decisions').select('request_id').orderBy('seq')).map((row: { request_id: string }) => row.request_id);
 
 describe('PgDecisionStore', () => {
   it('stores every field of a decision record, chained to the genesis hash', async () => {
-    const record = decision(1, { code: 'organization_has_projects', codeParams: { organization: 'acme', project_count: 2, projects: ['api', 'web'] } });
+    const record = decision(1, {
+      code: 'organization_has_projects',
+      codeParams: { organization: 'acme', project_count: 2, projects: ['api', 'web'] },
+    });
     expect(await append([record])).toEqual({ inserted: 1, skipped: 0 });
     const row = await db('decisions').where({ id: record.id }).first();
     expect(row).toEqual({
@@ -115,13 +119,20 @@ describe('PgDecisionStore', () => {
     const awkward = {
       numbers: [1e21, -1.5e-7, 5e-324, -0, 0.1 + 0.2, 2 ** 53 + 2, 123456789.125, 1e300, Number.NaN],
       keys: { é: 1, '😀': 2, '\uffff': 3, '10': 4, '9': 5, zz: 6, a: 7, 'a b': 8, '': 9 },
-      strings: ['quote " backslash \\ slash /', 'tab\tline\nfeed\rcr\u0001\u001f\u007f', '\u2028\u2029', 'x\u0000y', 'lone \ud800 surrogate', '😀 é ü 中文'],
+      strings: [
+        'quote " backslash \\ slash /',
+        'tab\tline\nfeed\rcr\u0001\u001f\u007f',
+        '\u2028\u2029',
+        'x\u0000y',
+        'lone \ud800 surrogate',
+        '😀 é ü 中文',
+      ],
       empty: { object: {}, array: [], nested: [[], {}] },
       flags: [true, false, null],
     };
     const records = [
       decision(1),
-      decision(2, { input: awkward, resource: { type: 'x', 'ünïcode': 'ñ' }, dryRun: true, reasons: [] }),
+      decision(2, { input: awkward, resource: { type: 'x', ünïcode: 'ñ' }, dryRun: true, reasons: [] }),
       decision(3, { id: randomUUID().toUpperCase(), subject: 'sub with "quotes" and \n newline', input: [1, 'two', { three: 3 }] }),
       decision(4, { input: null, userId: null, evalLatencyUs: null, policyRevision: null, organization: null }),
     ];
@@ -143,10 +154,22 @@ describe('PgDecisionStore', () => {
   });
 
   it('stores the optional fields as null and keeps a JSON array input as JSON', async () => {
-    const anonymous = decision(2, { subject: null, userId: null, organization: null, policyRevision: null, evalLatencyUs: null, input: null, reasons: [] });
+    const anonymous = decision(2, {
+      subject: null,
+      userId: null,
+      organization: null,
+      policyRevision: null,
+      evalLatencyUs: null,
+      input: null,
+      reasons: [],
+    });
     const listInput = decision(3, { input: ['a', { b: 1 }] });
     await append([anonymous, listInput]);
-    expect(await db('decisions').where({ id: anonymous.id }).first('subject', 'user_id', 'organization', 'policy_revision', 'eval_latency_us', 'input', 'reasons')).toEqual({
+    expect(
+      await db('decisions')
+        .where({ id: anonymous.id })
+        .first('subject', 'user_id', 'organization', 'policy_revision', 'eval_latency_us', 'input', 'reasons'),
+    ).toEqual({
       subject: null,
       user_id: null,
       organization: null,
@@ -202,7 +225,9 @@ describe('PgDecisionStore', () => {
 
   it('frees the ids of a batch that fails, so its retry is written', async () => {
     const records = [decision(1), decision(2)];
-    const broken = records.map(prepareDecision).map((prepared, n) => (n === 1 ? { ...prepared, content: prepared.content.replace(/"status": 409/, '"status": "x"') } : prepared));
+    const broken = records
+      .map(prepareDecision)
+      .map((prepared, n) => (n === 1 ? { ...prepared, content: prepared.content.replace(/"status": 409/, '"status": "x"') } : prepared));
     await expect(store.append(broken)).rejects.toBeInstanceOf(DependencyError);
     expect(await append(records)).toEqual({ inserted: 2, skipped: 0 });
   });
@@ -218,7 +243,13 @@ describe('PgDecisionStore', () => {
     await append([decision(0)]);
     const head = await db('decision_chain_head').first('seq', 'hash');
     const error = await store
-      .append([decision(1), decision(2)].map(prepareDecision).map((record, n) => (n === 1 ? { ...record, content: record.content.replace(/"status": 409/, '"status": "not a number"') } : record)))
+      .append(
+        [decision(1), decision(2)]
+          .map(prepareDecision)
+          .map((record, n) =>
+            n === 1 ? { ...record, content: record.content.replace(/"status": 409/, '"status": "not a number"') } : record,
+          ),
+      )
       .catch((thrown: unknown) => thrown);
     expect(error).toBeInstanceOf(DependencyError);
     expect((error as Error).message).toBe('could not write 2 decision records to PostgreSQL');
@@ -233,7 +264,10 @@ describe('PgDecisionStore', () => {
         pools.map(async (pool, writer) => {
           const own = new PgDecisionStore(pool);
           for (let batch = 0; batch < 10; batch++) {
-            await append(Array.from({ length: 25 }, (_, n) => decision(writer * 1000 + batch * 25 + n)), own);
+            await append(
+              Array.from({ length: 25 }, (_, n) => decision(writer * 1000 + batch * 25 + n)),
+              own,
+            );
           }
         }),
       );
@@ -252,7 +286,13 @@ describe('BatchingDecisionRecorder over PostgreSQL', () => {
 
   beforeEach(() => {
     errors = [];
-    recorder = new BatchingDecisionRecorder(store, { batchSize: 500, delayMs: 50, retryInitialMs: 10, retryMaxMs: 50, onError: (error) => errors.push(error) });
+    recorder = new BatchingDecisionRecorder(store, {
+      batchSize: 500,
+      delayMs: 50,
+      retryInitialMs: 10,
+      retryMaxMs: 50,
+      onError: (error) => errors.push(error),
+    });
   });
 
   afterEach(async () => {
@@ -296,7 +336,13 @@ describe('BatchingDecisionRecorder over PostgreSQL', () => {
     const spool = await DecisionSpool.open(dir);
     try {
       await spool.append([{ ...stored, time: new Date(Date.UTC(2026, 11, 24, 18)) }, decision(1)].map(prepareDecision));
-      const replaying = new BatchingDecisionRecorder(store, { spool, delayMs: 10, retryInitialMs: 10, retryMaxMs: 50, onError: (error) => errors.push(error) });
+      const replaying = new BatchingDecisionRecorder(store, {
+        spool,
+        delayMs: 10,
+        retryInitialMs: 10,
+        retryMaxMs: 50,
+        onError: (error) => errors.push(error),
+      });
       await replaying.flush();
       await replaying.close();
     } finally {

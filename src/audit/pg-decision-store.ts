@@ -22,7 +22,8 @@ export interface DecisionStore {
 // A hung database must not hold records in memory for long: the batch goes to the spool instead.
 const STATEMENT_TIMEOUT_MS = 10_000;
 
-const COLUMNS = 'id, time, request_id, subject, user_id, organization, action, resource, method, path, allow, status, reasons, policy_revision, eval_latency_us, input, directory_version, code, code_params, seq, prev_hash, hash';
+const COLUMNS =
+  'id, time, request_id, subject, user_id, organization, action, resource, method, path, allow, status, reasons, policy_revision, eval_latency_us, input, directory_version, code, code_params, seq, prev_hash, hash';
 
 export class PgDecisionStore implements DecisionStore {
   /** Months whose partition this process has made sure of. */

@@ -5,7 +5,14 @@ import { InputError } from '../base/errors';
 import { whereDecisionFilter, type DecisionFilter } from './pg-decision-query-store';
 
 /** What `--by` names, and the column it groups by. */
-export const SUMMARY_COLUMNS = { code: 'code', action: 'action', subject: 'subject', org: 'organization', status: 'status', revision: 'policy_revision' } as const;
+export const SUMMARY_COLUMNS = {
+  code: 'code',
+  action: 'action',
+  subject: 'subject',
+  org: 'organization',
+  status: 'status',
+  revision: 'policy_revision',
+} as const;
 export type SummaryBy = keyof typeof SUMMARY_COLUMNS;
 
 export interface SummaryRow {
@@ -25,15 +32,25 @@ export class PgDecisionSummaryStore {
   async counts(filter: DecisionFilter, by: SummaryBy): Promise<SummaryRow[]> {
     const column = SUMMARY_COLUMNS[by];
     if (by === 'code' && !(await this.hasColumn('code'))) {
-      throw new NoCodeColumnError('--by code: the decision records have no reason code column yet (it comes with a newer migration); group by action, status, subject, org or revision instead');
+      throw new NoCodeColumnError(
+        '--by code: the decision records have no reason code column yet (it comes with a newer migration); group by action, status, subject, org or revision instead',
+      );
     }
     const rows = (await whereDecisionFilter(this.db('decisions'), filter)
       .select({ key: column })
       .count({ count: '*' })
       .select(this.db.raw('count(*) filter (where allow) as allowed'))
       .groupBy(column)
-      .orderBy([{ column: 'count', order: 'desc' }, { column, order: 'asc', nulls: 'last' }])) as { key: string | number | null; count: string; allowed: string }[];
-    return rows.map((row) => ({ key: row.key, count: Number(row.count), allowed: Number(row.allowed), denied: Number(row.count) - Number(row.allowed) }));
+      .orderBy([
+        { column: 'count', order: 'desc' },
+        { column, order: 'asc', nulls: 'last' },
+      ])) as { key: string | number | null; count: string; allowed: string }[];
+    return rows.map((row) => ({
+      key: row.key,
+      count: Number(row.count),
+      allowed: Number(row.allowed),
+      denied: Number(row.count) - Number(row.allowed),
+    }));
   }
 
   private async hasColumn(name: string): Promise<boolean> {

@@ -72,7 +72,10 @@ export class PgShadowDisagreementStore implements ShadowDisagreementStore {
     try {
       await this.db.transaction(async (trx) => {
         for (let start = 0; start < values.length; start += ROWS_PER_INSERT) {
-          await trx('policy_shadow_disagreements').insert(values.slice(start, start + ROWS_PER_INSERT)).onConflict('id').ignore();
+          await trx('policy_shadow_disagreements')
+            .insert(values.slice(start, start + ROWS_PER_INSERT))
+            .onConflict('id')
+            .ignore();
         }
       });
     } catch (error) {
@@ -89,10 +92,14 @@ export class PgShadowDisagreementStore implements ShadowDisagreementStore {
     try {
       const query = this.db('policy_shadow_disagreements')
         .select<DisagreementRow[]>(SUMMARY_COLUMNS)
-        .orderBy([{ column: 'time', order: 'desc' }, { column: 'id', order: 'desc' }])
+        .orderBy([
+          { column: 'time', order: 'desc' },
+          { column: 'id', order: 'desc' },
+        ])
         .limit(limit + 1);
       if (options.before !== undefined) {
-        if (!isUuid(options.before) || !(await this.db('policy_shadow_disagreements').first('id').where({ id: options.before }))) return undefined;
+        if (!isUuid(options.before) || !(await this.db('policy_shadow_disagreements').first('id').where({ id: options.before })))
+          return undefined;
         query.whereRaw('(time, id) < (select time, id from policy_shadow_disagreements where id = ?)', [options.before]);
       }
       const rows = await query;
@@ -128,9 +135,23 @@ export class PgShadowDisagreementStore implements ShadowDisagreementStore {
 }
 
 const SUMMARY_COLUMNS = [
-  'id', 'time', 'decision_id', 'request_id', 'subject', 'organization', 'action', 'method', 'path',
-  'active_revision', 'active_allow', 'active_status', 'active_reasons',
-  'shadow_revision', 'shadow_allow', 'shadow_status', 'shadow_reasons',
+  'id',
+  'time',
+  'decision_id',
+  'request_id',
+  'subject',
+  'organization',
+  'action',
+  'method',
+  'path',
+  'active_revision',
+  'active_allow',
+  'active_status',
+  'active_reasons',
+  'shadow_revision',
+  'shadow_allow',
+  'shadow_status',
+  'shadow_reasons',
 ];
 
 interface DisagreementRow {

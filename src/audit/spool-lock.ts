@@ -5,7 +5,19 @@
 // Only an owner in this very PID namespace (same host, same /proc/self/ns/pid) that is
 // gone is taken over at once: there, and only there, its pid means something.
 import { randomUUID } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, openSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  utimesSync,
+  writeSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../base/errors';
@@ -45,7 +57,13 @@ export class SpoolLock {
   static acquire(dir: string, options: SpoolLockOptions = {}): SpoolLock {
     const staleMs = options.staleMs ?? SPOOL_LOCK_STALE_MS;
     const file = path.join(dir, FILE);
-    const owner: Owner = { instance: randomUUID(), host: os.hostname(), ...pidNamespace(), pid: process.pid, since: new Date().toISOString() };
+    const owner: Owner = {
+      instance: randomUUID(),
+      host: os.hostname(),
+      ...pidNamespace(),
+      pid: process.pid,
+      since: new Date().toISOString(),
+    };
     for (let attempt = 0; attempt < 3; attempt++) {
       if (create(file, owner)) return new SpoolLock(file, owner, staleMs);
       const held = read(file);

@@ -16,8 +16,10 @@ export function parseTimeBound(text: string, key: string, now = new Date()): Dat
   const trimmed = text.trim();
   const relative = RELATIVE.exec(trimmed);
   const time = relative ? new Date(now.getTime() - Number(relative[1]) * UNITS[relative[2]!]!) : absolute(trimmed);
-  if (time === undefined) throw new InputError(`${key}: ${JSON.stringify(text)} is neither an ISO-8601 time nor a duration like 30m, 24h or 7d`);
-  if (!(time.getTime() >= EARLIEST && time.getTime() <= LATEST)) throw new InputError(`${key}: ${JSON.stringify(text)} is out of range (years 0001 to 9999)`);
+  if (time === undefined)
+    throw new InputError(`${key}: ${JSON.stringify(text)} is neither an ISO-8601 time nor a duration like 30m, 24h or 7d`);
+  if (!(time.getTime() >= EARLIEST && time.getTime() <= LATEST))
+    throw new InputError(`${key}: ${JSON.stringify(text)} is out of range (years 0001 to 9999)`);
   return time;
 }
 

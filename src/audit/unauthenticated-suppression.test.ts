@@ -90,7 +90,9 @@ describe('UnauthenticatedSuppression', () => {
     clock.now = MINUTE + 61_000;
     // The new minute's first request summarizes the old minute for that client at once.
     suppression.record(request('198.51.100.1'));
-    expect(inner.summaries.map((record) => record.reasons[0])).toEqual(['1 unauthenticated request from 198.51.100.1 suppressed in the minute starting 2026-11-30T10:00:00.000Z']);
+    expect(inner.summaries.map((record) => record.reasons[0])).toEqual([
+      '1 unauthenticated request from 198.51.100.1 suppressed in the minute starting 2026-11-30T10:00:00.000Z',
+    ]);
     suppression.record(request('198.51.100.1'));
     suppression.record(request('198.51.100.1'));
     expect(inner.requests).toHaveLength(2 + 2 + 2);
@@ -100,7 +102,8 @@ describe('UnauthenticatedSuppression', () => {
 
   it('counts an IPv6 client by its /64, so rotating addresses within it gains nothing', () => {
     const { inner, suppression, request } = setUp(2);
-    for (const address of ['2001:db8:1:2::1', '2001:db8:1:2::2', '2001:0db8:0001:0002:aaaa::3', '2001:db8:1:3::1']) suppression.record(request(address));
+    for (const address of ['2001:db8:1:2::1', '2001:db8:1:2::2', '2001:0db8:0001:0002:aaaa::3', '2001:db8:1:3::1'])
+      suppression.record(request(address));
     expect(inner.requests.map((record) => record.clientAddress)).toEqual(['2001:db8:1:2::1', '2001:db8:1:2::2', '2001:db8:1:3::1']);
   });
 
@@ -127,14 +130,18 @@ describe('UnauthenticatedSuppression', () => {
   it('summarizes a client pushed out of the bounded table before forgetting it', () => {
     const { inner, suppression, request } = setUp(1, { maxClients: 2 });
     for (const client of ['10.0.0.1', '10.0.0.1', '10.0.0.2', '10.0.0.3']) suppression.record(request(client));
-    expect(inner.summaries.map((record) => record.reasons[0])).toEqual(['1 unauthenticated request from 10.0.0.1 suppressed in the minute starting 2026-11-30T10:00:00.000Z']);
+    expect(inner.summaries.map((record) => record.reasons[0])).toEqual([
+      '1 unauthenticated request from 10.0.0.1 suppressed in the minute starting 2026-11-30T10:00:00.000Z',
+    ]);
   });
 
   it('on close summarizes the minute in progress, then closes the recorder underneath', async () => {
     const { inner, suppression, request } = setUp(1);
     for (let i = 0; i < 4; i++) suppression.record(request(null));
     await suppression.close();
-    expect(inner.summaries.map((record) => record.reasons[0])).toEqual(['3 unauthenticated requests from unknown suppressed in the minute starting 2026-11-30T10:00:00.000Z']);
+    expect(inner.summaries.map((record) => record.reasons[0])).toEqual([
+      '3 unauthenticated requests from unknown suppressed in the minute starting 2026-11-30T10:00:00.000Z',
+    ]);
     expect(inner.closed).toBe(true);
     // A late record is not counted into a summary no one writes any more: it goes on (to the spool).
     suppression.record(request(null));

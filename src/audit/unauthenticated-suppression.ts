@@ -128,7 +128,9 @@ export class UnauthenticatedSuppression implements DecisionRecorder {
       path: '-',
       allow: false,
       status: 401,
-      reasons: [`${suppressed} unauthenticated request${suppressed === 1 ? '' : 's'} from ${client} suppressed in the minute starting ${new Date(counts.minute).toISOString()}`],
+      reasons: [
+        `${suppressed} unauthenticated request${suppressed === 1 ? '' : 's'} from ${client} suppressed in the minute starting ${new Date(counts.minute).toISOString()}`,
+      ],
       code: 'suppressed',
       codeParams: { count: suppressed, client },
       policyRevision: null,
@@ -157,5 +159,8 @@ export function clientOf(address: string | null | undefined): string {
   const left = head ? head.split(':') : [];
   const right = tail ? tail.split(':') : [];
   const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
-  return `${groups.slice(0, 4).map((group) => group.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+  return `${groups
+    .slice(0, 4)
+    .map((group) => group.replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
 }

@@ -95,7 +95,12 @@ async function rejection(promise: Promise<unknown>): Promise<AuthenticationError
 }
 
 /** Rejects with exactly `message`, and the message never repeats the token. */
-async function expectRejected(authenticator: JwtAuthenticator, header: string | undefined, message: string | RegExp, bearerError: string | null = 'invalid_token') {
+async function expectRejected(
+  authenticator: JwtAuthenticator,
+  header: string | undefined,
+  message: string | RegExp,
+  bearerError: string | null = 'invalid_token',
+) {
   const error = await rejection(authenticator.authenticate(header));
   if (typeof message === 'string') expect(error.message).toBe(message);
   else expect(error.message).toMatch(message);
@@ -120,10 +125,14 @@ describe('JwtAuthenticator with a JWKS file', () => {
 
   it('carries the OIDC profile claims (email, email_verified, name) only when they have their standard types', async () => {
     const authenticator = await fileAuthenticator();
-    const profile = await authenticator.authenticate(`Bearer ${await sign(signers.ES256, claims({ email: 'A@example.test', email_verified: true, name: 'Ann' }))}`);
+    const profile = await authenticator.authenticate(
+      `Bearer ${await sign(signers.ES256, claims({ email: 'A@example.test', email_verified: true, name: 'Ann' }))}`,
+    );
     expect(profile).toMatchObject({ email: 'A@example.test', emailVerified: true, name: 'Ann' });
     // A string "true" is not a verified address; an empty e-mail or name is no claim.
-    const odd = await authenticator.authenticate(`Bearer ${await sign(signers.ES256, claims({ email: '', email_verified: 'true', name: 7 }))}`);
+    const odd = await authenticator.authenticate(
+      `Bearer ${await sign(signers.ES256, claims({ email: '', email_verified: 'true', name: 7 }))}`,
+    );
     for (const field of ['email', 'emailVerified', 'name']) expect(odd).not.toHaveProperty(field);
   });
 
@@ -138,12 +147,22 @@ describe('JwtAuthenticator with a JWKS file', () => {
     const token = await sign(signers.ES256);
     await expectRejected(authenticator, undefined, 'missing bearer token', null);
     await expectRejected(authenticator, '', 'missing bearer token', null);
-    await expectRejected(authenticator, 'Basic dXNlcjpwYXNzd29yZA==', 'the Authorization header must use the Bearer scheme', 'invalid_request');
+    await expectRejected(
+      authenticator,
+      'Basic dXNlcjpwYXNzd29yZA==',
+      'the Authorization header must use the Bearer scheme',
+      'invalid_request',
+    );
     await expectRejected(authenticator, `Token ${token}`, 'the Authorization header must use the Bearer scheme', 'invalid_request');
     await expectRejected(authenticator, 'Bearer', /^malformed bearer token/, 'invalid_request');
     await expectRejected(authenticator, `Bearer ${token} ${token}`, /^malformed bearer token/, 'invalid_request');
     await expectRejected(authenticator, `Bearer ${token},${token}`, /^malformed bearer token/, 'invalid_request');
-    await expectRejected(authenticator, `Bearer ${'a'.repeat(4000)}.${'b'.repeat(4000)}.${'c'.repeat(400)}`, 'bearer token is too long', 'invalid_request');
+    await expectRejected(
+      authenticator,
+      `Bearer ${'a'.repeat(4000)}.${'b'.repeat(4000)}.${'c'.repeat(400)}`,
+      'bearer token is too long',
+      'invalid_request',
+    );
   });
 
   it('rejects a bearer value that is not a compact JWT', async () => {
@@ -205,8 +224,16 @@ describe('JwtAuthenticator with a JWKS file', () => {
 
   it('refuses a token from another issuer or for another audience', async () => {
     const authenticator = await fileAuthenticator();
-    await expectRejected(authenticator, `Bearer ${await sign(signers.RS256, claims({ iss: 'https://evil.example.test' }))}`, 'token issuer is not trusted');
-    await expectRejected(authenticator, `Bearer ${await sign(signers.RS256, claims({ aud: 'another-service' }))}`, 'token audience is not accepted');
+    await expectRejected(
+      authenticator,
+      `Bearer ${await sign(signers.RS256, claims({ iss: 'https://evil.example.test' }))}`,
+      'token issuer is not trusted',
+    );
+    await expectRejected(
+      authenticator,
+      `Bearer ${await sign(signers.RS256, claims({ aud: 'another-service' }))}`,
+      'token audience is not accepted',
+    );
     await expectRejected(authenticator, `Bearer ${await sign(signers.RS256, claims({ iss: undefined }))}`, 'token has no "iss" claim');
   });
 
@@ -222,8 +249,16 @@ describe('JwtAuthenticator with a JWKS file', () => {
   it('requires sub to be a non-empty string', async () => {
     const authenticator = await fileAuthenticator();
     await expectRejected(authenticator, `Bearer ${await sign(signers.ES256, claims({ sub: undefined }))}`, 'token has no "sub" claim');
-    await expectRejected(authenticator, `Bearer ${await sign(signers.ES256, claims({ sub: '' }))}`, 'token subject must be a non-empty string');
-    await expectRejected(authenticator, `Bearer ${await sign(signers.ES256, { ...claims(), sub: 42 } as unknown as JWTPayload)}`, 'token subject must be a non-empty string');
+    await expectRejected(
+      authenticator,
+      `Bearer ${await sign(signers.ES256, claims({ sub: '' }))}`,
+      'token subject must be a non-empty string',
+    );
+    await expectRejected(
+      authenticator,
+      `Bearer ${await sign(signers.ES256, { ...claims(), sub: 42 } as unknown as JWTPayload)}`,
+      'token subject must be a non-empty string',
+    );
   });
 
   it('refuses a token without exp', async () => {
@@ -283,11 +318,15 @@ describe('JwtAuthenticator with a JWKS file', () => {
   it('refuses to start from a file that is not a JWKS, naming the file', async () => {
     const notJwks = path.join(dir, 'not-jwks.json');
     await writeFile(notJwks, JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: 'abc' }));
-    await expect(JwtAuthenticator.create(authConfig({ jwks_file: notJwks }))).rejects.toThrow(`auth.jwks_file ${notJwks}: not a JSON Web Key Set`);
+    await expect(JwtAuthenticator.create(authConfig({ jwks_file: notJwks }))).rejects.toThrow(
+      `auth.jwks_file ${notJwks}: not a JSON Web Key Set`,
+    );
 
     const notJson = path.join(dir, 'not-json.json');
     await writeFile(notJson, '-----BEGIN PUBLIC KEY-----');
-    await expect(JwtAuthenticator.create(authConfig({ jwks_file: notJson }))).rejects.toThrow(`auth.jwks_file ${notJson}: cannot be read as JSON`);
+    await expect(JwtAuthenticator.create(authConfig({ jwks_file: notJson }))).rejects.toThrow(
+      `auth.jwks_file ${notJson}: cannot be read as JSON`,
+    );
 
     const missing = path.join(dir, 'missing.json');
     await expect(JwtAuthenticator.create(authConfig({ jwks_file: missing }))).rejects.toThrow(`auth.jwks_file ${missing}`);
@@ -312,8 +351,11 @@ describe('JwtAuthenticator mismatch warnings', () => {
     const authenticator = await JwtAuthenticator.create(authConfig(), { now: clock.now, logger });
     const bearer = async (payload: JWTPayload) => `Bearer ${await sign(signers.ES256, claims(payload))}`;
 
-    for (let attempt = 0; attempt < 3; attempt += 1) await expectRejected(authenticator, await bearer({ iss: `${ISSUER}/` }), 'token issuer is not trusted');
-    expect(lines).toEqual([{ fields: { claim: 'iss', expected: ISSUER, received: `${ISSUER}/` }, message: 'token iss does not match auth.issuer: 401' }]);
+    for (let attempt = 0; attempt < 3; attempt += 1)
+      await expectRejected(authenticator, await bearer({ iss: `${ISSUER}/` }), 'token issuer is not trusted');
+    expect(lines).toEqual([
+      { fields: { claim: 'iss', expected: ISSUER, received: `${ISSUER}/` }, message: 'token iss does not match auth.issuer: 401' },
+    ]);
 
     await expectRejected(authenticator, await bearer({ aud: ['account', 'web-client'] }), 'token audience is not accepted');
     await expectRejected(authenticator, await bearer({ iss: 'https://other.example.test' }), 'token issuer is not trusted');
@@ -334,7 +376,11 @@ describe('JwtAuthenticator mismatch warnings', () => {
     const { lines, logger } = capture();
     const authenticator = await JwtAuthenticator.create(authConfig(), { now: testClock().now, logger });
     await expectRejected(authenticator, `Bearer ${await sign(signers.ES256, claims({ exp: T0_S - 3600 }))}`, 'token expired');
-    await expectRejected(authenticator, `Bearer ${await sign({ ...outsider, kid: 'ec-1' }, claims({ iss: 'https://evil.example.test' }))}`, 'token signature does not verify');
+    await expectRejected(
+      authenticator,
+      `Bearer ${await sign({ ...outsider, kid: 'ec-1' }, claims({ iss: 'https://evil.example.test' }))}`,
+      'token signature does not verify',
+    );
     expect(lines).toEqual([]);
   });
 });
@@ -484,7 +530,10 @@ async function server(respond: LoopbackServer['respond']) {
   return started;
 }
 async function remoteAuthenticator(url: string, overrides: Partial<PortcullisConfig['auth']> = {}, options = {}) {
-  const authenticator = await JwtAuthenticator.create(authConfig({ jwks_file: undefined, jwks_url: url, ...overrides }), { now: testClock().now, ...options });
+  const authenticator = await JwtAuthenticator.create(authConfig({ jwks_file: undefined, jwks_url: url, ...overrides }), {
+    now: testClock().now,
+    ...options,
+  });
   authenticators.push(authenticator);
   return authenticator;
 }
@@ -551,7 +600,12 @@ describe('JwtAuthenticator with a remote JWKS', () => {
     });
     const authenticator = await remoteAuthenticator(jwks.url);
     for (let attempt = 0; attempt < 20; attempt += 1) {
-      const error = await expectRejected(authenticator, `Bearer ${await sign(signers.ES256)}`, /signing keys of the identity provider are unavailable/, null);
+      const error = await expectRejected(
+        authenticator,
+        `Bearer ${await sign(signers.ES256)}`,
+        /signing keys of the identity provider are unavailable/,
+        null,
+      );
       expect(error.status).toBe(401);
     }
     expect(jwks.requests).toBe(1);
@@ -570,7 +624,12 @@ describe('JwtAuthenticator with a remote JWKS', () => {
     const jwks = await server(respond);
     const authenticator = await remoteAuthenticator(jwks.url, { jwks_timeout_ms: 300 });
     const started = Date.now();
-    await expectRejected(authenticator, `Bearer ${await sign(signers.ES256)}`, /signing keys of the identity provider are unavailable/, null);
+    await expectRejected(
+      authenticator,
+      `Bearer ${await sign(signers.ES256)}`,
+      /signing keys of the identity provider are unavailable/,
+      null,
+    );
     expect(Date.now() - started).toBeLessThan(1500);
   });
 
@@ -602,8 +661,15 @@ describe('JwtAuthenticator key set availability', () => {
     let healthy = false;
     const jwks = await server((req, res) => (healthy ? serveKeys(allKeys())(req, res) : ((res.statusCode = 503), res.end('down'))));
     const authenticator = await remoteAuthenticator(jwks.url);
-    expect(authenticator.keySetStatus()).toBe(`the signing keys could not be fetched from ${jwks.url}: Expected 200 OK from the JSON Web Key Set HTTP response`);
-    await expectRejected(authenticator, `Bearer ${await sign(signers.ES256)}`, /signing keys of the identity provider are unavailable/, null);
+    expect(authenticator.keySetStatus()).toBe(
+      `the signing keys could not be fetched from ${jwks.url}: Expected 200 OK from the JSON Web Key Set HTTP response`,
+    );
+    await expectRejected(
+      authenticator,
+      `Bearer ${await sign(signers.ES256)}`,
+      /signing keys of the identity provider are unavailable/,
+      null,
+    );
 
     await waitFor(() => jwks.requests >= 2, { timeoutMs: 3000, what: 'a background retry' }); // no request needed
     healthy = true;
@@ -615,7 +681,9 @@ describe('JwtAuthenticator key set availability', () => {
     const jwks = await server(serveKeys(allKeys()));
     await jwks.close();
     const authenticator = await remoteAuthenticator(jwks.url);
-    expect(authenticator.keySetStatus()).toMatch(/^the signing keys could not be fetched from http:\/\/127\.0\.0\.1:\d+\/\.well-known\/jwks\.json: connect ECONNREFUSED/);
+    expect(authenticator.keySetStatus()).toMatch(
+      /^the signing keys could not be fetched from http:\/\/127\.0\.0\.1:\d+\/\.well-known\/jwks\.json: connect ECONNREFUSED/,
+    );
   });
 
   it('stops retrying once closed', async () => {
@@ -648,7 +716,9 @@ describe('JwtAuthenticator with OpenID Connect discovery', () => {
     return { origin, issuer: `${origin}${issuerPath}`, paths };
   }
   async function discovering(issuer: string) {
-    const authenticator = await JwtAuthenticator.create(authConfig({ jwks_file: undefined, discovery: true, issuer }), { now: testClock().now });
+    const authenticator = await JwtAuthenticator.create(authConfig({ jwks_file: undefined, discovery: true, issuer }), {
+      now: testClock().now,
+    });
     authenticators.push(authenticator);
     return authenticator;
   }
@@ -657,7 +727,9 @@ describe('JwtAuthenticator with OpenID Connect discovery', () => {
     const idp = await provider((origin) => ({ issuer: `${origin}/realms/main`, jwks_uri: `${origin}/keys` }), '/realms/main');
     const authenticator = await discovering(idp.issuer);
     expect(authenticator.keySetStatus()).toBe('ok');
-    await expect(authenticator.authenticate(`Bearer ${await sign(signers.RS256, claims({ iss: idp.issuer }))}`)).resolves.toMatchObject({ sub: 'user-123' });
+    await expect(authenticator.authenticate(`Bearer ${await sign(signers.RS256, claims({ iss: idp.issuer }))}`)).resolves.toMatchObject({
+      sub: 'user-123',
+    });
     expect(idp.paths).toEqual(['/realms/main/.well-known/openid-configuration', '/keys']);
   });
 
@@ -674,13 +746,20 @@ describe('JwtAuthenticator with OpenID Connect discovery', () => {
     expect(authenticator.keySetStatus()).toBe(
       `auth.discovery: ${idp.origin}/.well-known/openid-configuration: its issuer "${idp.origin}/" does not equal auth.issuer "${idp.origin}"`,
     );
-    await expectRejected(authenticator, `Bearer ${await sign(signers.ES256, claims({ iss: idp.origin }))}`, /signing keys of the identity provider are unavailable/, null);
+    await expectRejected(
+      authenticator,
+      `Bearer ${await sign(signers.ES256, claims({ iss: idp.origin }))}`,
+      /signing keys of the identity provider are unavailable/,
+      null,
+    );
     expect(idp.paths).not.toContain('/keys');
   });
 
   it('refuses a jwks_uri that is plain http off loopback, a document without one, and one that is not JSON', async () => {
     const insecure = await provider((origin) => ({ issuer: origin, jwks_uri: 'http://keys.example.com/jwks' }));
-    expect((await discovering(insecure.issuer)).keySetStatus()).toMatch(/jwks_uri must be an https URL \(http only on loopback\): http:\/\/keys\.example\.com\/jwks$/);
+    expect((await discovering(insecure.issuer)).keySetStatus()).toMatch(
+      /jwks_uri must be an https URL \(http only on loopback\): http:\/\/keys\.example\.com\/jwks$/,
+    );
     const none = await provider((origin) => ({ issuer: origin }));
     expect((await discovering(none.issuer)).keySetStatus()).toMatch(/openid-configuration: has no jwks_uri$/);
     const broken = await server((_req, res) => res.end('<html>'));

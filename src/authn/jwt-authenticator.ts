@@ -252,16 +252,22 @@ function authenticationFailure(error: unknown, token: string): AuthenticationErr
     return new AuthenticationError(alg ? `algorithm ${alg} is not allowed` : 'token algorithm is not allowed');
   }
   if (error instanceof errors.JWKSNoMatchingKey) {
-    return new AuthenticationError(headerParameter(token, 'kid') !== undefined ? "no key matches the token's kid" : 'no key matches the token');
+    return new AuthenticationError(
+      headerParameter(token, 'kid') !== undefined ? "no key matches the token's kid" : 'no key matches the token',
+    );
   }
   if (error instanceof errors.JWKSMultipleMatchingKeys) return new AuthenticationError('token has no kid and several keys could match');
   if (error instanceof errors.JOSENotSupported) {
     return new AuthenticationError(
-      error.message.startsWith('Extension Header Parameter') ? 'token has an unsupported critical header parameter' : 'token algorithm or key type is not supported',
+      error.message.startsWith('Extension Header Parameter')
+        ? 'token has an unsupported critical header parameter'
+        : 'token algorithm or key type is not supported',
     );
   }
   if (error instanceof errors.JWTInvalid) {
-    return new AuthenticationError(error.message.includes('top-level JSON object') ? 'token payload is not a JSON object' : 'token is malformed');
+    return new AuthenticationError(
+      error.message.includes('top-level JSON object') ? 'token payload is not a JSON object' : 'token is malformed',
+    );
   }
   if (error instanceof errors.JWSInvalid) return new AuthenticationError('token is malformed');
   return new AuthenticationError('token could not be verified', 'invalid_token', { cause: error });

@@ -15,7 +15,11 @@ export async function discoverJwksUri(issuer: string, timeoutMs: number): Promis
   let text: string;
   try {
     // No redirects: the metadata must come from the issuer's own origin.
-    const response = await fetch(url, { redirect: 'error', headers: { accept: 'application/json' }, signal: AbortSignal.timeout(timeoutMs) });
+    const response = await fetch(url, {
+      redirect: 'error',
+      headers: { accept: 'application/json' },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     if (!response.ok) throw new Error(`answered HTTP ${response.status}`);
     text = await response.text();
   } catch (error) {
@@ -31,7 +35,8 @@ export async function discoverJwksUri(issuer: string, timeoutMs: number): Promis
     throw new Error(`${where}: its issuer ${JSON.stringify(metadata?.issuer)} does not equal auth.issuer ${JSON.stringify(issuer)}`);
   }
   if (typeof metadata.jwks_uri !== 'string') throw new Error(`${where}: has no jwks_uri`);
-  if (!isSecureFetchUrl(metadata.jwks_uri)) throw new Error(`${where}: jwks_uri must be an https URL (http only on loopback): ${metadata.jwks_uri}`);
+  if (!isSecureFetchUrl(metadata.jwks_uri))
+    throw new Error(`${where}: jwks_uri must be an https URL (http only on loopback): ${metadata.jwks_uri}`);
   return new URL(metadata.jwks_uri);
 }
 

@@ -14,7 +14,8 @@ decision := {"allow": data.settings.open, "status": 403, "reasons": [data.settin
 
 // Formatting OPA discards before hashing: number literals kept as written, keys unordered,
 // characters Go escapes differently from JavaScript, non-ASCII keys.
-const DATA = '{\n  "settings": {"open": false, "label": "a<b & c>d \u2028 é", "ratio": 1.50, "big": 12345678901234567890, "neg": -0.0e1,\n  "ñ": 1, "z": 2, "nested": [{"b": null, "a": [true, "\\u0007\\t"]}]}\n}';
+const DATA =
+  '{\n  "settings": {"open": false, "label": "a<b & c>d \u2028 é", "ratio": 1.50, "big": 12345678901234567890, "neg": -0.0e1,\n  "ñ": 1, "z": 2, "nested": [{"b": null, "a": [true, "\\u0007\\t"]}]}\n}';
 
 let dir: string;
 let source: string;
@@ -31,7 +32,11 @@ beforeAll(async () => {
   await mkdir(source);
   await writeFile(path.join(source, 'policy.rego'), POLICY);
   await writeFile(path.join(source, 'data.json'), DATA);
-  [rsa, ec, other] = await Promise.all([generateSigningKeys(dir, 'rsa'), generateSigningKeys(dir, 'ec'), generateSigningKeys(dir, 'rsa', 'other')]);
+  [rsa, ec, other] = await Promise.all([
+    generateSigningKeys(dir, 'rsa'),
+    generateSigningKeys(dir, 'ec'),
+    generateSigningKeys(dir, 'rsa', 'other'),
+  ]);
   signedRsa = await buildBundle(source, path.join(dir, 'rsa.tar.gz'), { signingKey: rsa.privateKeyFile, algorithm: 'RS256' });
   signedEc = await buildBundle(source, path.join(dir, 'ec.tar.gz'), { signingKey: ec.privateKeyFile, algorithm: 'ES256' });
   unsigned = await buildBundle(source, path.join(dir, 'unsigned.tar.gz'));
@@ -60,7 +65,15 @@ describe('BundleVerifier', () => {
     const files = await filesOf(signedRsa);
     // opa names Rego files by the path it was given (absolute here).
     expect([...files.keys()]).toHaveLength(5);
-    expect([...files.keys()]).toEqual(expect.arrayContaining(['.manifest', '.signatures.json', 'data.json', expect.stringMatching(/policies\/policy\.rego$/), 'policy.wasm']));
+    expect([...files.keys()]).toEqual(
+      expect.arrayContaining([
+        '.manifest',
+        '.signatures.json',
+        'data.json',
+        expect.stringMatching(/policies\/policy\.rego$/),
+        'policy.wasm',
+      ]),
+    );
     await expect(verifier.verify(files)).resolves.toBeUndefined();
   });
 
@@ -117,7 +130,9 @@ describe('BundleVerifier', () => {
     const added = await rewriteBundle(signedRsa, path.join(dir, 'added.tar.gz'), (files) => {
       files.set('policies/extra.rego', Buffer.from('package portcullis\n'));
     });
-    expect((await rejection(verifier, added)).message).toBe('bundle signature rejected: policies/extra.rego is in the bundle but not in its signature');
+    expect((await rejection(verifier, added)).message).toBe(
+      'bundle signature rejected: policies/extra.rego is in the bundle but not in its signature',
+    );
     const rego = [...(await filesOf(signedRsa)).keys()].find((name) => name.endsWith('policy.rego'))!;
     const removed = await rewriteBundle(signedRsa, path.join(dir, 'removed.tar.gz'), (files) => {
       expect(files.delete(rego)).toBe(true);

@@ -72,7 +72,9 @@ export class BundleVerifier {
     try {
       pem = await readFile(options.public_key_file, 'utf8');
     } catch (error) {
-      throw new ConfigError(`policy.verification.public_key_file: cannot read ${options.public_key_file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+      throw new ConfigError(
+        `policy.verification.public_key_file: cannot read ${options.public_key_file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      );
     }
     let publicKey: KeyObject;
     try {
@@ -92,13 +94,16 @@ export class BundleVerifier {
   /** Throws a BundleSignatureError unless every file of the bundle is signed and unchanged. */
   async verify(files: ReadonlyMap<string, Buffer>): Promise<void> {
     const signatures = files.get(SIGNATURES_FILE);
-    if (!signatures) throw new BundleSignatureError(`the bundle has no ${SIGNATURES_FILE} (build it with \`portcullis policy build --signing-key FILE\`)`);
+    if (!signatures)
+      throw new BundleSignatureError(`the bundle has no ${SIGNATURES_FILE} (build it with \`portcullis policy build --signing-key FILE\`)`);
     const token = onlyToken(signatures);
     let payload: Uint8Array;
     try {
       ({ payload } = await compactVerify(token, this.key, { algorithms: [this.algorithm] }));
     } catch (error) {
-      throw new BundleSignatureError(`the signature does not verify with the configured ${this.algorithm} key (${(error as Error).message})`);
+      throw new BundleSignatureError(
+        `the signature does not verify with the configured ${this.algorithm} key (${(error as Error).message})`,
+      );
     }
     const signed = signedFiles(payload);
     for (const [name, bytes] of files) {
@@ -203,5 +208,7 @@ function canonical(value: unknown, out: string[]): void {
 function goString(text: string): string {
   // Go replaces lone surrogates with U+FFFD when it decodes the JSON.
   const wellFormed = text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
-  return JSON.stringify(wellFormed).replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return JSON.stringify(wellFormed)
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
 }

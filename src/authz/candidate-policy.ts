@@ -11,7 +11,10 @@ import type { PolicyEngine } from './policy-engine';
 import { WasmPolicyEngine } from './wasm-policy-engine';
 
 /** `name` prefixes every error: the flag or field the caller took `source` from. */
-export async function loadCandidatePolicy(source: string, options: { entrypoint: string; toolchain: ToolchainOptions; name: string }): Promise<PolicyEngine> {
+export async function loadCandidatePolicy(
+  source: string,
+  options: { entrypoint: string; toolchain: ToolchainOptions; name: string },
+): Promise<PolicyEngine> {
   const { entrypoint, toolchain, name } = options;
   const info = await stat(source).catch(() => undefined);
   if (!info) throw new InputError(`${name}: ${source} does not exist`);
@@ -20,7 +23,12 @@ export async function loadCandidatePolicy(source: string, options: { entrypoint:
   if (info.isDirectory()) {
     const scratch = await mkdtemp(path.join(os.tmpdir(), 'portcullis-candidate-'));
     try {
-      const { output } = await buildWasmBundle({ opa: await resolveOpa(toolchain), source, entrypoints: [entrypoint], output: path.join(scratch, 'bundle.tar.gz') });
+      const { output } = await buildWasmBundle({
+        opa: await resolveOpa(toolchain),
+        source,
+        entrypoints: [entrypoint],
+        output: path.join(scratch, 'bundle.tar.gz'),
+      });
       bytes = await readFile(output);
     } catch (error) {
       throw refused(error);

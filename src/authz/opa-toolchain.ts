@@ -111,7 +111,11 @@ export class PolicyCompileError extends Error {
   relocated(from: string, to: string): PolicyCompileError {
     const move = (text: string) => text.split(`${from}${path.sep}`).join(`${to}${path.sep}`);
     return new PolicyCompileError(
-      this.findings.map((finding) => ({ ...finding, ...(finding.file ? { file: move(finding.file) } : {}), message: move(finding.message) })),
+      this.findings.map((finding) => ({
+        ...finding,
+        ...(finding.file ? { file: move(finding.file) } : {}),
+        message: move(finding.message),
+      })),
       move(this.output),
     );
   }
@@ -126,10 +130,27 @@ export async function buildWasmBundle(options: BuildOptions): Promise<{ output: 
   const signing = options.signing ? ['--bundle', '--signing-key', options.signing.keyFile, '--signing-alg', options.signing.algorithm] : [];
   const timeoutMs = options.timeoutMs ?? BUILD_TIMEOUT_MS;
   try {
-    await run(options.opa, ['build', '-t', 'wasm', ...entrypoints, ...signing, '--ignore', '*_test.rego', '--revision', revision, '-o', options.output, options.source], {
-      timeoutMs,
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
+    await run(
+      options.opa,
+      [
+        'build',
+        '-t',
+        'wasm',
+        ...entrypoints,
+        ...signing,
+        '--ignore',
+        '*_test.rego',
+        '--revision',
+        revision,
+        '-o',
+        options.output,
+        options.source,
+      ],
+      {
+        timeoutMs,
+        ...(options.signal ? { signal: options.signal } : {}),
+      },
+    );
   } catch (error) {
     if (error instanceof PolicyBuildInterrupted) throw error;
     const output = (error as Error).message;
@@ -197,7 +218,10 @@ export async function policyFiles(dir: string): Promise<string[]> {
 
 /** opa prints one finding per line (`file:line: code: message`); keep them all on one line. */
 function oneLine(output: string): string {
-  const lines = output.split('\n').map((line) => line.trim()).filter(Boolean);
+  const lines = output
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
   const findings = lines.filter((line) => /:\d+: /.test(line));
   return (findings.length > 0 ? findings : lines).join('; ');
 }
@@ -226,7 +250,10 @@ function run(command: string, args: string[], options: RunOptions = {}): Promise
       interrupted ??= why;
       child.kill('SIGKILL');
     };
-    const timer = timeoutMs === undefined ? undefined : setTimeout(() => kill(`${command} ${args[0]} did not finish within ${timeoutMs} ms and was killed`), timeoutMs);
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => kill(`${command} ${args[0]} did not finish within ${timeoutMs} ms and was killed`), timeoutMs);
     const onAbort = () => kill(`${command} ${args[0]} was cancelled and killed`);
     signal?.addEventListener('abort', onAbort, { once: true });
     let output = '';

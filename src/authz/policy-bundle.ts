@@ -16,9 +16,10 @@ export async function readBundle(bytes: Buffer): Promise<PolicyBundle> {
   if (!wasm) throw new Error('the bundle has no policy.wasm (build it with `opa build -t wasm`)');
   const data = parseJson(files.get('data.json'), 'data.json') ?? {};
   const manifest = parseJson(files.get('.manifest'), '.manifest') ?? {};
-  const revision = typeof manifest.revision === 'string' && manifest.revision
-    ? manifest.revision
-    : `sha256:${createHash('sha256').update(wasm).digest('hex').slice(0, 16)}`;
+  const revision =
+    typeof manifest.revision === 'string' && manifest.revision
+      ? manifest.revision
+      : `sha256:${createHash('sha256').update(wasm).digest('hex').slice(0, 16)}`;
   return { wasm, data, revision, files };
 }
 

@@ -49,7 +49,12 @@ function explainerFor(membership: Membership | null, decide: (input: PolicyInput
   const explainer = new PolicyExplainer({
     routes: { match: () => MATCH },
     judge: {
-      judge: async () => ({ input, evaluation: { decision: DENIED, revision: 'r1', latencyUs: 1 }, directorySeconds: 0, directoryVersion: null }),
+      judge: async () => ({
+        input,
+        evaluation: { decision: DENIED, revision: 'r1', latencyUs: 1 },
+        directorySeconds: 0,
+        directoryVersion: null,
+      }),
     },
     policy: {
       current: {
@@ -78,8 +83,18 @@ describe('PolicyExplainer: grants tried', () => {
     const { explainer, tried } = explainerFor(BOB, () => DENIED);
     await explainer.explain({ subject: 'bob', method: 'DELETE', path: '/orgs/acme/projects/web' });
     expect(tried.map((input) => input.subject.memberships.acme)).toEqual([
-      { role: 'organization-admin', teams: ['builders'], roles: ['organization-admin', 'project-creator'], permissions: ['*', 'project:create'] },
-      { role: 'project-admin', teams: ['builders'], roles: ['project-admin', 'project-creator'], permissions: ['project:*', 'project:create'] },
+      {
+        role: 'organization-admin',
+        teams: ['builders'],
+        roles: ['organization-admin', 'project-creator'],
+        permissions: ['*', 'project:create'],
+      },
+      {
+        role: 'project-admin',
+        teams: ['builders'],
+        roles: ['project-admin', 'project-creator'],
+        permissions: ['project:*', 'project:create'],
+      },
       {
         role: 'default',
         teams: ['builders', 'releasers'],
@@ -88,16 +103,21 @@ describe('PolicyExplainer: grants tried', () => {
       },
     ]);
     // Everything else in the input is as judged.
-    for (const input of tried) expect(input).toMatchObject({ action: 'project:delete', subject: { id: 'u-1', sub: 'bob' }, facts: { project: { exists: true } } });
+    for (const input of tried)
+      expect(input).toMatchObject({ action: 'project:delete', subject: { id: 'u-1', sub: 'bob' }, facts: { project: { exists: true } } });
   });
 
   it('offers only the grants the policy then allows, and lists the rest with the policy’s answer', async () => {
     // A policy that, beside the permission, wants the member in team releasers.
     const { explainer } = explainerFor(BOB, (input) =>
-      input.subject.memberships.acme!.teams.includes('releasers') ? { allow: true, status: 200, reasons: ['ok'] } : { allow: false, status: 403, reasons: ['releasers only'] },
+      input.subject.memberships.acme!.teams.includes('releasers')
+        ? { allow: true, status: 200, reasons: ['ok'] }
+        : { allow: false, status: 403, reasons: ['releasers only'] },
     );
     const explanation = await explainer.explain({ subject: 'bob', method: 'DELETE', path: '/orgs/acme/projects/web' });
-    expect(explanation.missing_permission?.would_allow).toEqual([{ change: 'team', role: 'project-admin', team: 'releasers', result: { allow: true, status: 200, reasons: ['ok'] } }]);
+    expect(explanation.missing_permission?.would_allow).toEqual([
+      { change: 'team', role: 'project-admin', team: 'releasers', result: { allow: true, status: 200, reasons: ['ok'] } },
+    ]);
     expect(explanation.missing_permission?.still_denied.map((grant) => [grant.change, grant.role, grant.result.reasons])).toEqual([
       ['default_role', 'organization-admin', ['releasers only']],
       ['default_role', 'project-admin', ['releasers only']],

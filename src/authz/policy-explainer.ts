@@ -108,7 +108,16 @@ export class PolicyExplainer {
 
     const requestId = `dry-run-${randomUUID()}`;
     const decisionId = randomUUID();
-    const { input, evaluation, shadow, directoryVersion } = await this.deps.judge.judge({ requestId, decisionId, method, path, match, sub, receivedAt, dryRun: true });
+    const { input, evaluation, shadow, directoryVersion } = await this.deps.judge.judge({
+      requestId,
+      decisionId,
+      method,
+      path,
+      match,
+      sub,
+      receivedAt,
+      dryRun: true,
+    });
     const { decision } = evaluation;
     this.deps.recorder.record({
       id: decisionId,
@@ -161,7 +170,11 @@ export class PolicyExplainer {
    * policy then allows are offered; a rule that still denies (R5's projects, R2's registration)
    * keeps a role from being suggested.
    */
-  private async missingPermission(decision: PolicyDecision, input: PolicyInput, membership: Membership | null): Promise<Explanation['missing_permission']> {
+  private async missingPermission(
+    decision: PolicyDecision,
+    input: PolicyInput,
+    membership: Membership | null,
+  ): Promise<Explanation['missing_permission']> {
     const org = input.resource.org;
     if (decision.allow || decision.status !== 403 || org === undefined || input.facts.organization?.exists !== true) return null;
     const granting = grantingPermissions(input.action);
@@ -193,7 +206,8 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d
 /** Epoch ms of an RFC 3339 date-time with an offset, so a rule on request.time can be tried for any day. */
 export function requestTime(text: string, name = 'time'): number {
   const ms = RFC3339.test(text) ? Date.parse(text) : NaN;
-  if (!Number.isFinite(ms)) throw new InputError(`${name}: "${text}" is not an RFC 3339 date-time with an offset, e.g. 2026-12-04T10:00:00Z`);
+  if (!Number.isFinite(ms))
+    throw new InputError(`${name}: "${text}" is not an RFC 3339 date-time with an offset, e.g. 2026-12-04T10:00:00Z`);
   return ms;
 }
 

@@ -33,12 +33,22 @@ describe('the directory source', () => {
     const source = path.join(dir, 'policies');
     await mkdir(source);
     await writeFile(path.join(source, 'policy.rego'), 'package portcullis\n\ndecision := {"allow": false, "status": 403, "reasons": []}\n');
-    const opened = await openPolicySource({ source, entrypoint: 'portcullis/decision', buildDir: path.join(dir, 'build'), toolchain: { opaBin: testOpa() }, pollIntervalMs: 60_000 });
+    const opened = await openPolicySource({
+      source,
+      entrypoint: 'portcullis/decision',
+      buildDir: path.join(dir, 'build'),
+      toolchain: { opaBin: testOpa() },
+      pollIntervalMs: 60_000,
+    });
     const { calls, stop } = collectChanges(opened);
     try {
-      for (const name of ['.policy.rego.swp', '.policy.rego.swx', 'policy.rego~', '#policy.rego#', '4913', 'policy_test.rego']) await writeFile(path.join(source, name), 'x');
+      for (const name of ['.policy.rego.swp', '.policy.rego.swx', 'policy.rego~', '#policy.rego#', '4913', 'policy_test.rego'])
+        await writeFile(path.join(source, name), 'x');
       await symlink('me@host.1:1', path.join(source, '.#policy.rego'));
-      await writeFile(path.join(source, 'policy.rego'), 'package portcullis\n\ndecision := {"allow": true, "status": 200, "reasons": []}\n');
+      await writeFile(
+        path.join(source, 'policy.rego'),
+        'package portcullis\n\ndecision := {"allow": true, "status": 200, "reasons": []}\n',
+      );
       await waitFor(() => (calls.length > 0 ? true : undefined), { timeoutMs: 5000, what: 'the change' });
       expect(calls[0]).toEqual(['policy.rego']);
     } finally {
@@ -49,18 +59,33 @@ describe('the directory source', () => {
     const source = path.join(dir, 'moving');
     await mkdir(path.join(source, 'rules'), { recursive: true });
     await writeFile(path.join(source, 'rules', 'rule.rego'), 'package rules\n\nx := 1\n');
-    const opened = await openPolicySource({ source, entrypoint: 'rules/x', buildDir: path.join(dir, 'build-moving'), toolchain: { opaBin: testOpa() }, pollIntervalMs: 60_000 });
+    const opened = await openPolicySource({
+      source,
+      entrypoint: 'rules/x',
+      buildDir: path.join(dir, 'build-moving'),
+      toolchain: { opaBin: testOpa() },
+      pollIntervalMs: 60_000,
+    });
     const { calls, stop } = collectChanges(opened);
     try {
       // The subfolder's watch begins asynchronously: a change in it proves it is watched.
       await writeFile(path.join(source, 'rules', 'rule.rego'), 'package rules\n\nx := 2\n');
-      await waitFor(() => (calls.some((names) => names.includes(path.join('rules', 'rule.rego'))) ? true : undefined), { timeoutMs: 5000, what: 'the change in the subfolder' });
+      await waitFor(() => (calls.some((names) => names.includes(path.join('rules', 'rule.rego'))) ? true : undefined), {
+        timeoutMs: 5000,
+        what: 'the change in the subfolder',
+      });
       calls.length = 0;
       await rename(path.join(source, 'rules'), path.join(dir, 'rules-away'));
-      await waitFor(() => (calls.some((names) => names.includes(`rules${path.sep}`)) ? true : undefined), { timeoutMs: 5000, what: 'the folder moved away' });
+      await waitFor(() => (calls.some((names) => names.includes(`rules${path.sep}`)) ? true : undefined), {
+        timeoutMs: 5000,
+        what: 'the folder moved away',
+      });
       calls.length = 0;
       await rename(path.join(dir, 'rules-away'), path.join(source, 'rules'));
-      await waitFor(() => (calls.some((names) => names.includes(`rules${path.sep}`)) ? true : undefined), { timeoutMs: 5000, what: 'the folder moved back' });
+      await waitFor(() => (calls.some((names) => names.includes(`rules${path.sep}`)) ? true : undefined), {
+        timeoutMs: 5000,
+        what: 'the folder moved back',
+      });
     } finally {
       stop();
     }
@@ -68,9 +93,12 @@ describe('the directory source', () => {
 });
 
 describe('isEditorScratch', () => {
-  it.each(['.a.rego.swp', '.a.rego.swo', '.a.rego.swx', 'a.rego~', '#a.rego#', '.#a.rego', '4913', 'sub/.#a.rego'])('treats %s as scratch', (name) => {
-    expect(isEditorScratch(name)).toBe(true);
-  });
+  it.each(['.a.rego.swp', '.a.rego.swo', '.a.rego.swx', 'a.rego~', '#a.rego#', '.#a.rego', '4913', 'sub/.#a.rego'])(
+    'treats %s as scratch',
+    (name) => {
+      expect(isEditorScratch(name)).toBe(true);
+    },
+  );
   it.each(['a.rego', 'data.json', 'swp.rego', 'a#b.rego'])('treats %s as a policy file', (name) => {
     expect(isEditorScratch(name)).toBe(false);
   });

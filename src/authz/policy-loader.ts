@@ -79,7 +79,13 @@ export function isEditorScratch(name: string): boolean {
  * A folder created, removed or renamed is watched or dropped as it happens; `dir` removed and
  * created again, or a watch that fails, is watched again as soon as possible, with one `onChange`.
  */
-function watchFolder(dir: string, recursive: boolean, relevant: (name: string) => boolean, onChange: (changed: string[]) => void, onError: (error: Error) => void): () => void {
+function watchFolder(
+  dir: string,
+  recursive: boolean,
+  relevant: (name: string) => boolean,
+  onChange: (changed: string[]) => void,
+  onError: (error: Error) => void,
+): () => void {
   const watchers = new Map<string, FSWatcher>();
   let pending = new Set<string>();
   let debounce: NodeJS.Timeout | undefined;
@@ -144,7 +150,10 @@ function watchFolder(dir: string, recursive: boolean, relevant: (name: string) =
     const full = path.join(folder, name);
     // A folder that is removed reports its own name; so does `dir`, which then needs watching again.
     if (name === '' || name === path.basename(folder)) {
-      const gone = await stat(folder).then(() => false, () => true);
+      const gone = await stat(folder).then(
+        () => false,
+        () => true,
+      );
       if (gone && folder === dir) return restart();
       if (gone) {
         // Moved away or removed with what it held: whichever of its own and its parent's events comes first tells.
@@ -219,7 +228,14 @@ class DirectorySource implements PolicySource {
       await writeFile(path.join(staged, name), content);
     }
     try {
-      await buildWasmBundle({ opa: this.opa, source: staged, entrypoints: [this.entrypoint], output: this.output, revision, ...(signal ? { signal } : {}) });
+      await buildWasmBundle({
+        opa: this.opa,
+        source: staged,
+        entrypoints: [this.entrypoint],
+        output: this.output,
+        revision,
+        ...(signal ? { signal } : {}),
+      });
     } catch (error) {
       throw error instanceof PolicyCompileError ? error.relocated(staged, this.location) : error;
     }
@@ -306,7 +322,9 @@ class UrlSource implements PolicySource {
     try {
       response = await fetch(this.location, { headers, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), redirect: 'follow' });
     } catch (error) {
-      throw new Error(`cannot fetch the bundle from ${this.location}: ${(error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message}`);
+      throw new Error(
+        `cannot fetch the bundle from ${this.location}: ${(error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message}`,
+      );
     }
     if (response.status === 304) return undefined;
     if (!response.ok) {

@@ -115,7 +115,11 @@ describe('PolicyManager with a directory source', () => {
     });
     expect(reasonOf(manager)).toBe('good');
     expect(lines).toContainEqual(
-      expect.objectContaining({ level: 'error', fields: expect.objectContaining({ file: path.join(source, 'policy.rego'), line: 3 }), message: expect.stringMatching(/last good policy keeps serving/) }),
+      expect.objectContaining({
+        level: 'error',
+        fields: expect.objectContaining({ file: path.join(source, 'policy.rego'), line: 3 }),
+        message: expect.stringMatching(/last good policy keeps serving/),
+      }),
     );
 
     // Undoing the broken edit brings the source back to what serves: no error any more.
@@ -129,7 +133,11 @@ describe('PolicyManager with a directory source', () => {
     const { manager } = await managerFor(source);
     await writeFile(path.join(source, 'extra.rego'), 'package portcullis\n\nx := y\n');
     await manager.reload();
-    expect(manager.state().lastError).toMatchObject({ file: path.join(source, 'extra.rego'), line: 3, message: 'rego_unsafe_var_error: var y is unsafe' });
+    expect(manager.state().lastError).toMatchObject({
+      file: path.join(source, 'extra.rego'),
+      line: 3,
+      message: 'rego_unsafe_var_error: var y is unsafe',
+    });
 
     await rm(path.join(source, 'extra.rego'));
     await writeFile(path.join(source, 'data.json'), '{"settings": ');
@@ -203,7 +211,10 @@ describe('PolicyManager with a directory source', () => {
       await mkdir(source);
       await writeFile(path.join(source, 'data.json'), JSON.stringify({ settings: { open: [] } }));
       await writeFile(path.join(source, 'policy.rego'), policy('recreated'));
-      await waitFor(() => (reasonOf(manager) === 'recreated' ? true : undefined), { timeoutMs: 5000, what: 'the recreated policy to serve' });
+      await waitFor(() => (reasonOf(manager) === 'recreated' ? true : undefined), {
+        timeoutMs: 5000,
+        what: 'the recreated policy to serve',
+      });
     } finally {
       manager.close();
     }
@@ -226,7 +237,10 @@ describe('PolicyManager with a bundle file and a verification key', () => {
     await rewriteBundle(v2, bundle, (files) => {
       files.set('data.json', Buffer.from(JSON.stringify({ settings: { open: ['organization:read', 'organization:delete'] } })));
     });
-    expect(await manager.reload()).toMatchObject({ status: 'failed', error: { message: 'bundle signature rejected: data.json does not match its signed digest' } });
+    expect(await manager.reload()).toMatchObject({
+      status: 'failed',
+      error: { message: 'bundle signature rejected: data.json does not match its signed digest' },
+    });
     expect(reasonOf(manager)).toBe('signed v1');
 
     await buildBundle(source, bundle, { signingKey: keys.privateKeyFile, algorithm: 'ES256' });
@@ -244,7 +258,10 @@ describe('PolicyManager with a bundle file and a verification key', () => {
       await writeFile(path.join(source, 'policy.rego'), policy('bundled v2'));
       await buildBundle(source, path.join(dir, 'watched.tar.gz.tmp'));
       await rename(path.join(dir, 'watched.tar.gz.tmp'), bundle);
-      await waitFor(() => (reasonOf(manager) === 'bundled v2' ? true : undefined), { timeoutMs: 5000, what: 'the replaced bundle to serve' });
+      await waitFor(() => (reasonOf(manager) === 'bundled v2' ? true : undefined), {
+        timeoutMs: 5000,
+        what: 'the replaced bundle to serve',
+      });
     } finally {
       manager.close();
     }
@@ -266,8 +283,16 @@ describe('a compiler that hangs', () => {
     const script = path.join(dir, `opa-${n}.sh`);
     const hang = path.join(dir, `hang-${n}`);
     const pidFile = path.join(dir, `opa-${n}.pid`);
-    await writeFile(script, `#!/bin/sh\nif [ "$1" = build ] && [ -e '${hang}' ]; then echo $$ > '${pidFile}'; exec sleep 60; fi\nexec '${testOpa()}' "$@"\n`, { mode: 0o755 });
-    const pid = () => waitFor(async () => Number((await readFile(pidFile, 'utf8')).trim()) || undefined, { timeoutMs: 10_000, what: 'the hanging opa build to start' });
+    await writeFile(
+      script,
+      `#!/bin/sh\nif [ "$1" = build ] && [ -e '${hang}' ]; then echo $$ > '${pidFile}'; exec sleep 60; fi\nexec '${testOpa()}' "$@"\n`,
+      { mode: 0o755 },
+    );
+    const pid = () =>
+      waitFor(async () => Number((await readFile(pidFile, 'utf8')).trim()) || undefined, {
+        timeoutMs: 10_000,
+        what: 'the hanging opa build to start',
+      });
     return { script, hang, pid };
   }
 
@@ -284,7 +309,13 @@ describe('a compiler that hangs', () => {
     const opa = await hangingOpa();
     const source = await policyDir('before');
     const { lines, logger } = recordingLogger();
-    const opened = await openPolicySource({ source, entrypoint: 'portcullis/decision', buildDir: path.join(dir, `build-${++counter}`), toolchain: { opaBin: opa.script }, pollIntervalMs: 60_000 });
+    const opened = await openPolicySource({
+      source,
+      entrypoint: 'portcullis/decision',
+      buildDir: path.join(dir, `build-${++counter}`),
+      toolchain: { opaBin: opa.script },
+      pollIntervalMs: 60_000,
+    });
     const manager = await PolicyManager.create({ source: opened, entrypoint: 'portcullis/decision', logger });
     await writeFile(opa.hang, '');
     await writeFile(path.join(source, 'policy.rego'), policy('after'));
@@ -307,7 +338,13 @@ describe('a compiler that hangs', () => {
     const opa = await hangingOpa();
     await writeFile(opa.hang, '');
     const started = Date.now();
-    const build = buildWasmBundle({ opa: opa.script, source: await policyDir(), entrypoints: ['portcullis/decision'], output: path.join(dir, `timeout-${counter}.tar.gz`), timeoutMs: 500 });
+    const build = buildWasmBundle({
+      opa: opa.script,
+      source: await policyDir(),
+      entrypoints: ['portcullis/decision'],
+      output: path.join(dir, `timeout-${counter}.tar.gz`),
+      timeoutMs: 500,
+    });
     await expect(build).rejects.toThrow(PolicyBuildInterrupted);
     await expect(build).rejects.toThrow(/did not finish within 500 ms and was killed/);
     expect(Date.now() - started).toBeLessThan(10_000);

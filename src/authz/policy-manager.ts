@@ -173,7 +173,10 @@ function describeFailure(error: unknown): PolicyLoadFailure {
   const at = new Date();
   if (error instanceof PolicyCompileError) {
     const [first, ...rest] = error.findings;
-    const more = rest.length > 0 ? ` (and ${rest.length} more: ${rest.map((f) => (f.file ? `${f.file}:${f.line ?? '?'}` : f.message)).join(', ')})` : '';
+    const more =
+      rest.length > 0
+        ? ` (and ${rest.length} more: ${rest.map((f) => (f.file ? `${f.file}:${f.line ?? '?'}` : f.message)).join(', ')})`
+        : '';
     return {
       ...(first?.file ? { file: first.file } : {}),
       ...(first?.line ? { line: first.line } : {}),

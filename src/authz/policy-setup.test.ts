@@ -17,15 +17,24 @@ beforeAll(async () => {
   dir = await scratchDir('setup');
   source = path.join(dir, 'policies');
   await mkdir(source);
-  await writeFile(path.join(source, 'policy.rego'), 'package portcullis\n\ndecision := {"allow": false, "status": 403, "reasons": ["no"]}\n');
+  await writeFile(
+    path.join(source, 'policy.rego'),
+    'package portcullis\n\ndecision := {"allow": false, "status": 403, "reasons": ["no"]}\n',
+  );
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const policyConfig = (policy: Record<string, unknown>) => configSchema.parse({ auth: { issuer: 'i', audience: 'a', jwks_file: 'k' }, services: {}, policy }).policy;
+const policyConfig = (policy: Record<string, unknown>) =>
+  configSchema.parse({ auth: { issuer: 'i', audience: 'a', jwks_file: 'k' }, services: {}, policy }).policy;
 const setUp = (policy: Record<string, unknown>) =>
-  setUpPolicies(policyConfig(policy), { buildDir: path.join(dir, 'build'), toolchain: { opaBin: testOpa() }, logger: silent, disagreements: noStore });
+  setUpPolicies(policyConfig(policy), {
+    buildDir: path.join(dir, 'build'),
+    toolchain: { opaBin: testOpa() },
+    logger: silent,
+    disagreements: noStore,
+  });
 
 describe('setUpPolicies', () => {
   it('builds the active policy and, when configured, the shadow policy', async () => {
@@ -53,13 +62,17 @@ describe('setUpPolicies', () => {
   });
 
   it('names policy.shadow.source when the shadow policy cannot be found', async () => {
-    await expect(setUp({ source, shadow: { source: path.join(dir, 'absent') } })).rejects.toThrow(`policy.shadow.source: ${path.join(dir, 'absent')} does not exist`);
+    await expect(setUp({ source, shadow: { source: path.join(dir, 'absent') } })).rejects.toThrow(
+      `policy.shadow.source: ${path.join(dir, 'absent')} does not exist`,
+    );
   });
 
   it('names policy.shadow.source when the shadow policy does not compile', async () => {
     const broken = path.join(dir, 'broken');
     await mkdir(broken);
     await writeFile(path.join(broken, 'policy.rego'), 'package portcullis\n\ndecision := {"allow" false}\n');
-    await expect(setUp({ source, shadow: { source: broken } })).rejects.toThrow(/^policy\.shadow\.source: policy compilation failed: .*policy\.rego:3: rego_parse_error/);
+    await expect(setUp({ source, shadow: { source: broken } })).rejects.toThrow(
+      /^policy\.shadow\.source: policy compilation failed: .*policy\.rego:3: rego_parse_error/,
+    );
   });
 });

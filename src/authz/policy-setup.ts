@@ -43,7 +43,9 @@ export async function setUpPolicies(config: PortcullisConfig['policy'], options:
 
   const source = await open(config.source, 'policy.source', 'policy');
   if (verifier && source.kind === 'directory') {
-    throw new ConfigError('policy.verification: signatures are checked on bundles, but policy.source is a directory; point it at a signed bundle or remove policy.verification');
+    throw new ConfigError(
+      'policy.verification: signatures are checked on bundles, but policy.source is a directory; point it at a signed bundle or remove policy.verification',
+    );
   }
   const policy = await PolicyManager.create({ source, entrypoint: config.entrypoint, verifier, logger });
   logger.info({ revision: policy.current.revision, source: policy.source }, 'policy loaded');
@@ -58,8 +60,13 @@ export async function setUpPolicies(config: PortcullisConfig['policy'], options:
       policy.close();
       throw error instanceof ConfigError ? error : new Error(`policy.shadow.source: ${(error as Error).message}`, { cause: error });
     }
-    shadow = new ShadowPolicy(manager, options.disagreements, (error) => logger.error({ err: error }, 'shadow policy disagreements could not be written yet; retrying'));
-    logger.info({ revision: manager.current.revision, source: manager.source }, 'shadow policy loaded: evaluated on every request, never enforced');
+    shadow = new ShadowPolicy(manager, options.disagreements, (error) =>
+      logger.error({ err: error }, 'shadow policy disagreements could not be written yet; retrying'),
+    );
+    logger.info(
+      { revision: manager.current.revision, source: manager.source },
+      'shadow policy loaded: evaluated on every request, never enforced',
+    );
   }
 
   return {

@@ -15,7 +15,10 @@ export interface ShadowComparison {
 }
 
 /** The request a comparison is about; absent for a dry run, which is neither counted nor stored. */
-export type ShadowContext = Pick<ShadowDisagreement, 'decisionId' | 'requestId' | 'subject' | 'organization' | 'action' | 'method' | 'path'>;
+export type ShadowContext = Pick<
+  ShadowDisagreement,
+  'decisionId' | 'requestId' | 'subject' | 'organization' | 'action' | 'method' | 'path'
+>;
 
 export interface ShadowStats {
   /** Requests judged by both policies since start. */

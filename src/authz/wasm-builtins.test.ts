@@ -42,14 +42,25 @@ async function compile(name: string, files: Record<string, string>, entrypoint: 
   const source = path.join(scratch, name);
   await mkdir(source);
   for (const [file, text] of Object.entries(files)) await writeFile(path.join(source, file), text);
-  const { output } = await buildWasmBundle({ opa: process.env.PORTCULLIS_TEST_OPA!, source, entrypoints: [entrypoint], output: path.join(scratch, `${name}.tar.gz`) });
+  const { output } = await buildWasmBundle({
+    opa: process.env.PORTCULLIS_TEST_OPA!,
+    source,
+    entrypoints: [entrypoint],
+    output: path.join(scratch, `${name}.tar.gz`),
+  });
   return readBundle(await readFile(output));
 }
 
 function at(time: string | undefined): PolicyInput {
   const ms = time === undefined ? undefined : Date.parse(time);
   return {
-    request: { id: 'r', method: 'DELETE', path: '/orgs/acme', route: '/orgs/{org}', ...(ms === undefined ? {} : { time, time_ns: ms * 1_000_000 }) },
+    request: {
+      id: 'r',
+      method: 'DELETE',
+      path: '/orgs/acme',
+      route: '/orgs/{org}',
+      ...(ms === undefined ? {} : { time, time_ns: ms * 1_000_000 }),
+    },
     action: 'organization:delete',
     resource: { type: 'organization', org: 'acme' },
     subject: { id: 'u', sub: 's', email: null, memberships: {} },
@@ -98,7 +109,10 @@ describe('built-ins the host provides', () => {
   });
 
   it('fails the evaluation (500) when the input carries no request time', async () => {
-    const engine = await WasmPolicyEngine.create(await compile('clockless', { 'clock.rego': TIME_POLICY }, 'clock/decision'), 'clock/decision');
+    const engine = await WasmPolicyEngine.create(
+      await compile('clockless', { 'clock.rego': TIME_POLICY }, 'clock/decision'),
+      'clock/decision',
+    );
     const { decision } = engine.evaluate(at(undefined));
     expect(decision.allow).toBe(false);
     expect(decision.status).toBe(500);

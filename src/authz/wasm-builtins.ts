@@ -6,7 +6,14 @@
 import { PolicyError } from '../base/errors';
 
 /** Built-ins opa-wasm 1.10 implements in JavaScript (its src/builtins; a unit test keeps this in step). */
-export const JS_RUNTIME_BUILTINS: readonly string[] = ['json.is_valid', 'regex.split', 'sprintf', 'yaml.is_valid', 'yaml.marshal', 'yaml.unmarshal'];
+export const JS_RUNTIME_BUILTINS: readonly string[] = [
+  'json.is_valid',
+  'regex.split',
+  'sprintf',
+  'yaml.is_valid',
+  'yaml.marshal',
+  'yaml.unmarshal',
+];
 
 /** What time.now_ns() answers during one evaluation: the evaluating input's request.time_ns. */
 export type RequestClock = () => number | undefined;
@@ -40,11 +47,16 @@ export function hostBuiltins(requestTime: RequestClock): Record<string, Builtin>
     'time.add_date': (ns, years, months, days) => {
       const at = new Date(millisecondsOf(ns, 'time.add_date'));
       // Date, like Go's AddDate, normalizes overflow: one month after October 31 is December 1.
-      at.setUTCFullYear(at.getUTCFullYear() + integer(years, 'time.add_date'), at.getUTCMonth() + integer(months, 'time.add_date'), at.getUTCDate() + integer(days, 'time.add_date'));
+      at.setUTCFullYear(
+        at.getUTCFullYear() + integer(years, 'time.add_date'),
+        at.getUTCMonth() + integer(months, 'time.add_date'),
+        at.getUTCDate() + integer(days, 'time.add_date'),
+      );
       return nanoseconds(at.getTime() * NS_PER_MS);
     },
     'time.parse_rfc3339_ns': (value) => {
-      if (typeof value !== 'string' || !RFC3339.test(value)) throw new Error(`time.parse_rfc3339_ns: ${JSON.stringify(value)} is not an RFC 3339 time`);
+      if (typeof value !== 'string' || !RFC3339.test(value))
+        throw new Error(`time.parse_rfc3339_ns: ${JSON.stringify(value)} is not an RFC 3339 time`);
       const ms = Date.parse(value);
       if (Number.isNaN(ms)) throw new Error(`time.parse_rfc3339_ns: ${JSON.stringify(value)} is not an RFC 3339 time`);
       return nanoseconds(ms * NS_PER_MS);

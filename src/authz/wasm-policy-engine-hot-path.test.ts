@@ -37,8 +37,18 @@ describe('WasmPolicyEngine hot path', () => {
 
   it('judges frozen (cached) subjects by their own content', async () => {
     const engine = await WasmPolicyEngine.create(shipped, 'portcullis/decision');
-    const reader = Object.freeze({ id: 'u-1', sub: 'idp|1', email: null, memberships: Object.freeze({ acme: Object.freeze(member(['project:read'])) }) });
-    const creator = Object.freeze({ id: 'u-2', sub: 'idp|2', email: null, memberships: Object.freeze({ acme: Object.freeze(member(['project:create'])) }) });
+    const reader = Object.freeze({
+      id: 'u-1',
+      sub: 'idp|1',
+      email: null,
+      memberships: Object.freeze({ acme: Object.freeze(member(['project:read'])) }),
+    });
+    const creator = Object.freeze({
+      id: 'u-2',
+      sub: 'idp|2',
+      email: null,
+      memberships: Object.freeze({ acme: Object.freeze(member(['project:create'])) }),
+    });
     for (let i = 0; i < 3; i += 1) {
       expect(engine.evaluate(input(reader)).decision.allow).toBe(false);
       expect(engine.evaluate(input(creator)).decision.allow).toBe(true);
@@ -50,7 +60,13 @@ describe('WasmPolicyEngine hot path', () => {
     const creator = { id: 'u-2', sub: 'idp|2', email: null, memberships: { acme: member(['project:create']) } };
     const reader = { id: 'u-1', sub: 'idp|1', email: null, memberships: { acme: member(['project:read']) } };
     for (let i = 0; i < 5; i += 1) {
-      expect(engine.evaluate(input(creator)).decision).toEqual({ allow: true, status: 200, reasons: expect.any(Array), code: 'granted', params: expect.any(Object) });
+      expect(engine.evaluate(input(creator)).decision).toEqual({
+        allow: true,
+        status: 200,
+        reasons: expect.any(Array),
+        code: 'granted',
+        params: expect.any(Object),
+      });
       expect(engine.evaluate(input(reader)).decision.allow).toBe(false);
     }
     expect(engine.recycledInstances).toBe(10);
@@ -62,6 +78,8 @@ describe('WasmPolicyEngine hot path', () => {
     engine.evaluate(input({ id: 'u-3', sub: 'idp|3', email: null, memberships }));
     expect(engine.memoryBytes).toBeLessThanOrEqual(8 * 1024 * 1024);
     expect(engine.recycledInstances).toBe(1);
-    expect(engine.evaluate(input({ id: 'u-2', sub: 'idp|2', email: null, memberships: { acme: member(['project:create']) } })).decision.allow).toBe(true);
+    expect(
+      engine.evaluate(input({ id: 'u-2', sub: 'idp|2', email: null, memberships: { acme: member(['project:create']) } })).decision.allow,
+    ).toBe(true);
   });
 });

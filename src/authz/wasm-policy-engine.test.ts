@@ -82,7 +82,12 @@ const alice = {
   email: 'alice@example.com',
   memberships: {
     acme: { role: 'organization-admin', teams: [], roles: ['organization-admin'], permissions: ['*'] },
-    globex: { role: 'default', teams: [], roles: ['default'], permissions: ['member:read', 'organization:read', 'project:read', 'team:read'] },
+    globex: {
+      role: 'default',
+      teams: [],
+      roles: ['default'],
+      permissions: ['member:read', 'organization:read', 'project:read', 'team:read'],
+    },
   },
 };
 
@@ -217,7 +222,8 @@ describe('WasmPolicyEngine fails closed', () => {
       allow: false,
       status: 403,
       reasons: ["policy error: 'broken/undefined_decision' is undefined for this request"],
-      code: 'policy_error', params: {},
+      code: 'policy_error',
+      params: {},
     });
   });
 
@@ -226,7 +232,8 @@ describe('WasmPolicyEngine fails closed', () => {
       allow: false,
       status: 403,
       reasons: ["policy error: 'broken/no_allow' has allow missing, not true or false"],
-      code: 'policy_error', params: {},
+      code: 'policy_error',
+      params: {},
     });
   });
 
@@ -235,20 +242,39 @@ describe('WasmPolicyEngine fails closed', () => {
       allow: false,
       status: 403,
       reasons: [`policy error: 'broken/allow_yes' has allow "yes", not true or false`],
-      code: 'policy_error', params: {},
+      code: 'policy_error',
+      params: {},
     });
   });
 
   it('denies when the decision is not an object', async () => {
-    expect(await decide('not_an_object')).toEqual({ allow: false, status: 403, reasons: ["policy error: 'broken/not_an_object' is true, not an object with allow, status and reasons"], code: 'policy_error', params: {} });
+    expect(await decide('not_an_object')).toEqual({
+      allow: false,
+      status: 403,
+      reasons: ["policy error: 'broken/not_an_object' is true, not an object with allow, status and reasons"],
+      code: 'policy_error',
+      params: {},
+    });
   });
 
   it('denies when the status is not an integer', async () => {
-    expect(await decide('fractional_status')).toEqual({ allow: false, status: 403, reasons: ["policy error: 'broken/fractional_status' has status 403.5, not an integer"], code: 'policy_error', params: {} });
+    expect(await decide('fractional_status')).toEqual({
+      allow: false,
+      status: 403,
+      reasons: ["policy error: 'broken/fractional_status' has status 403.5, not an integer"],
+      code: 'policy_error',
+      params: {},
+    });
   });
 
   it('denies when the reasons are not a list of strings', async () => {
-    expect(await decide('numeric_reasons')).toEqual({ allow: false, status: 403, reasons: ["policy error: 'broken/numeric_reasons' has reasons [1,2], not a list of strings"], code: 'policy_error', params: {} });
+    expect(await decide('numeric_reasons')).toEqual({
+      allow: false,
+      status: 403,
+      reasons: ["policy error: 'broken/numeric_reasons' has reasons [1,2], not a list of strings"],
+      code: 'policy_error',
+      params: {},
+    });
   });
 
   it("turns a deny with a success status into a 403 that keeps the policy's reasons", async () => {
@@ -256,12 +282,19 @@ describe('WasmPolicyEngine fails closed', () => {
       allow: false,
       status: 403,
       reasons: ["policy error: 'broken/deny_with_success_status' denies with status 200, not an error status", 'nope'],
-      code: 'policy_error', params: {},
+      code: 'policy_error',
+      params: {},
     });
   });
 
   it('passes a code and its params through; a code without params gets {}', async () => {
-    expect(await decide('coded')).toEqual({ allow: false, status: 403, reasons: ['no'], code: 'missing_permission', params: { permission: 'x:y' } });
+    expect(await decide('coded')).toEqual({
+      allow: false,
+      status: 403,
+      reasons: ['no'],
+      code: 'missing_permission',
+      params: { permission: 'x:y' },
+    });
     expect(await decide('code_without_params')).toEqual({ allow: true, status: 200, reasons: [], code: 'open', params: {} });
   });
 
@@ -270,19 +303,22 @@ describe('WasmPolicyEngine fails closed', () => {
       allow: false,
       status: 403,
       reasons: [`policy error: 'broken/code_not_snake_case' has code "Missing Permission", not a snake_case name (^[a-z][a-z0-9_]{0,63}$)`],
-      code: 'policy_error', params: {},
+      code: 'policy_error',
+      params: {},
     });
     expect(await decide('params_not_an_object')).toEqual({
       allow: false,
       status: 403,
       reasons: [`policy error: 'broken/params_not_an_object' has params ["x"], not an object`],
-      code: 'policy_error', params: {},
+      code: 'policy_error',
+      params: {},
     });
     expect(await decide('params_without_code')).toEqual({
       allow: false,
       status: 403,
       reasons: ["policy error: 'broken/params_without_code' has params but no code"],
-      code: 'policy_error', params: {},
+      code: 'policy_error',
+      params: {},
     });
   });
 

@@ -60,7 +60,10 @@ export class WasmPolicyEngine implements PolicyEngine {
   static async create(
     bundle: PolicyBundle,
     entrypoint: string,
-    options: { maxMemoryBytes?: number; /** The Rego sources by path, to say where a refused built-in is used. */ sources?: ReadonlyMap<string, Buffer> | undefined } = {},
+    options: {
+      maxMemoryBytes?: number;
+      /** The Rego sources by path, to say where a refused built-in is used. */ sources?: ReadonlyMap<string, Buffer> | undefined;
+    } = {},
   ): Promise<WasmPolicyEngine> {
     let policy: LoadedPolicy;
     let module: WebAssembly.Module;
@@ -82,7 +85,17 @@ export class WasmPolicyEngine implements PolicyEngine {
           `(build it with opa build -t wasm -e ${entrypoint})`,
       );
     }
-    return new WasmPolicyEngine(policy, evaluating, builtins, module, bundle.data, entrypoint, entrypointId, bundle.revision, options.maxMemoryBytes ?? MAX_POLICY_MEMORY_BYTES);
+    return new WasmPolicyEngine(
+      policy,
+      evaluating,
+      builtins,
+      module,
+      bundle.data,
+      entrypoint,
+      entrypointId,
+      bundle.revision,
+      options.maxMemoryBytes ?? MAX_POLICY_MEMORY_BYTES,
+    );
   }
 
   /** Never throws. */
@@ -151,19 +164,23 @@ function checkDecision(value: unknown, entrypoint: string): PolicyDecision {
   }
   const { allow, status, reasons } = value as Record<string, unknown>;
   if (typeof allow !== 'boolean') return failure(403, `'${entrypoint}' has allow ${describe(allow)}, not true or false`);
-  if (typeof status !== 'number' || !Number.isInteger(status)) return failure(403, `'${entrypoint}' has status ${describe(status)}, not an integer`);
+  if (typeof status !== 'number' || !Number.isInteger(status))
+    return failure(403, `'${entrypoint}' has status ${describe(status)}, not an integer`);
   if (!Array.isArray(reasons) || !reasons.every((r): r is string => typeof r === 'string')) {
     return failure(403, `'${entrypoint}' has reasons ${describe(reasons)}, not a list of strings`);
   }
-  if (!allow && (status < 400 || status > 599)) return failure(403, `'${entrypoint}' denies with status ${status}, not an error status`, reasons);
+  if (!allow && (status < 400 || status > 599))
+    return failure(403, `'${entrypoint}' denies with status ${status}, not an error status`, reasons);
   const { code, params } = value as Record<string, unknown>;
   if (code === undefined) {
     if (params !== undefined) return failure(403, `'${entrypoint}' has params but no code`, reasons);
     return { allow, status, reasons };
   }
-  if (typeof code !== 'string' || !DECISION_CODE.test(code)) return failure(403, `'${entrypoint}' has code ${describe(code)}, not a snake_case name (${DECISION_CODE.source})`, reasons);
+  if (typeof code !== 'string' || !DECISION_CODE.test(code))
+    return failure(403, `'${entrypoint}' has code ${describe(code)}, not a snake_case name (${DECISION_CODE.source})`, reasons);
   if (params === undefined) return { allow, status, reasons, code, params: {} };
-  if (params === null || typeof params !== 'object' || Array.isArray(params)) return failure(403, `'${entrypoint}' has params ${describe(params)}, not an object`, reasons);
+  if (params === null || typeof params !== 'object' || Array.isArray(params))
+    return failure(403, `'${entrypoint}' has params ${describe(params)}, not an object`, reasons);
   return { allow, status, reasons, code, params: params as Record<string, unknown> };
 }
 

@@ -18,7 +18,11 @@ export class AuthenticationError extends PortcullisError {
   readonly status = 401;
   readonly title = 'Unauthorized';
   readonly code = 'unauthenticated';
-  constructor(message: string, readonly bearerError: 'invalid_request' | 'invalid_token' | null = 'invalid_token', options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly bearerError: 'invalid_request' | 'invalid_token' | null = 'invalid_token',
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
   }
 }
@@ -39,7 +43,11 @@ export class NotFoundError extends PortcullisError {
 export class InputError extends PortcullisError {
   readonly title: string;
   readonly code: string;
-  constructor(message: string, readonly status: InputStatus = 400, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly status: InputStatus = 400,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     [this.title, this.code] = INPUT_STATUSES[status];
   }
@@ -74,7 +82,11 @@ export class NotConfiguredError extends PortcullisError {
 export class UpstreamError extends PortcullisError {
   readonly title: string;
   readonly code = 'upstream';
-  constructor(message: string, readonly status: 502 | 504, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly status: 502 | 504,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.title = status === 504 ? 'Gateway Timeout' : 'Bad Gateway';
   }

@@ -119,7 +119,10 @@ export function registerDecisionCommands(program: Command, ctx: CliContext): voi
         for (const id of ids) {
           const decision = await store.get(id);
           if (!decision) throw new InputError(`no decision ${id} in the decision log`);
-          if (decision.input === null) throw new InputError(`decision ${id} has no stored input: it was refused (${decision.status}) before the policy was asked, so there is nothing to replay`);
+          if (decision.input === null)
+            throw new InputError(
+              `decision ${id} has no stored input: it was refused (${decision.status}) before the policy was asked, so there is nothing to replay`,
+            );
           found.push(decision);
         }
         return { found, entrypoint: options.entrypoint ?? configured ?? 'portcullis/decision' };

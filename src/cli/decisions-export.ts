@@ -19,7 +19,8 @@ export function registerExportCommand(decisions: Command, ctx: CliContext): void
     .option('--until <time>', 'ISO-8601 time or a duration back from now (default: now)')
     .option('--format <format>', EXPORT_FORMATS.join('|'), 'ndjson')
     .action(async (options: { since: string; until?: string; format: string }) => {
-      if (!(EXPORT_FORMATS as readonly string[]).includes(options.format)) throw new InputError(`--format: must be one of ${EXPORT_FORMATS.join(', ')}`);
+      if (!(EXPORT_FORMATS as readonly string[]).includes(options.format))
+        throw new InputError(`--format: must be one of ${EXPORT_FORMATS.join(', ')}`);
       const format = options.format as ExportFormat;
       const now = new Date();
       const since = parseTimeBound(options.since, '--since', now);
@@ -29,7 +30,13 @@ export function registerExportCommand(decisions: Command, ctx: CliContext): void
         const store = new PgDecisionExportStore(db);
         for (const line of exportHeader(format)) io.out(line);
         const range = await store.seqRange(since, until);
-        const end: ExportEnd = { records: 0, first_seq: range?.first ?? null, head: null, checkpoint: null, exported_at: now.toISOString() };
+        const end: ExportEnd = {
+          records: 0,
+          first_seq: range?.first ?? null,
+          head: null,
+          checkpoint: null,
+          exported_at: now.toISOString(),
+        };
         if (range) {
           for (let after = range.first - 1; after < range.last; after += PAGE) {
             const rows = await store.page(after, Math.min(range.last, after + PAGE));

@@ -21,7 +21,7 @@ export function filterOptions(command: Command, defaults: { since?: string } = {
     .option('--org <slug>', 'organization slug')
     .option('--action <action>', 'e.g. project:delete')
     .option('--allow <true|false>', 'only allows, or only denials')
-    .option('--code <code>', "the outcome's stable code, e.g. missing_permission (README \"Decision codes\")")
+    .option('--code <code>', 'the outcome\'s stable code, e.g. missing_permission (README "Decision codes")')
     .option('--since <time>', 'ISO-8601 time (UTC unless it has an offset) or a duration back from now (30m, 24h, 7d)', defaults.since)
     .option('--until <time>', 'ISO-8601 time (UTC unless it has an offset) or a duration back from now')
     .option('--dry-run <true|false>', 'only dry runs (admin evaluate, explain), or only served requests');

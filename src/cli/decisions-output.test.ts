@@ -25,11 +25,14 @@ const decision = (overrides: Partial<DecisionSummary>): DecisionSummary => ({
 const csvRow = (overrides: Partial<DecisionSummary>) => formatDecisions([decision(overrides)], 'csv', { header: false })[0]!;
 
 describe('CSV output', () => {
-  it.each(['=HYPERLINK("http://evil.example","x")', '+1+1', '-2+3', '@SUM(A1:A9)', '\tcmd', '\rcmd'])('neutralizes a cell starting like a formula: %j', (subject) => {
-    // A cell RFC 4180 must quote (a quote, comma or CR in it) keeps the leading ' inside the quotes.
-    const quoted = /[",\r]/.test(subject);
-    expect(csvRow({ subject })).toContain(`,request-7,${quoted ? `"'${subject.replace(/"/g, '""')}"` : `'${subject}`},,acme,`);
-  });
+  it.each(['=HYPERLINK("http://evil.example","x")', '+1+1', '-2+3', '@SUM(A1:A9)', '\tcmd', '\rcmd'])(
+    'neutralizes a cell starting like a formula: %j',
+    (subject) => {
+      // A cell RFC 4180 must quote (a quote, comma or CR in it) keeps the leading ' inside the quotes.
+      const quoted = /[",\r]/.test(subject);
+      expect(csvRow({ subject })).toContain(`,request-7,${quoted ? `"'${subject.replace(/"/g, '""')}"` : `'${subject}`},,acme,`);
+    },
+  );
 
   it('neutralizes a joined reasons cell whose first reason starts like a formula', () => {
     expect(csvRow({ reasons: ['=1+1', 'second'] })).toContain(",'=1+1; second,");

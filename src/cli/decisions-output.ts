@@ -6,8 +6,23 @@ export const FORMATS = ['table', 'json', 'ndjson', 'csv'] as const;
 export type OutputFormat = (typeof FORMATS)[number];
 
 const CSV_COLUMNS: (keyof DecisionSummary)[] = [
-  'time', 'id', 'seq', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path',
-  'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run', 'code',
+  'time',
+  'id',
+  'seq',
+  'request_id',
+  'subject',
+  'user_id',
+  'organization',
+  'action',
+  'method',
+  'path',
+  'allow',
+  'status',
+  'reasons',
+  'policy_revision',
+  'eval_latency_us',
+  'dry_run',
+  'code',
 ];
 
 /** `max` clips long values; `stream` is the fixed width a stream (tail) uses, since it cannot measure ahead. */
@@ -24,14 +39,21 @@ const TABLE_COLUMNS: { title: string; value: (d: DecisionSummary) => string; max
 ];
 
 /** Prints records; a `stream` (tail) prints the header only with its first batch, at fixed widths. */
-export function formatDecisions(decisions: readonly DecisionSummary[], format: OutputFormat, options: { header: boolean; stream?: boolean }): string[] {
+export function formatDecisions(
+  decisions: readonly DecisionSummary[],
+  format: OutputFormat,
+  options: { header: boolean; stream?: boolean },
+): string[] {
   switch (format) {
     case 'json':
       return [JSON.stringify(decisions, null, 2)];
     case 'ndjson':
       return decisions.map((decision) => JSON.stringify(decision));
     case 'csv':
-      return [...(options.header ? [CSV_COLUMNS.join(',')] : []), ...decisions.map((decision) => CSV_COLUMNS.map((column) => csvField(decision[column])).join(','))];
+      return [
+        ...(options.header ? [CSV_COLUMNS.join(',')] : []),
+        ...decisions.map((decision) => CSV_COLUMNS.map((column) => csvField(decision[column])).join(',')),
+      ];
     case 'table':
       return table(decisions, options);
   }
@@ -41,7 +63,10 @@ export function formatDecisions(decisions: readonly DecisionSummary[], format: O
  * Prints pages of records as they come (`query --all`): the header once, a table at the fixed
  * widths of `tail`, and JSON as one array written an element at a time.
  */
-export function decisionStream(format: OutputFormat, out: (line: string) => void): { write(decisions: readonly DecisionSummary[]): void; end(): void } {
+export function decisionStream(
+  format: OutputFormat,
+  out: (line: string) => void,
+): { write(decisions: readonly DecisionSummary[]): void; end(): void } {
   let started = false;
   return {
     write(decisions) {
@@ -67,7 +92,11 @@ function table(decisions: readonly DecisionSummary[], options: { header: boolean
   const widths = options.stream
     ? TABLE_COLUMNS.map((column) => column.stream)
     : TABLE_COLUMNS.map((column, i) => Math.max(column.title.length, ...cells.map((row) => row[i]!.length)));
-  const line = (values: string[]) => values.map((value, i) => (i === values.length - 1 ? value : value.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (values: string[]) =>
+    values
+      .map((value, i) => (i === values.length - 1 ? value : value.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [...(options.header ? [line(TABLE_COLUMNS.map((column) => column.title))] : []), ...cells.map(line)];
 }
 

@@ -52,16 +52,25 @@ async function replay(options: ReplayCommandOptions, ctx: CliContext): Promise<v
   );
   const report = await withDecisionLog(ctx, async ({ db, entrypoint: configured }) => {
     const entrypoint = options.entrypoint ?? configured ?? 'portcullis/decision';
-    const candidate = await loadCandidatePolicy(path.resolve(io.cwd, options.policy), { entrypoint, toolchain: ctx.toolchain(), name: '--policy' });
+    const candidate = await loadCandidatePolicy(path.resolve(io.cwd, options.policy), {
+      entrypoint,
+      toolchain: ctx.toolchain(),
+      name: '--policy',
+    });
     return replayDecisions(new PgDecisionQueryStore(db), candidate, {
       filter,
-      onProgress: (done, total) => io.err(`replayed ${done.toLocaleString('en')} of ${total.toLocaleString('en')} decisions (${Math.floor((100 * done) / Math.max(1, total))} %)…`),
+      onProgress: (done, total) =>
+        io.err(
+          `replayed ${done.toLocaleString('en')} of ${total.toLocaleString('en')} decisions (${Math.floor((100 * done) / Math.max(1, total))} %)…`,
+        ),
     });
   });
   if (options.format === 'json') io.out(JSON.stringify(report, null, 2));
   else for (const line of describe(report, filter.since, filter.until)) io.out(line);
   if (options.failOnChange && report.changed > 0) {
-    io.err(`portcullis: ${report.changed} decision${report.changed === 1 ? '' : 's'} would change with policy revision ${report.revision} (${changes(report)})`);
+    io.err(
+      `portcullis: ${report.changed} decision${report.changed === 1 ? '' : 's'} would change with policy revision ${report.revision} (${changes(report)})`,
+    );
     ctx.setExitCode(1);
   }
 }
@@ -80,7 +89,10 @@ function describe(report: ReplayReport, since: Date | undefined, until: Date | u
       `${report.skipped.toLocaleString('en')} skipped (no stored input, e.g. 401s)`,
   ];
   for (const revision of report.revisions) {
-    lines.push('', `recorded by policy revision ${revision.revision ?? '(none)'}: ${count(revision.replayed, 'decision')}, ${revision.changed.toLocaleString('en')} changed (${changes(revision)})`);
+    lines.push(
+      '',
+      `recorded by policy revision ${revision.revision ?? '(none)'}: ${count(revision.replayed, 'decision')}, ${revision.changed.toLocaleString('en')} changed (${changes(revision)})`,
+    );
     for (const group of report.groups.filter((g) => g.recordedRevision === revision.revision)) {
       lines.push(
         `  ${group.change}  ${count(group.count, 'decision')}  ${group.action}  ${group.organization ? `org ${group.organization}` : 'no organization'}`,

@@ -26,7 +26,9 @@ interface VerifyOptions {
 
 export function registerVerifyCommand(decisions: Command, ctx: CliContext): void {
   usageErrorsCouldNotCheck(decisions.command('verify'))
-    .description('recompute the hash chain (and with --public-key the signed checkpoints); exit 1 naming what breaks it, 2 when it could not be checked')
+    .description(
+      'recompute the hash chain (and with --public-key the signed checkpoints); exit 1 naming what breaks it, 2 when it could not be checked',
+    )
     .option('--since <time>', 'start at the first record at or after this time (ISO-8601 or 24h, 7d, …), trusting its prev_hash')
     .option('--public-key <file>', "the checkpoint key's public half (PEM): also check every signed checkpoint and the retention anchor")
     .option('--file <export>', 'check an export of `decisions export` offline, without the database')
@@ -63,12 +65,16 @@ async function verify(options: VerifyOptions, ctx: CliContext): Promise<void> {
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   if (!chain.ok) {
     const { broken } = chain;
-    io.err(`portcullis: the decision chain is broken at ${broken.id ? `decision ${broken.id} ` : ''}(seq ${broken.seq}): ${broken.problem}; ${chain.checked} records before it verified`);
+    io.err(
+      `portcullis: the decision chain is broken at ${broken.id ? `decision ${broken.id} ` : ''}(seq ${broken.seq}): ${broken.problem}; ${chain.checked} records before it verified`,
+    );
     ctx.setExitCode(1);
     return;
   }
   if (checkpoints && !checkpoints.ok) {
-    io.err(`portcullis: the decision log was tampered with: ${checkpoints.broken.what}: ${checkpoints.broken.problem}; the hash chain itself holds (${chain.checked} records), ${checkpoints.checkpoints} checkpoints before it verified`);
+    io.err(
+      `portcullis: the decision log was tampered with: ${checkpoints.broken.what}: ${checkpoints.broken.problem}; the hash chain itself holds (${chain.checked} records), ${checkpoints.checkpoints} checkpoints before it verified`,
+    );
     ctx.setExitCode(1);
     return;
   }
@@ -82,24 +88,46 @@ async function verify(options: VerifyOptions, ctx: CliContext): Promise<void> {
     ? `; ${checkpoints.checkpoints} signed checkpoint${checkpoints.checkpoints === 1 ? ' holds' : 's hold'} (newest: seq ${checkpoints.newest.seq}, signed ${checkpoints.newest.signedAt.toISOString()}; records after it are covered by the chain alone)`
     : '';
   const held = expected ? `; seq ${expected.seq} has the expected hash` : '';
-  io.out(`verified ${chain.checked} decision record${chain.checked === 1 ? '' : 's'} in ${seconds} s: the chain is intact (head: seq ${chain.head.seq}, hash ${chain.head.hash})${signed}${held}`);
+  io.out(
+    `verified ${chain.checked} decision record${chain.checked === 1 ? '' : 's'} in ${seconds} s: the chain is intact (head: seq ${chain.head.seq}, hash ${chain.head.hash})${signed}${held}`,
+  );
 }
 
-async function compareExpected(expected: { seq: number; hash: string }, head: { seq: number; hash: string }, store: PgDecisionCheckpointStore): Promise<{ exitCode: number; problem?: string }> {
+async function compareExpected(
+  expected: { seq: number; hash: string },
+  head: { seq: number; hash: string },
+  store: PgDecisionCheckpointStore,
+): Promise<{ exitCode: number; problem?: string }> {
   if (expected.seq > head.seq) {
-    return { exitCode: 1, problem: `the decision log was tampered with: the chain head is at seq ${head.seq}, behind the expected seq ${expected.seq}: the newest records were removed and the head moved back` };
+    return {
+      exitCode: 1,
+      problem: `the decision log was tampered with: the chain head is at seq ${head.seq}, behind the expected seq ${expected.seq}: the newest records were removed and the head moved back`,
+    };
   }
   const stored = (await store.hashesAt([expected.seq])).get(expected.seq);
   if (stored === undefined) {
     const anchor = await store.anchor();
-    if (expected.seq <= anchor.seq) return { exitCode: 2, problem: `--expect: seq ${expected.seq} was removed by retention (the chain now starts after seq ${anchor.seq}); keep a newer head` };
+    if (expected.seq <= anchor.seq)
+      return {
+        exitCode: 2,
+        problem: `--expect: seq ${expected.seq} was removed by retention (the chain now starts after seq ${anchor.seq}); keep a newer head`,
+      };
     return { exitCode: 1, problem: `the decision log was tampered with: seq ${expected.seq} is gone from the chain` };
   }
-  if (stored !== expected.hash) return { exitCode: 1, problem: `the decision log was tampered with: seq ${expected.seq} has hash ${stored}, not the expected ${expected.hash}: the chain was rewritten` };
+  if (stored !== expected.hash)
+    return {
+      exitCode: 1,
+      problem: `the decision log was tampered with: seq ${expected.seq} has hash ${stored}, not the expected ${expected.hash}: the chain was rewritten`,
+    };
   return { exitCode: 0 };
 }
 
-async function verifyFile(file: string, publicKey: KeyObject | undefined, expected: { seq: number; hash: string } | undefined, ctx: CliContext): Promise<void> {
+async function verifyFile(
+  file: string,
+  publicKey: KeyObject | undefined,
+  expected: { seq: number; hash: string } | undefined,
+  ctx: CliContext,
+): Promise<void> {
   const { io } = ctx;
   let result;
   try {
@@ -109,12 +137,16 @@ async function verifyFile(file: string, publicKey: KeyObject | undefined, expect
   }
   if (!result.ok) {
     const { broken } = result;
-    io.err(`portcullis: the export is broken at line ${broken.line}${broken.seq === null ? '' : ` (seq ${broken.seq})`}: ${broken.problem}; ${result.checked} records before it verified`);
+    io.err(
+      `portcullis: the export is broken at line ${broken.line}${broken.seq === null ? '' : ` (seq ${broken.seq})`}: ${broken.problem}; ${result.checked} records before it verified`,
+    );
     ctx.setExitCode(1);
     return;
   }
   if (publicKey && !result.checkpoint) {
-    throw new InputError('--public-key: the export holds no signed checkpoint (none was signed within its records), so nothing ties it to the key; export a longer window');
+    throw new InputError(
+      '--public-key: the export holds no signed checkpoint (none was signed within its records), so nothing ties it to the key; export a longer window',
+    );
   }
   const range = result.head ? `seq ${result.firstSeq} to ${result.head.seq}, head hash ${result.head.hash}` : 'no records';
   const checkpoint = result.checkpoint
@@ -122,7 +154,9 @@ async function verifyFile(file: string, publicKey: KeyObject | undefined, expect
     : '; no signed checkpoint in it';
   const start = result.firstSeq !== null && result.firstSeq !== 1 ? `; the first record's prev_hash is trusted` : '';
   const held = expected ? `; seq ${expected.seq} has the expected hash` : '';
-  io.out(`verified ${result.records} decision record${result.records === 1 ? '' : 's'} in ${path.basename(file)} (${result.format}, ${range}): the export is intact${start}${checkpoint}${held}`);
+  io.out(
+    `verified ${result.records} decision record${result.records === 1 ? '' : 's'} in ${path.basename(file)} (${result.format}, ${range}): the export is intact${start}${checkpoint}${held}`,
+  );
 }
 
 function parseExpect(text: string): { seq: number; hash: string } {

@@ -15,7 +15,8 @@ interface DemoFlags {
   shadow?: string;
 }
 
-export const SHADOW_HELP = 'a candidate policy (directory or bundle) judged beside the shipped one, never enforced; see `policy disagreements`';
+export const SHADOW_HELP =
+  'a candidate policy (directory or bundle) judged beside the shipped one, never enforced; see `policy disagreements`';
 
 export async function runDemo(ctx: CliContext, flags: DemoFlags): Promise<void> {
   const stateDir = flags.stateDir ? path.resolve(ctx.io.cwd, flags.stateDir) : ctx.stateDir(undefined);
@@ -51,12 +52,18 @@ export function registerDemoCommands(program: Command, ctx: CliContext): void {
   program
     .command('token')
     .description('mint a development token for a demo user (valid 12 hours)')
-    .requiredOption('-u, --user <name>', `demo user: ${DEMO_USERS.join(', ')} (any name works: an unknown user may register with PUT /users/me)`)
+    .requiredOption(
+      '-u, --user <name>',
+      `demo user: ${DEMO_USERS.join(', ')} (any name works: an unknown user may register with PUT /users/me)`,
+    )
     .option('--ttl <hours>', 'lifetime in hours, at most 24 (the gateway refuses longer-lived tokens: auth.max_token_lifetime_s)', '12')
     .option('--state-dir <dir>', 'the demo state folder (default: .portcullis/ in the project)')
     .action(async (flags: { user: string; ttl: string; stateDir?: string }) => {
       const hours = Number(flags.ttl);
-      if (!(hours > 0 && hours <= 24)) throw new InputError('--ttl: must be a number of hours above 0 and at most 24 (the demo gateway refuses tokens living longer than auth.max_token_lifetime_s, 24 h)');
+      if (!(hours > 0 && hours <= 24))
+        throw new InputError(
+          '--ttl: must be a number of hours above 0 and at most 24 (the demo gateway refuses tokens living longer than auth.max_token_lifetime_s, 24 h)',
+        );
       const stateDir = flags.stateDir ? path.resolve(ctx.io.cwd, flags.stateDir) : ctx.stateDir(undefined);
       const identity = await loadDevIdentity(stateDir);
       ctx.io.out(await identity.mint(demoSubject(flags.user), demoClaims(flags.user), Math.round(hours * 3600)));

@@ -16,7 +16,9 @@ import type { CliContext } from './cli-context';
 import { withDecisionLog } from './decisions-database';
 
 export function registerDirectoryCommands(program: Command, ctx: CliContext): void {
-  const directory = program.command('directory').description('the directory service: users, organizations, members, teams, roles, invitations, projects');
+  const directory = program
+    .command('directory')
+    .description('the directory service: users, organizations, members, teams, roles, invitations, projects');
 
   directory
     .command('serve')
@@ -33,7 +35,9 @@ export function registerDirectoryCommands(program: Command, ctx: CliContext): vo
 
   directory
     .command('import <file>')
-    .description('create or update the users, organizations, members, roles, teams, projects, credentials and invitations of a YAML file (idempotent)')
+    .description(
+      'create or update the users, organizations, members, roles, teams, projects, credentials and invitations of a YAML file (idempotent)',
+    )
     .action(async (file: string) => {
       const location = path.resolve(ctx.io.cwd, file);
       let document: unknown;
@@ -61,14 +65,22 @@ export function registerDirectoryCommands(program: Command, ctx: CliContext): vo
     .option('--limit <n>', 'at most this many events (1-10000)', '50')
     .action((flags: { org?: string; limit: string }) => {
       const limit = Number(flags.limit);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new ConfigError(`--limit must be an integer from 1 to 10000, not ${flags.limit}`);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+        throw new ConfigError(`--limit must be an integer from 1 to 10000, not ${flags.limit}`);
       return withDirectoryDatabase(ctx, async (db) => {
         const events = await listEvents(db, { limit, ...(flags.org !== undefined ? { organizationSlug: flags.org } : {}) });
         if (events.length === 0) ctx.io.out(flags.org ? `no directory events for ${flags.org}` : 'no directory events');
         for (const event of events) {
           const target = event.target_id ? `${event.target_type}:${event.target_id}` : event.target_type;
           ctx.io.out(
-            [event.time.toISOString(), event.action, event.organization_slug ?? '-', target, `actor=${event.actor ?? '-'}`, `request=${event.request_id ?? '-'}`].join('  '),
+            [
+              event.time.toISOString(),
+              event.action,
+              event.organization_slug ?? '-',
+              target,
+              `actor=${event.actor ?? '-'}`,
+              `request=${event.request_id ?? '-'}`,
+            ].join('  '),
           );
         }
       });
@@ -79,7 +91,8 @@ export function registerDirectoryCommands(program: Command, ctx: CliContext): vo
 function withDirectoryDatabase(ctx: CliContext, work: (db: Knex) => Promise<void>): Promise<void> {
   return withDecisionLog(ctx, async ({ db }) => {
     const [, pending] = (await db.migrate.list(migrationConfig())) as [unknown[], unknown[]];
-    if (pending.length > 0) throw new ConfigError(`the database has ${pending.length} pending migration(s): run \`portcullis migrate\` first`);
+    if (pending.length > 0)
+      throw new ConfigError(`the database has ${pending.length} pending migration(s): run \`portcullis migrate\` first`);
     await work(db);
   });
 }

@@ -32,7 +32,10 @@ export function registerExplainCommand(program: Command, ctx: CliContext): void 
     .requiredOption('--as <subject>', 'the JWT sub, or the users.id, to judge the request for')
     .option('--json', 'print the explanation as JSON (the same as POST /admin/v1/evaluate)')
     .option('--at <time>', "the request's time (RFC 3339, e.g. 2026-12-04T10:00:00Z), for rules on request.time (default: now)")
-    .option('--state-dir <dir>', 'without a configuration file: the running demo\'s state folder (default: $PORTCULLIS_STATE_DIR, else .portcullis/ in the project)')
+    .option(
+      '--state-dir <dir>',
+      "without a configuration file: the running demo's state folder (default: $PORTCULLIS_STATE_DIR, else .portcullis/ in the project)",
+    )
     .argument('<method>', 'HTTP method, e.g. DELETE')
     .argument('<path>', 'request path, e.g. /orgs/acme')
     .action(async (method: string, requestPath: string, options: { as: string; json?: boolean; at?: string; stateDir?: string }) => {
@@ -70,12 +73,19 @@ async function explainStandalone(ctx: CliContext, query: ExplainQuery): Promise<
       disagreements: new PgShadowDisagreementStore(db),
     });
     cleanup.push(() => policies.close());
-    const recorder = new BatchingDecisionRecorder(new PgDecisionStore(db), { onError: (error) => logger.error({ err: error }, 'the dry run could not be recorded yet') });
+    const recorder = new BatchingDecisionRecorder(new PgDecisionStore(db), {
+      onError: (error) => logger.error({ err: error }, 'the dry run could not be recorded yet'),
+    });
     cleanup.push(() => recorder.close());
 
     const explainer = new PolicyExplainer({
       routes: routeTable(config, logger),
-      judge: new RequestJudge({ subjects: new PgSubjectLoader(db), facts: new PgFactsLoader(db), policy: policies.policy, shadow: policies.shadow }),
+      judge: new RequestJudge({
+        subjects: new PgSubjectLoader(db),
+        facts: new PgFactsLoader(db),
+        policy: policies.policy,
+        shadow: policies.shadow,
+      }),
       policy: policies.policy,
       directory: new PgGrantDirectory(db),
       recorder,
@@ -91,7 +101,9 @@ async function explainWithDemo(ctx: CliContext, query: ExplainQuery, stateDirFla
   const stateDir = ctx.stateDir(undefined, stateDirFlag);
   const access = await readDemoAdminAccess(stateDir);
   if (!access) {
-    throw new ConfigError(`no configuration file and no demo running on ${stateDir}: pass --config FILE (or set PORTCULLIS_CONFIG), or start the demo (npm start)`);
+    throw new ConfigError(
+      `no configuration file and no demo running on ${stateDir}: pass --config FILE (or set PORTCULLIS_CONFIG), or start the demo (npm start)`,
+    );
   }
   let res: Response;
   try {
@@ -111,7 +123,9 @@ async function explainWithDemo(ctx: CliContext, query: ExplainQuery, stateDirFla
 
 /** The explanation for a person: route, membership, facts, decision, and what would allow it. */
 export function formatExplanation(e: Explanation): string[] {
-  const who = e.subject.id ? `${e.subject.sub} (user ${e.subject.id}${e.subject.email ? `, ${e.subject.email}` : ''})` : `${e.subject.sub} (no users row)`;
+  const who = e.subject.id
+    ? `${e.subject.sub} (user ${e.subject.id}${e.subject.email ? `, ${e.subject.email}` : ''})`
+    : `${e.subject.sub} (no users row)`;
   const lines = [`${e.method} ${e.path} as ${who}`, ''];
   if (!e.route) {
     lines.push(`route       none: the gateway answers 404 before judging anything`, '', `decision    ${verdict(e.result)}`);
@@ -137,7 +151,8 @@ export function formatExplanation(e: Explanation): string[] {
   lines.push(`decision    ${verdict(e.result)}  (policy ${e.revision}, ${e.latency_us} µs)`);
   for (const reason of e.result.reasons) lines.push(`  - ${reason}`);
   if (e.missing_permission) lines.push('', ...whatWouldAllowIt(e.missing_permission, e.membership !== null));
-  if (e.shadow) lines.push('', `shadow      ${verdict(e.shadow.result)}  (policy ${e.shadow.revision}) ${e.shadow.agrees ? 'agrees' : 'DISAGREES'}`);
+  if (e.shadow)
+    lines.push('', `shadow      ${verdict(e.shadow.result)}  (policy ${e.shadow.revision}) ${e.shadow.agrees ? 'agrees' : 'DISAGREES'}`);
   lines.push('', `recorded as dry-run decision ${e.decision_id}`);
   return lines;
 }
@@ -146,14 +161,18 @@ export function formatExplanation(e: Explanation): string[] {
 function whatWouldAllowIt(missing: NonNullable<Explanation['missing_permission']>, member: boolean): string[] {
   const { permission, organization: org, granted_by } = missing;
   if (granted_by.length === 0) {
-    return [`what would allow it: no role of ${org} holds '${permission}'; create one holding it and give it to the member or one of their teams`];
+    return [
+      `what would allow it: no role of ${org} holds '${permission}'; create one holding it and give it to the member or one of their teams`,
+    ];
   }
   const roleOf = (name: string) => {
     const grant = granted_by.find((g) => g.role === name)!;
     return `${grant.role} (${grant.builtin ? 'built-in' : `${org}'s own`}, via ${grant.via.join(', ')})`;
   };
   const change = (grant: GrantTried) =>
-    grant.change === 'team' ? `joining team ${grant.team}, which carries role ${roleOf(grant.role)}` : `${member ? 'default role' : `membership of ${org} with default role`} ${roleOf(grant.role)}`;
+    grant.change === 'team'
+      ? `joining team ${grant.team}, which carries role ${roleOf(grant.role)}`
+      : `${member ? 'default role' : `membership of ${org} with default role`} ${roleOf(grant.role)}`;
   if (missing.would_allow.length > 0) {
     return [
       `what would allow it (the policy run again with each grant added):`,
@@ -162,7 +181,10 @@ function whatWouldAllowIt(missing: NonNullable<Explanation['missing_permission']
   }
   return [
     `what would allow it: nothing in ${org}'s directory. Every grant carrying '${permission}' leaves it denied:`,
-    ...missing.still_denied.map((grant) => `  - ${change(grant)}: ${verdict(grant.result)}${grant.result.reasons.length > 0 ? `: ${grant.result.reasons.join('; ')}` : ''}`),
+    ...missing.still_denied.map(
+      (grant) =>
+        `  - ${change(grant)}: ${verdict(grant.result)}${grant.result.reasons.length > 0 ? `: ${grant.result.reasons.join('; ')}` : ''}`,
+    ),
   ];
 }
 

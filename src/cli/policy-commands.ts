@@ -10,7 +10,7 @@ import { loadBuiltBundle, runPolicyTests } from './policy-test';
 
 export function registerPolicyCommands(program: Command, ctx: CliContext): void {
   const { io } = ctx;
-  const policy = program.command('policy').description('build and test Rego policies, and read the shadow policy\'s disagreements');
+  const policy = program.command('policy').description("build and test Rego policies, and read the shadow policy's disagreements");
   policy
     .command('build')
     .description('compile policies to an OPA WebAssembly bundle (opa build -t wasm)')

@@ -33,7 +33,8 @@ export function registerPolicyDisagreementsCommand(policy: Command, ctx: CliCont
         if (options.format === 'json') ctx.io.out(JSON.stringify(found, null, 2));
         else for (const line of disagreementTable(found)) ctx.io.out(line);
         if (more) ctx.io.err(`${found.length.toLocaleString('en')} shown; older ones remain: --limit N`);
-        else if (found.length === 0) ctx.io.err('no disagreements recorded (policy.shadow.source sets a shadow policy; `npm start -- --shadow DIR` in the demo)');
+        else if (found.length === 0)
+          ctx.io.err('no disagreements recorded (policy.shadow.source sets a shadow policy; `npm start -- --shadow DIR` in the demo)');
       });
     });
 }
@@ -51,7 +52,11 @@ const COLUMNS: { title: string; value: (d: DisagreementSummary) => string }[] = 
 function disagreementTable(rows: readonly DisagreementSummary[]): string[] {
   const cells = rows.map((row) => COLUMNS.map((column) => column.value(row)));
   const widths = COLUMNS.map((column, i) => Math.max(column.title.length, ...cells.map((row) => row[i]!.length)));
-  const line = (values: string[]) => values.map((value, i) => (i === values.length - 1 ? value : value.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (values: string[]) =>
+    values
+      .map((value, i) => (i === values.length - 1 ? value : value.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(COLUMNS.map((column) => column.title)), ...cells.map(line)];
 }
 

@@ -126,7 +126,9 @@ function reportCoverage(report: CoverageReport, options: PolicyTestOptions, show
 
 /** Rows not covered, merged into `a-b` ranges (a single row stays `a`). */
 function uncoveredRanges(ranges: Range[]): string[] {
-  const rows = [...new Set(ranges.flatMap(({ start, end }) => Array.from({ length: end.row - start.row + 1 }, (_, n) => start.row + n)))].sort((a, b) => a - b);
+  const rows = [
+    ...new Set(ranges.flatMap(({ start, end }) => Array.from({ length: end.row - start.row + 1 }, (_, n) => start.row + n))),
+  ].sort((a, b) => a - b);
   const merged: Array<[number, number]> = [];
   for (const row of rows) {
     const last = merged.at(-1);

@@ -14,22 +14,33 @@ interface StateFlags {
   stateDir?: string;
 }
 
-const STATE_DIR_HELP = 'state folder: embedded database, compiled policies, spool (default: $PORTCULLIS_STATE_DIR, else .portcullis/ beside the config file)';
+const STATE_DIR_HELP =
+  'state folder: embedded database, compiled policies, spool (default: $PORTCULLIS_STATE_DIR, else .portcullis/ beside the config file)';
 
 export function registerServeCommands(program: Command, ctx: CliContext): void {
   const serve = async (flags: StateFlags) => {
     const { config, file } = ctx.requireConfig();
     const logger = pino({ name: 'portcullis', level: ctx.io.env.LOG_LEVEL ?? 'info' });
     // A promise nobody awaited that rejects is a bug, not a reason to drop every request in flight.
-    process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection (a bug, please report it); still serving'));
+    process.on('unhandledRejection', (reason) =>
+      logger.error({ err: reason }, 'unhandled promise rejection (a bug, please report it); still serving'),
+    );
     const signalled = ctx.untilSignal(); // before the start: an early signal stops the gateway once up, never mid-start
-    const gateway = await Portcullis.start(config, { logger, stateDir: ctx.stateDir(file, flags.stateDir), toolchain: ctx.toolchain((line) => logger.info(line)) });
+    const gateway = await Portcullis.start(config, {
+      logger,
+      stateDir: ctx.stateDir(file, flags.stateDir),
+      toolchain: ctx.toolchain((line) => logger.info(line)),
+    });
     const signal = await signalled;
     logger.info({ signal }, 'shutting down');
     await gateway.close();
   };
 
-  program.command('serve').description('run the gateway and its admin port until SIGINT/SIGTERM').option('--state-dir <dir>', STATE_DIR_HELP).action(serve);
+  program
+    .command('serve')
+    .description('run the gateway and its admin port until SIGINT/SIGTERM')
+    .option('--state-dir <dir>', STATE_DIR_HELP)
+    .action(serve);
 
   program
     .command('start')
@@ -50,7 +61,9 @@ export function registerServeCommands(program: Command, ctx: CliContext): void {
     .action(async (flags: StateFlags) => {
       const file = ctx.configFile();
       const url = file ? loadConfigFile(file, ctx.io.env).database.url : ctx.io.env.DATABASE_URL;
-      const embedded = url ? undefined : await EmbeddedDatabase.create({ dataDir: path.join(ctx.stateDir(file, flags.stateDir), 'pgdata') });
+      const embedded = url
+        ? undefined
+        : await EmbeddedDatabase.create({ dataDir: path.join(ctx.stateDir(file, flags.stateDir), 'pgdata') });
       const db = createDatabase({ url: url ?? embedded!.url });
       try {
         const applied = await migrateToLatest(db);

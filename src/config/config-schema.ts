@@ -29,19 +29,30 @@ export const configSchema = z
     server: hostPort(8080)
       .extend({
         /** Upper bound for request bodies forwarded upstream, in bytes. */
-        body_limit_bytes: z.number().int().positive().default(10 * 1024 * 1024),
+        body_limit_bytes: z
+          .number()
+          .int()
+          .positive()
+          .default(10 * 1024 * 1024),
         /** How long the upstream may take to answer before the client gets 504. */
         upstream_timeout_ms: z.number().int().positive().default(30_000),
         /** Slow clients: the whole header block, and the whole request, must arrive within these. */
         headers_timeout_ms: z.number().int().positive().default(10_000),
         request_timeout_ms: z.number().int().positive().default(60_000),
         /** Larger header blocks are answered 431. */
-        max_header_bytes: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
+        max_header_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(1024 * 1024)
+          .default(16 * 1024),
         /** SIGTERM/SIGINT: the whole shutdown (drain, cut, flush or spool records, close) ends within this. */
         shutdown_grace_ms: z.number().int().min(100).max(600_000).default(8_000),
         /** Peers whose X-Forwarded-For / Forwarded chain is kept (a load balancer in front of the gateway). */
         trusted_proxies: z
-          .array(z.string().refine((entry) => parseAddressRange(entry) !== undefined, 'must be an IP address or a CIDR range like 10.0.0.0/8'))
+          .array(
+            z.string().refine((entry) => parseAddressRange(entry) !== undefined, 'must be an IP address or a CIDR range like 10.0.0.0/8'),
+          )
           .default([]),
       })
       .prefault({}),
@@ -53,7 +64,12 @@ export const configSchema = z
           .strictObject({
             /** HMAC key of session cookies; instances behind one address share it. Absent: a random key per process. */
             session_secret: z.string().min(32, 'must be at least 32 characters').optional(),
-            session_ttl_s: z.number().int().min(60).max(7 * 86_400).default(8 * 3600),
+            session_ttl_s: z
+              .number()
+              .int()
+              .min(60)
+              .max(7 * 86_400)
+              .default(8 * 3600),
             /** Mark the cookie Secure even over plain HTTP (TLS terminated in front of the admin port). */
             secure_cookie: z.boolean().default(false),
           })
@@ -90,7 +106,10 @@ export const configSchema = z
     policy: z
       .strictObject({
         source: z.string().min(1).default('policies'),
-        entrypoint: z.string().regex(/^[A-Za-z_][\w]*(\/[A-Za-z_][\w]*)*$/, 'must be a path like portcullis/decision').default('portcullis/decision'),
+        entrypoint: z
+          .string()
+          .regex(/^[A-Za-z_][\w]*(\/[A-Za-z_][\w]*)*$/, 'must be a path like portcullis/decision')
+          .default('portcullis/decision'),
         /** How often an http(s) bundle source is polled (with If-None-Match). */
         poll_interval_s: z.number().int().min(1).max(86_400).default(30),
         /** Bundles must carry an OPA signature (.signatures.json) made with this key's private half. */

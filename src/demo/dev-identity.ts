@@ -28,7 +28,10 @@ export async function ensureDevIdentity(stateDir: string): Promise<DevIdentity> 
     const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
     const kid = `dev-${Date.now().toString(36)}`;
     await writeFile(keyFile, JSON.stringify({ ...(await exportJWK(privateKey)), kid, alg: 'ES256' }), { mode: 0o600 });
-    await writeFile(path.join(stateDir, JWKS_FILE), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' }] }));
+    await writeFile(
+      path.join(stateDir, JWKS_FILE),
+      JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' }] }),
+    );
   }
   const assertionKeyFile = path.join(stateDir, ASSERTION_KEY_FILE);
   if (!existsSync(assertionKeyFile)) {

@@ -29,7 +29,13 @@ export async function startEchoService(service: string, options: EchoServiceOpti
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      const echoed: EchoedRequest = { service, method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+      const echoed: EchoedRequest = {
+        service,
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+      };
       if (options.onRequest?.(echoed, req, res) === true) return;
       res.setHeader('content-type', 'application/json');
       res.end(`${JSON.stringify(echoed, null, 2)}\n`);

@@ -44,7 +44,7 @@ export class AssertionVerifier {
     const file = config.assertion.signing_key_file;
     if (!file) {
       throw new ConfigError(
-        'directory.gateway_jwks_url or assertion.signing_key_file is required: the directory service accepts only requests carrying the gateway\'s identity assertion',
+        "directory.gateway_jwks_url or assertion.signing_key_file is required: the directory service accepts only requests carrying the gateway's identity assertion",
       );
     }
     let publicKey: KeyObject;
@@ -72,7 +72,9 @@ export class AssertionVerifier {
       });
       claims = verified.payload;
     } catch (error) {
-      throw new AuthenticationError(`the ${ASSERTION_HEADER} does not verify: ${(error as Error).message}`, 'invalid_token', { cause: error });
+      throw new AuthenticationError(`the ${ASSERTION_HEADER} does not verify: ${(error as Error).message}`, 'invalid_token', {
+        cause: error,
+      });
     }
     if (typeof claims.portcullis_sub !== 'string') throw new AuthenticationError(`the ${ASSERTION_HEADER} names no portcullis_sub`);
     const header = (name: string) => (typeof headers[name] === 'string' ? (headers[name] as string) : null);

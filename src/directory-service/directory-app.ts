@@ -85,9 +85,11 @@ interface PgError {
 function toDomainError(error: unknown): PortcullisError | undefined {
   if (error instanceof PortcullisError) return error;
   const parser = error as BodyParserError;
-  if (parser?.type === 'entity.too.large') return new InputError(`the body is larger than ${(error as { limit?: number }).limit ?? 'allowed'} bytes`, 413);
+  if (parser?.type === 'entity.too.large')
+    return new InputError(`the body is larger than ${(error as { limit?: number }).limit ?? 'allowed'} bytes`, 413);
   if (parser?.type === 'entity.parse.failed') return new InputError(`the body is not valid JSON: ${parser.message ?? ''}`.trim());
-  if (parser?.type === 'encoding.unsupported' || parser?.type === 'charset.unsupported') return new InputError(parser.message ?? 'unsupported body encoding', 415);
+  if (parser?.type === 'encoding.unsupported' || parser?.type === 'charset.unsupported')
+    return new InputError(parser.message ?? 'unsupported body encoding', 415);
   const pg = error as PgError;
   switch (pg?.code) {
     case '23505': // unique_violation: a concurrent request created the same thing first

@@ -71,7 +71,6 @@ export async function listEvents(db: Knex, options: { organizationSlug?: string;
   return (await query) as DirectoryEventRow[];
 }
 
-
 /** The events of an existing organization, newest first, one page at a time (`GET /orgs/{org}/events`). */
 export async function organizationEvents(db: Knex, slug: string, page: PageQuery): Promise<Page<DirectoryEventRow> | undefined> {
   const organization = await db('organizations').where({ slug }).first('id');

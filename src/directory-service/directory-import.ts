@@ -26,12 +26,18 @@ const organizationDocument = z.strictObject({
     .array(
       z.strictObject({
         name: directoryNameSchema,
-        permissions: z.array(z.string().refine((value) => permissionProblem(value) === null, { error: (issue) => permissionProblem(String(issue.input))! })),
+        permissions: z.array(
+          z.string().refine((value) => permissionProblem(value) === null, { error: (issue) => permissionProblem(String(issue.input))! }),
+        ),
       }),
     )
     .default([]),
   /** Team members must be members of the organization; team roles are built-in or the organization's. */
-  teams: z.array(z.strictObject({ name: directoryNameSchema, members: z.array(subject).default([]), roles: z.array(z.string().min(1)).default([]) })).default([]),
+  teams: z
+    .array(
+      z.strictObject({ name: directoryNameSchema, members: z.array(subject).default([]), roles: z.array(z.string().min(1)).default([]) }),
+    )
+    .default([]),
   projects: z.array(z.strictObject({ slug, name: z.string().min(1).optional() })).default([]),
   credentials: z.array(z.strictObject({ slug: z.string().min(1), name: z.string().min(1).optional() })).default([]),
   /** Pending invitations, by e-mail (one pending invitation per address). */
@@ -59,23 +65,48 @@ export type ImportSummary = Record<string, { created: number; updated: number }>
 export function describeSummary(summary: ImportSummary): string {
   const parts = Object.entries(summary)
     .filter(([, counts]) => counts.created + counts.updated > 0)
-    .map(([kind, counts]) => [counts.created ? `${counts.created} ${kind} created` : '', counts.updated ? `${counts.updated} ${kind} updated` : ''].filter(Boolean).join(', '));
+    .map(([kind, counts]) =>
+      [counts.created ? `${counts.created} ${kind} created` : '', counts.updated ? `${counts.updated} ${kind} updated` : '']
+        .filter(Boolean)
+        .join(', '),
+    );
   return parts.length === 0 ? 'nothing changed: the directory already holds everything in the file' : parts.join('; ');
 }
 
 /** Validates `document` (errors name the path in the file) and applies it in one transaction. */
-export async function importDirectory(db: Knex, document: unknown, events: DirectoryEvents = new DirectoryEvents()): Promise<ImportSummary> {
+export async function importDirectory(
+  db: Knex,
+  document: unknown,
+  events: DirectoryEvents = new DirectoryEvents(),
+): Promise<ImportSummary> {
   const parsed = directoryDocument.safeParse(document ?? {});
   if (!parsed.success) {
-    throw new InputError(`invalid directory file: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`).join('; ')}`);
+    throw new InputError(
+      `invalid directory file: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`).join('; ')}`,
+    );
   }
   const input = parsed.data;
   const summary: ImportSummary = {};
   const count = (kind: string, what: 'created' | 'updated') => ((summary[kind] ??= { created: 0, updated: 0 })[what] += 1);
 
   await db.transaction(async (trx) => {
-    const record = (action: string, target: { type: string; id: string | null }, org: { id: string; slug: string } | null, before: unknown, after: unknown) =>
-      events.append(trx, { actor: null, action, organizationId: org?.id ?? null, organizationSlug: org?.slug ?? null, targetType: target.type, targetId: target.id, before, after });
+    const record = (
+      action: string,
+      target: { type: string; id: string | null },
+      org: { id: string; slug: string } | null,
+      before: unknown,
+      after: unknown,
+    ) =>
+      events.append(trx, {
+        actor: null,
+        action,
+        organizationId: org?.id ?? null,
+        organizationSlug: org?.slug ?? null,
+        targetType: target.type,
+        targetId: target.id,
+        before,
+        after,
+      });
 
     const userIds = new Map<string, string>();
     for (const user of input.users) {
@@ -86,7 +117,9 @@ export async function importDirectory(db: Knex, document: unknown, events: Direc
         ...(user.display_name !== undefined ? { display_name: user.display_name } : {}),
       };
       if (!existing) {
-        const [row] = await trx('users').insert({ subject: user.subject, ...wanted }).returning('id');
+        const [row] = await trx('users')
+          .insert({ subject: user.subject, ...wanted })
+          .returning('id');
         userIds.set(user.subject, row.id);
         count('users', 'created');
         await record('user.import', { type: 'user', id: row.id }, null, null, { subject: user.subject, ...wanted });
@@ -95,7 +128,9 @@ export async function importDirectory(db: Knex, document: unknown, events: Direc
       userIds.set(user.subject, existing.id);
       const changed = Object.fromEntries(Object.entries(wanted).filter(([key, value]) => existing[key] !== value));
       if (Object.keys(changed).length === 0) continue;
-      await trx('users').where({ id: existing.id }).update({ ...changed, updated_at: trx.fn.now() });
+      await trx('users')
+        .where({ id: existing.id })
+        .update({ ...changed, updated_at: trx.fn.now() });
       count('users', 'updated');
       await record('user.import', { type: 'user', id: existing.id }, null, pick(existing, Object.keys(changed)), changed);
     }
@@ -116,11 +151,20 @@ export async function importDirectory(db: Knex, document: unknown, events: Direc
       if (!org) {
         [org] = await trx('organizations').insert({ slug: organization.slug, name: organization.name }).returning(['id', 'name']);
         count('organizations', 'created');
-        await record('organization.import', { type: 'organization', id: org.id }, { id: org.id, slug: organization.slug }, null, { slug: organization.slug, name: organization.name });
+        await record('organization.import', { type: 'organization', id: org.id }, { id: org.id, slug: organization.slug }, null, {
+          slug: organization.slug,
+          name: organization.name,
+        });
       } else if (org.name !== organization.name) {
         await trx('organizations').where({ id: org.id }).update({ name: organization.name });
         count('organizations', 'updated');
-        await record('organization.import', { type: 'organization', id: org.id }, { id: org.id, slug: organization.slug }, { name: org.name }, { name: organization.name });
+        await record(
+          'organization.import',
+          { type: 'organization', id: org.id },
+          { id: org.id, slug: organization.slug },
+          { name: org.name },
+          { name: organization.name },
+        );
       }
       const scope = { id: org.id as string, slug: organization.slug };
 
@@ -129,14 +173,22 @@ export async function importDirectory(db: Knex, document: unknown, events: Direc
       for (const role of organization.roles) {
         const existing = await trx('roles').where({ organization_id: scope.id, name: role.name }).first('id', 'permissions');
         if (!existing) {
-          const [row] = await trx('roles').insert({ organization_id: scope.id, name: role.name, permissions: role.permissions }).returning('id');
+          const [row] = await trx('roles')
+            .insert({ organization_id: scope.id, name: role.name, permissions: role.permissions })
+            .returning('id');
           roleIds.set(role.name, row.id);
           count('roles', 'created');
           await record('role.import', { type: 'role', id: row.id }, scope, null, role);
         } else if (JSON.stringify(existing.permissions) !== JSON.stringify(role.permissions)) {
           await trx('roles').where({ id: existing.id }).update({ permissions: role.permissions });
           count('roles', 'updated');
-          await record('role.import', { type: 'role', id: existing.id }, scope, { permissions: existing.permissions }, { permissions: role.permissions });
+          await record(
+            'role.import',
+            { type: 'role', id: existing.id },
+            scope,
+            { permissions: existing.permissions },
+            { permissions: role.permissions },
+          );
         }
       }
       const roleId = (name: string, context: string) => {
@@ -156,7 +208,13 @@ export async function importDirectory(db: Knex, document: unknown, events: Direc
         } else if (existing.role_id !== role) {
           await trx('organization_members').where({ organization_id: scope.id, user_id: memberId }).update({ role_id: role });
           count('memberships', 'updated');
-          await record('member.import', { type: 'member', id: memberId }, scope, { role_id: existing.role_id }, { user: member.user, role: member.role });
+          await record(
+            'member.import',
+            { type: 'member', id: memberId },
+            scope,
+            { role_id: existing.role_id },
+            { user: member.user, role: member.role },
+          );
         }
       }
 
@@ -170,22 +228,35 @@ export async function importDirectory(db: Knex, document: unknown, events: Direc
         for (const memberSubject of team.members) {
           const memberId = await userId(memberSubject, `${where}: team ${team.name}`);
           if (!(await trx('organization_members').where({ organization_id: scope.id, user_id: memberId }).first('user_id'))) {
-            throw new InputError(`${where}: team ${team.name}: ${memberSubject} is not a member of ${organization.slug} (list them under members)`);
+            throw new InputError(
+              `${where}: team ${team.name}: ${memberSubject} is not a member of ${organization.slug} (list them under members)`,
+            );
           }
-          const inserted = await trx('team_members').insert({ team_id: row.id, user_id: memberId }).onConflict(['team_id', 'user_id']).ignore().returning('user_id');
+          const inserted = await trx('team_members')
+            .insert({ team_id: row.id, user_id: memberId })
+            .onConflict(['team_id', 'user_id'])
+            .ignore()
+            .returning('user_id');
           if (inserted.length === 0) continue;
           count('team members', 'created');
           await record('team.member.import', { type: 'team', id: row.id }, scope, null, { user: memberSubject });
         }
         for (const roleName of team.roles) {
-          const inserted = await trx('team_roles').insert({ team_id: row.id, role_id: roleId(roleName, `team ${team.name}`) }).onConflict(['team_id', 'role_id']).ignore().returning('role_id');
+          const inserted = await trx('team_roles')
+            .insert({ team_id: row.id, role_id: roleId(roleName, `team ${team.name}`) })
+            .onConflict(['team_id', 'role_id'])
+            .ignore()
+            .returning('role_id');
           if (inserted.length === 0) continue;
           count('team roles', 'created');
           await record('team.role.import', { type: 'team', id: row.id }, scope, null, { role: roleName });
         }
       }
 
-      for (const [table, kind] of [['projects', 'projects'], ['credentials', 'credentials']] as const) {
+      for (const [table, kind] of [
+        ['projects', 'projects'],
+        ['credentials', 'credentials'],
+      ] as const) {
         for (const item of organization[table]) {
           const existing = await trx(table).where({ organization_id: scope.id, slug: item.slug }).first('id', 'name');
           const name = item.name ?? null;
@@ -196,7 +267,13 @@ export async function importDirectory(db: Knex, document: unknown, events: Direc
           } else if (item.name !== undefined && existing.name !== name) {
             await trx(table).where({ id: existing.id }).update({ name });
             count(kind, 'updated');
-            await record(`${table.slice(0, -1)}.import`, { type: table.slice(0, -1), id: existing.id }, scope, { name: existing.name }, { name });
+            await record(
+              `${table.slice(0, -1)}.import`,
+              { type: table.slice(0, -1), id: existing.id },
+              scope,
+              { name: existing.name },
+              { name },
+            );
           }
         }
       }
@@ -210,7 +287,13 @@ export async function importDirectory(db: Knex, document: unknown, events: Direc
           .whereRaw('expires_at > now()')
           .first('id');
         if (pending) continue;
-        const [row] = await trx('invitations').insert({ organization_id: scope.id, email: invitation.email, role_id: roleId(invitation.role, `invitation ${invitation.email}`) }).returning('id');
+        const [row] = await trx('invitations')
+          .insert({
+            organization_id: scope.id,
+            email: invitation.email,
+            role_id: roleId(invitation.role, `invitation ${invitation.email}`),
+          })
+          .returning('id');
         count('invitations', 'created');
         await record('invitation.import', { type: 'invitation', id: row.id }, scope, null, invitation);
       }
@@ -241,19 +324,29 @@ export async function exportDirectory(db: Knex): Promise<DirectoryDocument> {
   const bySubject = (a: { user: string }, b: { user: string }) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0);
   for (const org of organizations) {
     const members = (await db('organization_members').where({ organization_id: org.id }).select('user_id', 'role_id'))
-      .map((member: { user_id: string; role_id: string }) => ({ user: subjects.get(member.user_id)!, role: roleNames.get(member.role_id)! }))
+      .map((member: { user_id: string; role_id: string }) => ({
+        user: subjects.get(member.user_id)!,
+        role: roleNames.get(member.role_id)!,
+      }))
       .sort(bySubject);
-    const roles = (await db('roles').where({ organization_id: org.id }).select('name', 'permissions').orderBy('name')).map((role: { name: string; permissions: string[] }) => ({
-      name: role.name,
-      permissions: role.permissions,
-    }));
+    const roles = (await db('roles').where({ organization_id: org.id }).select('name', 'permissions').orderBy('name')).map(
+      (role: { name: string; permissions: string[] }) => ({
+        name: role.name,
+        permissions: role.permissions,
+      }),
+    );
     const teams = [];
     for (const team of await db('teams').where({ organization_id: org.id }).select('id', 'name').orderBy('name')) {
-      const teamMembers = (await db('team_members').where({ team_id: team.id }).select('user_id')).map((row: { user_id: string }) => subjects.get(row.user_id)!).sort();
-      const teamRoles = (await db('team_roles').where({ team_id: team.id }).select('role_id')).map((row: { role_id: string }) => roleNames.get(row.role_id)!).sort();
+      const teamMembers = (await db('team_members').where({ team_id: team.id }).select('user_id'))
+        .map((row: { user_id: string }) => subjects.get(row.user_id)!)
+        .sort();
+      const teamRoles = (await db('team_roles').where({ team_id: team.id }).select('role_id'))
+        .map((row: { role_id: string }) => roleNames.get(row.role_id)!)
+        .sort();
       teams.push({ name: team.name, members: teamMembers, roles: teamRoles });
     }
-    const named = (rows: { slug: string; name: string | null }[]) => rows.map((row) => ({ slug: row.slug, ...(row.name !== null ? { name: row.name } : {}) }));
+    const named = (rows: { slug: string; name: string | null }[]) =>
+      rows.map((row) => ({ slug: row.slug, ...(row.name !== null ? { name: row.name } : {}) }));
     const invitations = await db('invitations')
       .where({ organization_id: org.id })
       .whereNull('accepted_at')
@@ -269,7 +362,10 @@ export async function exportDirectory(db: Knex): Promise<DirectoryDocument> {
       teams,
       projects: named(await db('projects').where({ organization_id: org.id }).select('slug', 'name').orderBy('slug')),
       credentials: named(await db('credentials').where({ organization_id: org.id }).select('slug', 'name').orderBy('slug')),
-      invitations: invitations.map((row: { email: string; role_id: string | null }) => ({ email: row.email, role: row.role_id ? roleNames.get(row.role_id)! : 'default' })),
+      invitations: invitations.map((row: { email: string; role_id: string | null }) => ({
+        email: row.email,
+        role: row.role_id ? roleNames.get(row.role_id)! : 'default',
+      })),
     });
   }
   return out;

@@ -46,7 +46,8 @@ export class DirectoryService {
     const db = createDatabase({ url, statementTimeoutMs: STATEMENT_TIMEOUT_MS, warn });
     try {
       const [, pending] = (await db.migrate.list(migrationConfig())) as [unknown[], unknown[]];
-      if (pending.length > 0) throw new ConfigError(`the database has ${pending.length} pending migration(s): run \`portcullis migrate\` first`);
+      if (pending.length > 0)
+        throw new ConfigError(`the database has ${pending.length} pending migration(s): run \`portcullis migrate\` first`);
       const app = createDirectoryApp({
         db,
         verifier,

@@ -22,12 +22,30 @@ afterAll(async () => {
 });
 
 let counter = 0;
-const user = async () => (await db('users').insert({ subject: `guard-${++counter}` }).returning(['id', 'subject']))[0] as { id: string; subject: string };
-const organization = async () => (await db('organizations').insert({ slug: `guard-org-${++counter}`, name: 'org' }).returning(['id', 'slug']))[0] as { id: string; slug: string };
+const user = async () =>
+  (
+    await db('users')
+      .insert({ subject: `guard-${++counter}` })
+      .returning(['id', 'subject'])
+  )[0] as { id: string; subject: string };
+const organization = async () =>
+  (
+    await db('organizations')
+      .insert({ slug: `guard-org-${++counter}`, name: 'org' })
+      .returning(['id', 'slug'])
+  )[0] as { id: string; slug: string };
 const role = async (organizationId: string | null, permissions: string[]) =>
-  (await db('roles').insert({ organization_id: organizationId, name: `role-${++counter}`, permissions }).returning('id'))[0].id as string;
+  (
+    await db('roles')
+      .insert({ organization_id: organizationId, name: `role-${++counter}`, permissions })
+      .returning('id')
+  )[0].id as string;
 const team = async (organizationId: string, roleIds: string[], memberIds: string[]) => {
-  const id = (await db('teams').insert({ organization_id: organizationId, name: `team-${++counter}` }).returning('id'))[0].id as string;
+  const id = (
+    await db('teams')
+      .insert({ organization_id: organizationId, name: `team-${++counter}` })
+      .returning('id')
+  )[0].id as string;
   for (const roleId of roleIds) await db('team_roles').insert({ team_id: id, role_id: roleId });
   for (const userId of memberIds) await db('team_members').insert({ team_id: id, user_id: userId });
   return id;
@@ -63,12 +81,24 @@ describe('assertNoEscalation', () => {
   it('refuses a grant beyond the caller’s permissions, naming each one missing', async () => {
     const org = await organization();
     const caller = await user();
-    await db('organization_members').insert({ organization_id: org.id, user_id: caller.id, role_id: await role(org.id, ['role:create', 'project:*']) });
+    await db('organization_members').insert({
+      organization_id: org.id,
+      user_id: caller.id,
+      role_id: await role(org.id, ['role:create', 'project:*']),
+    });
 
-    const refusal = assertNoEscalation(db, { actorUserId: caller.id, organizationId: org.id, permissions: ['project:delete', 'credential:delete', 'audit:read'] });
+    const refusal = assertNoEscalation(db, {
+      actorUserId: caller.id,
+      organizationId: org.id,
+      permissions: ['project:delete', 'credential:delete', 'audit:read'],
+    });
     await expect(refusal).rejects.toBeInstanceOf(ForbiddenError);
-    await expect(refusal).rejects.toThrow('you cannot grant permissions you do not hold in this organization: audit:read, credential:delete (');
-    await expect(assertNoEscalation(db, { actorUserId: caller.id, organizationId: org.id, permissions: ['*'] })).rejects.toThrow('hold in this organization: * (');
+    await expect(refusal).rejects.toThrow(
+      'you cannot grant permissions you do not hold in this organization: audit:read, credential:delete (',
+    );
+    await expect(assertNoEscalation(db, { actorUserId: caller.id, organizationId: org.id, permissions: ['*'] })).rejects.toThrow(
+      'hold in this organization: * (',
+    );
   });
 
   it('allows what the caller holds exactly, through resource:* or through *', async () => {
@@ -79,8 +109,16 @@ describe('assertNoEscalation', () => {
       { organization_id: org.id, user_id: member.id, role_id: await role(org.id, ['role:create', 'project:*']) },
       { organization_id: org.id, user_id: admin.id, role_id: builtin.admin },
     ]);
-    await expect(assertNoEscalation(db, { actorUserId: member.id, organizationId: org.id, permissions: ['role:create', 'project:delete', 'project:*'] })).resolves.toBeUndefined();
-    await expect(assertNoEscalation(db, { actorUserId: admin.id, organizationId: org.id, permissions: ['*', 'credential:delete'] })).resolves.toBeUndefined();
+    await expect(
+      assertNoEscalation(db, {
+        actorUserId: member.id,
+        organizationId: org.id,
+        permissions: ['role:create', 'project:delete', 'project:*'],
+      }),
+    ).resolves.toBeUndefined();
+    await expect(
+      assertNoEscalation(db, { actorUserId: admin.id, organizationId: org.id, permissions: ['*', 'credential:delete'] }),
+    ).resolves.toBeUndefined();
     await expect(assertNoEscalation(db, { actorUserId: null, organizationId: org.id, permissions: [] })).resolves.toBeUndefined();
   });
 
@@ -91,10 +129,14 @@ describe('assertNoEscalation', () => {
     const trx = await db.transaction();
     try {
       await trx('organization_members').where({ organization_id: org.id, user_id: caller.id }).update({ role_id: builtin.admin });
-      await expect(assertNoEscalation(trx, { actorUserId: caller.id, organizationId: org.id, permissions: ['credential:delete'] })).resolves.toBeUndefined();
+      await expect(
+        assertNoEscalation(trx, { actorUserId: caller.id, organizationId: org.id, permissions: ['credential:delete'] }),
+      ).resolves.toBeUndefined();
     } finally {
       await trx.rollback();
     }
-    await expect(assertNoEscalation(db, { actorUserId: caller.id, organizationId: org.id, permissions: ['credential:delete'] })).rejects.toThrow('credential:delete');
+    await expect(
+      assertNoEscalation(db, { actorUserId: caller.id, organizationId: org.id, permissions: ['credential:delete'] }),
+    ).rejects.toThrow('credential:delete');
   });
 });

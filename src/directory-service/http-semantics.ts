@@ -71,13 +71,18 @@ export class IdempotencyStore {
 
   /** `claimed`: run the operation, then `complete` or `release`; `replay`: answer this instead. */
   async claim(request: IdempotentRequest): Promise<{ kind: 'claimed' } | { kind: 'replay'; answer: StoredAnswer }> {
-    if (++this.claims % PRUNE_EVERY === 0) await this.db('idempotency_keys').whereRaw(`created_at < now() - ${IDEMPOTENCY_WINDOW}`).delete();
+    if (++this.claims % PRUNE_EVERY === 0)
+      await this.db('idempotency_keys').whereRaw(`created_at < now() - ${IDEMPOTENCY_WINDOW}`).delete();
     const bodyHash = sha256(canonicalJson(request.body ?? null));
     const { actor, key } = request;
     // Expired, or claimed by a request that never answered (its process died): free again.
     await this.db('idempotency_keys')
       .where({ actor, key })
-      .andWhere((expired) => expired.whereRaw(`created_at < now() - ${IDEMPOTENCY_WINDOW}`).orWhereRaw(`status is null and created_at < now() - ${ABANDONED_AFTER}`))
+      .andWhere((expired) =>
+        expired
+          .whereRaw(`created_at < now() - ${IDEMPOTENCY_WINDOW}`)
+          .orWhereRaw(`status is null and created_at < now() - ${ABANDONED_AFTER}`),
+      )
       .delete();
     const inserted = await this.db('idempotency_keys')
       .insert({ actor, key, method: request.method, path: request.path, body_hash: bodyHash })
@@ -89,16 +94,24 @@ export class IdempotencyStore {
     const row = await this.db('idempotency_keys').where({ actor, key }).first();
     if (!row) return this.claim(request); // expired and deleted by a concurrent claim
     if (row.method !== request.method || row.path !== request.path || row.body_hash !== bodyHash) {
-      throw new InputError(`Idempotency-Key ${key} was already used with another request (${row.method} ${row.path}, another body); use a new key`, 422);
+      throw new InputError(
+        `Idempotency-Key ${key} was already used with another request (${row.method} ${row.path}, another body); use a new key`,
+        422,
+      );
     }
-    if (row.status === null) throw new ConflictError(`a request with Idempotency-Key ${key} is still in progress; retry when it has answered`);
+    if (row.status === null)
+      throw new ConflictError(`a request with Idempotency-Key ${key} is still in progress; retry when it has answered`);
     return { kind: 'replay', answer: { status: row.status, headers: row.headers ?? {}, body: row.body } };
   }
 
   async complete(actor: string, key: string, answer: StoredAnswer): Promise<void> {
     await this.db('idempotency_keys')
       .where({ actor, key })
-      .update({ status: answer.status, headers: JSON.stringify(answer.headers), body: answer.body === undefined ? null : JSON.stringify(answer.body) });
+      .update({
+        status: answer.status,
+        headers: JSON.stringify(answer.headers),
+        body: answer.body === undefined ? null : JSON.stringify(answer.body),
+      });
   }
 
   /** The operation failed: the key is free for a retry. */
@@ -148,7 +161,10 @@ export async function paginate<Row extends object>(query: Knex.QueryBuilder, pag
   const items = rows.slice(0, page.limit);
   const last = items.at(-1);
   const more = rows.length > page.limit && last !== undefined;
-  return { items, next_cursor: more ? encodeCursor(order.columns.map((entry) => String((last as Record<string, unknown>)[entry.field]))) : null };
+  return {
+    items,
+    next_cursor: more ? encodeCursor(order.columns.map((entry) => String((last as Record<string, unknown>)[entry.field]))) : null,
+  };
 }
 
 function encodeCursor(values: string[]): string {

@@ -37,7 +37,9 @@ export const invitationOperations = (deps: DirectoryDeps): Operation[] => [
     status: 200,
     handler: async ({ params, query, actor }) => {
       const organization = await organizationOf(deps.db, actor, params.org);
-      const page = await paginate<InvitationRow>(new InvitationStore(deps.db).list(organization.id), query, { columns: [{ column: 'i.id', field: 'id' }] });
+      const page = await paginate<InvitationRow>(new InvitationStore(deps.db).list(organization.id), query, {
+        columns: [{ column: 'i.id', field: 'id' }],
+      });
       return { body: { items: page.items.map(toInvitation), next_cursor: page.next_cursor } };
     },
   }),
@@ -61,7 +63,8 @@ export const invitationOperations = (deps: DirectoryDeps): Operation[] => [
         const organization = await organizationOf(trx, actor, params.org, { lock: true });
         // Shared lock: the role's permissions cannot change between the check and the invitation.
         const role = await new RoleStore(trx).findUsable(organization.id, body.role, { lock: 'share' });
-        if (!role) throw new InputError(`role '${body.role}' is neither a built-in role nor one of organization '${organization.slug}'`, 422);
+        if (!role)
+          throw new InputError(`role '${body.role}' is neither a built-in role nor one of organization '${organization.slug}'`, 422);
         await assertNoEscalation(trx, { actorUserId: actor.userId, organizationId: organization.id, permissions: role.permissions });
         const row = await new InvitationStore(trx).create(organization.id, {
           email: body.email,

@@ -85,7 +85,8 @@ export class InvitationStore {
   /** `lock` holds the invitation's row until the transaction ends (to revoke or accept it). */
   async get(organizationId: string, id: string, options: { lock?: boolean } = {}): Promise<InvitationRow | undefined> {
     if (!isUuid(id)) return undefined;
-    if (options.lock && !(await this.db('invitations').where({ id, organization_id: organizationId }).forUpdate().first('id'))) return undefined;
+    if (options.lock && !(await this.db('invitations').where({ id, organization_id: organizationId }).forUpdate().first('id')))
+      return undefined;
     return (await this.list(organizationId).where('i.id', id).first()) as InvitationRow | undefined;
   }
 
@@ -103,7 +104,8 @@ export class InvitationStore {
       .whereRaw('lower(i.email) = lower(?)', [input.email])
       .whereRaw(`${STATE_SQL} = 'pending'`)
       .first('i.id');
-    if (pending) throw new ConflictError(`a pending invitation for ${input.email} already exists (${pending.id}); revoke it first to invite again`);
+    if (pending)
+      throw new ConflictError(`a pending invitation for ${input.email} already exists (${pending.id}); revoke it first to invite again`);
     const member = await this.db('organization_members as om')
       .join('users as u', 'u.id', 'om.user_id')
       .where('om.organization_id', organizationId)
@@ -129,7 +131,8 @@ export class InvitationStore {
 
   /** Revokes `invitation` (read with `lock`); 409 when it is no longer pending. */
   async revoke(invitation: InvitationRow): Promise<InvitationRow> {
-    if (invitation.state !== 'pending') throw new ConflictError(`invitation '${invitation.id}' is ${invitation.state} and can no longer be revoked`);
+    if (invitation.state !== 'pending')
+      throw new ConflictError(`invitation '${invitation.id}' is ${invitation.state} and can no longer be revoked`);
     await this.db('invitations').where({ id: invitation.id }).update({ revoked_at: this.db.fn.now() });
     return (await this.get(invitation.organization_id, invitation.id))!;
   }
@@ -148,7 +151,9 @@ export class InvitationStore {
       throw new ForbiddenError(`invitation '${id}' is addressed to another e-mail address`);
     }
     if (!invitee.email_verified) {
-      throw new ForbiddenError(`your e-mail address ${invitee.email} is not verified; verify it with your identity provider, then accept invitation '${id}'`);
+      throw new ForbiddenError(
+        `your e-mail address ${invitee.email} is not verified; verify it with your identity provider, then accept invitation '${id}'`,
+      );
     }
     if (before.state !== 'pending') throw new ConflictError(`invitation '${id}' is ${before.state}`);
     const roleId = before.role_id ?? (await this.db('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id;

@@ -63,7 +63,9 @@ export const memberOperations = (deps: DirectoryDeps): Operation[] => {
       status: 200,
       handler: async ({ params, query, actor }) => {
         const organization = await organizationOf(deps.db, actor, params.org);
-        const page = await paginate<MemberRow>(new MemberStore(deps.db).list(organization.id), query, { columns: [{ column: 'om.user_id', field: 'user_id' }] });
+        const page = await paginate<MemberRow>(new MemberStore(deps.db).list(organization.id), query, {
+          columns: [{ column: 'om.user_id', field: 'user_id' }],
+        });
         return { body: { items: page.items.map(toMember), next_cursor: page.next_cursor } };
       },
     }),
@@ -90,7 +92,9 @@ export const memberOperations = (deps: DirectoryDeps): Operation[] => {
       response: memberSchema,
       status: 200,
       etag: true,
-      handler: async ({ params, actor }) => ({ body: await memberOf(deps.db, await organizationOf(deps.db, actor, params.org), params.user) }),
+      handler: async ({ params, actor }) => ({
+        body: await memberOf(deps.db, await organizationOf(deps.db, actor, params.org), params.user),
+      }),
     }),
 
     defineOperation({
@@ -110,7 +114,8 @@ export const memberOperations = (deps: DirectoryDeps): Operation[] => {
           requireIfMatch(headers, etagOf(before));
           // Shared lock: the role's permissions cannot change between the check and the grant.
           const role = await new RoleStore(trx).findUsable(organization.id, body.role, { lock: 'share' });
-          if (!role) throw new InputError(`role '${body.role}' is neither a built-in role nor one of organization '${organization.slug}'`, 422);
+          if (!role)
+            throw new InputError(`role '${body.role}' is neither a built-in role nor one of organization '${organization.slug}'`, 422);
           await assertNoEscalation(trx, { actorUserId: actor.userId, organizationId: organization.id, permissions: role.permissions });
           await new MemberStore(trx).changeRole(organization.id, params.user, role);
           const after = await memberOf(trx, organization, params.user);

@@ -120,7 +120,9 @@ export class MemberStore {
       .where('r.name', ADMIN_ROLE)
       .pluck('om.user_id');
     if (admins.includes(userId) && admins.length === 1) {
-      throw new ConflictError(`cannot ${what}: an organization must keep at least one ${ADMIN_ROLE}; make another member ${ADMIN_ROLE} first`);
+      throw new ConflictError(
+        `cannot ${what}: an organization must keep at least one ${ADMIN_ROLE}; make another member ${ADMIN_ROLE} first`,
+      );
     }
   }
 }

@@ -143,12 +143,17 @@ export function mountOperations(
 
 async function runOperation(operation: Operation, req: Request, res: Response, idempotency: IdempotencyStore): Promise<void> {
   const actor = res.locals.actor as Actor;
-  const params = parse(operation.params ?? defaultParams(operation.path), req.params, (issues) => new NotFoundError(`no such resource: ${issues}`));
+  const params = parse(
+    operation.params ?? defaultParams(operation.path),
+    req.params,
+    (issues) => new NotFoundError(`no such resource: ${issues}`),
+  );
   const query = operation.query ? parse(operation.query, req.query, (issues) => new InputError(`invalid query: ${issues}`)) : {};
   const raw = operation.rawBody && Buffer.isBuffer(req.body) ? req.body : undefined;
   let body: unknown;
   if (operation.body) {
-    if (req.body === undefined && hasBody(req)) throw new InputError(`the body must be JSON (Content-Type: application/json), not ${req.headers['content-type'] ?? 'untyped'}`, 415);
+    if (req.body === undefined && hasBody(req))
+      throw new InputError(`the body must be JSON (Content-Type: application/json), not ${req.headers['content-type'] ?? 'untyped'}`, 415);
     body = parse(operation.body, req.body, (issues) => new InputError(`invalid body: ${issues}`, 422));
   }
   const input = { params, query, body, raw, actor, headers: req.headers };
@@ -178,7 +183,11 @@ async function runOperation(operation: Operation, req: Request, res: Response, i
 
 function send(operation: Operation, req: Request, res: Response, reply: Reply): void {
   if (reply.binary) {
-    res.status(reply.status ?? operation.status).set(reply.headers ?? {}).type(reply.binary.contentType).send(reply.binary.data);
+    res
+      .status(reply.status ?? operation.status)
+      .set(reply.headers ?? {})
+      .type(reply.binary.contentType)
+      .send(reply.binary.data);
     return;
   }
   const answer = answerOf(operation, reply);
@@ -228,16 +237,40 @@ export function openApiDocument(operations: readonly Operation[], info: { title:
       ...schemaParameters(operation.params ?? defaultParams(operation.path), 'path'),
       ...(operation.query ? schemaParameters(operation.query, 'query') : []),
       ...(operation.method === 'POST'
-        ? [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 255 }, description: 'the same key and body within 24 h get the first answer again' }]
+        ? [
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              required: false,
+              schema: { type: 'string', maxLength: 255 },
+              description: 'the same key and body within 24 h get the first answer again',
+            },
+          ]
         : []),
       ...(operation.etag && operation.method !== 'GET' && operation.method !== 'POST'
-        ? [{ name: 'If-Match', in: 'header', required: false, schema: { type: 'string' }, description: '412 when the resource no longer has this ETag' }]
+        ? [
+            {
+              name: 'If-Match',
+              in: 'header',
+              required: false,
+              schema: { type: 'string' },
+              description: '412 when the resource no longer has this ETag',
+            },
+          ]
         : []),
     ];
     const requestBody = operation.body
       ? { required: true, content: { 'application/json': { schema: jsonSchema(operation.body, 'input') } } }
       : operation.rawBody
-        ? { required: true, content: Object.fromEntries(operation.rawBody.mediaTypes.map((type) => [type, { schema: { type: 'string', contentMediaType: type, maxLength: operation.rawBody!.limitBytes } }])) }
+        ? {
+            required: true,
+            content: Object.fromEntries(
+              operation.rawBody.mediaTypes.map((type) => [
+                type,
+                { schema: { type: 'string', contentMediaType: type, maxLength: operation.rawBody!.limitBytes } },
+              ]),
+            ),
+          }
         : undefined;
     const response = operation.response;
     const content =
@@ -258,7 +291,10 @@ export function openApiDocument(operations: readonly Operation[], info: { title:
           ...(operation.etag ? { headers: { ETag: { schema: { type: 'string' } } } } : {}),
           ...(content ? { content } : {}),
         },
-        default: { description: 'an error (RFC 9457 problem details)', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } },
+        default: {
+          description: 'an error (RFC 9457 problem details)',
+          content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+        },
       },
     };
   }
@@ -269,7 +305,12 @@ export function openApiDocument(operations: readonly Operation[], info: { title:
     paths,
     components: {
       securitySchemes: {
-        portcullisAssertion: { type: 'apiKey', in: 'header', name: 'x-portcullis-assertion', description: "the Portcullis gateway's signed identity assertion" },
+        portcullisAssertion: {
+          type: 'apiKey',
+          in: 'header',
+          name: 'x-portcullis-assertion',
+          description: "the Portcullis gateway's signed identity assertion",
+        },
       },
       schemas: {
         Problem: {
@@ -294,13 +335,14 @@ function operationId(operation: Operation): string {
     .split('/')
     .filter(Boolean)
     .map((segment) => (segment.startsWith(':') ? `by-${segment.slice(1)}` : segment));
-  return [operation.method.toLowerCase(), ...words]
-    .join('-')
-    .replace(/[-_]+(\w)/g, (_, letter: string) => letter.toUpperCase());
+  return [operation.method.toLowerCase(), ...words].join('-').replace(/[-_]+(\w)/g, (_, letter: string) => letter.toUpperCase());
 }
 
 function jsonSchema(schema: Schema, io: 'input' | 'output'): Record<string, unknown> {
-  const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, { io, target: 'draft-2020-12', unrepresentable: 'any' }) as Record<string, unknown>;
+  const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, { io, target: 'draft-2020-12', unrepresentable: 'any' }) as Record<
+    string,
+    unknown
+  >;
   return rest;
 }
 
@@ -313,4 +355,3 @@ function schemaParameters(schema: Schema, location: 'path' | 'query'): Record<st
     schema: property,
   }));
 }
-

@@ -26,9 +26,16 @@ export const orgParams = z.object({ org: z.string() });
  * slug must be the organization the gateway judged (the assertion's `org` claim), so an
  * assertion issued for one organization is never replayed against another.
  */
-export async function organizationOf(db: Knex | Knex.Transaction, actor: Actor, slug: string, options: { lock?: boolean } = {}): Promise<OrganizationRow> {
+export async function organizationOf(
+  db: Knex | Knex.Transaction,
+  actor: Actor,
+  slug: string,
+  options: { lock?: boolean } = {},
+): Promise<OrganizationRow> {
   if (actor.org !== slug) {
-    throw new ForbiddenError(`the gateway's assertion is for ${actor.org === null ? 'no organization' : `organization '${actor.org}'`}, not '${slug}'`);
+    throw new ForbiddenError(
+      `the gateway's assertion is for ${actor.org === null ? 'no organization' : `organization '${actor.org}'`}, not '${slug}'`,
+    );
   }
   const organization = await new OrganizationStore(db).findBySlug(slug, options);
   if (!organization) throw new NotFoundError(`organization '${slug}' not found`);

@@ -93,7 +93,10 @@ export class OrganizationStore {
   }
 
   private async remainingProjectsReason(organization: { id: string; slug: string }): Promise<string> {
-    const counted = await this.db('projects').where({ organization_id: organization.id }).count<{ count: string }[]>({ count: '*' }).first();
+    const counted = await this.db('projects')
+      .where({ organization_id: organization.id })
+      .count<{ count: string }[]>({ count: '*' })
+      .first();
     const slugs: string[] = await this.db('projects')
       .where({ organization_id: organization.id })
       .orderByRaw('slug collate "C"')

@@ -7,13 +7,26 @@ describe('permission grammar', () => {
     expect(permissionProblem(value)).toBeNull();
   });
 
-  it.each(['', 'project', 'project:', ':read', '*:read', '**', 'project:read:extra', 'Project:read', 'project:READ', ' project:read', 'project:read ', '1project:read', 'project:-read', 'pro ject:read', 'project:re*'])(
-    'refuses %j',
-    (value) => {
-      expect(isPermission(value)).toBe(false);
-      expect(permissionProblem(value)).toContain('is not a permission');
-    },
-  );
+  it.each([
+    '',
+    'project',
+    'project:',
+    ':read',
+    '*:read',
+    '**',
+    'project:read:extra',
+    'Project:read',
+    'project:READ',
+    ' project:read',
+    'project:read ',
+    '1project:read',
+    'project:-read',
+    'pro ject:read',
+    'project:re*',
+  ])('refuses %j', (value) => {
+    expect(isPermission(value)).toBe(false);
+    expect(permissionProblem(value)).toContain('is not a permission');
+  });
 
   it('refuses words longer than 63 characters', () => {
     expect(isPermission(`${'a'.repeat(63)}:read`)).toBe(true);
@@ -43,10 +56,12 @@ describe('holding a permission', () => {
   });
 
   it('names exactly the missing permissions, sorted', () => {
-    expect(missingPermissions(['role:create', 'project:*'], ['project:delete', 'credential:delete', 'role:create', 'audit:read', 'credential:delete'])).toEqual([
-      'audit:read',
-      'credential:delete',
-    ]);
+    expect(
+      missingPermissions(
+        ['role:create', 'project:*'],
+        ['project:delete', 'credential:delete', 'role:create', 'audit:read', 'credential:delete'],
+      ),
+    ).toEqual(['audit:read', 'credential:delete']);
     expect(missingPermissions(['*'], ['*', 'credential:delete'])).toEqual([]);
   });
 });

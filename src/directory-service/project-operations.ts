@@ -27,15 +27,31 @@ const nameSchema = z.string().trim().min(1).max(200);
 
 const projectParams = z.object({ org: z.string(), project: z.string() });
 
-async function projectOf(db: Knex | Knex.Transaction, organization: OrganizationRow, ref: string, options: { lock?: boolean } = {}): Promise<ProjectRow> {
+async function projectOf(
+  db: Knex | Knex.Transaction,
+  organization: OrganizationRow,
+  ref: string,
+  options: { lock?: boolean } = {},
+): Promise<ProjectRow> {
   const project = await new ProjectStore(db).find(organization.id, ref, options);
   if (!project) throw new NotFoundError(`project '${ref}' not found in organization '${organization.slug}'`);
   return project;
 }
 
 export const projectOperations = (deps: DirectoryDeps): Operation[] => {
-  const event = (trx: Knex.Transaction, actor: Actor, organization: OrganizationRow, fields: { action: string; targetId: string; before: unknown; after: unknown }) =>
-    deps.events.append(trx, { actor, organizationId: organization.id, organizationSlug: organization.slug, targetType: 'project', ...fields });
+  const event = (
+    trx: Knex.Transaction,
+    actor: Actor,
+    organization: OrganizationRow,
+    fields: { action: string; targetId: string; before: unknown; after: unknown },
+  ) =>
+    deps.events.append(trx, {
+      actor,
+      organizationId: organization.id,
+      organizationSlug: organization.slug,
+      targetType: 'project',
+      ...fields,
+    });
 
   return [
     defineOperation({

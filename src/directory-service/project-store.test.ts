@@ -20,13 +20,21 @@ afterAll(async () => {
 });
 
 async function rejected(promise: Promise<unknown>, message: string): Promise<void> {
-  const error = await promise.then(() => undefined, (thrown: unknown) => thrown);
+  const error = await promise.then(
+    () => undefined,
+    (thrown: unknown) => thrown,
+  );
   expect(error).toBeInstanceOf(ConflictError);
   expect((error as Error).message).toBe(message);
 }
 
 let counter = 0;
-const organization = async () => (await db('organizations').insert({ slug: `projects-org-${++counter}`, name: 'org' }).returning('id'))[0].id as string;
+const organization = async () =>
+  (
+    await db('organizations')
+      .insert({ slug: `projects-org-${++counter}`, name: 'org' })
+      .returning('id')
+  )[0].id as string;
 
 describe('ProjectStore', () => {
   it('registers slugs once per organization (409), renames and changes slugs, and finds by slug or id', async () => {
@@ -48,7 +56,7 @@ describe('ProjectStore', () => {
   it('keeps the organization from being deleted until its last project is gone', async () => {
     const org = await organization();
     const only = await store.create(org, { slug: 'only', name: 'Only' });
-    await expect(db('organizations').where({ id: org }).delete()).rejects.toMatchObject({ code: '23001' }) // restrict_violation;
+    await expect(db('organizations').where({ id: org }).delete()).rejects.toMatchObject({ code: '23001' }); // restrict_violation;
     await store.delete(only);
     expect(await db('organizations').where({ id: org }).delete()).toBe(1);
   });

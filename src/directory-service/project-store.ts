@@ -30,7 +30,9 @@ export class ProjectStore {
 
   /** The organization's projects, for a paginated list. */
   list(organizationId: string): Knex.QueryBuilder {
-    return this.db('projects').where({ organization_id: organizationId }).select(...COLUMNS);
+    return this.db('projects')
+      .where({ organization_id: organizationId })
+      .select(...COLUMNS);
   }
 
   /** The project `ref` names in the organization: by id or by slug, as the gateway resolves it. */
@@ -60,7 +62,10 @@ export class ProjectStore {
     if (change.name !== undefined && change.name !== project.name) values.name = change.name;
     if (Object.keys(values).length === 0) return project;
     const [row] = await this.guarded(change.slug ?? project.slug, () =>
-      this.db('projects').where({ id: project.id }).update(values).returning<ProjectRow[]>([...COLUMNS]),
+      this.db('projects')
+        .where({ id: project.id })
+        .update(values)
+        .returning<ProjectRow[]>([...COLUMNS]),
     );
     return row!;
   }
@@ -75,5 +80,8 @@ export class ProjectStore {
 }
 
 function slugTaken(slug: string, cause?: unknown): ConflictError {
-  return new ConflictError(`a project with slug '${slug}' already exists in this organization`, cause === undefined ? undefined : { cause });
+  return new ConflictError(
+    `a project with slug '${slug}' already exists in this organization`,
+    cause === undefined ? undefined : { cause },
+  );
 }

@@ -47,7 +47,12 @@ const roleParams = z.object({ org: z.string(), role: z.string() });
  * locked until the transaction ends; a built-in role is never locked (every membership
  * insert anywhere would wait on it): the store refuses to change it anyway.
  */
-async function roleOf(db: Knex | Knex.Transaction, organization: OrganizationRow, ref: string, options: { lock?: boolean } = {}): Promise<RoleRow> {
+async function roleOf(
+  db: Knex | Knex.Transaction,
+  organization: OrganizationRow,
+  ref: string,
+  options: { lock?: boolean } = {},
+): Promise<RoleRow> {
   const roles = new RoleStore(db);
   let role = await roles.findUsable(organization.id, ref);
   if (role && options.lock && role.organization_id !== null) role = await roles.findUsable(organization.id, role.id, { lock: 'update' });
@@ -56,7 +61,12 @@ async function roleOf(db: Knex | Knex.Transaction, organization: OrganizationRow
 }
 
 export const roleOperations = (deps: DirectoryDeps): Operation[] => {
-  const event = (trx: Knex.Transaction, actor: Actor, organization: OrganizationRow, fields: { action: string; targetId: string; before: unknown; after: unknown }) =>
+  const event = (
+    trx: Knex.Transaction,
+    actor: Actor,
+    organization: OrganizationRow,
+    fields: { action: string; targetId: string; before: unknown; after: unknown },
+  ) =>
     deps.events.append(trx, { actor, organizationId: organization.id, organizationSlug: organization.slug, targetType: 'role', ...fields });
 
   return [
@@ -94,7 +104,11 @@ export const roleOperations = (deps: DirectoryDeps): Operation[] => {
       handler: ({ params, body, actor }) =>
         deps.db.transaction(async (trx) => {
           const organization = await organizationOf(trx, actor, params.org);
-          await assertNoEscalation(trx, { actorUserId: requireUser(actor), organizationId: organization.id, permissions: body.permissions });
+          await assertNoEscalation(trx, {
+            actorUserId: requireUser(actor),
+            organizationId: organization.id,
+            permissions: body.permissions,
+          });
           const role = toRole(await new RoleStore(trx).create(organization.id, body));
           await event(trx, actor, organization, { action: 'role.create', targetId: role.id, before: null, after: role });
           return { body: role, headers: { location: `/orgs/${organization.slug}/roles/${role.id}` } };
@@ -121,7 +135,8 @@ export const roleOperations = (deps: DirectoryDeps): Operation[] => {
       path: '/orgs/:org/roles/:role',
       params: roleParams,
       service: 'organizations',
-      summary: "Rename a role or replace its permissions (built-in roles are immutable: 403); 403 naming added permissions the caller lacks",
+      summary:
+        'Rename a role or replace its permissions (built-in roles are immutable: 403); 403 naming added permissions the caller lacks',
       body: z
         .strictObject({ name: directoryNameSchema.optional(), permissions: permissionsSchema.optional() })
         .refine((change) => change.name !== undefined || change.permissions !== undefined, 'give a name, permissions, or both'),

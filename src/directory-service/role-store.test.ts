@@ -25,7 +25,10 @@ afterAll(async () => {
 
 /** The promise rejects with that domain error and exactly that message. */
 async function rejected(promise: Promise<unknown>, type: new (message: string) => Error, message: string): Promise<void> {
-  const error = await promise.then(() => undefined, (thrown: unknown) => thrown);
+  const error = await promise.then(
+    () => undefined,
+    (thrown: unknown) => thrown,
+  );
   expect(error).toBeInstanceOf(type);
   expect((error as Error).message).toBe(message);
 }
@@ -34,7 +37,9 @@ async function rejected(promise: Promise<unknown>, type: new (message: string) =
 async function waitForLockWaiters(count: number): Promise<void> {
   await waitFor(
     async () => {
-      const { rows } = await db.raw("select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'");
+      const { rows } = await db.raw(
+        "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+      );
       return rows[0].n >= count;
     },
     { what: `${count} sessions waiting for a lock` },
@@ -42,25 +47,46 @@ async function waitForLockWaiters(count: number): Promise<void> {
 }
 
 let counter = 0;
-const organization = async () => (await db('organizations').insert({ slug: `roles-org-${++counter}`, name: 'org' }).returning('id'))[0].id as string;
-const user = async (email: string) => (await db('users').insert({ subject: `roles-${++counter}`, email }).returning('id'))[0].id as string;
+const organization = async () =>
+  (
+    await db('organizations')
+      .insert({ slug: `roles-org-${++counter}`, name: 'org' })
+      .returning('id')
+  )[0].id as string;
+const user = async (email: string) =>
+  (
+    await db('users')
+      .insert({ subject: `roles-${++counter}`, email })
+      .returning('id')
+  )[0].id as string;
 
 describe('RoleStore', () => {
   it('creates an organization role, and refuses a name already taken there with 409', async () => {
     const org = await organization();
     const created = await store.create(org, { name: 'deployer', permissions: ['project:*'] });
     expect(toRole(created)).toEqual({ id: created.id, name: 'deployer', permissions: ['project:*'], builtin: false });
-    await rejected(store.create(org, { name: 'deployer', permissions: [] }), ConflictError, "a role named 'deployer' already exists in this organization");
+    await rejected(
+      store.create(org, { name: 'deployer', permissions: [] }),
+      ConflictError,
+      "a role named 'deployer' already exists in this organization",
+    );
     // Another organization may use the name.
     await expect(store.create(await organization(), { name: 'deployer', permissions: [] })).resolves.toMatchObject({ name: 'deployer' });
   });
 
-  it.each(['default', 'organization-admin', 'Default', 'ORGANIZATION-ADMIN'])('answers the database constraint on the reserved name %s with 409', async (name) => {
-    const org = await organization();
-    await rejected(store.create(org, { name, permissions: [] }), ConflictError, `'${name}' is the name of a built-in role; choose another name`);
-    const role = await store.create(org, { name: `x-${counter}`, permissions: [] });
-    await expect(store.update(role, { name })).rejects.toBeInstanceOf(ConflictError);
-  });
+  it.each(['default', 'organization-admin', 'Default', 'ORGANIZATION-ADMIN'])(
+    'answers the database constraint on the reserved name %s with 409',
+    async (name) => {
+      const org = await organization();
+      await rejected(
+        store.create(org, { name, permissions: [] }),
+        ConflictError,
+        `'${name}' is the name of a built-in role; choose another name`,
+      );
+      const role = await store.create(org, { name: `x-${counter}`, permissions: [] });
+      await expect(store.update(role, { name })).rejects.toBeInstanceOf(ConflictError);
+    },
+  );
 
   it('resolves a role like the gateway: the organization’s own by name, built-in ones everywhere, never another organization’s', async () => {
     const org = await organization();
@@ -80,7 +106,11 @@ describe('RoleStore', () => {
   it('never changes or deletes a built-in role (403)', async () => {
     const org = await organization();
     const admin = (await store.findUsable(org, 'organization-admin'))!;
-    await rejected(store.update(admin, { permissions: ['project:read'] }), ForbiddenError, "the built-in role 'organization-admin' cannot be changed");
+    await rejected(
+      store.update(admin, { permissions: ['project:read'] }),
+      ForbiddenError,
+      "the built-in role 'organization-admin' cannot be changed",
+    );
     await rejected(store.delete(admin), ForbiddenError, "the built-in role 'organization-admin' cannot be deleted");
     expect((await db('roles').where({ id: builtin.admin }).first()).permissions).toEqual(['*']);
   });
@@ -97,7 +127,11 @@ describe('RoleStore', () => {
     await db('team_roles').insert({ team_id: team, role_id: role.id });
     await db('invitations').insert({ organization_id: org, email: 'new@example.com', role_id: role.id });
 
-    await rejected(store.delete(role), ConflictError, "role 'ops' is in use: the default role of 2 members (amy@example.com, zed@example.com); carried by 1 team (night shift); offered by 1 pending invitation (new@example.com); change or remove those first");
+    await rejected(
+      store.delete(role),
+      ConflictError,
+      "role 'ops' is in use: the default role of 2 members (amy@example.com, zed@example.com); carried by 1 team (night shift); offered by 1 pending invitation (new@example.com); change or remove those first",
+    );
     expect(await db('roles').where({ id: role.id }).first()).toBeDefined();
   });
 
@@ -105,20 +139,28 @@ describe('RoleStore', () => {
     const org = await organization();
     const role = await store.create(org, { name: 'many', permissions: [] });
     for (let i = 0; i < 7; i++) {
-      const team = (await db('teams').insert({ organization_id: org, name: `t${i}` }).returning('id'))[0].id;
+      const team = (
+        await db('teams')
+          .insert({ organization_id: org, name: `t${i}` })
+          .returning('id')
+      )[0].id;
       await db('team_roles').insert({ team_id: team, role_id: role.id });
     }
-    await expect(store.delete(role)).rejects.toThrow("carried by 7 teams (t0, t1, t2, t3, t4, …)");
+    await expect(store.delete(role)).rejects.toThrow('carried by 7 teams (t0, t1, t2, t3, t4, …)');
   });
 
   it('deletes a role no one uses, letting go of invitations that are no longer pending', async () => {
     const org = await organization();
     const role = await store.create(org, { name: 'temp', permissions: [] });
-    const [accepted] = await db('invitations').insert({ organization_id: org, email: 'a@example.com', role_id: role.id, accepted_at: db.fn.now() }).returning('id');
-    const [expired] = await db('invitations').insert({ organization_id: org, email: 'b@example.com', role_id: role.id, expires_at: db.raw("now() - interval '1 day'") }).returning('id');
+    const [accepted] = await db('invitations')
+      .insert({ organization_id: org, email: 'a@example.com', role_id: role.id, accepted_at: db.fn.now() })
+      .returning('id');
+    const [expired] = await db('invitations')
+      .insert({ organization_id: org, email: 'b@example.com', role_id: role.id, expires_at: db.raw("now() - interval '1 day'") })
+      .returning('id');
     await store.delete(role);
     expect(await db('roles').where({ id: role.id }).first()).toBeUndefined();
-    expect((await db('invitations').whereIn('id', [accepted.id, expired.id]).pluck('role_id'))).toEqual([null, null]);
+    expect(await db('invitations').whereIn('id', [accepted.id, expired.id]).pluck('role_id')).toEqual([null, null]);
   });
 
   it('sees a team that took the role while the deletion waited, and refuses (no silent cascade)', async () => {

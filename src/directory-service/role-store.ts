@@ -104,9 +104,16 @@ export class RoleStore {
       this.db('organization_members as om').join('users as u', 'u.id', 'om.user_id').where('om.role_id', roleId),
       'coalesce(u.email, u.id::text)',
     );
-    const teams = await this.sample(this.db('team_roles as tr').join('teams as t', 't.id', 'tr.team_id').where('tr.role_id', roleId), 't.name');
+    const teams = await this.sample(
+      this.db('team_roles as tr').join('teams as t', 't.id', 'tr.team_id').where('tr.role_id', roleId),
+      't.name',
+    );
     const invitations = await this.sample(
-      this.db('invitations as i').where('i.role_id', roleId).whereNull('i.accepted_at').whereNull('i.revoked_at').where('i.expires_at', '>', this.db.fn.now()),
+      this.db('invitations as i')
+        .where('i.role_id', roleId)
+        .whereNull('i.accepted_at')
+        .whereNull('i.revoked_at')
+        .where('i.expires_at', '>', this.db.fn.now()),
       'i.email',
     );
     return [

@@ -32,7 +32,12 @@ const teamParams = z.object({ org: z.string(), team: z.string() });
 const teamMemberParams = z.object({ org: z.string(), team: z.string(), user: z.string() });
 const teamRoleParams = z.object({ org: z.string(), team: z.string(), role: z.string() });
 
-async function teamOf(db: Knex | Knex.Transaction, organization: OrganizationRow, ref: string, options: { lock?: boolean } = {}): Promise<TeamRow> {
+async function teamOf(
+  db: Knex | Knex.Transaction,
+  organization: OrganizationRow,
+  ref: string,
+  options: { lock?: boolean } = {},
+): Promise<TeamRow> {
   const team = await new TeamStore(db).find(organization.id, ref, options);
   if (!team) throw new NotFoundError(`team '${ref}' not found in organization '${organization.slug}'`);
   return team;
@@ -44,12 +49,17 @@ function requireIfMatchOn(headers: IncomingHttpHeaders, current: unknown): void 
     requireIfMatch(headers, etagOf(current));
     return;
   }
-  if (headers['if-match'] !== undefined) throw new InputError(`If-Match ${headers['if-match']} cannot match: the resource does not exist yet`, 412);
+  if (headers['if-match'] !== undefined)
+    throw new InputError(`If-Match ${headers['if-match']} cannot match: the resource does not exist yet`, 412);
 }
 
 export const teamOperations = (deps: DirectoryDeps): Operation[] => {
-  const event = (trx: Knex.Transaction, actor: Actor, organization: OrganizationRow, fields: { action: string; targetType: string; targetId: string; before: unknown; after: unknown }) =>
-    deps.events.append(trx, { actor, organizationId: organization.id, organizationSlug: organization.slug, ...fields });
+  const event = (
+    trx: Knex.Transaction,
+    actor: Actor,
+    organization: OrganizationRow,
+    fields: { action: string; targetType: string; targetId: string; before: unknown; after: unknown },
+  ) => deps.events.append(trx, { actor, organizationId: organization.id, organizationSlug: organization.slug, ...fields });
 
   return [
     defineOperation({
@@ -88,7 +98,13 @@ export const teamOperations = (deps: DirectoryDeps): Operation[] => {
           const organization = await organizationOf(trx, actor, params.org);
           const teams = new TeamStore(trx);
           const team = await teams.representation((await teams.create(organization.id, body.name)).id);
-          await event(trx, actor, organization, { action: 'team.create', targetType: 'team', targetId: team.id, before: null, after: team });
+          await event(trx, actor, organization, {
+            action: 'team.create',
+            targetType: 'team',
+            targetId: team.id,
+            before: null,
+            after: team,
+          });
           return { body: team, headers: { location: `/orgs/${organization.slug}/teams/${team.id}` } };
         }),
     }),
@@ -166,7 +182,11 @@ export const teamOperations = (deps: DirectoryDeps): Operation[] => {
       handler: async ({ params, query, actor }) => {
         const organization = await organizationOf(deps.db, actor, params.org);
         const team = await teamOf(deps.db, organization, params.team);
-        return { body: await paginate<TeamMember>(new TeamStore(deps.db).members(team), query, { columns: [{ column: 'tm.user_id', field: 'user_id' }] }) };
+        return {
+          body: await paginate<TeamMember>(new TeamStore(deps.db).members(team), query, {
+            columns: [{ column: 'tm.user_id', field: 'user_id' }],
+          }),
+        };
       },
     }),
 
@@ -193,7 +213,8 @@ export const teamOperations = (deps: DirectoryDeps): Operation[] => {
       path: '/orgs/:org/teams/:team/members/:user',
       params: teamMemberParams,
       service: 'organizations',
-      summary: "Add a member of the organization to a team (201; 200 if already in it); 403 if the team's roles carry a permission the caller lacks",
+      summary:
+        "Add a member of the organization to a team (201; 200 if already in it); 403 if the team's roles carry a permission the caller lacks",
       response: teamMemberSchema,
       status: 200,
       etag: true,
@@ -209,10 +230,20 @@ export const teamOperations = (deps: DirectoryDeps): Operation[] => {
           // Joining a team grants its roles: only what the caller holds may be handed out
           // (checked before the insert, or a caller joining a team would hold its roles already).
           const granted = (await teams.roles(team)) as RoleRow[];
-          await assertNoEscalation(trx, { actorUserId: requireUser(actor), organizationId: organization.id, permissions: granted.flatMap((role) => role.permissions) });
+          await assertNoEscalation(trx, {
+            actorUserId: requireUser(actor),
+            organizationId: organization.id,
+            permissions: granted.flatMap((role) => role.permissions),
+          });
           await teams.addMember(team, params.user);
           const after = (await teams.member(team, params.user))!;
-          await event(trx, actor, organization, { action: 'team_member.add', targetType: 'team_member', targetId: `${team.id}/${after.user_id}`, before: null, after: { team: team.name, ...after } });
+          await event(trx, actor, organization, {
+            action: 'team_member.add',
+            targetType: 'team_member',
+            targetId: `${team.id}/${after.user_id}`,
+            before: null,
+            after: { team: team.name, ...after },
+          });
           return { status: 201, body: after };
         }),
     }),
@@ -235,7 +266,13 @@ export const teamOperations = (deps: DirectoryDeps): Operation[] => {
           if (!before) throw new NotFoundError(`user '${params.user}' is not a member of team '${team.name}'`);
           requireIfMatch(headers, etagOf(before));
           await teams.removeMember(team, before.user_id);
-          await event(trx, actor, organization, { action: 'team_member.remove', targetType: 'team_member', targetId: `${team.id}/${before.user_id}`, before: { team: team.name, ...before }, after: null });
+          await event(trx, actor, organization, {
+            action: 'team_member.remove',
+            targetType: 'team_member',
+            targetId: `${team.id}/${before.user_id}`,
+            before: { team: team.name, ...before },
+            after: null,
+          });
           return {};
         }),
     }),
@@ -267,7 +304,8 @@ export const teamOperations = (deps: DirectoryDeps): Operation[] => {
       path: '/orgs/:org/teams/:team/roles/:role',
       params: teamRoleParams,
       service: 'organizations',
-      summary: "Attach a built-in or the organization's role to a team (201; 200 if attached); 403 if it carries a permission the caller lacks",
+      summary:
+        "Attach a built-in or the organization's role to a team (201; 200 if attached); 403 if it carries a permission the caller lacks",
       response: roleSchema,
       status: 200,
       etag: true,
@@ -281,7 +319,11 @@ export const teamOperations = (deps: DirectoryDeps): Operation[] => {
           const attached = ((await teams.roles(team)) as RoleRow[]).some((row) => row.id === role.id);
           requireIfMatchOn(headers, attached ? toRole(role) : undefined);
           if (attached) return { body: toRole(role) };
-          await assertNoEscalation(trx, { actorUserId: requireUser(actor), organizationId: organization.id, permissions: role.permissions });
+          await assertNoEscalation(trx, {
+            actorUserId: requireUser(actor),
+            organizationId: organization.id,
+            permissions: role.permissions,
+          });
           await teams.attachRole(team, role);
           await event(trx, actor, organization, {
             action: 'team_role.attach',

@@ -25,17 +25,34 @@ afterAll(async () => {
   await database.drop();
 });
 
-async function rejected(promise: Promise<unknown>, type: abstract new (...args: never[]) => Error, message: string, status?: number): Promise<void> {
-  const error = await promise.then(() => undefined, (thrown: unknown) => thrown);
+async function rejected(
+  promise: Promise<unknown>,
+  type: abstract new (...args: never[]) => Error,
+  message: string,
+  status?: number,
+): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (thrown: unknown) => thrown,
+  );
   expect(error).toBeInstanceOf(type);
   expect((error as Error).message).toBe(message);
   if (status !== undefined) expect((error as { status: number }).status).toBe(status);
 }
 
 let counter = 0;
-const organization = async () => (await db('organizations').insert({ slug: `teams-org-${++counter}`, name: 'org' }).returning('id'))[0].id as string;
+const organization = async () =>
+  (
+    await db('organizations')
+      .insert({ slug: `teams-org-${++counter}`, name: 'org' })
+      .returning('id')
+  )[0].id as string;
 const member = async (organizationId: string) => {
-  const id = (await db('users').insert({ subject: `teams-${++counter}`, email: `u${counter}@example.com`, display_name: `U${counter}` }).returning('id'))[0].id as string;
+  const id = (
+    await db('users')
+      .insert({ subject: `teams-${++counter}`, email: `u${counter}@example.com`, display_name: `U${counter}` })
+      .returning('id')
+  )[0].id as string;
   await db('organization_members').insert({ organization_id: organizationId, user_id: id, role_id: defaultRole });
   return id;
 };
@@ -62,8 +79,18 @@ describe('TeamStore', () => {
     const outsider = await member(await organization());
     expect(await teams.addMember(team, insider)).toBe(true);
     expect(await teams.addMember(team, insider)).toBe(false);
-    await rejected(teams.addMember(team, outsider), InputError, `user '${outsider}' is not a member of this organization; only its members join its teams`, 422);
-    await rejected(teams.addMember(team, 'not-a-uuid'), InputError, "user 'not-a-uuid' is not a member of this organization; only its members join its teams", 422);
+    await rejected(
+      teams.addMember(team, outsider),
+      InputError,
+      `user '${outsider}' is not a member of this organization; only its members join its teams`,
+      422,
+    );
+    await rejected(
+      teams.addMember(team, 'not-a-uuid'),
+      InputError,
+      "user 'not-a-uuid' is not a member of this organization; only its members join its teams",
+      422,
+    );
     expect(await teams.members(team)).toEqual([{ user_id: insider, email: expect.any(String), display_name: expect.any(String) }]);
     expect(await teams.removeMember(team, insider)).toBe(true);
     expect(await teams.removeMember(team, insider)).toBe(false);
@@ -76,15 +103,23 @@ describe('TeamStore', () => {
     // A removal as the member service does it: the membership and the user's teams of that organization.
     const removal = await db.transaction();
     await removal('organization_members').where({ organization_id: org, user_id: user }).delete();
-    await removal('team_members').whereIn('team_id', removal('teams').where({ organization_id: org }).select('id')).where({ user_id: user }).delete();
+    await removal('team_members')
+      .whereIn('team_id', removal('teams').where({ organization_id: org }).select('id'))
+      .where({ user_id: user })
+      .delete();
     const adding = db.transaction((trx) => new TeamStore(trx).addMember(team, user));
     const outcome = adding.then(
       () => 'added',
       (error: InputError) => error.status,
     );
-    await waitFor(async () => (await db.raw("select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'")).rows[0].n >= 1, {
-      what: 'the addition to wait for the removal',
-    });
+    await waitFor(
+      async () =>
+        (await db.raw("select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"))
+          .rows[0].n >= 1,
+      {
+        what: 'the addition to wait for the removal',
+      },
+    );
     await removal.commit();
     expect(await outcome).toBe(422);
     expect(await db('team_members').where({ user_id: user })).toEqual([]);
@@ -99,9 +134,19 @@ describe('TeamStore', () => {
     expect(await teams.attachRole(team, own)).toBe(true);
     expect(await teams.attachRole(team, own)).toBe(false);
     expect(await teams.attachRole(team, (await roles.findUsable(org, 'default'))!)).toBe(true);
-    await rejected(teams.attachRole(team, foreign), InputError, "role 'spy' belongs to another organization; only built-in roles or this organization's attach", 422);
+    await rejected(
+      teams.attachRole(team, foreign),
+      InputError,
+      "role 'spy' belongs to another organization; only built-in roles or this organization's attach",
+      422,
+    );
     await teams.addMember(team, await member(org));
-    expect(await teams.representation(team.id)).toEqual({ id: team.id, name: 'deployers', roles: ['default', 'deployer'], member_count: 1 });
+    expect(await teams.representation(team.id)).toEqual({
+      id: team.id,
+      name: 'deployers',
+      roles: ['default', 'deployer'],
+      member_count: 1,
+    });
     expect((await teams.roles(team)).map((row: { name: string }) => row.name).sort()).toEqual(['default', 'deployer']);
     expect(await teams.detachRole(team, own)).toBe(true);
     expect(await teams.detachRole(team, own)).toBe(false);

@@ -44,7 +44,9 @@ export class TeamStore {
 
   /** The organization's teams as representations, for a paginated list. */
   list(organizationId: string): Knex.QueryBuilder {
-    return this.db('teams as t').where('t.organization_id', organizationId).select(...TEAM_COLUMNS(this.db));
+    return this.db('teams as t')
+      .where('t.organization_id', organizationId)
+      .select(...TEAM_COLUMNS(this.db));
   }
 
   /**
@@ -60,7 +62,9 @@ export class TeamStore {
   }
 
   async representation(teamId: string): Promise<Team> {
-    const team: Team | undefined = await this.db('teams as t').where('t.id', teamId).first(...TEAM_COLUMNS(this.db));
+    const team: Team | undefined = await this.db('teams as t')
+      .where('t.id', teamId)
+      .first(...TEAM_COLUMNS(this.db));
     if (!team) throw new Error(`team ${teamId} vanished inside its own transaction`);
     return team;
   }
@@ -79,7 +83,9 @@ export class TeamStore {
 
   async rename(team: TeamRow, name: string): Promise<TeamRow> {
     if (name === team.name) return team;
-    const [row] = await this.guarded(name, () => this.db('teams').where({ id: team.id }).update({ name }).returning<TeamRow[]>(['id', 'organization_id', 'name']));
+    const [row] = await this.guarded(name, () =>
+      this.db('teams').where({ id: team.id }).update({ name }).returning<TeamRow[]>(['id', 'organization_id', 'name']),
+    );
     return row!;
   }
 
@@ -116,7 +122,11 @@ export class TeamStore {
   /** Adds a member of the organization to the team; true when they were not in it yet. */
   async addMember(team: TeamRow, userId: string): Promise<boolean> {
     await this.assertJoinable(team, userId);
-    const inserted = await this.db('team_members').insert({ team_id: team.id, user_id: userId }).onConflict(['team_id', 'user_id']).ignore().returning('user_id');
+    const inserted = await this.db('team_members')
+      .insert({ team_id: team.id, user_id: userId })
+      .onConflict(['team_id', 'user_id'])
+      .ignore()
+      .returning('user_id');
     return inserted.length > 0;
   }
 
@@ -144,7 +154,11 @@ export class TeamStore {
     if (role.organization_id !== null && role.organization_id !== team.organization_id) {
       throw new InputError(`role '${role.name}' belongs to another organization; only built-in roles or this organization's attach`, 422);
     }
-    const inserted = await this.db('team_roles').insert({ team_id: team.id, role_id: role.id }).onConflict(['team_id', 'role_id']).ignore().returning('role_id');
+    const inserted = await this.db('team_roles')
+      .insert({ team_id: team.id, role_id: role.id })
+      .onConflict(['team_id', 'role_id'])
+      .ignore()
+      .returning('role_id');
     return inserted.length > 0;
   }
 

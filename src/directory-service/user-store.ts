@@ -44,7 +44,12 @@ export class UserStore {
   }
 
   /** Inserts the user unless the subject exists (a concurrent registration); undefined then. */
-  async insertIfAbsent(user: { subject: string; email: string | null; email_verified: boolean; display_name: string | null }): Promise<UserRow | undefined> {
+  async insertIfAbsent(user: {
+    subject: string;
+    email: string | null;
+    email_verified: boolean;
+    display_name: string | null;
+  }): Promise<UserRow | undefined> {
     const [row] = await this.db('users').insert(user).onConflict('subject').ignore().returning(COLUMNS);
     return row as UserRow | undefined;
   }

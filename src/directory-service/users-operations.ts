@@ -70,7 +70,12 @@ export const usersOperations = (deps: DirectoryDeps): Operation[] => {
     return { body: userRepresentation(row) };
   };
 
-  const updateProfile = (actor: Actor, userId: string, update: z.infer<typeof profileUpdate>, headers: Parameters<typeof requireIfMatch>[0]) =>
+  const updateProfile = (
+    actor: Actor,
+    userId: string,
+    update: z.infer<typeof profileUpdate>,
+    headers: Parameters<typeof requireIfMatch>[0],
+  ) =>
     deps.db.transaction(async (trx) => {
       const store = new UserStore(trx);
       const current = await store.lockById(userId);
@@ -84,7 +89,16 @@ export const usersOperations = (deps: DirectoryDeps): Operation[] => {
         ...(emailChanged ? { email: update.email, email_verified: false } : {}),
       });
       const after = userRepresentation(updated);
-      await deps.events.append(trx, { actor, action: 'user.update', organizationId: null, organizationSlug: null, targetType: 'user', targetId: userId, before, after });
+      await deps.events.append(trx, {
+        actor,
+        action: 'user.update',
+        organizationId: null,
+        organizationSlug: null,
+        targetType: 'user',
+        targetId: userId,
+        before,
+        after,
+      });
       return { body: after };
     });
 
@@ -93,7 +107,7 @@ export const usersOperations = (deps: DirectoryDeps): Operation[] => {
       method: 'PUT',
       path: '/users/me',
       service: 'users',
-      summary: "Register the caller from the gateway-verified token claims (sub, email, email_verified, name); idempotent",
+      summary: 'Register the caller from the gateway-verified token claims (sub, email, email_verified, name); idempotent',
       response: userSchema,
       status: 200,
       etag: true,
@@ -102,18 +116,42 @@ export const usersOperations = (deps: DirectoryDeps): Operation[] => {
           const store = new UserStore(trx);
           const email = actor.email ?? null;
           const emailVerified = email !== null && actor.emailVerified === true;
-          const created = await store.insertIfAbsent({ subject: actor.sub, email, email_verified: emailVerified, display_name: actor.name ?? null });
+          const created = await store.insertIfAbsent({
+            subject: actor.sub,
+            email,
+            email_verified: emailVerified,
+            display_name: actor.name ?? null,
+          });
           if (created) {
             const after = userRepresentation(created);
-            await deps.events.append(trx, { actor: { ...actor, userId: created.id }, action: 'user.register', organizationId: null, organizationSlug: null, targetType: 'user', targetId: created.id, before: null, after });
+            await deps.events.append(trx, {
+              actor: { ...actor, userId: created.id },
+              action: 'user.register',
+              organizationId: null,
+              organizationSlug: null,
+              targetType: 'user',
+              targetId: created.id,
+              before: null,
+              after,
+            });
             return { status: 201, body: after, headers: { location: '/users/me' } };
           }
           // Registered already: the identity provider's current address (and whether it verified it) wins.
           const current = (await store.lockBySubject(actor.sub))!;
-          if (email === null || (email === current.email && emailVerified === current.email_verified)) return { body: userRepresentation(current) };
+          if (email === null || (email === current.email && emailVerified === current.email_verified))
+            return { body: userRepresentation(current) };
           const before = userRepresentation(current);
           const after = userRepresentation(await store.update(current.id, { email, email_verified: emailVerified }));
-          await deps.events.append(trx, { actor, action: 'user.update', organizationId: null, organizationSlug: null, targetType: 'user', targetId: current.id, before, after });
+          await deps.events.append(trx, {
+            actor,
+            action: 'user.update',
+            organizationId: null,
+            organizationSlug: null,
+            targetType: 'user',
+            targetId: current.id,
+            before,
+            after,
+          });
           return { body: after };
         }),
     }),
@@ -174,7 +212,8 @@ export const usersOperations = (deps: DirectoryDeps): Operation[] => {
         const userId = requireUser(actor);
         const data = raw ?? Buffer.alloc(0);
         const contentType = pictureType(data);
-        if (!contentType) throw new InputError('the picture must be a PNG, JPEG or WebP image (checked by its content, not its Content-Type)', 415);
+        if (!contentType)
+          throw new InputError('the picture must be a PNG, JPEG or WebP image (checked by its content, not its Content-Type)', 415);
         return deps.db.transaction(async (trx) => {
           const store = new UserStore(trx);
           const current = await store.lockById(userId);
@@ -223,7 +262,7 @@ export const usersOperations = (deps: DirectoryDeps): Operation[] => {
         const webhook = deps.config.password_reset_webhook;
         if (!webhook) {
           throw new NotConfiguredError(
-            "password reset belongs to the identity provider and is not configured: set directory.password_reset_webhook to its reset endpoint (it receives {sub, email})",
+            'password reset belongs to the identity provider and is not configured: set directory.password_reset_webhook to its reset endpoint (it receives {sub, email})',
           );
         }
         const user = await users.findById(requireUser(actor));
@@ -238,9 +277,14 @@ export const usersOperations = (deps: DirectoryDeps): Operation[] => {
           });
           await response.arrayBuffer();
         } catch (error) {
-          throw new UpstreamError(`the password reset webhook (directory.password_reset_webhook) failed: ${(error as Error).message}`, 502, { cause: error });
+          throw new UpstreamError(
+            `the password reset webhook (directory.password_reset_webhook) failed: ${(error as Error).message}`,
+            502,
+            { cause: error },
+          );
         }
-        if (!response.ok) throw new UpstreamError(`the password reset webhook (directory.password_reset_webhook) answered ${response.status}`, 502);
+        if (!response.ok)
+          throw new UpstreamError(`the password reset webhook (directory.password_reset_webhook) answered ${response.status}`, 502);
         return {};
       },
     }),

@@ -20,7 +20,11 @@ export class CachedFactsLoader implements FactsLoader, DirectoryCache, CacheStat
   }
 
   load(resource: Resource, action: string): Promise<Facts> {
-    return this.cache.get(`${action} ${JSON.stringify(resource)}`, () => this.inner.load(resource, action), (facts) => factTags(resource, facts));
+    return this.cache.get(
+      `${action} ${JSON.stringify(resource)}`,
+      () => this.inner.load(resource, action),
+      (facts) => factTags(resource, facts),
+    );
   }
 
   evict(change: DirectoryChange): void {

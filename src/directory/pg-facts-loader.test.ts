@@ -125,20 +125,35 @@ describe('PgFactsLoader: credentials (R7)', () => {
       organization: { exists: true },
       credential: { exists: true, in_organization: true },
     });
-    expect((await load({ type: 'credential', org: 'acme', credential: acmeKey })).credential).toEqual({ exists: true, in_organization: true });
+    expect((await load({ type: 'credential', org: 'acme', credential: acmeKey })).credential).toEqual({
+      exists: true,
+      in_organization: true,
+    });
   });
 
   it('does not find a credential by a slug in another case', async () => {
-    expect((await load({ type: 'credential', org: 'acme', credential: 'key_abc' })).credential).toEqual({ exists: false, in_organization: false });
+    expect((await load({ type: 'credential', org: 'acme', credential: 'key_abc' })).credential).toEqual({
+      exists: false,
+      in_organization: false,
+    });
   });
 
-  it('does not let another organization\'s credential be addressed, by slug or by id', async () => {
-    expect((await load({ type: 'credential', org: 'acme', credential: 'globex-key' })).credential).toEqual({ exists: false, in_organization: false });
-    expect((await load({ type: 'credential', org: 'acme', credential: globexKey })).credential).toEqual({ exists: true, in_organization: false });
+  it("does not let another organization's credential be addressed, by slug or by id", async () => {
+    expect((await load({ type: 'credential', org: 'acme', credential: 'globex-key' })).credential).toEqual({
+      exists: false,
+      in_organization: false,
+    });
+    expect((await load({ type: 'credential', org: 'acme', credential: globexKey })).credential).toEqual({
+      exists: true,
+      in_organization: false,
+    });
   });
 
   it('reports an unknown credential as missing', async () => {
-    expect((await load({ type: 'credential', org: 'acme', credential: randomUUID() })).credential).toEqual({ exists: false, in_organization: false });
+    expect((await load({ type: 'credential', org: 'acme', credential: randomUUID() })).credential).toEqual({
+      exists: false,
+      in_organization: false,
+    });
   });
 });
 
@@ -150,25 +165,40 @@ describe('PgFactsLoader: projects (R7)', () => {
     });
   });
 
-  it('does not find another organization\'s project by slug', async () => {
-    expect((await load({ type: 'project', org: 'acme', project: 'globex-only' })).project).toEqual({ exists: false, in_organization: false });
+  it("does not find another organization's project by slug", async () => {
+    expect((await load({ type: 'project', org: 'acme', project: 'globex-only' })).project).toEqual({
+      exists: false,
+      in_organization: false,
+    });
   });
 
   it('finds a project by id and says it is in the organization', async () => {
-    expect((await load({ type: 'project', org: 'acme', project: acmeProjects.web! })).project).toEqual({ exists: true, in_organization: true });
+    expect((await load({ type: 'project', org: 'acme', project: acmeProjects.web! })).project).toEqual({
+      exists: true,
+      in_organization: true,
+    });
   });
 
-  it('finds another organization\'s project by id but says it is not in the addressed one', async () => {
+  it("finds another organization's project by id but says it is not in the addressed one", async () => {
     expect((await load({ type: 'project', org: 'acme', project: globexApi })).project).toEqual({ exists: true, in_organization: false });
-    expect((await load({ type: 'pipeline', org: 'acme', project: globexApi }, 'pipeline:run')).project).toEqual({ exists: true, in_organization: false });
+    expect((await load({ type: 'pipeline', org: 'acme', project: globexApi }, 'pipeline:run')).project).toEqual({
+      exists: true,
+      in_organization: false,
+    });
   });
 
   it('accepts an upper-case id', async () => {
-    expect((await load({ type: 'project', org: 'acme', project: acmeProjects.web!.toUpperCase() })).project).toEqual({ exists: true, in_organization: true });
+    expect((await load({ type: 'project', org: 'acme', project: acmeProjects.web!.toUpperCase() })).project).toEqual({
+      exists: true,
+      in_organization: true,
+    });
   });
 
   it('reports an unknown project id as missing', async () => {
-    expect((await load({ type: 'project', org: 'acme', project: randomUUID() })).project).toEqual({ exists: false, in_organization: false });
+    expect((await load({ type: 'project', org: 'acme', project: randomUUID() })).project).toEqual({
+      exists: false,
+      in_organization: false,
+    });
   });
 
   it('reports a project of an organization that does not exist as missing', async () => {
@@ -193,42 +223,85 @@ describe('PgFactsLoader: teams', () => {
     expect((await load({ type: 'team', org: 'acme', team: 'core team' })).team).toEqual({ exists: true, in_organization: true });
   });
 
-  it('does not let another organization\'s team be addressed (R7)', async () => {
+  it("does not let another organization's team be addressed (R7)", async () => {
     expect((await load({ type: 'team', org: 'acme', team: 'globex-team' })).team).toEqual({ exists: false, in_organization: false });
     expect((await load({ type: 'team', org: 'acme', team: globexOps })).team).toEqual({ exists: true, in_organization: false });
   });
 });
 
 describe('PgFactsLoader: roles', () => {
-  it('finds the organization\'s own role by name or id', async () => {
-    expect((await load({ type: 'role', org: 'acme', role: 'deployer' })).role).toEqual({ exists: true, in_organization: true, builtin: false });
-    expect((await load({ type: 'role', org: 'acme', role: acmeDeployer })).role).toEqual({ exists: true, in_organization: true, builtin: false });
+  it("finds the organization's own role by name or id", async () => {
+    expect((await load({ type: 'role', org: 'acme', role: 'deployer' })).role).toEqual({
+      exists: true,
+      in_organization: true,
+      builtin: false,
+    });
+    expect((await load({ type: 'role', org: 'acme', role: acmeDeployer })).role).toEqual({
+      exists: true,
+      in_organization: true,
+      builtin: false,
+    });
   });
 
   it('finds built-in roles in every organization', async () => {
-    expect((await load({ type: 'role', org: 'acme', role: 'organization-admin' })).role).toEqual({ exists: true, in_organization: true, builtin: true });
-    expect((await load({ type: 'role', org: 'empty', role: builtinDefault })).role).toEqual({ exists: true, in_organization: true, builtin: true });
+    expect((await load({ type: 'role', org: 'acme', role: 'organization-admin' })).role).toEqual({
+      exists: true,
+      in_organization: true,
+      builtin: true,
+    });
+    expect((await load({ type: 'role', org: 'empty', role: builtinDefault })).role).toEqual({
+      exists: true,
+      in_organization: true,
+      builtin: true,
+    });
   });
 
   it('does not place built-in roles in an organization that does not exist', async () => {
-    expect((await load({ type: 'role', org: 'initech', role: 'default' })).role).toEqual({ exists: true, in_organization: false, builtin: true });
-    expect((await load({ type: 'role', org: 'initech', role: builtinDefault })).role).toEqual({ exists: true, in_organization: false, builtin: true });
+    expect((await load({ type: 'role', org: 'initech', role: 'default' })).role).toEqual({
+      exists: true,
+      in_organization: false,
+      builtin: true,
+    });
+    expect((await load({ type: 'role', org: 'initech', role: builtinDefault })).role).toEqual({
+      exists: true,
+      in_organization: false,
+      builtin: true,
+    });
   });
 
-  it('does not let another organization\'s role be addressed (R7)', async () => {
-    expect((await load({ type: 'role', org: 'acme', role: 'globex-role' })).role).toEqual({ exists: false, in_organization: false, builtin: false });
-    expect((await load({ type: 'role', org: 'acme', role: globexDeployer })).role).toEqual({ exists: true, in_organization: false, builtin: false });
+  it("does not let another organization's role be addressed (R7)", async () => {
+    expect((await load({ type: 'role', org: 'acme', role: 'globex-role' })).role).toEqual({
+      exists: false,
+      in_organization: false,
+      builtin: false,
+    });
+    expect((await load({ type: 'role', org: 'acme', role: globexDeployer })).role).toEqual({
+      exists: true,
+      in_organization: false,
+      builtin: false,
+    });
   });
 
   it('reports an unknown role as missing', async () => {
-    expect((await load({ type: 'role', org: 'acme', role: 'nope' })).role).toEqual({ exists: false, in_organization: false, builtin: false });
-    expect((await load({ type: 'role', org: 'acme', role: randomUUID() })).role).toEqual({ exists: false, in_organization: false, builtin: false });
+    expect((await load({ type: 'role', org: 'acme', role: 'nope' })).role).toEqual({
+      exists: false,
+      in_organization: false,
+      builtin: false,
+    });
+    expect((await load({ type: 'role', org: 'acme', role: randomUUID() })).role).toEqual({
+      exists: false,
+      in_organization: false,
+      builtin: false,
+    });
   });
 });
 
 describe('PgFactsLoader: members', () => {
   it('says whether the addressed user is a member of the organization', async () => {
-    expect(await load({ type: 'member', org: 'acme', user: acmeMember }, 'member:remove')).toEqual({ organization: { exists: true }, member: { exists: true } });
+    expect(await load({ type: 'member', org: 'acme', user: acmeMember }, 'member:remove')).toEqual({
+      organization: { exists: true },
+      member: { exists: true },
+    });
     expect((await load({ type: 'member', org: 'acme', user: globexMember }, 'member:remove')).member).toEqual({ exists: false });
     expect((await load({ type: 'member', org: 'acme', user: randomUUID() }, 'member:update')).member).toEqual({ exists: false });
   });
@@ -281,10 +354,30 @@ describe('PgFactsLoader: malformed identifiers and failures', () => {
   it.each([
     ['member', { type: 'member', org: 'acme', user: 'not-a-uuid' }, 'member', { exists: false }],
     ['member (quoted)', { type: 'member', org: 'acme', user: "x' or 1=1 --" }, 'member', { exists: false }],
-    ['invitation', { type: 'invitation', invitation: '12345' }, 'invitation', { exists: false, email: null, accepted: false, organization: null }],
-    ['project (slug)', { type: 'project', org: 'acme', project: '00000000-0000-0000-0000-00000000000g' }, 'project', { exists: false, in_organization: false }],
-    ['team', { type: 'team', org: 'acme', team: '{00000000-0000-0000-0000-000000000000}' }, 'team', { exists: false, in_organization: false }],
-    ['role', { type: 'role', org: 'acme', role: '0000000000000000000000000000000' }, 'role', { exists: false, in_organization: false, builtin: false }],
+    [
+      'invitation',
+      { type: 'invitation', invitation: '12345' },
+      'invitation',
+      { exists: false, email: null, accepted: false, organization: null },
+    ],
+    [
+      'project (slug)',
+      { type: 'project', org: 'acme', project: '00000000-0000-0000-0000-00000000000g' },
+      'project',
+      { exists: false, in_organization: false },
+    ],
+    [
+      'team',
+      { type: 'team', org: 'acme', team: '{00000000-0000-0000-0000-000000000000}' },
+      'team',
+      { exists: false, in_organization: false },
+    ],
+    [
+      'role',
+      { type: 'role', org: 'acme', role: '0000000000000000000000000000000' },
+      'role',
+      { exists: false, in_organization: false, builtin: false },
+    ],
   ] as const)('treats a malformed %s identifier as missing, never as a SQL error', async (_kind, resource, fact, expected) => {
     expect((await load(resource as Resource))[fact]).toEqual(expected);
   });
@@ -326,7 +419,9 @@ describe('PgFactsLoader: malformed identifiers and failures', () => {
     let error: unknown;
     try {
       await trx.raw('alter table projects rename to projects_gone');
-      error = await new PgFactsLoader(trx).load({ type: 'project', org: 'acme', project: 'web' }, 'project:read').catch((thrown: unknown) => thrown);
+      error = await new PgFactsLoader(trx)
+        .load({ type: 'project', org: 'acme', project: 'web' }, 'project:read')
+        .catch((thrown: unknown) => thrown);
     } finally {
       await trx.rollback();
     }

@@ -20,7 +20,8 @@ interface FactColumn {
 
 // `org` is a CTE holding the addressed organization's id (no row when it does not exist).
 function organizationFact(action: string): FactColumn {
-  if (action !== 'organization:delete') return { name: 'organization', sql: `json_build_object('exists', exists(select 1 from org))`, bindings: [] };
+  if (action !== 'organization:delete')
+    return { name: 'organization', sql: `json_build_object('exists', exists(select 1 from org))`, bindings: [] };
   return {
     name: 'organization',
     sql: `json_build_object(
@@ -37,7 +38,12 @@ function organizationFact(action: string): FactColumn {
 // A project, team or credential is addressed by id (anywhere, then checked against the
 // organization, R7) or by its slug/name, which only means something inside the organization.
 // Values arrive percent-decoded and case-preserved, and are compared exactly.
-function scopedFact(name: 'project' | 'team' | 'credential', table: 'projects' | 'teams' | 'credentials', key: 'slug' | 'name', value: string): FactColumn {
+function scopedFact(
+  name: 'project' | 'team' | 'credential',
+  table: 'projects' | 'teams' | 'credentials',
+  key: 'slug' | 'name',
+  value: string,
+): FactColumn {
   if (isUuid(value)) {
     return {
       name,
@@ -131,7 +137,9 @@ export class PgFactsLoader implements FactsLoader {
     const bindings: (string | null)[] = [resource.org ?? null, ...columns.flatMap((column) => column.bindings)];
     let row: (Facts & { directory_version?: string | null }) | undefined;
     try {
-      ({ rows: [row] } = await this.db.raw<{ rows: (Facts & { directory_version?: string | null })[] }>(sql, bindings));
+      ({
+        rows: [row],
+      } = await this.db.raw<{ rows: (Facts & { directory_version?: string | null })[] }>(sql, bindings));
     } catch (error) {
       throw new DependencyError('the directory database is unavailable: could not load the facts of the request', { cause: error });
     }

@@ -57,7 +57,9 @@ export class PgGrantDirectory {
       );
       return rows;
     } catch (error) {
-      throw new DependencyError('the directory database is unavailable: could not list the roles that grant the permission', { cause: error });
+      throw new DependencyError('the directory database is unavailable: could not list the roles that grant the permission', {
+        cause: error,
+      });
     }
   }
 
@@ -83,7 +85,9 @@ export class PgGrantDirectory {
       );
       return { roles: roles.rows, teams: teams.rows };
     } catch (error) {
-      throw new DependencyError('the directory database is unavailable: could not list the roles and teams of the organization', { cause: error });
+      throw new DependencyError('the directory database is unavailable: could not list the roles and teams of the organization', {
+        cause: error,
+      });
     }
   }
 }

@@ -33,7 +33,9 @@ async function user(email: string | null = null): Promise<{ id: string; sub: str
   return { id: row.id, sub };
 }
 async function organization(slug: string): Promise<string> {
-  const [row] = await db('organizations').insert({ slug: `${slug}-${++counter}`, name: slug }).returning(['id', 'slug']);
+  const [row] = await db('organizations')
+    .insert({ slug: `${slug}-${++counter}`, name: slug })
+    .returning(['id', 'slug']);
   return row.id;
 }
 async function slugOf(orgId: string): Promise<string> {
@@ -146,7 +148,12 @@ describe('PgSubjectLoader', () => {
     const observer = await role(acme, 'observer', []);
     await member(acme, alice.id, observer);
 
-    expect((await loader.load(alice.sub)).memberships[await slugOf(acme)]).toEqual({ role: 'observer', teams: [], roles: ['observer'], permissions: [] });
+    expect((await loader.load(alice.sub)).memberships[await slugOf(acme)]).toEqual({
+      role: 'observer',
+      teams: [],
+      roles: ['observer'],
+      permissions: [],
+    });
   });
 
   it('keeps organizations isolated: teams and roles of one grant nothing in another (R3)', async () => {
@@ -171,7 +178,7 @@ describe('PgSubjectLoader', () => {
     });
   });
 
-  it('does not show another user\'s memberships', async () => {
+  it("does not show another user's memberships", async () => {
     const alice = await user();
     const bob = await user();
     const acme = await organization('acme');
@@ -180,7 +187,7 @@ describe('PgSubjectLoader', () => {
     expect((await loader.load(alice.sub)).memberships).toEqual({});
   });
 
-  it('sorts names in code-point order, as JavaScript does, whatever the columns\' collation', async () => {
+  it("sorts names in code-point order, as JavaScript does, whatever the columns' collation", async () => {
     // An ICU collation sorts 'alpha' < 'beta' < 'Zulu'; code-point order puts 'Zulu' first.
     const collate = (collation: string) =>
       Promise.all(['teams', 'roles'].map((table) => db.raw(`alter table ${table} alter column name type text collate "${collation}"`)));

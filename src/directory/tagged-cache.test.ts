@@ -79,7 +79,11 @@ describe('TaggedCache', () => {
 
   it('does not store a load when a change named one of its tags while it was in flight, though that tag is known only from what it read', async () => {
     const slow = deferred<Value>();
-    const pending = cache.get('a1', () => slow.promise, (value) => [`k:a1`, `read:${value.v}`]);
+    const pending = cache.get(
+      'a1',
+      () => slow.promise,
+      (value) => [`k:a1`, `read:${value.v}`],
+    );
     cache.evictTagged(['read:7']);
     slow.resolve({ v: 7 });
     expect(await pending).toEqual({ v: 7 });
@@ -185,7 +189,11 @@ describe('TaggedCache', () => {
 
 describe('parseDirectoryChange', () => {
   it('reads the trigger payload', () => {
-    expect(parseDirectoryChange('{"table":"teams","op":"UPDATE","subjects":{"users":["u1"],"subs":[],"orgs":[]},"facts":{"orgs":["acme"],"ids":["t1"]}}')).toEqual({
+    expect(
+      parseDirectoryChange(
+        '{"table":"teams","op":"UPDATE","subjects":{"users":["u1"],"subs":[],"orgs":[]},"facts":{"orgs":["acme"],"ids":["t1"]}}',
+      ),
+    ).toEqual({
       table: 'teams',
       op: 'UPDATE',
       subjects: { all: false, users: ['u1'], subs: [], orgs: [] },
@@ -193,9 +201,12 @@ describe('parseDirectoryChange', () => {
     });
   });
 
-  it.each(['not json', '[]', '{"table":"x"}', '{"subjects":{"users":[1]},"facts":{}}'])('asks for everything to be dropped when it cannot read %s', (payload) => {
-    const change = parseDirectoryChange(payload);
-    expect(change.subjects.all).toBe(true);
-    expect(change.facts.all || payload.includes('"facts":{}')).toBe(true);
-  });
+  it.each(['not json', '[]', '{"table":"x"}', '{"subjects":{"users":[1]},"facts":{}}'])(
+    'asks for everything to be dropped when it cannot read %s',
+    (payload) => {
+      const change = parseDirectoryChange(payload);
+      expect(change.subjects.all).toBe(true);
+      expect(change.facts.all || payload.includes('"facts":{}')).toBe(true);
+    },
+  );
 });

@@ -168,7 +168,13 @@ export class RequestPipeline {
       if (error instanceof InputError) res.setHeader('connection', 'close');
       this.stages.logger.info({ requestId, traceId, method: req.method, err: error }, 'request refused before routing');
       sendProblem(res, errorProblem(error, { requestId }), error);
-      this.stages.observer.request({ route: 'unmatched', action: '', outcome: 'rejected', status: res.statusCode, seconds: (performance.now() - receivedAt) / 1000 });
+      this.stages.observer.request({
+        route: 'unmatched',
+        action: '',
+        outcome: 'rejected',
+        status: res.statusCode,
+        seconds: (performance.now() - receivedAt) / 1000,
+      });
       return;
     }
 
@@ -260,7 +266,11 @@ export class RequestPipeline {
       judgement.outcome = 'cancelled';
       if (!judgement.abort.signal.aborted) judgement.abort.abort(new ConnectionClosed());
       const reason = abortReason(judgement);
-      if (!judgement.recorded) this.stages.logger.info({ requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, status }, reason);
+      if (!judgement.recorded)
+        this.stages.logger.info(
+          { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, status },
+          reason,
+        );
       this.record(req, judgement, status, [reason], goneCode(judgement));
     }
     const now = performance.now();
@@ -278,7 +288,15 @@ export class RequestPipeline {
     const org = match.resource.org ?? null;
     const userId = input?.subject.id ?? null;
     this.stages.assertions
-      .assertionFor({ userId, sub: principal?.sub ?? '', org, service: match.service, email: principal?.email, emailVerified: principal?.emailVerified, name: principal?.name })
+      .assertionFor({
+        userId,
+        sub: principal?.sub ?? '',
+        org,
+        service: match.service,
+        email: principal?.email,
+        emailVerified: principal?.emailVerified,
+        name: principal?.name,
+      })
       .then(async (assertion) => {
         const { signal } = judgement.abort;
         const strict = this.stages.strictAudit === true;
@@ -315,7 +333,15 @@ export class RequestPipeline {
     const problem = denialProblem(decision, judgement);
     judgement.outcome = 'denied';
     this.stages.logger.info(
-      { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, action: judgement.match.action, status: problem.status, code: decision.code, reasons: decision.reasons },
+      {
+        requestId: judgement.requestId,
+        decisionId: judgement.decisionId,
+        traceId: judgement.traceId,
+        action: judgement.match.action,
+        status: problem.status,
+        code: decision.code,
+        reasons: decision.reasons,
+      },
       'request denied',
     );
     const record = (durably: boolean) => this.record(req, judgement, problem.status, decision.reasons, undefined, durably);
@@ -355,7 +381,10 @@ export class RequestPipeline {
       return;
     }
     durable.then(answer, (error: unknown) => {
-      this.stages.logger.error({ requestId: judgement.requestId, decisionId: judgement.decisionId, err: error }, 'a denial could not be recorded durably; answered, and its record kept in memory');
+      this.stages.logger.error(
+        { requestId: judgement.requestId, decisionId: judgement.decisionId, err: error },
+        'a denial could not be recorded durably; answered, and its record kept in memory',
+      );
       record(false);
       answer();
     });
@@ -416,7 +445,9 @@ export class RequestPipeline {
       return this.stages.recorder.recordDurably(record).catch((cause: unknown) => {
         // The recorder withdrew it: the refusal is recorded instead.
         judgement.recorded = false;
-        throw new DependencyError('the decision could not be recorded durably (audit.mode: strict), so the request was not forwarded', { cause });
+        throw new DependencyError('the decision could not be recorded durably (audit.mode: strict), so the request was not forwarded', {
+          cause,
+        });
       });
     }
     this.stages.recorder.record(record);

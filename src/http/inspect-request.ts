@@ -74,7 +74,11 @@ function hasMethodOverrideParameter(url: string): boolean {
   for (const pair of url.slice(start + 1).split(/[&;]/)) {
     let name = pair.split('=', 1)[0]!.replace(/\+/g, ' ');
     for (let decoded = percentDecode(name); decoded !== name; decoded = percentDecode(name)) name = decoded;
-    const key = name.trim().toLowerCase().replace(/\[[^\]]*\].*$/, '').replace(/[ .[]/g, '_');
+    const key = name
+      .trim()
+      .toLowerCase()
+      .replace(/\[[^\]]*\].*$/, '')
+      .replace(/[ .[]/g, '_');
     if (key === '_method') return true;
   }
   return false;

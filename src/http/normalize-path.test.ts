@@ -58,9 +58,12 @@ describe('canonicalizeTarget', () => {
   });
 
   describe('request-target form', () => {
-    it.each(['http://gateway/orgs', 'HTTPS://x/y', 'gateway:443', '*', '', 'orgs/acme', '?x=1'])('rejects %j, which is not origin-form', (url) => {
-      expect(rejection(url).message).toMatch(/starting with "\/"/);
-    });
+    it.each(['http://gateway/orgs', 'HTTPS://x/y', 'gateway:443', '*', '', 'orgs/acme', '?x=1'])(
+      'rejects %j, which is not origin-form',
+      (url) => {
+        expect(rejection(url).message).toMatch(/starting with "\/"/);
+      },
+    );
 
     it('rejects a fragment in the path or the query', () => {
       expect(rejection('/orgs#x').message).toMatch(/fragment/);
@@ -158,12 +161,20 @@ describe('canonicalizeTarget', () => {
   });
 
   describe('dot segments', () => {
-    it.each(['/orgs/../admin', '/orgs/./acme', '/..', '/.', '/orgs/acme/..', '/orgs/%2e%2e/admin', '/orgs/.%2E/admin', '/orgs/%2E/acme', '//..//x', '/orgs/acme/.?x=1'])(
-      'rejects %j instead of resolving it',
-      (url) => {
-        expect(rejection(url).message).toMatch(/"\." or "\.\." segment/);
-      },
-    );
+    it.each([
+      '/orgs/../admin',
+      '/orgs/./acme',
+      '/..',
+      '/.',
+      '/orgs/acme/..',
+      '/orgs/%2e%2e/admin',
+      '/orgs/.%2E/admin',
+      '/orgs/%2E/acme',
+      '//..//x',
+      '/orgs/acme/.?x=1',
+    ])('rejects %j instead of resolving it', (url) => {
+      expect(rejection(url).message).toMatch(/"\." or "\.\." segment/);
+    });
   });
 
   describe('limits', () => {
@@ -185,10 +196,70 @@ describe('canonicalizeTarget', () => {
 
   describe('property: every accepted path is canonical and means what the client sent', () => {
     const TOKENS = [
-      '/', '/', '/', '.', '..', '%', '2', 'e', 'E', 'f', 'F', '5', 'c', 'C', 'a', 'A', 'Z', 'z', '0', '-', '_', '~',
-      ';', '\\', ' ', '!', '@', ':', '*', '?', '#', '\u0000', '\u00e9', '%2e', '%2E', '%2f', '%2F', '%252e', '%5c',
-      '%5C', '%41', '%61', '%c3', '%C3', '%a9', '%3b', '%00', '%0a', '%7e', '%20', '%25', '%zz', '%2', '..;', './',
-      '%C3%A9', '%c0%af', '%80', '%E0%80%AF', '%ED%A0%80', '%F4%8F%BF%BF', '%F4%90', '%e2%82%ac', '%bf',
+      '/',
+      '/',
+      '/',
+      '.',
+      '..',
+      '%',
+      '2',
+      'e',
+      'E',
+      'f',
+      'F',
+      '5',
+      'c',
+      'C',
+      'a',
+      'A',
+      'Z',
+      'z',
+      '0',
+      '-',
+      '_',
+      '~',
+      ';',
+      '\\',
+      ' ',
+      '!',
+      '@',
+      ':',
+      '*',
+      '?',
+      '#',
+      '\u0000',
+      '\u00e9',
+      '%2e',
+      '%2E',
+      '%2f',
+      '%2F',
+      '%252e',
+      '%5c',
+      '%5C',
+      '%41',
+      '%61',
+      '%c3',
+      '%C3',
+      '%a9',
+      '%3b',
+      '%00',
+      '%0a',
+      '%7e',
+      '%20',
+      '%25',
+      '%zz',
+      '%2',
+      '..;',
+      './',
+      '%C3%A9',
+      '%c0%af',
+      '%80',
+      '%E0%80%AF',
+      '%ED%A0%80',
+      '%F4%8F%BF%BF',
+      '%F4%90',
+      '%e2%82%ac',
+      '%bf',
     ];
     const CANONICAL = /^\/(?:(?:[A-Za-z0-9\-._~!$&'()*+,=:@]|%[0-9A-F]{2})+(?:\/(?:[A-Za-z0-9\-._~!$&'()*+,=:@]|%[0-9A-F]{2})+)*)?$/;
 

@@ -80,7 +80,8 @@ function canonicalSegment(raw: string, from: number, to: number): string {
     if (code === PERCENT) {
       const high = hexValue(raw.charCodeAt(i + 1));
       const low = hexValue(raw.charCodeAt(i + 2));
-      if (i + 2 >= to || high < 0 || low < 0) throw new InputError('the request path contains a "%" that is not followed by two hex digits');
+      if (i + 2 >= to || high < 0 || low < 0)
+        throw new InputError('the request path contains a "%" that is not followed by two hex digits');
       const byte = high * 16 + low;
       i += 2;
       utf8.byte(byte);

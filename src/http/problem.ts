@@ -79,7 +79,9 @@ export function sendProblem(res: ServerResponse, problem: Problem, error?: unkno
     const bearerError = error instanceof AuthenticationError ? error.bearerError : 'invalid_token';
     res.setHeader(
       'www-authenticate',
-      bearerError ? `Bearer realm="portcullis", error="${bearerError}", error_description="${quote(problem.detail)}"` : 'Bearer realm="portcullis"',
+      bearerError
+        ? `Bearer realm="portcullis", error="${bearerError}", error_description="${quote(problem.detail)}"`
+        : 'Bearer realm="portcullis"',
     );
   }
   res.end(body);

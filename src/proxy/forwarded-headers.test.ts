@@ -19,7 +19,7 @@ const SPOOFED: IncomingHttpHeaders = {
   'x-original-url': '/admin',
   'x-rewrite-url': '/admin',
   x_forwarded_for: '5.6.7.8',
-  'X_Real_IP': '5.6.7.8',
+  X_Real_IP: '5.6.7.8',
   'x-client-ip': '1.2.3.4',
   'true-client-ip': '1.2.3.4',
   accept: '*/*',

@@ -165,8 +165,7 @@ describe('IdentityAssertionSigner', () => {
     ['an Ed25519', 'ed25519', 'EdDSA', { kty: 'OKP', crv: 'Ed25519' }],
     ['a P-256', 'ec', 'ES256', { kty: 'EC', crv: 'P-256' }],
   ] as const)('signs with %s PKCS#8 key file, under a kid stable across processes', async (_name, type, alg, jwkShape) => {
-    const { privateKey } =
-      type === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('ed25519');
+    const { privateKey } = type === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('ed25519');
     const file = await keyFile(`${type}.pem`, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
 
     const signer = await IdentityAssertionSigner.create(config({ signing_key_file: file }), { now: testClock().now });
@@ -196,6 +195,8 @@ describe('IdentityAssertionSigner', () => {
       await expect(failure).rejects.toThrow(message);
     }
     const missing = path.join(dir, 'missing.pem');
-    await expect(IdentityAssertionSigner.create(config({ signing_key_file: missing }))).rejects.toThrow(`assertion.signing_key_file ${missing}: `);
+    await expect(IdentityAssertionSigner.create(config({ signing_key_file: missing }))).rejects.toThrow(
+      `assertion.signing_key_file ${missing}: `,
+    );
   });
 });

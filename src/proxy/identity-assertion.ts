@@ -116,8 +116,12 @@ async function loadSigningKey(file: string): Promise<{ privateKey: KeyObject; al
     throw new Error(`assertion.signing_key_file ${file}: not a readable PEM private key (${(error as Error).message})`);
   }
   if (privateKey.asymmetricKeyType === 'ed25519') return { privateKey, alg: 'EdDSA' };
-  if (privateKey.asymmetricKeyType === 'ec' && privateKey.asymmetricKeyDetails?.namedCurve === 'prime256v1') return { privateKey, alg: 'ES256' };
-  const kind = privateKey.asymmetricKeyType === 'ec' ? `an EC ${privateKey.asymmetricKeyDetails?.namedCurve ?? 'unknown-curve'}` : `a ${privateKey.asymmetricKeyType ?? 'unknown'}`;
+  if (privateKey.asymmetricKeyType === 'ec' && privateKey.asymmetricKeyDetails?.namedCurve === 'prime256v1')
+    return { privateKey, alg: 'ES256' };
+  const kind =
+    privateKey.asymmetricKeyType === 'ec'
+      ? `an EC ${privateKey.asymmetricKeyDetails?.namedCurve ?? 'unknown-curve'}`
+      : `a ${privateKey.asymmetricKeyType ?? 'unknown'}`;
   throw new Error(`assertion.signing_key_file ${file}: is ${kind} key; use an Ed25519 or P-256 (prime256v1) key`);
 }
 

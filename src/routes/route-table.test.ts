@@ -15,61 +15,292 @@ const EXPECTED: Expected[] = [
 
   ['GET', '/orgs/acme/members', 'member:read', 'organizations', { type: 'member', org: 'acme' }, '/orgs/{org}/members'],
   ['POST', '/orgs/acme/members', 'member:invite', 'organizations', { type: 'member', org: 'acme' }, '/orgs/{org}/members'],
-  ['GET', '/orgs/acme/members/u1', 'member:read', 'organizations', { type: 'member', org: 'acme', user: 'u1' }, '/orgs/{org}/members/{user}'],
-  ['PATCH', '/orgs/acme/members/u1', 'member:update', 'organizations', { type: 'member', org: 'acme', user: 'u1' }, '/orgs/{org}/members/{user}'],
-  ['DELETE', '/orgs/acme/members/u1', 'member:remove', 'organizations', { type: 'member', org: 'acme', user: 'u1' }, '/orgs/{org}/members/{user}'],
+  [
+    'GET',
+    '/orgs/acme/members/u1',
+    'member:read',
+    'organizations',
+    { type: 'member', org: 'acme', user: 'u1' },
+    '/orgs/{org}/members/{user}',
+  ],
+  [
+    'PATCH',
+    '/orgs/acme/members/u1',
+    'member:update',
+    'organizations',
+    { type: 'member', org: 'acme', user: 'u1' },
+    '/orgs/{org}/members/{user}',
+  ],
+  [
+    'DELETE',
+    '/orgs/acme/members/u1',
+    'member:remove',
+    'organizations',
+    { type: 'member', org: 'acme', user: 'u1' },
+    '/orgs/{org}/members/{user}',
+  ],
   ['DELETE', '/orgs/acme/members/me', 'member:leave', 'organizations', { type: 'member', org: 'acme' }, '/orgs/{org}/members/me'],
 
   ['GET', '/orgs/acme/invitations', 'member:read', 'organizations', { type: 'invitation', org: 'acme' }, '/orgs/{org}/invitations'],
   ['POST', '/orgs/acme/invitations', 'member:invite', 'organizations', { type: 'invitation', org: 'acme' }, '/orgs/{org}/invitations'],
-  ['GET', '/orgs/acme/invitations/i1', 'member:read', 'organizations', { type: 'invitation', org: 'acme', invitation: 'i1' }, '/orgs/{org}/invitations/{invitation}'],
-  ['DELETE', '/orgs/acme/invitations/i1', 'member:invite', 'organizations', { type: 'invitation', org: 'acme', invitation: 'i1' }, '/orgs/{org}/invitations/{invitation}'],
+  [
+    'GET',
+    '/orgs/acme/invitations/i1',
+    'member:read',
+    'organizations',
+    { type: 'invitation', org: 'acme', invitation: 'i1' },
+    '/orgs/{org}/invitations/{invitation}',
+  ],
+  [
+    'DELETE',
+    '/orgs/acme/invitations/i1',
+    'member:invite',
+    'organizations',
+    { type: 'invitation', org: 'acme', invitation: 'i1' },
+    '/orgs/{org}/invitations/{invitation}',
+  ],
 
   ['GET', '/orgs/acme/teams', 'team:read', 'organizations', { type: 'team', org: 'acme' }, '/orgs/{org}/teams'],
   ['POST', '/orgs/acme/teams', 'team:create', 'organizations', { type: 'team', org: 'acme' }, '/orgs/{org}/teams'],
   ['GET', '/orgs/acme/teams/ops', 'team:read', 'organizations', { type: 'team', org: 'acme', team: 'ops' }, '/orgs/{org}/teams/{team}'],
   ['PATCH', '/orgs/acme/teams/ops', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops' }, '/orgs/{org}/teams/{team}'],
   ['PUT', '/orgs/acme/teams/ops', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops' }, '/orgs/{org}/teams/{team}'],
-  ['DELETE', '/orgs/acme/teams/ops', 'team:delete', 'organizations', { type: 'team', org: 'acme', team: 'ops' }, '/orgs/{org}/teams/{team}'],
-  ['GET', '/orgs/acme/teams/ops/members', 'team:read', 'organizations', { type: 'team', org: 'acme', team: 'ops' }, '/orgs/{org}/teams/{team}/members'],
-  ['POST', '/orgs/acme/teams/ops/members', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops' }, '/orgs/{org}/teams/{team}/members'],
-  ['PATCH', '/orgs/acme/teams/ops/members', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops' }, '/orgs/{org}/teams/{team}/members'],
-  ['PUT', '/orgs/acme/teams/ops/members', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops' }, '/orgs/{org}/teams/{team}/members'],
-  ['GET', '/orgs/acme/teams/ops/members/u1', 'team:read', 'organizations', { type: 'team', org: 'acme', team: 'ops', user: 'u1' }, '/orgs/{org}/teams/{team}/members/{user}'],
-  ['PUT', '/orgs/acme/teams/ops/members/u1', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops', user: 'u1' }, '/orgs/{org}/teams/{team}/members/{user}'],
-  ['DELETE', '/orgs/acme/teams/ops/members/u1', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops', user: 'u1' }, '/orgs/{org}/teams/{team}/members/{user}'],
-  ['GET', '/orgs/acme/teams/ops/roles', 'team:read', 'organizations', { type: 'team', org: 'acme', team: 'ops' }, '/orgs/{org}/teams/{team}/roles'],
-  ['PUT', '/orgs/acme/teams/ops/roles/deployer', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops', role: 'deployer' }, '/orgs/{org}/teams/{team}/roles/{role}'],
-  ['DELETE', '/orgs/acme/teams/ops/roles/deployer', 'team:update', 'organizations', { type: 'team', org: 'acme', team: 'ops', role: 'deployer' }, '/orgs/{org}/teams/{team}/roles/{role}'],
+  [
+    'DELETE',
+    '/orgs/acme/teams/ops',
+    'team:delete',
+    'organizations',
+    { type: 'team', org: 'acme', team: 'ops' },
+    '/orgs/{org}/teams/{team}',
+  ],
+  [
+    'GET',
+    '/orgs/acme/teams/ops/members',
+    'team:read',
+    'organizations',
+    { type: 'team', org: 'acme', team: 'ops' },
+    '/orgs/{org}/teams/{team}/members',
+  ],
+  [
+    'POST',
+    '/orgs/acme/teams/ops/members',
+    'team:update',
+    'organizations',
+    { type: 'team', org: 'acme', team: 'ops' },
+    '/orgs/{org}/teams/{team}/members',
+  ],
+  [
+    'PATCH',
+    '/orgs/acme/teams/ops/members',
+    'team:update',
+    'organizations',
+    { type: 'team', org: 'acme', team: 'ops' },
+    '/orgs/{org}/teams/{team}/members',
+  ],
+  [
+    'PUT',
+    '/orgs/acme/teams/ops/members',
+    'team:update',
+    'organizations',
+    { type: 'team', org: 'acme', team: 'ops' },
+    '/orgs/{org}/teams/{team}/members',
+  ],
+  [
+    'GET',
+    '/orgs/acme/teams/ops/members/u1',
+    'team:read',
+    'organizations',
+    { type: 'team', org: 'acme', team: 'ops', user: 'u1' },
+    '/orgs/{org}/teams/{team}/members/{user}',
+  ],
+  [
+    'PUT',
+    '/orgs/acme/teams/ops/members/u1',
+    'team:update',
+    'organizations',
+    { type: 'team', org: 'acme', team: 'ops', user: 'u1' },
+    '/orgs/{org}/teams/{team}/members/{user}',
+  ],
+  [
+    'DELETE',
+    '/orgs/acme/teams/ops/members/u1',
+    'team:update',
+    'organizations',
+    { type: 'team', org: 'acme', team: 'ops', user: 'u1' },
+    '/orgs/{org}/teams/{team}/members/{user}',
+  ],
+  [
+    'GET',
+    '/orgs/acme/teams/ops/roles',
+    'team:read',
+    'organizations',
+    { type: 'team', org: 'acme', team: 'ops' },
+    '/orgs/{org}/teams/{team}/roles',
+  ],
+  [
+    'PUT',
+    '/orgs/acme/teams/ops/roles/deployer',
+    'team:update',
+    'organizations',
+    { type: 'team', org: 'acme', team: 'ops', role: 'deployer' },
+    '/orgs/{org}/teams/{team}/roles/{role}',
+  ],
+  [
+    'DELETE',
+    '/orgs/acme/teams/ops/roles/deployer',
+    'team:update',
+    'organizations',
+    { type: 'team', org: 'acme', team: 'ops', role: 'deployer' },
+    '/orgs/{org}/teams/{team}/roles/{role}',
+  ],
 
   ['GET', '/orgs/acme/roles', 'role:read', 'organizations', { type: 'role', org: 'acme' }, '/orgs/{org}/roles'],
   ['POST', '/orgs/acme/roles', 'role:create', 'organizations', { type: 'role', org: 'acme' }, '/orgs/{org}/roles'],
-  ['GET', '/orgs/acme/roles/deployer', 'role:read', 'organizations', { type: 'role', org: 'acme', role: 'deployer' }, '/orgs/{org}/roles/{role}'],
-  ['PATCH', '/orgs/acme/roles/deployer', 'role:update', 'organizations', { type: 'role', org: 'acme', role: 'deployer' }, '/orgs/{org}/roles/{role}'],
-  ['PUT', '/orgs/acme/roles/deployer', 'role:update', 'organizations', { type: 'role', org: 'acme', role: 'deployer' }, '/orgs/{org}/roles/{role}'],
-  ['DELETE', '/orgs/acme/roles/deployer', 'role:delete', 'organizations', { type: 'role', org: 'acme', role: 'deployer' }, '/orgs/{org}/roles/{role}'],
+  [
+    'GET',
+    '/orgs/acme/roles/deployer',
+    'role:read',
+    'organizations',
+    { type: 'role', org: 'acme', role: 'deployer' },
+    '/orgs/{org}/roles/{role}',
+  ],
+  [
+    'PATCH',
+    '/orgs/acme/roles/deployer',
+    'role:update',
+    'organizations',
+    { type: 'role', org: 'acme', role: 'deployer' },
+    '/orgs/{org}/roles/{role}',
+  ],
+  [
+    'PUT',
+    '/orgs/acme/roles/deployer',
+    'role:update',
+    'organizations',
+    { type: 'role', org: 'acme', role: 'deployer' },
+    '/orgs/{org}/roles/{role}',
+  ],
+  [
+    'DELETE',
+    '/orgs/acme/roles/deployer',
+    'role:delete',
+    'organizations',
+    { type: 'role', org: 'acme', role: 'deployer' },
+    '/orgs/{org}/roles/{role}',
+  ],
 
   ['GET', '/orgs/acme/events', 'audit:read', 'organizations', { type: 'audit', org: 'acme' }, '/orgs/{org}/events'],
 
-  ['POST', '/invitations/i1/accept', 'invitation:accept', 'organizations', { type: 'invitation', invitation: 'i1' }, '/invitations/{invitation}/accept'],
+  [
+    'POST',
+    '/invitations/i1/accept',
+    'invitation:accept',
+    'organizations',
+    { type: 'invitation', invitation: 'i1' },
+    '/invitations/{invitation}/accept',
+  ],
 
   ['GET', '/orgs/acme/projects', 'project:read', 'projects', { type: 'project', org: 'acme' }, '/orgs/{org}/projects'],
   ['POST', '/orgs/acme/projects', 'project:create', 'projects', { type: 'project', org: 'acme' }, '/orgs/{org}/projects'],
-  ['GET', '/orgs/acme/projects/api', 'project:read', 'projects', { type: 'project', org: 'acme', project: 'api' }, '/orgs/{org}/projects/{project}'],
-  ['PATCH', '/orgs/acme/projects/api', 'project:update', 'projects', { type: 'project', org: 'acme', project: 'api' }, '/orgs/{org}/projects/{project}'],
-  ['PUT', '/orgs/acme/projects/api', 'project:update', 'projects', { type: 'project', org: 'acme', project: 'api' }, '/orgs/{org}/projects/{project}'],
-  ['DELETE', '/orgs/acme/projects/api', 'project:delete', 'projects', { type: 'project', org: 'acme', project: 'api' }, '/orgs/{org}/projects/{project}'],
-  ['GET', '/orgs/acme/projects/api/pipelines', 'pipeline:read', 'projects', { type: 'pipeline', org: 'acme', project: 'api' }, '/orgs/{org}/projects/{project}/pipelines'],
-  ['POST', '/orgs/acme/projects/api/pipelines', 'pipeline:run', 'projects', { type: 'pipeline', org: 'acme', project: 'api' }, '/orgs/{org}/projects/{project}/pipelines'],
-  ['GET', '/orgs/acme/projects/api/pipelines/42/logs', 'pipeline:read', 'projects', { type: 'pipeline', org: 'acme', project: 'api' }, '/orgs/{org}/projects/{project}/pipelines/*'],
-  ['POST', '/orgs/acme/projects/api/pipelines/42', 'pipeline:run', 'projects', { type: 'pipeline', org: 'acme', project: 'api' }, '/orgs/{org}/projects/{project}/pipelines/*'],
+  [
+    'GET',
+    '/orgs/acme/projects/api',
+    'project:read',
+    'projects',
+    { type: 'project', org: 'acme', project: 'api' },
+    '/orgs/{org}/projects/{project}',
+  ],
+  [
+    'PATCH',
+    '/orgs/acme/projects/api',
+    'project:update',
+    'projects',
+    { type: 'project', org: 'acme', project: 'api' },
+    '/orgs/{org}/projects/{project}',
+  ],
+  [
+    'PUT',
+    '/orgs/acme/projects/api',
+    'project:update',
+    'projects',
+    { type: 'project', org: 'acme', project: 'api' },
+    '/orgs/{org}/projects/{project}',
+  ],
+  [
+    'DELETE',
+    '/orgs/acme/projects/api',
+    'project:delete',
+    'projects',
+    { type: 'project', org: 'acme', project: 'api' },
+    '/orgs/{org}/projects/{project}',
+  ],
+  [
+    'GET',
+    '/orgs/acme/projects/api/pipelines',
+    'pipeline:read',
+    'projects',
+    { type: 'pipeline', org: 'acme', project: 'api' },
+    '/orgs/{org}/projects/{project}/pipelines',
+  ],
+  [
+    'POST',
+    '/orgs/acme/projects/api/pipelines',
+    'pipeline:run',
+    'projects',
+    { type: 'pipeline', org: 'acme', project: 'api' },
+    '/orgs/{org}/projects/{project}/pipelines',
+  ],
+  [
+    'GET',
+    '/orgs/acme/projects/api/pipelines/42/logs',
+    'pipeline:read',
+    'projects',
+    { type: 'pipeline', org: 'acme', project: 'api' },
+    '/orgs/{org}/projects/{project}/pipelines/*',
+  ],
+  [
+    'POST',
+    '/orgs/acme/projects/api/pipelines/42',
+    'pipeline:run',
+    'projects',
+    { type: 'pipeline', org: 'acme', project: 'api' },
+    '/orgs/{org}/projects/{project}/pipelines/*',
+  ],
 
   ['GET', '/orgs/acme/credentials', 'credential:read', 'credentials', { type: 'credential', org: 'acme' }, '/orgs/{org}/credentials'],
   ['POST', '/orgs/acme/credentials', 'credential:create', 'credentials', { type: 'credential', org: 'acme' }, '/orgs/{org}/credentials'],
-  ['GET', '/orgs/acme/credentials/aws', 'credential:read', 'credentials', { type: 'credential', org: 'acme', credential: 'aws' }, '/orgs/{org}/credentials/{credential}'],
-  ['PATCH', '/orgs/acme/credentials/aws', 'credential:update', 'credentials', { type: 'credential', org: 'acme', credential: 'aws' }, '/orgs/{org}/credentials/{credential}'],
-  ['PUT', '/orgs/acme/credentials/aws', 'credential:update', 'credentials', { type: 'credential', org: 'acme', credential: 'aws' }, '/orgs/{org}/credentials/{credential}'],
-  ['DELETE', '/orgs/acme/credentials/aws', 'credential:delete', 'credentials', { type: 'credential', org: 'acme', credential: 'aws' }, '/orgs/{org}/credentials/{credential}'],
+  [
+    'GET',
+    '/orgs/acme/credentials/aws',
+    'credential:read',
+    'credentials',
+    { type: 'credential', org: 'acme', credential: 'aws' },
+    '/orgs/{org}/credentials/{credential}',
+  ],
+  [
+    'PATCH',
+    '/orgs/acme/credentials/aws',
+    'credential:update',
+    'credentials',
+    { type: 'credential', org: 'acme', credential: 'aws' },
+    '/orgs/{org}/credentials/{credential}',
+  ],
+  [
+    'PUT',
+    '/orgs/acme/credentials/aws',
+    'credential:update',
+    'credentials',
+    { type: 'credential', org: 'acme', credential: 'aws' },
+    '/orgs/{org}/credentials/{credential}',
+  ],
+  [
+    'DELETE',
+    '/orgs/acme/credentials/aws',
+    'credential:delete',
+    'credentials',
+    { type: 'credential', org: 'acme', credential: 'aws' },
+    '/orgs/{org}/credentials/{credential}',
+  ],
 
   ['PUT', '/users/me', 'profile:register', 'users', { type: 'profile' }, '/users/me'],
   ['GET', '/users/me', 'profile:read', 'users', { type: 'profile' }, '/users/me'],
@@ -80,7 +311,14 @@ const EXPECTED: Expected[] = [
   ['PATCH', '/users/u1', 'profile:update', 'users', { type: 'profile', user: 'u1' }, '/users/{user}'],
   ['GET', '/users/u1/picture', 'profile:read', 'users', { type: 'profile', user: 'u1' }, '/users/{user}/picture'],
   // `me` is a literal only where a route spells it: reading a member named `me` is an ordinary lookup.
-  ['GET', '/orgs/acme/members/me', 'member:read', 'organizations', { type: 'member', org: 'acme', user: 'me' }, '/orgs/{org}/members/{user}'],
+  [
+    'GET',
+    '/orgs/acme/members/me',
+    'member:read',
+    'organizations',
+    { type: 'member', org: 'acme', user: 'me' },
+    '/orgs/{org}/members/{user}',
+  ],
 ];
 
 describe('default routes', () => {
@@ -88,7 +326,15 @@ describe('default routes', () => {
 
   it.each(EXPECTED)('%s %s -> %s on %s', (method, path, action, service, resource, route) => {
     const { type, ...params } = resource;
-    expect(table.match(method, path)).toEqual({ route, path, action, service, params, resource: { type, ...params }, checkedByUpstream: [] });
+    expect(table.match(method, path)).toEqual({
+      route,
+      path,
+      action,
+      service,
+      params,
+      resource: { type, ...params },
+      checkedByUpstream: [],
+    });
   });
 
   it('has an expectation for every default route and no other route', () => {
@@ -136,10 +382,13 @@ describe('RouteTable.match', () => {
   });
 
   it('backtracks to a parameter when the literal branch has no route', () => {
-    const routes = new RouteTable([
-      { method: 'GET', path: '/things/special/a', action: 'thing:read', service: 's' },
-      { method: 'GET', path: '/things/{thing}/b', action: 'thing:list', service: 's' },
-    ], []);
+    const routes = new RouteTable(
+      [
+        { method: 'GET', path: '/things/special/a', action: 'thing:read', service: 's' },
+        { method: 'GET', path: '/things/{thing}/b', action: 'thing:list', service: 's' },
+      ],
+      [],
+    );
     expect(routes.match('GET', '/things/special/b')?.params).toEqual({ thing: 'special' });
     expect(routes.match('GET', '/things/special/a')?.params).toEqual({});
   });
@@ -165,12 +414,15 @@ describe('RouteTable.match', () => {
 
   it('matches literal segments case-insensitively and keeps the case of parameters', () => {
     const match = table.match('GET', '/ORGS/Acme/Credentials/Key_AbC');
-    expect(match).toMatchObject({ route: '/orgs/{org}/credentials/{credential}', resource: { type: 'credential', org: 'Acme', credential: 'Key_AbC' } });
+    expect(match).toMatchObject({
+      route: '/orgs/{org}/credentials/{credential}',
+      resource: { type: 'credential', org: 'Acme', credential: 'Key_AbC' },
+    });
     expect(table.match('GET', '/Users/ME')?.route).toBe('/users/me');
     expect(table.match('GET', '/users/Me')?.route).toBe('/users/me');
   });
 
-  it('spells the judged path with the route\'s literals and the parameters as sent', () => {
+  it("spells the judged path with the route's literals and the parameters as sent", () => {
     expect(table.match('GET', '/ORGS/Acme/Teams/Builders/MEMBERS')?.path).toBe('/orgs/Acme/teams/Builders/members');
     expect(table.match('POST', '/Orgs/acme/Projects/Web/PIPELINES/Run-1/Logs')?.path).toBe('/orgs/acme/projects/Web/pipelines/Run-1/Logs');
     expect(table.match('POST', '/ORGS')?.path).toBe('/orgs');
@@ -185,15 +437,35 @@ describe('RouteTable.match', () => {
 describe('checked_by: upstream', () => {
   it('marks the parameter in every match, and lists it for the start-up log', () => {
     const table = new RouteTable([
-      { method: ['GET', 'DELETE'], path: '/orgs/{org}/reports/{report}', action: 'report:read', service: 's', checked_by: { report: 'upstream' } },
+      {
+        method: ['GET', 'DELETE'],
+        path: '/orgs/{org}/reports/{report}',
+        action: 'report:read',
+        service: 's',
+        checked_by: { report: 'upstream' },
+      },
     ]);
-    expect(table.match('GET', '/orgs/acme/reports/Q3')).toMatchObject({ resource: { type: 'report', org: 'acme', report: 'Q3' }, checkedByUpstream: ['report'] });
+    expect(table.match('GET', '/orgs/acme/reports/Q3')).toMatchObject({
+      resource: { type: 'report', org: 'acme', report: 'Q3' },
+      checkedByUpstream: ['report'],
+    });
     expect(table.match('GET', '/orgs/acme/credentials/aws')?.checkedByUpstream).toEqual([]);
-    expect(table.uncheckedParameters()).toEqual(['GET /orgs/{org}/reports/{report} {report}', 'DELETE /orgs/{org}/reports/{report} {report}']);
+    expect(table.uncheckedParameters()).toEqual([
+      'GET /orgs/{org}/reports/{report} {report}',
+      'DELETE /orgs/{org}/reports/{report} {report}',
+    ]);
   });
 
   it('may hand a parameter the gateway could check to the upstream', () => {
-    const table = new RouteTable([{ method: 'GET', path: '/orgs/{org}/credentials/{credential}', action: 'credential:read', service: 'credentials', checked_by: { credential: 'upstream' } }]);
+    const table = new RouteTable([
+      {
+        method: 'GET',
+        path: '/orgs/{org}/credentials/{credential}',
+        action: 'credential:read',
+        service: 'credentials',
+        checked_by: { credential: 'upstream' },
+      },
+    ]);
     expect(table.match('GET', '/orgs/acme/credentials/aws')?.checkedByUpstream).toEqual(['credential']);
   });
 
@@ -209,22 +481,25 @@ describe('checked_by: upstream', () => {
   });
 
   it('leaves routes outside an organization alone', () => {
-    expect(new RouteTable([{ method: 'GET', path: '/reports/{report}', action: 'report:read', service: 's' }], []).match('GET', '/reports/x')?.checkedByUpstream).toEqual([]);
+    expect(
+      new RouteTable([{ method: 'GET', path: '/reports/{report}', action: 'report:read', service: 's' }], []).match('GET', '/reports/x')
+        ?.checkedByUpstream,
+    ).toEqual([]);
   });
 
   it('refuses to name the organization or a parameter the pattern lacks', () => {
-    expect(() => new RouteTable([{ method: 'GET', path: '/orgs/{org}', action: 'o:read', service: 's', checked_by: { org: 'upstream' } }])).toThrow(/\{org\} is always checked by the gateway/);
-    expect(() => new RouteTable([{ method: 'GET', path: '/orgs/{org}/x', action: 'o:read', service: 's', checked_by: { thing: 'upstream' } }])).toThrow(
-      /checked_by names \{thing\}, which is not a parameter/,
-    );
+    expect(
+      () => new RouteTable([{ method: 'GET', path: '/orgs/{org}', action: 'o:read', service: 's', checked_by: { org: 'upstream' } }]),
+    ).toThrow(/\{org\} is always checked by the gateway/);
+    expect(
+      () => new RouteTable([{ method: 'GET', path: '/orgs/{org}/x', action: 'o:read', service: 's', checked_by: { thing: 'upstream' } }]),
+    ).toThrow(/checked_by names \{thing\}, which is not a parameter/);
   });
 });
 
 describe('config routes', () => {
   it('add routes, with a method array and lower-case methods upper-cased', () => {
-    const table = new RouteTable([
-      { method: ['get', 'Head'], path: '/orgs/{org}/audit', action: 'audit:read', service: 'organizations' },
-    ]);
+    const table = new RouteTable([{ method: ['get', 'Head'], path: '/orgs/{org}/audit', action: 'audit:read', service: 'organizations' }]);
     expect(table.match('GET', '/orgs/acme/audit')).toEqual({
       route: '/orgs/{org}/audit',
       path: '/orgs/acme/audit',
@@ -239,8 +514,13 @@ describe('config routes', () => {
   });
 
   it('override a default route with the same method and pattern, leaving its other methods alone', () => {
-    const table = new RouteTable([{ method: 'DELETE', path: '/orgs/{org}', action: 'organization:archive', service: 'organizations', resource: 'archive' }]);
-    expect(table.match('DELETE', '/orgs/acme')).toMatchObject({ action: 'organization:archive', resource: { type: 'archive', org: 'acme' } });
+    const table = new RouteTable([
+      { method: 'DELETE', path: '/orgs/{org}', action: 'organization:archive', service: 'organizations', resource: 'archive' },
+    ]);
+    expect(table.match('DELETE', '/orgs/acme')).toMatchObject({
+      action: 'organization:archive',
+      resource: { type: 'archive', org: 'acme' },
+    });
     expect(table.match('GET', '/orgs/acme')?.action).toBe('organization:read');
     expect(table.routes.filter((route) => route.method === 'DELETE' && route.path === '/orgs/{org}')).toHaveLength(1);
   });
@@ -289,9 +569,13 @@ describe('config routes', () => {
   });
 
   it('reject a method that is not an HTTP token, and a malformed action or resource type', () => {
-    expect(() => new RouteTable([{ method: 'GE T', path: '/a', action: 'a:read', service: 's' }], [])).toThrow(/not an upper-case HTTP method/);
+    expect(() => new RouteTable([{ method: 'GE T', path: '/a', action: 'a:read', service: 's' }], [])).toThrow(
+      /not an upper-case HTTP method/,
+    );
     expect(() => new RouteTable([{ method: 'GET', path: '/a', action: 'read', service: 's' }], [])).toThrow(/resource:verb/);
-    expect(() => new RouteTable([{ method: 'GET', path: '/a', action: 'a:read', service: 's', resource: 'A B' }], [])).toThrow(/lower-case word/);
+    expect(() => new RouteTable([{ method: 'GET', path: '/a', action: 'a:read', service: 's', resource: 'A B' }], [])).toThrow(
+      /lower-case word/,
+    );
   });
 
   it('reject ambiguous default routes', () => {
@@ -305,7 +589,16 @@ describe('config routes', () => {
 
 describe('expandRouteConfig', () => {
   it('yields one definition per method, keeping the resource type and checked_by', () => {
-    expect(expandRouteConfig({ method: ['get', 'PATCH'], path: '/a/{x}', action: 'a:read', service: 's', resource: 'thing', checked_by: { x: 'upstream' } })).toEqual([
+    expect(
+      expandRouteConfig({
+        method: ['get', 'PATCH'],
+        path: '/a/{x}',
+        action: 'a:read',
+        service: 's',
+        resource: 'thing',
+        checked_by: { x: 'upstream' },
+      }),
+    ).toEqual([
       { method: 'GET', path: '/a/{x}', action: 'a:read', service: 's', resource: 'thing', checkedBy: { x: 'upstream' } },
       { method: 'PATCH', path: '/a/{x}', action: 'a:read', service: 's', resource: 'thing', checkedBy: { x: 'upstream' } },
     ]);

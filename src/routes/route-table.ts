@@ -58,7 +58,8 @@ export class RouteTable implements RouteMatcher {
     for (const definition of defaults) {
       const key = keyOf(validated(definition));
       const existing = effective.get(key);
-      if (existing) throw new Error(`default route ${definition.method} ${definition.path} is ambiguous with ${existing.method} ${existing.path}`);
+      if (existing)
+        throw new Error(`default route ${definition.method} ${definition.path} is ambiguous with ${existing.method} ${existing.path}`);
       effective.set(key, definition);
     }
     const fromConfig = new Set<string>();
@@ -159,7 +160,9 @@ function find(node: TrieNode, segments: readonly string[], index: number, values
 
 /** ASCII letters lower-cased outside escapes, whose hex stays upper-case as in canonical patterns. */
 function foldCase(segment: string): string {
-  return /[A-Z]/.test(segment) ? segment.replace(/%[0-9A-F]{2}|[A-Z]+/g, (text) => (text.charCodeAt(0) === 0x25 ? text : text.toLowerCase())) : segment;
+  return /[A-Z]/.test(segment)
+    ? segment.replace(/%[0-9A-F]{2}|[A-Z]+/g, (text) => (text.charCodeAt(0) === 0x25 ? text : text.toLowerCase()))
+    : segment;
 }
 
 function newNode(): TrieNode {
@@ -178,7 +181,8 @@ function validated(definition: RouteDefinition): RouteDefinition {
   const params = new Set(segments.flatMap((segment) => (segment.kind === 'param' ? [segment.name] : [])));
   for (const [name, checker] of Object.entries(definition.checkedBy ?? {})) {
     if (!params.has(name)) throw new Error(`${where}: checked_by names {${name}}, which is not a parameter of the pattern`);
-    if (name === 'org') throw new Error(`${where}: {org} is always checked by the gateway (membership depends on it), it cannot be checked_by ${checker}`);
+    if (name === 'org')
+      throw new Error(`${where}: {org} is always checked by the gateway (membership depends on it), it cannot be checked_by ${checker}`);
   }
   // R7: in an organization's routes, every parameter is checked by someone.
   if (params.has('org')) {
@@ -226,13 +230,16 @@ function parsePattern(pattern: string): Segment[] {
       throw bad(`has a segment "${part}" that no request can match: ${(error as Error).message}`);
     }
     const folded = foldCase(canonical.slice(1));
-    if (folded !== part) throw bad(`has a segment "${part}" that is not canonical (write it "${folded}"; literals match case-insensitively)`);
+    if (folded !== part)
+      throw bad(`has a segment "${part}" that is not canonical (write it "${folded}"; literals match case-insensitively)`);
     return { kind: 'literal', value: part };
   });
 }
 
 /** Method plus pattern shape: `/orgs/{org}` and `/orgs/{slug}` are the same route. */
 function keyOf(definition: RouteDefinition): string {
-  const shape = parsePattern(definition.path).map((segment) => (segment.kind === 'literal' ? segment.value : segment.kind === 'param' ? '{}' : '*'));
+  const shape = parsePattern(definition.path).map((segment) =>
+    segment.kind === 'literal' ? segment.value : segment.kind === 'param' ? '{}' : '*',
+  );
   return `${definition.method} /${shape.join('/')}`;
 }

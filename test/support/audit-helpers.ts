@@ -24,13 +24,22 @@ export function syntheticDecision(n: number, overrides: Partial<DecisionRecord> 
     reasons: allow ? ["granted by permission '*' in organization 'acme'"] : ["missing permission 'project:delete' in organization 'acme'"],
     policyRevision: 'rev-test',
     evalLatencyUs: 40 + (n % 17),
-    input: { action: allow ? 'project:read' : 'project:delete', request: { id: `request-${n}` }, subject: { sub: 'alice|sub', memberships: { acme: { permissions: ['*'] } } } },
+    input: {
+      action: allow ? 'project:read' : 'project:delete',
+      request: { id: `request-${n}` },
+      subject: { sub: 'alice|sub', memberships: { acme: { permissions: ['*'] } } },
+    },
     ...overrides,
   };
 }
 
 /** Appends `count` synthetic records through the chained store, in batches. */
-export async function appendDecisions(db: Knex, count: number, from = 0, overrides: (n: number) => Partial<DecisionRecord> = () => ({})): Promise<DecisionRecord[]> {
+export async function appendDecisions(
+  db: Knex,
+  count: number,
+  from = 0,
+  overrides: (n: number) => Partial<DecisionRecord> = () => ({}),
+): Promise<DecisionRecord[]> {
   const store = new PgDecisionStore(db);
   const records = Array.from({ length: count }, (_, i) => syntheticDecision(from + i, overrides(from + i)));
   for (let start = 0; start < records.length; start += 500) await store.append(records.slice(start, start + 500).map(prepareDecision));

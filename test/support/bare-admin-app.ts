@@ -6,7 +6,16 @@ export async function startBareAdminApp(): Promise<{ url: string; close: () => v
   const app = createAdminApp({
     token: undefined,
     jwks: () => ({ keys: [] }),
-    policy: { current: { revision: 'r', evaluate: () => { throw new Error('unused'); } }, source: 's', loadedAt: new Date() },
+    policy: {
+      current: {
+        revision: 'r',
+        evaluate: () => {
+          throw new Error('unused');
+        },
+      },
+      source: 's',
+      loadedAt: new Date(),
+    },
     pingDatabase: async () => undefined,
   });
   const server = app.listen(0, '127.0.0.1');

@@ -17,7 +17,8 @@ export interface CliRun {
 }
 
 export function requireBuild(): void {
-  if (!existsSync(path.join(projectRoot, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+  if (!existsSync(path.join(projectRoot, 'dist', 'cli', 'main.js')))
+    throw new Error('dist/ is missing: run `npm run build` (npm test does)');
 }
 
 /** Starts `portcullis <args>` with OPA_BIN set and PORTCULLIS_CONFIG/_STATE_DIR cleared; `env` adds to or overrides that. */

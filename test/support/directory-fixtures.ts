@@ -20,10 +20,21 @@ export async function seedDirectory(db: Knex, options: { globexProject?: boolean
   const defaultRole = await role('default');
 
   const user = async (name: string) =>
-    (await db('users').insert({ subject: `${name}|sub`, email: `${name}@example.com`, display_name: name }).returning('id'))[0].id as string;
-  const [alice, bob, carol, dave, erin] = [await user('alice'), await user('bob'), await user('carol'), await user('dave'), await user('erin')];
+    (
+      await db('users')
+        .insert({ subject: `${name}|sub`, email: `${name}@example.com`, display_name: name })
+        .returning('id')
+    )[0].id as string;
+  const [alice, bob, carol, dave, erin] = [
+    await user('alice'),
+    await user('bob'),
+    await user('carol'),
+    await user('dave'),
+    await user('erin'),
+  ];
 
-  const org = async (slug: string) => (await db('organizations').insert({ slug, name: slug.toUpperCase() }).returning('id'))[0].id as string;
+  const org = async (slug: string) =>
+    (await db('organizations').insert({ slug, name: slug.toUpperCase() }).returning('id'))[0].id as string;
   const acme = await org('acme');
   const globex = await org('globex');
 
@@ -40,8 +51,11 @@ export async function seedDirectory(db: Knex, options: { globexProject?: boolean
     { organization_id: acme, user_id: dave, role_id: defaultRole },
   ]);
 
-  const projectCreator = (await db('roles').insert({ organization_id: acme, name: 'project-creator', permissions: ['project:create'] }).returning('id'))[0]
-    .id as string;
+  const projectCreator = (
+    await db('roles')
+      .insert({ organization_id: acme, name: 'project-creator', permissions: ['project:create'] })
+      .returning('id')
+  )[0].id as string;
   const deployers = (await db('teams').insert({ organization_id: acme, name: 'deployers' }).returning('id'))[0].id as string;
   await db('team_members').insert({ team_id: deployers, user_id: bob });
   await db('team_roles').insert({ team_id: deployers, role_id: projectCreator });
@@ -54,8 +68,9 @@ export async function seedDirectory(db: Knex, options: { globexProject?: boolean
   const acmeKey = await credential(acme, 'Key_AbC');
   const globexKey = await credential(globex, 'globex-key');
 
-  const invitation = (await db('invitations').insert({ organization_id: acme, email: 'carol@example.com', role_id: defaultRole }).returning('id'))[0]
-    .id as string;
+  const invitation = (
+    await db('invitations').insert({ organization_id: acme, email: 'carol@example.com', role_id: defaultRole }).returning('id')
+  )[0].id as string;
 
   return {
     orgs: { acme, globex },

@@ -12,7 +12,10 @@ if (!existsSync(CHROMIUM)) {
   const apt = existsSync('/usr/bin/apt-get');
   if (root && apt) {
     console.log('[pretest] installing Debian chromium for the console browser tests (apt-get)…');
-    execSync('apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium', { stdio: 'inherit', shell: '/bin/sh' });
+    execSync('apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium', {
+      stdio: 'inherit',
+      shell: '/bin/sh',
+    });
   } else {
     console.warn(`[pretest] ${CHROMIUM} is missing: install it (sudo apt-get install chromium) or the console browser tests fail`);
   }

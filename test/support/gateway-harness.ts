@@ -36,10 +36,9 @@ export async function startHarness(
   const dir = await mkdtemp(path.join(os.tmpdir(), 'portcullis-harness-'));
   const database = options.database ?? (await createTestDatabase());
   const tokens = await createTokenIssuer(dir);
-  const upstreams = Object.fromEntries(await Promise.all(SERVICES.map(async (name) => [name, await startEchoUpstream(name)] as const))) as Record<
-    ServiceName,
-    EchoUpstream
-  >;
+  const upstreams = Object.fromEntries(
+    await Promise.all(SERVICES.map(async (name) => [name, await startEchoUpstream(name)] as const)),
+  ) as Record<ServiceName, EchoUpstream>;
   const bundle = process.env.PORTCULLIS_TEST_BUNDLE;
   if (!bundle) throw new Error('PORTCULLIS_TEST_BUNDLE is not set: run tests through jest (global setup)');
   const config = parseConfig(

@@ -26,11 +26,14 @@ export function ensureNginx(): string {
   const found = findNginx();
   if (found) return found;
   if (process.getuid?.() !== 0) {
-    throw new Error('nginx is not installed and this test is not running as root to install it: run `apt-get install -y nginx` (Debian/Ubuntu) first');
+    throw new Error(
+      'nginx is not installed and this test is not running as root to install it: run `apt-get install -y nginx` (Debian/Ubuntu) first',
+    );
   }
   // RUNLEVEL=1: the package's post-install script must not start a system nginx on port 80.
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive', RUNLEVEL: '1' };
-  const install = () => spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'install', '-y', '--no-install-recommends', 'nginx'], { env, encoding: 'utf8' });
+  const install = () =>
+    spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'install', '-y', '--no-install-recommends', 'nginx'], { env, encoding: 'utf8' });
   let result = install();
   if (result.status !== 0) {
     // A fresh machine may have no package lists yet.
@@ -39,7 +42,9 @@ export function ensureNginx(): string {
   }
   const installed = findNginx();
   if (result.status !== 0 || !installed) {
-    throw new Error(`nginx is missing and \`apt-get install -y nginx\` failed (exit ${result.status}): ${(result.stderr || result.stdout || String(result.error)).trim().split('\n').pop()}`);
+    throw new Error(
+      `nginx is missing and \`apt-get install -y nginx\` failed (exit ${result.status}): ${(result.stderr || result.stdout || String(result.error)).trim().split('\n').pop()}`,
+    );
   }
   return installed;
 }
@@ -105,7 +110,9 @@ export async function startNginx(options: { dir: string; upstreams: string[]; po
   const check = spawnSync(binary, ['-t', '-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', errorLog], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`nginx -t refused the config: ${check.stderr.trim()}`);
 
-  const child: ChildProcess = spawn(binary, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', errorLog], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(binary, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', errorLog], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -35,8 +35,16 @@ export interface SigningKeys {
 export async function generateSigningKeys(dir: string, kind: 'rsa' | 'ec', name: string = kind): Promise<SigningKeys> {
   const pair =
     kind === 'rsa'
-      ? generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } })
-      : generateKeyPairSync('ec', { namedCurve: 'P-256', publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+      ? generateKeyPairSync('rsa', {
+          modulusLength: 2048,
+          publicKeyEncoding: { type: 'spki', format: 'pem' },
+          privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+        })
+      : generateKeyPairSync('ec', {
+          namedCurve: 'P-256',
+          publicKeyEncoding: { type: 'spki', format: 'pem' },
+          privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+        });
   const privateKeyFile = path.join(dir, `${name}-private.pem`);
   const publicKeyFile = path.join(dir, `${name}-public.pem`);
   await writeFile(privateKeyFile, pair.privateKey);
@@ -45,14 +53,22 @@ export async function generateSigningKeys(dir: string, kind: 'rsa' | 'ec', name:
 }
 
 /** `opa build` of `source` into `output`, signed when a key is given (as `policy build --signing-key` does). */
-export async function buildBundle(source: string, output: string, options: { signingKey?: string; algorithm?: string; entrypoint?: string } = {}): Promise<string> {
+export async function buildBundle(
+  source: string,
+  output: string,
+  options: { signingKey?: string; algorithm?: string; entrypoint?: string } = {},
+): Promise<string> {
   const signing = options.signingKey ? { keyFile: options.signingKey, algorithm: options.algorithm ?? 'RS256' } : undefined;
   await buildWasmBundle({ opa: testOpa(), source, entrypoints: [options.entrypoint ?? 'portcullis/decision'], output, signing });
   return output;
 }
 
 /** Unpacks a bundle, lets `edit` change its files (name -> content; delete to drop), and packs it again. */
-export async function rewriteBundle(input: string, output: string, edit: (files: Map<string, Buffer>) => void | Promise<void>): Promise<string> {
+export async function rewriteBundle(
+  input: string,
+  output: string,
+  edit: (files: Map<string, Buffer>) => void | Promise<void>,
+): Promise<string> {
   const work = await scratchDir('rewrite');
   try {
     const unpacked = path.join(work, 'files');

@@ -22,7 +22,12 @@ export interface ServiceProcess {
  * Starts `portcullis <args>` and resolves once a line of its output matches `ready`;
  * rejects with its output if it exits first or is not ready within `timeoutMs`.
  */
-export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv, ready: RegExp, timeoutMs = 30_000): Promise<ServiceProcess> {
+export async function startServiceProcess(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  ready: RegExp,
+  timeoutMs = 30_000,
+): Promise<ServiceProcess> {
   const child = spawnCli(args, env);
   let output = '';
   const keep = (chunk: Buffer) => {

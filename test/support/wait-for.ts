@@ -11,7 +11,10 @@ export interface WaitForOptions {
 }
 
 /** Polls `condition` until it returns something other than undefined or false, and returns that. */
-export async function waitFor<T>(condition: () => T | undefined | false | Promise<T | undefined | false>, options: WaitForOptions = {}): Promise<T> {
+export async function waitFor<T>(
+  condition: () => T | undefined | false | Promise<T | undefined | false>,
+  options: WaitForOptions = {},
+): Promise<T> {
   const { timeoutMs = 5_000, everyMs = 10, what = 'the condition' } = options;
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;

@@ -19,7 +19,15 @@ import { InputError, PortcullisError } from '../../base/errors';
 import { projectRoot } from '../../project-root';
 import { accessPage, orgActions, sourcesOf, type ConsoleRoute } from './access-page';
 import { html, page, type Html, type Section } from './console-html';
-import { csrfMatches, readCookie, securityHeaders, SESSION_COOKIE, tokenMatches, type ConsoleSession, type SessionSigner } from './console-session';
+import {
+  csrfMatches,
+  readCookie,
+  securityHeaders,
+  SESSION_COOKIE,
+  tokenMatches,
+  type ConsoleSession,
+  type SessionSigner,
+} from './console-session';
 import type { ConsoleStore } from './console-store';
 import { decisionPage, type DecisionExplained } from './decision-page';
 import { pinned, queryString, readFilterValues, toFilter, type FilterValues } from './decision-query';
@@ -71,7 +79,10 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
 
   router.get('/sign-in', (req, res) => {
     const pre = randomToken();
-    res.setHeader('set-cookie', `${PRE_COOKIE}=${pre}; Path=/console; HttpOnly; SameSite=Strict; Max-Age=600${req.secure ? '; Secure' : ''}`);
+    res.setHeader(
+      'set-cookie',
+      `${PRE_COOKIE}=${pre}; Path=/console; HttpOnly; SameSite=Strict; Max-Age=600${req.secure ? '; Secure' : ''}`,
+    );
     res.type('html').send(signInPage(pre, localNext(req.query.next), typeof req.query.error === 'string', deps.sessions.ttlMs));
   });
 
@@ -80,7 +91,15 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
     const pre = readCookie(req, PRE_COOKIE);
     const next = localNext(body.next);
     if (!pre || body.csrf !== pre) {
-      res.status(403).type('html').send(page({ title: 'Sign-in refused' }, html`<p role="alert">The sign-in form expired or came from another site. <a href="/console/sign-in">Sign in again</a>.</p>`));
+      res
+        .status(403)
+        .type('html')
+        .send(
+          page(
+            { title: 'Sign-in refused' },
+            html`<p role="alert">The sign-in form expired or came from another site. <a href="/console/sign-in">Sign in again</a>.</p>`,
+          ),
+        );
       return;
     }
     if (!tokenMatches(typeof body.token === 'string' ? body.token : '', deps.token)) {
@@ -88,7 +107,10 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
       return;
     }
     const { cookie } = deps.sessions.issue();
-    res.setHeader('set-cookie', [`${SESSION_COOKIE}=${cookie}; ${deps.sessions.cookieAttributes(req, deps.sessions.ttlMs)}`, `${PRE_COOKIE}=; Path=/console; Max-Age=0`]);
+    res.setHeader('set-cookie', [
+      `${SESSION_COOKIE}=${cookie}; ${deps.sessions.cookieAttributes(req, deps.sessions.ttlMs)}`,
+      `${PRE_COOKIE}=; Path=/console; Max-Age=0`,
+    ]);
     res.redirect(303, next);
   });
 
@@ -97,7 +119,11 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
     const session = deps.sessions.verify(readCookie(req, SESSION_COOKIE));
     if (!session || revoked.has(session.id)) {
       if (req.method === 'GET' || req.method === 'HEAD') res.redirect(303, `/console/sign-in?next=${encodeURIComponent(req.originalUrl)}`);
-      else res.status(401).type('html').send(page({ title: 'Signed out' }, html`<p role="alert">Your session has ended. <a href="/console/sign-in">Sign in</a>.</p>`));
+      else
+        res
+          .status(401)
+          .type('html')
+          .send(page({ title: 'Signed out' }, html`<p role="alert">Your session has ended. <a href="/console/sign-in">Sign in</a>.</p>`));
       return;
     }
     (res.locals as SignedIn).session = session;
@@ -105,7 +131,15 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
   });
   router.post(/.*/, form, (req: Request, res: Response, next: NextFunction) => {
     if (!csrfMatches(sessionOf(res), (req.body as Record<string, unknown> | undefined)?.csrf)) {
-      res.status(403).type('html').send(page({ title: 'Request refused' }, html`<p role="alert">This form is missing its CSRF token or it belongs to another session. Reload the page and try again.</p>`));
+      res
+        .status(403)
+        .type('html')
+        .send(
+          page(
+            { title: 'Request refused' },
+            html`<p role="alert">This form is missing its CSRF token or it belongs to another session. Reload the page and try again.</p>`,
+          ),
+        );
       return;
     }
     next();
@@ -120,7 +154,13 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
     res.redirect(303, '/console/sign-in');
   });
 
-  const send = (res: Response, title: string, section: Section | undefined, body: Html, options: { status?: number; scripts?: string[]; styles?: string[] } = {}) => {
+  const send = (
+    res: Response,
+    title: string,
+    section: Section | undefined,
+    body: Html,
+    options: { status?: number; scripts?: string[]; styles?: string[] } = {},
+  ) => {
     res
       .status(options.status ?? 200)
       .type('html')
@@ -141,8 +181,21 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
         deps.store.chain(),
       ]);
       const caches = Object.fromEntries(Object.entries(deps.caches).map(([name, cache]) => [name, cache.cacheStats()]));
-      const body = overviewPage({ hourly, daily, reloads, latency, tops, policy: deps.policy.state(), backlog: deps.backlog(), chain, caches });
-      send(res, 'Overview', 'overview', body, { scripts: ['/console/vendor/uplot.js', '/console/static/overview.js'], styles: ['/console/vendor/uplot.css'] });
+      const body = overviewPage({
+        hourly,
+        daily,
+        reloads,
+        latency,
+        tops,
+        policy: deps.policy.state(),
+        backlog: deps.backlog(),
+        chain,
+        caches,
+      });
+      send(res, 'Overview', 'overview', body, {
+        scripts: ['/console/vendor/uplot.js', '/console/static/overview.js'],
+        styles: ['/console/vendor/uplot.css'],
+      });
     } catch (error) {
       next(error);
     }
@@ -157,9 +210,12 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
       const rows = await deps.store.decisions(filter, { limit: PAGE, beforeSeq: read.beforeSeq });
       const last = rows.decisions[rows.decisions.length - 1];
       const older = rows.more && last ? `/console/decisions${queryString(pinned(values, filter), { before: last.seq })}` : undefined;
-      send(res, 'Decisions', 'decisions', decisionsPage(values, rows.decisions, older, undefined), { scripts: ['/console/static/decisions.js'] });
+      send(res, 'Decisions', 'decisions', decisionsPage(values, rows.decisions, older, undefined), {
+        scripts: ['/console/static/decisions.js'],
+      });
     } catch (error) {
-      if (error instanceof InputError) send(res, 'Decisions', 'decisions', decisionsPage(values, [], undefined, error.message), { status: 400 });
+      if (error instanceof InputError)
+        send(res, 'Decisions', 'decisions', decisionsPage(values, [], undefined, error.message), { status: 400 });
       else next(error);
     }
   });
@@ -202,7 +258,7 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
       res.setHeader('content-disposition', `attachment; filename="decisions.${format}"`);
       if (format === 'csv') res.write(`${CSV_COLUMNS.join(',')}\n`);
       let before: number | undefined;
-      for (let written = 0; written < EXPORT_LIMIT; ) {
+      for (let written = 0; written < EXPORT_LIMIT;) {
         const rows = await deps.store.decisions(filter, { limit: EXPORT_PAGE, beforeSeq: before });
         for (const row of rows.decisions) {
           res.write(format === 'csv' ? `${CSV_COLUMNS.map((column) => csvField(row[column])).join(',')}\n` : `${JSON.stringify(row)}\n`);
@@ -221,7 +277,9 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
   const showDecision = async (req: Request, res: Response, explained?: DecisionExplained): Promise<void> => {
     const decision = await deps.decisions.get(String(req.params.id));
     if (!decision) {
-      send(res, 'No such decision', 'decisions', html`<p role="alert">No decision ${String(req.params.id)} is stored.</p>`, { status: 404 });
+      send(res, 'No such decision', 'decisions', html`<p role="alert">No decision ${String(req.params.id)} is stored.</p>`, {
+        status: 404,
+      });
       return;
     }
     const regression = decision.input === null ? null : regressionTests([decision], deps.entrypoint);
@@ -250,7 +308,11 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
           : (() => {
               const evaluation = engine.evaluate(decision.input as Parameters<PolicyEngine['evaluate']>[0]);
               const { decision: now } = evaluation;
-              return { revision: evaluation.revision, decision: now, differs: now.allow !== decision.allow || (!now.allow && now.status !== decision.status) };
+              return {
+                revision: evaluation.revision,
+                decision: now,
+                differs: now.allow !== decision.allow || (!now.allow && now.status !== decision.status),
+              };
             })();
       let explanation: Explanation | null = null;
       let error: string | undefined;
@@ -290,13 +352,20 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
       }
       error = thrown.message;
     }
-    send(res, 'Explain a request', 'explain', explainPage(query, explanation, grantedBy, error, `${req.protocol}://${req.get('host') ?? 'localhost'}`), { status: error ? 400 : 200 });
+    send(
+      res,
+      'Explain a request',
+      'explain',
+      explainPage(query, explanation, grantedBy, error, `${req.protocol}://${req.get('host') ?? 'localhost'}`),
+      { status: error ? 400 : 200 },
+    );
   });
 
   router.get('/access', async (req, res, next) => {
     try {
       const orgs = (await deps.store.organizations()).map((org) => org.slug);
-      const text = (name: string) => (typeof req.query[name] === 'string' && req.query[name] !== '' ? (req.query[name] as string) : undefined);
+      const text = (name: string) =>
+        typeof req.query[name] === 'string' && req.query[name] !== '' ? (req.query[name] as string) : undefined;
       const org = text('org') ?? orgs[0];
       if (!org) {
         send(res, 'Access map', 'access', html`<p>There are no organizations yet.</p>`);
@@ -307,8 +376,19 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
         send(res, 'Access map', 'access', html`<p role="alert">There is no organization ${org}.</p>`, { status: 404 });
         return;
       }
-      const sample = { project: details.projects[0]?.slug ?? 'project', user: details.members[0]?.userId ?? 'user', team: details.teams[0]?.name ?? 'team' };
-      const body = accessPage({ org, action: text('action'), user: text('user') }, orgs, details.members, orgActions(deps.routes), deps.routes, sample);
+      const sample = {
+        project: details.projects[0]?.slug ?? 'project',
+        user: details.members[0]?.userId ?? 'user',
+        team: details.teams[0]?.name ?? 'team',
+      };
+      const body = accessPage(
+        { org, action: text('action'), user: text('user') },
+        orgs,
+        details.members,
+        orgActions(deps.routes),
+        deps.routes,
+        sample,
+      );
       send(res, `Access map: ${org}`, 'access', body);
     } catch (error) {
       next(error);
@@ -321,7 +401,10 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
     return {
       state: deps.policy.state(),
       shadow: deps.shadow ? { state: deps.shadow.manager.state(), stats: deps.shadow.stats() } : undefined,
-      disagreements: { rows: page.disagreements, next: page.more && last ? `/console/policy${queryString({}, { before: last.id })}` : undefined },
+      disagreements: {
+        rows: page.disagreements,
+        next: page.more && last ? `/console/policy${queryString({}, { before: last.id })}` : undefined,
+      },
     };
   };
 
@@ -339,9 +422,20 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
       const outcome = await deps.policy.reload();
       const reload =
         outcome.status === 'failed'
-          ? { ok: false, message: `The policy was not reloaded: ${outcome.error.file ? `${outcome.error.file}${outcome.error.line ? `:${outcome.error.line}` : ''}: ` : ''}${outcome.error.message}. Revision ${outcome.revision} keeps serving.` }
-          : { ok: true, message: outcome.status === 'loaded' ? `Reloaded: revision ${outcome.revision} now serves.` : `Unchanged: revision ${outcome.revision} keeps serving.` };
-      send(res, 'Policy', 'policy', policyPage({ ...(await policyData(undefined)), reload }, sessionOf(res).csrf), { status: reload.ok ? 200 : 422 });
+          ? {
+              ok: false,
+              message: `The policy was not reloaded: ${outcome.error.file ? `${outcome.error.file}${outcome.error.line ? `:${outcome.error.line}` : ''}: ` : ''}${outcome.error.message}. Revision ${outcome.revision} keeps serving.`,
+            }
+          : {
+              ok: true,
+              message:
+                outcome.status === 'loaded'
+                  ? `Reloaded: revision ${outcome.revision} now serves.`
+                  : `Unchanged: revision ${outcome.revision} keeps serving.`,
+            };
+      send(res, 'Policy', 'policy', policyPage({ ...(await policyData(undefined)), reload }, sessionOf(res).csrf), {
+        status: reload.ok ? 200 : 422,
+      });
     } catch (error) {
       next(error);
     }
@@ -366,7 +460,9 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
         if (!(error instanceof InputError)) throw error;
         replay = { form: replayForm, error: error.message };
       }
-      send(res, 'Policy', 'policy', policyPage({ ...(await policyData(undefined)), replay }, sessionOf(res).csrf), { status: replay.error ? 400 : 200 });
+      send(res, 'Policy', 'policy', policyPage({ ...(await policyData(undefined)), replay }, sessionOf(res).csrf), {
+        status: replay.error ? 400 : 200,
+      });
     } catch (error) {
       next(error);
     }
@@ -383,7 +479,8 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
   router.get('/directory/:org', async (req, res, next) => {
     try {
       const org = await deps.store.organization(String(req.params.org));
-      if (!org) send(res, 'Directory', 'directory', html`<p role="alert">There is no organization ${String(req.params.org)}.</p>`, { status: 404 });
+      if (!org)
+        send(res, 'Directory', 'directory', html`<p role="alert">There is no organization ${String(req.params.org)}.</p>`, { status: 404 });
       else send(res, `Organization ${org.slug}`, 'directory', organizationPage(org));
     } catch (error) {
       next(error);
@@ -397,12 +494,15 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
   router.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     const known = error instanceof PortcullisError;
     const status = known ? ((error as { status?: number }).status ?? 500) : 500;
-    const message = known ? (error as Error).message : 'The page could not be built (the database may be unavailable); see the gateway log.';
+    const message = known
+      ? (error as Error).message
+      : 'The page could not be built (the database may be unavailable); see the gateway log.';
     if (res.headersSent) {
       res.end();
       return;
     }
-    if (res.locals && (res.locals as Partial<SignedIn>).session) send(res, 'Error', undefined, html`<p class="error" role="alert">${message}</p>`, { status });
+    if (res.locals && (res.locals as Partial<SignedIn>).session)
+      send(res, 'Error', undefined, html`<p class="error" role="alert">${message}</p>`, { status });
     else res.status(status).type('text/plain').send(message);
   });
 
@@ -411,7 +511,24 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
 
 const PRE_COOKIE = 'portcullis_console_signin';
 
-const CSV_COLUMNS = ['id', 'seq', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path', 'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run'] as const;
+const CSV_COLUMNS = [
+  'id',
+  'seq',
+  'time',
+  'request_id',
+  'subject',
+  'user_id',
+  'organization',
+  'action',
+  'method',
+  'path',
+  'allow',
+  'status',
+  'reasons',
+  'policy_revision',
+  'eval_latency_us',
+  'dry_run',
+] as const;
 
 function csvField(value: unknown): string {
   if (value === null || value === undefined) return '';
@@ -438,11 +555,17 @@ function signInPage(csrf: string, next: string, failed: boolean, ttlMs: number):
   return page(
     { title: 'Sign in' },
     html`${failed ? html`<p class="error" role="alert">That is not the admin token.</p>` : ''}
-<form method="post" action="/console/sign-in" class="sign-in">
-<input type="hidden" name="csrf" value="${csrf}"><input type="hidden" name="next" value="${next}">
-<div class="field"><label for="token">Admin token</label><input id="token" name="token" type="password" autocomplete="current-password" required autofocus></div>
-<button type="submit">Sign in</button>
-<p>The token is <code>admin.token</code> of the gateway's configuration. A session lasts ${Math.round(ttlMs / 60_000)} minutes, or until you sign out.</p>
-</form>`,
+      <form method="post" action="/console/sign-in" class="sign-in">
+        <input type="hidden" name="csrf" value="${csrf}" /><input type="hidden" name="next" value="${next}" />
+        <div class="field">
+          <label for="token">Admin token</label
+          ><input id="token" name="token" type="password" autocomplete="current-password" required autofocus />
+        </div>
+        <button type="submit">Sign in</button>
+        <p>
+          The token is <code>admin.token</code> of the gateway's configuration. A session lasts ${Math.round(ttlMs / 60_000)} minutes, or
+          until you sign out.
+        </p>
+      </form>`,
   );
 }

@@ -52,7 +52,24 @@ export interface MemberGrants {
   teams: { team: string; role: string; permissions: string[] }[];
 }
 
-const SUMMARY = ['id', 'seq', 'time', 'request_id', 'subject', 'user_id', 'organization', 'action', 'method', 'path', 'allow', 'status', 'reasons', 'policy_revision', 'eval_latency_us', 'dry_run'];
+const SUMMARY = [
+  'id',
+  'seq',
+  'time',
+  'request_id',
+  'subject',
+  'user_id',
+  'organization',
+  'action',
+  'method',
+  'path',
+  'allow',
+  'status',
+  'reasons',
+  'policy_revision',
+  'eval_latency_us',
+  'dry_run',
+];
 
 const TOP = 8;
 
@@ -73,12 +90,20 @@ export class ConsoleStore {
        from buckets b left join counted c on c.at = b.at order by b.at`,
       [unit, since.toISOString(), unit, until.toISOString(), step, unit, unit, since.toISOString(), until.toISOString()],
     );
-    return rows.map((row) => ({ at: Number(row.at), allowed: Number(row.allowed), denied: Number(row.denied), failed: Number(row.failed) }));
+    return rows.map((row) => ({
+      at: Number(row.at),
+      allowed: Number(row.allowed),
+      denied: Number(row.denied),
+      failed: Number(row.failed),
+    }));
   }
 
   /** When each policy revision first decided a served request, within the window. */
   async revisionsSeen(since: Date): Promise<{ revision: string; at: number }[]> {
-    const rows = (await this.db('decision_revisions').select('policy_revision', 'first_seen').where('first_seen', '>=', since.toISOString()).orderBy('first_seen')) as {
+    const rows = (await this.db('decision_revisions')
+      .select('policy_revision', 'first_seen')
+      .where('first_seen', '>=', since.toISOString())
+      .orderBy('first_seen')) as {
       policy_revision: string;
       first_seen: Date;
     }[];
@@ -118,7 +143,8 @@ export class ConsoleStore {
   /** The chain head, the newest signed checkpoint, and how many records are newer than it. */
   async chain(): Promise<{ headSeq: number; checkpoint: { seq: number; signedAt: Date; keyId: string } | null }> {
     const head = (await this.db('decision_chain_head').first('seq')) as { seq: string } | undefined;
-    const checkpoint = (await this.db('decision_checkpoints').first('seq', 'signed_at', 'key_id').orderBy('seq', 'desc')) as { seq: string; signed_at: Date; key_id: string } | undefined;
+    const checkpoint = (await this.db('decision_checkpoints').first('seq', 'signed_at', 'key_id').orderBy('seq', 'desc')) as
+      { seq: string; signed_at: Date; key_id: string } | undefined;
     return {
       headSeq: Number(head?.seq ?? 0),
       checkpoint: checkpoint ? { seq: Number(checkpoint.seq), signedAt: checkpoint.signed_at, keyId: checkpoint.key_id } : null,
@@ -126,8 +152,14 @@ export class ConsoleStore {
   }
 
   /** Newest first by seq, below `beforeSeq` when given; one more row than `limit` tells whether older ones match. */
-  async decisions(filter: ConsoleFilter, options: { limit: number; beforeSeq?: number | undefined }): Promise<{ decisions: DecisionSummary[]; more: boolean }> {
-    const query = this.filtered(filter).select(SUMMARY).orderBy('seq', 'desc').limit(options.limit + 1);
+  async decisions(
+    filter: ConsoleFilter,
+    options: { limit: number; beforeSeq?: number | undefined },
+  ): Promise<{ decisions: DecisionSummary[]; more: boolean }> {
+    const query = this.filtered(filter)
+      .select(SUMMARY)
+      .orderBy('seq', 'desc')
+      .limit(options.limit + 1);
     if (options.beforeSeq !== undefined) query.where('seq', '<', options.beforeSeq);
     const rows = (await query) as Record<string, unknown>[];
     return { decisions: rows.slice(0, options.limit).map(decisionSummaryOf), more: rows.length > options.limit };
@@ -135,7 +167,10 @@ export class ConsoleStore {
 
   /** Records newer than `afterSeq` matching the filter, oldest first (the live stream). */
   async decisionsAfter(filter: ConsoleFilter, afterSeq: number, limit: number): Promise<DecisionSummary[]> {
-    const rows = (await this.filtered(filter).select(SUMMARY).where('seq', '>', afterSeq).orderBy('seq').limit(limit)) as Record<string, unknown>[];
+    const rows = (await this.filtered(filter).select(SUMMARY).where('seq', '>', afterSeq).orderBy('seq').limit(limit)) as Record<
+      string,
+      unknown
+    >[];
     return rows.map(decisionSummaryOf);
   }
 
@@ -157,12 +192,19 @@ export class ConsoleStore {
               (select count(*) from projects p where p.organization_id = o.id) as projects
        from organizations o order by o.slug collate "C"`,
     );
-    return rows.map((row) => ({ slug: row.slug, name: row.name, members: Number(row.members), teams: Number(row.teams), projects: Number(row.projects) }));
+    return rows.map((row) => ({
+      slug: row.slug,
+      name: row.name,
+      members: Number(row.members),
+      teams: Number(row.teams),
+      projects: Number(row.projects),
+    }));
   }
 
   /** One organization's directory as its pages show it; undefined when there is no such slug. */
   async organization(slug: string) {
-    const org = (await this.db('organizations').first('id', 'slug', 'name', 'created_at').where({ slug })) as { id: string; slug: string; name: string; created_at: Date } | undefined;
+    const org = (await this.db('organizations').first('id', 'slug', 'name', 'created_at').where({ slug })) as
+      { id: string; slug: string; name: string; created_at: Date } | undefined;
     if (!org) return undefined;
     const [members, teams, roles, invitations, projects] = await Promise.all([
       this.members(org.slug),
@@ -173,8 +215,16 @@ export class ConsoleStore {
          from teams t where t.organization_id = ? order by t.name collate "C"`,
         [org.id],
       ),
-      this.db('roles').select('name', 'permissions', this.db.raw('organization_id is null as builtin')).where({ organization_id: org.id }).orWhereNull('organization_id').orderBy('name'),
-      this.db('invitations as i').join('roles as r', 'r.id', 'i.role_id').select('i.id', 'i.email', 'r.name as role', 'i.accepted_at', 'i.created_at').where('i.organization_id', org.id).orderBy('i.created_at', 'desc'),
+      this.db('roles')
+        .select('name', 'permissions', this.db.raw('organization_id is null as builtin'))
+        .where({ organization_id: org.id })
+        .orWhereNull('organization_id')
+        .orderBy('name'),
+      this.db('invitations as i')
+        .join('roles as r', 'r.id', 'i.role_id')
+        .select('i.id', 'i.email', 'r.name as role', 'i.accepted_at', 'i.created_at')
+        .where('i.organization_id', org.id)
+        .orderBy('i.created_at', 'desc'),
       this.db('projects').select('id', 'slug', 'name').where({ organization_id: org.id }).orderBy('slug'),
     ]);
     return {
@@ -192,7 +242,15 @@ export class ConsoleStore {
   /** Members of the organization with their default role and the roles their teams carry (R4: only usable roles). */
   async members(slug: string): Promise<MemberGrants[]> {
     const { rows } = await this.db.raw<{
-      rows: { user_id: string; subject: string; email: string | null; display_name: string | null; default_role: string; default_permissions: string[]; teams: { team: string; role: string; permissions: string[] }[] }[];
+      rows: {
+        user_id: string;
+        subject: string;
+        email: string | null;
+        display_name: string | null;
+        default_role: string;
+        default_permissions: string[];
+        teams: { team: string; role: string; permissions: string[] }[];
+      }[];
     }>(
       `select u.id as user_id, u.subject, u.email, u.display_name, dr.name as default_role, dr.permissions as default_permissions,
               coalesce((select json_agg(json_build_object('team', t.name, 'role', r.name, 'permissions', r.permissions) order by t.name, r.name)
@@ -234,7 +292,8 @@ export class ConsoleStore {
       });
     }
     if (filter.route !== undefined) query.whereRaw(`input->'request'->>'route' = ?`, [filter.route]);
-    if (filter.reason !== undefined) query.whereRaw(`array_to_string(reasons, ' ') ilike ?`, [`%${filter.reason.replace(/[\\%_]/g, (c) => `\\${c}`)}%`]);
+    if (filter.reason !== undefined)
+      query.whereRaw(`array_to_string(reasons, ' ') ilike ?`, [`%${filter.reason.replace(/[\\%_]/g, (c) => `\\${c}`)}%`]);
     if (filter.revision !== undefined) {
       // A revision's records are one stretch of seq (revisions replace each other), which the
       // planner cannot know: without the upper bound it walks the seq index down from the
@@ -242,7 +301,8 @@ export class ConsoleStore {
       const newest = this.db('decisions').max('seq').where('policy_revision', filter.revision);
       query.where('policy_revision', filter.revision).andWhere('seq', '<=', newest);
     }
-    if (filter.decisionId !== undefined) query.where('id', isUuid(filter.decisionId) ? filter.decisionId : '00000000-0000-0000-0000-000000000000');
+    if (filter.decisionId !== undefined)
+      query.where('id', isUuid(filter.decisionId) ? filter.decisionId : '00000000-0000-0000-0000-000000000000');
     if (filter.requestId !== undefined) query.where('request_id', filter.requestId);
     return query;
   }

@@ -6,7 +6,21 @@ import { InputError } from '../../base/errors';
 import { parseTimeBound } from '../../audit/time-bound';
 import type { ConsoleFilter, Outcome } from './console-store';
 
-export const FILTER_PARAMETERS = ['since', 'until', 'outcome', 'status', 'subject', 'user', 'org', 'action', 'route', 'reason', 'revision', 'id', 'request_id'] as const;
+export const FILTER_PARAMETERS = [
+  'since',
+  'until',
+  'outcome',
+  'status',
+  'subject',
+  'user',
+  'org',
+  'action',
+  'route',
+  'reason',
+  'revision',
+  'id',
+  'request_id',
+] as const;
 export type FilterParameter = (typeof FILTER_PARAMETERS)[number];
 export type FilterValues = Partial<Record<FilterParameter, string>>;
 
@@ -21,7 +35,8 @@ export function readFilterValues(query: Record<string, unknown>): { values: Filt
     if (raw === undefined) continue;
     if (typeof raw !== 'string') throw new InputError(`${name}: is given more than once`);
     const value = raw.trim();
-    if (value.length > MAX_VALUE || value.includes('\u0000')) throw new InputError(`${name}: must be at most ${MAX_VALUE} characters without NUL`);
+    if (value.length > MAX_VALUE || value.includes('\u0000'))
+      throw new InputError(`${name}: must be at most ${MAX_VALUE} characters without NUL`);
     if (value !== '') values[name] = value;
   }
   const before = query.before;
@@ -35,7 +50,8 @@ export function readFilterValues(query: Record<string, unknown>): { values: Filt
 
 export function toFilter(values: FilterValues, now = new Date()): ConsoleFilter {
   const { outcome, status } = values;
-  if (outcome !== undefined && !OUTCOMES.includes(outcome as Outcome)) throw new InputError(`outcome: must be one of ${OUTCOMES.join(', ')}`);
+  if (outcome !== undefined && !OUTCOMES.includes(outcome as Outcome))
+    throw new InputError(`outcome: must be one of ${OUTCOMES.join(', ')}`);
   if (status !== undefined && !/^[1-5]\d\d$/.test(status)) throw new InputError('status: must be an HTTP status (100 to 599)');
   return {
     since: values.since === undefined ? undefined : parseTimeBound(values.since, 'since', now),
@@ -57,7 +73,8 @@ export function toFilter(values: FilterValues, now = new Date()): ConsoleFilter 
 /** A query string of `values` plus `extra` (blank ones left out). */
 export function queryString(values: FilterValues, extra: Record<string, string | number | undefined> = {}): string {
   const params = new URLSearchParams();
-  for (const [key, value] of Object.entries({ ...values, ...extra })) if (value !== undefined && value !== '') params.set(key, String(value));
+  for (const [key, value] of Object.entries({ ...values, ...extra }))
+    if (value !== undefined && value !== '') params.set(key, String(value));
   const text = params.toString();
   return text ? `?${text}` : '';
 }

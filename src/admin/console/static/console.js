@@ -11,5 +11,8 @@ document.addEventListener('click', (event) => {
     button.textContent = label;
     setTimeout(() => (button.textContent = original), 1500);
   };
-  navigator.clipboard.writeText(source.textContent).then(() => done('Copied'), () => done('Copy failed: select the text'));
+  navigator.clipboard.writeText(source.textContent).then(
+    () => done('Copied'),
+    () => done('Copy failed: select the text'),
+  );
 });

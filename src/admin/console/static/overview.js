@@ -37,12 +37,24 @@
     const columns = [rows.map((r) => r.at), rows.map((r) => r.allowed), rows.map((r) => r.denied), rows.map((r) => r.failed)];
     const width = Math.max(320, box.clientWidth || 800);
     const chart = new uPlot(
-      { width, height: 240, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'), series: [{}, ...series], axes: [{}, { size: 60 }], plugins: [reloadMarks] },
+      {
+        width,
+        height: 240,
+        tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
+        series: [{}, ...series],
+        axes: [{}, { size: 60 }],
+        plugins: [reloadMarks],
+      },
       columns,
       box,
     );
     box.dataset.points = String(rows.length);
-    box.dataset.total = String(columns.slice(1).flat().reduce((a, b) => a + b, 0));
+    box.dataset.total = String(
+      columns
+        .slice(1)
+        .flat()
+        .reduce((a, b) => a + b, 0),
+    );
     window.addEventListener('resize', () => chart.setSize({ width: Math.max(320, box.clientWidth), height: 240 }));
   }
 })();
