@@ -257,38 +257,40 @@ ${BENCH_USERS.map((subject) => `      - { user: "${subject}", role: organization
         name: 'PATCH /users/me',
         via: 'gateway',
         requestsPerIteration: 1,
-        iteration: async (caller, tag) => [
-          {
-            label: 'PATCH /users/me',
-            method: 'PATCH',
-            path: '/users/me',
-            headers: bearer(caller),
-            body: JSON.stringify({ display_name: `Bench ${tag}` }),
-            expect: 200,
-          },
-        ],
+        iteration: (caller, tag) =>
+          Promise.resolve([
+            {
+              label: 'PATCH /users/me',
+              method: 'PATCH',
+              path: '/users/me',
+              headers: bearer(caller),
+              body: JSON.stringify({ display_name: `Bench ${tag}` }),
+              expect: 200,
+            },
+          ]),
       },
       {
         name: 'POST + DELETE a project',
         via: 'gateway',
         requestsPerIteration: 2,
-        iteration: async (caller, tag) => [
-          {
-            label: `POST /orgs/${ORG}/projects`,
-            method: 'POST',
-            path: `/orgs/${ORG}/projects`,
-            headers: bearer(caller),
-            body: JSON.stringify({ slug: `b-${tag}`, name: `Bench ${tag}` }),
-            expect: 201,
-          },
-          {
-            label: `DELETE /orgs/${ORG}/projects/{project}`,
-            method: 'DELETE',
-            path: `/orgs/${ORG}/projects/b-${tag}`,
-            headers: bearer(caller),
-            expect: 204,
-          },
-        ],
+        iteration: (caller, tag) =>
+          Promise.resolve([
+            {
+              label: `POST /orgs/${ORG}/projects`,
+              method: 'POST',
+              path: `/orgs/${ORG}/projects`,
+              headers: bearer(caller),
+              body: JSON.stringify({ slug: `b-${tag}`, name: `Bench ${tag}` }),
+              expect: 201,
+            },
+            {
+              label: `DELETE /orgs/${ORG}/projects/{project}`,
+              method: 'DELETE',
+              path: `/orgs/${ORG}/projects/b-${tag}`,
+              headers: bearer(caller),
+              expect: 204,
+            },
+          ]),
       },
     ];
 

@@ -6,6 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { main } from '../src/cli/main';
+import type { DirectoryEventRow } from '../src/directory-service/directory-events';
+import type { DirectoryDocument } from '../src/directory-service/directory-import';
 import { projectRoot } from '../src/project-root';
 import { startDirectoryStack, type DirectoryStack } from './support/directory-stack';
 import { createTestDatabase } from './support/test-database';
@@ -100,7 +102,7 @@ describe('directory import', () => {
     const run = await portcullis(['directory', 'import', await writeDocument('changed.yaml', changed)]);
     expect(run.out).toEqual([expect.stringMatching(/: 1 organizations updated; 1 roles updated; 1 memberships updated$/)]);
     const events = await stack.database
-      .db('directory_events')
+      .db<DirectoryEventRow>('directory_events')
       .where({ organization_slug: 'acme' })
       .orderBy('id', 'desc')
       .limit(3)
@@ -140,8 +142,8 @@ describe('directory export', () => {
   it('writes the import format, and importing it into an empty database gives the same directory', async () => {
     const exported = await portcullis(['directory', 'export']);
     expect(exported.code).toBe(0);
-    const document = parseYaml(exported.out.join('\n'));
-    expect(document.organizations.map((org: { slug: string }) => org.slug)).toEqual(['acme', 'globex']);
+    const document = parseYaml(exported.out.join('\n')) as Required<DirectoryDocument>;
+    expect(document.organizations.map((org) => org.slug)).toEqual(['acme', 'globex']);
     expect(document.organizations[0]).toMatchObject({
       name: 'Acme Inc.',
       members: [

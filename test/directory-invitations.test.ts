@@ -2,8 +2,13 @@
 // PostgreSQL: inviting (never with a role the inviter could not grant), the 409s for a pending
 // duplicate or a member, acceptance bound to the verified address and done exactly once,
 // expiry and revocation.
+import { expect } from '@jest/globals';
+import type { Page } from '../src/directory-service/http-semantics';
+import type { Invitation } from '../src/directory-service/invitation-store';
+import type { Member } from '../src/directory-service/member-store';
+import type { Organization } from '../src/directory-service/organization-store';
 import type { Directory } from './support/directory-fixtures';
-import { startDirectoryStack, type Caller, type DirectoryStack } from './support/directory-stack';
+import { startDirectoryStack, type Caller, type DirectoryStack, type Problem } from './support/directory-stack';
 import { waitFor } from './support/wait-for';
 
 let stack: DirectoryStack;
@@ -16,12 +21,20 @@ const db = () => stack.database.db;
 async function person(name: string, verified = true): Promise<{ id: string; caller: Caller }> {
   const [row] = await db()('users')
     .insert({ subject: `${name}|sub`, email: `${name}@example.com`, display_name: name, email_verified: verified })
-    .returning('id');
-  return { id: row.id, caller: await stack.as(name) };
+    .returning<{ id: string }[]>('id');
+  return { id: row!.id, caller: await stack.as(name) };
 }
 
-const invite = (body: Record<string, unknown>, caller = alice) => caller.request('/orgs/acme/invitations', { method: 'POST', json: body });
-const accept = (caller: Caller, id: string) => caller.request(`/invitations/${id}/accept`, { method: 'POST' });
+/** What POST /invitations/{id}/accept answers. */
+interface Acceptance {
+  organization: Organization;
+  member: Member;
+  invitation: Invitation;
+}
+
+const invite = <T = Invitation>(body: Record<string, unknown>, caller = alice) =>
+  caller.request<T>('/orgs/acme/invitations', { method: 'POST', json: body });
+const accept = <T = Acceptance>(caller: Caller, id: string) => caller.request<T>(`/invitations/${id}/accept`, { method: 'POST' });
 
 beforeAll(async () => {
   stack = await startDirectoryStack();
@@ -51,8 +64,8 @@ describe('inviting', () => {
     const days = (Date.parse(invitation.expires_at) - Date.parse(invitation.created_at)) / 86_400_000;
     expect(days).toBeCloseTo(3, 3);
 
-    const list = await (await alice.request('/orgs/acme/invitations')).json();
-    expect(list.items.map((item: { email: string; state: string }) => [item.email, item.state]).sort()).toEqual([
+    const list = await (await alice.request<Page<Invitation>>('/orgs/acme/invitations')).json();
+    expect(list.items.map((item) => [item.email, item.state]).sort()).toEqual([
       ['carol@example.com', 'pending'],
       ['erin@example.com', 'pending'],
     ]);
@@ -71,10 +84,10 @@ describe('inviting', () => {
   });
 
   it('answers 409 while a pending invitation exists for the address (any case) or its owner is a member', async () => {
-    const duplicate = await invite({ email: 'ERIN@example.com' });
+    const duplicate = await invite<Problem>({ email: 'ERIN@example.com' });
     expect(duplicate.status).toBe(409);
     expect((await duplicate.json()).detail).toMatch(/a pending invitation for ERIN@example.com already exists/);
-    const member = await invite({ email: 'Bob@Example.com' });
+    const member = await invite<Problem>({ email: 'Bob@Example.com' });
     expect(member.status).toBe(409);
     expect((await member.json()).detail).toMatch(/already belongs to a member/);
   });
@@ -83,17 +96,17 @@ describe('inviting', () => {
     const inviter = (
       await db()('roles')
         .insert({ organization_id: stack.directory!.orgs.acme, name: 'inviter', permissions: ['member:read', 'member:invite'] })
-        .returning('id')
-    )[0].id;
+        .returning<{ id: string }[]>('id')
+    )[0]!.id;
     await db()('organization_members')
       .where({ organization_id: stack.directory!.orgs.acme, user_id: users.dave })
       .update({ role_id: inviter });
     const dave = await stack.as('dave');
 
-    const admin = await invite({ email: 'boss@example.com', role: 'organization-admin' }, dave);
+    const admin = await invite<Problem>({ email: 'boss@example.com', role: 'organization-admin' }, dave);
     expect(admin.status).toBe(403);
     expect((await admin.json()).detail).toMatch(/you cannot grant permissions you do not hold in this organization: \*/);
-    const builtin = await invite({ email: 'boss@example.com', role: 'default' }, dave);
+    const builtin = await invite<Problem>({ email: 'boss@example.com', role: 'default' }, dave);
     expect(builtin.status).toBe(403);
     expect((await builtin.json()).detail).toMatch(/organization:read/);
     expect(await db()('invitations').where({ email: 'boss@example.com' })).toEqual([]);
@@ -104,19 +117,19 @@ describe('inviting', () => {
 describe('accepting', () => {
   let erinInvitation: string;
   beforeAll(async () => {
-    erinInvitation = (await db()('invitations').where({ email: 'erin@example.com' }).first('id')).id;
+    erinInvitation = (await db()('invitations').where({ email: 'erin@example.com' }).first<{ id: string } | undefined>('id'))!.id;
   });
 
   it('refuses (403) while the invitee has not verified their address, and changes nothing', async () => {
     await db()('users').where({ id: users.erin }).update({ email_verified: false });
-    const response = await accept(await stack.as('erin'), erinInvitation);
+    const response = await accept<Problem>(await stack.as('erin'), erinInvitation);
     expect(response.status).toBe(403);
     expect((await response.json()).detail).toMatch(/not verified/);
     expect(await db()('organization_members').where({ user_id: users.erin })).toEqual([]);
   });
 
   it('refuses (403) someone else, whatever their address says', async () => {
-    const response = await accept(await stack.as('carol'), erinInvitation);
+    const response = await accept<Problem>(await stack.as('carol'), erinInvitation);
     expect(response.status).toBe(403);
     expect((await response.json()).detail).toMatch(/addressed to another e-mail address/);
   });
@@ -135,7 +148,7 @@ describe('accepting', () => {
     // The gateway hears of the new membership by notification, within milliseconds: erin is
     // then a member holding project-creator (which does not include organization:read).
     await waitFor(
-      async () => ((await (await erin.request('/orgs/acme')).json()).detail as string).endsWith('(your roles there: project-creator)'),
+      async () => (await (await erin.request<Problem>('/orgs/acme')).json()).detail.endsWith('(your roles there: project-creator)'),
       {
         what: "the gateway to see erin's membership",
       },
@@ -160,9 +173,9 @@ describe('accepting', () => {
     await db()('organization_members').insert({
       organization_id: stack.directory!.orgs.acme,
       user_id: users.carol,
-      role_id: (await db()('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id,
+      role_id: (await db()('roles').whereNull('organization_id').where({ name: 'default' }).first<{ id: string } | undefined>('id'))!.id,
     });
-    const response = await accept(await stack.as('carol'), stack.directory!.invitations.carol);
+    const response = await accept<Problem>(await stack.as('carol'), stack.directory!.invitations.carol);
     expect(response.status).toBe(409);
     expect((await response.json()).detail).toMatch(/already a member/);
     expect(await db()('invitations').where({ id: stack.directory!.invitations.carol }).pluck('accepted_at')).toEqual([null]);
@@ -174,11 +187,11 @@ describe('accepting', () => {
     await db()('invitations')
       .where({ id })
       .update({ expires_at: db().raw(`now() - interval '1 minute'`) });
-    const response = await accept(gina.caller, id);
+    const response = await accept<Problem>(gina.caller, id);
     expect(response.status).toBe(409);
     expect((await response.json()).detail).toBe(`invitation '${id}' is expired`);
-    const list = await (await alice.request('/orgs/acme/invitations?limit=100')).json();
-    expect(list.items.find((item: { id: string }) => item.id === id).state).toBe('expired');
+    const list = await (await alice.request<Page<Invitation>>('/orgs/acme/invitations?limit=100')).json();
+    expect(list.items.find((item) => item.id === id)?.state).toBe('expired');
     expect(await db()('organization_members').where({ user_id: gina.id })).toEqual([]);
     // An expired invitation no longer blocks a new one for that address.
     expect((await invite({ email: 'gina@example.com' })).status).toBe(201);
@@ -201,10 +214,10 @@ describe('revoking', () => {
       headers: { 'if-match': read.headers.get('etag')! },
     });
     expect(revoked.status).toBe(204);
-    const list = await (await alice.request('/orgs/acme/invitations?limit=100')).json();
-    expect(list.items.find((item: { id: string }) => item.id === id).state).toBe('revoked');
+    const list = await (await alice.request<Page<Invitation>>('/orgs/acme/invitations?limit=100')).json();
+    expect(list.items.find((item) => item.id === id)?.state).toBe('revoked');
     expect((await alice.request(`/orgs/acme/invitations/${id}`, { method: 'DELETE' })).status).toBe(409);
-    const refused = await accept(hank.caller, id);
+    const refused = await accept<Problem>(hank.caller, id);
     expect(refused.status).toBe(409);
     expect((await refused.json()).detail).toBe(`invitation '${id}' is revoked`);
     expect(await db()('organization_members').where({ user_id: hank.id })).toEqual([]);

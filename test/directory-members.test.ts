@@ -1,8 +1,12 @@
 // Members through the running gateway and directory service, with real tokens on a real
 // PostgreSQL: listing, role changes (never escalating), removal (with the member's teams),
 // leaving, and the last organization-admin, including under parallel requests.
+import { expect } from '@jest/globals';
+import type { DirectoryEventRow } from '../src/directory-service/directory-events';
+import type { Page } from '../src/directory-service/http-semantics';
+import type { Member } from '../src/directory-service/member-store';
 import type { Directory } from './support/directory-fixtures';
-import { startDirectoryStack, type Caller, type DirectoryStack } from './support/directory-stack';
+import { startDirectoryStack, type Caller, type DirectoryStack, type Problem } from './support/directory-stack';
 
 let stack: DirectoryStack;
 let alice: Caller;
@@ -13,14 +17,13 @@ let users: Directory['users'];
 
 const db = () => stack.database.db;
 const roleId = async (name: string, organizationId: string | null = null) =>
-  (
-    await db()('roles')
-      .where({ name })
-      .andWhere((where) =>
-        organizationId === null ? where.whereNull('organization_id') : where.where({ organization_id: organizationId }),
-      )
-      .first('id')
-  ).id as string;
+  (await db()('roles')
+    .where({ name })
+    .andWhere((where) => {
+      if (organizationId === null) where.whereNull('organization_id');
+      else where.where({ organization_id: organizationId });
+    })
+    .first<{ id: string } | undefined>('id'))!.id;
 
 beforeAll(async () => {
   stack = await startDirectoryStack();
@@ -34,15 +37,15 @@ afterAll(async () => {
 
 describe('listing and reading members', () => {
   it("lists acme's members with their role and teams, page by page", async () => {
-    const response = await bob.request('/orgs/acme/members?limit=2');
+    const response = await bob.request<Page<Member>>('/orgs/acme/members?limit=2');
     expect(response.status).toBe(200);
     const page1 = await response.json();
     expect(page1.items).toHaveLength(2);
-    const page2 = await (await bob.request(`/orgs/acme/members?limit=2&cursor=${page1.next_cursor}`)).json();
+    const page2 = await (await bob.request<Page<Member>>(`/orgs/acme/members?limit=2&cursor=${page1.next_cursor}`)).json();
     expect(page2.next_cursor).toBeNull();
     const members = [...page1.items, ...page2.items];
-    expect(members.map((member: { user_id: string }) => member.user_id)).toEqual([users.alice, users.bob, users.dave].sort());
-    expect(members.find((member: { user_id: string }) => member.user_id === users.bob)).toEqual({
+    expect(members.map((member) => member.user_id)).toEqual([users.alice, users.bob, users.dave].sort());
+    expect(members.find((member) => member.user_id === users.bob)).toEqual({
       user_id: users.bob,
       email: 'bob@example.com',
       display_name: 'bob',
@@ -77,7 +80,7 @@ describe("changing a member's role", () => {
       json: { role: 'default' },
     });
     expect(stale.status).toBe(412);
-    const event = await db()('directory_events').where({ action: 'member.update', target_id: users.dave }).first();
+    const event = await db()<DirectoryEventRow>('directory_events').where({ action: 'member.update', target_id: users.dave }).first();
     expect(event).toMatchObject({
       actor: users.alice,
       organization_slug: 'acme',
@@ -97,16 +100,19 @@ describe("changing a member's role", () => {
     const manager = (
       await db()('roles')
         .insert({ organization_id: stack.directory!.orgs.acme, name: 'member-manager', permissions: ['member:read', 'member:update'] })
-        .returning('id')
-    )[0].id;
+        .returning<{ id: string }[]>('id')
+    )[0]!.id;
     await db()('organization_members')
       .where({ organization_id: stack.directory!.orgs.acme, user_id: users.dave })
       .update({ role_id: manager });
 
-    const escalate = await dave.request(`/orgs/acme/members/${users.bob}`, { method: 'PATCH', json: { role: 'organization-admin' } });
+    const escalate = await dave.request<Problem>(`/orgs/acme/members/${users.bob}`, {
+      method: 'PATCH',
+      json: { role: 'organization-admin' },
+    });
     expect(escalate.status).toBe(403);
     expect((await escalate.json()).detail).toMatch(/you cannot grant permissions you do not hold in this organization: \*/);
-    const sideways = await dave.request(`/orgs/acme/members/${users.bob}`, { method: 'PATCH', json: { role: 'project-creator' } });
+    const sideways = await dave.request<Problem>(`/orgs/acme/members/${users.bob}`, { method: 'PATCH', json: { role: 'project-creator' } });
     expect(sideways.status).toBe(403);
     expect((await sideways.json()).detail).toMatch(/project:create/);
     expect(
@@ -124,11 +130,11 @@ describe("changing a member's role", () => {
 
 describe('the last organization-admin', () => {
   it('cannot be demoted, removed or leave (409), and stays', async () => {
-    const demote = await alice.request(`/orgs/acme/members/${users.alice}`, { method: 'PATCH', json: { role: 'default' } });
+    const demote = await alice.request<Problem>(`/orgs/acme/members/${users.alice}`, { method: 'PATCH', json: { role: 'default' } });
     expect(demote.status).toBe(409);
     expect((await demote.json()).detail).toMatch(/cannot demote the last organization-admin/);
     expect((await alice.request(`/orgs/acme/members/${users.alice}`, { method: 'DELETE' })).status).toBe(409);
-    const leave = await alice.request('/orgs/acme/members/me', { method: 'DELETE' });
+    const leave = await alice.request<Problem>('/orgs/acme/members/me', { method: 'DELETE' });
     expect(leave.status).toBe(409);
     expect((await leave.json()).detail).toMatch(/cannot leave as the last organization-admin/);
     expect(await (await alice.request(`/orgs/acme/members/${users.alice}`)).json()).toMatchObject({ role: 'organization-admin' });
@@ -138,7 +144,7 @@ describe('the last organization-admin', () => {
     // erin holds every permission through a team, so her own requests are never the ones
     // refused; only alice and bob count as organization-admins (their default role).
     const acme = stack.directory!.orgs.acme;
-    const owners = (await db()('teams').insert({ organization_id: acme, name: 'owners' }).returning('id'))[0].id;
+    const owners = (await db()('teams').insert({ organization_id: acme, name: 'owners' }).returning<{ id: string }[]>('id'))[0]!.id;
     await db()('organization_members').insert({ organization_id: acme, user_id: users.erin, role_id: await roleId('default') });
     await db()('team_members').insert({ team_id: owners, user_id: users.erin });
     await db()('team_roles').insert({ team_id: owners, role_id: await roleId('organization-admin') });
@@ -191,8 +197,8 @@ describe('removing and leaving', () => {
       .update({ role_id: await roleId('default') });
     await db()('team_members').insert({ team_id: stack.directory!.teams.builders, user_id: users.bob }).onConflict().ignore();
     const globexTeam = (
-      await db()('teams').insert({ organization_id: stack.directory!.orgs.globex, name: 'globex-team' }).returning('id')
-    )[0].id;
+      await db()('teams').insert({ organization_id: stack.directory!.orgs.globex, name: 'globex-team' }).returning<{ id: string }[]>('id')
+    )[0]!.id;
     await db()('team_members').insert({ team_id: globexTeam, user_id: users.bob });
 
     const removed = await alice.request(`/orgs/acme/members/${users.bob}`, { method: 'DELETE' });

@@ -32,10 +32,10 @@ const role = async (organizationId: string, name: string) => (await new RoleStor
 const someoneWaitsForALock = () =>
   waitFor(
     async () => {
-      const { rows } = await db.raw(
+      const { rows } = await db.raw<{ rows: { n: number }[] }>(
         `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
       );
-      return rows[0].n > 0;
+      return rows[0]!.n > 0;
     },
     { what: 'a transaction waiting for a row lock' },
   );
@@ -136,7 +136,9 @@ describe('the last organization-admin', () => {
 
 describe('members', () => {
   it('removing a member drops their teams of that organization only', async () => {
-    const globexTeam = (await db('teams').insert({ organization_id: dir.orgs.globex, name: 'globex-ops' }).returning('id'))[0].id;
+    const globexTeam = (
+      await db('teams').insert({ organization_id: dir.orgs.globex, name: 'globex-ops' }).returning<{ id: string }[]>('id')
+    )[0]!.id;
     await db('team_members').insert([
       { team_id: dir.teams.builders, user_id: dir.users.dave },
       { team_id: globexTeam, user_id: dir.users.dave },
@@ -229,8 +231,9 @@ describe('invitations', () => {
 
   it('refuses expired and revoked invitations', async () => {
     const defaultRole = await role(dir.orgs.acme, 'default');
-    const user = (await db('users').insert({ subject: 'frank|sub', email: 'frank@example.com', email_verified: true }).returning('id'))[0]
-      .id;
+    const user = (
+      await db('users').insert({ subject: 'frank|sub', email: 'frank@example.com', email_verified: true }).returning<{ id: string }[]>('id')
+    )[0]!.id;
     const frank = { id: user, email: 'frank@example.com', email_verified: true };
 
     const expired = await invite('frank@example.com', defaultRole);

@@ -4,8 +4,11 @@
 // database's RESTRICT when a project appears after the policy allowed the deletion.
 import { createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { expect } from '@jest/globals';
 import { SignJWT } from 'jose';
-import { startDirectoryStack, type Caller, type DirectoryStack } from './support/directory-stack';
+import type { Page } from '../src/directory-service/http-semantics';
+import type { Organization } from '../src/directory-service/organization-store';
+import { startDirectoryStack, type Caller, type DirectoryStack, type Problem } from './support/directory-stack';
 import { waitFor } from './support/wait-for';
 
 let stack: DirectoryStack;
@@ -26,7 +29,7 @@ const db = () => stack.database.db;
 
 describe('creating an organization', () => {
   it('carol creates carolco, becomes its organization-admin, and reads it at once', async () => {
-    const created = await carol.request('/orgs', { method: 'POST', json: { slug: 'carolco', name: 'Carol Co' } });
+    const created = await carol.request<Organization>('/orgs', { method: 'POST', json: { slug: 'carolco', name: 'Carol Co' } });
     expect(created.status).toBe(201);
     expect(created.headers.get('location')).toBe('/orgs/carolco');
     const etag = created.headers.get('etag');
@@ -52,7 +55,7 @@ describe('creating an organization', () => {
     ['an underscore', 'carol_co'],
     ['a dot', 'carol.co'],
   ])('refuses a slug with %s (422)', async (_what, slug) => {
-    const response = await erin.request('/orgs', { method: 'POST', json: { slug, name: 'x' } });
+    const response = await erin.request<Problem>('/orgs', { method: 'POST', json: { slug, name: 'x' } });
     expect(response.status).toBe(422);
     expect(response.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     expect((await response.json()).detail).toMatch(/slug/);
@@ -65,7 +68,7 @@ describe('creating an organization', () => {
   });
 
   it('answers 409 when the slug is taken, and leaves the existing organization alone', async () => {
-    const response = await erin.request('/orgs', { method: 'POST', json: { slug: 'acme', name: 'Not Acme' } });
+    const response = await erin.request<Problem>('/orgs', { method: 'POST', json: { slug: 'acme', name: 'Not Acme' } });
     expect(response.status).toBe(409);
     expect((await response.json()).detail).toBe("the slug 'acme' is taken: choose another");
     expect(await db()('organizations').where({ slug: 'acme' }).pluck('name')).toEqual(['ACME']);
@@ -87,15 +90,15 @@ describe('creating an organization', () => {
   });
 
   it("lists the caller's organizations only, page by page", async () => {
-    const first = await erin.request('/orgs?limit=2');
+    const first = await erin.request<Page<Organization>>('/orgs?limit=2');
     expect(first.status).toBe(200);
     const page1 = await first.json();
-    expect(page1.items.map((o: { slug: string }) => o.slug)).toEqual([`e${'a'.repeat(62)}`, 'erin-inc']);
-    const second = await erin.request(`/orgs?limit=2&cursor=${page1.next_cursor}`);
+    expect(page1.items.map((o) => o.slug)).toEqual([`e${'a'.repeat(62)}`, 'erin-inc']);
+    const second = await erin.request<Page<Organization>>(`/orgs?limit=2&cursor=${page1.next_cursor}`);
     const page2 = await second.json();
     expect(page2).toEqual({ items: [expect.objectContaining({ slug: 'ez' })], next_cursor: null });
     const bob = await stack.as('bob');
-    expect((await (await bob.request('/orgs')).json()).items.map((o: { slug: string }) => o.slug)).toEqual(['acme']);
+    expect((await (await bob.request<Page<Organization>>('/orgs')).json()).items.map((o) => o.slug)).toEqual(['acme']);
   });
 });
 
@@ -149,7 +152,7 @@ describe('changing an organization', () => {
 
 describe('deleting an organization', () => {
   it('is refused (409) while projects remain, naming them, and succeeds (204) once they are deleted', async () => {
-    const refused = await alice.request('/orgs/acme', { method: 'DELETE' });
+    const refused = await alice.request<Problem>('/orgs/acme', { method: 'DELETE' });
     expect(refused.status).toBe(409);
     expect((await refused.json()).detail).toBe("organization 'acme' still has 2 projects (api, web); delete them first");
 
@@ -169,19 +172,19 @@ describe('deleting an organization', () => {
   });
 
   it("maps the database's RESTRICT to the same 409 when a project appears after the policy allowed the deletion", async () => {
-    const org = await (await carol.request('/orgs', { method: 'POST', json: { slug: 'racing', name: 'Racing' } })).json();
+    const org = await (await carol.request<Organization>('/orgs', { method: 'POST', json: { slug: 'racing', name: 'Racing' } })).json();
     // Hold the organization's row: the gateway judges (no projects: allowed) and forwards,
     // and the service's DELETE waits here while a project is added.
     const trx = await db().transaction();
     try {
       await trx('organizations').where({ id: org.id }).forUpdate().select('id');
-      const deletion = carol.request('/orgs/racing', { method: 'DELETE' });
+      const deletion = carol.request<Problem>('/orgs/racing', { method: 'DELETE' });
       await waitFor(
         async () => {
-          const { rows } = await db().raw(
+          const { rows } = await db().raw<{ rows: { n: number }[] }>(
             `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
           );
-          return rows[0].n > 0;
+          return rows[0]!.n > 0;
         },
         { what: "the service's DELETE to wait for the organization's row" },
       );

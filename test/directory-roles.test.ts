@@ -1,8 +1,12 @@
 // Roles through the running gateway and directory service, with real tokens on a real
 // PostgreSQL: the permission grammar, reserved and taken names, immutable built-in roles, no
 // deletion while in use (409 naming where), and no escalation (403 naming what is missing).
+import { expect } from '@jest/globals';
+import type { DirectoryEventRow } from '../src/directory-service/directory-events';
+import type { Page } from '../src/directory-service/http-semantics';
+import type { Role, RoleRow } from '../src/directory-service/role-store';
 import type { Directory } from './support/directory-fixtures';
-import { startDirectoryStack, type Caller, type DirectoryStack } from './support/directory-stack';
+import { startDirectoryStack, type Caller, type DirectoryStack, type Problem } from './support/directory-stack';
 import { waitFor } from './support/wait-for';
 
 let stack: DirectoryStack;
@@ -13,10 +17,8 @@ let users: Directory['users'];
 let acme: string;
 
 const db = () => stack.database.db;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-const json = async (response: Response): Promise<any> => response.json();
-const createRole = (caller: Caller, name: string, permissions: string[], headers: Record<string, string> = {}) =>
-  caller.request('/orgs/acme/roles', { method: 'POST', json: { name, permissions }, headers });
+const createRole = <T = Role>(caller: Caller, name: string, permissions: string[], headers: Record<string, string> = {}) =>
+  caller.request<T>('/orgs/acme/roles', { method: 'POST', json: { name, permissions }, headers });
 
 beforeAll(async () => {
   stack = await startDirectoryStack();
@@ -33,7 +35,7 @@ describe('permissions', () => {
   it('stores resource:verb, resource:* and * once each, in code-point order', async () => {
     const response = await createRole(alice, 'release-manager', ['project:update', 'pipeline:*', 'project:update', 'audit:read']);
     expect(response.status).toBe(201);
-    const role = await json(response);
+    const role = await response.json();
     expect(role).toEqual({
       id: expect.any(String),
       name: 'release-manager',
@@ -41,17 +43,21 @@ describe('permissions', () => {
       builtin: false,
     });
     expect(response.headers.get('location')).toBe(`/orgs/acme/roles/${role.id}`);
-    expect((await db()('roles').where({ id: role.id }).first()).permissions).toEqual(['audit:read', 'pipeline:*', 'project:update']);
-    expect(await json(await alice.request('/orgs/acme/roles/release-manager'))).toEqual(role);
+    expect((await db()<RoleRow>('roles').where({ id: role.id }).first())?.permissions).toEqual([
+      'audit:read',
+      'pipeline:*',
+      'project:update',
+    ]);
+    expect(await (await alice.request<Role>('/orgs/acme/roles/release-manager')).json()).toEqual(role);
     expect((await createRole(alice, 'everything', ['*'])).status).toBe(201);
   });
 
   it.each(['Project:read', 'project', 'project:', '*:read', 'project:read:all', 'project: read', ''])(
     'refuses the permission %j (422 naming it)',
     async (permission) => {
-      const response = await createRole(alice, 'bad-grammar', ['project:read', permission]);
+      const response = await createRole<Problem>(alice, 'bad-grammar', ['project:read', permission]);
       expect(response.status).toBe(422);
-      expect((await json(response)).detail).toContain(`'${permission}' is not a permission: use resource:verb, resource:* or *`);
+      expect((await response.json()).detail).toContain(`'${permission}' is not a permission: use resource:verb, resource:* or *`);
       expect(await db()('roles').where({ name: 'bad-grammar' })).toEqual([]);
     },
   );
@@ -66,16 +72,16 @@ describe('names', () => {
   it.each(['default', 'organization-admin', 'Default', 'Organization-Admin'])(
     "refuses the built-in role's name %s (409), the database constraint having the last word",
     async (name) => {
-      const response = await createRole(alice, name, ['project:read']);
+      const response = await createRole<Problem>(alice, name, ['project:read']);
       expect(response.status).toBe(409);
-      expect((await json(response)).detail).toBe(`'${name}' is the name of a built-in role; choose another name`);
+      expect((await response.json()).detail).toBe(`'${name}' is the name of a built-in role; choose another name`);
     },
   );
 
   it('refuses a name taken in the organization (409), on creation and on rename', async () => {
-    const taken = await createRole(alice, 'project-creator', []);
+    const taken = await createRole<Problem>(alice, 'project-creator', []);
     expect(taken.status).toBe(409);
-    expect((await json(taken)).detail).toBe("a role named 'project-creator' already exists in this organization");
+    expect((await taken.json()).detail).toBe("a role named 'project-creator' already exists in this organization");
     expect((await createRole(alice, 'renamable', [])).status).toBe(201);
     expect((await alice.request('/orgs/acme/roles/renamable', { method: 'PATCH', json: { name: 'project-creator' } })).status).toBe(409);
     expect((await alice.request('/orgs/acme/roles/renamable', { method: 'PATCH', json: { name: 'default' } })).status).toBe(409);
@@ -86,9 +92,7 @@ describe('names', () => {
     const roles: { name: string; builtin: boolean }[] = [];
     let cursor: string | null = null;
     do {
-      const page: { items: { name: string; builtin: boolean }[]; next_cursor: string | null } = await json(
-        await alice.request(`/orgs/acme/roles?limit=2${cursor ? `&cursor=${cursor}` : ''}`),
-      );
+      const page = await (await alice.request<Page<Role>>(`/orgs/acme/roles?limit=2${cursor ? `&cursor=${cursor}` : ''}`)).json();
       roles.push(...page.items);
       cursor = page.next_cursor;
     } while (cursor !== null);
@@ -99,10 +103,12 @@ describe('names', () => {
         expect.objectContaining({ name: 'project-creator', builtin: false }),
       ]),
     );
-    const expected: string[] = await db()('roles')
-      .where((where) => where.whereNull('organization_id').orWhere({ organization_id: acme }))
+    const expected = await db()('roles')
+      .where((where) => {
+        where.whereNull('organization_id').orWhere({ organization_id: acme });
+      })
       .orderBy(['name', 'id'])
-      .pluck('name');
+      .pluck<string[]>('name');
     expect(roles.map((role) => role.name)).toEqual(expected);
     expect((await alice.request('/orgs/acme/roles/globex-secret')).status).toBe(404);
   });
@@ -113,10 +119,12 @@ describe('built-in roles', () => {
     ['PATCH', { permissions: ['project:read'] }],
     ['DELETE', undefined],
   ])('are immutable: %s /orgs/acme/roles/organization-admin is 403 and changes nothing', async (method, body) => {
-    const response = await alice.request('/orgs/acme/roles/organization-admin', { method, ...(body ? { json: body } : {}) });
+    const response = await alice.request<Problem>('/orgs/acme/roles/organization-admin', { method, ...(body ? { json: body } : {}) });
     expect(response.status).toBe(403);
-    expect((await json(response)).detail).toContain("the built-in role 'organization-admin' cannot be");
-    expect((await db()('roles').whereNull('organization_id').where({ name: 'organization-admin' }).first()).permissions).toEqual(['*']);
+    expect((await response.json()).detail).toContain("the built-in role 'organization-admin' cannot be");
+    expect((await db()<RoleRow>('roles').whereNull('organization_id').where({ name: 'organization-admin' }).first())?.permissions).toEqual([
+      '*',
+    ]);
   });
 });
 
@@ -136,9 +144,9 @@ describe('changing and deleting a role', () => {
       headers: { 'if-match': etag },
     });
     expect(changed.status).toBe(200);
-    expect(await json(changed)).toMatchObject({ name: 'observer', permissions: ['project:*', 'team:read'] });
+    expect(await changed.json()).toMatchObject({ name: 'observer', permissions: ['project:*', 'team:read'] });
     expect(changed.headers.get('etag')).not.toBe(etag);
-    const [event] = await db()('directory_events').where({ action: 'role.update' });
+    const [event] = await db()<DirectoryEventRow>('directory_events').where({ action: 'role.update' });
     expect(event).toMatchObject({
       actor: users.alice,
       target_type: 'role',
@@ -149,17 +157,17 @@ describe('changing and deleting a role', () => {
   });
 
   it('refuses to delete a role in use with 409 naming its members and teams, then deletes it once unused', async () => {
-    const role = await json(await createRole(alice, 'ops', ['project:read']));
+    const role = await (await createRole(alice, 'ops', ['project:read'])).json();
     await db()('organization_members').where({ organization_id: acme, user_id: users.dave }).update({ role_id: role.id });
     expect((await alice.request('/orgs/acme/teams/Builders/roles/ops', { method: 'PUT' })).status).toBe(201);
 
-    const refused = await alice.request('/orgs/acme/roles/ops', { method: 'DELETE' });
+    const refused = await alice.request<Problem>('/orgs/acme/roles/ops', { method: 'DELETE' });
     expect(refused.status).toBe(409);
-    expect((await json(refused)).detail).toBe(
+    expect((await refused.json()).detail).toBe(
       "role 'ops' is in use: the default role of 1 member (dave@example.com); carried by 1 team (Builders); change or remove those first",
     );
 
-    const defaultRole = (await db()('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id;
+    const defaultRole = (await db()<RoleRow>('roles').whereNull('organization_id').where({ name: 'default' }).first('id'))!.id;
     await db()('organization_members').where({ organization_id: acme, user_id: users.dave }).update({ role_id: defaultRole });
     expect((await alice.request('/orgs/acme/teams/Builders/roles/ops', { method: 'DELETE' })).status).toBe(204);
     const etag = (await alice.request('/orgs/acme/roles/ops')).headers.get('etag')!;
@@ -175,7 +183,7 @@ describe('changing and deleting a role', () => {
     expect(first.status).toBe(201);
     const replay = await createRole(alice, 'auditor', ['audit:read'], headers);
     expect(replay.status).toBe(201);
-    expect(await json(replay)).toEqual(await json(first));
+    expect(await replay.json()).toEqual(await first.json());
     expect((await createRole(alice, 'auditor-2', ['audit:read'], headers)).status).toBe(422);
     expect(await db()('roles').where({ organization_id: acme }).whereIn('name', ['auditor', 'auditor-2'])).toHaveLength(1);
   });
@@ -195,9 +203,9 @@ describe('no escalation', () => {
   });
 
   it('refuses a non-admin holding role:create a role carrying credential:delete, naming exactly the missing permissions (403)', async () => {
-    const response = await createRole(bob, 'sneaky', ['project:delete', 'credential:delete', 'role:create', 'audit:read']);
+    const response = await createRole<Problem>(bob, 'sneaky', ['project:delete', 'credential:delete', 'role:create', 'audit:read']);
     expect(response.status).toBe(403);
-    expect((await json(response)).detail).toBe(
+    expect((await response.json()).detail).toBe(
       'you cannot grant permissions you do not hold in this organization: audit:read, credential:delete (a role, team role, member role or invitation may carry only permissions you hold)',
     );
     expect(await db()('roles').where({ name: 'sneaky' })).toEqual([]);
@@ -207,9 +215,12 @@ describe('no escalation', () => {
   it('lets him grant what he holds, and refuses adding what he lacks to an existing role', async () => {
     const created = await createRole(bob, 'project-keeper', ['project:delete', 'project:*', 'role:read']);
     expect(created.status).toBe(201);
-    const widened = await bob.request('/orgs/acme/roles/project-keeper', { method: 'PATCH', json: { permissions: ['project:*', '*'] } });
+    const widened = await bob.request<Problem>('/orgs/acme/roles/project-keeper', {
+      method: 'PATCH',
+      json: { permissions: ['project:*', '*'] },
+    });
     expect(widened.status).toBe(403);
-    expect((await json(widened)).detail).toMatch(/hold in this organization: \* \(/);
+    expect((await widened.json()).detail).toMatch(/hold in this organization: \* \(/);
     // A role already carrying a permission he lacks may still be narrowed or renamed by him.
     expect(
       (await bob.request('/orgs/acme/roles/release-manager', { method: 'PATCH', json: { permissions: ['project:update'] } })).status,
@@ -218,8 +229,8 @@ describe('no escalation', () => {
   });
 
   it('refuses a plain member any role change by policy first (403 from the gateway)', async () => {
-    const response = await createRole(dave, 'daves-role', []);
+    const response = await createRole<Problem>(dave, 'daves-role', []);
     expect(response.status).toBe(403);
-    expect((await json(response)).detail).toContain("missing permission 'role:create' in organization 'acme'");
+    expect((await response.json()).detail).toContain("missing permission 'role:create' in organization 'acme'");
   });
 });

@@ -5,14 +5,17 @@ import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:cryp
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { expect } from '@jest/globals';
 import { SignJWT } from 'jose';
 import pino from 'pino';
 import { parseConfig } from '../src/config/load-config';
 import { directoryOperations } from '../src/directory-service/directory-app';
 import { DirectoryEvents } from '../src/directory-service/directory-events';
+import type { Page } from '../src/directory-service/http-semantics';
+import type { User } from '../src/directory-service/users-operations';
 import { defaultRoutes } from '../src/routes/default-routes';
 import { requireBuild, spawnCli } from './support/cli-process';
-import { startDirectoryStack, type DirectoryStack, type JsonResponse } from './support/directory-stack';
+import { startDirectoryStack, type DirectoryStack, type JsonResponse, type Problem } from './support/directory-stack';
 import { waitFor } from './support/wait-for';
 
 let stack: DirectoryStack;
@@ -42,12 +45,28 @@ async function assertion(
     .sign(options.key ?? gatewayKey);
 }
 
-const direct = (path: string, headers: Record<string, string> = {}): Promise<JsonResponse> =>
-  fetch(`${stack.service.url}${path}`, { headers });
+const direct = <T = unknown>(path: string, headers: Record<string, string> = {}) =>
+  fetch(`${stack.service.url}${path}`, { headers }) as Promise<JsonResponse<T>>;
+
+/** The parts of GET /openapi.json these tests read. */
+interface OpenApiDocument {
+  openapi: string;
+  info: Record<string, unknown>;
+  components: { securitySchemes: Record<string, unknown> };
+  paths: Record<string, Record<string, OpenApiOperation>>;
+}
+interface OpenApiOperation {
+  operationId: string;
+  summary: unknown;
+  parameters?: { name: string; in: string; required?: boolean }[];
+  requestBody?: { content: Record<string, { schema: JsonSchema }> };
+  responses: Record<string, { content?: Record<string, { schema: JsonSchema }> }>;
+}
+type JsonSchema = Record<string, unknown> & { required?: string[] };
 
 describe('a request around the gateway', () => {
   it('is answered 401 problem+json without an assertion, even with the headers the gateway would set', async () => {
-    const response = await direct('/users/me', { 'x-portcullis-user': stack.directory!.users.alice, 'x-portcullis-org': 'acme' });
+    const response = await direct<Problem>('/users/me', { 'x-portcullis-user': stack.directory!.users.alice, 'x-portcullis-org': 'acme' });
     expect(response.status).toBe(401);
     expect(response.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     expect(response.headers.get('www-authenticate')).toMatch(/^Bearer /);
@@ -65,14 +84,14 @@ describe('a request around the gateway', () => {
       ['not a JWT', 'not-a-jwt', /does not verify/],
     ];
     for (const [what, token, detail] of cases) {
-      const response = await direct('/users/me', { 'x-portcullis-assertion': token });
+      const response = await direct<Problem>('/users/me', { 'x-portcullis-assertion': token });
       expect({ what, status: response.status }).toEqual({ what, status: 401 });
       expect((await response.json()).detail).toMatch(detail);
     }
   });
 
   it("is served with the gateway's own signature and audience (the control for the cases above)", async () => {
-    const response = await direct('/users/me', { 'x-portcullis-assertion': await assertion() });
+    const response = await direct<User>('/users/me', { 'x-portcullis-assertion': await assertion() });
     expect(response.status).toBe(200);
     expect((await response.json()).id).toBe(stack.directory!.users.alice);
   });
@@ -88,7 +107,7 @@ describe('GET /openapi.json', () => {
   });
 
   it('is an OpenAPI 3.1 document listing every operation of the registry, each with its parameters, body and answer', async () => {
-    const response = await direct('/openapi.json');
+    const response = await direct<OpenApiDocument>('/openapi.json');
     expect(response.status).toBe(200);
     const document = await response.json();
     expect(document.openapi).toBe('3.1.0');
@@ -97,7 +116,7 @@ describe('GET /openapi.json', () => {
       expect.objectContaining({ type: 'apiKey', in: 'header', name: 'x-portcullis-assertion' }),
     );
 
-    const listed = Object.entries(document.paths as Record<string, Record<string, unknown>>).flatMap(([path, methods]) =>
+    const listed = Object.entries(document.paths).flatMap(([path, methods]) =>
       Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`),
     );
     const registered = operations.map((operation) => `${operation.method} ${operation.path.replace(/:(\w+)/g, '{$1}')}`);
@@ -107,46 +126,48 @@ describe('GET /openapi.json', () => {
     );
 
     const operationIds = new Set<string>();
-    for (const [path, methods] of Object.entries(document.paths as Record<string, Record<string, any>>)) {
+    for (const [path, methods] of Object.entries(document.paths)) {
       const templated = [...path.matchAll(/\{(\w+)\}/g)].map((match) => match[1]);
       for (const [method, operation] of Object.entries(methods)) {
         const where = `${method} ${path}`;
         expect({ where, unique: !operationIds.has(operation.operationId) }).toEqual({ where, unique: true });
         operationIds.add(operation.operationId);
-        const pathParameters = (operation.parameters ?? []).filter((parameter: any) => parameter.in === 'path');
-        expect({ where, names: pathParameters.map((parameter: any) => parameter.name).sort() }).toEqual({
+        const pathParameters = (operation.parameters ?? []).filter((parameter) => parameter.in === 'path');
+        expect({ where, names: pathParameters.map((parameter) => parameter.name).sort() }).toEqual({
           where,
           names: [...templated].sort(),
         });
-        expect({ where, required: pathParameters.every((parameter: any) => parameter.required === true) }).toEqual({
+        expect({ where, required: pathParameters.every((parameter) => parameter.required === true) }).toEqual({
           where,
           required: true,
         });
         expect({ where, summary: typeof operation.summary }).toEqual({ where, summary: 'string' });
-        expect(operation.responses.default.content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/Problem' });
+        expect(operation.responses.default?.content?.['application/problem+json']?.schema).toEqual({
+          $ref: '#/components/schemas/Problem',
+        });
         expect(Object.keys(operation.responses).filter((status) => /^[1-5]\d\d$/.test(status))).toHaveLength(1);
       }
     }
   });
 
   it('derives the schemas from the zod validators (a strict PATCH body, the list query, a picture)', async () => {
-    const document = await (await direct('/openapi.json')).json();
-    const patch = document.paths['/users/me'].patch;
-    expect(patch.requestBody.content['application/json'].schema).toMatchObject({
+    const document = await (await direct<OpenApiDocument>('/openapi.json')).json();
+    const patch = document.paths['/users/me']?.patch;
+    expect(patch?.requestBody?.content['application/json']?.schema).toMatchObject({
       type: 'object',
       additionalProperties: false,
       properties: { display_name: expect.any(Object), email: expect.objectContaining({ format: 'email' }) },
     });
-    expect(patch.responses['200'].content['application/json'].schema.required).toEqual(
+    expect(patch?.responses['200']?.content?.['application/json']?.schema.required).toEqual(
       expect.arrayContaining(['id', 'email_verified', 'picture_url']),
     );
-    const events = document.paths['/orgs/{org}/events'].get;
-    expect(events.parameters.find((parameter: any) => parameter.name === 'limit')).toMatchObject({
+    const events = document.paths['/orgs/{org}/events']?.get;
+    expect(events?.parameters?.find((parameter) => parameter.name === 'limit')).toMatchObject({
       in: 'query',
       required: false,
       schema: { type: 'integer', minimum: 1, maximum: 100, default: 50 },
     });
-    expect(Object.keys(document.paths['/users/me/picture'].put.requestBody.content).sort()).toEqual([
+    expect(Object.keys(document.paths['/users/me/picture']?.put?.requestBody?.content ?? {}).sort()).toEqual([
       'image/jpeg',
       'image/png',
       'image/webp',
@@ -187,7 +208,7 @@ describe('Idempotency-Key on POST', () => {
 
   it('refuses the same key with another body (422), and another caller may use the same key', async () => {
     const carol = await stack.as('carol');
-    const reused = await carol.request('/orgs', {
+    const reused = await carol.request<Problem>('/orgs', {
       method: 'POST',
       headers: { 'idempotency-key': 'create-carolco-1' },
       json: { slug: 'carolco-two', name: 'Another' },
@@ -235,7 +256,7 @@ describe('pagination', () => {
       );
     await insert(5);
     const alice = await stack.as('alice');
-    const all: string[] = (await (await alice.request('/orgs/acme/events?limit=100')).json()).items.map((item: { id: string }) => item.id);
+    const all = (await (await alice.request<Page<{ id: string }>>('/orgs/acme/events?limit=100')).json()).items.map((item) => item.id);
     expect(all.length).toBeGreaterThanOrEqual(5);
     expect(all.map(Number)).toEqual([...all.map(Number)].sort((a, b) => b - a)); // newest first
 
@@ -243,11 +264,13 @@ describe('pagination', () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const response: JsonResponse = await alice.request(`/orgs/acme/events?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      const response: JsonResponse<Page<{ id: string }>> = await alice.request(
+        `/orgs/acme/events?limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+      );
       expect(response.status).toBe(200);
       const page = await response.json();
       expect(page.items.length).toBeLessThanOrEqual(2);
-      seen.push(...page.items.map((item: { id: string }) => item.id));
+      seen.push(...page.items.map((item) => item.id));
       cursor = page.next_cursor;
       if (pages++ === 0) await insert(3); // newer events must not shift the pages that follow
     } while (cursor);
@@ -281,7 +304,7 @@ describe('portcullis directory serve', () => {
       const url = await waitFor(
         () =>
           /"msg":"the directory service is ready"/.test(stdout) &&
-          (JSON.parse(stdout.split('\n').find((line) => line.includes('is ready'))!).url as string),
+          (JSON.parse(stdout.split('\n').find((line) => line.includes('is ready'))!) as { url: string }).url,
         {
           timeoutMs: 15_000,
           what: 'the directory service to start',

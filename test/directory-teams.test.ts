@@ -2,8 +2,13 @@
 // PostgreSQL: a role attached to a team reaches its members at once, only the organization's
 // members join its teams, only built-in or the organization's roles attach, names are unique
 // and addressable, and joining a team or attaching a role never escalates the caller.
+import { expect } from '@jest/globals';
+import type { Page } from '../src/directory-service/http-semantics';
+import type { Member } from '../src/directory-service/member-store';
+import type { Role, RoleRow } from '../src/directory-service/role-store';
+import type { Team } from '../src/directory-service/team-store';
 import type { Directory } from './support/directory-fixtures';
-import { startDirectoryStack, type Caller, type DirectoryStack } from './support/directory-stack';
+import { startDirectoryStack, type Caller, type DirectoryStack, type Problem } from './support/directory-stack';
 import { waitFor } from './support/wait-for';
 
 let stack: DirectoryStack;
@@ -13,8 +18,6 @@ let dave: Caller;
 let users: Directory['users'];
 
 const db = () => stack.database.db;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-const json = async (response: Response): Promise<any> => response.json();
 
 beforeAll(async () => {
   stack = await startDirectoryStack();
@@ -36,7 +39,7 @@ describe('a role attached to a team', () => {
 
     const attached = await alice.request('/orgs/acme/teams/deployers/roles/credential-reader', { method: 'PUT' });
     expect(attached.status).toBe(201);
-    expect(await json(attached)).toEqual({
+    expect(await attached.json()).toEqual({
       id: expect.any(String),
       name: 'credential-reader',
       permissions: ['credential:read'],
@@ -51,15 +54,15 @@ describe('a role attached to a team', () => {
 
     const again = await alice.request('/orgs/acme/teams/deployers/roles/credential-reader', { method: 'PUT' });
     expect(again.status).toBe(200);
-    const team = await json(await alice.request('/orgs/acme/teams/deployers'));
+    const team = await (await alice.request('/orgs/acme/teams/deployers')).json();
     expect(team).toEqual({
       id: stack.directory!.teams.deployers,
       name: 'deployers',
       roles: ['credential-reader', 'project-creator'],
       member_count: 1,
     });
-    const roles = await json(await bob.request('/orgs/acme/teams/deployers/roles'));
-    expect(roles.items.map((role: { name: string }) => role.name)).toEqual(['credential-reader', 'project-creator']);
+    const roles = await (await bob.request<Page<Role>>('/orgs/acme/teams/deployers/roles')).json();
+    expect(roles.items.map((role) => role.name)).toEqual(['credential-reader', 'project-creator']);
     const events = await db()('directory_events').where({ action: 'team_role.attach' });
     expect(events).toEqual([
       expect.objectContaining({ actor: users.alice, organization_slug: 'acme', target_type: 'team_role', before: null }),
@@ -74,23 +77,23 @@ describe('a role attached to a team', () => {
   });
 
   it('attaches built-in roles, by name or id', async () => {
-    const defaultId = (await db()('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id;
+    const defaultId = (await db()<RoleRow>('roles').whereNull('organization_id').where({ name: 'default' }).first('id'))!.id;
     const response = await alice.request(`/orgs/acme/teams/Builders/roles/${defaultId}`, { method: 'PUT' });
     expect(response.status).toBe(201);
-    expect(await json(response)).toMatchObject({ name: 'default', builtin: true });
+    expect(await response.json()).toMatchObject({ name: 'default', builtin: true });
     expect((await alice.request('/orgs/acme/teams/Builders/roles/default', { method: 'PUT' })).status).toBe(200);
   });
 
   it("refuses another organization's role, by name or id (404), and attaches nothing", async () => {
     const [foreign] = await db()('roles')
       .insert({ organization_id: stack.directory!.orgs.globex, name: 'globex-only', permissions: ['*'] })
-      .returning('id');
-    for (const ref of ['globex-only', foreign.id]) {
-      const response = await alice.request(`/orgs/acme/teams/deployers/roles/${ref}`, { method: 'PUT' });
+      .returning<{ id: string }[]>('id');
+    for (const ref of ['globex-only', foreign!.id]) {
+      const response = await alice.request<Problem>(`/orgs/acme/teams/deployers/roles/${ref}`, { method: 'PUT' });
       expect(response.status).toBe(404);
-      expect((await json(response)).detail).toContain(`role '${ref}' not found in organization 'acme'`);
+      expect((await response.json()).detail).toContain(`role '${ref}' not found in organization 'acme'`);
     }
-    expect(await db()('team_roles').where({ role_id: foreign.id })).toEqual([]);
+    expect(await db()('team_roles').where({ role_id: foreign!.id })).toEqual([]);
   });
 });
 
@@ -103,18 +106,18 @@ describe('team members', () => {
     const added = await alice.request(path, { method: 'PUT' });
     expect(added.status).toBe(201);
     const etag = added.headers.get('etag');
-    expect(await json(added)).toEqual({ user_id: users.dave, email: 'dave@example.com', display_name: 'dave' });
+    expect(await added.json()).toEqual({ user_id: users.dave, email: 'dave@example.com', display_name: 'dave' });
     const again = await alice.request(path, { method: 'PUT', headers: { 'if-match': etag! } });
     expect(again.status).toBe(200);
     expect(again.headers.get('etag')).toBe(etag);
     expect((await alice.request(path, { method: 'PUT', headers: { 'if-match': '"stale"' } })).status).toBe(412);
 
-    const members = await json(await dave.request('/orgs/acme/teams/Builders/members'));
+    const members = await (await dave.request('/orgs/acme/teams/Builders/members')).json();
     expect(members).toEqual({ items: [{ user_id: users.dave, email: 'dave@example.com', display_name: 'dave' }], next_cursor: null });
     const one = await dave.request(path);
     expect(one.headers.get('etag')).toBe(etag);
-    expect(await json(one)).toEqual({ user_id: users.dave, email: 'dave@example.com', display_name: 'dave' });
-    const member = await json(await alice.request(`/orgs/acme/members/${users.dave}`));
+    expect(await one.json()).toEqual({ user_id: users.dave, email: 'dave@example.com', display_name: 'dave' });
+    const member = await (await alice.request<Member>(`/orgs/acme/members/${users.dave}`)).json();
     expect(member.teams).toContain('Builders');
 
     expect((await alice.request(path, { method: 'DELETE', headers: { 'if-match': '"stale"' } })).status).toBe(412);
@@ -128,9 +131,9 @@ describe('team members', () => {
   });
 
   it('does not let a non-member of the organization join its teams: the gateway answers 404 (R7), nothing is written', async () => {
-    const response = await alice.request(`/orgs/acme/teams/Builders/members/${users.carol}`, { method: 'PUT' });
+    const response = await alice.request<Problem>(`/orgs/acme/teams/Builders/members/${users.carol}`, { method: 'PUT' });
     expect(response.status).toBe(404);
-    expect((await json(response)).detail).toContain(`user '${users.carol}' is not a member of organization 'acme'`);
+    expect((await response.json()).detail).toContain(`user '${users.carol}' is not a member of organization 'acme'`);
     expect(await db()('team_members').where({ user_id: users.carol })).toEqual([]);
   });
 
@@ -152,9 +155,9 @@ describe('team members', () => {
     try {
       const admin = await unchecked.as('alice');
       const { carol } = unchecked.directory!.users;
-      const response = await admin.request(`/orgs/acme/teams/Builders/members/${carol}`, { method: 'PUT' });
+      const response = await admin.request<Problem>(`/orgs/acme/teams/Builders/members/${carol}`, { method: 'PUT' });
       expect(response.status).toBe(422);
-      expect((await json(response)).detail).toBe(`user '${carol}' is not a member of this organization; only its members join its teams`);
+      expect((await response.json()).detail).toBe(`user '${carol}' is not a member of this organization; only its members join its teams`);
       expect(await unchecked.database.db('team_members').where({ user_id: carol })).toEqual([]);
     } finally {
       await unchecked.close();
@@ -164,15 +167,15 @@ describe('team members', () => {
 
 describe('team names', () => {
   it('creates, reads by name or id, renames with If-Match, and deletes a team', async () => {
-    const created = await alice.request('/orgs/acme/teams', { method: 'POST', json: { name: 'Night Shift' } });
+    const created = await alice.request<Team>('/orgs/acme/teams', { method: 'POST', json: { name: 'Night Shift' } });
     expect(created.status).toBe(201);
-    const team = await json(created);
+    const team = await created.json();
     expect(team).toEqual({ id: expect.any(String), name: 'Night Shift', roles: [], member_count: 0 });
     expect(created.headers.get('location')).toBe(`/orgs/acme/teams/${team.id}`);
     const byName = await alice.request('/orgs/acme/teams/Night%20Shift');
-    expect(await json(byName)).toEqual(team);
+    expect(await byName.json()).toEqual(team);
     expect(byName.headers.get('etag')).toBe(created.headers.get('etag'));
-    expect(await json(await alice.request(`/orgs/acme/teams/${team.id}`))).toEqual(team);
+    expect(await (await alice.request(`/orgs/acme/teams/${team.id}`)).json()).toEqual(team);
 
     const stale = await alice.request('/orgs/acme/teams/Night%20Shift', {
       method: 'PATCH',
@@ -186,7 +189,7 @@ describe('team names', () => {
       headers: { 'if-match': created.headers.get('etag')! },
     });
     expect(renamed.status).toBe(200);
-    expect(await json(renamed)).toEqual({ ...team, name: 'Day Shift' });
+    expect(await renamed.json()).toEqual({ ...team, name: 'Day Shift' });
     expect((await alice.request('/orgs/acme/teams/Night%20Shift')).status).toBe(404);
 
     expect((await alice.request(`/orgs/acme/teams/${team.id}`, { method: 'DELETE' })).status).toBe(204);
@@ -194,9 +197,9 @@ describe('team names', () => {
   });
 
   it('keeps names unique in the organization (409) but not across organizations', async () => {
-    const taken = await alice.request('/orgs/acme/teams', { method: 'POST', json: { name: 'deployers' } });
+    const taken = await alice.request<Problem>('/orgs/acme/teams', { method: 'POST', json: { name: 'deployers' } });
     expect(taken.status).toBe(409);
-    expect((await json(taken)).detail).toBe("a team named 'deployers' already exists in this organization");
+    expect((await taken.json()).detail).toBe("a team named 'deployers' already exists in this organization");
     expect((await dave.request('/orgs/globex/teams', { method: 'POST', json: { name: 'deployers' } })).status).toBe(201);
     expect((await alice.request('/orgs/acme/teams/Builders', { method: 'PATCH', json: { name: 'core team' } })).status).toBe(409);
   });
@@ -219,14 +222,12 @@ describe('team names', () => {
     const names: string[] = [];
     let cursor: string | null = null;
     do {
-      const page: { items: { name: string }[]; next_cursor: string | null } = await json(
-        await bob.request(`/orgs/acme/teams?limit=2${cursor ? `&cursor=${cursor}` : ''}`),
-      );
+      const page = await (await bob.request<Page<Team>>(`/orgs/acme/teams?limit=2${cursor ? `&cursor=${cursor}` : ''}`)).json();
       expect(page.items.length).toBeLessThanOrEqual(2);
       names.push(...page.items.map((team) => team.name));
       cursor = page.next_cursor;
     } while (cursor !== null);
-    const all: string[] = await db()('teams').where({ organization_id: stack.directory!.orgs.acme }).orderBy(['name', 'id']).pluck('name');
+    const all = await db()('teams').where({ organization_id: stack.directory!.orgs.acme }).orderBy(['name', 'id']).pluck<string[]>('name');
     expect(names).toEqual(all);
   });
 });
@@ -262,12 +263,12 @@ describe('no escalation through teams', () => {
       what: 'bob to hold team:*',
     });
 
-    const join = await bob.request(`/orgs/acme/teams/admins/members/${users.bob}`, { method: 'PUT' });
+    const join = await bob.request<Problem>(`/orgs/acme/teams/admins/members/${users.bob}`, { method: 'PUT' });
     expect(join.status).toBe(403);
-    expect((await json(join)).detail).toMatch(/^you cannot grant permissions you do not hold in this organization: \* \(/);
-    const attach = await bob.request('/orgs/acme/teams/bobs-team/roles/organization-admin', { method: 'PUT' });
+    expect((await join.json()).detail).toMatch(/^you cannot grant permissions you do not hold in this organization: \* \(/);
+    const attach = await bob.request<Problem>('/orgs/acme/teams/bobs-team/roles/organization-admin', { method: 'PUT' });
     expect(attach.status).toBe(403);
-    expect((await json(attach)).detail).toMatch(/hold in this organization: \* \(/);
+    expect((await attach.json()).detail).toMatch(/hold in this organization: \* \(/);
     expect(await db()('team_members').join('teams', 'teams.id', 'team_members.team_id').where({ 'teams.name': 'admins' })).toEqual([]);
 
     // What bob holds, he may hand out.

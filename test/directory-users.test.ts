@@ -3,7 +3,11 @@
 // changes, pictures checked by their bytes, and password reset handed to a real webhook.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startDirectoryStack, type DirectoryStack } from './support/directory-stack';
+import { expect } from '@jest/globals';
+import type { DirectoryEventRow } from '../src/directory-service/directory-events';
+import type { UserRow } from '../src/directory-service/user-store';
+import type { User } from '../src/directory-service/users-operations';
+import { startDirectoryStack, type DirectoryStack, type Problem } from './support/directory-stack';
 import { waitFor } from './support/wait-for';
 
 const PNG = Buffer.concat([
@@ -27,11 +31,11 @@ describe('registration (PUT /users/me)', () => {
   it('refuses everything but registration to an unregistered subject, registers it from the token claims, and is idempotent', async () => {
     const frank = await stack.as('frank', { email: 'Frank@Example.com', email_verified: true, name: 'Frank Ocean' });
 
-    const before = await frank.request('/users/me');
+    const before = await frank.request<Problem>('/users/me');
     expect(before.status).toBe(403);
     expect((await before.json()).detail).toMatch(/register first: PUT \/users\/me/);
 
-    const first = await frank.request('/users/me', { method: 'PUT' });
+    const first = await frank.request<User>('/users/me', { method: 'PUT' });
     expect(first.status).toBe(201);
     const registered = await first.json();
     expect(registered).toMatchObject({
@@ -50,7 +54,7 @@ describe('registration (PUT /users/me)', () => {
     // The gateway's subject cache learns of the new row from the change notification.
     const profile = await waitFor(
       async () => {
-        const response = await frank.request('/users/me');
+        const response = await frank.request<User>('/users/me');
         return response.status === 200 && response;
       },
       { what: 'the registered profile to be readable' },
@@ -65,8 +69,8 @@ describe('registration (PUT /users/me)', () => {
   });
 
   it("takes the identity provider's verified address when a registered user registers again", async () => {
-    const row = await stack.database.db('users').where({ subject: 'erin|sub' }).first('email_verified');
-    expect(row.email_verified).toBe(false);
+    const row = await stack.database.db<UserRow>('users').where({ subject: 'erin|sub' }).first('email_verified');
+    expect(row?.email_verified).toBe(false);
     const erin = await stack.as('erin');
     const response = await erin.request('/users/me', { method: 'PUT' });
     expect(response.status).toBe(200);
@@ -99,21 +103,21 @@ describe('the profile', () => {
     });
     expect(stale.status).toBe(412);
     expect(stale.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-    expect((await (await alice.request('/users/me')).json()).display_name).toBe('Alice A.');
+    expect((await (await alice.request<User>('/users/me')).json()).display_name).toBe('Alice A.');
   });
 
   it('resets email_verified when the e-mail changes, and keeps it when only the name does', async () => {
     const bob = await stack.as('bob');
-    expect((await (await bob.request('/users/me', { method: 'PUT' })).json()).email_verified).toBe(true);
+    expect((await (await bob.request<User>('/users/me', { method: 'PUT' })).json()).email_verified).toBe(true);
 
-    const renamed = await (await bob.request('/users/me', { method: 'PATCH', json: { display_name: 'Bob' } })).json();
+    const renamed = await (await bob.request<User>('/users/me', { method: 'PATCH', json: { display_name: 'Bob' } })).json();
     expect(renamed.email_verified).toBe(true);
 
     const moved = await bob.request(`/users/${renamed.id}`, { method: 'PATCH', json: { email: 'bob@new.example.com' } });
     expect(moved.status).toBe(200);
     expect(await moved.json()).toMatchObject({ email: 'bob@new.example.com', email_verified: false });
     const event = await stack.database
-      .db('directory_events')
+      .db<DirectoryEventRow>('directory_events')
       .where({ target_id: renamed.id, action: 'user.update' })
       .orderBy('id', 'desc')
       .first('before', 'after');
@@ -134,7 +138,9 @@ describe('the profile', () => {
     expect(
       (await alice.request('/users/me', { method: 'PATCH', headers: { 'content-type': 'text/plain' }, body: 'display_name=x' })).status,
     ).toBe(415);
-    expect((await stack.database.db('users').where({ subject: 'alice|sub' }).first('subject', 'display_name')).display_name).not.toBe('x');
+    expect(
+      (await stack.database.db<UserRow>('users').where({ subject: 'alice|sub' }).first('subject', 'display_name'))!.display_name,
+    ).not.toBe('x');
   });
 
   it("never shows or changes another user's profile", async () => {
@@ -142,7 +148,7 @@ describe('the profile', () => {
     const { alice } = stack.directory!.users;
     expect((await bob.request(`/users/${alice}`)).status).toBe(403);
     expect((await bob.request(`/users/${alice}`, { method: 'PATCH', json: { display_name: 'pwned' } })).status).toBe(403);
-    expect((await stack.database.db('users').where({ id: alice }).first('display_name')).display_name).not.toBe('pwned');
+    expect((await stack.database.db<UserRow>('users').where({ id: alice }).first('display_name'))!.display_name).not.toBe('pwned');
   });
 });
 
@@ -154,7 +160,7 @@ describe('the picture', () => {
   ])('stores a %s by its magic bytes and serves it back', async (_kind, bytes, type) => {
     const carol = await stack.as('carol');
     // The Content-Type the client claims is not what decides.
-    const upload = await carol.request('/users/me/picture', {
+    const upload = await carol.request<User>('/users/me/picture', {
       method: 'PUT',
       headers: { 'content-type': 'application/octet-stream' },
       body: bytes,
@@ -163,7 +169,7 @@ describe('the picture', () => {
     const user = await upload.json();
     expect(user.picture_url).toBe(`/users/${user.id}/picture`);
 
-    const download = await carol.request(user.picture_url);
+    const download = await carol.request(user.picture_url!);
     expect(download.status).toBe(200);
     expect(download.headers.get('content-type')).toBe(type);
     expect(Buffer.from(await download.arrayBuffer())).toEqual(bytes);
@@ -171,7 +177,7 @@ describe('the picture', () => {
 
   it('refuses what is not a PNG, JPEG or WebP (415), whatever its Content-Type says', async () => {
     const carol = await stack.as('carol');
-    const response = await carol.request('/users/me/picture', {
+    const response = await carol.request<Problem>('/users/me/picture', {
       method: 'PUT',
       headers: { 'content-type': 'image/png' },
       body: Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>'),
@@ -192,7 +198,10 @@ describe('the picture', () => {
   });
 
   it("records the change without the picture's bytes", async () => {
-    const events = await stack.database.db('directory_events').where({ action: 'user.picture' }).select('after');
+    const events = await stack.database
+      .db('directory_events')
+      .where({ action: 'user.picture' })
+      .select<{ after: Record<string, unknown> }[]>('after');
     expect(events.length).toBeGreaterThan(0);
     for (const { after } of events) expect(Object.keys(after).sort()).toEqual(['bytes', 'content_type', 'picture_url']);
   });
@@ -200,7 +209,7 @@ describe('the picture', () => {
   it("does not serve another user's picture", async () => {
     const carol = await stack.as('carol');
     const dave = await stack.as('dave');
-    const { id } = await (await carol.request('/users/me')).json();
+    const { id } = await (await carol.request<User>('/users/me')).json();
     expect((await dave.request(`/users/${id}/picture`)).status).toBe(403);
   });
 });
@@ -208,7 +217,7 @@ describe('the picture', () => {
 describe('password reset', () => {
   it('answers 501 naming directory.password_reset_webhook when it is not set', async () => {
     const alice = await stack.as('alice');
-    const response = await alice.request('/users/me/password-reset', { method: 'POST' });
+    const response = await alice.request<Problem>('/users/me/password-reset', { method: 'POST' });
     expect(response.status).toBe(501);
     expect(response.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     expect((await response.json()).detail).toMatch(/directory\.password_reset_webhook/);
@@ -225,7 +234,7 @@ describe('password reset', () => {
         let body = '';
         req.on('data', (chunk: Buffer) => (body += chunk.toString()));
         req.on('end', () => {
-          received.push(JSON.parse(body));
+          received.push(JSON.parse(body) as { sub: string; email: string });
           res.statusCode = answer;
           res.end();
         });
@@ -251,21 +260,21 @@ describe('password reset', () => {
 
     it('records changes with the pointers of directory.event_mask erased', async () => {
       const alice = await withWebhook.as('alice');
-      const changed = await (await alice.request('/users/me', { method: 'PATCH', json: { display_name: 'Masked' } })).json();
+      const changed = await (await alice.request<User>('/users/me', { method: 'PATCH', json: { display_name: 'Masked' } })).json();
       expect(changed.email).toBe('alice@example.com');
       const event = await withWebhook.database
-        .db('directory_events')
+        .db<DirectoryEventRow>('directory_events')
         .where({ target_id: changed.id, action: 'user.update' })
         .first('before', 'after');
-      expect(event.after).toMatchObject({ display_name: 'Masked' });
-      expect(event.before).not.toHaveProperty('email');
-      expect(event.after).not.toHaveProperty('email');
+      expect(event?.after).toMatchObject({ display_name: 'Masked' });
+      expect(event?.before).not.toHaveProperty('email');
+      expect(event?.after).not.toHaveProperty('email');
     });
 
     it('answers 502 when the webhook fails', async () => {
       answer = 500;
       const alice = await withWebhook.as('alice');
-      const response = await alice.request('/users/me/password-reset', { method: 'POST' });
+      const response = await alice.request<Problem>('/users/me/password-reset', { method: 'POST' });
       expect(response.status).toBe(502);
       expect((await response.json()).detail).toMatch(/password reset webhook .* answered 500/);
     });

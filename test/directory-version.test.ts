@@ -27,7 +27,10 @@ beforeAll(async () => {
 });
 afterAll(async () => database?.drop());
 
-const version = async (from: Knex | Knex.Transaction = db) => Number((await from('directory_version').first('version')).version);
+/** bigint: node-postgres reads it as a string. */
+type VersionRow = { version: string };
+const version = async (from: Knex | Knex.Transaction = db) =>
+  Number((await from<VersionRow>('directory_version').first('version'))!.version);
 
 describe('directory_version', () => {
   it('is bumped once by each statement that changes directory rows, and not by one that changes none', async () => {
@@ -103,7 +106,7 @@ describe('directory_version on decision records', () => {
     await res.arrayBuffer();
     const id = res.headers.get('x-portcullis-decision')!;
     const row = await waitFor(
-      async () => (await db('decisions').where({ id }).first('directory_version')) as { directory_version: string | null } | undefined,
+      async () => db('decisions').where({ id }).first<{ directory_version: string | null } | undefined>('directory_version'),
       { timeoutMs: 15_000, what: `decision ${id}` },
     );
     return row.directory_version === null ? null : Number(row.directory_version);
@@ -207,6 +210,6 @@ describe('directory_version in the hash chain', () => {
     await chain.db('users').insert({ subject: 'after-rollback|sub' });
     await chain.db.migrate.latest(migrationConfig());
     await chain.db('users').where({ subject: 'after-rollback|sub' }).delete();
-    expect(Number((await chain.db('directory_version').first('version')).version)).toBe(1);
+    expect(Number((await chain.db<VersionRow>('directory_version').first('version'))!.version)).toBe(1);
   });
 });

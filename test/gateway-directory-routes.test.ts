@@ -19,8 +19,8 @@ beforeAll(async () => {
     await database
       .db('roles')
       .insert({ organization_id: dir.orgs.globex, name: 'spy', permissions: ['*'] })
-      .returning('id')
-  )[0].id as string;
+      .returning<{ id: string }[]>('id')
+  )[0]!.id;
   h = await startHarness({}, { database });
 });
 afterAll(async () => {

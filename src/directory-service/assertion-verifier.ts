@@ -77,7 +77,7 @@ export class AssertionVerifier {
       });
     }
     if (typeof claims.portcullis_sub !== 'string') throw new AuthenticationError(`the ${ASSERTION_HEADER} names no portcullis_sub`);
-    const header = (name: string) => (typeof headers[name] === 'string' ? (headers[name] as string) : null);
+    const header = (name: string) => (typeof headers[name] === 'string' ? headers[name] : null);
     return {
       userId: typeof claims.sub === 'string' ? claims.sub : null,
       sub: claims.portcullis_sub,

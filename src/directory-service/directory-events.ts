@@ -6,6 +6,7 @@ import type { Knex } from 'knex';
 import { DecisionMask } from '../audit/decision-mask';
 import type { Actor } from './assertion-verifier';
 import { paginate, type Page, type PageQuery } from './http-semantics';
+import type { OrganizationRow } from './organization-store';
 
 export interface DirectoryEvent {
   actor: Pick<Actor, 'userId' | 'requestId' | 'decisionId'> | null;
@@ -73,7 +74,7 @@ export async function listEvents(db: Knex, options: { organizationSlug?: string;
 
 /** The events of an existing organization, newest first, one page at a time (`GET /orgs/{org}/events`). */
 export async function organizationEvents(db: Knex, slug: string, page: PageQuery): Promise<Page<DirectoryEventRow> | undefined> {
-  const organization = await db('organizations').where({ slug }).first('id');
+  const organization = await db<OrganizationRow>('organizations').where({ slug }).first('id');
   if (!organization) return undefined;
   const query = db('directory_events').select('*').where({ organization_id: organization.id });
   return paginate<DirectoryEventRow>(query, page, { columns: [{ column: 'id', field: 'id' }], direction: 'desc' });

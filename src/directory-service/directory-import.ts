@@ -7,8 +7,13 @@ import { z } from 'zod';
 import { isUuid } from '../db/uuid';
 import { InputError } from '../base/errors';
 import { DirectoryEvents } from './directory-events';
+import type { OrganizationRow } from './organization-store';
 import { permissionProblem } from './permission-grammar';
+import type { ProjectRow } from './project-store';
 import { directoryNameSchema } from './role-operations';
+import type { RoleRow } from './role-store';
+import type { TeamRow } from './team-store';
+import type { UserRow } from './user-store';
 
 // The API's rules: names and slugs share paths with ids, so none is shaped like one.
 const slug = z
@@ -58,6 +63,15 @@ export const directoryDocument = z.strictObject({
   organizations: z.array(organizationDocument).default([]),
 });
 export type DirectoryDocument = z.input<typeof directoryDocument>;
+
+// The rows this module reads from the tables that have no store of their own here.
+type IdRow = { id: string };
+type MembershipRow = { organization_id: string; user_id: string; role_id: string };
+type TeamMemberRow = { team_id: string; user_id: string };
+type TeamRoleRow = { team_id: string; role_id: string };
+/** Projects and credentials: named by a slug in their organization. */
+type SlugRow = Pick<ProjectRow, 'id' | 'organization_id' | 'slug' | 'name'>;
+type InvitationTableRow = { id: string; organization_id: string; email: string; role_id: string | null };
 
 /** What an import changed, per kind: `created`, `updated`. */
 export type ImportSummary = Record<string, { created: number; updated: number }>;
@@ -110,7 +124,7 @@ export async function importDirectory(
 
     const userIds = new Map<string, string>();
     for (const user of input.users) {
-      const existing = await trx('users').where({ subject: user.subject }).first('id', 'email', 'email_verified', 'display_name');
+      const existing = await trx<UserRow>('users').where({ subject: user.subject }).first('id', 'email', 'email_verified', 'display_name');
       const wanted = {
         ...(user.email !== undefined ? { email: user.email } : {}),
         ...(user.email_verified !== undefined ? { email_verified: user.email_verified } : {}),
@@ -119,14 +133,14 @@ export async function importDirectory(
       if (!existing) {
         const [row] = await trx('users')
           .insert({ subject: user.subject, ...wanted })
-          .returning('id');
-        userIds.set(user.subject, row.id);
+          .returning<IdRow[]>('id');
+        userIds.set(user.subject, row!.id);
         count('users', 'created');
-        await record('user.import', { type: 'user', id: row.id }, null, null, { subject: user.subject, ...wanted });
+        await record('user.import', { type: 'user', id: row!.id }, null, null, { subject: user.subject, ...wanted });
         continue;
       }
       userIds.set(user.subject, existing.id);
-      const changed = Object.fromEntries(Object.entries(wanted).filter(([key, value]) => existing[key] !== value));
+      const changed = Object.fromEntries(Object.entries(wanted).filter(([key, value]) => existing[key as keyof typeof wanted] !== value));
       if (Object.keys(changed).length === 0) continue;
       await trx('users')
         .where({ id: existing.id })
@@ -135,21 +149,24 @@ export async function importDirectory(
       await record('user.import', { type: 'user', id: existing.id }, null, pick(existing, Object.keys(changed)), changed);
     }
     const userId = async (subjectOf: string, where: string) => {
-      const known = userIds.get(subjectOf) ?? (await trx('users').where({ subject: subjectOf }).first('id'))?.id;
+      const known = userIds.get(subjectOf) ?? (await trx<UserRow>('users').where({ subject: subjectOf }).first('id'))?.id;
       if (!known) throw new InputError(`${where}: no user with subject ${subjectOf} (list it under users)`);
       userIds.set(subjectOf, known);
-      return known as string;
+      return known;
     };
 
     const builtIn = new Map<string, string>(
-      (await trx('roles').whereNull('organization_id').select('id', 'name')).map((row: { id: string; name: string }) => [row.name, row.id]),
+      (await trx<RoleRow>('roles').whereNull('organization_id').select('id', 'name')).map((row) => [row.name, row.id]),
     );
 
     for (const [index, organization] of input.organizations.entries()) {
       const where = `organizations.${index} (${organization.slug})`;
-      let org = await trx('organizations').where({ slug: organization.slug }).first('id', 'name');
+      let org = await trx<OrganizationRow>('organizations').where({ slug: organization.slug }).first('id', 'name');
       if (!org) {
-        [org] = await trx('organizations').insert({ slug: organization.slug, name: organization.name }).returning(['id', 'name']);
+        const [created] = await trx('organizations')
+          .insert({ slug: organization.slug, name: organization.name })
+          .returning<Pick<OrganizationRow, 'id' | 'name'>[]>(['id', 'name']);
+        org = created!;
         count('organizations', 'created');
         await record('organization.import', { type: 'organization', id: org.id }, { id: org.id, slug: organization.slug }, null, {
           slug: organization.slug,
@@ -166,19 +183,20 @@ export async function importDirectory(
           { name: organization.name },
         );
       }
-      const scope = { id: org.id as string, slug: organization.slug };
+      const scope = { id: org.id, slug: organization.slug };
 
       const roleIds = new Map(builtIn);
-      for (const row of await trx('roles').where({ organization_id: scope.id }).select('id', 'name')) roleIds.set(row.name, row.id);
+      for (const row of await trx<RoleRow>('roles').where({ organization_id: scope.id }).select('id', 'name'))
+        roleIds.set(row.name, row.id);
       for (const role of organization.roles) {
-        const existing = await trx('roles').where({ organization_id: scope.id, name: role.name }).first('id', 'permissions');
+        const existing = await trx<RoleRow>('roles').where({ organization_id: scope.id, name: role.name }).first('id', 'permissions');
         if (!existing) {
           const [row] = await trx('roles')
             .insert({ organization_id: scope.id, name: role.name, permissions: role.permissions })
-            .returning('id');
-          roleIds.set(role.name, row.id);
+            .returning<IdRow[]>('id');
+          roleIds.set(role.name, row!.id);
           count('roles', 'created');
-          await record('role.import', { type: 'role', id: row.id }, scope, null, role);
+          await record('role.import', { type: 'role', id: row!.id }, scope, null, role);
         } else if (JSON.stringify(existing.permissions) !== JSON.stringify(role.permissions)) {
           await trx('roles').where({ id: existing.id }).update({ permissions: role.permissions });
           count('roles', 'updated');
@@ -200,7 +218,9 @@ export async function importDirectory(
       for (const member of organization.members) {
         const memberId = await userId(member.user, `${where}: members`);
         const role = roleId(member.role, `member ${member.user}`);
-        const existing = await trx('organization_members').where({ organization_id: scope.id, user_id: memberId }).first('role_id');
+        const existing = await trx<MembershipRow>('organization_members')
+          .where({ organization_id: scope.id, user_id: memberId })
+          .first('role_id');
         if (!existing) {
           await trx('organization_members').insert({ organization_id: scope.id, user_id: memberId, role_id: role });
           count('memberships', 'created');
@@ -219,9 +239,10 @@ export async function importDirectory(
       }
 
       for (const team of organization.teams) {
-        let row = await trx('teams').where({ organization_id: scope.id, name: team.name }).first('id');
+        let row = await trx<TeamRow>('teams').where({ organization_id: scope.id, name: team.name }).first('id');
         if (!row) {
-          [row] = await trx('teams').insert({ organization_id: scope.id, name: team.name }).returning('id');
+          const [created] = await trx('teams').insert({ organization_id: scope.id, name: team.name }).returning<IdRow[]>('id');
+          row = created!;
           count('teams', 'created');
           await record('team.import', { type: 'team', id: row.id }, scope, null, { name: team.name });
         }
@@ -258,12 +279,12 @@ export async function importDirectory(
         ['credentials', 'credentials'],
       ] as const) {
         for (const item of organization[table]) {
-          const existing = await trx(table).where({ organization_id: scope.id, slug: item.slug }).first('id', 'name');
+          const existing = await trx<SlugRow>(table).where({ organization_id: scope.id, slug: item.slug }).first('id', 'name');
           const name = item.name ?? null;
           if (!existing) {
-            const [row] = await trx(table).insert({ organization_id: scope.id, slug: item.slug, name }).returning('id');
+            const [row] = await trx(table).insert({ organization_id: scope.id, slug: item.slug, name }).returning<IdRow[]>('id');
             count(kind, 'created');
-            await record(`${table.slice(0, -1)}.import`, { type: table.slice(0, -1), id: row.id }, scope, null, item);
+            await record(`${table.slice(0, -1)}.import`, { type: table.slice(0, -1), id: row!.id }, scope, null, item);
           } else if (item.name !== undefined && existing.name !== name) {
             await trx(table).where({ id: existing.id }).update({ name });
             count(kind, 'updated');
@@ -285,7 +306,7 @@ export async function importDirectory(
           .whereNull('accepted_at')
           .whereNull('revoked_at')
           .whereRaw('expires_at > now()')
-          .first('id');
+          .first<IdRow | undefined>('id');
         if (pending) continue;
         const [row] = await trx('invitations')
           .insert({
@@ -293,9 +314,9 @@ export async function importDirectory(
             email: invitation.email,
             role_id: roleId(invitation.role, `invitation ${invitation.email}`),
           })
-          .returning('id');
+          .returning<IdRow[]>('id');
         count('invitations', 'created');
-        await record('invitation.import', { type: 'invitation', id: row.id }, scope, null, invitation);
+        await record('invitation.import', { type: 'invitation', id: row!.id }, scope, null, invitation);
       }
     }
   });
@@ -308,12 +329,12 @@ function pick(row: Record<string, unknown>, keys: string[]): Record<string, unkn
 
 /** The whole directory in the import format, in a stable order (so two exports of one state are equal). */
 export async function exportDirectory(db: Knex): Promise<DirectoryDocument> {
-  const users = await db('users').select('id', 'subject', 'email', 'email_verified', 'display_name').orderBy('subject');
-  const subjects = new Map(users.map((user: { id: string; subject: string }) => [user.id, user.subject]));
-  const roleNames = new Map((await db('roles').select('id', 'name')).map((role: { id: string; name: string }) => [role.id, role.name]));
-  const organizations = await db('organizations').select('id', 'slug', 'name').orderBy('slug');
+  const users = await db<UserRow>('users').select('id', 'subject', 'email', 'email_verified', 'display_name').orderBy('subject');
+  const subjects = new Map(users.map((user) => [user.id, user.subject]));
+  const roleNames = new Map((await db<RoleRow>('roles').select('id', 'name')).map((role) => [role.id, role.name]));
+  const organizations = await db<OrganizationRow>('organizations').select('id', 'slug', 'name').orderBy('slug');
   const out: DirectoryDocument = {
-    users: users.map((user: { subject: string; email: string | null; email_verified: boolean; display_name: string | null }) => ({
+    users: users.map((user) => ({
       subject: user.subject,
       ...(user.email !== null ? { email: user.email } : {}),
       email_verified: user.email_verified,
@@ -323,31 +344,31 @@ export async function exportDirectory(db: Knex): Promise<DirectoryDocument> {
   };
   const bySubject = (a: { user: string }, b: { user: string }) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0);
   for (const org of organizations) {
-    const members = (await db('organization_members').where({ organization_id: org.id }).select('user_id', 'role_id'))
-      .map((member: { user_id: string; role_id: string }) => ({
+    const members = (await db<MembershipRow>('organization_members').where({ organization_id: org.id }).select('user_id', 'role_id'))
+      .map((member) => ({
         user: subjects.get(member.user_id)!,
         role: roleNames.get(member.role_id)!,
       }))
       .sort(bySubject);
-    const roles = (await db('roles').where({ organization_id: org.id }).select('name', 'permissions').orderBy('name')).map(
-      (role: { name: string; permissions: string[] }) => ({
+    const roles = (await db<RoleRow>('roles').where({ organization_id: org.id }).select('name', 'permissions').orderBy('name')).map(
+      (role) => ({
         name: role.name,
         permissions: role.permissions,
       }),
     );
     const teams = [];
-    for (const team of await db('teams').where({ organization_id: org.id }).select('id', 'name').orderBy('name')) {
-      const teamMembers = (await db('team_members').where({ team_id: team.id }).select('user_id'))
-        .map((row: { user_id: string }) => subjects.get(row.user_id)!)
+    for (const team of await db<TeamRow>('teams').where({ organization_id: org.id }).select('id', 'name').orderBy('name')) {
+      const teamMembers = (await db<TeamMemberRow>('team_members').where({ team_id: team.id }).select('user_id'))
+        .map((row) => subjects.get(row.user_id)!)
         .sort();
-      const teamRoles = (await db('team_roles').where({ team_id: team.id }).select('role_id'))
-        .map((row: { role_id: string }) => roleNames.get(row.role_id)!)
+      const teamRoles = (await db<TeamRoleRow>('team_roles').where({ team_id: team.id }).select('role_id'))
+        .map((row) => roleNames.get(row.role_id)!)
         .sort();
       teams.push({ name: team.name, members: teamMembers, roles: teamRoles });
     }
     const named = (rows: { slug: string; name: string | null }[]) =>
       rows.map((row) => ({ slug: row.slug, ...(row.name !== null ? { name: row.name } : {}) }));
-    const invitations = await db('invitations')
+    const invitations = await db<InvitationTableRow>('invitations')
       .where({ organization_id: org.id })
       .whereNull('accepted_at')
       .whereNull('revoked_at')
@@ -360,9 +381,9 @@ export async function exportDirectory(db: Knex): Promise<DirectoryDocument> {
       members,
       roles,
       teams,
-      projects: named(await db('projects').where({ organization_id: org.id }).select('slug', 'name').orderBy('slug')),
-      credentials: named(await db('credentials').where({ organization_id: org.id }).select('slug', 'name').orderBy('slug')),
-      invitations: invitations.map((row: { email: string; role_id: string | null }) => ({
+      projects: named(await db<SlugRow>('projects').where({ organization_id: org.id }).select('slug', 'name').orderBy('slug')),
+      credentials: named(await db<SlugRow>('credentials').where({ organization_id: org.id }).select('slug', 'name').orderBy('slug')),
+      invitations: invitations.map((row) => ({
         email: row.email,
         role: row.role_id ? roleNames.get(row.role_id)! : 'default',
       })),

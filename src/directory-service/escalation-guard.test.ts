@@ -38,14 +38,14 @@ const role = async (organizationId: string | null, permissions: string[]) =>
   (
     await db('roles')
       .insert({ organization_id: organizationId, name: `role-${++counter}`, permissions })
-      .returning('id')
-  )[0].id as string;
+      .returning<{ id: string }[]>('id')
+  )[0]!.id;
 const team = async (organizationId: string, roleIds: string[], memberIds: string[]) => {
   const id = (
     await db('teams')
       .insert({ organization_id: organizationId, name: `team-${++counter}` })
-      .returning('id')
-  )[0].id as string;
+      .returning<{ id: string }[]>('id')
+  )[0]!.id;
   for (const roleId of roleIds) await db('team_roles').insert({ team_id: id, role_id: roleId });
   for (const userId of memberIds) await db('team_members').insert({ team_id: id, user_id: userId });
   return id;

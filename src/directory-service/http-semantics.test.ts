@@ -1,4 +1,5 @@
 // The pure parts of the directory's HTTP semantics: canonical ETags and If-Match/If-None-Match.
+import { expect } from '@jest/globals';
 import { canonicalJson, etagOf, notModified, requireIfMatch } from './http-semantics';
 
 describe('etagOf', () => {

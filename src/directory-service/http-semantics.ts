@@ -53,6 +53,19 @@ export interface IdempotentRequest {
   body: unknown;
 }
 
+/** A claimed key: `status` is null until the operation has answered. */
+interface IdempotencyKeyRow {
+  actor: string;
+  key: string;
+  method: string;
+  path: string;
+  body_hash: string;
+  status: number | null;
+  headers: Record<string, string> | null;
+  body: unknown;
+  created_at: Date;
+}
+
 const IDEMPOTENCY_WINDOW = "interval '24 hours'";
 /** Longer than any operation may run (statements time out after 10 s). */
 const ABANDONED_AFTER = "interval '1 minute'";
@@ -78,11 +91,11 @@ export class IdempotencyStore {
     // Expired, or claimed by a request that never answered (its process died): free again.
     await this.db('idempotency_keys')
       .where({ actor, key })
-      .andWhere((expired) =>
+      .andWhere((expired) => {
         expired
           .whereRaw(`created_at < now() - ${IDEMPOTENCY_WINDOW}`)
-          .orWhereRaw(`status is null and created_at < now() - ${ABANDONED_AFTER}`),
-      )
+          .orWhereRaw(`status is null and created_at < now() - ${ABANDONED_AFTER}`);
+      })
       .delete();
     const inserted = await this.db('idempotency_keys')
       .insert({ actor, key, method: request.method, path: request.path, body_hash: bodyHash })
@@ -91,7 +104,7 @@ export class IdempotencyStore {
       .returning('key');
     if (inserted.length > 0) return { kind: 'claimed' };
 
-    const row = await this.db('idempotency_keys').where({ actor, key }).first();
+    const row = await this.db<IdempotencyKeyRow>('idempotency_keys').where({ actor, key }).first();
     if (!row) return this.claim(request); // expired and deleted by a concurrent claim
     if (row.method !== request.method || row.path !== request.path || row.body_hash !== bodyHash) {
       throw new InputError(
@@ -181,5 +194,5 @@ function decodeCursor(cursor: string, length: number): string[] {
   if (!Array.isArray(values) || values.length !== length || !values.every((value) => typeof value === 'string')) {
     throw new InputError('cursor is not one this list gave out: pass next_cursor from the previous page unchanged');
   }
-  return values as string[];
+  return values;
 }

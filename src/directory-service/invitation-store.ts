@@ -103,14 +103,14 @@ export class InvitationStore {
     const pending = await this.list(organizationId)
       .whereRaw('lower(i.email) = lower(?)', [input.email])
       .whereRaw(`${STATE_SQL} = 'pending'`)
-      .first('i.id');
+      .first<{ id: string } | undefined>('i.id');
     if (pending)
       throw new ConflictError(`a pending invitation for ${input.email} already exists (${pending.id}); revoke it first to invite again`);
     const member = await this.db('organization_members as om')
       .join('users as u', 'u.id', 'om.user_id')
       .where('om.organization_id', organizationId)
       .whereRaw('lower(u.email) = lower(?)', [input.email])
-      .first('u.id');
+      .first<{ id: string } | undefined>('u.id');
     if (member) throw new ConflictError(`${input.email} already belongs to a member of this organization (user ${member.id})`);
     const [inserted] = await this.db('invitations')
       .insert({
@@ -143,7 +143,9 @@ export class InvitationStore {
    * invitee's (case-insensitively) and be verified; the membership gets the invitation's role.
    */
   async accept(id: string, invitee: Invitee, members: MemberStore): Promise<{ before: InvitationRow; after: InvitationRow }> {
-    const found = isUuid(id) ? await this.db('invitations').where({ id }).first('organization_id') : undefined;
+    const found = isUuid(id)
+      ? await this.db('invitations').where({ id }).first<Pick<InvitationRow, 'organization_id'> | undefined>('organization_id')
+      : undefined;
     if (!found) throw new NotFoundError(`invitation '${id}' not found`);
     const before = await this.get(found.organization_id, id, { lock: true });
     if (!before) throw new NotFoundError(`invitation '${id}' not found`);
@@ -156,7 +158,8 @@ export class InvitationStore {
       );
     }
     if (before.state !== 'pending') throw new ConflictError(`invitation '${id}' is ${before.state}`);
-    const roleId = before.role_id ?? (await this.db('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id;
+    const roleId =
+      before.role_id ?? (await this.db<RoleRow>('roles').whereNull('organization_id').where({ name: 'default' }).first('id'))!.id;
     if (!(await members.add(before.organization_id, invitee.id, roleId))) {
       throw new ConflictError(`you are already a member of this organization; invitation '${id}' stays ${before.state}`);
     }

@@ -113,12 +113,12 @@ export class MemberStore {
    */
   private async assertAnotherAdmin(organizationId: string, userId: string, what: string): Promise<void> {
     await this.db('organizations').where({ id: organizationId }).forUpdate().select('id');
-    const admins: string[] = await this.db('organization_members as om')
+    const admins = await this.db('organization_members as om')
       .join('roles as r', 'r.id', 'om.role_id')
       .where('om.organization_id', organizationId)
       .whereNull('r.organization_id')
       .where('r.name', ADMIN_ROLE)
-      .pluck('om.user_id');
+      .pluck<string[]>('om.user_id');
     if (admins.includes(userId) && admins.length === 1) {
       throw new ConflictError(
         `cannot ${what}: an organization must keep at least one ${ADMIN_ROLE}; make another member ${ADMIN_ROLE} first`,

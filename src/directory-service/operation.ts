@@ -100,8 +100,8 @@ type PathParams<Path extends string> = Path extends `${string}:${infer Name}/${i
 type NoQuery = z.ZodType<Record<string, unknown>>;
 type NoBody = z.ZodType<undefined>;
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type Operation = OperationSpec<any, any, any>;
+/** An operation with its schemas' types erased, as the registry holds it (handlers are checked by defineOperation). */
+export type Operation = OperationSpec<Schema, Schema, Schema>;
 
 export function defineOperation<
   Path extends string,

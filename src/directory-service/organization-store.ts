@@ -3,6 +3,7 @@
 // has the last word and is answered like the gateway's R5 denial).
 import type { Knex } from 'knex';
 import { ConflictError } from '../base/errors';
+import type { ProjectRow } from './project-store';
 
 // A type, not an interface: paginate() takes rows as records.
 export type OrganizationRow = {
@@ -97,7 +98,7 @@ export class OrganizationStore {
       .where({ organization_id: organization.id })
       .count<{ count: string }[]>({ count: '*' })
       .first();
-    const slugs: string[] = await this.db('projects')
+    const slugs = await this.db<ProjectRow>('projects')
       .where({ organization_id: organization.id })
       .orderByRaw('slug collate "C"')
       .limit(NAMED_PROJECTS)

@@ -33,8 +33,8 @@ const organization = async () =>
   (
     await db('organizations')
       .insert({ slug: `projects-org-${++counter}`, name: 'org' })
-      .returning('id')
-  )[0].id as string;
+      .returning<{ id: string }[]>('id')
+  )[0]!.id;
 
 describe('ProjectStore', () => {
   it('registers slugs once per organization (409), renames and changes slugs, and finds by slug or id', async () => {

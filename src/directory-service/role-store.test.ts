@@ -4,7 +4,7 @@ import type { Knex } from 'knex';
 import { ConflictError, ForbiddenError } from '../base/errors';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { waitFor } from '../../test/support/wait-for';
-import { RoleStore, toRole } from './role-store';
+import { RoleStore, toRole, type RoleRow } from './role-store';
 
 let database: TestDatabase;
 let db: Knex;
@@ -37,10 +37,10 @@ async function rejected(promise: Promise<unknown>, type: new (message: string) =
 async function waitForLockWaiters(count: number): Promise<void> {
   await waitFor(
     async () => {
-      const { rows } = await db.raw(
+      const { rows } = await db.raw<{ rows: { n: number }[] }>(
         "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
       );
-      return rows[0].n >= count;
+      return rows[0]!.n >= count;
     },
     { what: `${count} sessions waiting for a lock` },
   );
@@ -51,14 +51,14 @@ const organization = async () =>
   (
     await db('organizations')
       .insert({ slug: `roles-org-${++counter}`, name: 'org' })
-      .returning('id')
-  )[0].id as string;
+      .returning<{ id: string }[]>('id')
+  )[0]!.id;
 const user = async (email: string) =>
   (
     await db('users')
       .insert({ subject: `roles-${++counter}`, email })
-      .returning('id')
-  )[0].id as string;
+      .returning<{ id: string }[]>('id')
+  )[0]!.id;
 
 describe('RoleStore', () => {
   it('creates an organization role, and refuses a name already taken there with 409', async () => {
@@ -99,7 +99,7 @@ describe('RoleStore', () => {
     expect((await store.findUsable(org, builtin.admin))?.id).toBe(builtin.admin);
     expect(await store.findUsable(org, 'foreigner')).toBeUndefined();
     expect(await store.findUsable(org, foreign.id)).toBeUndefined();
-    const listed = (await store.list(org)).map((row: { name: string }) => row.name).sort();
+    const listed = ((await store.list(org)) as RoleRow[]).map((row) => row.name).sort();
     expect(listed).toEqual(['auditor', 'default', 'organization-admin']);
   });
 
@@ -112,7 +112,7 @@ describe('RoleStore', () => {
       "the built-in role 'organization-admin' cannot be changed",
     );
     await rejected(store.delete(admin), ForbiddenError, "the built-in role 'organization-admin' cannot be deleted");
-    expect((await db('roles').where({ id: builtin.admin }).first()).permissions).toEqual(['*']);
+    expect((await db<RoleRow>('roles').where({ id: builtin.admin }).first())?.permissions).toEqual(['*']);
   });
 
   it('refuses to delete a role in use with 409 naming its members, teams and pending invitations', async () => {
@@ -123,7 +123,7 @@ describe('RoleStore', () => {
       { organization_id: org, user_id: zed, role_id: role.id },
       { organization_id: org, user_id: amy, role_id: role.id },
     ]);
-    const team = (await db('teams').insert({ organization_id: org, name: 'night shift' }).returning('id'))[0].id;
+    const team = (await db('teams').insert({ organization_id: org, name: 'night shift' }).returning<{ id: string }[]>('id'))[0]!.id;
     await db('team_roles').insert({ team_id: team, role_id: role.id });
     await db('invitations').insert({ organization_id: org, email: 'new@example.com', role_id: role.id });
 
@@ -142,8 +142,8 @@ describe('RoleStore', () => {
       const team = (
         await db('teams')
           .insert({ organization_id: org, name: `t${i}` })
-          .returning('id')
-      )[0].id;
+          .returning<{ id: string }[]>('id')
+      )[0]!.id;
       await db('team_roles').insert({ team_id: team, role_id: role.id });
     }
     await expect(store.delete(role)).rejects.toThrow('carried by 7 teams (t0, t1, t2, t3, t4, …)');
@@ -154,19 +154,19 @@ describe('RoleStore', () => {
     const role = await store.create(org, { name: 'temp', permissions: [] });
     const [accepted] = await db('invitations')
       .insert({ organization_id: org, email: 'a@example.com', role_id: role.id, accepted_at: db.fn.now() })
-      .returning('id');
+      .returning<{ id: string }[]>('id');
     const [expired] = await db('invitations')
       .insert({ organization_id: org, email: 'b@example.com', role_id: role.id, expires_at: db.raw("now() - interval '1 day'") })
-      .returning('id');
+      .returning<{ id: string }[]>('id');
     await store.delete(role);
     expect(await db('roles').where({ id: role.id }).first()).toBeUndefined();
-    expect(await db('invitations').whereIn('id', [accepted.id, expired.id]).pluck('role_id')).toEqual([null, null]);
+    expect(await db('invitations').whereIn('id', [accepted!.id, expired!.id]).pluck('role_id')).toEqual([null, null]);
   });
 
   it('sees a team that took the role while the deletion waited, and refuses (no silent cascade)', async () => {
     const org = await organization();
     const role = await store.create(org, { name: 'contested', permissions: [] });
-    const team = (await db('teams').insert({ organization_id: org, name: 'late' }).returning('id'))[0].id;
+    const team = (await db('teams').insert({ organization_id: org, name: 'late' }).returning<{ id: string }[]>('id'))[0]!.id;
     const attach = await db.transaction();
     await attach('team_roles').insert({ team_id: team, role_id: role.id });
     const deletion = db.transaction(async (trx) => {

@@ -37,7 +37,9 @@ export class RoleStore {
   /** The roles usable in the organization, built-in ones included, for a paginated list. */
   list(organizationId: string): Knex.QueryBuilder {
     return this.db('roles as r')
-      .where((where) => where.whereNull('r.organization_id').orWhere('r.organization_id', organizationId))
+      .where((where) => {
+        where.whereNull('r.organization_id').orWhere('r.organization_id', organizationId);
+      })
       .select(...COLUMNS);
   }
 
@@ -50,10 +52,12 @@ export class RoleStore {
    */
   async findUsable(organizationId: string, ref: string, options: { lock?: 'update' | 'share' } = {}): Promise<RoleRow | undefined> {
     const query = this.db<RoleRow>('roles as r')
-      .where((where) => where.whereNull('r.organization_id').orWhere('r.organization_id', organizationId))
+      .where((where) => {
+        where.whereNull('r.organization_id').orWhere('r.organization_id', organizationId);
+      })
       .where(isUuid(ref) ? 'r.id' : 'r.name', ref)
       .orderByRaw('r.organization_id is null')
-      .first(...COLUMNS);
+      .first<RoleRow | undefined>(...COLUMNS);
     if (options.lock === 'update') return query.forUpdate();
     return options.lock === 'share' ? query.forShare() : query;
   }
@@ -125,8 +129,8 @@ export class RoleStore {
 
   /** The first few labels in code-point order, and how many rows there are in all. */
   private async sample(query: Knex.QueryBuilder, label: string): Promise<{ labels: string[]; total: number }> {
-    const rows: { label: string; total: string }[] = await query
-      .select(this.db.raw(`${label} as label`), this.db.raw('count(*) over () as total'))
+    const rows = await query
+      .select<{ label: string; total: string }[]>(this.db.raw(`${label} as label`), this.db.raw('count(*) over () as total'))
       .orderByRaw(`${label} collate "C"`)
       .limit(NAMED_USES);
     return { labels: rows.map((row) => row.label), total: Number(rows[0]?.total ?? 0) };

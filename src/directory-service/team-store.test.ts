@@ -1,10 +1,11 @@
 // TeamStore against a real PostgreSQL: unique names, members only from the organization
 // (race-safe against a removal), roles only built-in or the organization's own.
+import { expect } from '@jest/globals';
 import type { Knex } from 'knex';
 import { ConflictError, InputError } from '../base/errors';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { waitFor } from '../../test/support/wait-for';
-import { RoleStore } from './role-store';
+import { RoleStore, type RoleRow } from './role-store';
 import { TeamStore } from './team-store';
 
 let database: TestDatabase;
@@ -18,7 +19,7 @@ beforeAll(async () => {
   db = database.db;
   teams = new TeamStore(db);
   roles = new RoleStore(db);
-  defaultRole = (await db('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id;
+  defaultRole = (await db<RoleRow>('roles').whereNull('organization_id').where({ name: 'default' }).first('id'))!.id;
 });
 
 afterAll(async () => {
@@ -45,14 +46,14 @@ const organization = async () =>
   (
     await db('organizations')
       .insert({ slug: `teams-org-${++counter}`, name: 'org' })
-      .returning('id')
-  )[0].id as string;
+      .returning<{ id: string }[]>('id')
+  )[0]!.id;
 const member = async (organizationId: string) => {
   const id = (
     await db('users')
       .insert({ subject: `teams-${++counter}`, email: `u${counter}@example.com`, display_name: `U${counter}` })
-      .returning('id')
-  )[0].id as string;
+      .returning<{ id: string }[]>('id')
+  )[0]!.id;
   await db('organization_members').insert({ organization_id: organizationId, user_id: id, role_id: defaultRole });
   return id;
 };
@@ -114,8 +115,11 @@ describe('TeamStore', () => {
     );
     await waitFor(
       async () =>
-        (await db.raw("select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"))
-          .rows[0].n >= 1,
+        (
+          await db.raw<{ rows: { n: number }[] }>(
+            "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+          )
+        ).rows[0]!.n >= 1,
       {
         what: 'the addition to wait for the removal',
       },
@@ -147,7 +151,7 @@ describe('TeamStore', () => {
       roles: ['default', 'deployer'],
       member_count: 1,
     });
-    expect((await teams.roles(team)).map((row: { name: string }) => row.name).sort()).toEqual(['default', 'deployer']);
+    expect(((await teams.roles(team)) as RoleRow[]).map((row) => row.name).sort()).toEqual(['default', 'deployer']);
     expect(await teams.detachRole(team, own)).toBe(true);
     expect(await teams.detachRole(team, own)).toBe(false);
   });

@@ -104,7 +104,7 @@ export class TeamStore {
 
   async member(team: TeamRow, userId: string): Promise<TeamMember | undefined> {
     if (!isUuid(userId)) return undefined;
-    return this.members(team).where('tm.user_id', userId).first();
+    return this.members(team).where('tm.user_id', userId).first<TeamMember | undefined>();
   }
 
   /**
@@ -114,7 +114,10 @@ export class TeamStore {
    */
   async assertJoinable(team: TeamRow, userId: string): Promise<void> {
     const membership = isUuid(userId)
-      ? await this.db('organization_members').where({ organization_id: team.organization_id, user_id: userId }).forShare().first('user_id')
+      ? await this.db('organization_members')
+          .where({ organization_id: team.organization_id, user_id: userId })
+          .forShare()
+          .first<{ user_id: string } | undefined>('user_id')
       : undefined;
     if (!membership) throw new InputError(`user '${userId}' is not a member of this organization; only its members join its teams`, 422);
   }
@@ -141,7 +144,9 @@ export class TeamStore {
     return this.db('team_roles as tr')
       .join('roles as r', 'r.id', 'tr.role_id')
       .where('tr.team_id', team.id)
-      .where((where) => where.whereNull('r.organization_id').orWhere('r.organization_id', team.organization_id))
+      .where((where) => {
+        where.whereNull('r.organization_id').orWhere('r.organization_id', team.organization_id);
+      })
       .select('r.id', 'r.organization_id', 'r.name', 'r.permissions');
   }
 

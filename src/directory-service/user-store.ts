@@ -50,16 +50,16 @@ export class UserStore {
     email_verified: boolean;
     display_name: string | null;
   }): Promise<UserRow | undefined> {
-    const [row] = await this.db('users').insert(user).onConflict('subject').ignore().returning(COLUMNS);
-    return row as UserRow | undefined;
+    const [row] = await this.db('users').insert(user).onConflict('subject').ignore().returning<UserRow[]>(COLUMNS);
+    return row;
   }
 
   async update(id: string, fields: Partial<Pick<UserRow, 'email' | 'email_verified' | 'display_name' | 'picture_url'>>): Promise<UserRow> {
     const [row] = await this.db('users')
       .where({ id })
       .update({ ...fields, updated_at: this.db.fn.now() })
-      .returning(COLUMNS);
-    return row as UserRow;
+      .returning<UserRow[]>(COLUMNS);
+    return row!;
   }
 
   async savePicture(userId: string, contentType: string, data: Buffer): Promise<void> {

@@ -15,16 +15,17 @@ export interface Directory {
 }
 
 export async function seedDirectory(db: Knex, options: { globexProject?: boolean } = {}): Promise<Directory> {
-  const role = async (name: string) => (await db('roles').whereNull('organization_id').where({ name }).first('id')).id as string;
+  /** Inserts one row and returns its id. */
+  const insert = async (table: string, row: Record<string, unknown>) => {
+    const [inserted] = await db(table).insert(row).returning<{ id: string }[]>('id');
+    return inserted!.id;
+  };
+  const role = async (name: string) =>
+    (await db('roles').whereNull('organization_id').where({ name }).first<{ id: string } | undefined>('id'))!.id;
   const adminRole = await role('organization-admin');
   const defaultRole = await role('default');
 
-  const user = async (name: string) =>
-    (
-      await db('users')
-        .insert({ subject: `${name}|sub`, email: `${name}@example.com`, display_name: name })
-        .returning('id')
-    )[0].id as string;
+  const user = (name: string) => insert('users', { subject: `${name}|sub`, email: `${name}@example.com`, display_name: name });
   const [alice, bob, carol, dave, erin] = [
     await user('alice'),
     await user('bob'),
@@ -33,13 +34,11 @@ export async function seedDirectory(db: Knex, options: { globexProject?: boolean
     await user('erin'),
   ];
 
-  const org = async (slug: string) =>
-    (await db('organizations').insert({ slug, name: slug.toUpperCase() }).returning('id'))[0].id as string;
+  const org = (slug: string) => insert('organizations', { slug, name: slug.toUpperCase() });
   const acme = await org('acme');
   const globex = await org('globex');
 
-  const project = async (organizationId: string, slug: string) =>
-    (await db('projects').insert({ organization_id: organizationId, slug, name: slug }).returning('id'))[0].id as string;
+  const project = (organizationId: string, slug: string) => insert('projects', { organization_id: organizationId, slug, name: slug });
   const api = await project(acme, 'api');
   const web = await project(acme, 'web');
   const globexSecret = options.globexProject ? await project(globex, 'secret') : undefined;
@@ -51,26 +50,19 @@ export async function seedDirectory(db: Knex, options: { globexProject?: boolean
     { organization_id: acme, user_id: dave, role_id: defaultRole },
   ]);
 
-  const projectCreator = (
-    await db('roles')
-      .insert({ organization_id: acme, name: 'project-creator', permissions: ['project:create'] })
-      .returning('id')
-  )[0].id as string;
-  const deployers = (await db('teams').insert({ organization_id: acme, name: 'deployers' }).returning('id'))[0].id as string;
+  const projectCreator = await insert('roles', { organization_id: acme, name: 'project-creator', permissions: ['project:create'] });
+  const deployers = await insert('teams', { organization_id: acme, name: 'deployers' });
   await db('team_members').insert({ team_id: deployers, user_id: bob });
   await db('team_roles').insert({ team_id: deployers, role_id: projectCreator });
-  const team = async (name: string) => (await db('teams').insert({ organization_id: acme, name }).returning('id'))[0].id as string;
+  const team = (name: string) => insert('teams', { organization_id: acme, name });
   const builders = await team('Builders');
   const coreTeam = await team('core team');
 
-  const credential = async (organizationId: string, slug: string) =>
-    (await db('credentials').insert({ organization_id: organizationId, slug, name: slug }).returning('id'))[0].id as string;
+  const credential = (organizationId: string, slug: string) => insert('credentials', { organization_id: organizationId, slug, name: slug });
   const acmeKey = await credential(acme, 'Key_AbC');
   const globexKey = await credential(globex, 'globex-key');
 
-  const invitation = (
-    await db('invitations').insert({ organization_id: acme, email: 'carol@example.com', role_id: defaultRole }).returning('id')
-  )[0].id as string;
+  const invitation = await insert('invitations', { organization_id: acme, email: 'carol@example.com', role_id: defaultRole });
 
   return {
     orgs: { acme, globex },

@@ -29,14 +29,26 @@ export interface RequestInitWithJson extends RequestInit {
   json?: unknown;
 }
 
-/** A fetch Response whose JSON tests read without declaring its type first. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type JsonResponse = Omit<Response, 'json'> & { json(): Promise<any> };
+/**
+ * A fetch Response whose JSON body is what the test expects the endpoint to answer:
+ * `request<Organization>('/orgs/acme')`, `request<Problem>(…)` for an error (unknown by default).
+ */
+export type JsonResponse<T = unknown> = Omit<Response, 'json'> & { json(): Promise<T> };
+
+/** The body of an error answer: problem details (RFC 9457), as src/http/problem.ts writes them. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  request_id?: string;
+  decision_id?: string;
+}
 
 export interface Caller {
   token: string;
   /** fetch against the gateway port, as this caller. */
-  request(pathAndQuery: string, init?: RequestInitWithJson): Promise<JsonResponse>;
+  request<T = unknown>(pathAndQuery: string, init?: RequestInitWithJson): Promise<JsonResponse<T>>;
 }
 
 export interface DirectoryStack {
@@ -53,7 +65,7 @@ export interface DirectoryStack {
    */
   as(name: string, claims?: JWTPayload): Promise<Caller>;
   /** fetch against the gateway port, without a token. */
-  request(pathAndQuery: string, init?: RequestInitWithJson): Promise<JsonResponse>;
+  request<T = unknown>(pathAndQuery: string, init?: RequestInitWithJson): Promise<JsonResponse<T>>;
   close(): Promise<void>;
 }
 
@@ -86,12 +98,14 @@ export async function startDirectoryStack(options: DirectoryStackOptions = {}): 
       { database, logger, serviceUrls: { organizations: serviceUrl, users: serviceUrl, projects: serviceUrl } },
     );
     const gateway = harness;
-    const send = (token: string | undefined, pathAndQuery: string, init: RequestInitWithJson = {}) => {
+    // The test says what body it expects (JsonResponse<T>); the gateway's Response is what arrives.
+    const send = <T>(token: string | undefined, pathAndQuery: string, init: RequestInitWithJson = {}) => {
       const { json, ...rest } = init;
-      if (json === undefined) return gateway.request(pathAndQuery, { ...rest, ...(token ? { token } : {}) });
+      const withToken = token ? { token } : {};
+      if (json === undefined) return gateway.request(pathAndQuery, { ...rest, ...withToken }) as Promise<JsonResponse<T>>;
       const headers = new Headers(rest.headers);
       headers.set('content-type', 'application/json');
-      return gateway.request(pathAndQuery, { ...rest, headers, body: JSON.stringify(json), ...(token ? { token } : {}) });
+      return gateway.request(pathAndQuery, { ...rest, headers, body: JSON.stringify(json), ...withToken }) as Promise<JsonResponse<T>>;
     };
     const running = service;
     return {
@@ -102,9 +116,9 @@ export async function startDirectoryStack(options: DirectoryStackOptions = {}): 
       signingKeyFile,
       async as(name, claims = {}) {
         const token = await gateway.tokens.sign(`${name}|sub`, { email: `${name}@example.com`, email_verified: true, name, ...claims });
-        return { token, request: (pathAndQuery, init) => send(token, pathAndQuery, init) };
+        return { token, request: <T>(pathAndQuery: string, init?: RequestInitWithJson) => send<T>(token, pathAndQuery, init) };
       },
-      request: (pathAndQuery, init) => send(undefined, pathAndQuery, init),
+      request: <T>(pathAndQuery: string, init?: RequestInitWithJson) => send<T>(undefined, pathAndQuery, init),
       async close() {
         await gateway.close();
         await running.close();
