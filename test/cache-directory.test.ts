@@ -12,6 +12,7 @@ import { parseDirectoryChange, type DirectoryChange } from '../src/directory/dir
 import { PgFactsLoader } from '../src/directory/pg-facts-loader';
 import { PgSubjectLoader } from '../src/directory/pg-subject-loader';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
+import type { Inserted, MembershipRow } from './support/rows';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { waitFor } from './support/wait-for';
 
@@ -164,9 +165,9 @@ describe('the cached loaders', () => {
 
   it('evict exactly the members of a team whose role changed, and nobody else', async () => {
     await Promise.all(['alice|sub', 'bob|sub', 'dave|sub'].map((sub) => subjects.load(sub)));
-    const reader = await db('roles')
+    const reader = (await db('roles')
       .insert({ organization_id: dir.orgs.acme, name: 'pipeline-reader', permissions: ['pipeline:read'] })
-      .returning('id');
+      .returning('id')) as Inserted;
     await changesOf(() => db('team_roles').insert({ team_id: dir.teams.deployers, role_id: reader[0].id }));
     const { result, queries } = await queriesDuring(() =>
       Promise.all(['alice|sub', 'bob|sub', 'dave|sub'].map((sub) => subjects.load(sub))),
@@ -274,7 +275,9 @@ describe('under a steady stream of unrelated directory writes', () => {
 
     const pending = subjectsUnderWrites.load('bob|sub');
     await read;
-    const membership = await db('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).first();
+    const membership = await db('organization_members')
+      .where({ organization_id: dir.orgs.acme, user_id: dir.users.bob })
+      .first<MembershipRow>();
     const heardBefore = changes.length;
     await db('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).delete();
     try {

@@ -3,6 +3,7 @@
 // notification connections were killed. Warm requests must not touch the directory.
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
+import type { Inserted, MembershipRow } from './support/rows';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { waitFor } from './support/wait-for';
 
@@ -95,7 +96,9 @@ describe('the caches are observable', () => {
 describe('a change written by another service is enforced by every instance within 1 s', () => {
   it('removing a member from the organization', async () => {
     await warm('bob', 'GET', '/orgs/acme', 200);
-    const membership = await db()('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).first();
+    const membership = await db()('organization_members')
+      .where({ organization_id: dir.orgs.acme, user_id: dir.users.bob })
+      .first<MembershipRow>();
     await db()('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).delete();
     await expectEverywhereWithin('bob', 'GET', '/orgs/acme', 403);
     await db()('organization_members').insert(membership);
@@ -104,7 +107,9 @@ describe('a change written by another service is enforced by every instance with
 
   it('removing a member in replica mode (logical replication, pg_restore --disable-triggers)', async () => {
     await warm('bob', 'GET', '/orgs/acme', 200);
-    const membership = await db()('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).first();
+    const membership = await db()('organization_members')
+      .where({ organization_id: dir.orgs.acme, user_id: dir.users.bob })
+      .first<MembershipRow>();
     await db().transaction(async (trx) => {
       await trx.raw('set local session_replication_role = replica');
       await trx('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).delete();
@@ -145,7 +150,7 @@ describe('a change written by another service is enforced by every instance with
   it('changing a built-in role every member holds', async () => {
     await warm('bob', 'GET', '/orgs/acme/projects', 200);
     const builtin = db()('roles').whereNull('organization_id').where({ name: 'default' });
-    const { permissions } = await builtin.clone().first('permissions');
+    const { permissions } = await builtin.clone().first<{ permissions: string[] }>('permissions');
     await builtin.clone().update({ permissions: ['organization:read'] });
     try {
       await expectEverywhereWithin('bob', 'GET', '/orgs/acme/projects', 403);
@@ -157,7 +162,7 @@ describe('a change written by another service is enforced by every instance with
 
   it('creating and deleting a project', async () => {
     await warm('alice', 'GET', '/orgs/acme/projects/mobile', 404);
-    const [mobile] = await db()('projects').insert({ organization_id: dir.orgs.acme, slug: 'mobile' }).returning('id');
+    const [mobile] = (await db()('projects').insert({ organization_id: dir.orgs.acme, slug: 'mobile' }).returning('id')) as Inserted;
     await expectEverywhereWithin('alice', 'GET', '/orgs/acme/projects/mobile', 200);
     await warm('alice', 'DELETE', '/orgs/acme', 409);
     await db()('projects').where({ id: mobile.id }).delete();
@@ -207,7 +212,9 @@ describe('when the notification connection drops', () => {
     expect(before).toHaveLength(2);
     await db().raw('select pg_terminate_backend(pid) from unnest(?::int[]) as pid', [before]);
     // A change made while the gateways cannot hear it.
-    const membership = await db()('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).first();
+    const membership = await db()('organization_members')
+      .where({ organization_id: dir.orgs.acme, user_id: dir.users.bob })
+      .first<MembershipRow>();
     await db()('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).delete();
     await expectEverywhereWithin('bob', 'GET', '/orgs/acme', 403);
 

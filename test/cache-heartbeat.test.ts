@@ -9,6 +9,7 @@ import { CachedSubjectLoader } from '../src/directory/cached-subject-loader';
 import { DirectoryChangeListener } from '../src/directory/change-listener';
 import { PgSubjectLoader } from '../src/directory/pg-subject-loader';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
+import type { MembershipRow } from './support/rows';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { waitFor } from './support/wait-for';
 
@@ -120,7 +121,7 @@ describe('a notification connection that dies silently', () => {
     proxy.freeze();
     const frozenAt = Date.now();
     const heard = listener.stats().notifications;
-    const membership = await bobInAcme().first();
+    const membership = await bobInAcme().first<MembershipRow>();
     await bobInAcme().delete(); // its notification cannot reach the listener
     try {
       await waitFor(() => !listener.live, {

@@ -144,7 +144,7 @@ describe('portcullis serve under stress', () => {
       const decision = await database
         .db('decisions')
         .where({ id: res.headers.get('x-portcullis-decision') })
-        .first();
+        .first<Record<string, unknown> | undefined>();
       expect(decision).toMatchObject({ allow: true, status: 200 });
     } finally {
       child.kill('SIGKILL');

@@ -134,7 +134,7 @@ describe('three gateways behind nginx', () => {
       const configFile = await instanceConfig(`gateway-${i}`, ports, keys, tokens.jwksFile);
       gateways.push({ port: ports.gateway, adminPort: ports.admin, configFile, stateDir: path.join(dir, `state-${i}`) });
     }
-    expect(parseYaml(await readFile(gateways[0]!.configFile, 'utf8')).audit.mode).toBe('strict');
+    expect((parseYaml(await readFile(gateways[0]!.configFile, 'utf8')) as { audit: { mode: string } }).audit.mode).toBe('strict');
     directoryService = await startServiceProcess(
       ['directory', 'serve', '--config', gateways[0]!.configFile],
       env,

@@ -9,6 +9,7 @@ import { projectRoot } from '../src/project-root';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { copyShippedPolicies, scratchDir } from './support/policy-workspace';
+import type { Inserted } from './support/rows';
 import { waitFor } from './support/wait-for';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -35,10 +36,10 @@ beforeAll(async () => {
   // A role that grants deleting projects, carried by a team bob is not in.
   const db = harness.database.db;
   const role = (
-    await db('roles')
+    (await db('roles')
       .insert({ organization_id: directory.orgs.acme, name: 'project-admin', permissions: ['project:*'] })
-      .returning('id')
-  )[0].id as string;
+      .returning('id')) as Inserted
+  )[0].id;
   await db('team_roles').insert({ team_id: directory.teams.builders, role_id: role });
 
   // Real traffic: allowed reads, a denial, a 401.

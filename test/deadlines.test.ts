@@ -283,7 +283,7 @@ describe('a half-open database connection', () => {
         cache: { enabled: false },
         server: { host: '127.0.0.1', port: 0, shutdown_grace_ms: 2_000 },
       },
-      { database: { ...database, drop: async () => undefined } },
+      { database: { ...database, drop: () => Promise.resolve() } },
     );
     const token = await viaRelay.tokens.sign('alice|sub');
     try {

@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { expect } from '@jest/globals';
 import { BIN, spawnCli } from './support/cli-process';
 import { waitFor } from './support/wait-for';
 

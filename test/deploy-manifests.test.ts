@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { expect } from '@jest/globals';
 import pino from 'pino';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { configSchema, type PortcullisConfig } from '../src/config/config-schema';
@@ -17,23 +18,113 @@ import { requireBuild, runCli } from './support/cli-process';
 import { SHIPPED_NGINX_CONF, templateShippedConfig } from './support/nginx-process';
 import { createTestDatabase } from './support/test-database';
 
-/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-return -- manifests are free-form YAML, checked field by field */
-type Manifest = Record<string, any>;
+// The fields of the manifests and of compose.yaml that the tests read. The YAML is taken to have
+// this shape (a missing field fails the test that reads it); the tests check the values.
+type Labels = Record<string, string>;
+
+interface KubernetesObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string };
+}
+
+interface ConfigMap extends KubernetesObject {
+  data: Record<string, string>;
+}
+
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { secretKeyRef?: { name: string; key: string } };
+}
+
+interface HttpProbe {
+  httpGet: { path: string; port: string };
+}
+
+interface Container {
+  image: string;
+  args: string[];
+  envFrom?: { configMapRef: { name: string } }[];
+  env?: EnvVar[];
+  ports: { name: string; containerPort: number }[];
+  volumeMounts: { name: string; mountPath: string; subPath?: string; readOnly?: boolean }[];
+  securityContext: Record<string, unknown>;
+  resources: { requests: { cpu?: string; memory?: string } };
+  readinessProbe: HttpProbe;
+  livenessProbe: HttpProbe;
+  startupProbe: HttpProbe;
+  lifecycle: { preStop: { exec: { command: string[] } } };
+}
+
+interface PodSpec {
+  securityContext: { runAsNonRoot: boolean; runAsUser: number };
+  terminationGracePeriodSeconds: number;
+  containers: Container[];
+  volumes: { name: string; configMap?: { name: string }; secret?: { secretName: string; items: { path: string }[] }; emptyDir?: object }[];
+}
+
+/** A Deployment or a Job: a pod template. */
+interface Workload extends KubernetesObject {
+  spec: {
+    selector: { matchLabels: Labels };
+    template: { metadata: { labels: Labels; annotations: Record<string, string> }; spec: PodSpec };
+  };
+}
+
+interface KubernetesService extends KubernetesObject {
+  spec: { selector: Labels; ports: { port: number; targetPort: string }[] };
+}
+
+interface DisruptionBudget extends KubernetesObject {
+  spec: { selector: { matchLabels: Labels }; maxUnavailable: number };
+}
+
+interface Autoscaler extends KubernetesObject {
+  spec: {
+    scaleTargetRef: { apiVersion: string; kind: string; name: string };
+    minReplicas: number;
+    metrics: { resource: { name: string } }[];
+  };
+}
+
+interface Kinds {
+  ConfigMap: ConfigMap;
+  Deployment: Workload;
+  Job: Workload;
+  Service: KubernetesService;
+  PodDisruptionBudget: DisruptionBudget;
+  HorizontalPodAutoscaler: Autoscaler;
+}
+
+interface ComposeService {
+  command?: string[];
+  environment?: Record<string, string>;
+  volumes?: string[];
+  ports?: string[];
+  depends_on?: Record<string, unknown>;
+}
+
+interface Compose {
+  services: Record<string, ComposeService>;
+  volumes: Record<string, unknown>;
+  'x-portcullis': { image: string; build: { context: string } };
+}
 
 const deploy = path.join(projectRoot, 'deploy');
 const kubernetesDir = path.join(deploy, 'kubernetes');
 const configText = readFileSync(path.join(deploy, 'portcullis.yaml'), 'utf8');
 const nginxConf = readFileSync(SHIPPED_NGINX_CONF, 'utf8');
-const compose = parseYaml(readFileSync(path.join(deploy, 'compose.yaml'), 'utf8'), { merge: true }) as Manifest;
+const compose = parseYaml(readFileSync(path.join(deploy, 'compose.yaml'), 'utf8'), { merge: true }) as Compose;
 const packageJson = JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { version: string };
 const dockerfile = readFileSync(path.join(projectRoot, 'Dockerfile'), 'utf8');
 
 const manifestFiles = readdirSync(kubernetesDir).filter((file) => file.endsWith('.yaml') && file !== 'kustomization.yaml');
-const manifests: Manifest[] = manifestFiles.flatMap((file) =>
-  parseAllDocuments(readFileSync(path.join(kubernetesDir, file), 'utf8')).map((document) => document.toJS() as Manifest),
+const manifests: KubernetesObject[] = manifestFiles.flatMap((file) =>
+  parseAllDocuments(readFileSync(path.join(kubernetesDir, file), 'utf8')).map((document) => document.toJS() as KubernetesObject),
 );
-const byKind = (kind: string) => manifests.filter((manifest) => manifest.kind === kind);
-const named = (kind: string, name: string): Manifest => {
+const byKind = <K extends keyof Kinds>(kind: K) => manifests.filter((manifest) => manifest.kind === kind) as Kinds[K][];
+const named = <K extends keyof Kinds>(kind: K, name: string): Kinds[K] => {
   const found = byKind(kind).find((manifest) => manifest.metadata.name === name);
   if (!found) throw new Error(`no ${kind} ${name} in deploy/kubernetes`);
   return found;
@@ -43,16 +134,20 @@ const directoryDeployment = named('Deployment', 'portcullis-directory');
 const migrateJob = named('Job', 'portcullis-migrate');
 /** Every pod template: two Deployments and the Job. */
 const workloads = [gatewayDeployment, directoryDeployment, migrateJob];
-const podSpec = (workload: Manifest): Manifest => workload.spec.template.spec;
-const container = (workload: Manifest): Manifest => podSpec(workload).containers[0];
+const podSpec = (workload: Workload): PodSpec => workload.spec.template.spec;
+const container = (workload: Workload): Container => {
+  const [main] = podSpec(workload).containers;
+  if (!main) throw new Error(`${workload.metadata.name} has no container`);
+  return main;
+};
 
 /** The Dockerfile's runtime ENV values and the uid it creates. */
 const imageEnv = (name: string) => new RegExp(`${name}=(\\S+)`).exec(dockerfile)?.[1];
 const imageUid = Number(/useradd [^\n]*--uid (\d+)/.exec(dockerfile)?.[1]);
 
 /** The environment a container sees: literal values, secrets as placeholders, and the ConfigMaps it takes whole. */
-function containerEnv(spec: Manifest): Record<string, string> {
-  const env: Record<string, string> = {};
+function containerEnv(spec: Container): Record<string, string | undefined> {
+  const env: Record<string, string | undefined> = {};
   for (const source of spec.envFrom ?? []) Object.assign(env, named('ConfigMap', source.configMapRef.name).data);
   for (const variable of spec.env ?? []) {
     env[variable.name] = variable.value ?? (variable.valueFrom?.secretKeyRef ? secretPlaceholder(variable.name) : undefined);
@@ -80,7 +175,7 @@ afterAll(async () => {
 
 describe('deploy/kubernetes', () => {
   it('lists every manifest in its kustomization, and each is a named Kubernetes object', () => {
-    const kustomization = parseYaml(readFileSync(path.join(kubernetesDir, 'kustomization.yaml'), 'utf8')) as Manifest;
+    const kustomization = parseYaml(readFileSync(path.join(kubernetesDir, 'kustomization.yaml'), 'utf8')) as { resources: string[] };
     expect([...kustomization.resources].sort()).toEqual([...manifestFiles].sort());
     for (const manifest of manifests) expect([manifest.apiVersion, manifest.kind, manifest.metadata?.name].every(Boolean)).toBe(true);
     expect(new Set(manifests.map((manifest) => manifest.kind))).toEqual(
@@ -102,29 +197,31 @@ describe('deploy/kubernetes', () => {
 
   it('takes the database URL and the admin token from Secrets, never from a literal', () => {
     for (const workload of workloads) {
-      const database = container(workload).env.find((variable: Manifest) => variable.name === 'DATABASE_URL');
-      expect(database.valueFrom.secretKeyRef).toEqual({ name: 'portcullis-database', key: 'url' });
+      const database = container(workload).env?.find((variable) => variable.name === 'DATABASE_URL');
+      expect(database?.valueFrom?.secretKeyRef).toEqual({ name: 'portcullis-database', key: 'url' });
     }
-    const token = container(gatewayDeployment).env.find((variable: Manifest) => variable.name === 'PORTCULLIS_ADMIN_TOKEN');
-    expect(token.valueFrom.secretKeyRef).toEqual({ name: 'portcullis-admin', key: 'token' });
+    const token = container(gatewayDeployment).env?.find((variable) => variable.name === 'PORTCULLIS_ADMIN_TOKEN');
+    expect(token?.valueFrom?.secretKeyRef).toEqual({ name: 'portcullis-admin', key: 'token' });
     expect(JSON.stringify(named('ConfigMap', 'portcullis-env'))).not.toMatch(/postgres:\/\/|token/i);
   });
 
-  it('mounts the config where the image looks for it, and every key file the config names from the keys Secret', async () => {
+  it('mounts the config where the image looks for it, and every key file the config names from the keys Secret', () => {
     for (const workload of workloads) {
       const spec = container(workload);
       const configPath = imageEnv('PORTCULLIS_CONFIG');
       expect(containerEnv(spec).PORTCULLIS_CONFIG).toBe(configPath);
-      const mount = spec.volumeMounts.find((candidate: Manifest) => candidate.mountPath === configPath);
+      const mount = spec.volumeMounts.find((candidate) => candidate.mountPath === configPath);
       expect(mount).toMatchObject({ subPath: 'portcullis.yaml', readOnly: true });
-      expect(podSpec(workload).volumes.find((volume: Manifest) => volume.name === mount.name).configMap.name).toBe('portcullis-config');
+      expect(podSpec(workload).volumes.find((volume) => volume.name === mount?.name)?.configMap?.name).toBe('portcullis-config');
     }
-    const keyFiles = (workload: Manifest) => {
+    const keyFiles = (workload: Workload) => {
       const spec = podSpec(workload);
-      return container(workload)
-        .volumeMounts.map((mount: Manifest) => ({ mount, volume: spec.volumes.find((volume: Manifest) => volume.name === mount.name) }))
-        .filter(({ volume }: Manifest) => volume.secret?.secretName === 'portcullis-keys')
-        .flatMap(({ mount, volume }: Manifest) => volume.secret.items.map((item: Manifest) => path.posix.join(mount.mountPath, item.path)));
+      return container(workload).volumeMounts.flatMap((mount) => {
+        const volume = spec.volumes.find((candidate) => candidate.name === mount.name);
+        if (!volume) throw new Error(`${workload.metadata.name} mounts ${mount.name}, which is not a volume of its pod`);
+        const { secret } = volume;
+        return secret?.secretName === 'portcullis-keys' ? secret.items.map((item) => path.posix.join(mount.mountPath, item.path)) : [];
+      });
     };
     expect(keyFiles(gatewayDeployment).sort()).toEqual([shipped.assertion.signing_key_file, shipped.audit.checkpoint_key_file].sort());
     // The directory service verifies assertions with the public half of the gateway's key.
@@ -148,23 +245,23 @@ describe('deploy/kubernetes', () => {
       expect(main.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
       expect(main.resources.requests).toEqual({ cpu: expect.any(String), memory: expect.any(String) });
       expect(containerEnv(main).PORTCULLIS_STATE_DIR).toBe(stateDir);
-      const writable = main.volumeMounts.filter((mount: Manifest) => !mount.readOnly);
+      const writable = main.volumeMounts.filter((mount) => !mount.readOnly);
       for (const mount of writable) {
-        expect(spec.volumes.find((volume: Manifest) => volume.name === mount.name).emptyDir).toBeDefined();
+        expect(spec.volumes.find((volume) => volume.name === mount.name)?.emptyDir).toBeDefined();
         expect([stateDir, '/tmp']).toContain(mount.mountPath);
       }
-      expect(writable.map((mount: Manifest) => mount.mountPath)).toContain('/tmp');
+      expect(writable.map((mount) => mount.mountPath)).toContain('/tmp');
     }
     for (const workload of [gatewayDeployment, directoryDeployment]) {
-      expect(container(workload).volumeMounts.map((mount: Manifest) => mount.mountPath)).toContain(stateDir);
+      expect(container(workload).volumeMounts.map((mount) => mount.mountPath)).toContain(stateDir);
     }
   });
 
   it('runs real CLI commands', async () => {
     requireBuild();
     const commands = [
-      ...workloads.map((workload) => container(workload).args as string[]),
-      ...Object.values(compose.services).flatMap((service: any) => (service.command ? [service.command as string[]] : [])),
+      ...workloads.map((workload) => container(workload).args),
+      ...Object.values(compose.services).flatMap((service) => (service.command ? [service.command] : [])),
     ];
     expect(commands.map((args) => args.join(' '))).toEqual(expect.arrayContaining(['serve', 'directory serve', 'migrate']));
     for (const args of new Set(commands.map((command) => command.join(' ')))) {
@@ -175,7 +272,7 @@ describe('deploy/kubernetes', () => {
 
   it('probes paths the admin app answers, on the admin port of the config', async () => {
     const main = container(gatewayDeployment);
-    const port = (name: string) => main.ports.find((candidate: Manifest) => candidate.name === name)?.containerPort;
+    const port = (name: string) => main.ports.find((candidate) => candidate.name === name)?.containerPort;
     expect([port('http'), port('admin')]).toEqual([shipped.server.port, shipped.admin.port]);
     expect([main.readinessProbe.httpGet.path, main.livenessProbe.httpGet.path]).toEqual(['/readyz', '/healthz']);
     const admin = await startBareAdminApp();
@@ -226,7 +323,7 @@ describe('deploy/kubernetes', () => {
       );
       expect([service.metadata.name, workload?.metadata.name]).toEqual([service.metadata.name, expect.any(String)]);
       for (const port of service.spec.ports)
-        expect(container(workload!).ports.map((candidate: Manifest) => candidate.name)).toContain(port.targetPort);
+        expect(container(workload!).ports.map((candidate) => candidate.name)).toContain(port.targetPort);
     }
     const directoryService = named('Service', 'portcullis-directory');
     for (const [name, { url }] of Object.entries(shipped.services)) {
@@ -234,7 +331,7 @@ describe('deploy/kubernetes', () => {
       expect([name, target.hostname, Number(target.port)]).toEqual([
         name,
         directoryService.metadata.name,
-        directoryService.spec.ports[0].port,
+        directoryService.spec.ports[0]?.port,
       ]);
     }
   });
@@ -254,7 +351,7 @@ describe('deploy/kubernetes', () => {
       name: gatewayDeployment.metadata.name,
     });
     expect(autoscaler!.spec.minReplicas).toBeGreaterThanOrEqual(2);
-    expect(autoscaler!.spec.metrics[0].resource.name).toBe('cpu');
+    expect(autoscaler!.spec.metrics[0]?.resource.name).toBe('cpu');
     expect(container(gatewayDeployment).resources.requests.cpu).toBeDefined();
     // Above the gateway's own shutdown grace plus the preStop pause.
     const preStop = Number(container(gatewayDeployment).lifecycle.preStop.exec.command[1]);
@@ -268,12 +365,12 @@ describe('deploy/kubernetes', () => {
 });
 
 describe('deploy/compose.yaml', () => {
-  const services = compose.services as Record<string, Manifest>;
+  const services = compose.services;
 
   it('mounts only files of the repository (and the operator’s keys folder), and builds from the folder holding the Dockerfile', () => {
     expect(existsSync(path.join(deploy, compose['x-portcullis'].build.context, 'Dockerfile'))).toBe(true);
     for (const [name, service] of Object.entries(services)) {
-      for (const volume of (service.volumes ?? []) as string[]) {
+      for (const volume of service.volumes ?? []) {
         const [source, target] = volume.split(':');
         if (!source!.startsWith('.')) {
           expect([name, compose.volumes]).toEqual([name, expect.objectContaining({ [source!]: expect.anything() })]);

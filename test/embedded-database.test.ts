@@ -31,7 +31,7 @@ async function connect(url: string): Promise<Client> {
 async function query(url: string, sql: string): Promise<Record<string, unknown>[]> {
   const client = await connect(url);
   try {
-    return (await client.query(sql)).rows;
+    return (await client.query<Record<string, unknown>>(sql)).rows;
   } finally {
     await client.end();
   }

@@ -158,7 +158,7 @@ describe('decision records', () => {
     const ids = [allowed, denied, unauthenticated].map((res) => res.headers.get('x-portcullis-decision'));
     const rows = await waitFor(
       async () => {
-        const found = await h.database.db('decisions').whereIn('id', ids as string[]);
+        const found = await h.database.db<Record<string, unknown>>('decisions').whereIn('id', ids as string[]);
         return found.length === 3 && found;
       },
       { what: 'the three decision records' },
@@ -175,7 +175,7 @@ describe('decision records', () => {
     });
     expect(byId.get(ids[1])).toMatchObject({ allow: false, status: 409, action: 'organization:delete' });
     expect(byId.get(ids[2])).toMatchObject({ allow: false, status: 401, subject: null });
-    expect(byId.get(ids[0]).policy_revision).toBeTruthy();
+    expect(byId.get(ids[0])?.policy_revision).toBeTruthy();
     expect(JSON.stringify(rows)).not.toContain(alice);
   });
 });

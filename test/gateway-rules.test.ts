@@ -2,6 +2,7 @@
 // compiled to WebAssembly, real signed tokens, real upstreams on loopback.
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
+import type { Inserted, MembershipRow } from './support/rows';
 
 let h: Harness;
 let dir: Directory;
@@ -94,10 +95,10 @@ describe('R4: permissions are the default role plus the roles of the member’s 
   });
 
   it('ignores a team role that belongs to another organization', async () => {
-    const [foreign] = await h.database
+    const [foreign] = (await h.database
       .db('roles')
       .insert({ organization_id: dir.orgs.globex, name: 'globex-deleter', permissions: ['project:delete'] })
-      .returning('id');
+      .returning('id')) as Inserted;
     await h.database.db('team_roles').insert({ team_id: dir.teams.deployers, role_id: foreign.id });
     try {
       await expectDenied(await h.request('/orgs/acme/projects/web', { method: 'DELETE', token: await token('bob') }), 403);
@@ -110,7 +111,7 @@ describe('R4: permissions are the default role plus the roles of the member’s 
     const membership = await h.database
       .db('organization_members')
       .where({ organization_id: dir.orgs.acme, user_id: dir.users.bob })
-      .first();
+      .first<MembershipRow>();
     await h.database.db('organization_members').where({ organization_id: dir.orgs.acme, user_id: dir.users.bob }).delete();
     try {
       await expectDenied(await h.request('/orgs/acme/projects', { method: 'POST', token: await token('bob'), body: '{}' }), 403);
@@ -139,8 +140,12 @@ describe('R5: an organization with projects cannot be deleted', () => {
   });
 
   it('lets an admin delete an organization that has no projects left', async () => {
-    const [org] = await h.database.db('organizations').insert({ slug: 'initech', name: 'Initech' }).returning('id');
-    const admin = await h.database.db('roles').whereNull('organization_id').where({ name: 'organization-admin' }).first('id');
+    const [org] = (await h.database.db('organizations').insert({ slug: 'initech', name: 'Initech' }).returning('id')) as Inserted;
+    const admin = await h.database
+      .db('roles')
+      .whereNull('organization_id')
+      .where({ name: 'organization-admin' })
+      .first<{ id: string }>('id');
     await h.database.db('organization_members').insert({ organization_id: org.id, user_id: dir.users.alice, role_id: admin.id });
     expect((await h.request('/orgs/initech', { method: 'DELETE', token: await token('alice') })).status).toBe(200);
   });

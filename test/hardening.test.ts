@@ -207,7 +207,7 @@ describe('oversized and slow requests', () => {
         },
       }),
       duplex: 'half',
-    } as RequestInit);
+    });
     expect(streamed.status).toBe(413);
   });
 

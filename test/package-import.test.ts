@@ -7,6 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { expect } from '@jest/globals';
 
 const run = promisify(execFile);
 const ROOT = path.join(__dirname, '..');

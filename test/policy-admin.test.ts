@@ -4,10 +4,13 @@
 // naming the missing permission, and shadow disagreements recorded and counted.
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { expect } from '@jest/globals';
+import type { Explanation } from '../src/authz/policy-explainer';
 import { requireBuild, runExplain } from './support/cli-process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { copyShippedPolicies, scratchDir } from './support/policy-workspace';
+import type { Inserted } from './support/rows';
 import { waitFor } from './support/wait-for';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -47,10 +50,10 @@ beforeAll(async () => {
   dir = await seedDirectory(h.database.db);
   // acme's own role that grants organization:* through a team, and one in globex that must not count (R3).
   const db = h.database.db;
-  const [owners] = await db('roles')
+  const [owners] = (await db('roles')
     .insert({ organization_id: dir.orgs.acme, name: 'owners', permissions: ['organization:*', 'member:read'] })
-    .returning('id');
-  const [leads] = await db('teams').insert({ organization_id: dir.orgs.acme, name: 'leads' }).returning('id');
+    .returning('id')) as Inserted;
+  const [leads] = (await db('teams').insert({ organization_id: dir.orgs.acme, name: 'leads' }).returning('id')) as Inserted;
   await db('team_roles').insert({ team_id: leads.id, role_id: owners.id });
   await db('roles').insert({ organization_id: dir.orgs.globex, name: 'deleters', permissions: ['organization:delete'] });
 });
@@ -154,7 +157,7 @@ describe('POST /admin/v1/evaluate', () => {
       body: JSON.stringify({ subject: 'bob|sub', method: 'DELETE', path: '/orgs/acme' }),
     });
     expect(res.status).toBe(200);
-    const body = await json<Record<string, any>>(res);
+    const body = await json<Explanation>(res);
     const { revision } = await json<{ revision: string }>(await admin('/policy'));
     expect(body).toMatchObject({
       dry_run: true,
@@ -200,10 +203,13 @@ describe('POST /admin/v1/evaluate', () => {
     });
     expect(forwardedCount()).toBe(forwarded);
 
-    const record = await waitFor(() => h.database.db('decisions').where({ id: body.decision_id }).first(), {
-      timeoutMs: 5000,
-      what: 'the dry-run record',
-    });
+    const record = await waitFor(
+      () => h.database.db('decisions').where({ id: body.decision_id }).first<Record<string, unknown> | undefined>(),
+      {
+        timeoutMs: 5000,
+        what: 'the dry-run record',
+      },
+    );
     expect(record).toMatchObject({
       dry_run: true,
       allow: false,
@@ -220,7 +226,7 @@ describe('POST /admin/v1/evaluate', () => {
       method: 'POST',
       body: JSON.stringify({ subject: dir.users.alice, method: 'get', path: '/ORGS/acme/Projects/web/' }),
     });
-    const body = await json<Record<string, any>>(res);
+    const body = await json<Explanation>(res);
     expect(body).toMatchObject({
       method: 'GET',
       path: '/orgs/acme/projects/web',
@@ -238,7 +244,7 @@ describe('POST /admin/v1/evaluate', () => {
       method: 'POST',
       body: JSON.stringify({ subject: 'dave|sub', method: 'DELETE', path: '/orgs/acme' }),
     });
-    const body = await json<Record<string, any>>(res);
+    const body = await json<Explanation>(res);
     expect(body.result).toEqual({
       allow: false,
       status: 403,
@@ -259,7 +265,7 @@ describe('POST /admin/v1/evaluate', () => {
   });
 
   it('answers a path no route matches with the 404 the gateway would give, recording nothing', async () => {
-    const body = await json<Record<string, any>>(
+    const body = await json<Explanation>(
       await admin('/evaluate', { method: 'POST', body: JSON.stringify({ subject: 'alice|sub', method: 'GET', path: '/nowhere' }) }),
     );
     expect(body).toMatchObject({
@@ -317,7 +323,10 @@ describe('shadow policy', () => {
     const aliceDecisions = answers.slice(0, 2).map((res) => res.headers.get('x-portcullis-decision')!);
     const rows = await waitFor(
       async () => {
-        const found = await h.database.db('policy_shadow_disagreements').whereIn('decision_id', aliceDecisions).orderBy('time');
+        const found = await h.database
+          .db<Record<string, unknown>>('policy_shadow_disagreements')
+          .whereIn('decision_id', aliceDecisions)
+          .orderBy('time');
         return found.length === 2 ? found : undefined;
       },
       { timeoutMs: 5000, what: 'the disagreements' },
@@ -338,7 +347,7 @@ describe('shadow policy', () => {
       shadow_status: 403,
       shadow_reasons: ["missing permission 'organization:read' in organization 'acme' (your roles there: organization-admin)"],
     });
-    expect(rows[0].input).toMatchObject({ action: 'organization:read', subject: { sub: 'alice|sub' } });
+    expect(rows[0]?.input).toMatchObject({ action: 'organization:read', subject: { sub: 'alice|sub' } });
     expect(rows[1]).toMatchObject({ action: 'project:read', active_allow: true, shadow_allow: false });
     const bobDecisions = answers.slice(2).map((res) => res.headers.get('x-portcullis-decision')!);
     expect(await h.database.db('policy_shadow_disagreements').whereIn('decision_id', bobDecisions)).toEqual([]);
@@ -382,7 +391,7 @@ describe('portcullis explain', () => {
   it('prints the same explanation as the admin API with --json', async () => {
     const run = await explain(['--as', dir.users.bob, 'GET', '/orgs/acme/projects', '--json']);
     expect(run.code).toBe(0);
-    const body = JSON.parse(run.stdout) as Record<string, any>;
+    const body = JSON.parse(run.stdout) as Explanation;
     expect(body).toMatchObject({
       dry_run: true,
       subject: { sub: 'bob|sub' },

@@ -34,7 +34,7 @@ interface BundleServer {
 
 /** A bundle server as OPA deployments use them: a strong ETag per content, 304 when it matches. */
 async function startBundleServer(initial: Buffer): Promise<BundleServer> {
-  const state: BundleServer = { url: '', bundle: initial, requests: [], close: async () => undefined };
+  const state: BundleServer = { url: '', bundle: initial, requests: [], close: () => Promise.resolve() };
   const server = http.createServer((req, res) => {
     const etag = `"${createHash('sha256').update(state.bundle).digest('hex').slice(0, 32)}"`;
     const ifNoneMatch = req.headers['if-none-match'];

@@ -5,6 +5,7 @@
 // hot reload, at start, by `policy build` and by `policy test`, each naming the built-in.
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { expect } from '@jest/globals';
 import pino from 'pino';
 import { openPolicySource } from '../src/authz/policy-loader';
 import { PolicyManager } from '../src/authz/policy-manager';
@@ -15,6 +16,7 @@ import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { buildBundle, copyShippedPolicies, scratchDir, testOpa } from './support/policy-workspace';
+import type { Inserted } from './support/rows';
 import { waitFor } from './support/wait-for';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -106,10 +108,10 @@ async function adminPolicy(): Promise<{
 const deleteApi = (token: string) => h.request('/orgs/acme/projects/api', { method: 'DELETE', token });
 
 async function recordedInput(decisionId: string): Promise<PolicyInput> {
-  const row = await waitFor(
-    async () => (await h.database.db('decisions').where({ id: decisionId }).first('input')) as { input: PolicyInput } | undefined,
-    { timeoutMs: 5000, what: 'the decision record' },
-  );
+  const row = await waitFor(() => h.database.db('decisions').where({ id: decisionId }).first<{ input: PolicyInput } | undefined>('input'), {
+    timeoutMs: 5000,
+    what: 'the decision record',
+  });
   return row.input;
 }
 
@@ -123,10 +125,10 @@ beforeAll(async () => {
   const directory = await seedDirectory(h.database.db);
   // bob deletes projects through his team; alice is acme's organization-admin.
   const deleter = (
-    await h.database
+    (await h.database
       .db('roles')
       .insert({ organization_id: directory.orgs.acme, name: 'project-deleter', permissions: ['project:delete'] })
-      .returning('id')
+      .returning('id')) as Inserted
   )[0].id;
   await h.database.db('team_roles').insert({ team_id: directory.teams.deployers, role_id: deleter });
   alice = await h.tokens.sign('alice|sub');
@@ -161,7 +163,7 @@ describe('a time-based rule: no project deletions on Fridays (UTC) except by org
     const text = await h.database
       .db('decisions')
       .where({ id: denied.headers.get('x-portcullis-decision')! })
-      .first(h.database.db.raw("input->'request'->>'time_ns' as time_ns"));
+      .first<{ time_ns: string }>(h.database.db.raw("input->'request'->>'time_ns' as time_ns"));
     expect(text.time_ns).toBe('1795773600000000000');
 
     // Any day later, the recorded input gets the Friday answer from the same policy (as `decisions replay` evaluates it).

@@ -12,6 +12,7 @@ import { seedDirectory, type Directory } from './support/directory-fixtures';
 import type { EchoedRequest } from './support/echo-upstream';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { rawRequest } from './support/raw-http';
+import type { Inserted } from './support/rows';
 import { waitFor } from './support/wait-for';
 
 let h: Harness;
@@ -32,13 +33,17 @@ beforeAll(async () => {
   h = await startHarness();
   dir = await seedDirectory(h.database.db, { globexProject: true });
   const db = h.database.db;
-  globexTeam = (await db('teams').insert({ organization_id: dir.orgs.globex, name: 'globex-team' }).returning('id'))[0].id;
-  globexRole = (await db('roles').insert({ organization_id: dir.orgs.globex, name: 'globex-role', permissions: [] }).returning('id'))[0].id;
-  grace = (await db('users').insert({ subject: 'grace|sub', email: 'grace@example.com' }).returning('id'))[0].id;
-  const defaultRole = (await db('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id;
+  globexTeam = ((await db('teams').insert({ organization_id: dir.orgs.globex, name: 'globex-team' }).returning('id')) as Inserted)[0].id;
+  globexRole = (
+    (await db('roles').insert({ organization_id: dir.orgs.globex, name: 'globex-role', permissions: [] }).returning('id')) as Inserted
+  )[0].id;
+  grace = ((await db('users').insert({ subject: 'grace|sub', email: 'grace@example.com' }).returning('id')) as Inserted)[0].id;
+  const defaultRole = (await db('roles').whereNull('organization_id').where({ name: 'default' }).first<{ id: string }>('id')).id;
   await db('organization_members').insert({ organization_id: dir.orgs.globex, user_id: grace, role_id: defaultRole });
   globexInvitation = (
-    await db('invitations').insert({ organization_id: dir.orgs.globex, email: 'erin@example.com', role_id: defaultRole }).returning('id')
+    (await db('invitations')
+      .insert({ organization_id: dir.orgs.globex, email: 'erin@example.com', role_id: defaultRole })
+      .returning('id')) as Inserted
   )[0].id;
   alice = await h.tokens.sign('alice|sub');
 });
@@ -148,7 +153,9 @@ describe('R7 for every parameter of the default route table', () => {
 
   it('notices a credential moved to another organization (the facts cache is evicted)', async () => {
     const db = h.database.db;
-    const [moving] = await db('credentials').insert({ organization_id: dir.orgs.acme, slug: 'moving', name: 'moving' }).returning('id');
+    const [moving] = (await db('credentials')
+      .insert({ organization_id: dir.orgs.acme, slug: 'moving', name: 'moving' })
+      .returning('id')) as Inserted;
     for (const target of ['/orgs/acme/credentials/moving', `/orgs/acme/credentials/${moving.id}`]) {
       expect((await h.request(target, { token: alice })).status).toBe(200);
       expect((await h.request(target, { token: alice })).status).toBe(200);
@@ -166,8 +173,8 @@ describe('R7 for every parameter of the default route table', () => {
 
   it('notices a team member who left the organization', async () => {
     const db = h.database.db;
-    const [frank] = await db('users').insert({ subject: 'frank|sub', email: 'frank@example.com' }).returning('id');
-    const role = (await db('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id;
+    const [frank] = (await db('users').insert({ subject: 'frank|sub', email: 'frank@example.com' }).returning('id')) as Inserted;
+    const role = (await db('roles').whereNull('organization_id').where({ name: 'default' }).first<{ id: string }>('id')).id;
     await db('organization_members').insert({ organization_id: dir.orgs.acme, user_id: frank.id, role_id: role });
     const target = `/orgs/acme/teams/deployers/members/${frank.id}`;
     expect((await h.request(target, { token: alice })).status).toBe(200);
@@ -206,8 +213,10 @@ describe('identifiers keep their case', () => {
     const id = res.headers.get('x-portcullis-decision')!;
     const record = await waitFor(
       async () =>
-        (await h.database.db('decisions').where({ id }).first('path', 'resource')) as
-          { path: string; resource: Record<string, string> } | undefined,
+        await h.database
+          .db('decisions')
+          .where({ id })
+          .first<{ path: string; resource: Record<string, string> } | undefined>('path', 'resource'),
       { timeoutMs: 3000, what: 'the decision record' },
     );
     expect(record).toEqual({ path: '/orgs/acme/teams/core%20team', resource: { type: 'team', org: 'acme', team: 'core team' } });

@@ -53,7 +53,7 @@ describe('PgShadowDisagreementStore', () => {
     await new PgShadowDisagreementStore(database.db, { mask: new DecisionMask(['/request/headers/cookie', '/subject/email']) }).insertMany([
       row,
     ]);
-    const stored = await database.db('policy_shadow_disagreements').where({ request_id: 'masked' }).first('input');
+    const stored = await database.db('policy_shadow_disagreements').where({ request_id: 'masked' }).first<{ input: unknown }>('input');
     expect(stored.input).toEqual({ n: 1, request: { headers: {} }, subject: { id: 'u-1' } });
   });
 });

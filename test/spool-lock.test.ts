@@ -37,7 +37,7 @@ describe('the spool lock across processes', () => {
     holder.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     holder.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     try {
-      await waitFor(async () => output.includes('locked'), { timeoutMs: 15_000, what: `the other process to take the lock (${output})` });
+      await waitFor(() => output.includes('locked'), { timeoutMs: 15_000, what: `the other process to take the lock (${output})` });
       await expect(DecisionSpool.open(dir, { staleMs: 1_000 })).rejects.toThrow(
         /used by another running Portcullis, instance [0-9a-f-]{36}/,
       );

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { expect } from '@jest/globals';
 import type { JWK } from 'jose';
 import pino from 'pino';
 import { seedDirectory } from './support/directory-fixtures';

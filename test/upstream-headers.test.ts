@@ -3,6 +3,7 @@
 // own (a trusted proxy's chain is extended), and method overrides or look-alike framing
 // headers are refused before anything is judged or forwarded.
 import http from 'node:http';
+import { expect } from '@jest/globals';
 import { seedDirectory } from './support/directory-fixtures';
 import { startEchoUpstream, type EchoedRequest, type EchoUpstream } from './support/echo-upstream';
 import { SERVICES, startHarness, type Harness, type ServiceName } from './support/gateway-harness';

@@ -10,6 +10,7 @@ import type { Knex } from 'knex';
 import pino from 'pino';
 import { routeTable } from '../app';
 import { BatchingDecisionRecorder } from '../audit/batching-decision-recorder';
+import { resolveInstanceId } from '../audit/instance-id';
 import { PgDecisionStore } from '../audit/pg-decision-store';
 import { PgShadowDisagreementStore } from '../audit/pg-shadow-disagreement-store';
 import { PolicyExplainer, requestTime, type ExplainQuery, type Explanation, type GrantTried } from '../authz/policy-explainer';
@@ -73,7 +74,8 @@ async function explainStandalone(ctx: CliContext, query: ExplainQuery): Promise<
       disagreements: new PgShadowDisagreementStore(db),
     });
     cleanup.push(() => policies.close());
-    const recorder = new BatchingDecisionRecorder(new PgDecisionStore(db), {
+    const { id: chain } = await resolveInstanceId(config.audit.instance_id, ctx.stateDir(file));
+    const recorder = new BatchingDecisionRecorder(new PgDecisionStore(db, chain), {
       onError: (error) => logger.error({ err: error }, 'the dry run could not be recorded yet'),
     });
     cleanup.push(() => recorder.close());

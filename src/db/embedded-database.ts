@@ -341,7 +341,9 @@ function execFileAsync(
   options: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(file, args, options, (error, stdout, stderr) => (error ? reject(Object.assign(error, { stderr })) : resolve(stdout)));
+    execFile(file, args, options, (error, stdout, stderr) =>
+      error ? reject(Object.assign<Error, { stderr: string }>(error, { stderr })) : resolve(stdout),
+    );
   });
 }
 

@@ -31,7 +31,7 @@ export async function createDirectoryCaches(options: {
   const subjects = new PgSubjectLoader(db);
   const facts = new PgFactsLoader(db);
   if (!config.enabled) {
-    return { subjects, facts, caches: {}, close: async () => undefined };
+    return { subjects, facts, caches: {}, close: () => Promise.resolve() };
   }
   const listener = new DirectoryChangeListener({ url, logger });
   const cacheOptions = { maxEntries: config.max_entries, ttlMs: config.ttl_s * 1000 };

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { DependencyError } from '../base/errors';
 import { DIRECTORY_CHECKED_PARAMETERS, type Resource } from '../routes/route';
+import type { Inserted } from '../../test/support/rows';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { PgFactsLoader } from './pg-facts-loader';
 
@@ -18,7 +19,6 @@ interface Org {
 
 let acme: Org;
 let globex: Org;
-let empty: Org;
 let acmeProjects: Record<string, string>;
 let globexApi: string;
 let acmeOps: string;
@@ -30,11 +30,11 @@ let acmeMember: string;
 let globexMember: string;
 
 async function organization(slug: string): Promise<Org> {
-  const [row] = await db('organizations').insert({ slug, name: slug }).returning(['id', 'slug']);
+  const [row] = (await db('organizations').insert({ slug, name: slug }).returning(['id', 'slug'])) as Inserted<Org>;
   return row;
 }
 async function insertId(table: string, row: Record<string, unknown>): Promise<string> {
-  const [inserted] = await db(table).insert(row).returning('id');
+  const [inserted] = (await db(table).insert(row).returning('id')) as Inserted;
   return inserted.id;
 }
 
@@ -45,7 +45,7 @@ beforeAll(async () => {
 
   acme = await organization('acme');
   globex = await organization('globex');
-  empty = await organization('empty');
+  await organization('empty');
   acmeProjects = {};
   // `_zeta` sorts first only by byte order (collate "C"), not in a locale's order.
   for (const slug of ['web', 'api', '_zeta', 'billing', 'cli', 'docs', 'admin']) {
@@ -61,7 +61,7 @@ beforeAll(async () => {
   acmeDeployer = await insertId('roles', { organization_id: acme.id, name: 'deployer', permissions: ['pipeline:run'] });
   globexDeployer = await insertId('roles', { organization_id: globex.id, name: 'deployer', permissions: ['pipeline:run'] });
   await insertId('roles', { organization_id: globex.id, name: 'globex-role', permissions: [] });
-  builtinDefault = (await db('roles').whereNull('organization_id').where({ name: 'default' }).first('id')).id;
+  builtinDefault = (await db('roles').whereNull('organization_id').where({ name: 'default' }).first<{ id: string }>('id')).id;
 
   acmeMember = await insertId('users', { subject: 'acme-member' });
   globexMember = await insertId('users', { subject: 'globex-member' });

@@ -21,17 +21,23 @@ export interface OrganizationGrants {
   teams: Array<{ name: string; roles: string[] }>;
 }
 
+/** The columns of `users` this read model looks at. */
+interface UserRow {
+  id: string;
+  subject: string;
+}
+
 export class PgGrantDirectory {
   constructor(private readonly db: Knex | Knex.Transaction) {}
 
   /** The JWT `sub` a reference names: a users.subject itself, else the subject of the user with that id. */
   async subjectFor(reference: string): Promise<string | undefined> {
     try {
-      const bySubject = await this.db('users').first('subject').where({ subject: reference });
-      if (bySubject) return bySubject.subject as string;
+      const bySubject = await this.db<UserRow>('users').first('subject').where({ subject: reference });
+      if (bySubject) return bySubject.subject;
       if (!isUuid(reference)) return undefined;
-      const byId = await this.db('users').first('subject').where({ id: reference });
-      return byId?.subject as string | undefined;
+      const byId = await this.db<UserRow>('users').first('subject').where({ id: reference });
+      return byId?.subject;
     } catch (error) {
       throw new DependencyError('the directory database is unavailable: could not look up the subject', { cause: error });
     }

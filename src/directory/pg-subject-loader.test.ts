@@ -3,6 +3,7 @@
 import type { Knex } from 'knex';
 import { createDatabase } from '../db/database';
 import { DependencyError } from '../base/errors';
+import type { Inserted } from '../../test/support/rows';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { PgSubjectLoader } from './pg-subject-loader';
 
@@ -29,27 +30,27 @@ afterAll(async () => {
 let counter = 0;
 async function user(email: string | null = null): Promise<{ id: string; sub: string }> {
   const sub = `subject-${++counter}`;
-  const [row] = await db('users').insert({ subject: sub, email }).returning('id');
+  const [row] = (await db('users').insert({ subject: sub, email }).returning('id')) as Inserted;
   return { id: row.id, sub };
 }
 async function organization(slug: string): Promise<string> {
-  const [row] = await db('organizations')
+  const [row] = (await db('organizations')
     .insert({ slug: `${slug}-${++counter}`, name: slug })
-    .returning(['id', 'slug']);
+    .returning(['id', 'slug'])) as Inserted<{ id: string; slug: string }>;
   return row.id;
 }
 async function slugOf(orgId: string): Promise<string> {
-  return (await db('organizations').where({ id: orgId }).first('slug')).slug;
+  return (await db('organizations').where({ id: orgId }).first<{ slug: string }>('slug')).slug;
 }
 async function role(orgId: string, name: string, permissions: string[]): Promise<string> {
-  const [row] = await db('roles').insert({ organization_id: orgId, name, permissions }).returning('id');
+  const [row] = (await db('roles').insert({ organization_id: orgId, name, permissions }).returning('id')) as Inserted;
   return row.id;
 }
 async function member(orgId: string, userId: string, roleId: string): Promise<void> {
   await db('organization_members').insert({ organization_id: orgId, user_id: userId, role_id: roleId });
 }
 async function team(orgId: string, name: string, roleIds: string[] = []): Promise<string> {
-  const [row] = await db('teams').insert({ organization_id: orgId, name }).returning('id');
+  const [row] = (await db('teams').insert({ organization_id: orgId, name }).returning('id')) as Inserted;
   for (const roleId of roleIds) await db('team_roles').insert({ team_id: row.id, role_id: roleId });
   return row.id;
 }

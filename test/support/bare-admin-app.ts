@@ -16,7 +16,7 @@ export async function startBareAdminApp(): Promise<{ url: string; close: () => v
       source: 's',
       loadedAt: new Date(),
     },
-    pingDatabase: async () => undefined,
+    pingDatabase: () => Promise.resolve(),
   });
   const server = app.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));

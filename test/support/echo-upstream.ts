@@ -14,7 +14,7 @@ export interface EchoUpstream {
 }
 
 export async function startEchoUpstream(service: string): Promise<EchoUpstream> {
-  const upstream: EchoUpstream = { url: '', received: [], handler: undefined, close: async () => undefined };
+  const upstream: EchoUpstream = { url: '', received: [], handler: undefined, close: () => Promise.resolve() };
   const echo = await startEchoService(service, {
     onRequest: (echoed, req, res) => {
       upstream.received.push(echoed);

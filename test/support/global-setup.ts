@@ -10,7 +10,6 @@ import { projectRoot } from '../../src/project-root';
 import { TEMPLATE_DATABASE, withDatabaseName } from './test-database';
 
 declare global {
-  // eslint-disable-next-line no-var
   var __PORTCULLIS_EMBEDDED__: EmbeddedDatabase | undefined;
 }
 

@@ -66,93 +66,52 @@ export function accessPage(
       ? `/console/explain${queryString({}, { subject: member.subject, method: request.method, path: request.path })}`
       : undefined;
   };
-  return html` <form method="get" action="/console/access" class="filters" aria-label="Access map">
-      <div class="field">
-        <label for="a-org">Organization</label
-        ><select id="a-org" name="org">
-          ${orgs.map((slug) => html`<option${slug === query.org ? html` selected` : ''}>${slug}</option>`)}
-        </select>
-      </div>
-      <div class="field">
-        <label for="a-action">Who can do (action)</label
-        ><select id="a-action" name="action">
-          <option value="">any action</option>
-          ${actions.map((action) => html`<option${action === query.action ? html` selected` : ''}>${action}</option>`)}
-        </select>
-      </div>
-      <div class="field">
-        <label for="a-user">What can (user sub, id or e-mail)</label><input id="a-user" name="user" value="${query.user ?? ''}" />
-      </div>
-      <div class="actions"><button type="submit">Show</button></div>
-    </form>
-    ${query.action ? whoCan(query.action, rows, explainLink) : ''}
-    ${query.user && rows[0] ? whatCan(rows[0], actions, explainLink) : query.user ? html`<p role="alert">${query.user} is not a member of ${query.org}.</p>` : ''}
-    <div class="matrix-wrap" tabindex="0" role="region" aria-label="Members and permissions of ${query.org}">
-      <table class="matrix">
-        <caption>
-          Members of ${query.org} × permissions (✓ held; hover or focus a cell for where it comes from)
-        </caption>
-        <thead>
-          <tr>
-            <th scope="col">member</th>
-            ${columns.map((action) => html`<th scope="col"><span>${action}</span></th>`)}
-          </tr>
-        </thead>
-        <tbody>
-          ${rows.map(
-            (member) =>
-              html`<tr>
-                <th scope="row">
-                  <a href="/console/decisions${queryString({ user: member.subject })}">${member.subject}</a><br /><small
-                    >${member.defaultRole}${
-                      member.teams.length ? `; teams ${[...new Set(member.teams.map((team) => team.team))].join(', ')}` : ''
-                    }</small
-                  >
-                </th>
-                ${columns.map((action) => {
-                  const sources = sourcesOf(member, action);
-                  const link = explainLink(member, action);
-                  const mark = sources.length > 0 ? '✓' : '·';
-                  return html`<td class="${sources.length > 0 ? 'held' : 'not-held'}" title="${sources.join('; ') || 'not held'}">
-                    ${
-                      link
-                        ? html`<a href="${link}" aria-label="${member.subject} ${action}: ${sources.join('; ') || 'not held'}">${mark}</a>`
-                        : mark
-                    }
-                  </td>`;
-                })}
-              </tr>`,
-          )}
-        </tbody>
-      </table>
-    </div>`;
+  return html`
+<form method="get" action="/console/access" class="filters" aria-label="Access map">
+<div class="field"><label for="a-org">Organization</label><select id="a-org" name="org">${orgs.map((slug) => html`<option${slug === query.org ? html` selected` : ''}>${slug}</option>`)}</select></div>
+<div class="field"><label for="a-action">Who can do (action)</label><select id="a-action" name="action"><option value="">any action</option>${actions.map(
+    (action) => html`<option${action === query.action ? html` selected` : ''}>${action}</option>`,
+  )}</select></div>
+<div class="field"><label for="a-user">What can (user sub, id or e-mail)</label><input id="a-user" name="user" value="${query.user ?? ''}"></div>
+<div class="actions"><button type="submit">Show</button></div>
+</form>
+${query.action ? whoCan(query.action, rows, explainLink) : ''}
+${query.user && rows[0] ? whatCan(rows[0], actions, explainLink) : query.user ? html`<p role="alert">${query.user} is not a member of ${query.org}.</p>` : ''}
+<div class="matrix-wrap" tabindex="0" role="region" aria-label="Members and permissions of ${query.org}">
+<table class="matrix"><caption>Members of ${query.org} × permissions (✓ held; hover or focus a cell for where it comes from)</caption>
+<thead><tr><th scope="col">member</th>${columns.map((action) => html`<th scope="col"><span>${action}</span></th>`)}</tr></thead>
+<tbody>${rows.map(
+    (member) =>
+      html`<tr><th scope="row"><a href="/console/decisions${queryString({ user: member.subject })}">${member.subject}</a><br><small>${member.defaultRole}${
+        member.teams.length ? `; teams ${[...new Set(member.teams.map((team) => team.team))].join(', ')}` : ''
+      }</small></th>${columns.map((action) => {
+        const sources = sourcesOf(member, action);
+        const link = explainLink(member, action);
+        const mark = sources.length > 0 ? '✓' : '·';
+        return html`<td class="${sources.length > 0 ? 'held' : 'not-held'}" title="${sources.join('; ') || 'not held'}">${
+          link ? html`<a href="${link}" aria-label="${member.subject} ${action}: ${sources.join('; ') || 'not held'}">${mark}</a>` : mark
+        }</td>`;
+      })}</tr>`,
+  )}</tbody></table></div>`;
 }
 
 function whoCan(action: string, members: MemberGrants[], link: (member: MemberGrants, action: string) => string | undefined): Html {
   const holders = members.map((member) => ({ member, sources: sourcesOf(member, action) })).filter((entry) => entry.sources.length > 0);
-  return html`<section aria-labelledby="who-h" id="who-can">
-    <h2 id="who-h">Who can do ${action}?</h2>
-    ${
-      holders.length === 0
-        ? html`<p>Nobody in this organization.</p>`
-        : html`<ul>
-            ${holders.map(
-              ({ member, sources }) =>
-                html`<li><strong>${member.subject}</strong>: ${sources.join('; ')} ${optionalLink(link(member, action))}</li>`,
-            )}
-          </ul>`
-    }
-  </section>`;
+  return html`<section aria-labelledby="who-h" id="who-can"><h2 id="who-h">Who can do ${action}?</h2>
+${
+  holders.length === 0
+    ? html`<p>Nobody in this organization.</p>`
+    : html`<ul>${holders.map(
+        ({ member, sources }) =>
+          html`<li><strong>${member.subject}</strong>: ${sources.join('; ')} ${optionalLink(link(member, action))}</li>`,
+      )}</ul>`
+}</section>`;
 }
 
 function whatCan(member: MemberGrants, actions: string[], link: (member: MemberGrants, action: string) => string | undefined): Html {
   const held = actions.map((action) => ({ action, sources: sourcesOf(member, action) })).filter((entry) => entry.sources.length > 0);
-  return html`<section aria-labelledby="what-h" id="what-can">
-    <h2 id="what-h">What can ${member.subject} do?</h2>
-    <ul>
-      ${held.map(({ action, sources }) => html`<li><code>${action}</code>: ${sources.join('; ')} ${optionalLink(link(member, action))}</li>`)}
-    </ul>
-  </section>`;
+  return html`<section aria-labelledby="what-h" id="what-can"><h2 id="what-h">What can ${member.subject} do?</h2>
+<ul>${held.map(({ action, sources }) => html`<li><code>${action}</code>: ${sources.join('; ')} ${optionalLink(link(member, action))}</li>`)}</ul></section>`;
 }
 
 function optionalLink(href: string | undefined): Html {

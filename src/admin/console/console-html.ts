@@ -58,17 +58,11 @@ export interface PageOptions {
 
 export function page(options: PageOptions, body: Html): string {
   const nav = options.csrf
-    ? html`<nav aria-label="Console">
-        <ul>
-          ${NAV.map(
-            ([key, href, label]) =>
-              html`<li><a href="${href}" ${key === options.section ? new Html(' aria-current="page"') : ''}>${label}</a></li>`,
-          )}
-        </ul>
-        <form method="post" action="/console/sign-out" class="sign-out">
-          <input type="hidden" name="csrf" value="${options.csrf}" /><button type="submit">Sign out</button>
-        </form>
-      </nav>`
+    ? html`<nav aria-label="Console"><ul>${NAV.map(
+        ([key, href, label]) =>
+          html`<li><a href="${href}"${key === options.section ? new Html(' aria-current="page"') : ''}>${label}</a></li>`,
+      )}</ul>
+      <form method="post" action="/console/sign-out" class="sign-out"><input type="hidden" name="csrf" value="${options.csrf}"><button type="submit">Sign out</button></form></nav>`
     : '';
   return `<!doctype html>
 <html lang="en">
@@ -112,27 +106,7 @@ export function outcomeBadge(decision: { allow: boolean; status: number }): Html
 }
 
 export function table(headers: readonly string[], rows: readonly Html[], caption?: string): Html {
-  return html`<table>
-    ${
-      caption
-        ? html`<caption>
-            ${caption}
-          </caption>`
-        : ''
-    }
-    <thead>
-      <tr>
-        ${headers.map((h) => html`<th scope="col">${h}</th>`)}
-      </tr>
-    </thead>
-    <tbody>
-      ${
-        rows.length > 0
-          ? rows
-          : html`<tr>
-              <td colspan="${headers.length}">None.</td>
-            </tr>`
-      }
-    </tbody>
-  </table>`;
+  return html`<table>${caption ? html`<caption>${caption}</caption>` : ''}<thead><tr>${headers.map((h) => html`<th scope="col">${h}</th>`)}</tr></thead><tbody>${
+    rows.length > 0 ? rows : html`<tr><td colspan="${headers.length}">None.</td></tr>`
+  }</tbody></table>`;
 }

@@ -22,49 +22,34 @@ const FIELDS: { name: keyof FilterValues; label: string; placeholder?: string }[
 
 export function decisionsPage(values: FilterValues, rows: DecisionSummary[], next: string | undefined, error: string | undefined): Html {
   const outcome = values.outcome ?? '';
-  return html` <form method="get" action="/console/decisions" class="filters" aria-label="Filter decisions">
-      <div class="field">
-        <label for="f-outcome">Outcome</label
-        ><select id="f-outcome" name="outcome">
-          ${['', 'allowed', 'denied', 'failed'].map((value) => html`<option value="${value}" ${value === outcome ? html` selected` : ''}>${value || 'any'}</option>`)}
-        </select>
-      </div>
-      ${FIELDS.map(
-        (field) =>
-          html`<div class="field">
-            <label for="f-${field.name}">${field.label}</label
-            ><input
-              id="f-${field.name}"
-              name="${field.name}"
-              value="${values[field.name] ?? ''}"
-              ${field.placeholder ? html` placeholder="${field.placeholder}"` : ''}
-            />
-          </div>`,
-      )}
-      <div class="actions"><button type="submit">Apply filters</button> <a href="/console/decisions">Clear</a></div>
-    </form>
-    ${error ? html`<p class="error" role="alert">${error}</p>` : ''}
-    <div class="toolbar">
-      <button type="button" id="live-toggle" aria-pressed="false" data-live="/console/decisions/live${queryString(values)}">
-        Live mode: off
-      </button>
-      <span id="live-status" role="status" aria-live="polite"></span>
-      <a href="/console/decisions/export.csv${queryString(values)}" download>Export CSV</a>
-      <a href="/console/decisions/export.ndjson${queryString(values)}" download>Export NDJSON</a>
-    </div>
-    ${table(['time (UTC)', 'outcome', 'subject', 'org', 'action', 'request', 'reason', 'revision'], rows.map(decisionRow), 'Decisions, newest first')}
-    ${next ? html`<p><a href="${next}" rel="next">Older decisions</a></p>` : rows.length > 0 ? html`<p>No older decisions match.</p>` : ''}`;
+  return html`
+<form method="get" action="/console/decisions" class="filters" aria-label="Filter decisions">
+<div class="field"><label for="f-outcome">Outcome</label><select id="f-outcome" name="outcome">
+${['', 'allowed', 'denied', 'failed'].map((value) => html`<option value="${value}"${value === outcome ? html` selected` : ''}>${value || 'any'}</option>`)}
+</select></div>
+${FIELDS.map(
+  (field) =>
+    html`<div class="field"><label for="f-${field.name}">${field.label}</label><input id="f-${field.name}" name="${field.name}" value="${values[field.name] ?? ''}"${
+      field.placeholder ? html` placeholder="${field.placeholder}"` : ''
+    }></div>`,
+)}
+<div class="actions"><button type="submit">Apply filters</button> <a href="/console/decisions">Clear</a></div>
+</form>
+${error ? html`<p class="error" role="alert">${error}</p>` : ''}
+<div class="toolbar">
+<button type="button" id="live-toggle" aria-pressed="false" data-live="/console/decisions/live${queryString(values)}">Live mode: off</button>
+<span id="live-status" role="status" aria-live="polite"></span>
+<a href="/console/decisions/export.csv${queryString(values)}" download>Export CSV</a>
+<a href="/console/decisions/export.ndjson${queryString(values)}" download>Export NDJSON</a>
+</div>
+${table(['time (UTC)', 'outcome', 'subject', 'org', 'action', 'request', 'reason', 'revision'], rows.map(decisionRow), 'Decisions, newest first')}
+${next ? html`<p><a href="${next}" rel="next">Older decisions</a></p>` : rows.length > 0 ? html`<p>No older decisions match.</p>` : ''}`;
 }
 
 export function decisionRow(decision: DecisionSummary): Html {
-  return html`<tr data-seq="${decision.seq}">
-    <td><a href="/console/decisions/${decision.id}">${formatTime(decision.time)}</a></td>
-    <td>${outcomeBadge(decision)}${decision.dry_run ? html` <span class="badge dry">dry run</span>` : ''}</td>
-    <td>${decision.subject ?? '–'}</td>
-    <td>${decision.organization ?? '–'}</td>
-    <td>${decision.action}</td>
-    <td><code>${decision.method} ${decision.path}</code></td>
-    <td>${decision.reasons[0] ?? ''}</td>
-    <td><code>${(decision.policy_revision ?? '').slice(0, 12)}</code></td>
-  </tr>`;
+  return html`<tr data-seq="${decision.seq}"><td><a href="/console/decisions/${decision.id}">${formatTime(decision.time)}</a></td><td>${outcomeBadge(decision)}${decision.dry_run ? html` <span class="badge dry">dry run</span>` : ''}</td><td>${
+    decision.subject ?? '–'
+  }</td><td>${decision.organization ?? '–'}</td><td>${decision.action}</td><td><code>${decision.method} ${decision.path}</code></td><td>${decision.reasons[0] ?? ''}</td><td><code>${(
+    decision.policy_revision ?? ''
+  ).slice(0, 12)}</code></td></tr>`;
 }

@@ -1,5 +1,6 @@
 // The overview's charts: allowed, denied and failed decisions per hour and per day (uPlot,
 // served from the npm package), with a vertical line where each policy revision first decided.
+/* global uPlot -- the IIFE build at /console/vendor/uplot.js, which the overview page loads before this script */
 'use strict';
 (function () {
   const block = document.getElementById('chart-data');
