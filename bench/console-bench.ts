@@ -35,7 +35,7 @@ async function main(): Promise<void> {
     // denial, one in fifty a failure (503); subjects, organizations and actions vary.
     await db.raw(
       `insert into decisions (id, time, request_id, subject, user_id, organization, action, resource, method, path, allow, status, reasons,
-                              policy_revision, eval_latency_us, input, seq, prev_hash, hash, dry_run)
+                              policy_revision, eval_latency_us, input, seq, chain, chain_seq, prev_hash, hash, dry_run)
        select md5('d' || i)::uuid,
               now() - (interval '30 days') * (${RECORDS} - i)::float8 / ${RECORDS},
               md5('q' || i),
@@ -51,10 +51,11 @@ async function main(): Promise<void> {
               20 + i % 400,
               jsonb_build_object('request', jsonb_build_object('method', 'GET', 'path', '/orgs/org-' || (i % 200 + 1), 'route', '/orgs/{org}/projects/{project}'),
                                  'action', 'project:read', 'subject', jsonb_build_object('sub', 'user-' || (i % 2000 + 1))),
-              i, md5('p' || i), md5('h' || i), false
+              i, 'bench', i, md5('p' || i), md5('h' || i), false
        from generate_series(1, ${RECORDS}) i`,
     );
-    await db.raw(`update decision_chain_head set seq = ${RECORDS}, hash = md5('h' || ${RECORDS})`);
+    await db.raw(`insert into decision_chain_head (chain, seq, hash) values ('bench', ${RECORDS}, md5('h' || ${RECORDS}))`);
+    await db.raw(`select setval('decision_seq', ${RECORDS})`);
     log(`  seeded ${RECORDS.toLocaleString('en')} decisions in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     started = Date.now();
     await db.raw('vacuum analyze');

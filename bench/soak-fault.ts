@@ -118,7 +118,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < ids.length; i += 5000) {
     for (const row of await check('decisions')
       .whereIn('id', ids.slice(i, i + 5000))
-      .select('id', 'allow'))
+      .select<{ id: string; allow: boolean }[]>('id', 'allow'))
       stored.set(row.id, row.allow);
   }
   await check.destroy();

@@ -129,17 +129,17 @@ export class Portcullis {
         auditBacklog: () => recorder.backlog,
         policyRevision: () => policies.policy.current.revision,
       });
-      let pipeline: RequestPipeline | undefined;
       const forwarder = new HttpProxyForwarder({
         services: config.services,
         trustedProxies: config.server.trusted_proxies,
         timeoutMs: config.server.upstream_timeout_ms,
         bodyLimitBytes: config.server.body_limit_bytes,
-        onError: (error, req, res) => pipeline?.upstreamFailed(error, req, res),
+        // Only the pipeline below forwards through it, so an upstream failure always finds it built.
+        onError: (error, req, res) => pipeline.upstreamFailed(error, req, res),
       });
       steps.push(() => forwarder.close());
       const { subjects, facts } = directory;
-      pipeline = new RequestPipeline({
+      const pipeline = new RequestPipeline({
         routes,
         authenticator,
         subjects,

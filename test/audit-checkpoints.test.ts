@@ -16,7 +16,7 @@ import { DecisionRetention } from '../src/audit/decision-retention';
 import { PgDecisionCheckpointStore } from '../src/audit/pg-decision-checkpoint-store';
 import { CANONICAL_CONTENT_SQL } from '../src/audit/pg-decision-query-store';
 import { migrationConfig } from '../src/db/database';
-import { appendDecisions } from './support/audit-helpers';
+import { appendDecisions, TEST_CHAIN } from './support/audit-helpers';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness } from './support/gateway-harness';
@@ -24,7 +24,7 @@ import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { waitFor } from './support/wait-for';
 
 const execFileAsync = promisify(execFile);
-const CHECKPOINTS_MIGRATION = '20261130000003_decision_checkpoints.js';
+const CHAINS_MIGRATION = '20261130000030_decision_chains.js';
 
 let scratch: string;
 let publicKeyFile: string;
@@ -52,12 +52,13 @@ afterEach(async () => database?.drop());
 
 const verify = (...args: string[]) => runCli(['decisions', 'verify', ...args], { DATABASE_URL: database.url });
 const verifySigned = () => verify('--public-key', publicKeyFile);
-const hashAt = async (seq: number) => ((await db('decisions').where({ seq }).first('hash')) as { hash: string }).hash;
+const hashAt = async (seq: number) => (await db<{ seq: number; hash: string }>('decisions').where({ seq }).first('hash'))!.hash;
 
 /** A checkpointer whose clock is `times`, one per checkpoint. */
 function checkpointer(times: string[]): DecisionCheckpointer {
   const clock = times.map((time) => new Date(time));
   return new DecisionCheckpointer(new PgDecisionCheckpointStore(db), signer, {
+    chain: TEST_CHAIN,
     intervalMs: 60_000,
     now: () => clock.shift() ?? new Date(),
     onError: (error) => {
@@ -82,7 +83,7 @@ describe('portcullis decisions verify --public-key', () => {
     const run = await verifySigned();
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
     expect(run.stdout).toMatch(
-      /^verified 320 decision records in [\d.]+ s: the chain is intact \(head: seq 320, hash [0-9a-f]{64}\); 3 signed checkpoints hold \(newest: seq 300, signed 2026-11-30T09:02:00\.000Z;/,
+      /^chain test-instance: 320 records intact \(head: seq 320, hash [0-9a-f]{64}\); 3 signed checkpoints hold \(newest: seq 300, signed 2026-11-30T09:02:00\.000Z;.*\nverified 320 decision records in [\d.]+ s: the chain is intact\n$/,
     );
   });
 
@@ -94,7 +95,7 @@ describe('portcullis decisions verify --public-key', () => {
     await appendDecisions(db, 5, 10);
     const gateways = ['2026-11-30T09:10:00Z', '2026-11-30T09:10:01Z', '2026-11-30T09:10:02Z'].map((time) => checkpointer([time]));
     const written = (await Promise.all(gateways.map((gateway) => gateway.checkpoint()))).filter(Boolean);
-    expect(written).toEqual([expect.objectContaining({ seq: 15, prevSeq: 10 })]);
+    expect(written).toEqual([expect.objectContaining({ seq: 15, prevSeq: 10 }) as unknown]);
     expect(await db('decision_checkpoints').orderBy('seq').pluck('seq')).toEqual(['10', '15']);
   });
 
@@ -123,7 +124,7 @@ describe('portcullis decisions verify --public-key', () => {
         update decisions set reasons = '{forged}' where seq = 120;
         for row in select seq from decisions where seq >= 120 order by seq loop
           update decisions set prev_hash = previous,
-            hash = encode(sha256(convert_to(previous || E'\\n' || seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex')
+            hash = encode(sha256(convert_to(previous || E'\\n' || chain || E'\\n' || chain_seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex')
           where seq = row.seq returning hash into previous;
         end loop;
         update decision_chain_head set hash = previous;
@@ -208,7 +209,7 @@ describe('portcullis decisions verify --public-key', () => {
     await retainedChain(['2020-01-31T23:00:00Z', '2020-02-29T23:00:00Z', '2020-03-31T23:00:00Z']);
     const run = await verifySigned();
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(run.stdout).toMatch(/^verified 100 decision records .*; 3 signed checkpoints hold/);
+    expect(run.stdout).toMatch(/^chain test-instance: 100 records intact .*; 3 signed checkpoints hold/);
   });
 
   it('refuses an anchor newer than retention allows: records back-dated by SQL so that retention dropped them early', async () => {
@@ -245,16 +246,16 @@ describe('portcullis decisions verify --public-key', () => {
   });
 });
 
-describe('the checkpoints migration', () => {
-  it('refuses to roll back while signed checkpoints exist, saying how to export them first', async () => {
+describe('rolling back past the checkpoints', () => {
+  it('refuses while signed checkpoints of an instance chain exist, saying how to export them first', async () => {
     await checkpointedChain();
     const completed = async () =>
       ((await db.migrate.list(migrationConfig())) as [{ name: string }[], unknown[]])[0].map((migration) => migration.name);
-    while ((await completed()).at(-1) !== CHECKPOINTS_MIGRATION) await db.migrate.down(migrationConfig());
+    while ((await completed()).at(-1) !== CHAINS_MIGRATION) await db.migrate.down(migrationConfig());
     await expect(db.migrate.down(migrationConfig())).rejects.toThrow(
-      /refusing to roll back: 3 signed checkpoints would be deleted; export them first .*\\copy decision_checkpoints/,
+      /refusing to roll back: 3 signed checkpoints and 0 retention anchors of per-instance chains would be lost; export them first .*\\copy decision_checkpoints/,
     );
-    expect(await completed()).toContain(CHECKPOINTS_MIGRATION);
+    expect(await completed()).toContain(CHAINS_MIGRATION);
     expect(await db('decision_checkpoints').count({ n: '*' })).toEqual([{ n: '3' }]);
   });
 });

@@ -12,23 +12,33 @@ import { gunzipSync } from 'node:zlib';
 import { CheckpointSigner } from '../src/audit/checkpoint-key';
 import { DecisionCheckpointer } from '../src/audit/decision-checkpointer';
 import { PgDecisionCheckpointStore } from '../src/audit/pg-decision-checkpoint-store';
-import { appendDecisions } from './support/audit-helpers';
+import { appendDecisions, TEST_CHAIN } from './support/audit-helpers';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { waitFor } from './support/wait-for';
 
+/** A line of an NDJSON export: a record (with chain, seq, prev_hash, hash) or the export_end. */
+type ExportedLine = Record<string, unknown> & { chain?: string; seq?: number; id?: string; prev_hash?: string; hash?: string };
+
+/** An OPA decision event as the collector received it (the fields these tests read). */
+interface CollectedEvent {
+  decision_id: string;
+  input?: { subject?: { email?: unknown } };
+  [field: string]: unknown;
+}
+
 interface Collector {
   url: string;
-  posts: { headers: http.IncomingHttpHeaders; events: Record<string, any>[] }[];
+  posts: { headers: http.IncomingHttpHeaders; events: CollectedEvent[] }[];
   /** Answer this many of the next POSTs with 503. */
   failNext: number;
   close(): Promise<void>;
 }
 
 async function startCollector(): Promise<Collector> {
-  const collector: Collector = { url: '', posts: [], failNext: 0, close: async () => undefined };
+  const collector: Collector = { url: '', posts: [], failNext: 0, close: () => Promise.resolve() };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -39,7 +49,7 @@ async function startCollector(): Promise<Collector> {
         return;
       }
       const body = req.headers['content-encoding'] === 'gzip' ? gunzipSync(Buffer.concat(chunks)) : Buffer.concat(chunks);
-      collector.posts.push({ headers: req.headers, events: JSON.parse(body.toString('utf8')) as Record<string, any>[] });
+      collector.posts.push({ headers: req.headers, events: JSON.parse(body.toString('utf8')) as CollectedEvent[] });
       res.writeHead(200).end();
     });
   });
@@ -91,7 +101,7 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
     const anonymous = await h.request('/orgs/acme');
     const idOf = (res: Response) => res.headers.get('x-portcullis-decision')!;
     const wanted = [allowed, conflict, anonymous].map(idOf);
-    await waitFor(async () => wanted.every((id) => events().some((event) => event.decision_id === id)), {
+    await waitFor(() => wanted.every((id) => events().some((event) => event.decision_id === id)), {
       timeoutMs: 15_000,
       what: 'the events to reach the collector',
     });
@@ -105,32 +115,38 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
     const byId = new Map(events().map((event) => [event.decision_id, event]));
     const revision = (
       await h.database
-        .db('decisions')
+        .db<{ id: string; policy_revision: string }>('decisions')
         .where({ id: idOf(allowed) })
         .first('policy_revision')
-    ).policy_revision;
+    )?.policy_revision;
     expect(byId.get(idOf(conflict))).toEqual({
       decision_id: idOf(conflict),
       path: 'portcullis/decision',
-      input: expect.objectContaining({ action: 'organization:delete', resource: { type: 'organization', org: 'acme' } }),
+      input: expect.objectContaining({ action: 'organization:delete', resource: { type: 'organization', org: 'acme' } }) as unknown,
       result: {
         allow: false,
         status: 409,
-        reasons: [expect.stringContaining('still has 2 projects')],
+        reasons: [expect.stringContaining('still has 2 projects') as unknown],
         code: 'organization_has_projects',
         params: { organization: 'acme', project_count: 2, projects: ['api', 'web'] },
       },
-      timestamp: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/),
+      timestamp: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/) as unknown,
       bundles: { portcullis: { revision } },
-      labels: { id: expect.stringMatching(/^[0-9a-f-]{36}$/), app: 'portcullis', version: expect.any(String), region: 'test' },
-      metrics: { timer_rego_query_eval_ns: expect.any(Number) },
+      labels: {
+        id: expect.stringMatching(/^[0-9a-f-]{36}$/) as unknown,
+        app: 'portcullis',
+        version: expect.any(String) as unknown,
+        region: 'test',
+      },
+      metrics: { timer_rego_query_eval_ns: expect.any(Number) as unknown },
     });
     expect(byId.get(idOf(allowed))).toMatchObject({
       result: { allow: true, status: 200 },
       input: { subject: { id: dir.users.alice, sub: 'alice|sub' } },
     });
     // Masked values are not exported either.
-    expect(byId.get(idOf(allowed))!.input.subject.email).toBeUndefined();
+    expect(byId.get(idOf(allowed))!.input?.subject).toBeDefined();
+    expect(byId.get(idOf(allowed))!.input?.subject?.email).toBeUndefined();
     // A request refused before the policy was asked has no input.
     expect(byId.get(idOf(anonymous))).toMatchObject({ result: { allow: false, status: 401 } });
     expect('input' in byId.get(idOf(anonymous))!).toBe(false);
@@ -170,7 +186,7 @@ describe('export to an OPA decision_logs collector over HTTP', () => {
       await res.arrayBuffer();
       sent.push(res.headers.get('x-portcullis-decision')!);
     }
-    await waitFor(async () => sent.every((id) => events().some((event) => event.decision_id === id)), {
+    await waitFor(() => sent.every((id) => events().some((event) => event.decision_id === id)), {
       timeoutMs: 15_000,
       what: 'the events to arrive after the failures',
     });
@@ -239,6 +255,7 @@ describe('portcullis decisions export and verify --file', () => {
     database = await createTestDatabase();
     const clock = [new Date('2026-11-28T12:01:41Z'), new Date('2026-11-28T12:03:21Z')];
     const checkpointer = new DecisionCheckpointer(new PgDecisionCheckpointStore(database.db), new CheckpointSigner(pair.privateKey), {
+      chain: TEST_CHAIN,
       intervalMs: 60_000,
       now: () => clock.shift() ?? new Date(),
       onError: (error) => {
@@ -280,28 +297,39 @@ describe('portcullis decisions export and verify --file', () => {
     const lines = text
       .trim()
       .split('\n')
-      .map((line) => JSON.parse(line) as Record<string, any>);
+      .map((line) => JSON.parse(line) as ExportedLine);
     const records = lines.slice(0, -1);
     expect(records.map((record) => record.seq)).toEqual(Array.from({ length: 150 }, (_, i) => i + 1));
-    const stored = await database.db('decisions').where('seq', '<=', 150).orderBy('seq').select('id', 'prev_hash', 'hash');
+    const stored = await database
+      .db<{ seq: number; id: string; prev_hash: string; hash: string }>('decisions')
+      .where('seq', '<=', 150)
+      .orderBy('seq')
+      .select('id', 'prev_hash', 'hash');
     expect(records.map((record) => [record.id, record.prev_hash, record.hash])).toEqual(
       stored.map((row) => [row.id, row.prev_hash, row.hash]),
     );
     expect(records[7]).toMatchObject({ subject: null, dry_run: true, input: { note: 'café ✓', ratio: 1.5 } });
+    expect(records.every((record) => record.chain === TEST_CHAIN)).toBe(true);
     expect(lines[lines.length - 1]).toEqual({
       export_end: {
         records: 150,
-        first_seq: 1,
-        head: { seq: 150, hash: stored[149]!.hash },
-        checkpoint: {
-          seq: 100,
-          hash: stored[99]!.hash,
-          signed_at: '2026-11-28T12:01:41.000Z',
-          prev_seq: null,
-          key_id: expect.any(String),
-          signature: expect.any(String),
-        },
-        exported_at: expect.any(String),
+        chains: [
+          {
+            chain: TEST_CHAIN,
+            records: 150,
+            first_seq: 1,
+            head: { seq: 150, hash: stored[149]!.hash },
+            checkpoint: {
+              seq: 100,
+              hash: stored[99]!.hash,
+              signed_at: '2026-11-28T12:01:41.000Z',
+              prev_seq: null,
+              key_id: expect.any(String) as unknown,
+              signature: expect.any(String) as unknown,
+            },
+          },
+        ],
+        exported_at: expect.any(String) as unknown,
       },
     });
   });
@@ -326,7 +354,7 @@ describe('portcullis decisions export and verify --file', () => {
   it('keeps CSV cells safe for a spreadsheet and still lossless', async () => {
     const { text } = await exportTo('csv');
     expect(text.split('\n')[0]).toBe(
-      'seq,prev_hash,hash,id,time,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run,directory_version,code,code_params,resource,input,more,export_end',
+      'chain,seq,prev_hash,hash,id,time,request_id,subject,user_id,organization,action,method,path,allow,status,reasons,policy_revision,eval_latency_us,dry_run,directory_version,code,code_params,resource,input,more,export_end',
     );
     expect(text).toContain(`"'=HYPERLINK(""http://x"")"`);
     expect(text).toContain(',"",'); // organization '' is not null
@@ -338,7 +366,7 @@ describe('portcullis decisions export and verify --file', () => {
       'an edited field (ndjson)',
       'ndjson',
       (text: string) => editLine(text, 2, (line) => line.replace('"allow": true', '"allow": false')),
-      /^portcullis: the export is broken at line 3 \(seq 3\): content edited: the hash does not match the record; 2 records before it verified\n$/,
+      /^portcullis: the export is broken at line 3 \(seq 3\): content edited: the hash does not match the record \(or it was moved from another chain\); in chain test-instance, 2 records before it verified\n$/,
     ],
     [
       'an edited cell (csv)',
@@ -370,7 +398,7 @@ describe('portcullis decisions export and verify --file', () => {
           .split('\n')
           .filter((_, i) => i < 140 || i >= 150)
           .join('\n'),
-      /the export_end line says 150 records ending at seq 150, but the file holds 140 ending at seq 140/,
+      /the export_end line says 150 records \(test-instance: 150 ending at seq 150\), but the file holds 140 \(test-instance: 140 ending at seq 140\)/,
     ],
   ])('exits 1 for %s, naming the line', async (_what, format, tamper, message) => {
     const { file, text } = await exportTo(format as 'ndjson' | 'csv');
@@ -410,21 +438,25 @@ describe('portcullis decisions export and verify --file', () => {
   });
 
   it('checks a head kept elsewhere with --expect, in the database and in a file', async () => {
-    const hashAt = async (seq: number) => ((await database.db('decisions').where({ seq }).first('hash')) as { hash: string }).hash;
+    const hashAt = async (seq: number) =>
+      (await database.db<{ seq: number; hash: string }>('decisions').where({ seq }).first('hash'))!.hash;
     const good = `120:${await hashAt(120)}`;
     const held = await run('verify', '--expect', good);
     expect({ code: held.code, stderr: held.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(held.stdout).toMatch(/the chain is intact .*; seq 120 has the expected hash\n$/);
+    expect(held.stdout).toMatch(/: the chain is intact; seq 120 of chain test-instance has the expected hash\n$/);
     const { file } = await exportTo('ndjson');
     expect((await verifyFile(file, '--expect', good)).code).toBe(0);
 
     const wrong = await run('verify', '--expect', `120:${'a'.repeat(64)}`);
     expect(wrong.code).toBe(1);
-    expect(wrong.stderr).toMatch(/seq 120 has hash [0-9a-f]{64}, not the expected a{64}: the chain was rewritten/);
+    expect(wrong.stderr).toMatch(/seq 120 of chain test-instance has hash [0-9a-f]{64}, not the expected a{64}: the chain was rewritten/);
     expect((await verifyFile(file, '--expect', `120:${'a'.repeat(64)}`)).code).toBe(1);
     const malformed = await run('verify', '--expect', 'head');
     expect(malformed.code).toBe(2);
-    expect(malformed.stderr).toMatch(/--expect: must be SEQ:HASH/);
+    expect(malformed.stderr).toMatch(/--expect: must be \[CHAIN:\]SEQ:HASH/);
+    // Naming the chain works too.
+    expect((await run('verify', '--expect', `${TEST_CHAIN}:${good}`)).code).toBe(0);
+    expect((await run('verify', '--expect', `gw-other:${good}`)).code).toBe(1);
 
     // The newest records cut and the head moved back: the chain alone still verifies, the kept head does not.
     const kept = `220:${await hashAt(220)}`;
@@ -436,6 +468,6 @@ describe('portcullis decisions export and verify --file', () => {
     expect((await run('verify')).code).toBe(0);
     const cut = await run('verify', '--expect', kept);
     expect(cut.code).toBe(1);
-    expect(cut.stderr).toMatch(/the chain head is at seq 210, behind the expected seq 220: the newest records were removed/);
+    expect(cut.stderr).toMatch(/chain test-instance's head is at seq 210, behind the expected seq 220: the newest records were removed/);
   });
 });

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { prepareDecision } from '../src/audit/decision-chain';
 import { PgDecisionStore } from '../src/audit/pg-decision-store';
-import { appendDecisions, syntheticDecision } from './support/audit-helpers';
+import { appendDecisions, syntheticDecision, TEST_CHAIN } from './support/audit-helpers';
 import { BIN, requireBuild, runCli, spawnCli } from './support/cli-process';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { startHarness, type Harness } from './support/gateway-harness';
@@ -137,7 +137,7 @@ describe('GET /admin/v1/decisions/{id}', () => {
     const conflict = made.find((decision) => decision.status === 409)!;
     const res = await admin(`/decisions/${conflict.id}`);
     expect(res.status).toBe(200);
-    const body = (await res.json()) as Record<string, any>;
+    const body = (await res.json()) as Record<string, unknown>;
     expect(body).toMatchObject({
       id: conflict.id,
       subject: 'alice|sub',
@@ -147,10 +147,10 @@ describe('GET /admin/v1/decisions/{id}', () => {
       path: '/orgs/acme',
       allow: false,
       status: 409,
-      result: { allow: false, status: 409, reasons: [expect.stringContaining("organization 'acme' still has 2 projects")] },
+      result: { allow: false, status: 409, reasons: [expect.stringContaining("organization 'acme' still has 2 projects") as unknown] },
       resource: { type: 'organization', org: 'acme' },
-      prev_hash: expect.stringMatching(/^[0-9a-f]{64}$/),
-      hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+      prev_hash: expect.stringMatching(/^[0-9a-f]{64}$/) as unknown,
+      hash: expect.stringMatching(/^[0-9a-f]{64}$/) as unknown,
     });
     expect(body.input).toMatchObject({
       action: 'organization:delete',
@@ -160,14 +160,16 @@ describe('GET /admin/v1/decisions/{id}', () => {
   });
 
   it('never stores a masked value or the token', async () => {
-    const rows = await h.database.db('decisions').select('input', 'resource', 'subject');
+    const rows = await h.database
+      .db<{ input: { subject?: Record<string, unknown> } | null; resource: unknown; subject: string | null }>('decisions')
+      .select('input', 'resource', 'subject');
     const stored = JSON.stringify(rows);
     expect(stored).not.toContain('alice@example.com');
     expect(stored).not.toContain('"project_slugs"');
     for (const token of Object.values(tokens)) expect(stored).not.toContain(token);
     const withInput = rows.filter((row) => row.input !== null);
     expect(withInput.length).toBeGreaterThan(0);
-    expect(withInput.every((row) => row.input.subject && !('email' in row.input.subject))).toBe(true);
+    expect(withInput.every((row) => row.input?.subject && !('email' in row.input.subject))).toBe(true);
   });
 
   it('answers 404 problem+json for an unknown id or an unknown admin path', async () => {
@@ -179,14 +181,20 @@ describe('GET /admin/v1/decisions/{id}', () => {
         type: 'urn:portcullis:problem:not-found',
         title: 'Not Found',
         status: 404,
-        detail: expect.any(String),
+        detail: expect.any(String) as unknown,
       });
     }
   });
 
   it('shows the audit backlog', async () => {
     const body = (await (await admin('/audit')).json()) as Record<string, unknown>;
-    expect(body).toMatchObject({ mode: 'async', backlog: 0, memory: 0, spool: 0, spool_file: expect.stringMatching(/decisions\.ndjson$/) });
+    expect(body).toMatchObject({
+      mode: 'async',
+      backlog: 0,
+      memory: 0,
+      spool: 0,
+      spool_file: expect.stringMatching(/decisions\.ndjson$/) as unknown,
+    });
   });
 });
 
@@ -369,11 +377,11 @@ describe('portcullis decisions tail', () => {
           .split('\n')
           .filter(Boolean)
           .map((line) => (JSON.parse(line) as { id: string }).id);
-      await waitFor(async () => ids().length >= 2, { timeoutMs: 15_000, what: 'the last two decisions' });
+      await waitFor(() => ids().length >= 2, { timeoutMs: 15_000, what: 'the last two decisions' });
       expect(ids()).toEqual(made.slice(-2).map((d) => d.id));
       const fresh = await send('/orgs/globex', 'dave');
       const other = await send('/orgs/acme', null);
-      await waitFor(async () => ids().length >= 4, { timeoutMs: 15_000, what: `tail to print ${fresh}` });
+      await waitFor(() => ids().length >= 4, { timeoutMs: 15_000, what: `tail to print ${fresh}` });
       expect(ids().slice(2)).toEqual([fresh, other]);
     } finally {
       child.kill('SIGINT');
@@ -384,7 +392,7 @@ describe('portcullis decisions tail', () => {
 });
 
 describe('pages keyed by seq', () => {
-  const store = () => new PgDecisionStore(h.database.db);
+  const store = () => new PgDecisionStore(h.database.db, TEST_CHAIN);
   const cursorOf = async (query: string) => (await list(query)).next_cursor!;
 
   it('puts a record committed late above every page read before it, never below one', async () => {
@@ -411,7 +419,7 @@ describe('pages keyed by seq', () => {
     const first = await list(query);
     expect(first.decisions).toHaveLength(1);
     // Now `since=3s` alone would exclude them all.
-    await waitFor(async () => Date.now() > stamped + 3_100, { timeoutMs: 15_000, what: 'the records to fall out of a fresh 3 s window' });
+    await waitFor(() => Date.now() > stamped + 3_100, { timeoutMs: 15_000, what: 'the records to fall out of a fresh 3 s window' });
     expect((await list(query)).decisions).toHaveLength(0);
     const second = await list(`${query}&cursor=${encodeURIComponent(first.next_cursor!)}`);
     const third = await list(`${query}&cursor=${encodeURIComponent(second.next_cursor!)}`);

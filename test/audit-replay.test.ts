@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { prepareDecision } from '../src/audit/decision-chain';
 import { PgDecisionStore } from '../src/audit/pg-decision-store';
 import { projectRoot } from '../src/project-root';
-import { syntheticDecision } from './support/audit-helpers';
+import { syntheticDecision, TEST_CHAIN } from './support/audit-helpers';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
@@ -65,15 +65,18 @@ beforeAll(async () => {
     },
     { timeoutMs: 15_000, what: 'the decisions to be written' },
   );
-  ids.dryRun = [((await h.database.db('decisions').where({ dry_run: true }).first('id')) as { id: string }).id];
-  servingRevision = (
-    (await h.database.db('decisions').where({ id: ids.aliceReadsAcme![0] }).first('policy_revision')) as { policy_revision: string }
-  ).policy_revision;
-  // A read of globex that an earlier policy revision recorded, with the same input.
-  const daveRead = (await h.database.db('decisions').where({ id: ids.daveReadsGlobex![0] }).first('input', 'resource')) as {
+  type Row = {
+    id: string;
+    dry_run: boolean;
+    policy_revision: string;
+    reasons: string[];
     input: unknown;
     resource: Record<string, unknown>;
   };
+  ids.dryRun = [(await h.database.db<Row>('decisions').where({ dry_run: true }).first('id'))!.id];
+  servingRevision = (await h.database.db<Row>('decisions').where({ id: ids.aliceReadsAcme![0] }).first('policy_revision'))!.policy_revision;
+  // A read of globex that an earlier policy revision recorded, with the same input.
+  const daveRead = (await h.database.db<Row>('decisions').where({ id: ids.daveReadsGlobex![0] }).first('input', 'resource'))!;
   const earlier = syntheticDecision(0, {
     time: new Date(),
     subject: 'dave|sub',
@@ -87,7 +90,7 @@ beforeAll(async () => {
     input: daveRead.input,
     policyRevision: 'rev-before',
   });
-  await new PgDecisionStore(h.database.db).append([prepareDecision(earlier)]);
+  await new PgDecisionStore(h.database.db, TEST_CHAIN).append([prepareDecision(earlier)]);
   ids.earlierRevision = [earlier.id];
 
   // The candidate: organizations with projects may be deleted, and globex is frozen.
@@ -121,8 +124,7 @@ beforeAll(async () => {
       '',
     ].join('\n'),
   );
-  recordedReason = async (id: string) =>
-    ((await h.database.db('decisions').where({ id }).first('reasons')) as { reasons: string[] }).reasons.join('; ');
+  recordedReason = async (id: string) => (await h.database.db<Row>('decisions').where({ id }).first('reasons'))!.reasons.join('; ');
 });
 afterAll(async () => {
   await h?.close();
@@ -160,7 +162,7 @@ describe('portcullis decisions replay', () => {
     expect(current.slice(1, 4)).toEqual(
       [
         'deny 403→error 500  1 decision  organization:delete  org acme',
-        expect.stringMatching(/^ {4}error: policy error: evaluating 'portcullis\/decision' failed: .+/),
+        expect.stringMatching(/^ {4}error: policy error: evaluating 'portcullis\/decision' failed: .+/) as string,
         `    e.g. ${ids.bobDeletesAcme![0]}`,
       ].map((line, i) => (i === 0 ? `  ${line}` : line)),
     );
@@ -190,7 +192,10 @@ describe('portcullis decisions replay', () => {
   it('prints the report as JSON and exits 0 without --fail-on-change', async () => {
     const run = await cli('replay', '--policy', candidate, '--format', 'json', '--org', 'acme');
     expect(run.code).toBe(0);
-    const report = JSON.parse(run.stdout) as Record<string, any>;
+    const report = JSON.parse(run.stdout) as {
+      revisions: unknown;
+      groups: { kind: string; change: string; count: number; recordedRevision: string }[];
+    };
     expect(report).toMatchObject({ replayed: 5, changed: 4, flipped: 2, statusChanged: 1, errors: 1, unchanged: 1, skipped: 2 });
     expect(report.revisions).toEqual([
       { revision: servingRevision, replayed: 5, unchanged: 1, changed: 4, flipped: 2, statusChanged: 1, errors: 1 },
@@ -215,7 +220,7 @@ describe('portcullis decisions replay', () => {
     const only = await cli('replay', '--policy', candidate, '--format', 'json', '--dry-run', 'true');
     const report = JSON.parse(only.stdout) as { replayed: number; groups: { change: string; examples: string[] }[] };
     expect(report.replayed).toBe(1);
-    expect(report.groups).toEqual([expect.objectContaining({ change: 'deny→allow', examples: ids.dryRun })]);
+    expect(report.groups).toEqual([expect.objectContaining({ change: 'deny→allow', examples: ids.dryRun }) as unknown]);
     const bad = await cli('replay', '--policy', candidate, '--dry-run', 'maybe');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--dry-run: must be true or false/);

@@ -28,6 +28,30 @@ const verify = () => verifyChain(new PgDecisionQueryStore(db));
 const storedAtTheirTime = () => db('decisions').update({ recorded_at: db.ref('time') });
 
 describe('decision log partitions', () => {
+  it("moves each chain's anchor to its own newest record dropped, frees those ids, and every chain still verifies", async () => {
+    await appendDecisions(db, 3, 0, at('2020-01-10T00:00:00Z'), 'gw-a');
+    await appendDecisions(db, 2, 10, at('2020-01-11T00:00:00Z'), 'gw-b');
+    await appendDecisions(db, 2, 20, at('2020-01-12T00:00:00Z'), 'gw-a');
+    await appendDecisions(db, 4, 30, at('2020-03-10T00:00:00Z'), 'gw-b');
+    await appendDecisions(db, 1, 40, at('2020-03-11T00:00:00Z'), 'gw-a');
+    await storedAtTheirTime();
+    const run = await retention(30).run(new Date('2020-03-20T00:00:00Z'));
+    expect(run.dropped).toEqual([{ name: 'decisions_y2020m01', records: 7 }]);
+    const anchors = await db<{ chain: string; seq: string }>('decision_chain_anchor').orderBy('chain').select('chain', 'seq');
+    expect(anchors).toEqual([
+      { chain: 'gw-a', seq: '5' },
+      { chain: 'gw-b', seq: '2' },
+    ]);
+    // The ids of the dropped records are free again; the others are still claimed.
+    expect(await db('decision_ids').count({ n: '*' })).toEqual([{ n: '5' }]);
+    const result = await verify();
+    expect(result).toMatchObject({ ok: true, checked: 5 });
+    expect(result.chains.map((chain) => [chain.chain, chain.checked, chain.head.seq])).toEqual([
+      ['gw-a', 1, 6],
+      ['gw-b', 4, 6],
+    ]);
+  });
+
   it('creates the partitions of the current month and the next two, once', async () => {
     const first = await retention(36_500).run(new Date('2030-06-15T12:00:00Z'));
     expect(first).toEqual({ ran: true, created: ['2030-06', '2030-07', '2030-08'], dropped: [] });
@@ -73,7 +97,9 @@ describe('decision log partitions', () => {
         .count({ n: '*' }),
     ).toEqual([{ n: '5' }]);
 
-    const anchor = await db('decision_chain_anchor').first('seq', 'pruned_before', 'moved_at', 'retention_days');
+    const anchor = await db<{ seq: string; pruned_before: Date | null; moved_at: Date | null; retention_days: number | null }>(
+      'decision_chain_anchor',
+    ).first('seq', 'pruned_before', 'moved_at', 'retention_days');
     expect(anchor).toEqual({
       seq: '5',
       pruned_before: new Date('2020-02-01T00:00:00Z'),

@@ -17,7 +17,11 @@ beforeAll(async () => {
 afterAll(async () => h?.close());
 
 const unauthenticated = () => h.database.db('decisions').where({ status: 401 }).whereNot({ action: SUPPRESSED_ACTION });
-const summaries = () => h.database.db('decisions').where({ action: SUPPRESSED_ACTION }).orderBy('seq');
+const summaries = () =>
+  h.database
+    .db<{ action: string; seq: string; reasons: string[] } & Record<string, unknown>>('decisions')
+    .where({ action: SUPPRESSED_ACTION })
+    .orderBy('seq');
 
 async function tokenless(count: number): Promise<void> {
   for (let i = 0; i < count; i++) {

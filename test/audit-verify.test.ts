@@ -3,7 +3,7 @@
 import type { Knex } from 'knex';
 import { CANONICAL_CONTENT_SQL } from '../src/audit/pg-decision-query-store';
 import type { DecisionRecord } from '../src/audit/decision-record';
-import { appendDecisions } from './support/audit-helpers';
+import { appendDecisions, TEST_CHAIN } from './support/audit-helpers';
 import { requireBuild, runCli } from './support/cli-process';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 
@@ -21,7 +21,19 @@ beforeAll(async () => {
 afterAll(async () => database?.drop());
 
 const verify = (...args: string[]) => runCli(['decisions', 'verify', ...args], { DATABASE_URL: database.url });
-const rowAt = async (seq: number) => db('decisions').where({ seq }).first();
+/** A stored record as the tampering below reads and restores it. */
+interface StoredRow {
+  id: string;
+  seq: number;
+  allow: boolean;
+  path: string;
+  reasons: string[];
+  resource: unknown;
+  input: unknown;
+  hash: string;
+  [column: string]: unknown;
+}
+const rowAt = async (seq: number): Promise<StoredRow> => (await db<StoredRow>('decisions').where({ seq }).first())!;
 
 /** Runs `tamper`, then `restore`, whatever happens in between. */
 async function tampered<T>(tamper: () => Promise<unknown>, restore: () => Promise<unknown>, check: () => Promise<T>): Promise<T> {
@@ -39,7 +51,9 @@ describe('portcullis decisions verify', () => {
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(
-      new RegExp(`^verified ${COUNT} decision records in [\\d.]+ s: the chain is intact \\(head: seq ${COUNT}, hash [0-9a-f]{64}\\)`),
+      new RegExp(
+        `^chain ${TEST_CHAIN}: ${COUNT} records intact \\(head: seq ${COUNT}, hash [0-9a-f]{64}\\)\nverified ${COUNT} decision records in [\\d.]+ s: the chain is intact\n$`,
+      ),
     );
   });
 
@@ -68,7 +82,7 @@ describe('portcullis decisions verify', () => {
           .update({ reasons: ['forged'] });
         // The record's own hash recomputed over the forged content, as the chain would have it.
         await db.raw(
-          `update decisions set hash = encode(sha256(convert_to(prev_hash || E'\\n' || seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex') where seq = 200`,
+          `update decisions set hash = encode(sha256(convert_to(prev_hash || E'\\n' || chain || E'\\n' || chain_seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex') where seq = 200`,
         );
         expect((await rowAt(200)).hash).not.toBe(victim.hash);
       },
@@ -92,7 +106,7 @@ describe('portcullis decisions verify', () => {
   });
 
   it('detects the newest records being deleted', async () => {
-    const newest = await db('decisions')
+    const newest = await db<StoredRow>('decisions')
       .where('seq', '>', COUNT - 2)
       .orderBy('seq');
     const run = await tampered(
@@ -123,7 +137,10 @@ describe('portcullis decisions verify', () => {
       () => verify(),
     );
     expect(run.code).toBe(1);
-    expect(run.stderr).toContain(`decision ${second.id} (seq 50)`);
+    // The chain still holds link by link; the log's order (seq) no longer grows along it.
+    expect(run.stderr).toContain(
+      `decision ${second.id} (seq 51): its place in the log (seq 50 of the log) is not after that of the record before it (51)`,
+    );
     expect((await verify()).code).toBe(0);
   });
 
@@ -136,7 +153,7 @@ describe('portcullis decisions verify', () => {
       async () => ({ since: await verify('--since', from), all: await verify() }),
     );
     expect(run.since.code).toBe(0);
-    expect(run.since.stdout).toMatch(new RegExp(`^verified ${COUNT - 99} decision records`));
+    expect(run.since.stdout).toMatch(new RegExp(`^verified ${COUNT - 99} decision records`, 'm'));
     expect(run.all.code).toBe(1);
     expect(run.all.stderr).toContain(`(seq 10): content edited`);
   });

@@ -39,7 +39,7 @@ interface ProblemBody {
 
 /** The stored record of a decision, once it is in PostgreSQL. */
 const recordOf = (db: Knex, id: string) =>
-  waitFor(async () => (await db('decisions').where({ id }).first('allow', 'status', 'code', 'code_params')) as CodedRow | undefined, {
+  waitFor(() => db<CodedRow & { id: string }>('decisions').where({ id }).first('allow', 'status', 'code', 'code_params'), {
     timeoutMs: 15_000,
     what: `the record of ${id}`,
   });
@@ -212,15 +212,15 @@ describe('decision codes through the gateway (shipped policy)', () => {
       socket.write(`GET /orgs/acme HTTP/1.1\r\nHost: x\r\nX-Request-Id: codes-gone\r\nAuthorization: Bearer ${alice}\r\n\r\n`);
       await subjectLookupWaiting();
       socket.destroy();
-      await waitFor(
-        async () => (await database.db('decisions').where({ request_id: 'codes-gone' }).first('id')) as { id: string } | undefined,
-        { timeoutMs: 15_000, what: 'the 499 record' },
-      );
+      await waitFor(() => database.db<{ id: string; request_id: string }>('decisions').where({ request_id: 'codes-gone' }).first('id'), {
+        timeoutMs: 15_000,
+        what: 'the 499 record',
+      });
     });
-    const row = (await database
-      .db('decisions')
+    const row = await database
+      .db<CodedRow & { request_id: string }>('decisions')
       .where({ request_id: 'codes-gone' })
-      .first('status', 'code', 'code_params')) as Partial<CodedRow>;
+      .first('status', 'code', 'code_params');
     expect(row).toEqual({ status: 499, code: 'client_gone', code_params: {} });
   }, 30_000);
 
@@ -251,8 +251,10 @@ describe('decision codes through the gateway (shipped policy)', () => {
     });
     expect(res.status).toBe(503);
     expect(((await res.json()) as ProblemBody).code).toBe('shutting_down');
-    const row = (await database.db('decisions').where({ request_id: 'codes-shutdown' }).first('status', 'code')) as
-      Partial<CodedRow> | undefined;
+    const row = await database
+      .db<CodedRow & { request_id: string }>('decisions')
+      .where({ request_id: 'codes-shutdown' })
+      .first('status', 'code');
     expect(row).toEqual({ status: 503, code: 'shutting_down' });
   }, 30_000);
 });

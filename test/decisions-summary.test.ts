@@ -3,7 +3,7 @@
 // JSON, within a window, with dry runs left out unless asked for.
 import { prepareDecision } from '../src/audit/decision-chain';
 import { PgDecisionStore } from '../src/audit/pg-decision-store';
-import { syntheticDecision } from './support/audit-helpers';
+import { syntheticDecision, TEST_CHAIN } from './support/audit-helpers';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
@@ -50,11 +50,12 @@ beforeAll(async () => {
     },
     { timeoutMs: 15_000, what: 'the decisions to be written' },
   );
-  servingRevision = (
-    (await h.database.db('decisions').whereNotNull('policy_revision').first('policy_revision')) as { policy_revision: string }
-  ).policy_revision;
+  servingRevision = (await h.database
+    .db<{ policy_revision: string }>('decisions')
+    .whereNotNull('policy_revision')
+    .first('policy_revision'))!.policy_revision;
   // Two days old: outside the default window of 24h.
-  await new PgDecisionStore(h.database.db).append([
+  await new PgDecisionStore(h.database.db, TEST_CHAIN).append([
     prepareDecision(syntheticDecision(0, { time: new Date(Date.now() - 2 * 86_400_000), action: 'project:delete' })),
   ]);
 });
@@ -132,11 +133,11 @@ describe('portcullis decisions summary', () => {
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
     expect(run.stdout).toMatch(/^CODE\s+DECISIONS\s+ALLOWED\s+DENIED\n/);
     // The same counts as the stored codes of the denials that were served.
-    const stored = (await h.database
-      .db('decisions')
+    const stored = await h.database
+      .db<{ allow: boolean; dry_run: boolean; time: string; code: string | null }>('decisions')
       .where({ allow: false, dry_run: false })
       .where('time', '>', new Date(Date.now() - 86_400_000).toISOString())
-      .select('code')) as { code: string | null }[];
+      .select('code');
     const expected = new Map<string | null, number>();
     for (const { code } of stored) expected.set(code, (expected.get(code) ?? 0) + 1);
     expect(expected.size).toBeGreaterThan(1);

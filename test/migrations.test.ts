@@ -8,6 +8,7 @@ import { PgShadowDisagreementStore } from '../src/audit/pg-shadow-disagreement-s
 import { migrateToLatest, migrationConfig } from '../src/db/database';
 import { appendDecisions } from './support/audit-helpers';
 import { seedDirectory } from './support/directory-fixtures';
+import type { Inserted } from './support/rows';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 
 let database: TestDatabase;
@@ -155,7 +156,10 @@ describe('directory schema (design §3.1)', () => {
   });
 
   it('generates uuid primary keys and creation times in the database', async () => {
-    const [user] = await database.db('users').insert({ subject: 'schema-defaults' }).returning(['id', 'created_at', 'updated_at']);
+    const [user] = (await database
+      .db('users')
+      .insert({ subject: 'schema-defaults' })
+      .returning(['id', 'created_at', 'updated_at'])) as Inserted<{ id: string; created_at: Date; updated_at: Date }>;
     expect(user.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(user.created_at).toBeInstanceOf(Date);
     expect(user.updated_at).toBeInstanceOf(Date);
@@ -232,7 +236,7 @@ describe('directory schema (design §3.1)', () => {
   });
 
   it('refuses to delete an organization that still has projects (R5, ON DELETE RESTRICT)', async () => {
-    const [org] = await database.db('organizations').insert({ slug: 'restricted', name: 'Restricted' }).returning('id');
+    const [org] = (await database.db('organizations').insert({ slug: 'restricted', name: 'Restricted' }).returning('id')) as Inserted;
     await database.db('projects').insert({ organization_id: org.id, slug: 'api' });
     await expect(database.db('organizations').where({ id: org.id }).delete()).rejects.toMatchObject({ code: '23001' }); // restrict_violation
 
@@ -241,13 +245,13 @@ describe('directory schema (design §3.1)', () => {
   });
 
   it("removes an organization's roles, members, teams and invitations with it", async () => {
-    const [org] = await database.db('organizations').insert({ slug: 'cascade', name: 'Cascade' }).returning('id');
-    const [user] = await database.db('users').insert({ subject: 'cascade-user' }).returning('id');
-    const [role] = await database
+    const [org] = (await database.db('organizations').insert({ slug: 'cascade', name: 'Cascade' }).returning('id')) as Inserted;
+    const [user] = (await database.db('users').insert({ subject: 'cascade-user' }).returning('id')) as Inserted;
+    const [role] = (await database
       .db('roles')
       .insert({ organization_id: org.id, name: 'deployer', permissions: ['pipeline:run'] })
-      .returning('id');
-    const [team] = await database.db('teams').insert({ organization_id: org.id, name: 'ops' }).returning('id');
+      .returning('id')) as Inserted;
+    const [team] = (await database.db('teams').insert({ organization_id: org.id, name: 'ops' }).returning('id')) as Inserted;
     await database.db('organization_members').insert({ organization_id: org.id, user_id: user.id, role_id: role.id });
     await database.db('team_members').insert({ team_id: team.id, user_id: user.id });
     await database.db('team_roles').insert({ team_id: team.id, role_id: role.id });
@@ -290,6 +294,8 @@ describe('decision log schema (design §3.6)', () => {
       code_params: 'jsonb',
       recorded_at: TIMESTAMPTZ,
       seq: 'bigint',
+      chain: TEXT,
+      chain_seq: 'bigint',
       prev_hash: TEXT,
       hash: TEXT,
     });
@@ -304,7 +310,15 @@ describe('decision log schema (design §3.6)', () => {
       row.indexdef.replace(/^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?public\.decisions USING btree /, ''),
     );
     expect(definitions).toEqual(
-      expect.arrayContaining(['("time")', '(seq)', '(subject, seq)', '(organization, seq)', '(action, seq)', '(allow, seq)']),
+      expect.arrayContaining([
+        '("time")',
+        '(seq)',
+        '(chain, chain_seq)',
+        '(subject, seq)',
+        '(organization, seq)',
+        '(action, seq)',
+        '(allow, seq)',
+      ]),
     );
   });
 });
@@ -417,19 +431,19 @@ describe('role names (built-in names are reserved)', () => {
   it.each(['organization-admin', 'default', 'Organization-Admin'])(
     'refuses an organization role named %s, on insert and on rename',
     async (name) => {
-      const [org] = await database
+      const [org] = (await database
         .db('organizations')
         .insert({ slug: `reserved-${name.toLowerCase()}`, name: 'Reserved' })
-        .returning('id');
+        .returning('id')) as Inserted;
       try {
         await expect(database.db('roles').insert({ organization_id: org.id, name, permissions: ['project:read'] })).rejects.toMatchObject({
           code: '23514',
           constraint: 'roles_builtin_names_reserved',
         });
-        const [role] = await database
+        const [role] = (await database
           .db('roles')
           .insert({ organization_id: org.id, name: 'deployer', permissions: ['project:read'] })
-          .returning('id');
+          .returning('id')) as Inserted;
         await expect(database.db('roles').where({ id: role.id }).update({ name })).rejects.toMatchObject({ code: '23514' });
       } finally {
         await database.db('organizations').where({ id: org.id }).delete();
@@ -441,7 +455,7 @@ describe('role names (built-in names are reserved)', () => {
     const other = await createTestDatabase();
     try {
       while ((await completedIn(other.db)).includes('20261130000004_role_names.js')) await other.db.migrate.down(migrationConfig());
-      const [org] = await other.db('organizations').insert({ slug: 'lookalike', name: 'Look-alike' }).returning('id');
+      const [org] = (await other.db('organizations').insert({ slug: 'lookalike', name: 'Look-alike' }).returning('id')) as Inserted;
       await other.db('roles').insert({ organization_id: org.id, name: 'organization-admin', permissions: ['project:read'] });
       await expect(migrateToLatest(other.db)).rejects.toThrow(
         /organization roles use a built-in role's name .*'organization-admin' of lookalike .*rename them/,
@@ -476,7 +490,7 @@ describe('credentials registry and lower-case slugs (R7)', () => {
   });
 
   it("removes an organization's credentials with it", async () => {
-    const [org] = await database.db('organizations').insert({ slug: 'credential-cascade', name: 'Cascade' }).returning('id');
+    const [org] = (await database.db('organizations').insert({ slug: 'credential-cascade', name: 'Cascade' }).returning('id')) as Inserted;
     await database.db('credentials').insert({ organization_id: org.id, slug: 'aws', name: 'AWS' });
     await database.db('organizations').where({ id: org.id }).delete();
     expect(await database.db('credentials').where({ organization_id: org.id })).toEqual([]);
@@ -495,11 +509,11 @@ describe('credentials registry and lower-case slugs (R7)', () => {
     ['organizations', { slug: 'ACME', name: 'Upper' }],
     ['projects', { slug: 'Web' }],
   ])('refuses an upper-case slug in %s, on insert and on rename', async (table, row) => {
-    const [org] = await database.db('organizations').insert({ slug: 'slug-case', name: 'Slug case' }).returning('id');
+    const [org] = (await database.db('organizations').insert({ slug: 'slug-case', name: 'Slug case' }).returning('id')) as Inserted;
     try {
       const values = table === 'projects' ? { ...row, organization_id: org.id } : row;
       await expect(database.db(table).insert(values)).rejects.toMatchObject({ code: '23514', constraint: `${table}_slug_lower_case` });
-      const [project] = await database.db('projects').insert({ organization_id: org.id, slug: 'web' }).returning('id');
+      const [project] = (await database.db('projects').insert({ organization_id: org.id, slug: 'web' }).returning('id')) as Inserted;
       const target = table === 'projects' ? project.id : org.id;
       await expect(database.db(table).where({ id: target }).update({ slug: row.slug })).rejects.toMatchObject({ code: '23514' });
       await database.db('projects').where({ id: project.id }).delete();
@@ -528,7 +542,7 @@ describe('credentials registry and lower-case slugs (R7)', () => {
     const other = await createTestDatabase();
     try {
       while ((await completedIn(other.db)).includes('20261130000001_credentials.js')) await other.db.migrate.down(migrationConfig());
-      const [org] = await other.db('organizations').insert({ slug: 'Globex', name: 'Globex' }).returning('id');
+      const [org] = (await other.db('organizations').insert({ slug: 'Globex', name: 'Globex' }).returning('id')) as Inserted;
       await expect(migrateToLatest(other.db)).rejects.toThrow(
         /organizations\.slug must be lower-case, but these are not: 'Globex' \(id [0-9a-f-]{36}\); lower-case them/,
       );
@@ -547,7 +561,7 @@ describe('directory service tables (issue 12)', () => {
     try {
       while ((await completedIn(other.db)).some((name) => name > '20261130000010_directory_service.js'))
         await other.db.migrate.down(migrationConfig());
-      const [user] = await other.db('users').insert({ subject: 'pictured', email_verified: true }).returning('id');
+      const [user] = (await other.db('users').insert({ subject: 'pictured', email_verified: true }).returning('id')) as Inserted;
       await other.db('user_pictures').insert({ user_id: user.id, content_type: 'image/png', data: Buffer.from([0x89, 0x50]) });
       await other.db('directory_events').insert({ action: 'user.register', target_type: 'user', target_id: user.id });
 
@@ -567,14 +581,16 @@ describe('directory service tables (issue 12)', () => {
   });
 
   it('defaults an invitation to expire in seven days, and a user to an unverified e-mail', async () => {
-    const [org] = await database.db('organizations').insert({ slug: 'expiring', name: 'Expiring' }).returning('id');
+    const [org] = (await database.db('organizations').insert({ slug: 'expiring', name: 'Expiring' }).returning('id')) as Inserted;
     try {
-      const [invitation] = await database
+      const [invitation] = (await database
         .db('invitations')
         .insert({ organization_id: org.id, email: 'x@example.com' })
-        .returning(['created_at', 'expires_at']);
+        .returning(['created_at', 'expires_at'])) as Inserted<{ created_at: Date; expires_at: Date }>;
       expect(invitation.expires_at.getTime() - invitation.created_at.getTime()).toBe(7 * 24 * 3600 * 1000);
-      const [user] = await database.db('users').insert({ subject: 'unverified' }).returning('email_verified');
+      const [user] = (await database.db('users').insert({ subject: 'unverified' }).returning('email_verified')) as Inserted<{
+        email_verified: boolean;
+      }>;
       expect(user.email_verified).toBe(false);
       await database.db('users').where({ subject: 'unverified' }).delete();
     } finally {

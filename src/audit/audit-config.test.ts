@@ -35,6 +35,10 @@ describe('audit configuration', () => {
     });
   });
 
+  it('takes an instance id that names the chain', () => {
+    expect(parseConfig({ ...minimal, audit: { instance_id: 'gw-eu.1_a' } }, {}, '/').audit.instance_id).toBe('gw-eu.1_a');
+  });
+
   it('fills an HTTP export’s defaults', () => {
     const config = parseConfig(
       { ...minimal, audit: { mode: 'strict', export: { kind: 'http', url: 'https://logs.example.com/logs' } } },
@@ -55,6 +59,10 @@ describe('audit configuration', () => {
     [{ export: { kind: 'http', url: 'ftp://logs' } }, /audit\.export\.url: must be an http\(s\) URL/],
     [{ export: { kind: 'kafka' } }, /audit\.export\.kind: /],
     [{ export: { kind: 'stdout', colour: 'blue' } }, /audit\.export: .*colour/],
+    [{ instance_id: 'gw one' }, /audit\.instance_id: must be 1 to 63 letters, digits/],
+    [{ instance_id: '-gw' }, /audit\.instance_id: must be 1 to 63 letters, digits/],
+    [{ instance_id: 'x'.repeat(64) }, /audit\.instance_id: must be 1 to 63/],
+    [{ instance_id: 'legacy' }, /audit\.instance_id: is reserved for the records written before instances had chains/],
   ])('refuses %j naming the key', (audit, message) => {
     expect(() => parseConfig({ ...minimal, audit }, {}, '/')).toThrow(message);
   });

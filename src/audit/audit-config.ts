@@ -1,6 +1,7 @@
 // The `audit` section of portcullis.yaml: how decisions are recorded, kept, masked and
 // exported. Part of the one configuration schema (src/config/config-schema.ts).
 import { z } from 'zod';
+import { CHAIN_NAME, LEGACY_CHAIN } from './decision-chain';
 
 const exportTuning = {
   /** Most events in one write or POST. */
@@ -17,6 +18,12 @@ export const auditConfigSchema = z
   .strictObject({
     /** async: records are written behind the request; strict: an allow is forwarded only once its record is durable. */
     mode: z.enum(['async', 'strict']).default('async'),
+    /** Names this instance's own decision chain; default: generated once and kept in `<state dir>/instance-id`. */
+    instance_id: z
+      .string()
+      .regex(CHAIN_NAME, "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+      .refine((id) => id !== LEGACY_CHAIN, `is reserved for the records written before instances had chains of their own`)
+      .optional(),
     /** Where records wait while PostgreSQL is away; default `<state dir>/spool`. One per instance. */
     spool_dir: z.string().min(1).optional(),
     /** Partitions whose records are all older than this (by time and by when they were stored) are dropped. */

@@ -1,7 +1,7 @@
 // The audit stage as the composition root uses it: the batching recorder over the hash-chained
 // store, its spool, masking, the optional OPA-format export, the partition upkeep, the signed
-// checkpoints and the limit on unauthenticated records, built from the `audit` config and
-// shut down in the right order.
+// checkpoints and the limit on unauthenticated records, built from the `audit` config (and this
+// instance's id, which names its chain) and shut down in the right order.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -19,6 +19,7 @@ import { DecisionMask } from './decision-mask';
 import type { DecisionRecorder } from './decision-record';
 import { DecisionRetention } from './decision-retention';
 import { DecisionSpool } from './decision-spool';
+import { resolveInstanceId } from './instance-id';
 import { PgDecisionCheckpointStore } from './pg-decision-checkpoint-store';
 import { PgDecisionStore } from './pg-decision-store';
 import { UnauthenticatedSuppression } from './unauthenticated-suppression';
@@ -76,6 +77,11 @@ export class AuditTrail {
         'audit.checkpoint_key_file is not set: decision log checkpoints are signed with a key generated in the state folder; give every instance one shared key, kept outside the database',
       );
     }
+    const instance = await resolveInstanceId(config.instance_id, options.stateDir);
+    logger.info(
+      { instanceId: instance.id, ...(instance.file ? { instanceIdFile: instance.file } : {}) },
+      "decision records are appended to this instance's own chain",
+    );
     const mask = new DecisionMask(config.mask);
     const spool = await DecisionSpool.open(config.spool_dir ?? path.join(options.stateDir, 'spool'));
     if (spool.pending > 0) logger.warn({ spool: spool.file, records: spool.pending }, 'writing decision records an earlier run spooled');
@@ -89,13 +95,14 @@ export class AuditTrail {
           onError: (error) => logger.warn({ err: error }, 'decision export failed'),
         })
       : undefined;
-    const recorder = new BatchingDecisionRecorder(new PgDecisionStore(options.db), {
+    const recorder = new BatchingDecisionRecorder(new PgDecisionStore(options.db, instance.id), {
       spool,
       mask,
       ...(exporter ? { onDurable: (records) => exporter.enqueue(records) } : {}),
       onError: (error) => logger.error({ err: error }, 'decision records could not be written to PostgreSQL yet'),
     });
     const checkpointer = new DecisionCheckpointer(new PgDecisionCheckpointStore(options.db), signer, {
+      chain: instance.id,
       intervalMs: config.checkpoint_interval_s * 1000,
       onError: (error) => logger.error({ err: error }, 'decision log checkpoint failed'),
     });

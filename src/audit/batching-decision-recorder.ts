@@ -297,7 +297,7 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
     }
     // Older records wait in the spool: these go behind them, so the order holds.
     try {
-      await spool!.append(batch);
+      await spool.append(batch);
     } catch (error) {
       return error as Error;
     }

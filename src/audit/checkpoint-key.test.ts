@@ -23,13 +23,19 @@ describe('CheckpointSigner', () => {
 
     const publicKey = readPublicKey(await readFile(first.generated!.publicKeyFile, 'utf8'), 'pub');
     expect(keyIdOf(publicKey)).toBe(first.signer.keyId);
-    const claim = { seq: 7, hash: 'a'.repeat(64), signedAt: new Date('2026-11-30T10:00:00Z'), prevSeq: 3 };
+    const claim = { chain: 'gw-1', seq: 7, hash: 'a'.repeat(64), signedAt: new Date('2026-11-30T10:00:00Z'), prevSeq: 3 };
     const signature = first.signer.sign(checkpointText(claim));
     expect(signatureHolds(publicKey, checkpointText(claim), signature)).toBe(true);
     expect(signatureHolds(publicKey, checkpointText({ ...claim, prevSeq: null }), signature)).toBe(false);
-    expect(signatureHolds(publicKey, anchorText({ seq: 7, hash: claim.hash, movedAt: claim.signedAt, retentionDays: 3 }), signature)).toBe(
-      false,
-    );
+    // Another chain's checkpoint of the same seq and hash is another text.
+    expect(signatureHolds(publicKey, checkpointText({ ...claim, chain: 'gw-2' }), signature)).toBe(false);
+    expect(
+      signatureHolds(
+        publicKey,
+        anchorText({ chain: 'gw-1', seq: 7, hash: claim.hash, movedAt: claim.signedAt, retentionDays: 3 }),
+        signature,
+      ),
+    ).toBe(false);
   });
 
   it('loads a configured PKCS#8 Ed25519 key and refuses any other kind, naming the key', async () => {

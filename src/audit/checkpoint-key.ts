@@ -5,9 +5,11 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../base/errors';
+import { LEGACY_CHAIN } from './decision-chain';
 
-/** The chain head as a checkpoint signs it. */
+/** A chain's head as a checkpoint signs it. */
 export interface CheckpointClaim {
+  chain: string;
   seq: number;
   hash: string;
   signedAt: Date;
@@ -15,20 +17,26 @@ export interface CheckpointClaim {
   prevSeq: number | null;
 }
 
-/** Where retention moved the verification anchor, when, and under which retention setting. */
+/** Where retention moved a chain's verification anchor, when, and under which retention setting. */
 export interface AnchorClaim {
+  chain: string;
   seq: number;
   hash: string;
   movedAt: Date;
   retentionDays: number;
 }
 
+// v2 texts name the chain, so a signature cannot be moved to another chain; the legacy chain's
+// are v1, as they were signed before chains had names.
+const signedChain = (kind: string, chain: string): string =>
+  chain === LEGACY_CHAIN ? `portcullis-${kind}/v1` : `portcullis-${kind}/v2\n${chain}`;
+
 export function checkpointText(claim: CheckpointClaim): string {
-  return `portcullis-checkpoint/v1\n${claim.seq}\n${claim.hash}\n${claim.signedAt.toISOString()}\n${claim.prevSeq ?? '-'}`;
+  return `${signedChain('checkpoint', claim.chain)}\n${claim.seq}\n${claim.hash}\n${claim.signedAt.toISOString()}\n${claim.prevSeq ?? '-'}`;
 }
 
 export function anchorText(claim: AnchorClaim): string {
-  return `portcullis-anchor/v1\n${claim.seq}\n${claim.hash}\n${claim.movedAt.toISOString()}\n${claim.retentionDays}`;
+  return `${signedChain('anchor', claim.chain)}\n${claim.seq}\n${claim.hash}\n${claim.movedAt.toISOString()}\n${claim.retentionDays}`;
 }
 
 /** First 16 hex digits of the SHA-256 of the public key (SPKI DER): which key signed a row. */

@@ -1,6 +1,7 @@
 // The canonical form every hash is computed over: the text PostgreSQL's jsonb writes for the
 // same value, whatever order or shape the value was built in.
-import { canonicalJson, chainHash, GENESIS_HASH, prepareDecision, preparedFromContent } from './decision-chain';
+import { createHash } from 'node:crypto';
+import { canonicalJson, chainHash, GENESIS_HASH, LEGACY_CHAIN, prepareDecision, preparedFromContent } from './decision-chain';
 import type { DecisionRecord } from './decision-record';
 
 const record: DecisionRecord = {
@@ -92,13 +93,21 @@ describe('canonicalJson', () => {
 });
 
 describe('chainHash', () => {
-  it('depends on the previous hash, the position and every byte of the content', () => {
+  it('depends on the previous hash, the chain, the position and every byte of the content', () => {
     const { content } = prepareDecision(record);
-    const hash = chainHash(GENESIS_HASH, 1, content);
+    const hash = chainHash(GENESIS_HASH, 'gw-1', 1, content);
     expect(hash).toMatch(/^[0-9a-f]{64}$/);
-    expect(chainHash(GENESIS_HASH, 2, content)).not.toBe(hash);
-    expect(chainHash('1'.repeat(64), 1, content)).not.toBe(hash);
-    expect(chainHash(GENESIS_HASH, 1, content.replace('"status": 200', '"status": 201'))).not.toBe(hash);
+    expect(chainHash(GENESIS_HASH, 'gw-1', 2, content)).not.toBe(hash);
+    expect(chainHash(GENESIS_HASH, 'gw-2', 1, content)).not.toBe(hash);
+    expect(chainHash('1'.repeat(64), 'gw-1', 1, content)).not.toBe(hash);
+    expect(chainHash(GENESIS_HASH, 'gw-1', 1, content.replace('"status": 200', '"status": 201'))).not.toBe(hash);
+  });
+
+  it('hashes the legacy chain as before chains had names: over prev_hash, seq and content', () => {
+    const { content } = prepareDecision(record);
+    const before = createHash('sha256').update(`${GENESIS_HASH}\n7\n`).update(content).digest('hex');
+    expect(chainHash(GENESIS_HASH, LEGACY_CHAIN, 7, content)).toBe(before);
+    expect(chainHash(GENESIS_HASH, 'gw-1', 7, content)).not.toBe(before);
   });
 });
 

@@ -4,8 +4,18 @@
 import { createHash } from 'node:crypto';
 import type { DecisionRecord } from './decision-record';
 
-/** The `prev_hash` of the very first record. */
+/** The `prev_hash` of the very first record of a chain. */
 export const GENESIS_HASH = '0'.repeat(64);
+
+/**
+ * The chain of the records written before each instance had its own (migration
+ * 20261130000030): hashed over their seq alone, as they always were. It takes no new records,
+ * so no instance may be named like it.
+ */
+export const LEGACY_CHAIN = 'legacy';
+
+/** What audit.instance_id (a chain's name) may be: short, and safe in logs, file names and lock keys. */
+export const CHAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** A record ready to be appended: `content` is its canonical JSON, also the spool's line format. */
 export interface PreparedDecision {
@@ -81,22 +91,27 @@ export function preparedFromContent(line: string): PreparedDecision {
   return { id: parsed.id, time: parsed.time, content: line };
 }
 
-/** hex SHA-256 of `prev_hash \n seq \n canonical content`. */
-export function chainHash(prevHash: string, seq: number, content: string): string {
-  return createHash('sha256').update(`${prevHash}\n${seq}\n`).update(content).digest('hex');
+/**
+ * hex SHA-256 of `prev_hash \n chain \n seq \n canonical content`, `seq` being the record's
+ * position in its chain: a record moved to another chain, or to another place, no longer
+ * matches. The legacy chain's records keep their form, `prev_hash \n seq \n content`.
+ */
+export function chainHash(prevHash: string, chain: string, seq: number, content: string): string {
+  const position = chain === LEGACY_CHAIN ? `${seq}` : `${chain}\n${seq}`;
+  return createHash('sha256').update(`${prevHash}\n${position}\n`).update(content).digest('hex');
 }
 
 // PostgreSQL refuses NUL in text and jsonb, and lone surrogates in jsonb: either would make a
 // record unwritable forever, so they become U+FFFD before hashing (idempotent, so a stored
 // value canonicalizes to itself).
-const UNSTORABLE = /[\u0000\ud800-\udfff]/;
+const SURROGATES = /[\ud800-\udfff]/;
 // JSON.stringify writes both as escapes; without one of these in the output there is nothing
 // to replace, and the common case skips a test per string.
 const ESCAPED_UNSTORABLE = /\\u(0000|d[89a-f])/i;
 
 function storable(text: string): string {
-  if (!UNSTORABLE.test(text)) return text;
-  return (text as string & { toWellFormed(): string }).toWellFormed().replace(/\u0000/g, '\ufffd');
+  if (!text.includes('\u0000') && !SURROGATES.test(text)) return text;
+  return (text as string & { toWellFormed(): string }).toWellFormed().replaceAll('\u0000', '\ufffd');
 }
 
 /** PostgreSQL's jsonb key order: shorter keys (in UTF-8 bytes) first, equal lengths by their bytes. */

@@ -1,14 +1,15 @@
-// What `decisions verify --public-key` adds to the chain's own check, which cannot tell a
-// whole-chain rewrite or a cut start from the real thing: signed checkpoints still matching
-// the chain, none deleted, and an anchor moved only by a signed retention run, not too far.
+// What `decisions verify --public-key` adds to a chain's own check, which cannot tell a
+// whole-chain rewrite or a cut start from the real thing: the chain's signed checkpoints still
+// matching it, none deleted, and its anchor moved only by a signed retention run, not too far.
+// Signatures name their chain, so one chain's cannot vouch for another.
 import type { KeyObject } from 'node:crypto';
 import { anchorText, checkpointText, keyIdOf, signatureHolds } from './checkpoint-key';
 import type { ChainHead, StoredAnchor, StoredCheckpoint } from './pg-decision-checkpoint-store';
 
 export interface CheckpointReader {
-  anchor(): Promise<StoredAnchor>;
-  page(afterSeq: number, limit: number): Promise<StoredCheckpoint[]>;
-  hashesAt(seqs: readonly number[]): Promise<Map<number, string>>;
+  anchor(chain: string): Promise<StoredAnchor>;
+  page(chain: string, afterSeq: number, limit: number): Promise<StoredCheckpoint[]>;
+  hashesAt(chain: string, seqs: readonly number[]): Promise<Map<number, string>>;
 }
 
 export type CheckpointVerifyResult =
@@ -16,6 +17,7 @@ export type CheckpointVerifyResult =
   | { ok: false; checkpoints: number; broken: { what: string; problem: string } };
 
 export interface CheckpointVerifyOptions {
+  chain: string;
   /** The head the chain verification ended at. */
   head: ChainHead;
   now?: Date;
@@ -32,7 +34,7 @@ export async function verifyCheckpoints(
   publicKey: KeyObject,
   options: CheckpointVerifyOptions,
 ): Promise<CheckpointVerifyResult> {
-  const { head } = options;
+  const { head, chain } = options;
   const now = options.now ?? new Date();
   const keyId = keyIdOf(publicKey);
   let checked = 0;
@@ -42,7 +44,7 @@ export async function verifyCheckpoints(
       ? 'the row was edited after it was signed'
       : `the row was edited, or signed with another key (key ${row.keyId ?? 'none'}; this public key is ${keyId})`;
 
-  const anchor = await reader.anchor();
+  const anchor = await reader.anchor(chain);
   const anchorName = `the anchor (decision_chain_anchor, seq ${anchor.seq})`;
   if (anchor.seq > 0) {
     if (anchor.signature === null || anchor.movedAt === null || anchor.retentionDays === null) {
@@ -51,7 +53,7 @@ export async function verifyCheckpoints(
         'it was moved without a signed retention run: records before it were deleted behind the gateway (or by a retention run from before checkpoints existed)',
       );
     }
-    const claim = { seq: anchor.seq, hash: anchor.hash, movedAt: anchor.movedAt, retentionDays: anchor.retentionDays };
+    const claim = { chain, seq: anchor.seq, hash: anchor.hash, movedAt: anchor.movedAt, retentionDays: anchor.retentionDays };
     if (!signatureHolds(publicKey, anchorText(claim), anchor.signature))
       return fail(anchorName, `its signature does not hold: ${signedBy(anchor)}`);
     if (anchor.movedAt.getTime() > now.getTime() + CLOCK_SLACK_MS)
@@ -63,12 +65,15 @@ export async function verifyCheckpoints(
   let previous: StoredCheckpoint | undefined;
   const pageSize = options.pageSize ?? 1_000;
   for (;;) {
-    const page = await reader.page(previous?.seq ?? -1, pageSize);
+    const page = await reader.page(chain, previous?.seq ?? -1, pageSize);
     if (page.length === 0) break;
-    const hashes = await reader.hashesAt(page.map((checkpoint) => checkpoint.seq));
+    const hashes = await reader.hashesAt(
+      chain,
+      page.map((checkpoint) => checkpoint.seq),
+    );
     for (const checkpoint of page) {
       const name = `the checkpoint of seq ${checkpoint.seq} (signed ${checkpoint.signedAt.toISOString()})`;
-      if (!signatureHolds(publicKey, checkpointText(checkpoint), checkpoint.signature))
+      if (!signatureHolds(publicKey, checkpointText({ chain, ...checkpoint }), checkpoint.signature))
         return fail(name, `its signature does not hold: ${signedBy(checkpoint)}`);
       if (checkpoint.prevSeq !== (previous?.seq ?? null)) {
         const before = checkpoint.prevSeq === null ? 'no checkpoint' : `the checkpoint of seq ${checkpoint.prevSeq}`;

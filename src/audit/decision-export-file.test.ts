@@ -3,7 +3,7 @@
 import { canonicalJson, prepareDecision } from './decision-chain';
 import { csvRows, exportLine, recordFromCsv } from './decision-export-file';
 
-async function* chunks(text: string, size: number): AsyncGenerator<string> {
+function* chunks(text: string, size: number): Generator<string> {
   for (let i = 0; i < text.length; i += size) yield text.slice(i, i + size);
 }
 
@@ -42,10 +42,10 @@ describe('export CSV', () => {
       code_params: { permission: 'project:read' },
       future_field: [1, 'two'],
     });
-    const line = exportLine({ id: 'x', seq: 42, prevHash: 'p'.repeat(64), hash: 'h'.repeat(64), content }, 'csv');
+    const line = exportLine('gw-1', { id: 'x', seq: 42, logSeq: 420, prevHash: 'p'.repeat(64), hash: 'h'.repeat(64), content }, 'csv');
     const [cells] = await rows(`${line}\n`);
     const record = recordFromCsv(cells!);
-    expect(record).toMatchObject({ seq: 42, prevHash: 'p'.repeat(64), hash: 'h'.repeat(64) });
+    expect(record).toMatchObject({ chain: 'gw-1', seq: 42, prevHash: 'p'.repeat(64), hash: 'h'.repeat(64) });
     expect(canonicalJson(record.content)).toBe(content);
     expect(record.content).toMatchObject({
       directory_version: 7,

@@ -1,18 +1,37 @@
-// The file `decisions export` writes and `decisions verify --file` reads: a contiguous run of
-// the chain, each record with its hashed content and `seq`, `prev_hash`, `hash`, ending with
-// an `export_end` line (the run's head, and the newest signed checkpoint inside it), as NDJSON
-// or CSV. Both are lossless, so a record's hash can be recomputed from the file alone.
+// The file `decisions export` writes and `decisions verify --file` reads: for each chain, a
+// contiguous run of it, each record with its hashed content, `chain`, `seq` (its position in the
+// chain), `prev_hash` and `hash`, ending with an `export_end` line (each run's head, and the
+// newest signed checkpoint inside it), as NDJSON or CSV. Both are lossless, so a record's hash
+// can be recomputed from the file alone.
 import { canonicalJson } from './decision-chain';
 import type { ChainRow } from './decision-chain-verifier';
+
+/** A signed checkpoint as an export carries it. */
+export interface ExportCheckpoint {
+  seq: number;
+  hash: string;
+  signed_at: string;
+  prev_seq: number | null;
+  key_id: string;
+  signature: string;
+}
+
+/** One chain's run in an export. */
+export interface ExportRun {
+  chain: string;
+  records: number;
+  first_seq: number | null;
+  /** The last exported record of the chain: the head of the run. */
+  head: { seq: number; hash: string } | null;
+  /** The chain's newest signed checkpoint whose seq is in the run, or null. */
+  checkpoint: ExportCheckpoint | null;
+}
 
 /** The last line of an export. */
 export interface ExportEnd {
   records: number;
-  first_seq: number | null;
-  /** The last exported record: the head of the run. */
-  head: { seq: number; hash: string } | null;
-  /** The newest signed checkpoint whose seq is in the run, or null. */
-  checkpoint: { seq: number; hash: string; signed_at: string; prev_seq: number | null; key_id: string; signature: string } | null;
+  /** Every chain's run, in the file's order. */
+  chains: ExportRun[];
   exported_at: string;
 }
 
@@ -33,6 +52,7 @@ const OPTIONAL_JSON = ['code_params'] as const;
  * column for, so the file stays lossless (empty when there is none).
  */
 export const EXPORT_CSV_COLUMNS = [
+  'chain',
   'seq',
   'prev_hash',
   'hash',
@@ -77,12 +97,14 @@ const COLUMNED = new Set<string>([
 type Content = Record<string, unknown>;
 
 /** One record's line. NDJSON is the canonical content itself with the chain's fields in front. */
-export function exportLine(row: ChainRow, format: ExportFormat): string {
+export function exportLine(chain: string, row: ChainRow, format: ExportFormat): string {
   if (format === 'ndjson')
-    return `{"seq": ${row.seq}, "prev_hash": ${JSON.stringify(row.prevHash)}, "hash": ${JSON.stringify(row.hash)}, ${row.content.slice(1)}`;
+    return `{"chain": ${JSON.stringify(chain)}, "seq": ${row.seq}, "prev_hash": ${JSON.stringify(row.prevHash)}, "hash": ${JSON.stringify(row.hash)}, ${row.content.slice(1)}`;
   const content = JSON.parse(row.content) as Content;
   const cell = (column: (typeof EXPORT_CSV_COLUMNS)[number]): string => {
     switch (column) {
+      case 'chain':
+        return csvCell(chain);
       case 'seq':
         return String(row.seq);
       case 'prev_hash':
@@ -105,7 +127,8 @@ export function exportLine(row: ChainRow, format: ExportFormat): string {
         return content[column] === undefined ? '' : csvCell(canonicalJson(content[column]));
       default: {
         const value = content[column];
-        return value === null || value === undefined ? '' : csvCell(String(value));
+        // The columns left are text, numbers and booleans.
+        return value === null || value === undefined ? '' : csvCell(typeof value === 'string' ? value : JSON.stringify(value));
       }
     }
   };
@@ -138,7 +161,7 @@ export interface CsvCell {
 }
 
 /** RFC 4180 rows from chunks of text, one row at a time (quoted cells may span lines). */
-export async function* csvRows(chunks: AsyncIterable<string>): AsyncGenerator<CsvCell[]> {
+export async function* csvRows(chunks: AsyncIterable<string> | Iterable<string>): AsyncGenerator<CsvCell[]> {
   let row: CsvCell[] = [];
   let cell = '';
   let quoted = false;
@@ -192,8 +215,8 @@ export async function* csvRows(chunks: AsyncIterable<string>): AsyncGenerator<Cs
 
 const unguard = (cell: CsvCell) => (cell.text.startsWith("'") ? cell.text.slice(1) : cell.text);
 
-/** A CSV record row back into seq, hashes and content; throws naming the column that does not read. */
-export function recordFromCsv(cells: readonly CsvCell[]): { seq: number; prevHash: string; hash: string; content: Content } {
+/** A CSV record row back into chain, seq, hashes and content; throws naming the column that does not read. */
+export function recordFromCsv(cells: readonly CsvCell[]): { chain: string; seq: number; prevHash: string; hash: string; content: Content } {
   if (cells.length !== EXPORT_CSV_COLUMNS.length) throw new Error(`${cells.length} cells, not ${EXPORT_CSV_COLUMNS.length}`);
   const at = new Map(EXPORT_CSV_COLUMNS.map((column, i) => [column, cells[i]!]));
   const text = (column: (typeof EXPORT_CSV_COLUMNS)[number]) => unguard(at.get(column)!);
@@ -236,5 +259,5 @@ export function recordFromCsv(cells: readonly CsvCell[]): { seq: number; prevHas
       content[key] = value;
     }
   }
-  return { seq: number('seq', text('seq'))!, prevHash: text('prev_hash'), hash: text('hash'), content };
+  return { chain: text('chain'), seq: number('seq', text('seq'))!, prevHash: text('prev_hash'), hash: text('hash'), content };
 }

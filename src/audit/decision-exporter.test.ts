@@ -33,12 +33,13 @@ const recordWith = (n: number, overrides: Partial<DecisionRecord>): PreparedDeci
 class FakeSink implements EventSink {
   readonly batches: string[][] = [];
   failures = 0;
-  async send(events: readonly OpaDecisionEvent[]): Promise<void> {
+  send(events: readonly OpaDecisionEvent[]): Promise<void> {
     if (this.failures > 0) {
       this.failures -= 1;
-      throw new Error('collector down');
+      return Promise.reject(new Error('collector down'));
     }
     this.batches.push(events.map((event) => event.decision_id.slice(-2)));
+    return Promise.resolve();
   }
 }
 

@@ -12,7 +12,7 @@ const base = (input: unknown, resource: Record<string, unknown> = { type: 'proje
   userId: null,
   organization: 'acme',
   action: 'project:read',
-  resource: resource as DecisionRecord['resource'],
+  resource,
   method: 'GET',
   path: '/',
   allow: true,

@@ -61,7 +61,7 @@ function erase(value: unknown, segments: readonly string[], depth: number): unkn
       // An array keeps its length: an erased element becomes null.
       const next = last ? null : erase(value[index], segments, depth + 1);
       if (next === value[index]) continue;
-      copy ??= [...value];
+      copy ??= [...(value as unknown[])];
       copy[index] = next;
     }
     return copy ?? value;

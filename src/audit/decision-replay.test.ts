@@ -25,11 +25,11 @@ class FakeReader implements ReplayReader {
   constructor(rows: ReplayRow[]) {
     this.rows = [...rows].sort((a, b) => a.seq - b.seq);
   }
-  async count(): Promise<number> {
-    return this.rows.length;
+  count(): Promise<number> {
+    return Promise.resolve(this.rows.length);
   }
-  async replayPage(afterSeq: number, _filter: unknown, limit: number): Promise<ReplayRow[]> {
-    return this.rows.filter((r) => r.seq > afterSeq).slice(0, limit);
+  replayPage(afterSeq: number, _filter: unknown, limit: number): Promise<ReplayRow[]> {
+    return Promise.resolve(this.rows.filter((r) => r.seq > afterSeq).slice(0, limit));
   }
 }
 

@@ -1,11 +1,14 @@
 // Partition upkeep for the decision log (`audit.retention_days`): creates the coming months'
 // partitions ahead, and drops the start of the chain once its every record is older than the
 // retention both by its time and by when PostgreSQL stored it (never on a writer's clock
-// alone), so the anchor never jumps over a surviving record. Runs at start and then
-// periodically; with several gateways, one does the work and the others skip that round.
+// alone), so no chain's anchor jumps over a surviving record. Every chain's records up to the
+// dropped global seq go together (seq grows along each chain), and each chain's anchor moves to
+// its newest record gone. Runs at start and then periodically; with several gateways, one does
+// the work and the others skip that round. Appends do not wait on it: they take the partition
+// lock only to create a missing month.
 import type { Knex } from 'knex';
 import { anchorText, type CheckpointSigner } from './checkpoint-key';
-import { addMonths, DECISION_LOG_LOCK, monthOf, PgDecisionPartitions, type DroppedPartition } from './pg-decision-partitions';
+import { addMonths, monthOf, PARTITION_LOCK, PgDecisionPartitions, type DroppedPartition } from './pg-decision-partitions';
 
 export interface RetentionOptions {
   retentionDays: number;
@@ -58,7 +61,7 @@ export class DecisionRetention {
       if (!rows[0]?.locked) return { ran: false, created: [], dropped: [] };
       // Dropping a partition waits for queries reading it; give up this round rather than stall appends.
       await trx.raw(`set local lock_timeout = ${LOCK_TIMEOUT_MS}`);
-      await trx.raw('select pg_advisory_xact_lock(?)', [DECISION_LOG_LOCK]);
+      await trx.raw('select pg_advisory_xact_lock(?)', [PARTITION_LOCK]);
       const partitions = new PgDecisionPartitions(trx);
       const existing = new Set((await partitions.months()).map((month) => month.getTime()));
 
@@ -82,7 +85,7 @@ export class DecisionRetention {
     });
   }
 
-  /** Drops the expired empty months, and the expired whole start of the chain, moving the anchor past it. */
+  /** Drops the expired empty months, and the expired whole start of the log, moving each chain's anchor past it. */
   private async dropExpired(partitions: PgDecisionPartitions, months: Date[], cutoff: number, now: Date): Promise<DroppedPartition[]> {
     const monthExpired = (month: Date) => addMonths(month, 1).getTime() <= cutoff;
     const dropped: DroppedPartition[] = [];
@@ -104,13 +107,15 @@ export class DecisionRetention {
         const stored = await partitions.newestStored(month);
         if (stored && stored.getTime() > cutoff) return dropped;
       }
-      // Read before the drop: the hash of the newest record going.
-      const hash = await partitions.hashAt(max);
-      if (hash === undefined) throw new Error(`seq ${max} vanished while retention ran`);
+      // Read before the drop: each chain's newest record going.
+      const newest = await partitions.newestPerChain(group.map(({ month }) => month));
       for (const { month } of group) dropped.push(await partitions.drop(month));
-      const claim = { seq: max, hash, movedAt: now, retentionDays: this.options.retentionDays };
+      await partitions.releaseIds(max);
       const { signer } = this.options;
-      await partitions.moveAnchor({ ...claim, keyId: signer?.keyId ?? null, signature: signer?.sign(anchorText(claim)) ?? null });
+      for (const [chain, record] of newest) {
+        const claim = { chain, seq: record.seq, hash: record.hash, movedAt: now, retentionDays: this.options.retentionDays };
+        await partitions.moveAnchor({ ...claim, keyId: signer?.keyId ?? null, signature: signer?.sign(anchorText(claim)) ?? null });
+      }
       start = end;
     }
     return dropped;

@@ -114,7 +114,7 @@ describe('DecisionSpool', () => {
     const longAgo = new Date(Date.now() - 31_000);
     await utimes(lockFile, longAgo, longAgo);
     spool = await DecisionSpool.open(dir);
-    const owner = JSON.parse(await readFile(lockFile, 'utf8'));
+    const owner = JSON.parse(await readFile(lockFile, 'utf8')) as { instance: string };
     expect(owner).toMatchObject({ host: os.hostname(), pid: process.pid });
     expect(owner.instance).not.toBe('crashed');
     await spool.close();

@@ -1,6 +1,8 @@
-// The signed checkpoints of the decision chain (`decision_checkpoints`) and the anchor row as
-// verification reads them: written one at a time across instances, read in seq order.
+// The signed checkpoints of the decision chains (`decision_checkpoints`, a run per chain) and
+// each chain's anchor row as verification reads them: written one at a time per chain, read in
+// seq order.
 import type { Knex } from 'knex';
+import { GENESIS_HASH } from './decision-chain';
 
 export interface StoredCheckpoint {
   seq: number;
@@ -27,8 +29,8 @@ export interface ChainHead {
   hash: string;
 }
 
-/** Serializes checkpoint writers, so each new checkpoint names the newest one before it. */
-export const CHECKPOINT_LOCK = 7_065_724_307_003;
+/** The first key of each chain's checkpoint lock (two-int form, the second is hashtext(chain)): writers of one chain take turns. */
+export const CHECKPOINT_LOCK_SPACE = 706_572_403;
 
 interface CheckpointRow {
   seq: string;
@@ -37,6 +39,15 @@ interface CheckpointRow {
   prev_seq: string | null;
   key_id: string;
   signature: string;
+}
+
+interface AnchorRow {
+  seq: string;
+  hash: string;
+  moved_at: Date | null;
+  retention_days: number | null;
+  key_id: string | null;
+  signature: string | null;
 }
 
 const fromRow = (row: CheckpointRow): StoredCheckpoint => ({
@@ -52,21 +63,24 @@ export class PgDecisionCheckpointStore {
   constructor(private readonly db: Knex) {}
 
   /**
-   * With the checkpoint lock held: gives the chain head and the newest checkpoint to `decide`,
-   * and stores what it returns unless a checkpoint of that seq exists (another instance's).
+   * With the chain's checkpoint lock held: gives its head and newest checkpoint to `decide`, and
+   * stores what it returns unless a checkpoint of that seq exists (another process's). Nothing
+   * when the chain has no head (no record yet).
    */
   async write(
+    chain: string,
     decide: (head: ChainHead, newest: StoredCheckpoint | undefined) => StoredCheckpoint | undefined,
   ): Promise<StoredCheckpoint | undefined> {
     return this.db.transaction(async (trx) => {
-      await trx.raw('select pg_advisory_xact_lock(?)', [CHECKPOINT_LOCK]);
-      const head = await trx('decision_chain_head').first('seq', 'hash');
-      if (!head) throw new Error('decision_chain_head is empty: the decision chain migration has not run');
-      const newest = (await trx<CheckpointRow>('decision_checkpoints').orderBy('seq', 'desc').first()) as CheckpointRow | undefined;
+      await trx.raw('select pg_advisory_xact_lock(?, hashtext(?))', [CHECKPOINT_LOCK_SPACE, chain]);
+      const head = await trx<{ chain: string; seq: string; hash: string }>('decision_chain_head').where({ chain }).first('seq', 'hash');
+      if (!head) return undefined;
+      const newest = (await trx('decision_checkpoints').where({ chain }).orderBy('seq', 'desc').first()) as CheckpointRow | undefined;
       const checkpoint = decide({ seq: Number(head.seq), hash: head.hash }, newest ? fromRow(newest) : undefined);
       if (!checkpoint) return undefined;
-      const inserted = await trx('decision_checkpoints')
+      const inserted = (await trx('decision_checkpoints')
         .insert({
+          chain,
           seq: checkpoint.seq,
           hash: checkpoint.hash,
           signed_at: checkpoint.signedAt,
@@ -74,31 +88,39 @@ export class PgDecisionCheckpointStore {
           key_id: checkpoint.keyId,
           signature: checkpoint.signature,
         })
-        .onConflict('seq')
+        .onConflict(['chain', 'seq'])
         .ignore()
-        .returning('seq');
+        .returning('seq')) as unknown[];
       return inserted.length > 0 ? checkpoint : undefined;
     });
   }
 
-  /** Checkpoints with seq > afterSeq, oldest first. */
-  async page(afterSeq: number, limit: number): Promise<StoredCheckpoint[]> {
-    const rows = (await this.db('decision_checkpoints').where('seq', '>', afterSeq).orderBy('seq').limit(limit)) as CheckpointRow[];
+  /** The chain's checkpoints with seq > afterSeq, oldest first. */
+  async page(chain: string, afterSeq: number, limit: number): Promise<StoredCheckpoint[]> {
+    const rows = (await this.db('decision_checkpoints')
+      .where({ chain })
+      .andWhere('seq', '>', afterSeq)
+      .orderBy('seq')
+      .limit(limit)) as CheckpointRow[];
     return rows.map(fromRow);
   }
 
-  /** The stored hash of each of these seqs that still has a record. */
-  async hashesAt(seqs: readonly number[]): Promise<Map<number, string>> {
+  /** The stored hash of each of these positions of the chain that still has a record. */
+  async hashesAt(chain: string, seqs: readonly number[]): Promise<Map<number, string>> {
     if (seqs.length === 0) return new Map();
-    const rows = (await this.db('decisions').select('seq', 'hash').whereIn('seq', seqs)) as { seq: string; hash: string }[];
-    return new Map(rows.map((row) => [Number(row.seq), row.hash]));
+    const rows = (await this.db('decisions').select('chain_seq', 'hash').where({ chain }).whereIn('chain_seq', seqs)) as {
+      chain_seq: string;
+      hash: string;
+    }[];
+    return new Map(rows.map((row) => [Number(row.chain_seq), row.hash]));
   }
 
-  async anchor(): Promise<StoredAnchor> {
-    const row = (await this.db('decision_chain_anchor').first('seq', 'hash', 'moved_at', 'retention_days', 'key_id', 'signature')) as
-      | { seq: string; hash: string; moved_at: Date | null; retention_days: number | null; key_id: string | null; signature: string | null }
-      | undefined;
-    if (!row) throw new Error('the decision chain tables are empty: run `portcullis migrate`');
+  /** The chain's anchor; a chain without a row (none was ever made) starts at the genesis hash. */
+  async anchor(chain: string): Promise<StoredAnchor> {
+    const row = await this.db<AnchorRow & { chain: string }>('decision_chain_anchor')
+      .where({ chain })
+      .first('seq', 'hash', 'moved_at', 'retention_days', 'key_id', 'signature');
+    if (!row) return { seq: 0, hash: GENESIS_HASH, movedAt: null, retentionDays: null, keyId: null, signature: null };
     return {
       seq: Number(row.seq),
       hash: row.hash,

@@ -1,8 +1,9 @@
-// What `decisions export` reads: the contiguous run of seq that a time window covers, its
-// records page by page (with the canonical content verification hashes), and the newest
-// signed checkpoint inside the run.
+// What `decisions export` reads: for each chain, the contiguous run of positions that a time
+// window covers, its records page by page (with the canonical content verification hashes), and
+// the chain's newest signed checkpoint inside the run.
 import type { Knex } from 'knex';
-import type { ExportEnd } from './decision-export-file';
+import type { ChainRow } from './decision-chain-verifier';
+import type { ExportCheckpoint } from './decision-export-file';
 import { PgDecisionQueryStore } from './pg-decision-query-store';
 
 export class PgDecisionExportStore {
@@ -13,26 +14,35 @@ export class PgDecisionExportStore {
   }
 
   /**
-   * The first and last seq of the records stamped in [since, until). Everything between them
-   * is exported, so the run verifies link by link; it may hold a few records stamped outside
-   * the window (committed late, e.g. from a spool).
+   * Per chain (by name), the first and last position of the records stamped in [since, until).
+   * Everything between them is exported, so each run verifies link by link; it may hold a few
+   * records stamped outside the window (committed late, e.g. from a spool).
    */
-  async seqRange(since: Date, until: Date | undefined): Promise<{ first: number; last: number } | undefined> {
-    const query = this.db('decisions').min({ first: 'seq' }).max({ last: 'seq' }).where('time', '>=', since.toISOString());
+  async chainRanges(since: Date, until: Date | undefined): Promise<{ chain: string; first: number; last: number }[]> {
+    const query = this.db('decisions')
+      .select('chain')
+      .min({ first: 'chain_seq' })
+      .max({ last: 'chain_seq' })
+      .where('time', '>=', since.toISOString())
+      .groupBy('chain')
+      .orderByRaw('chain collate "C"');
     if (until) query.where('time', '<', until.toISOString());
-    const row = (await query.first()) as { first: string | null; last: string | null } | undefined;
-    return row?.first == null || row.last == null ? undefined : { first: Number(row.first), last: Number(row.last) };
+    const rows = (await query) as { chain: string; first: string; last: string }[];
+    return rows.map((row) => ({ chain: row.chain, first: Number(row.first), last: Number(row.last) }));
   }
 
-  /** Records with seq in (afterSeq, throughSeq], in seq order. */
-  page(afterSeq: number, throughSeq: number) {
-    return this.records.chainPage(afterSeq, throughSeq);
+  /** The chain's records with position in (afterSeq, throughSeq], in order. */
+  page(chain: string, afterSeq: number, throughSeq: number): Promise<ChainRow[]> {
+    return this.records.chainPage(chain, afterSeq, throughSeq);
   }
 
-  /** The newest checkpoint with seq in [first, last]. */
-  async newestCheckpoint(first: number, last: number): Promise<ExportEnd['checkpoint']> {
-    const row = (await this.db('decision_checkpoints').whereBetween('seq', [first, last]).orderBy('seq', 'desc').first()) as
-      { seq: string; hash: string; signed_at: Date; prev_seq: string | null; key_id: string; signature: string } | undefined;
+  /** The chain's newest checkpoint with seq in [first, last]. */
+  async newestCheckpoint(chain: string, first: number, last: number): Promise<ExportCheckpoint | null> {
+    const row = (await this.db('decision_checkpoints')
+      .where({ chain })
+      .whereBetween('seq', [first, last])
+      .orderBy('seq', 'desc')
+      .first()) as { seq: string; hash: string; signed_at: Date; prev_seq: string | null; key_id: string; signature: string } | undefined;
     if (!row) return null;
     return {
       seq: Number(row.seq),

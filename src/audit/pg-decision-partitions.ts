@@ -1,10 +1,13 @@
 // The monthly partitions of `decisions` (`decisions_y2026m11` holds November 2026, UTC):
 // created ahead of time and on demand, and dropped whole when retention says so. The anchor
-// records the newest chained record removed, so verification can start after it.
+// of each chain records its newest record removed, so verification can start after it.
 import type { Knex } from 'knex';
 
-/** Held (transaction-scoped) by every chain append and by partition maintenance. */
-export const DECISION_LOG_LOCK = 7_065_724_307_001;
+/**
+ * Held (transaction-scoped) while partitions are created or dropped: by retention, and by an
+ * append only when its month has no partition yet (retention creates them months ahead).
+ */
+export const PARTITION_LOCK = 7_065_724_307_001;
 
 const PARTITION = /^decisions_y(\d{4})m(\d{2})$/;
 
@@ -31,7 +34,15 @@ export interface DroppedPartition {
 export class PgDecisionPartitions {
   constructor(private readonly db: Knex | Knex.Transaction) {}
 
-  /** Creates the month's partition unless it exists. Run under DECISION_LOG_LOCK: concurrent creates collide. */
+  /** Whether the month's partition exists; takes no lock. */
+  async exists(month: Date): Promise<boolean> {
+    const { rows } = await this.db.raw<{ rows: { name: string | null }[] }>('select to_regclass(?)::text as name', [
+      partitionName(monthOf(month)),
+    ]);
+    return rows[0]?.name !== null && rows[0]?.name !== undefined;
+  }
+
+  /** Creates the month's partition unless it exists. Run under PARTITION_LOCK: concurrent creates collide. */
   async ensure(month: Date): Promise<void> {
     const from = monthOf(month);
     await this.db.raw(
@@ -68,10 +79,21 @@ export class PgDecisionPartitions {
     return rows[0]!.newest;
   }
 
-  /** The stored hash of a record. */
-  async hashAt(seq: number): Promise<string | undefined> {
-    const { rows } = await this.db.raw<{ rows: { hash: string }[] }>('select hash from decisions where seq = ?', [seq]);
-    return rows[0]?.hash;
+  /** Each chain's newest record in these months' partitions (one index probe per chain and month). */
+  async newestPerChain(months: readonly Date[]): Promise<Map<string, { seq: number; hash: string }>> {
+    const { rows: chains } = await this.db.raw<{ rows: { chain: string }[] }>('select chain from decision_chain_head');
+    const newest = new Map<string, { seq: number; hash: string }>();
+    for (const { chain } of chains) {
+      for (const month of months) {
+        const { rows } = await this.db.raw<{ rows: { chain_seq: string; hash: string }[] }>(
+          `select chain_seq, hash from ${partitionName(month)} where chain = ? order by chain_seq desc limit 1`,
+          [chain],
+        );
+        const row = rows[0];
+        if (row && Number(row.chain_seq) > (newest.get(chain)?.seq ?? 0)) newest.set(chain, { seq: Number(row.chain_seq), hash: row.hash });
+      }
+    }
+    return newest;
   }
 
   /** Drops the month's partition; returns how many records went with it. */
@@ -87,10 +109,19 @@ export class PgDecisionPartitions {
   }
 
   /**
-   * Moves the verification anchor to the newest record retention removed (every record up to
-   * it is gone), saying when and under which retention, signed when a key is at hand.
+   * Forgets the ids of records with seq up to `throughSeq` (all of them gone with their
+   * partitions), so the id index does not grow forever; a record replayed after that is new.
+   */
+  async releaseIds(throughSeq: number): Promise<void> {
+    await this.db.raw('delete from decision_ids where seq <= ?', [throughSeq]);
+  }
+
+  /**
+   * Moves a chain's verification anchor to its newest record retention removed (every record
+   * of the chain up to it is gone), saying when and under which retention, signed when a key is at hand.
    */
   async moveAnchor(anchor: {
+    chain: string;
     seq: number;
     hash: string;
     movedAt: Date;
@@ -99,8 +130,8 @@ export class PgDecisionPartitions {
     signature: string | null;
   }): Promise<void> {
     await this.db.raw(
-      `update decision_chain_anchor set seq = ?, hash = ?, moved_at = ?, retention_days = ?, key_id = ?, signature = ? where seq < ?`,
-      [anchor.seq, anchor.hash, anchor.movedAt, anchor.retentionDays, anchor.keyId, anchor.signature, anchor.seq],
+      `update decision_chain_anchor set seq = ?, hash = ?, moved_at = ?, retention_days = ?, key_id = ?, signature = ? where chain = ? and seq < ?`,
+      [anchor.seq, anchor.hash, anchor.movedAt, anchor.retentionDays, anchor.keyId, anchor.signature, anchor.chain, anchor.seq],
     );
   }
 }

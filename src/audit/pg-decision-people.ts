@@ -24,13 +24,12 @@ export class PgDecisionPeople {
    * row is recorded with that subject and no user id.
    */
   async resolve(text: string): Promise<PersonFilter> {
-    const rows = (await this.db('users')
+    const query = this.db<{ id: string; subject: string }>('users')
       .select('id', 'subject')
       .where('subject', text)
-      .orWhereRaw('lower(email) = lower(?)', [text])
-      .modify((query) => {
-        if (isUuid(text)) query.orWhere('id', text);
-      })) as { id: string; subject: string }[];
+      .orWhereRaw('lower(email) = lower(?)', [text]);
+    if (isUuid(text)) void query.orWhere('id', text);
+    const rows = await query;
     return { ids: rows.map((row) => row.id), subjects: [...new Set([text, ...rows.map((row) => row.subject)])] };
   }
 

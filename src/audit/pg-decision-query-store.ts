@@ -2,8 +2,9 @@
 // `decisions query`, one full record by id, and the seq-ordered pages that verify, replay and
 // tail walk through without holding more than a page in memory.
 import type { Knex } from 'knex';
-import type { ChainReader, ChainRow } from './decision-chain-verifier';
 import { isUuid } from '../db/uuid';
+import { GENESIS_HASH } from './decision-chain';
+import type { ChainReader, ChainRow, ChainState } from './decision-chain-verifier';
 
 export interface DecisionFilter {
   /** The token's `sub`. */
@@ -175,57 +176,97 @@ export class PgDecisionQueryStore implements ChainReader {
     };
   }
 
-  /** Records with seq > afterSeq, oldest first: what `tail` prints next. */
-  async after(afterSeq: number, filter: DecisionFilter, limit: number): Promise<DecisionSummary[]> {
-    const rows = (await this.filtered(filter).select(SUMMARY).where('seq', '>', afterSeq).orderBy('seq').limit(limit)) as Record<
-      string,
-      unknown
-    >[];
+  /** Records with seq in (afterSeq, throughSeq], oldest first: what `tail` prints next (throughSeq from CommittedHorizon). */
+  async after(afterSeq: number, throughSeq: number, filter: DecisionFilter, limit: number): Promise<DecisionSummary[]> {
+    const rows = (await this.filtered(filter)
+      .select(SUMMARY)
+      .where('seq', '>', afterSeq)
+      .andWhere('seq', '<=', throughSeq)
+      .orderBy('seq')
+      .limit(limit)) as Record<string, unknown>[];
     return rows.map(decisionSummaryOf);
   }
 
-  /** The seq of the newest record (0 when there is none). */
-  async lastSeq(): Promise<number> {
-    return Number((await this.db('decision_chain_head').first('seq'))?.seq ?? 0);
-  }
-
-  /** Records with seq in (afterSeq, throughSeq], in seq order, with their canonical content. */
-  async chainPage(afterSeq: number, throughSeq: number): Promise<ChainRow[]> {
-    const rows = (await this.db('decisions')
-      .select('id', 'seq', 'prev_hash', 'hash', this.db.raw(`${CANONICAL_CONTENT_SQL} as content`))
-      .where('seq', '>', afterSeq)
-      .andWhere('seq', '<=', throughSeq)
-      .orderBy('seq')) as { id: string; seq: string; prev_hash: string; hash: string; content: string }[];
-    return rows.map((row) => ({ id: row.id, seq: Number(row.seq), prevHash: row.prev_hash, hash: row.hash, content: row.content }));
-  }
-
-  async chainState(): Promise<{ head: { seq: number; hash: string }; anchor: { seq: number; hash: string } }> {
-    const { rows } = await this.db.raw<{ rows: { head_seq: string; head_hash: string; anchor_seq: string; anchor_hash: string }[] }>(
-      `select h.seq as head_seq, h.hash as head_hash, a.seq as anchor_seq, a.hash as anchor_hash from decision_chain_head h, decision_chain_anchor a`,
+  /**
+   * Where the log's global seq stands: the newest seq drawn (committed or not). With several
+   * writers, seq order is not commit order: DecisionTail waits for the transactions that could
+   * still commit below it before reading that far.
+   */
+  async seqMark(): Promise<number> {
+    const { rows } = await this.db.raw<{ rows: { mark: string }[] }>(
+      'select case when is_called then last_value else last_value - 1 end as mark from decision_seq',
     );
-    const row = rows[0];
-    if (!row) throw new Error('the decision chain tables are empty: run `portcullis migrate`');
-    return { head: { seq: Number(row.head_seq), hash: row.head_hash }, anchor: { seq: Number(row.anchor_seq), hash: row.anchor_hash } };
+    return Number(rows[0]?.mark ?? 0);
   }
 
-  /** The seq of the earliest record at or after `time`. */
-  async firstSeqSince(time: Date): Promise<number | undefined> {
-    const row = await this.db('decisions')
-      .select('seq')
-      .where('time', '>=', time.toISOString())
-      .orderBy([{ column: 'time' }, { column: 'seq' }])
-      .first();
-    return row ? Number(row.seq) : undefined;
+  /** The current snapshot's bounds: transactions below `xmin` have ended; those from `xmax` on had not started. */
+  async snapshotBounds(): Promise<{ xmin: bigint; xmax: bigint }> {
+    const { rows } = await this.db.raw<{ rows: { xmin: string; xmax: string }[] }>(
+      'select pg_snapshot_xmin(s)::text as xmin, pg_snapshot_xmax(s)::text as xmax from pg_current_snapshot() s',
+    );
+    return { xmin: BigInt(rows[0]!.xmin), xmax: BigInt(rows[0]!.xmax) };
   }
 
-  async firstSeq(): Promise<number | undefined> {
-    const row = await this.db('decisions').min({ seq: 'seq' }).first();
+  /** The chain's records with position in (afterSeq, throughSeq], in order, with their canonical content. */
+  async chainPage(chain: string, afterSeq: number, throughSeq: number): Promise<ChainRow[]> {
+    const rows = (await this.db('decisions')
+      .select('id', 'seq', 'chain_seq', 'prev_hash', 'hash', this.db.raw(`${CANONICAL_CONTENT_SQL} as content`))
+      .where({ chain })
+      .andWhere('chain_seq', '>', afterSeq)
+      .andWhere('chain_seq', '<=', throughSeq)
+      .orderBy('chain_seq')) as { id: string; seq: string; chain_seq: string; prev_hash: string; hash: string; content: string }[];
+    return rows.map((row) => ({
+      id: row.id,
+      seq: Number(row.chain_seq),
+      logSeq: Number(row.seq),
+      prevHash: row.prev_hash,
+      hash: row.hash,
+      content: row.content,
+    }));
+  }
+
+  /** Every chain with a head row, and any chain that has records without one (its head was deleted). */
+  async chainStates(): Promise<ChainState[]> {
+    const { rows } = await this.db.raw<{
+      rows: { chain: string; head_seq: string | null; head_hash: string | null; anchor_seq: string | null; anchor_hash: string | null }[];
+    }>(
+      // The chains that have records: a skip scan of the (chain, chain_seq) index, one probe per chain.
+      `with recursive stored as (
+         (select chain from decisions order by chain limit 1)
+         union all
+         select (select d.chain from decisions d where d.chain > stored.chain order by d.chain limit 1) from stored where stored.chain is not null
+       ), chains as (select chain from stored where chain is not null union select chain from decision_chain_head)
+       select c.chain, h.seq as head_seq, h.hash as head_hash, a.seq as anchor_seq, a.hash as anchor_hash
+       from chains c left join decision_chain_head h on h.chain = c.chain left join decision_chain_anchor a on a.chain = c.chain
+       order by c.chain collate "C"`,
+    );
+    return rows.map((row) => ({
+      chain: row.chain,
+      head: { seq: Number(row.head_seq ?? 0), hash: row.head_hash ?? GENESIS_HASH },
+      anchor: { seq: Number(row.anchor_seq ?? 0), hash: row.anchor_hash ?? GENESIS_HASH },
+      ...(row.head_seq === null ? { headMissing: true } : {}),
+    }));
+  }
+
+  /** The position of the chain's earliest record at or after `time`. */
+  async firstSeqSince(chain: string, time: Date): Promise<number | undefined> {
+    const row = (await this.db('decisions')
+      .select('chain_seq')
+      .where({ chain })
+      .andWhere('time', '>=', time.toISOString())
+      .orderBy([{ column: 'time' }, { column: 'chain_seq' }])
+      .first()) as { chain_seq: string } | undefined;
+    return row ? Number(row.chain_seq) : undefined;
+  }
+
+  async firstSeq(chain: string): Promise<number | undefined> {
+    const row = (await this.db('decisions').where({ chain }).min({ seq: 'chain_seq' }).first()) as { seq: string | null } | undefined;
     return row?.seq === null || row?.seq === undefined ? undefined : Number(row.seq);
   }
 
   /** How many records a filter matches (replay's progress). */
   async count(filter: DecisionFilter): Promise<number> {
-    const row = await this.filtered(filter).count({ n: '*' }).first();
+    const row = (await this.filtered(filter).count({ n: '*' }).first()) as { n: string | number } | undefined;
     return Number(row?.n ?? 0);
   }
 
@@ -257,7 +298,10 @@ export function whereDecisionFilter(query: Knex.QueryBuilder, filter: DecisionFi
   if (filter.until) query.where('time', '<', filter.until.toISOString());
   if (filter.dryRun !== undefined) query.where('dry_run', filter.dryRun);
   const user = filter.user;
-  if (user) query.where((either) => either.whereIn('user_id', user.ids).orWhereIn('subject', user.subjects));
+  if (user)
+    query.where((either) => {
+      void either.whereIn('user_id', user.ids).orWhereIn('subject', user.subjects);
+    });
   return query;
 }
 

@@ -16,16 +16,19 @@ import { verifyChain } from './decision-chain-verifier';
 import { DecisionSpool } from './decision-spool';
 import type { DecisionRecord } from './decision-record';
 import { CANONICAL_CONTENT_SQL, PgDecisionQueryStore } from './pg-decision-query-store';
+import { PgDecisionPartitions } from './pg-decision-partitions';
 import { PgDecisionStore } from './pg-decision-store';
 
 let database: TestDatabase;
 let db: Knex;
 let store: PgDecisionStore;
+const CHAIN = 'gw-1';
+const head = () => db<{ chain: string; seq: string; hash: string }>('decision_chain_head').where({ chain: CHAIN }).first('seq', 'hash');
 
 beforeAll(async () => {
   database = await createTestDatabase();
   db = database.db;
-  store = new PgDecisionStore(db);
+  store = new PgDecisionStore(db, CHAIN);
 });
 
 afterAll(async () => {
@@ -35,7 +38,9 @@ afterAll(async () => {
 beforeEach(async () => {
   await db('decisions').truncate();
   await db('decision_ids').truncate();
-  await db('decision_chain_head').update({ seq: 0, hash: GENESIS_HASH });
+  await db('decision_chain_head').delete();
+  await db('decision_chain_anchor').delete();
+  await db.raw('alter sequence decision_seq restart');
 });
 
 function decision(n: number, overrides: Partial<DecisionRecord> = {}): DecisionRecord {
@@ -85,7 +90,7 @@ describe('PgDecisionStore', () => {
       codeParams: { organization: 'acme', project_count: 2, projects: ['api', 'web'] },
     });
     expect(await append([record])).toEqual({ inserted: 1, skipped: 0 });
-    const row = await db('decisions').where({ id: record.id }).first();
+    const row = (await db('decisions').where({ id: record.id }).first()) as { hash: string } & Record<string, unknown>;
     expect(row).toEqual({
       id: record.id,
       time: record.time,
@@ -107,12 +112,14 @@ describe('PgDecisionStore', () => {
       directory_version: null,
       code: 'organization_has_projects',
       code_params: { organization: 'acme', project_count: 2, projects: ['api', 'web'] },
-      recorded_at: expect.any(Date),
+      recorded_at: expect.any(Date) as Date,
       seq: '1',
+      chain: CHAIN,
+      chain_seq: '1',
       prev_hash: GENESIS_HASH,
-      hash: chainHash(GENESIS_HASH, 1, prepareDecision(record).content),
+      hash: chainHash(GENESIS_HASH, CHAIN, 1, prepareDecision(record).content),
     });
-    expect(await db('decision_chain_head').first('seq', 'hash')).toEqual({ seq: '1', hash: row.hash });
+    expect(await head()).toEqual({ seq: '1', hash: row.hash });
   });
 
   it('hashes exactly the text PostgreSQL renders for the stored record, however awkward its values', async () => {
@@ -138,19 +145,21 @@ describe('PgDecisionStore', () => {
     ];
     await append(records);
     const query = new PgDecisionQueryStore(db);
-    const rendered = await query.chainPage(0, 10);
+    const rendered = await query.chainPage(CHAIN, 0, 10);
     expect(rendered.map((row) => row.content)).toEqual(records.map((record) => prepareDecision(record).content));
     expect(await verifyChain(query)).toMatchObject({ ok: true, checked: 4 });
     // The same check with SQL alone, as an auditor without this code could run it.
-    const { rows: mismatched } = await db.raw(
-      `select seq from decisions where hash <> encode(sha256(convert_to(prev_hash || E'\\n' || seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex')`,
+    const { rows: mismatched } = await db.raw<{ rows: { seq: string }[] }>(
+      `select seq from decisions where hash <> encode(sha256(convert_to(prev_hash || E'\\n' || chain || E'\\n' || chain_seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex')`,
     );
     expect(mismatched).toEqual([]);
-    const stored = await db('decisions').where({ seq: 2 }).first('input', 'dry_run');
-    expect(stored.dry_run).toBe(true);
+    const stored = await db<{ seq: number; dry_run: boolean; input: { strings: string[]; numbers: (number | null)[] } }>('decisions')
+      .where({ seq: 2 })
+      .first('input', 'dry_run');
+    expect(stored?.dry_run).toBe(true);
     // PostgreSQL cannot store NUL or a lone surrogate: they became U+FFFD before hashing.
-    expect(stored.input.strings.slice(3)).toEqual(['x\ufffdy', 'lone \ufffd surrogate', '😀 é ü 中文']);
-    expect(stored.input.numbers).toEqual([1e21, -1.5e-7, 5e-324, 0, 0.1 + 0.2, 2 ** 53 + 2, 123456789.125, 1e300, null]);
+    expect(stored?.input.strings.slice(3)).toEqual(['x\ufffdy', 'lone \ufffd surrogate', '😀 é ü 中文']);
+    expect(stored?.input.numbers).toEqual([1e21, -1.5e-7, 5e-324, 0, 0.1 + 0.2, 2 ** 53 + 2, 123456789.125, 1e300, null]);
   });
 
   it('stores the optional fields as null and keeps a JSON array input as JSON', async () => {
@@ -178,14 +187,17 @@ describe('PgDecisionStore', () => {
       input: null,
       reasons: [],
     });
-    expect((await db('decisions').where({ id: listInput.id }).first('input')).input).toEqual(['a', { b: 1 }]);
+    expect((await db<{ id: string; input: unknown }>('decisions').where({ id: listInput.id }).first('input'))?.input).toEqual([
+      'a',
+      { b: 1 },
+    ]);
   });
 
   it('writes a batch with one INSERT, whatever its size', async () => {
     const { queries } = await countQueries(() => append(Array.from({ length: 5000 }, (_, n) => decision(n))));
     expect(queries.filter((query) => /\binsert into decisions /.test(query.sql))).toHaveLength(1);
     expect(await storedRequestIds()).toEqual(requestIds(0, 5000));
-    expect(await db('decision_chain_head').first('seq')).toEqual({ seq: '5000' });
+    expect(await head()).toMatchObject({ seq: '5000' });
   });
 
   it('skips records already stored, so a replayed batch is written once and the chain continues', async () => {
@@ -193,7 +205,7 @@ describe('PgDecisionStore', () => {
     await append(records.slice(0, 2));
     expect(await append(records)).toEqual({ inserted: 2, skipped: 2 });
     expect(await storedRequestIds()).toEqual(requestIds(0, 4));
-    expect((await db('decisions').select('seq').orderBy('seq')).map((row) => Number(row.seq))).toEqual([1, 2, 3, 4]);
+    expect((await db('decisions').select('seq').orderBy('seq')).map((row: { seq: string }) => Number(row.seq))).toEqual([1, 2, 3, 4]);
   });
 
   it('skips a record whose id is stored under another time, within a batch and across batches', async () => {
@@ -209,18 +221,13 @@ describe('PgDecisionStore', () => {
     expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 2 });
   });
 
-  it('releases the ids of the records retention removed when the verification anchor moves past them', async () => {
+  it('forgets the ids of the records retention removed, up to the seq it dropped', async () => {
     const records = Array.from({ length: 3 }, (_, n) => decision(n));
     await append(records);
     const ids = async () => (await db('decision_ids').select('seq').orderBy('seq')).map((row: { seq: string }) => Number(row.seq));
     expect(await ids()).toEqual([1, 2, 3]);
-    const anchor = await db('decision_chain_anchor').first('seq', 'hash');
-    try {
-      await db('decision_chain_anchor').update({ seq: 2, hash: (await db('decisions').where({ seq: 2 }).first('hash')).hash });
-      expect(await ids()).toEqual([3]);
-    } finally {
-      await db('decision_chain_anchor').update(anchor);
-    }
+    await new PgDecisionPartitions(db).releaseIds(2);
+    expect(await ids()).toEqual([3]);
   });
 
   it('frees the ids of a batch that fails, so its retry is written', async () => {
@@ -235,13 +242,16 @@ describe('PgDecisionStore', () => {
   it('creates the partition of a month that has none yet', async () => {
     const later = decision(1, { time: new Date(Date.UTC(2031, 4, 17, 8)) });
     await append([later]);
-    const { rows } = await db.raw(`select tableoid::regclass::text as partition from decisions where id = ?`, [later.id]);
+    const { rows } = await db.raw<{ rows: { partition: string }[] }>(
+      `select tableoid::regclass::text as partition from decisions where id = ?`,
+      [later.id],
+    );
     expect(rows).toEqual([{ partition: 'decisions_y2031m05' }]);
   });
 
   it('writes nothing of a batch that fails, keeps the chain head, and reports an unavailable dependency', async () => {
     await append([decision(0)]);
-    const head = await db('decision_chain_head').first('seq', 'hash');
+    const before = await head();
     const error = await store
       .append(
         [decision(1), decision(2)]
@@ -254,15 +264,15 @@ describe('PgDecisionStore', () => {
     expect(error).toBeInstanceOf(DependencyError);
     expect((error as Error).message).toBe('could not write 2 decision records to PostgreSQL');
     expect(await db('decisions').count({ n: '*' })).toEqual([{ n: '1' }]);
-    expect(await db('decision_chain_head').first('seq', 'hash')).toEqual(head);
+    expect(await head()).toEqual(before);
   });
 
-  it('keeps one unbroken chain when several gateways append at once', async () => {
+  it('keeps one unbroken chain when several processes of one instance append at once', async () => {
     const pools = Array.from({ length: 4 }, () => createDatabase({ url: database.url, poolMax: 3 }));
     try {
       await Promise.all(
         pools.map(async (pool, writer) => {
-          const own = new PgDecisionStore(pool);
+          const own = new PgDecisionStore(pool, CHAIN);
           for (let batch = 0; batch < 10; batch++) {
             await append(
               Array.from({ length: 25 }, (_, n) => decision(writer * 1000 + batch * 25 + n)),
@@ -274,8 +284,8 @@ describe('PgDecisionStore', () => {
     } finally {
       await Promise.all(pools.map((pool) => pool.destroy()));
     }
-    const seqs = (await db('decisions').select('seq').orderBy('seq')).map((row) => Number(row.seq));
-    expect(seqs).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+    const positions = (await db('decisions').select('chain_seq').orderBy('seq')).map((row: { chain_seq: string }) => Number(row.chain_seq));
+    expect(positions).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
     expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 1000 });
   });
 });
@@ -300,7 +310,7 @@ describe('BatchingDecisionRecorder over PostgreSQL', () => {
   });
 
   it('writes decisions off the call path', async () => {
-    const { queries } = await countQueries(async () => recorder.record(decision(0)));
+    const { queries } = await countQueries(() => Promise.resolve(recorder.record(decision(0))));
     expect(queries).toEqual([]);
     expect(await db('decisions').count({ n: '*' })).toEqual([{ n: '0' }]);
 

@@ -1,12 +1,13 @@
-// Appends decision records to the hash chain in `decisions`. One transaction per batch, under
-// an advisory lock, reads the chain head, hashes and inserts the new records and moves the
-// head: several gateways appending at once queue up and the chain never forks. Records whose
-// id is already stored (under any time: `decision_ids` keys the id alone) are skipped, so
-// replaying a batch (from the spool) is exactly once.
+// Appends decision records to this instance's hash chain in `decisions`. One transaction per
+// batch, under the chain's own advisory lock, reads the chain head, hashes and inserts the new
+// records and moves the head: processes sharing an instance id queue up and the chain never
+// forks, while other instances append to their own chains without waiting. Records whose id is
+// already stored (in any chain, under any time: `decision_ids` keys the id alone) are skipped,
+// so replaying a batch (from the spool) is exactly once.
 import type { Knex } from 'knex';
 import { DependencyError } from '../base/errors';
-import { chainHash, type PreparedDecision } from './decision-chain';
-import { DECISION_LOG_LOCK, monthOf, PgDecisionPartitions } from './pg-decision-partitions';
+import { chainHash, GENESIS_HASH, LEGACY_CHAIN, type PreparedDecision } from './decision-chain';
+import { monthOf, PARTITION_LOCK, PgDecisionPartitions } from './pg-decision-partitions';
 
 export interface AppendResult {
   inserted: number;
@@ -23,23 +24,32 @@ export interface DecisionStore {
 const STATEMENT_TIMEOUT_MS = 10_000;
 
 const COLUMNS =
-  'id, time, request_id, subject, user_id, organization, action, resource, method, path, allow, status, reasons, policy_revision, eval_latency_us, input, directory_version, code, code_params, seq, prev_hash, hash';
+  'id, time, request_id, subject, user_id, organization, action, resource, method, path, allow, status, reasons, policy_revision, eval_latency_us, input, directory_version, code, code_params, chain, chain_seq, prev_hash, hash';
+
+/** The first key of each chain's append lock (the two-int form: the second is hashtext(chain)). */
+export const CHAIN_LOCK_SPACE = 706_572_401;
 
 export class PgDecisionStore implements DecisionStore {
   /** Months whose partition this process has made sure of. */
   private readonly knownMonths = new Set<number>();
 
-  constructor(private readonly db: Knex | Knex.Transaction) {}
+  /** `chain`: this instance's (audit.instance_id); never the legacy chain. */
+  constructor(
+    private readonly db: Knex | Knex.Transaction,
+    readonly chain: string,
+  ) {
+    if (chain === LEGACY_CHAIN) throw new Error(`the ${LEGACY_CHAIN} chain takes no new records: give this instance another id`);
+  }
 
   async append(batch: readonly PreparedDecision[]): Promise<AppendResult> {
     if (batch.length === 0) return { inserted: 0, skipped: 0 };
     try {
       return await this.db.transaction(async (trx) => {
         await trx.raw(`set local statement_timeout = ${STATEMENT_TIMEOUT_MS}`);
-        await trx.raw('select pg_advisory_xact_lock(?)', [DECISION_LOG_LOCK]);
+        await trx.raw('select pg_advisory_xact_lock(?, hashtext(?))', [CHAIN_LOCK_SPACE, this.chain]);
         await this.ensurePartitions(trx, batch);
         const fresh = await this.unseen(trx, batch);
-        if (fresh.length > 0) await this.chain(trx, fresh);
+        if (fresh.length > 0) await this.appendToChain(trx, fresh);
         return { inserted: fresh.length, skipped: batch.length - fresh.length };
       });
     } catch (error) {
@@ -53,7 +63,11 @@ export class PgDecisionStore implements DecisionStore {
     for (const record of batch) {
       const month = monthOf(record.time);
       if (this.knownMonths.has(month.getTime())) continue;
-      await new PgDecisionPartitions(trx).ensure(month);
+      const partitions = new PgDecisionPartitions(trx);
+      if (!(await partitions.exists(month))) {
+        await trx.raw('select pg_advisory_xact_lock(?)', [PARTITION_LOCK]);
+        await partitions.ensure(month);
+      }
       this.knownMonths.add(month.getTime());
     }
   }
@@ -73,28 +87,54 @@ export class PgDecisionStore implements DecisionStore {
     });
   }
 
-  private async chain(trx: Knex.Transaction, records: readonly PreparedDecision[]): Promise<void> {
-    const { rows } = await trx.raw<{ rows: { seq: string; hash: string }[] }>('select seq, hash from decision_chain_head');
-    const head = rows[0];
-    if (!head) throw new Error('decision_chain_head is empty: the decision chain migration has not run');
-    let seq = Number(head.seq);
+  private async appendToChain(trx: Knex.Transaction, records: readonly PreparedDecision[]): Promise<void> {
+    const head = await this.head(trx);
+    let seq = head.seq;
     let prevHash = head.hash;
+    const chain = JSON.stringify(this.chain);
     const json: string[] = [];
     for (const record of records) {
       seq += 1;
-      const hash = chainHash(prevHash, seq, record.content);
+      const hash = chainHash(prevHash, this.chain, seq, record.content);
       // The canonical content is a JSON object: the chain fields join it as members.
-      json.push(`${record.content.slice(0, -1)},"seq":${seq},"prev_hash":"${prevHash}","hash":"${hash}"}`);
+      json.push(`${record.content.slice(0, -1)},"chain":${chain},"chain_seq":${seq},"prev_hash":"${prevHash}","hash":"${hash}"}`);
       prevHash = hash;
     }
     // One statement and one parameter whatever the batch size; dry_run is only in the content
-    // when true. The ids are claimed in the same statement: decision_ids' key refuses a repeat.
+    // when true. The global seq comes from the sequence, in the batch's order (a function scan
+    // yields the array in order; the CTE is evaluated once). The ids are claimed in the same
+    // statement: decision_ids' key refuses a repeat.
     await trx.raw(
-      `with batch as (select * from json_populate_recordset(null::decisions, ?::json)),
-         claimed as (insert into decision_ids (id, seq) select id, seq from batch)
-       insert into decisions (${COLUMNS}, dry_run) select ${COLUMNS}, coalesce(dry_run, false) from batch`,
+      `with batch as (select *, nextval('decision_seq') as next_seq from json_populate_recordset(null::decisions, ?::json)),
+         claimed as (insert into decision_ids (id, seq) select id, next_seq from batch)
+       insert into decisions (${COLUMNS}, seq, dry_run) select ${COLUMNS}, next_seq, coalesce(dry_run, false) from batch`,
       [`[${json.join(',')}]`],
     );
-    await trx.raw('update decision_chain_head set seq = ?, hash = ?', [seq, prevHash]);
+    await trx.raw('update decision_chain_head set seq = ?, hash = ? where chain = ?', [seq, prevHash, this.chain]);
+  }
+
+  /**
+   * The chain's head, made (with its anchor) on the chain's first append. It also gives the
+   * transaction its id before it draws a seq, which is what lets a reader of the log (the tail)
+   * know when every seq drawn so far is either committed or never will be.
+   */
+  private async head(trx: Knex.Transaction): Promise<{ seq: number; hash: string }> {
+    const read = async () =>
+      (
+        await trx.raw<{ rows: { seq: string; hash: string }[] }>(
+          'select seq, hash, pg_current_xact_id() from decision_chain_head where chain = ?',
+          [this.chain],
+        )
+      ).rows[0];
+    const head = await read();
+    if (head) return { seq: Number(head.seq), hash: head.hash };
+    await trx.raw('insert into decision_chain_head (chain, seq, hash) values (?, 0, ?) on conflict do nothing', [this.chain, GENESIS_HASH]);
+    await trx.raw('insert into decision_chain_anchor (chain, seq, hash) values (?, 0, ?) on conflict do nothing', [
+      this.chain,
+      GENESIS_HASH,
+    ]);
+    const made = await read();
+    if (!made) throw new Error(`the head of decision chain ${this.chain} could not be created`);
+    return { seq: Number(made.seq), hash: made.hash };
   }
 }

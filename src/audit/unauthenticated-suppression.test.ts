@@ -7,12 +7,14 @@ class MemoryRecorder implements DecisionRecorder {
   record(record: DecisionRecord): void {
     this.records.push(record);
   }
-  async recordDurably(record: DecisionRecord): Promise<void> {
+  recordDurably(record: DecisionRecord): Promise<void> {
     this.records.push(record);
+    return Promise.resolve();
   }
   async flush(): Promise<void> {}
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.closed = true;
+    return Promise.resolve();
   }
   get summaries() {
     return this.records.filter((record) => record.action === SUPPRESSED_ACTION);
@@ -124,7 +126,7 @@ describe('UnauthenticatedSuppression', () => {
     for (let i = 0; i < 10; i++) suppression.record(request('203.0.113.7', 403));
     await suppression.recordDurably(request('203.0.113.7', 200));
     suppression.record(request('203.0.113.7', 401));
-    expect(inner.requests.map((record) => record.status)).toEqual([...Array(10).fill(403), 200]);
+    expect(inner.requests.map((record) => record.status)).toEqual([...(Array(10).fill(403) as number[]), 200]);
   });
 
   it('summarizes a client pushed out of the bounded table before forgetting it', () => {

@@ -2,6 +2,7 @@
 // auditors run against the decision log. They read PostgreSQL directly (see
 // decisions-database.ts), never a gateway.
 import type { Command } from 'commander';
+import { CommittedHorizon } from '../audit/committed-horizon';
 import { regressionTests } from '../audit/decision-regression-test';
 import { PgDecisionQueryStore, type DecisionDetail, type DecisionSummary } from '../audit/pg-decision-query-store';
 import { InputError } from '../base/errors';
@@ -78,9 +79,10 @@ export function registerDecisionCommands(program: Command, ctx: CliContext): voi
       await withDecisionLog(ctx, async ({ db }) => {
         const filter = await resolveUser(parsed, options.user, db);
         const store = new PgDecisionQueryStore(db);
-        let lastSeq = await store.lastSeq();
-        const recent = last > 0 ? (await store.list(filter, { limit: last })).decisions.reverse() : [];
-        lastSeq = Math.max(lastSeq, ...recent.map((decision) => decision.seq));
+        // Only as far as every record is committed: a late commit below it would be skipped.
+        const horizon = new CommittedHorizon(store);
+        let lastSeq = await horizon.start();
+        const recent = last > 0 ? (await store.list(filter, { limit: last, beforeSeq: lastSeq + 1 })).decisions.reverse() : [];
         let header = true;
         const print = (rows: DecisionSummary[]) => {
           for (const line of formatDecisions(rows, format, { header, stream: true })) io.out(line);
@@ -92,12 +94,14 @@ export function registerDecisionCommands(program: Command, ctx: CliContext): voi
         while (!stopped) {
           await Promise.race([stop, new Promise((resolve) => setTimeout(resolve, intervalMs))]);
           if (stopped) break;
+          const through = await horizon.advance();
           for (;;) {
-            const rows = await store.after(lastSeq, filter, PAGE);
+            const rows = await store.after(lastSeq, through, filter, PAGE);
             if (rows.length === 0) break;
             lastSeq = rows[rows.length - 1]!.seq;
             print(rows);
           }
+          lastSeq = Math.max(lastSeq, through);
         }
       });
     });

@@ -1,8 +1,17 @@
 // `decisions export`: a time window of the decision log as NDJSON or CSV that can be verified
-// offline (`decisions verify --file`): every record with `seq`, `prev_hash` and `hash`, ending
-// with the run's head and the newest signed checkpoint in it. Streams page by page.
+// offline (`decisions verify --file`): chain by chain, every record with `chain`, `seq`,
+// `prev_hash` and `hash`, ending with each run's head and the newest signed checkpoint in it.
+// Streams page by page.
 import type { Command } from 'commander';
-import { EXPORT_FORMATS, exportEndLine, exportHeader, exportLine, type ExportEnd, type ExportFormat } from '../audit/decision-export-file';
+import {
+  EXPORT_FORMATS,
+  exportEndLine,
+  exportHeader,
+  exportLine,
+  type ExportEnd,
+  type ExportFormat,
+  type ExportRun,
+} from '../audit/decision-export-file';
 import { PgDecisionExportStore } from '../audit/pg-decision-export-store';
 import { parseTimeBound } from '../audit/time-bound';
 import { InputError } from '../base/errors';
@@ -29,24 +38,20 @@ export function registerExportCommand(decisions: Command, ctx: CliContext): void
       await withDecisionLog(ctx, async ({ db }) => {
         const store = new PgDecisionExportStore(db);
         for (const line of exportHeader(format)) io.out(line);
-        const range = await store.seqRange(since, until);
-        const end: ExportEnd = {
-          records: 0,
-          first_seq: range?.first ?? null,
-          head: null,
-          checkpoint: null,
-          exported_at: now.toISOString(),
-        };
-        if (range) {
-          for (let after = range.first - 1; after < range.last; after += PAGE) {
-            const rows = await store.page(after, Math.min(range.last, after + PAGE));
-            for (const row of rows) io.out(exportLine(row, format));
-            end.records += rows.length;
-            const last = rows[rows.length - 1];
-            if (last) end.head = { seq: last.seq, hash: last.hash };
+        const end: ExportEnd = { records: 0, chains: [], exported_at: now.toISOString() };
+        for (const { chain, first, last } of await store.chainRanges(since, until)) {
+          const run: ExportRun = { chain, records: 0, first_seq: first, head: null, checkpoint: null };
+          for (let after = first - 1; after < last; after += PAGE) {
+            const rows = await store.page(chain, after, Math.min(last, after + PAGE));
+            for (const row of rows) io.out(exportLine(chain, row, format));
+            run.records += rows.length;
+            const newest = rows[rows.length - 1];
+            if (newest) run.head = { seq: newest.seq, hash: newest.hash };
             await io.drain?.();
           }
-          end.checkpoint = await store.newestCheckpoint(range.first, range.last);
+          run.checkpoint = await store.newestCheckpoint(chain, first, last);
+          end.records += run.records;
+          end.chains.push(run);
         }
         io.out(exportEndLine(end, format));
       });

@@ -111,7 +111,8 @@ const FORMULA_START = /^[=+\-@\t\r]/;
 
 function csvField(value: unknown): string {
   if (value === null || value === undefined) return '';
-  const joined = Array.isArray(value) ? value.join('; ') : String(value);
+  // Text as it is; numbers and booleans read the same as JSON.
+  const joined = Array.isArray(value) ? value.join('; ') : typeof value === 'string' ? value : JSON.stringify(value);
   const text = FORMULA_START.test(joined) ? `'${joined}` : joined;
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }

@@ -33,14 +33,18 @@ export function syntheticDecision(n: number, overrides: Partial<DecisionRecord> 
   };
 }
 
-/** Appends `count` synthetic records through the chained store, in batches. */
+/** The chain the helpers append to unless told otherwise (an instance id). */
+export const TEST_CHAIN = 'test-instance';
+
+/** Appends `count` synthetic records through the chained store, in batches, to `chain`. */
 export async function appendDecisions(
   db: Knex,
   count: number,
   from = 0,
   overrides: (n: number) => Partial<DecisionRecord> = () => ({}),
+  chain = TEST_CHAIN,
 ): Promise<DecisionRecord[]> {
-  const store = new PgDecisionStore(db);
+  const store = new PgDecisionStore(db, chain);
   const records = Array.from({ length: count }, (_, i) => syntheticDecision(from + i, overrides(from + i)));
   for (let start = 0; start < records.length; start += 500) await store.append(records.slice(start, start + 500).map(prepareDecision));
   return records;

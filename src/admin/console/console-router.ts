@@ -8,7 +8,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import type { AuditBacklog } from '../../audit/audit-trail';
 import { regressionTests } from '../../audit/decision-regression-test';
 import { replayDecisions } from '../../audit/decision-replay';
-import type { PgDecisionQueryStore } from '../../audit/pg-decision-query-store';
+import type { DecisionSummary, PgDecisionQueryStore } from '../../audit/pg-decision-query-store';
 import type { PgShadowDisagreementStore } from '../../audit/pg-shadow-disagreement-store';
 import { parseTimeBound } from '../../audit/time-bound';
 import type { PolicyEngine } from '../../authz/policy-engine';
@@ -58,6 +58,7 @@ export interface ConsoleDependencies {
 
 const PAGE = 50;
 const EXPORT_PAGE = 1000;
+const LIVE_PAGE = 200;
 /** An export stops here; narrow the filters for more. */
 const EXPORT_LIMIT = 100_000;
 const STATIC_DIR = path.join(projectRoot, 'src', 'admin', 'console', 'static');
@@ -204,7 +205,7 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
   router.get('/decisions', async (req, res, next) => {
     let values: FilterValues = {};
     try {
-      const read = readFilterValues(req.query as Record<string, unknown>);
+      const read = readFilterValues(req.query);
       values = read.values;
       const filter = toFilter(values);
       const rows = await deps.store.decisions(filter, { limit: PAGE, beforeSeq: read.beforeSeq });
@@ -223,25 +224,29 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
   router.get('/decisions/live', async (req, res, next) => {
     let filter;
     try {
-      filter = toFilter(readFilterValues(req.query as Record<string, unknown>).values);
+      filter = toFilter(readFilterValues(req.query).values);
     } catch (error) {
       next(error);
       return;
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
-    let after = await deps.store.lastSeq().catch(() => 0);
+    // Several instances commit out of seq order: the stream reads only as far as every record is final.
+    const horizon = deps.store.horizon();
+    let after = await horizon.start().catch(() => 0);
     res.write(`: live from seq ${after}\n\n`);
     let busy = false;
     const timer = setInterval(() => {
       if (busy) return;
       busy = true;
-      deps.store
-        .decisionsAfter({ ...filter, since: undefined }, after, 200)
-        .then((rows) => {
+      horizon
+        .advance()
+        .then(async (through) => {
+          const rows = await deps.store.decisionsAfter({ ...filter, since: undefined }, after, through, LIVE_PAGE);
           for (const row of rows) {
             after = row.seq;
             res.write(`id: ${row.seq}\nevent: decision\ndata: ${JSON.stringify({ seq: row.seq, html: decisionRow(row).text })}\n\n`);
           }
+          if (rows.length < LIVE_PAGE) after = Math.max(after, through);
           if (rows.length === 0) res.write(': idle\n\n');
         })
         .catch(() => res.write('event: problem\ndata: "the decision log could not be read"\n\n'))
@@ -253,7 +258,7 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
   router.get(/^\/decisions\/export\.(csv|ndjson)$/, async (req, res, next) => {
     try {
       const format = (req.params as Record<string, string>)[0] === 'csv' ? 'csv' : 'ndjson';
-      const filter = toFilter(readFilterValues(req.query as Record<string, unknown>).values);
+      const filter = toFilter(readFilterValues(req.query).values);
       res.setHeader('content-type', format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson');
       res.setHeader('content-disposition', `attachment; filename="decisions.${format}"`);
       if (format === 'csv') res.write(`${CSV_COLUMNS.join(',')}\n`);
@@ -330,7 +335,7 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
   });
 
   router.get('/explain', async (req, res, next) => {
-    const text = (name: string) => (typeof req.query[name] === 'string' ? (req.query[name] as string).trim() : '');
+    const text = (name: string) => (typeof req.query[name] === 'string' ? req.query[name].trim() : '');
     const query = { subject: text('subject'), method: text('method') || 'GET', path: text('path') };
     let explanation: Explanation | undefined;
     let grantedBy: string[] = [];
@@ -364,8 +369,7 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
   router.get('/access', async (req, res, next) => {
     try {
       const orgs = (await deps.store.organizations()).map((org) => org.slug);
-      const text = (name: string) =>
-        typeof req.query[name] === 'string' && req.query[name] !== '' ? (req.query[name] as string) : undefined;
+      const text = (name: string) => (typeof req.query[name] === 'string' && req.query[name] !== '' ? req.query[name] : undefined);
       const org = text('org') ?? orgs[0];
       if (!org) {
         send(res, 'Access map', 'access', html`<p>There are no organizations yet.</p>`);
@@ -443,7 +447,7 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
 
   router.post('/policy/replay', async (req, res, next) => {
     const body = req.body as Record<string, unknown>;
-    const field = (name: string) => (typeof body[name] === 'string' ? (body[name] as string).trim() : '');
+    const field = (name: string) => (typeof body[name] === 'string' ? body[name].trim() : '');
     const replayForm: ReplayForm = { candidate: field('candidate'), since: field('since') || '24h', until: field('until') };
     try {
       let replay: PolicyPageData['replay'];
@@ -530,7 +534,7 @@ const CSV_COLUMNS = [
   'dry_run',
 ] as const;
 
-function csvField(value: unknown): string {
+function csvField(value: DecisionSummary[(typeof CSV_COLUMNS)[number]]): string {
   if (value === null || value === undefined) return '';
   const text = Array.isArray(value) ? value.join('; ') : String(value);
   // A leading =, +, - or @ would be a formula in a spreadsheet.

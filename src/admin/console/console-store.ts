@@ -3,7 +3,14 @@
 // decisions page's filters beyond the admin API's, and the read-only directory pages.
 import type { Knex } from 'knex';
 import { isUuid } from '../../db/uuid';
-import { decisionSummaryOf, whereDecisionFilter, type DecisionFilter, type DecisionSummary } from '../../audit/pg-decision-query-store';
+import { CommittedHorizon } from '../../audit/committed-horizon';
+import {
+  decisionSummaryOf,
+  PgDecisionQueryStore,
+  whereDecisionFilter,
+  type DecisionFilter,
+  type DecisionSummary,
+} from '../../audit/pg-decision-query-store';
 
 export type Outcome = 'allowed' | 'denied' | 'failed';
 
@@ -140,14 +147,23 @@ export class ConsoleStore {
     return tops;
   }
 
-  /** The chain head, the newest signed checkpoint, and how many records are newer than it. */
+  /**
+   * The chains' records (the sum of their heads), the newest signed checkpoint, and how many
+   * records no checkpoint covers yet: `checkpoint.seq` is the sum of each chain's newest checkpoint.
+   */
   async chain(): Promise<{ headSeq: number; checkpoint: { seq: number; signedAt: Date; keyId: string } | null }> {
-    const head = (await this.db('decision_chain_head').first('seq')) as { seq: string } | undefined;
-    const checkpoint = (await this.db('decision_checkpoints').first('seq', 'signed_at', 'key_id').orderBy('seq', 'desc')) as
-      { seq: string; signed_at: Date; key_id: string } | undefined;
+    const { rows } = await this.db.raw<{
+      rows: { head: string | null; covered: string | null; signed_at: Date | null; key_id: string | null }[];
+    }>(
+      `select (select sum(seq) from decision_chain_head) as head,
+              (select sum(s) from (select max(seq) as s from decision_checkpoints group by chain) newest) as covered,
+              c.signed_at, c.key_id
+       from (select 1) one left join lateral (select signed_at, key_id from decision_checkpoints order by signed_at desc limit 1) c on true`,
+    );
+    const row = rows[0];
     return {
-      headSeq: Number(head?.seq ?? 0),
-      checkpoint: checkpoint ? { seq: Number(checkpoint.seq), signedAt: checkpoint.signed_at, keyId: checkpoint.key_id } : null,
+      headSeq: Number(row?.head ?? 0),
+      checkpoint: row?.signed_at && row.key_id ? { seq: Number(row.covered ?? 0), signedAt: row.signed_at, keyId: row.key_id } : null,
     };
   }
 
@@ -165,17 +181,20 @@ export class ConsoleStore {
     return { decisions: rows.slice(0, options.limit).map(decisionSummaryOf), more: rows.length > options.limit };
   }
 
-  /** Records newer than `afterSeq` matching the filter, oldest first (the live stream). */
-  async decisionsAfter(filter: ConsoleFilter, afterSeq: number, limit: number): Promise<DecisionSummary[]> {
-    const rows = (await this.filtered(filter).select(SUMMARY).where('seq', '>', afterSeq).orderBy('seq').limit(limit)) as Record<
-      string,
-      unknown
-    >[];
+  /** Records with seq in (afterSeq, throughSeq] matching the filter, oldest first (the live stream; throughSeq from horizon()). */
+  async decisionsAfter(filter: ConsoleFilter, afterSeq: number, throughSeq: number, limit: number): Promise<DecisionSummary[]> {
+    const rows = (await this.filtered(filter)
+      .select(SUMMARY)
+      .where('seq', '>', afterSeq)
+      .andWhere('seq', '<=', throughSeq)
+      .orderBy('seq')
+      .limit(limit)) as Record<string, unknown>[];
     return rows.map(decisionSummaryOf);
   }
 
-  async lastSeq(): Promise<number> {
-    return Number(((await this.db('decision_chain_head').first('seq')) as { seq: string } | undefined)?.seq ?? 0);
+  /** How far the live stream may read without skipping a record that commits late (one per stream). */
+  horizon(): CommittedHorizon {
+    return new CommittedHorizon(new PgDecisionQueryStore(this.db));
   }
 
   /** The token subject of the user with this e-mail (case-insensitive), if exactly one has it. */
