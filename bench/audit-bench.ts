@@ -7,12 +7,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { createDatabase } from '../src/db/database';
-import { BatchingDecisionRecorder } from '../src/audit/batching-decision-recorder';
-import { prepareDecision } from '../src/audit/decision-chain';
-import { verifyChain } from '../src/audit/decision-chain-verifier';
+import { BatchingDecisionRecorder } from '../src/audit/recording/batching-decision-recorder';
+import { prepareDecision } from '../src/audit/chain/decision-chain';
+import { verifyChain } from '../src/audit/chain/decision-chain-verifier';
 import type { DecisionRecord } from '../src/audit/decision-record';
-import { PgDecisionQueryStore } from '../src/audit/pg-decision-query-store';
-import { PgDecisionStore } from '../src/audit/pg-decision-store';
+import { PgDecisionQueryStore } from '../src/audit/store/pg-decision-query-store';
+import { PgDecisionStore } from '../src/audit/chain/pg-decision-store';
 import { describeMachine, log, prepareEnvironment, writeBenchmarkSection } from './bench-environment';
 
 const WRITE_RECORDS = Number(process.env.BENCH_RECORDS ?? 200_000);

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import pino from 'pino';
 import { Portcullis } from '../src/app';
-import { addMonths, monthOf, PgDecisionPartitions } from '../src/audit/pg-decision-partitions';
+import { addMonths, monthOf, PgDecisionPartitions } from '../src/audit/store/pg-decision-partitions';
 import { parseConfig } from '../src/config/load-config';
 import { seedBenchDirectory } from './bench-directory';
 import { AUDIENCE, describeMachine, ISSUER, log, prepareEnvironment, writeBenchmarkSection } from './bench-environment';

@@ -102,7 +102,7 @@ exports.up = async function up(knex) {
     );
   }
 
-  // The canonical content, rendered by PostgreSQL exactly as src/audit/pg-decision-query-store.ts
+  // The canonical content, rendered by PostgreSQL exactly as src/audit/store/pg-decision-query-store.ts
   // (CANONICAL_CONTENT_SQL) renders it for verification.
   const canonical = `(jsonb_build_object(
       'id', id, 'path', path, 'time', to_char(time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),

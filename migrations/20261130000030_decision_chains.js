@@ -14,7 +14,7 @@ const LEGACY = 'legacy';
 const GENESIS_HASH = '0'.repeat(64);
 const RECHAIN_BATCH = 5000;
 
-// The canonical content as src/audit/pg-decision-query-store.ts (CANONICAL_CONTENT_SQL) renders it.
+// The canonical content as src/audit/store/pg-decision-query-store.ts (CANONICAL_CONTENT_SQL) renders it.
 const CANONICAL = `(jsonb_build_object(
     'id', id, 'path', path, 'time', to_char(time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
     'allow', allow, 'input', input, 'action', action, 'method', method, 'status', status,

@@ -4,8 +4,8 @@
 // piped into `head`), `decisions tail` following live traffic, and masking of stored inputs.
 import { spawn } from 'node:child_process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
-import { prepareDecision } from '../src/audit/decision-chain';
-import { PgDecisionStore } from '../src/audit/pg-decision-store';
+import { prepareDecision } from '../src/audit/chain/decision-chain';
+import { PgDecisionStore } from '../src/audit/chain/pg-decision-store';
 import { appendDecisions, syntheticDecision, TEST_CHAIN } from './support/audit-helpers';
 import { BIN, requireBuild, runCli, spawnCli } from './support/cli-process';
 import { createTestDatabase, type TestDatabase } from './support/test-database';

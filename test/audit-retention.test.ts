@@ -2,10 +2,10 @@
 // job (by the records' time and by when PostgreSQL stored them), and the chain still verifying
 // from where retention cut it, the anchor never jumping over a surviving record.
 import type { Knex } from 'knex';
-import { verifyChain } from '../src/audit/decision-chain-verifier';
-import { DecisionRetention, MAINTENANCE_LOCK } from '../src/audit/decision-retention';
-import { PgDecisionPartitions } from '../src/audit/pg-decision-partitions';
-import { PgDecisionQueryStore } from '../src/audit/pg-decision-query-store';
+import { verifyChain } from '../src/audit/chain/decision-chain-verifier';
+import { DecisionRetention, MAINTENANCE_LOCK } from '../src/audit/store/decision-retention';
+import { PgDecisionPartitions } from '../src/audit/store/pg-decision-partitions';
+import { PgDecisionQueryStore } from '../src/audit/store/pg-decision-query-store';
 import { createDatabase } from '../src/db/database';
 import { appendDecisions } from './support/audit-helpers';
 import { createTestDatabase, type TestDatabase } from './support/test-database';

@@ -1,7 +1,7 @@
 // No one can flood the decision log without an account: a whole gateway with
 // audit.unauthenticated_per_minute at 5 and a clock the test moves, receiving tokenless
 // requests from one client; the records beyond the limit become one summary per minute.
-import { SUPPRESSED_ACTION } from '../src/audit/unauthenticated-suppression';
+import { SUPPRESSED_ACTION } from '../src/audit/recording/unauthenticated-suppression';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { waitFor } from './support/wait-for';

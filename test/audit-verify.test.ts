@@ -1,7 +1,7 @@
 // Tamper evidence, as an auditor checks it: `portcullis decisions verify` over a real chain,
 // then the same chain edited, re-hashed, cut and reordered with SQL behind the gateway's back.
 import type { Knex } from 'knex';
-import { CANONICAL_CONTENT_SQL } from '../src/audit/pg-decision-query-store';
+import { CANONICAL_CONTENT_SQL } from '../src/audit/store/pg-decision-query-store';
 import type { DecisionRecord } from '../src/audit/decision-record';
 import { appendDecisions, TEST_CHAIN } from './support/audit-helpers';
 import { requireBuild, runCli } from './support/cli-process';

@@ -1,8 +1,8 @@
 // `decisions summary`: counts of real gateway decisions by action, status, subject,
 // organization and policy revision (and reason code where records have one), as a table or
 // JSON, within a window, with dry runs left out unless asked for.
-import { prepareDecision } from '../src/audit/decision-chain';
-import { PgDecisionStore } from '../src/audit/pg-decision-store';
+import { prepareDecision } from '../src/audit/chain/decision-chain';
+import { PgDecisionStore } from '../src/audit/chain/pg-decision-store';
 import { syntheticDecision, TEST_CHAIN } from './support/audit-helpers';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';

@@ -3,9 +3,9 @@
 // (cached ones keep theirs), so an auditor can tell which state of the directory it saw. The
 // version is hashed only when present: records from before it keep verifying.
 import type { Knex } from 'knex';
-import { prepareDecision } from '../src/audit/decision-chain';
-import { verifyChain } from '../src/audit/decision-chain-verifier';
-import { PgDecisionQueryStore } from '../src/audit/pg-decision-query-store';
+import { prepareDecision } from '../src/audit/chain/decision-chain';
+import { verifyChain } from '../src/audit/chain/decision-chain-verifier';
+import { PgDecisionQueryStore } from '../src/audit/store/pg-decision-query-store';
 import { createDatabase, migrationConfig } from '../src/db/database';
 import { directoryVersionOf } from '../src/directory/directory-version';
 import { PgFactsLoader } from '../src/directory/pg-facts-loader';

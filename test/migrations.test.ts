@@ -2,9 +2,9 @@
 // built-in roles exist, and re-running or rolling back behaves: a rollback that would delete
 // data refuses, saying how to export it first.
 import type { Knex } from 'knex';
-import { verifyChain } from '../src/audit/decision-chain-verifier';
-import { PgDecisionQueryStore } from '../src/audit/pg-decision-query-store';
-import { PgShadowDisagreementStore } from '../src/audit/pg-shadow-disagreement-store';
+import { verifyChain } from '../src/audit/chain/decision-chain-verifier';
+import { PgDecisionQueryStore } from '../src/audit/store/pg-decision-query-store';
+import { PgShadowDisagreementStore } from '../src/audit/store/pg-shadow-disagreement-store';
 import { migrateToLatest, migrationConfig } from '../src/db/database';
 import { appendDecisions } from './support/audit-helpers';
 import { seedDirectory } from './support/directory-fixtures';

@@ -2,8 +2,8 @@
 // can carry (65,535 bind parameters) is written whole, and the stored input is masked with
 // `audit.mask` like a decision record's.
 import { randomUUID } from 'node:crypto';
-import { DecisionMask } from '../src/audit/decision-mask';
-import { PgShadowDisagreementStore, type ShadowDisagreement } from '../src/audit/pg-shadow-disagreement-store';
+import { DecisionMask } from '../src/audit/recording/decision-mask';
+import { PgShadowDisagreementStore, type ShadowDisagreement } from '../src/audit/store/pg-shadow-disagreement-store';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 
 let database: TestDatabase;

@@ -6,14 +6,14 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { DecisionSpool } from '../src/audit/decision-spool';
+import { DecisionSpool } from '../src/audit/recording/decision-spool';
 import { projectRoot } from '../src/project-root';
 import { requireBuild } from './support/cli-process';
 import { waitFor } from './support/wait-for';
 
 /** Holds the spool in argv[1] with a 1 s stale age (so its heartbeat beats every 333 ms). */
 const HOLDER = `
-  const { DecisionSpool } = require(${JSON.stringify(path.join(projectRoot, 'dist', 'audit', 'decision-spool.js'))});
+  const { DecisionSpool } = require(${JSON.stringify(path.join(projectRoot, 'dist', 'audit', 'recording', 'decision-spool.js'))});
   DecisionSpool.open(process.argv[1], { staleMs: 1000 }).then(() => { console.log('locked'); setInterval(() => undefined, 1000); });
 `;
 

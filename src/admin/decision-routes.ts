@@ -4,10 +4,10 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { AuditBacklog } from '../audit/audit-trail';
-import { openDecisionQuery } from '../audit/decision-cursor';
-import { filterTextSchema, parseInput } from '../audit/decision-filter';
-import type { DecisionSummary, PgDecisionQueryStore } from '../audit/pg-decision-query-store';
-import { MAX_PAGE } from '../audit/pg-decision-query-store';
+import { openDecisionQuery } from '../audit/store/decision-cursor';
+import { filterTextSchema, parseInput } from '../audit/store/decision-filter';
+import type { DecisionSummary, PgDecisionQueryStore } from '../audit/store/pg-decision-query-store';
+import { MAX_PAGE } from '../audit/store/pg-decision-query-store';
 import { DependencyError, InputError, NotFoundError } from '../base/errors';
 import { errorProblem, sendProblem } from '../http/problem';
 

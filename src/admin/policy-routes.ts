@@ -3,8 +3,8 @@
 // shadow policy's recorded disagreements, newest first, a page at a time.
 import express, { type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
-import { parseInput } from '../audit/decision-filter';
-import { MAX_DISAGREEMENT_PAGE, type PgShadowDisagreementStore } from '../audit/pg-shadow-disagreement-store';
+import { parseInput } from '../audit/store/decision-filter';
+import { MAX_DISAGREEMENT_PAGE, type PgShadowDisagreementStore } from '../audit/store/pg-shadow-disagreement-store';
 import type { ExplainQuery, PolicyExplainer } from '../authz/policy-explainer';
 import type { PolicyManager, PolicyState } from '../authz/policy-manager';
 import type { ShadowPolicy } from '../authz/shadow-policy';

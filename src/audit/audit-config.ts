@@ -1,7 +1,7 @@
 // The `audit` section of portcullis.yaml: how decisions are recorded, kept, masked and
 // exported. Part of the one configuration schema (src/config/config-schema.ts).
 import { z } from 'zod';
-import { CHAIN_NAME, LEGACY_CHAIN } from './decision-chain';
+import { CHAIN_NAME, LEGACY_CHAIN } from './chain/decision-chain';
 
 const exportTuning = {
   /** Most events in one write or POST. */

@@ -3,7 +3,7 @@
 // Used by the composition root and by `portcullis explain`, which runs without a server.
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { ShadowDisagreementStore } from '../audit/pg-shadow-disagreement-store';
+import type { ShadowDisagreementStore } from '../audit/store/pg-shadow-disagreement-store';
 import type { PortcullisConfig } from '../config/config-schema';
 import { ConfigError } from '../base/errors';
 import { BundleVerifier } from './bundle-signature';

@@ -3,7 +3,7 @@
 // policy_shadow_disagreements with both decisions, off the request path; counts are kept
 // here for the admin port and metrics.
 import { randomUUID } from 'node:crypto';
-import type { ShadowDisagreement, ShadowDisagreementStore } from '../audit/pg-shadow-disagreement-store';
+import type { ShadowDisagreement, ShadowDisagreementStore } from '../audit/store/pg-shadow-disagreement-store';
 import type { PolicyDecision, PolicyEvaluation, PolicyInput } from './policy-engine';
 import type { PolicyManager } from './policy-manager';
 

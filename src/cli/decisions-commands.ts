@@ -2,9 +2,9 @@
 // auditors run against the decision log. They read PostgreSQL directly (see
 // decisions-database.ts), never a gateway.
 import type { Command } from 'commander';
-import { CommittedHorizon } from '../audit/committed-horizon';
-import { regressionTests } from '../audit/decision-regression-test';
-import { PgDecisionQueryStore, type DecisionDetail, type DecisionSummary } from '../audit/pg-decision-query-store';
+import { CommittedHorizon } from '../audit/store/committed-horizon';
+import { regressionTests } from '../audit/replay/decision-regression-test';
+import { PgDecisionQueryStore, type DecisionDetail, type DecisionSummary } from '../audit/store/pg-decision-query-store';
 import { InputError } from '../base/errors';
 import type { CliContext } from './cli-context';
 import { withDecisionLog } from './decisions-database';

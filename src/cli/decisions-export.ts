@@ -11,9 +11,9 @@ import {
   type ExportEnd,
   type ExportFormat,
   type ExportRun,
-} from '../audit/decision-export-file';
-import { PgDecisionExportStore } from '../audit/pg-decision-export-store';
-import { parseTimeBound } from '../audit/time-bound';
+} from '../audit/export/decision-export-file';
+import { PgDecisionExportStore } from '../audit/export/pg-decision-export-store';
+import { parseTimeBound } from '../audit/store/time-bound';
 import { InputError } from '../base/errors';
 import type { CliContext } from './cli-context';
 import { withDecisionLog } from './decisions-database';

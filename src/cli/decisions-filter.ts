@@ -3,9 +3,9 @@
 // directory) and `--dry-run`.
 import type { Command } from 'commander';
 import type { Knex } from 'knex';
-import { parseDecisionFilter, type FilterText } from '../audit/decision-filter';
-import { PgDecisionPeople } from '../audit/pg-decision-people';
-import type { DecisionFilter } from '../audit/pg-decision-query-store';
+import { parseDecisionFilter, type FilterText } from '../audit/store/decision-filter';
+import { PgDecisionPeople } from '../audit/store/pg-decision-people';
+import type { DecisionFilter } from '../audit/store/pg-decision-query-store';
 import { InputError } from '../base/errors';
 
 export interface FilterOptions extends FilterText {

@@ -1,4 +1,4 @@
-import type { DecisionSummary } from '../audit/pg-decision-query-store';
+import type { DecisionSummary } from '../audit/store/pg-decision-query-store';
 import { formatDecisions } from './decisions-output';
 
 const decision = (overrides: Partial<DecisionSummary>): DecisionSummary => ({

@@ -1,6 +1,6 @@
 // How `decisions query` and `decisions tail` print records: an aligned table for people,
 // JSON, NDJSON or CSV (RFC 4180) for tools. CSV cells are safe to open in a spreadsheet.
-import type { DecisionSummary } from '../audit/pg-decision-query-store';
+import type { DecisionSummary } from '../audit/store/pg-decision-query-store';
 
 export const FORMATS = ['table', 'json', 'ndjson', 'csv'] as const;
 export type OutputFormat = (typeof FORMATS)[number];

@@ -4,8 +4,8 @@
 // with --fail-on-change. Dry runs are left out unless asked for.
 import path from 'node:path';
 import type { Command } from 'commander';
-import { replayDecisions, type ChangeCounts, type ReplayReport } from '../audit/decision-replay';
-import { PgDecisionQueryStore } from '../audit/pg-decision-query-store';
+import { replayDecisions, type ChangeCounts, type ReplayReport } from '../audit/replay/decision-replay';
+import { PgDecisionQueryStore } from '../audit/store/pg-decision-query-store';
 import { loadCandidatePolicy } from '../authz/candidate-policy';
 import { InputError } from '../base/errors';
 import { check, usageErrorsCouldNotCheck } from './check-command';

@@ -8,7 +8,7 @@ import {
   SUMMARY_COLUMNS,
   type SummaryBy,
   type SummaryRow,
-} from '../audit/pg-decision-summary-store';
+} from '../audit/store/pg-decision-summary-store';
 import { InputError } from '../base/errors';
 import { COULD_NOT_CHECK } from './check-command';
 import type { CliContext } from './cli-context';

@@ -2,7 +2,7 @@
 // one disagreed, newest first, read from PostgreSQL like the `decisions` commands (a running
 // demo's embedded database included), as a table for people or JSON for tools.
 import type { Command } from 'commander';
-import { MAX_DISAGREEMENT_PAGE, PgShadowDisagreementStore, type DisagreementSummary } from '../audit/pg-shadow-disagreement-store';
+import { MAX_DISAGREEMENT_PAGE, PgShadowDisagreementStore, type DisagreementSummary } from '../audit/store/pg-shadow-disagreement-store';
 import { InputError } from '../base/errors';
 import type { CliContext } from './cli-context';
 import { withDecisionLog } from './decisions-database';

@@ -11,7 +11,7 @@ import { Portcullis } from '../app';
 import type { ToolchainOptions } from '../authz/opa-toolchain';
 import type { PortcullisConfig } from '../config/config-schema';
 import { parseConfig } from '../config/load-config';
-import { CheckpointSigner } from '../audit/checkpoint-key';
+import { CheckpointSigner } from '../audit/chain/checkpoint-key';
 import { DirectoryService } from '../directory-service/directory-service';
 import { projectRoot } from '../project-root';
 import type { Logger } from 'pino';

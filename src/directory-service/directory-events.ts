@@ -3,7 +3,7 @@
 // before/after are representations (never picture bytes or secrets), masked by
 // `directory.event_mask` the way decision records are masked by `audit.mask`.
 import type { Knex } from 'knex';
-import { DecisionMask } from '../audit/decision-mask';
+import { DecisionMask } from '../audit/recording/decision-mask';
 import type { Actor } from './assertion-verifier';
 import { paginate, type Page, type PageQuery } from './http-semantics';
 import type { OrganizationRow } from './organization-store';

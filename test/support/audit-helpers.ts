@@ -2,9 +2,9 @@
 // store (the built CLI as a real process is in cli-process.ts).
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import { prepareDecision } from '../../src/audit/decision-chain';
+import { prepareDecision } from '../../src/audit/chain/decision-chain';
 import type { DecisionRecord } from '../../src/audit/decision-record';
-import { PgDecisionStore } from '../../src/audit/pg-decision-store';
+import { PgDecisionStore } from '../../src/audit/chain/pg-decision-store';
 
 export function syntheticDecision(n: number, overrides: Partial<DecisionRecord> = {}): DecisionRecord {
   const allow = n % 3 !== 0;

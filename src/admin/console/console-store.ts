@@ -3,14 +3,14 @@
 // decisions page's filters beyond the admin API's, and the read-only directory pages.
 import type { Knex } from 'knex';
 import { isUuid } from '../../db/uuid';
-import { CommittedHorizon } from '../../audit/committed-horizon';
+import { CommittedHorizon } from '../../audit/store/committed-horizon';
 import {
   decisionSummaryOf,
   PgDecisionQueryStore,
   whereDecisionFilter,
   type DecisionFilter,
   type DecisionSummary,
-} from '../../audit/pg-decision-query-store';
+} from '../../audit/store/pg-decision-query-store';
 
 export type Outcome = 'allowed' | 'denied' | 'failed';
 

@@ -2,7 +2,7 @@
 // the hash chain, and three answers to "why was this denied?": the same input re-run against
 // the policy serving now, what grant would allow it (explain's missing permission), and the
 // record as an `opa test` case to pin it.
-import type { DecisionDetail } from '../../audit/pg-decision-query-store';
+import type { DecisionDetail } from '../../audit/store/pg-decision-query-store';
 import type { PolicyDecision } from '../../authz/policy-engine';
 import type { Explanation } from '../../authz/policy-explainer';
 import { copyButton, formatTime, html, outcomeBadge, type Html } from './console-html';

@@ -3,7 +3,7 @@
 // is a URL that can be bookmarked and shared. Relative times (`since=24h`) stay relative in the
 // URL; the next-page link pins them to the instants the first page used.
 import { InputError } from '../../base/errors';
-import { parseTimeBound } from '../../audit/time-bound';
+import { parseTimeBound } from '../../audit/store/time-bound';
 import type { ConsoleFilter, Outcome } from './console-store';
 
 export const FILTER_PARAMETERS = [

@@ -1,7 +1,7 @@
 // The decision log page: the filter form (a GET, so the URL holds the filters), a page of
 // records newest first with a link to the next (older) page, live mode (console.js streams
 // /console/decisions/live with the same filters) and export links for the same filters.
-import type { DecisionSummary } from '../../audit/pg-decision-query-store';
+import type { DecisionSummary } from '../../audit/store/pg-decision-query-store';
 import { formatTime, html, outcomeBadge, table, type Html } from './console-html';
 import { queryString, type FilterValues } from './decision-query';
 

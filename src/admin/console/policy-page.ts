@@ -1,8 +1,8 @@
 // The policy page: the revision serving, its source, entrypoints, load time and last error
 // (with file and line), a reload button, the shadow policy's state with its disagreements side
 // by side a page at a time, and a replay of a candidate policy against a window of the log.
-import type { ChangeGroup, ReplayReport } from '../../audit/decision-replay';
-import type { DisagreementSummary } from '../../audit/pg-shadow-disagreement-store';
+import type { ChangeGroup, ReplayReport } from '../../audit/replay/decision-replay';
+import type { DisagreementSummary } from '../../audit/store/pg-shadow-disagreement-store';
 import type { PolicyState } from '../../authz/policy-manager';
 import type { ShadowStats } from '../../authz/shadow-policy';
 import { formatTime, html, table, type Html } from './console-html';

@@ -1,0 +1,120 @@
+// The canonical form every hash is computed over: the text PostgreSQL's jsonb writes for the
+// same value, whatever order or shape the value was built in.
+import { createHash } from 'node:crypto';
+import { canonicalJson, chainHash, GENESIS_HASH, LEGACY_CHAIN, prepareDecision, preparedFromContent } from './decision-chain';
+import type { DecisionRecord } from '../decision-record';
+
+const record: DecisionRecord = {
+  id: '6F1C2D3E-0000-4000-8000-000000000001',
+  time: new Date(Date.UTC(2026, 10, 28, 12, 0, 0, 7)),
+  requestId: 'r-1',
+  subject: 'alice|sub',
+  userId: null,
+  organization: 'acme',
+  action: 'organization:read',
+  resource: { type: 'organization', org: 'acme' },
+  method: 'GET',
+  path: '/orgs/acme',
+  allow: true,
+  status: 200,
+  reasons: ['granted'],
+  policyRevision: 'rev',
+  evalLatencyUs: 5,
+  input: { b: 1, a: { d: [3, { f: 1, e: 2 }], c: null } },
+};
+
+describe('canonicalJson', () => {
+  it('writes what jsonb::text writes: sorted keys, a space after each comma and colon', () => {
+    expect(canonicalJson({ b: 1, a: { d: [3, { f: 1, e: 2 }], c: null }, e: [], o: {} })).toBe(
+      '{"a": {"c": null, "d": [3, {"e": 2, "f": 1}]}, "b": 1, "e": [], "o": {}}',
+    );
+  });
+
+  it('orders keys as PostgreSQL jsonb does: shorter UTF-8 first, then by bytes', () => {
+    const keys = { zz: 1, aaa: 2, b: 3, '\u00e9': 4, '10': 5, '9': 6, '\uffff': 7, '\u{1f600}': 8 };
+    expect(canonicalJson(keys)).toBe('{"9": 6, "b": 3, "10": 5, "zz": 1, "\u00e9": 4, "aaa": 2, "\uffff": 7, "\u{1f600}": 8}');
+  });
+
+  it('orders keys of equal UTF-8 length by their bytes, also where UTF-16 order differs (a surrogate pair against U+FFFF)', () => {
+    // UTF-8 bytes: EF BF BF 61 before F0 90 80 80, though the pair's code unit D800 sorts before FFFF.
+    expect(canonicalJson({ '\u{10000}': 1, '\uffffa': 2, zzzz: 3, 'é\u00e9': 4 })).toBe(
+      '{"zzzz": 3, "é\u00e9": 4, "\uffffa": 2, "\u{10000}": 1}',
+    );
+  });
+
+  it('serializes a frozen object once and reuses its text, exactly as if it were not frozen', () => {
+    let serialized = 0;
+    const subject = Object.freeze({ memberships: Object.freeze({ acme: Object.freeze({ role: 'default' }) }) });
+    const counting = Object.freeze({
+      toJSON() {
+        serialized += 1;
+        return { b: 1, a: 2 };
+      },
+    });
+    const first = canonicalJson({ subject, counting, n: 1 });
+    const second = canonicalJson({ subject, counting, n: 2 });
+    expect(serialized).toBe(1);
+    expect(first).toBe('{"n": 1, "subject": {"memberships": {"acme": {"role": "default"}}}, "counting": {"a": 2, "b": 1}}');
+    expect(second).toBe(first.replace('"n": 1', '"n": 2'));
+    expect(
+      canonicalJson({ subject: structuredClone({ memberships: { acme: { role: 'default' } } }), counting: { a: 2, b: 1 }, n: 1 }),
+    ).toBe(first);
+  });
+
+  it('writes numbers in plain decimal, as PostgreSQL’s numeric does', () => {
+    expect(canonicalJson([1e21, 1.5e21, -1.5e-7, 5e-7, 1e-6, 2.5, -0, 0.1 + 0.2])).toBe(
+      '[1000000000000000000000, 1500000000000000000000, -0.00000015, 0.0000005, 0.000001, 2.5, 0, 0.30000000000000004]',
+    );
+  });
+
+  it('follows JSON.stringify for undefined, non-finite numbers, toJSON and nested arrays', () => {
+    expect(canonicalJson({ gone: undefined, n: Number.NaN, i: Number.POSITIVE_INFINITY, d: new Date(0), list: [undefined, () => 1] })).toBe(
+      '{"d": "1970-01-01T00:00:00.000Z", "i": null, "n": null, "list": [null, null]}',
+    );
+    expect(canonicalJson(undefined)).toBe('null');
+  });
+
+  it('replaces what PostgreSQL cannot store (NUL, lone surrogates) and is idempotent on the result', () => {
+    const once = canonicalJson({ 'k\u0000': 'a\u0000b\ud800c' });
+    expect(once).toBe('{"k\ufffd": "a\ufffdb\ufffdc"}');
+    expect(canonicalJson(JSON.parse(once))).toBe(once);
+  });
+
+  it('hashes uuids lower-case, as PostgreSQL returns them', () => {
+    expect(prepareDecision(record).id).toBe('6f1c2d3e-0000-4000-8000-000000000001');
+    expect(prepareDecision(record).content).toContain('"id": "6f1c2d3e-0000-4000-8000-000000000001"');
+    expect(prepareDecision(record).time).toBe('2026-11-28T12:00:00.007Z');
+  });
+
+  it('includes dry_run only when it is true', () => {
+    expect(prepareDecision(record).content).not.toContain('dry_run');
+    expect(prepareDecision({ ...record, dryRun: true }).content).toContain('"dry_run": true');
+  });
+});
+
+describe('chainHash', () => {
+  it('depends on the previous hash, the chain, the position and every byte of the content', () => {
+    const { content } = prepareDecision(record);
+    const hash = chainHash(GENESIS_HASH, 'gw-1', 1, content);
+    expect(hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(chainHash(GENESIS_HASH, 'gw-1', 2, content)).not.toBe(hash);
+    expect(chainHash(GENESIS_HASH, 'gw-2', 1, content)).not.toBe(hash);
+    expect(chainHash('1'.repeat(64), 'gw-1', 1, content)).not.toBe(hash);
+    expect(chainHash(GENESIS_HASH, 'gw-1', 1, content.replace('"status": 200', '"status": 201'))).not.toBe(hash);
+  });
+
+  it('hashes the legacy chain as before chains had names: over prev_hash, seq and content', () => {
+    const { content } = prepareDecision(record);
+    const before = createHash('sha256').update(`${GENESIS_HASH}\n7\n`).update(content).digest('hex');
+    expect(chainHash(GENESIS_HASH, LEGACY_CHAIN, 7, content)).toBe(before);
+    expect(chainHash(GENESIS_HASH, 'gw-1', 7, content)).not.toBe(before);
+  });
+});
+
+describe('preparedFromContent', () => {
+  it('reads a spool line back, and refuses one that is not a record', () => {
+    const prepared = prepareDecision(record);
+    expect(preparedFromContent(prepared.content)).toEqual(prepared);
+    expect(() => preparedFromContent('{"id":1}')).toThrow(/not a decision record/);
+  });
+});

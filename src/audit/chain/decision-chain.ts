@@ -1,0 +1,216 @@
+// The tamper-evident form of a decision record: its canonical JSON (the text PostgreSQL's jsonb
+// writes for it, times as ISO-8601 UTC milliseconds) and the hash chain over it. The gateway
+// hashes a record before storing it; verification hashes what PostgreSQL renders of the row.
+import { createHash } from 'node:crypto';
+import type { DecisionRecord } from '../decision-record';
+
+/** The `prev_hash` of the very first record of a chain. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/**
+ * The chain of the records written before each instance had its own (migration
+ * 20261130000030): hashed over their seq alone, as they always were. It takes no new records,
+ * so no instance may be named like it.
+ */
+export const LEGACY_CHAIN = 'legacy';
+
+/** What audit.instance_id (a chain's name) may be: short, and safe in logs, file names and lock keys. */
+export const CHAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/** A record ready to be appended: `content` is its canonical JSON, also the spool's line format. */
+export interface PreparedDecision {
+  id: string;
+  /** ISO-8601 UTC with milliseconds, exactly as hashed. */
+  time: string;
+  content: string;
+}
+
+/** The stored, hashed fields of a decision: the `decisions` columns other than seq and the hashes. */
+export interface DecisionContent {
+  id: string;
+  time: string;
+  request_id: string;
+  subject: string | null;
+  user_id: string | null;
+  organization: string | null;
+  action: string;
+  resource: unknown;
+  method: string;
+  path: string;
+  allow: boolean;
+  status: number;
+  reasons: string[];
+  policy_revision: string | null;
+  eval_latency_us: number | null;
+  input: unknown;
+  /** Present only when true, so records written before the column existed keep their hashes. */
+  dry_run?: true;
+  /** Present only when known, for the same reason. */
+  directory_version?: number;
+  /** Present only when the decision has a code (and params), for the same reason. */
+  code?: string;
+  code_params?: Record<string, unknown>;
+}
+
+function contentOf(record: DecisionRecord): DecisionContent {
+  // Members in canonical order, so canonicalJson need not sort them.
+  return {
+    // uuid columns come back lower-case.
+    id: record.id.toLowerCase(),
+    ...(typeof record.code === 'string' ? { code: record.code } : {}),
+    path: record.path,
+    time: record.time.toISOString(),
+    allow: record.allow,
+    input: record.input ?? null,
+    action: record.action,
+    method: record.method,
+    status: record.status,
+    ...(record.dryRun === true ? { dry_run: true as const } : {}),
+    reasons: record.reasons,
+    subject: record.subject,
+    user_id: record.userId?.toLowerCase() ?? null,
+    resource: record.resource,
+    request_id: record.requestId,
+    ...(record.codeParams ? { code_params: record.codeParams } : {}),
+    organization: record.organization,
+    eval_latency_us: record.evalLatencyUs,
+    policy_revision: record.policyRevision,
+    ...(typeof record.directoryVersion === 'number' ? { directory_version: record.directoryVersion } : {}),
+  };
+}
+
+export function prepareDecision(record: DecisionRecord): PreparedDecision {
+  const content = contentOf(record);
+  return { id: content.id, time: content.time, content: canonicalJson(content) };
+}
+
+/** Reads a spool line (canonical content) back into a prepared record. */
+export function preparedFromContent(line: string): PreparedDecision {
+  const parsed = JSON.parse(line) as { id?: unknown; time?: unknown };
+  if (typeof parsed.id !== 'string' || typeof parsed.time !== 'string') throw new Error('not a decision record: id or time is missing');
+  return { id: parsed.id, time: parsed.time, content: line };
+}
+
+/**
+ * hex SHA-256 of `prev_hash \n chain \n seq \n canonical content`, `seq` being the record's
+ * position in its chain: a record moved to another chain, or to another place, no longer
+ * matches. The legacy chain's records keep their form, `prev_hash \n seq \n content`.
+ */
+export function chainHash(prevHash: string, chain: string, seq: number, content: string): string {
+  const position = chain === LEGACY_CHAIN ? `${seq}` : `${chain}\n${seq}`;
+  return createHash('sha256').update(`${prevHash}\n${position}\n`).update(content).digest('hex');
+}
+
+// PostgreSQL refuses NUL in text and jsonb, and lone surrogates in jsonb: either would make a
+// record unwritable forever, so they become U+FFFD before hashing (idempotent, so a stored
+// value canonicalizes to itself).
+const SURROGATES = /[\ud800-\udfff]/;
+// JSON.stringify writes both as escapes; without one of these in the output there is nothing
+// to replace, and the common case skips a test per string.
+const ESCAPED_UNSTORABLE = /\\u(0000|d[89a-f])/i;
+
+function storable(text: string): string {
+  if (!text.includes('\u0000') && !SURROGATES.test(text)) return text;
+  return (text as string & { toWellFormed(): string }).toWellFormed().replaceAll('\u0000', '\ufffd');
+}
+
+/** PostgreSQL's jsonb key order: shorter keys (in UTF-8 bytes) first, equal lengths by their bytes. */
+export function jsonbKeyOrder(a: string, b: string): number {
+  const lengths = Buffer.byteLength(a) - Buffer.byteLength(b);
+  if (lengths !== 0 || a === b) return lengths;
+  // Without surrogates, UTF-16 code-unit order is code-point order, which is UTF-8 byte order:
+  // no need to encode both keys (two buffers per comparison).
+  if (!SURROGATE.test(a) && !SURROGATE.test(b)) return a < b ? -1 : 1;
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+const SURROGATE = /[\ud800-\udfff]/;
+
+/**
+ * Canonical text of frozen objects by identity: the directory caches' subjects and facts are
+ * deep-frozen and shared by every record of their caller, so each is serialized once, not per
+ * record (it was most of a record's serialization).
+ */
+const frozenText = new WeakMap<object, string>();
+
+/**
+ * The canonical form every hash is computed over: exactly the text PostgreSQL writes for the
+ * value as jsonb (`to_jsonb(value)::text`): keys in jsonbKeyOrder, `", "` and `": "` between
+ * members, numbers in plain decimal, JSON.stringify's string escapes (which are jsonb's).
+ * Values follow JSON.stringify's rules (toJSON, undefined members dropped, non-finite numbers
+ * as null). So the database can render a stored record itself, and anyone can re-check a hash
+ * with SQL alone.
+ */
+export function canonicalJson(value: unknown): string {
+  const text = write(value, false) ?? 'null';
+  return ESCAPED_UNSTORABLE.test(text) ? (write(value, true) ?? 'null') : text;
+}
+
+/** A finite number as PostgreSQL's numeric prints it: JavaScript's digits, never an exponent. */
+function decimal(value: number): string {
+  const text = JSON.stringify(value);
+  const exponent = text.indexOf('e');
+  if (exponent === -1) return text;
+  const sign = text.startsWith('-') ? '-' : '';
+  const mantissa = text.slice(sign.length, exponent);
+  const point = mantissa.indexOf('.');
+  const digits = mantissa.replace('.', '');
+  const position = (point === -1 ? mantissa.length : point) + Number(text.slice(exponent + 1));
+  if (position <= 0) return `${sign}0.${'0'.repeat(-position)}${digits}`;
+  if (position >= digits.length) return `${sign}${digits}${'0'.repeat(position - digits.length)}`;
+  return `${sign}${digits.slice(0, position)}.${digits.slice(position)}`;
+}
+
+/** Objects built in canonical order (records) need no sort. */
+function inOrder(members: readonly (readonly [string, unknown])[]): boolean {
+  for (let i = 1; i < members.length; i++) if (jsonbKeyOrder(members[i - 1]![0], members[i]![0]) > 0) return false;
+  return true;
+}
+
+function write(value: unknown, clean: boolean): string | undefined {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(clean ? storable(value) : value);
+    case 'number':
+      return Number.isFinite(value) ? decimal(value) : 'null';
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'bigint':
+      return value.toString();
+    case 'object': {
+      if (value === null) return 'null';
+      if (clean || !Object.isFrozen(value)) return writeObject(value, clean);
+      let text = frozenText.get(value);
+      if (text === undefined) {
+        text = writeObject(value, clean);
+        if (text !== undefined) frozenText.set(value, text);
+      }
+      return text;
+    }
+    default:
+      return undefined;
+  }
+}
+
+function writeObject(value: object, clean: boolean): string | undefined {
+  const withJson = value as { toJSON?: () => unknown };
+  if (typeof withJson.toJSON === 'function') return write(withJson.toJSON(), clean);
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ', ') + (write(value[i], clean) ?? 'null');
+    return `${out}]`;
+  }
+  const object = value as Record<string, unknown>;
+  // Keys are ordered as they will be stored: after replacing what PostgreSQL cannot hold.
+  const members = Object.keys(object).map((key) => [clean ? storable(key) : key, object[key]] as const);
+  if (!inOrder(members)) members.sort((a, b) => jsonbKeyOrder(a[0], b[0]));
+  let out = '{';
+  let first = true;
+  for (const [key, member] of members) {
+    const item = write(member, clean);
+    if (item === undefined) continue;
+    out += `${first ? '' : ', '}${JSON.stringify(key)}: ${item}`;
+    first = false;
+  }
+  return `${out}}`;
+}

@@ -1,0 +1,382 @@
+// The decision log against a real PostgreSQL: PgDecisionStore's hash-chained rows, several
+// writers appending at once, and the batching recorder writing through it off the request
+// path, in order, through an outage.
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Knex } from 'knex';
+import { createDatabase } from '../../db/database';
+import { DependencyError } from '../../base/errors';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database';
+import { waitFor } from '../../../test/support/wait-for';
+import { BatchingDecisionRecorder } from '../recording/batching-decision-recorder';
+import { chainHash, GENESIS_HASH, prepareDecision } from './decision-chain';
+import { verifyChain } from './decision-chain-verifier';
+import { DecisionSpool } from '../recording/decision-spool';
+import type { DecisionRecord } from '../decision-record';
+import { CANONICAL_CONTENT_SQL, PgDecisionQueryStore } from '../store/pg-decision-query-store';
+import { PgDecisionPartitions } from '../store/pg-decision-partitions';
+import { PgDecisionStore } from './pg-decision-store';
+
+let database: TestDatabase;
+let db: Knex;
+let store: PgDecisionStore;
+const CHAIN = 'gw-1';
+const head = () => db<{ chain: string; seq: string; hash: string }>('decision_chain_head').where({ chain: CHAIN }).first('seq', 'hash');
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  db = database.db;
+  store = new PgDecisionStore(db, CHAIN);
+});
+
+afterAll(async () => {
+  await database.drop();
+});
+
+beforeEach(async () => {
+  await db('decisions').truncate();
+  await db('decision_ids').truncate();
+  await db('decision_chain_head').delete();
+  await db('decision_chain_anchor').delete();
+  await db.raw('alter sequence decision_seq restart');
+});
+
+function decision(n: number, overrides: Partial<DecisionRecord> = {}): DecisionRecord {
+  return {
+    id: randomUUID(),
+    time: new Date(Date.UTC(2026, 10, 28, 12, 0, 0, n % 1000)),
+    requestId: `request-${n}`,
+    subject: 'alice',
+    userId: randomUUID(),
+    organization: 'acme',
+    action: 'organization:delete',
+    resource: { type: 'organization', org: 'acme' },
+    method: 'DELETE',
+    path: '/orgs/acme',
+    allow: false,
+    status: 409,
+    reasons: ['organization acme still has 2 projects: api, web'],
+    policyRevision: 'sha256:abc',
+    evalLatencyUs: 137,
+    input: { action: 'organization:delete', facts: { organization: { exists: true, project_slugs: ['api', 'web'] } } },
+    ...overrides,
+  };
+}
+
+const append = (records: DecisionRecord[], into = store) => into.append(records.map(prepareDecision));
+
+async function countQueries<T>(work: () => Promise<T>): Promise<{ result: T; queries: { sql: string; bindings: unknown[] }[] }> {
+  const queries: { sql: string; bindings: unknown[] }[] = [];
+  const onQuery = (query: { sql: string; bindings: unknown[] }) => queries.push(query);
+  db.on('query', onQuery);
+  try {
+    return { result: await work(), queries };
+  } finally {
+    db.off('query', onQuery);
+  }
+}
+
+const requestIds = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `request-${from + i}`);
+/** Request ids in chain order. */
+const storedRequestIds = async () =>
+  (await db('decisions').select('request_id').orderBy('seq')).map((row: { request_id: string }) => row.request_id);
+
+describe('PgDecisionStore', () => {
+  it('stores every field of a decision record, chained to the genesis hash', async () => {
+    const record = decision(1, {
+      code: 'organization_has_projects',
+      codeParams: { organization: 'acme', project_count: 2, projects: ['api', 'web'] },
+    });
+    expect(await append([record])).toEqual({ inserted: 1, skipped: 0 });
+    const row = (await db('decisions').where({ id: record.id }).first()) as { hash: string } & Record<string, unknown>;
+    expect(row).toEqual({
+      id: record.id,
+      time: record.time,
+      request_id: 'request-1',
+      subject: 'alice',
+      user_id: record.userId,
+      organization: 'acme',
+      action: 'organization:delete',
+      resource: { type: 'organization', org: 'acme' },
+      method: 'DELETE',
+      path: '/orgs/acme',
+      allow: false,
+      status: 409,
+      reasons: ['organization acme still has 2 projects: api, web'],
+      policy_revision: 'sha256:abc',
+      eval_latency_us: 137,
+      input: record.input,
+      dry_run: false,
+      directory_version: null,
+      code: 'organization_has_projects',
+      code_params: { organization: 'acme', project_count: 2, projects: ['api', 'web'] },
+      recorded_at: expect.any(Date) as Date,
+      seq: '1',
+      chain: CHAIN,
+      chain_seq: '1',
+      prev_hash: GENESIS_HASH,
+      hash: chainHash(GENESIS_HASH, CHAIN, 1, prepareDecision(record).content),
+    });
+    expect(await head()).toEqual({ seq: '1', hash: row.hash });
+  });
+
+  it('hashes exactly the text PostgreSQL renders for the stored record, however awkward its values', async () => {
+    const awkward = {
+      numbers: [1e21, -1.5e-7, 5e-324, -0, 0.1 + 0.2, 2 ** 53 + 2, 123456789.125, 1e300, Number.NaN],
+      keys: { é: 1, '😀': 2, '\uffff': 3, '10': 4, '9': 5, zz: 6, a: 7, 'a b': 8, '': 9 },
+      strings: [
+        'quote " backslash \\ slash /',
+        'tab\tline\nfeed\rcr\u0001\u001f\u007f',
+        '\u2028\u2029',
+        'x\u0000y',
+        'lone \ud800 surrogate',
+        '😀 é ü 中文',
+      ],
+      empty: { object: {}, array: [], nested: [[], {}] },
+      flags: [true, false, null],
+    };
+    const records = [
+      decision(1),
+      decision(2, { input: awkward, resource: { type: 'x', ünïcode: 'ñ' }, dryRun: true, reasons: [] }),
+      decision(3, { id: randomUUID().toUpperCase(), subject: 'sub with "quotes" and \n newline', input: [1, 'two', { three: 3 }] }),
+      decision(4, { input: null, userId: null, evalLatencyUs: null, policyRevision: null, organization: null }),
+    ];
+    await append(records);
+    const query = new PgDecisionQueryStore(db);
+    const rendered = await query.chainPage(CHAIN, 0, 10);
+    expect(rendered.map((row) => row.content)).toEqual(records.map((record) => prepareDecision(record).content));
+    expect(await verifyChain(query)).toMatchObject({ ok: true, checked: 4 });
+    // The same check with SQL alone, as an auditor without this code could run it.
+    const { rows: mismatched } = await db.raw<{ rows: { seq: string }[] }>(
+      `select seq from decisions where hash <> encode(sha256(convert_to(prev_hash || E'\\n' || chain || E'\\n' || chain_seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex')`,
+    );
+    expect(mismatched).toEqual([]);
+    const stored = await db<{ seq: number; dry_run: boolean; input: { strings: string[]; numbers: (number | null)[] } }>('decisions')
+      .where({ seq: 2 })
+      .first('input', 'dry_run');
+    expect(stored?.dry_run).toBe(true);
+    // PostgreSQL cannot store NUL or a lone surrogate: they became U+FFFD before hashing.
+    expect(stored?.input.strings.slice(3)).toEqual(['x\ufffdy', 'lone \ufffd surrogate', '😀 é ü 中文']);
+    expect(stored?.input.numbers).toEqual([1e21, -1.5e-7, 5e-324, 0, 0.1 + 0.2, 2 ** 53 + 2, 123456789.125, 1e300, null]);
+  });
+
+  it('stores the optional fields as null and keeps a JSON array input as JSON', async () => {
+    const anonymous = decision(2, {
+      subject: null,
+      userId: null,
+      organization: null,
+      policyRevision: null,
+      evalLatencyUs: null,
+      input: null,
+      reasons: [],
+    });
+    const listInput = decision(3, { input: ['a', { b: 1 }] });
+    await append([anonymous, listInput]);
+    expect(
+      await db('decisions')
+        .where({ id: anonymous.id })
+        .first('subject', 'user_id', 'organization', 'policy_revision', 'eval_latency_us', 'input', 'reasons'),
+    ).toEqual({
+      subject: null,
+      user_id: null,
+      organization: null,
+      policy_revision: null,
+      eval_latency_us: null,
+      input: null,
+      reasons: [],
+    });
+    expect((await db<{ id: string; input: unknown }>('decisions').where({ id: listInput.id }).first('input'))?.input).toEqual([
+      'a',
+      { b: 1 },
+    ]);
+  });
+
+  it('writes a batch with one INSERT, whatever its size', async () => {
+    const { queries } = await countQueries(() => append(Array.from({ length: 5000 }, (_, n) => decision(n))));
+    expect(queries.filter((query) => /\binsert into decisions /.test(query.sql))).toHaveLength(1);
+    expect(await storedRequestIds()).toEqual(requestIds(0, 5000));
+    expect(await head()).toMatchObject({ seq: '5000' });
+  });
+
+  it('skips records already stored, so a replayed batch is written once and the chain continues', async () => {
+    const records = Array.from({ length: 4 }, (_, n) => decision(n));
+    await append(records.slice(0, 2));
+    expect(await append(records)).toEqual({ inserted: 2, skipped: 2 });
+    expect(await storedRequestIds()).toEqual(requestIds(0, 4));
+    expect((await db('decisions').select('seq').orderBy('seq')).map((row: { seq: string }) => Number(row.seq))).toEqual([1, 2, 3, 4]);
+  });
+
+  it('skips a record whose id is stored under another time, within a batch and across batches', async () => {
+    const record = decision(1);
+    // Another month: another partition, outside the time range of the batch that first stored it.
+    const sameIdLater = { ...record, time: new Date(Date.UTC(2027, 1, 3, 9)) };
+    const sameIdEarlier = { ...record, time: new Date(Date.UTC(2026, 9, 1, 9)) };
+    expect(await append([record, sameIdLater])).toEqual({ inserted: 1, skipped: 1 });
+    expect(await append([sameIdEarlier])).toEqual({ inserted: 0, skipped: 1 });
+    expect(await append([{ ...sameIdLater, id: record.id.toUpperCase() }, decision(2)])).toEqual({ inserted: 1, skipped: 1 });
+    expect(await db('decisions').where({ id: record.id }).select('time')).toEqual([{ time: record.time }]);
+    expect(await storedRequestIds()).toEqual(['request-1', 'request-2']);
+    expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 2 });
+  });
+
+  it('forgets the ids of the records retention removed, up to the seq it dropped', async () => {
+    const records = Array.from({ length: 3 }, (_, n) => decision(n));
+    await append(records);
+    const ids = async () => (await db('decision_ids').select('seq').orderBy('seq')).map((row: { seq: string }) => Number(row.seq));
+    expect(await ids()).toEqual([1, 2, 3]);
+    await new PgDecisionPartitions(db).releaseIds(2);
+    expect(await ids()).toEqual([3]);
+  });
+
+  it('frees the ids of a batch that fails, so its retry is written', async () => {
+    const records = [decision(1), decision(2)];
+    const broken = records
+      .map(prepareDecision)
+      .map((prepared, n) => (n === 1 ? { ...prepared, content: prepared.content.replace(/"status": 409/, '"status": "x"') } : prepared));
+    await expect(store.append(broken)).rejects.toBeInstanceOf(DependencyError);
+    expect(await append(records)).toEqual({ inserted: 2, skipped: 0 });
+  });
+
+  it('creates the partition of a month that has none yet', async () => {
+    const later = decision(1, { time: new Date(Date.UTC(2031, 4, 17, 8)) });
+    await append([later]);
+    const { rows } = await db.raw<{ rows: { partition: string }[] }>(
+      `select tableoid::regclass::text as partition from decisions where id = ?`,
+      [later.id],
+    );
+    expect(rows).toEqual([{ partition: 'decisions_y2031m05' }]);
+  });
+
+  it('writes nothing of a batch that fails, keeps the chain head, and reports an unavailable dependency', async () => {
+    await append([decision(0)]);
+    const before = await head();
+    const error = await store
+      .append(
+        [decision(1), decision(2)]
+          .map(prepareDecision)
+          .map((record, n) =>
+            n === 1 ? { ...record, content: record.content.replace(/"status": 409/, '"status": "not a number"') } : record,
+          ),
+      )
+      .catch((thrown: unknown) => thrown);
+    expect(error).toBeInstanceOf(DependencyError);
+    expect((error as Error).message).toBe('could not write 2 decision records to PostgreSQL');
+    expect(await db('decisions').count({ n: '*' })).toEqual([{ n: '1' }]);
+    expect(await head()).toEqual(before);
+  });
+
+  it('keeps one unbroken chain when several processes of one instance append at once', async () => {
+    const pools = Array.from({ length: 4 }, () => createDatabase({ url: database.url, poolMax: 3 }));
+    try {
+      await Promise.all(
+        pools.map(async (pool, writer) => {
+          const own = new PgDecisionStore(pool, CHAIN);
+          for (let batch = 0; batch < 10; batch++) {
+            await append(
+              Array.from({ length: 25 }, (_, n) => decision(writer * 1000 + batch * 25 + n)),
+              own,
+            );
+          }
+        }),
+      );
+    } finally {
+      await Promise.all(pools.map((pool) => pool.destroy()));
+    }
+    const positions = (await db('decisions').select('chain_seq').orderBy('seq')).map((row: { chain_seq: string }) => Number(row.chain_seq));
+    expect(positions).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+    expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 1000 });
+  });
+});
+
+describe('BatchingDecisionRecorder over PostgreSQL', () => {
+  let recorder: BatchingDecisionRecorder;
+  let errors: Error[];
+
+  beforeEach(() => {
+    errors = [];
+    recorder = new BatchingDecisionRecorder(store, {
+      batchSize: 500,
+      delayMs: 50,
+      retryInitialMs: 10,
+      retryMaxMs: 50,
+      onError: (error) => errors.push(error),
+    });
+  });
+
+  afterEach(async () => {
+    await recorder.close();
+  });
+
+  it('writes decisions off the call path', async () => {
+    const { queries } = await countQueries(() => Promise.resolve(recorder.record(decision(0))));
+    expect(queries).toEqual([]);
+    expect(await db('decisions').count({ n: '*' })).toEqual([{ n: '0' }]);
+
+    await recorder.flush();
+    expect(await storedRequestIds()).toEqual(['request-0']);
+  });
+
+  it('writes 1,000 decisions in two batches, in the order they were recorded', async () => {
+    const { queries } = await countQueries(async () => {
+      for (let n = 0; n < 1000; n++) recorder.record(decision(n));
+      await recorder.flush();
+    });
+    expect(queries.filter((query) => /\binsert into decisions /.test(query.sql))).toHaveLength(2);
+    expect(await storedRequestIds()).toEqual(requestIds(0, 1000));
+  });
+
+  it('writes a lone decision after the short delay, without a flush', async () => {
+    recorder.record(decision(0));
+    await waitFor(async () => (await storedRequestIds()).length > 0, { what: 'the decision to be stored' });
+    expect(await storedRequestIds()).toEqual(['request-0']);
+  });
+
+  it('flush() waits for the decisions recorded before it', async () => {
+    for (let n = 0; n < 3; n++) recorder.record(decision(n));
+    await recorder.flush();
+    expect(await storedRequestIds()).toEqual(requestIds(0, 3));
+  });
+
+  it('skips a spooled record whose id is already stored under another time when the spool is replayed', async () => {
+    const stored = decision(0);
+    await append([stored]);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'portcullis-spool-'));
+    const spool = await DecisionSpool.open(dir);
+    try {
+      await spool.append([{ ...stored, time: new Date(Date.UTC(2026, 11, 24, 18)) }, decision(1)].map(prepareDecision));
+      const replaying = new BatchingDecisionRecorder(store, {
+        spool,
+        delayMs: 10,
+        retryInitialMs: 10,
+        retryMaxMs: 50,
+        onError: (error) => errors.push(error),
+      });
+      await replaying.flush();
+      await replaying.close();
+    } finally {
+      await spool.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+    expect(await db('decisions').where({ id: stored.id }).select('time')).toEqual([{ time: stored.time }]);
+    expect(await storedRequestIds()).toEqual(['request-0', 'request-1']);
+    expect(errors).toEqual([]);
+  });
+
+  it('keeps decisions while the table cannot be written and writes them, in order, once it can', async () => {
+    await db.raw('alter table decisions rename to decisions_away');
+    try {
+      for (let n = 0; n < 3; n++) recorder.record(decision(n));
+      await waitFor(() => errors.length > 0, { what: 'a failed write' });
+      expect(errors[0]?.cause).toBeInstanceOf(DependencyError);
+      for (let n = 3; n < 5; n++) recorder.record(decision(n));
+      expect(recorder.backlog).toBe(5);
+    } finally {
+      await db.raw('alter table decisions_away rename to decisions');
+    }
+    await recorder.flush();
+    expect(await storedRequestIds()).toEqual(requestIds(0, 5));
+    expect(recorder.backlog).toBe(0);
+  });
+});
