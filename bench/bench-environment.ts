@@ -3,6 +3,7 @@
 // provider (JWKS file and signed tokens); targets started in child processes; the
 // machine's description; and the section of BENCHMARKS.md each benchmark owns.
 import { spawn, fork, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,8 +27,16 @@ export interface BenchEnvironment {
   bundle: string;
   jwksFile: string;
   sign(sub: string): Promise<string>;
+  /**
+   * CPU time (user + system, µs) PostgreSQL has used so far: the postmaster, its live
+   * processes (backends, WAL writer, checkpointer…) and the children it has reaped. Linux only
+   * (/proc); undefined elsewhere.
+   */
+  postgresCpuUs(): number | undefined;
   close(): Promise<void>;
 }
+
+export type Measurement = 'loopDelay' | 'allocations' | 'cpu' | 'profile';
 
 export function log(line: string): void {
   process.stderr.write(`[bench] ${line}\n`);
@@ -77,6 +86,7 @@ export async function prepareEnvironment(name: string): Promise<BenchEnvironment
     bundle,
     jwksFile,
     sign,
+    postgresCpuUs: () => postgresCpuUs(path.join(dir, 'pgdata')),
     async close() {
       await db.destroy();
       await embedded.stop();
@@ -111,8 +121,11 @@ export interface TargetProcess {
   url: string;
   process: ChildProcess;
   memory(): Promise<ProcessMemory>;
-  /** Starts a measurement in the target process (resolves once it runs), or stops it and resolves with the figures. */
-  measure<T>(kind: 'loopDelay' | 'allocations' | 'cpu', action: 'start' | 'stop'): Promise<T>;
+  /**
+   * Starts a measurement in the target process (resolves once it runs), or stops it and
+   * resolves with the figures (`profile`: written to `file`, whose path it resolves with).
+   */
+  measure<T>(kind: Measurement, action: 'start' | 'stop', file?: string): Promise<T>;
   stop(): Promise<void>;
 }
 
@@ -135,7 +148,7 @@ export async function startTargetProcess(kind: TargetKind, settings: TargetSetti
         child.once('message', (message: { memory: ProcessMemory }) => resolve(message.memory));
         child.send({ memory: true });
       }),
-    measure: <T>(kind: 'loopDelay' | 'allocations' | 'cpu', action: 'start' | 'stop') =>
+    measure: <T>(kind: Measurement, action: 'start' | 'stop', file?: string) =>
       new Promise<T>((resolve) => {
         const answer = (message: Record<string, unknown>) => {
           if (!(kind in message)) return;
@@ -143,7 +156,7 @@ export async function startTargetProcess(kind: TargetKind, settings: TargetSetti
           resolve(message[kind] as T);
         };
         child.on('message', answer);
-        child.send({ [kind]: action });
+        child.send({ [kind]: action, ...(file === undefined ? {} : { file }) });
       }),
     async stop() {
       if (child.exitCode === null) child.send({ stop: true });
@@ -152,6 +165,36 @@ export async function startTargetProcess(kind: TargetKind, settings: TargetSetti
       clearTimeout(timer);
     },
   };
+}
+
+/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ, 100 on every Linux build that matters). */
+const CLOCK_TICKS_PER_S = 100;
+
+function postgresCpuUs(dataDir: string): number | undefined {
+  let postmaster: number;
+  let processes: string[];
+  try {
+    postmaster = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    processes = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  let ticks = 0;
+  for (const entry of processes) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // Fields after "pid (comm) ": state ppid … utime(14) stime(15) cutime(16) cstime(17), counted from 1.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const own = Number(fields[11]) + Number(fields[12]);
+    if (Number(entry) === postmaster) ticks += own + Number(fields[13]) + Number(fields[14]);
+    else if (Number(fields[1]) === postmaster) ticks += own;
+  }
+  return (ticks * 1e6) / CLOCK_TICKS_PER_S;
 }
 
 /** `opa run --server` on the same Rego the gateway compiles (tests left out). */

@@ -17,6 +17,8 @@ export interface LoadResult {
   p99: number;
   /** Set by the caller that measured it: the target process's CPU time per request. */
   cpuUsPerRequest?: number;
+  /** Likewise: PostgreSQL's CPU time per request (all its processes), the target's writes included. */
+  postgresCpuUsPerRequest?: number;
 }
 
 export interface LoadOptions {

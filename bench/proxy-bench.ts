@@ -2,9 +2,11 @@
 // http-proxy-middleware, (c) Portcullis with warm caches, (d) Portcullis with caches
 // disabled, (e) an Express gateway asking `opa run --server` per request; alternating
 // rounds at a fixed concurrency; medians and ratios to (b) into BENCHMARKS.md.
-// Options: --rounds 5 --duration 10 --connections 32 --users 200; --profile writes a CPU
-// profile of (c) under load and prints where its time goes, instead of the comparison;
-// --allocations prints the bytes (c) allocates per request (--requests 20000), and by whom.
+// Options: --rounds 5 --duration 10 --connections 32 --users 200; --profile takes a CPU
+// profile of (c) under load (the measured window only, after a warm-up) and prints where its
+// time goes, instead of the comparison; --allocations prints the bytes (c) allocates per
+// request (--requests 20000), and by whom. Each target's CPU and PostgreSQL's are measured
+// per request, and (b)'s event loop beside (c)'s.
 import path from 'node:path';
 import { organizationOf, seedBenchDirectory, type DirectorySize } from './bench-directory';
 import {
@@ -68,13 +70,14 @@ async function main(): Promise<void> {
   const settings = (cache: boolean) => targetSettings(env, { upstreamUrl: upstream.url, opaUrl: opaServer?.url ?? '', cache });
 
   if (flag('profile')) {
-    const profileDir = path.join(env.dir, 'profiles');
-    const gateway = await startTargetProcess('portcullis', settings(true), ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
+    const gateway = await startTargetProcess('portcullis', settings(true));
     await drive(gateway.url, requests, { connections, durationS: 3 });
+    await gateway.measure('profile', 'start');
     const result = await drive(gateway.url, requests, { connections, durationS: arg('duration', 15) });
+    const file = await gateway.measure<string>('profile', 'stop', path.join(env.dir, 'portcullis.cpuprofile'));
     log(`(c) under profiling: ${Math.round(result.rps)} req/s, p99 ${result.p99.toFixed(2)} ms, ${result.failed} failed`);
     await gateway.stop();
-    process.stdout.write(`${(await summarizeProfile(profileDir, 30)).join('\n')}\n`);
+    process.stdout.write(`${(await summarizeProfile(file, 30, result.ok + result.failed)).join('\n')}\n`);
   } else if (flag('allocations')) {
     const gateway = await startTargetProcess('portcullis', settings(true));
     await drive(gateway.url, requests, { connections, durationS: 3 });
@@ -90,6 +93,10 @@ async function main(): Promise<void> {
         '| bytes per request | allocated in |',
         '|---|---|',
         ...allocations.top.map((entry) => `| ${perRequest(entry.bytes)} | \`${entry.frame}\` |`),
+        '',
+        '| bytes per request | allocated under (a Portcullis module and everything it called) |',
+        '|---|---|',
+        ...allocations.modules.map((entry) => `| ${perRequest(entry.bytes)} | \`${entry.module}\` |`),
         '',
       ].join('\n'),
     );
@@ -109,25 +116,36 @@ async function main(): Promise<void> {
       target.process = await startTargetProcess(target.kind, settings(target.cache ?? true));
       target.url = target.process.url;
     }
-    await checkTargets(targets, requests, env.sign);
+    await checkTargets(targets, requests, (sub) => env.sign(sub));
     for (const target of targets) await drive(target.url!, requests, { connections, durationS: 3 }); // warm-up: JIT, caches, pools
 
     const results = new Map<string, LoadResult[]>(targets.map((target) => [target.id, []]));
-    // (c)'s event loop while it is driven: a batch of decision records must not stall it.
-    const delays: LoopDelay[] = [];
+    // (c)'s event loop while it is driven (a batch of decision records must not stall it), and
+    // (b)'s beside it: a saturated loop's turns are long without any synchronous block.
+    const delays = { b: [] as LoopDelay[], c: [] as LoopDelay[] };
     for (let round = 1; round <= rounds; round += 1) {
       for (const target of targets) {
         await settle(env.db);
-        if (target.id === 'c') await target.process!.measure('loopDelay', 'start');
+        const watched = target.id === 'b' || target.id === 'c' ? delays[target.id] : undefined;
+        if (watched) await target.process!.measure('loopDelay', 'start');
+        const postgresAtStart = env.postgresCpuUs();
         await target.process?.measure('cpu', 'start');
         const result = await drive(target.url!, requests, { connections, durationS });
         const cpuUs = await target.process?.measure<number>('cpu', 'stop');
-        if (cpuUs !== undefined) result.cpuUsPerRequest = cpuUs / (result.ok + result.failed);
-        if (target.id === 'c') delays.push(await target.process!.measure<LoopDelay>('loopDelay', 'stop'));
+        const requestCount = result.ok + result.failed;
+        if (cpuUs !== undefined) result.cpuUsPerRequest = cpuUs / requestCount;
+        if (watched) watched.push(await target.process!.measure<LoopDelay>('loopDelay', 'stop'));
+        // Its decision records still being written count as its own.
+        await settle(env.db);
+        const postgresAtEnd = env.postgresCpuUs();
+        if (postgresAtStart !== undefined && postgresAtEnd !== undefined) {
+          result.postgresCpuUsPerRequest = (postgresAtEnd - postgresAtStart) / requestCount;
+        }
         if (result.failed > 0) throw new Error(`(${target.id}) answered ${result.failed} requests with something other than 2xx`);
         results.get(target.id)!.push(result);
         log(
-          `round ${round}/${rounds} (${target.id}) ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms`,
+          `round ${round}/${rounds} (${target.id}) ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, ` +
+            `CPU ${perRequest(result.cpuUsPerRequest)}, PostgreSQL ${perRequest(result.postgresCpuUsPerRequest)}`,
         );
       }
     }
@@ -158,6 +176,10 @@ async function main(): Promise<void> {
   await opaServer?.stop();
   await env.close();
   log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
+}
+
+function perRequest(us: number | undefined): string {
+  return us === undefined ? 'not measured' : `${Math.round(us)} µs/request`;
 }
 
 /**
@@ -193,18 +215,26 @@ async function checkTargets(targets: Target[], requests: LoadRequest[], sign: (s
 async function report(
   targets: Target[],
   results: Map<string, LoadResult[]>,
-  delays: readonly LoopDelay[],
+  delays: { b: readonly LoopDelay[]; c: readonly LoopDelay[] },
   paced: { rate: number; delay: LoopDelay },
   run: { rounds: number; durationS: number; connections: number; callers: number },
   env: { db: import('knex').Knex },
 ): Promise<string[]> {
+  const medianOf = (runs: readonly LoadResult[], figure: (r: LoadResult) => number | undefined) =>
+    runs.every((r) => figure(r) !== undefined) ? median(runs.map((r) => figure(r)!)) : undefined;
   const summary = new Map(
     targets.map((target) => {
       const runs = results.get(target.id)!;
-      const cpu = runs.every((r) => r.cpuUsPerRequest !== undefined) ? median(runs.map((r) => r.cpuUsPerRequest!)) : undefined;
       return [
         target.id,
-        { rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)), cpu, runs },
+        {
+          rps: median(runs.map((r) => r.rps)),
+          p50: median(runs.map((r) => r.p50)),
+          p99: median(runs.map((r) => r.p99)),
+          cpu: medianOf(runs, (r) => r.cpuUsPerRequest),
+          postgres: medianOf(runs, (r) => r.postgresCpuUsPerRequest),
+          runs,
+        },
       ];
     }),
   );
@@ -212,14 +242,17 @@ async function report(
   const c = summary.get('c')!;
   const d = summary.get('d')!;
   const e = summary.get('e')!;
-  const worstDelay = Math.max(...delays.map((delay) => delay.max));
-  const stalls = delays.reduce((sum, delay) => sum + delay.stalls, 0);
+  const worstDelay = Math.max(...delays.c.map((delay) => delay.max));
+  const stalls = delays.c.reduce((sum, delay) => sum + delay.stalls, 0);
   const rows = targets.map((target) => {
     const s = summary.get(target.id)!;
     const spread = `${Math.round(Math.min(...s.runs.map((r) => r.rps)))}–${Math.round(Math.max(...s.runs.map((r) => r.rps)))}`;
     const cpu = s.cpu === undefined ? 'not measured' : `${Math.round(s.cpu)} (${(b.cpu! / s.cpu).toFixed(2)}×)`;
-    return `| (${target.id}) ${target.label} | ${Math.round(s.rps)} | ${spread} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.rps / b.rps).toFixed(2)}× | ${s.p99 - b.p99 >= 0 ? '+' : ''}${(s.p99 - b.p99).toFixed(2)} | ${cpu} |`;
+    const postgres = s.postgres === undefined ? 'not measured' : `${Math.round(s.postgres)}`;
+    return `| (${target.id}) ${target.label} | ${Math.round(s.rps)} | ${spread} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.rps / b.rps).toFixed(2)}× | ${s.p99 - b.p99 >= 0 ? '+' : ''}${(s.p99 - b.p99).toFixed(2)} | ${cpu} | ${postgres} |`;
   });
+  const delayCells = (delay: LoopDelay | undefined) =>
+    delay ? `${delay.p50.toFixed(2)} | ${delay.p99.toFixed(2)} | ${delay.max.toFixed(2)} | ${delay.samples} | ${delay.stalls}` : '| | | |';
   const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
   return [
     '## Proxy comparison (`npm run bench`)',
@@ -228,22 +261,23 @@ async function report(
     `- load: autocannon, ${run.connections} connections, ${run.rounds} alternating rounds of ${run.durationS} s per target (after a 3 s warm-up each); ` +
       `${run.callers} distinct callers (tokens) reading a project of one of their organizations (\`GET /orgs/{org}/projects/{project}\`, allowed); every response checked to be 2xx`,
     "- figures: median over the rounds; latency measured per response by the benchmark (not autocannon's whole-millisecond histogram); " +
-      "CPU: user + system time of the target's own process (`process.cpuUsage`) per request, which other work on the machine does not inflate the way it does req/s " +
-      '(PostgreSQL, which (c), (d) and (e) also use, and the upstream are not counted)',
+      "CPU: user + system time of the target's own process (`process.cpuUsage`) per request, which other work on the machine does not inflate the way it does req/s; " +
+      "PostgreSQL: CPU time of all of PostgreSQL's processes (`/proc/<pid>/stat`) from the round's start until the target's decision records are written, per request " +
+      '(on the same 2 cores, so it competes with the target, the load generator and the upstream)',
     '',
-    '| target | req/s (median) | req/s (min–max) | p50 ms | p99 ms | req/s vs (b) | p99 vs (b), ms | CPU µs per request of its process (b ÷ it) |',
-    '|---|---|---|---|---|---|---|---|',
+    '| target | req/s (median) | req/s (min–max) | p50 ms | p99 ms | req/s vs (b) | p99 vs (b), ms | CPU µs per request of its process (b ÷ it) | PostgreSQL CPU µs per request |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
-    `(c)'s event loop while driven (\`monitorEventLoopDelay\`, a timer every 1 ms; figures are the time between two firings, so 1 ms is no delay):`,
+    'Event loops while driven (`monitorEventLoopDelay`, a timer every 1 ms; figures are the time between two firings, so 1 ms is no delay). ' +
+      "At full load a loop turn serves every connection whose data is ready, so a long interval there is one turn's queue of requests, not " +
+      'necessarily a synchronous block: (b), which has no blocking work at all, shows what saturation alone does; the paced row, with the loop ' +
+      'not saturated, shows the blocks:',
     '',
-    '| round | p50 ms | p99 ms | max ms | samples | stalls > 5 ms |',
-    '|---|---|---|---|---|---|',
-    ...delays.map(
-      (delay, i) =>
-        `| ${i + 1} | ${delay.p50.toFixed(2)} | ${delay.p99.toFixed(2)} | ${delay.max.toFixed(2)} | ${delay.samples} | ${delay.stalls} |`,
-    ),
-    `| paced at ${paced.rate} req/s (half of (c)'s median) | ${paced.delay.p50.toFixed(2)} | ${paced.delay.p99.toFixed(2)} | ${paced.delay.max.toFixed(2)} | ${paced.delay.samples} | ${paced.delay.stalls} |`,
+    '| round | (b) p50 ms | (b) p99 ms | (b) max ms | (b) samples | (b) > 5 ms | (c) p50 ms | (c) p99 ms | (c) max ms | (c) samples | (c) > 5 ms |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+    ...delays.c.map((delay, i) => `| ${i + 1} | ${delayCells(delays.b[i])} | ${delayCells(delay)} |`),
+    `| (c) paced at ${paced.rate} req/s (half of its median) | | | | | | ${delayCells(paced.delay)} |`,
     '',
     `Targets: (c) ≥ 0.85× (b) req/s: ${(c.rps / b.rps).toFixed(2)}× ${verdict(c.rps >= 0.85 * b.rps)}; ` +
       `p99 (c) ≤ p99 (b) + 2 ms: ${c.p99 - b.p99 >= 0 ? '+' : ''}${(c.p99 - b.p99).toFixed(2)} ms ${verdict(c.p99 <= b.p99 + 2)}; ` +

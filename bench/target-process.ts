@@ -1,7 +1,8 @@
 // One benchmark target in its own process: started with `fork(target-process.js)`, it
 // receives {start: kind, settings}, answers {ready: url}, answers {memory} on request,
-// measures its event-loop delay and its allocations between a start and a stop message, and
-// exits cleanly on {stop} (flushing a CPU profile when started with --cpu-prof).
+// measures its event-loop delay, its CPU time, its allocations and a CPU profile between a
+// start and a stop message, and exits cleanly on {stop}.
+import { writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { startTarget, type StartedTarget, type TargetKind, type TargetSettings } from './targets';
@@ -12,6 +13,7 @@ type Message =
   | { loopDelay: 'start' | 'stop' }
   | { allocations: 'start' | 'stop' }
   | { cpu: 'start' | 'stop' }
+  | { profile: 'start' | 'stop'; file?: string }
   | { stop: true };
 
 /** Event-loop delay while driven, in ms: `stalls` counts intervals longer than STALL_MS beyond the sampling interval. */
@@ -26,7 +28,10 @@ export interface LoopDelay {
 /** Bytes allocated on the JavaScript heap between start and stop (V8's sampling heap profiler, collected objects included), and by whom. */
 export interface Allocations {
   bytes: number;
+  /** By the function that allocated. */
   top: Array<{ frame: string; bytes: number }>;
+  /** By Portcullis module on the stack (what it allocated and everything it called did), each byte counted once per module. */
+  modules: Array<{ module: string; bytes: number }>;
 }
 
 /** The histogram's timer fires every millisecond; what it records is the time between two firings. */
@@ -34,6 +39,8 @@ const LOOP_RESOLUTION_MS = 1;
 export const STALL_MS = 5;
 /** One sample per this many bytes allocated, on average: fine enough for a per-request figure. */
 const SAMPLING_INTERVAL_BYTES = 1024;
+/** One CPU sample per this many µs (what `node --cpu-prof` uses by default is 1000). */
+const PROFILE_INTERVAL_US = 500;
 
 let target: StartedTarget | undefined;
 let delay: IntervalHistogram | undefined;
@@ -77,6 +84,24 @@ process.on('message', (message: Message) => {
     if (message.cpu === 'start') cpuAtStart = process.cpuUsage();
     const used = message.cpu === 'stop' ? process.cpuUsage(cpuAtStart) : undefined;
     process.send?.({ cpu: used ? used.user + used.system : null });
+  } else if ('profile' in message) {
+    // Only the measured window: start-up (module loading) and the warm-up (token verifications,
+    // assertion signatures, JIT) are not what a request costs once the caches are warm.
+    if (message.profile === 'start') {
+      inspector = new Session();
+      inspector.connect();
+      void post('Profiler.enable')
+        .then(() => post('Profiler.setSamplingInterval', { interval: PROFILE_INTERVAL_US }))
+        .then(() => post('Profiler.start'))
+        .then(() => process.send?.({ profile: null }));
+    } else {
+      void post('Profiler.stop')
+        .then(async (result) => {
+          inspector!.disconnect();
+          await writeFile(message.file!, JSON.stringify((result as { profile: unknown }).profile));
+        })
+        .then(() => process.send?.({ profile: message.file }));
+    }
   } else if ('allocations' in message) {
     if (message.allocations === 'start') {
       inspector = new Session();
@@ -129,23 +154,34 @@ interface HeapNode {
 
 function allocationsOf(head: HeapNode): Allocations {
   const byFrame = new Map<string, number>();
+  const byModule = new Map<string, number>();
+  const onStack = new Map<string, number>();
   let bytes = 0;
   const walk = (node: HeapNode) => {
+    const { functionName, url, lineNumber } = node.callFrame;
+    const module = url.includes('node_modules/') ? undefined : /\/(src\/[^:]+?)\.js$/.exec(url)?.[1];
+    if (module) onStack.set(module, (onStack.get(module) ?? 0) + 1);
     bytes += node.selfSize;
     if (node.selfSize > 0) {
-      const { functionName, url, lineNumber } = node.callFrame;
       const where = url ? `${url.replace(/^.*node_modules\//, '').replace(/^.*\.bench\//, '')}:${lineNumber + 1}` : '(native)';
       const frame = `${functionName || '(anonymous)'} ${where}`;
       byFrame.set(frame, (byFrame.get(frame) ?? 0) + node.selfSize);
+      for (const key of onStack.keys()) byModule.set(key, (byModule.get(key) ?? 0) + node.selfSize);
     }
     for (const child of node.children) walk(child);
+    if (module) {
+      const depth = onStack.get(module)! - 1;
+      if (depth === 0) onStack.delete(module);
+      else onStack.set(module, depth);
+    }
   };
   walk(head);
-  const top = [...byFrame]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, 15)
-    .map(([frame, size]) => ({ frame, bytes: size }));
-  return { bytes, top };
+  const ranked = (map: Map<string, number>) => [...map].sort((x, y) => y[1] - x[1]).slice(0, 15);
+  return {
+    bytes,
+    top: ranked(byFrame).map(([frame, size]) => ({ frame, bytes: size })),
+    modules: ranked(byModule).map(([module, size]) => ({ module, bytes: size })),
+  };
 }
 
 function post(method: string, params?: object): Promise<unknown> {

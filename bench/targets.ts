@@ -170,7 +170,7 @@ function postJson(agent: http.Agent, url: URL, body: unknown): Promise<unknown> 
           try {
             resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
           } catch (error) {
-            reject(error);
+            reject(error instanceof Error ? error : new Error(String(error)));
           }
         });
         res.on('error', reject);

@@ -709,8 +709,12 @@ describe('JwtAuthenticator with OpenID Connect discovery', () => {
       if (req.url === `${issuerPath}/.well-known/openid-configuration`) {
         res.setHeader('content-type', 'application/json');
         res.end(JSON.stringify(metadata(origin)));
-      } else if (req.url === '/keys') serveKeys(allKeys())(req, res);
-      else ((res.statusCode = 404), res.end());
+      } else if (req.url === '/keys') {
+        serveKeys(allKeys())(req, res);
+      } else {
+        res.statusCode = 404;
+        res.end();
+      }
     });
     const origin = new URL(started.url).origin;
     return { origin, issuer: `${origin}${issuerPath}`, paths };

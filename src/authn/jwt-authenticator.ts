@@ -13,6 +13,7 @@ import {
   jwtVerify,
   type JSONWebKeySet,
   type JWTVerifyGetKey,
+  type JWTVerifyResult,
 } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -97,7 +98,7 @@ export class JwtAuthenticator implements Authenticator {
       const cooldownMs = auth.jwks_cooldown_s * 1000;
       const deadlineMs = options.fetchTimeoutMs ?? auth.jwks_timeout_ms;
       const jwksUrl = auth.jwks_url;
-      remote = new RemoteKeySet(jwksUrl ? async () => new URL(jwksUrl) : () => discoverJwksUri(auth.issuer, deadlineMs), {
+      remote = new RemoteKeySet(jwksUrl ? () => Promise.resolve(new URL(jwksUrl)) : () => discoverJwksUri(auth.issuer, deadlineMs), {
         cooldownMs,
         cacheMaxAgeMs: auth.jwks_cache_max_age_s * 1000,
         socketTimeoutMs: auth.jwks_timeout_ms,
@@ -155,21 +156,21 @@ export class JwtAuthenticator implements Authenticator {
   }
 
   private async verify(token: string): Promise<Principal> {
-    let payload;
-    let protectedHeader;
+    let verified: JWTVerifyResult;
     try {
-      ({ payload, protectedHeader } = await jwtVerify(token, this.keys, {
+      verified = await jwtVerify(token, this.keys, {
         issuer: this.auth.issuer,
         audience: this.auth.audience,
         algorithms: this.auth.algorithms,
         clockTolerance: this.auth.clock_tolerance_s,
         currentDate: new Date(this.now()),
         requiredClaims: ['sub', 'exp'],
-      }));
+      });
     } catch (error) {
       if (error instanceof errors.JWTClaimValidationFailed && error.reason === 'check_failed') this.warnMismatch(error);
       throw authenticationFailure(error, token);
     }
+    const { payload, protectedHeader } = verified;
     const { typ } = protectedHeader as { typ?: unknown };
     const type = typeof typ === 'string' ? normalizeType(typ) : typ === undefined ? null : undefined;
     if (type === undefined || !this.tokenTypes.has(type)) throw new AuthenticationError(typeRefusal(typ));

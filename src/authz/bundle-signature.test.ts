@@ -143,7 +143,7 @@ describe('BundleVerifier', () => {
   it('refuses a .signatures.json with other than exactly one signature', async () => {
     const verifier = await BundleVerifier.create({ public_key_file: rsa.publicKeyFile });
     const doubled = await rewriteBundle(signedRsa, path.join(dir, 'doubled.tar.gz'), (files) => {
-      const [token] = JSON.parse(files.get('.signatures.json')!.toString('utf8')).signatures as string[];
+      const [token] = (JSON.parse(files.get('.signatures.json')!.toString('utf8')) as { signatures: string[] }).signatures;
       files.set('.signatures.json', Buffer.from(JSON.stringify({ signatures: [token, token] })));
     });
     expect((await rejection(verifier, doubled)).message).toMatch(/must hold exactly one signature/);

@@ -49,12 +49,13 @@ function explainerFor(membership: Membership | null, decide: (input: PolicyInput
   const explainer = new PolicyExplainer({
     routes: { match: () => MATCH },
     judge: {
-      judge: async () => ({
-        input,
-        evaluation: { decision: DENIED, revision: 'r1', latencyUs: 1 },
-        directorySeconds: 0,
-        directoryVersion: null,
-      }),
+      judge: () =>
+        Promise.resolve({
+          input,
+          evaluation: { decision: DENIED, revision: 'r1', latencyUs: 1 },
+          directorySeconds: 0,
+          directoryVersion: null,
+        }),
     },
     policy: {
       current: {
@@ -65,7 +66,11 @@ function explainerFor(membership: Membership | null, decide: (input: PolicyInput
         },
       },
     },
-    directory: { subjectFor: async () => 'bob', grantsFor: async () => GRANTED_BY, grantsIn: async () => GRANTS },
+    directory: {
+      subjectFor: () => Promise.resolve('bob'),
+      grantsFor: () => Promise.resolve(GRANTED_BY),
+      grantsIn: () => Promise.resolve(GRANTS),
+    },
     recorder: { record: () => undefined },
   });
   return { explainer, tried };

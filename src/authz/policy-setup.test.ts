@@ -8,7 +8,7 @@ import { ConfigError } from '../base/errors';
 import { setUpPolicies } from './policy-setup';
 
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined } as never;
-const noStore = { insertMany: async () => undefined };
+const noStore = { insertMany: () => Promise.resolve() };
 
 let dir: string;
 let source: string;

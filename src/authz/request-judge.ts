@@ -59,21 +59,24 @@ export class RequestJudge {
     const directorySeconds = (performance.now() - started) / 1000;
     const directoryVersion = directoryVersionOf(subject, facts);
     const receivedAt = Math.floor(request.receivedAt ?? (this.stages.now ?? Date.now)());
+    // Members in PostgreSQL's jsonb key order (shorter keys first), the order the decision
+    // record's canonical JSON needs: its writer then has no keys to sort for every request.
     const input: PolicyInput = {
+      facts,
+      action: match.action,
       request: {
         id: request.requestId,
-        method: request.method,
         path: request.path,
-        route: match.route,
         // Part of the recorded input, so a replay or a regression test decides at the same time.
         time: new Date(receivedAt).toISOString(),
+        route: match.route,
+        method: request.method,
         time_ns: receivedAt * 1_000_000,
       },
-      action: match.action,
-      resource: match.resource,
       subject,
-      facts,
+      resource: match.resource,
     };
+    // The longest key, so last in that order too.
     if (match.checkedByUpstream.length > 0) input.request.checked_by_upstream = [...match.checkedByUpstream];
     const evaluation = this.stages.policy.current.evaluate(input);
     if (!this.stages.shadow) return { input, evaluation, directorySeconds, directoryVersion };

@@ -146,7 +146,7 @@ function withoutComment(line: string): string {
  */
 function nanoseconds(ns: number): ArrayBuffer {
   const bytes = Buffer.from((BigInt(Math.round(ns / NS_PER_MS)) * BigInt(NS_PER_MS)).toString(), 'utf8');
-  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
 }
 
 function millisecondsOf(ns: unknown, builtin: string): number {
@@ -173,7 +173,9 @@ const zones = new Map<string, Intl.DateTimeFormat>();
 
 /** The calendar fields of `x` (ns, or [ns, zone]) in its zone. */
 function fieldsOf(x: unknown, builtin: string): CalendarFields {
-  const [ns, zone] = Array.isArray(x) ? [x[0], x[1]] : [x, 'UTC'];
+  const pair: readonly unknown[] | undefined = Array.isArray(x) ? x : undefined;
+  const ns: unknown = pair ? pair[0] : x;
+  const zone: unknown = pair ? pair[1] : 'UTC';
   if (typeof zone !== 'string') throw new Error(`${builtin}: the time zone ${JSON.stringify(zone)} is not a string`);
   const at = new Date(millisecondsOf(ns, builtin));
   if (zone === '' || zone === 'UTC') {

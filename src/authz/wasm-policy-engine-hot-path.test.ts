@@ -55,18 +55,33 @@ describe('WasmPolicyEngine hot path', () => {
     }
   });
 
+  it("reads and writes the instance's memory itself: multi-byte text both ways, an input that outgrows the memory, and the next one", async () => {
+    const engine = await WasmPolicyEngine.create(shipped, 'portcullis/decision');
+    const org = 'äcme-日本-🦀';
+    const subject = { id: 'u-1', sub: 'idp|1', email: null, memberships: { [org]: member(['project:create']) } };
+    const small = { ...input(subject), resource: { type: 'project', org } };
+    const first = engine.evaluate(small).decision;
+    expect(first.allow).toBe(true);
+    expect(first.reasons.join(' ')).toContain(org);
+
+    // Three bytes of UTF-8 per character: several times the instance's memory before this input.
+    const memoryBefore = engine.memoryBytes;
+    const huge = { ...small, facts: { organization: { exists: true, note: '日'.repeat(memoryBefore) } } };
+    const grown = engine.evaluate(huge).decision;
+    expect(engine.memoryBytes).toBeGreaterThan(memoryBefore);
+    expect(grown).toEqual(first);
+    expect(engine.evaluate(small).decision).toEqual(first);
+  });
+
   it('re-creates the instance when its memory passes the bound, deciding exactly as before', async () => {
     const engine = await WasmPolicyEngine.create(shipped, 'portcullis/decision', { maxMemoryBytes: 1 });
     const creator = { id: 'u-2', sub: 'idp|2', email: null, memberships: { acme: member(['project:create']) } };
     const reader = { id: 'u-1', sub: 'idp|1', email: null, memberships: { acme: member(['project:read']) } };
     for (let i = 0; i < 5; i += 1) {
-      expect(engine.evaluate(input(creator)).decision).toEqual({
-        allow: true,
-        status: 200,
-        reasons: expect.any(Array),
-        code: 'granted',
-        params: expect.any(Object),
-      });
+      const { reasons, params, ...decision } = engine.evaluate(input(creator)).decision;
+      expect(decision).toEqual({ allow: true, status: 200, code: 'granted' });
+      expect(reasons).toBeInstanceOf(Array);
+      expect(params).toBeInstanceOf(Object);
       expect(engine.evaluate(input(reader)).decision.allow).toBe(false);
     }
     expect(engine.recycledInstances).toBe(10);

@@ -56,6 +56,8 @@ export const HEADER = {
 } as const;
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** A `Connection` header listing `close` among its tokens. */
+const CONNECTION_CLOSE = /(^|,)\s*close\s*(,|$)/i;
 
 /** Recorded (never sent) when the connection closed before any response: nginx's "client closed request". */
 export const CLIENT_CLOSED_STATUS = 499;
@@ -88,52 +90,66 @@ function connectionAbort(socket: TrackedSocket): AbortController {
   return abort;
 }
 
-/** What is known about a request when it is denied or fails; shapes the decision record. */
-interface Judgement {
-  requestId: string;
-  decisionId: string;
-  traceId: string;
-  match: RouteMatch;
-  path: string;
-  outcome: Outcome;
-  /** performance.now() when the request was handed to the upstream. */
-  forwardedAt?: number;
-  /** Its connection's: aborted when the connection closes or the gateway shuts down; lookups stop, nothing more is forwarded. */
-  abort: AbortController;
-  /** Each request is recorded once: set by record(). */
-  recorded?: boolean;
-  /** audit.mode async: a forwarded request is recorded when its response ends, with the status the client got. */
-  recordOnClose?: boolean;
-  /** When the allow was forwarded: the time its record carries, though written at the response's end. */
-  decidedAt?: Date;
-  /** The connection closed before the response was complete; the request is recorded as such. */
-  closedEarly?: boolean;
-  principal?: Principal;
-  /** Epoch ms when the request arrived: the policy input's request.time. */
-  receivedAt: number;
-  input?: PolicyInput;
-  evaluation?: PolicyEvaluation;
-  /** The directory state the subject and facts were read at. */
-  directoryVersion?: number | null;
-  /** cancelInFlight() stopped it: recorded as `shutting_down`, not as a client gone or a dependency down. */
-  shutDown?: boolean;
-}
+/**
+ * Where a request stands, one state instead of a flag per event: `deciding` (authentication,
+ * directory, policy), then `allowed` (handed to the upstream), `denied` or `failed` (answered
+ * with a problem), or `cancelled` (its connection closed before the response was complete; a
+ * decision reached later is neither sent nor recorded again). The request's metrics outcome is
+ * its state, `failed` while still deciding.
+ */
+type JudgementState = 'deciding' | Exclude<Outcome, 'rejected'>;
 
-interface InFlight {
-  judgement: Judgement;
-  res: ServerResponse;
+/**
+ * Everything known about one request past routing; it shapes the decision record. A class with
+ * every field set in the constructor, so all requests share one object shape.
+ */
+class Judgement {
+  state: JudgementState = 'deciding';
+  /** Each request is recorded once: set by record(), cleared only when a strict record is withdrawn. */
+  recorded = false;
+  /** cancelInFlight() stopped it: recorded as `shutting_down`, not as a client gone or a dependency down. */
+  shutDown = false;
+  /** performance.now() when the request was handed to the upstream. */
+  forwardedAt: number | undefined = undefined;
+  /** When the allow was forwarded: the time its record carries, though written at the response's end. */
+  decidedAt: Date | undefined = undefined;
+  principal: Principal | undefined = undefined;
+  input: PolicyInput | undefined = undefined;
+  evaluation: PolicyEvaluation | undefined = undefined;
+  /** The directory state the subject and facts were read at. */
+  directoryVersion: number | null = null;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly requestId: string,
+    readonly decisionId: string,
+    readonly traceId: string,
+    readonly match: RouteMatch,
+    /** The canonical path, spelled as the route spells its literals: the one path judged and forwarded. */
+    readonly path: string,
+    readonly query: string,
+    /** performance.now() when the request arrived, for its duration. */
+    readonly startedAt: number,
+    /** Epoch ms when the request arrived: the policy input's request.time. */
+    readonly receivedAt: number,
+    /** Its connection's: aborted when the connection closes or the gateway shuts down; lookups stop, nothing more is forwarded. */
+    readonly abort: AbortController,
+  ) {}
 }
 
 export class RequestPipeline {
   private readonly judge: RequestJudge;
   /** Requests past routing whose response has not ended: what a shutdown drains, then cuts. */
-  private readonly inFlight = new Set<InFlight>();
+  private readonly inFlight = new Set<Judgement>();
   private idleWaiters: Array<() => void> = [];
   /** Set by stop(): the stages are shutting down, so new requests are refused. */
   private stopped = false;
+  private readonly now: () => number;
 
   constructor(private readonly stages: PipelineStages) {
     this.judge = new RequestJudge(stages);
+    this.now = stages.now ?? Date.now;
   }
 
   /** The only request handler of the gateway port. Never throws, never forwards on error. */
@@ -143,7 +159,7 @@ export class RequestPipeline {
     res.setHeader(HEADER.requestId, requestId);
     const { traceparent, traceId } = traceparentFor(req.headers.traceparent);
     req.headers.traceparent = traceparent;
-    const receivedAt = performance.now();
+    const startedAt = performance.now();
     if (this.stopped) {
       // Mounted in an app that still takes requests: nothing behind the pipeline is left to answer them.
       res.setHeader('connection', 'close');
@@ -161,8 +177,6 @@ export class RequestPipeline {
       if (length > this.stages.bodyLimitBytes) throw new InputError(`the request body exceeds ${this.stages.bodyLimitBytes} bytes`, 413);
       match = this.stages.routes.match(req.method ?? '', path);
       if (!match) throw new NotFoundError(`no route matches ${req.method} ${path}`);
-      // Literals spelled as the route spells them: the one path judged and forwarded.
-      path = match.path;
     } catch (error) {
       // Malformed or unmatched (R8): nothing after route matching runs, nothing is recorded.
       if (error instanceof InputError) res.setHeader('connection', 'close');
@@ -173,31 +187,30 @@ export class RequestPipeline {
         action: '',
         outcome: 'rejected',
         status: res.statusCode,
-        seconds: (performance.now() - receivedAt) / 1000,
+        seconds: (performance.now() - startedAt) / 1000,
       });
       return;
     }
 
-    const judgement: Judgement = {
+    const judgement = new Judgement(
+      req,
+      res,
       requestId,
-      decisionId: randomUUID(),
+      randomUUID(),
       traceId,
       match,
-      path,
-      outcome: 'failed',
-      abort: connectionAbort(req.socket),
-      receivedAt: (this.stages.now ?? Date.now)(),
-    };
+      match.path,
+      query,
+      startedAt,
+      this.now(),
+      connectionAbort(req.socket),
+    );
     res.setHeader(HEADER.decision, judgement.decisionId);
-    const entry: InFlight = { judgement, res };
-    this.inFlight.add(entry);
-    res.once('close', () => this.closed(req, entry, receivedAt));
-    this.decide(req, judgement).then(
-      (allowed) => {
-        if (allowed) this.forward(req, res, judgement, query);
-        else this.deny(req, res, judgement);
-      },
-      (error: unknown) => this.fail(req, res, judgement, error),
+    this.inFlight.add(judgement);
+    res.on('close', () => this.closed(judgement));
+    this.decide(judgement).then(
+      (allowed) => (allowed ? this.forward(judgement) : this.deny(judgement)),
+      (error: unknown) => this.fail(judgement, error),
     );
   };
 
@@ -218,20 +231,21 @@ export class RequestPipeline {
    * aborts its upstream request. Each is recorded with what its client got.
    */
   cancelInFlight(reason: string): void {
-    for (const { judgement, res } of this.inFlight) {
+    for (const judgement of this.inFlight) {
       judgement.shutDown = true;
       judgement.abort.abort(new DependencyError(reason));
-      if (judgement.forwardedAt !== undefined) res.destroy();
+      if (judgement.forwardedAt !== undefined) judgement.res.destroy();
     }
   }
 
   /** Runs authentication, directory and policy; true only for an explicit allow. */
-  private async decide(req: IncomingMessage, judgement: Judgement): Promise<boolean> {
-    const { match } = judgement;
+  private async decide(judgement: Judgement): Promise<boolean> {
+    const { req, match } = judgement;
     const { observer } = this.stages;
     const { signal } = judgement.abort;
     const at = performance.now();
-    judgement.principal = await this.stages.authenticator.authenticate(req.headers.authorization);
+    const principal = await this.stages.authenticator.authenticate(req.headers.authorization);
+    judgement.principal = principal;
     observer.stage('authentication', (performance.now() - at) / 1000);
     signal.throwIfAborted();
     const judged = await this.judge.judge({
@@ -240,7 +254,7 @@ export class RequestPipeline {
       method: req.method ?? '',
       path: judgement.path,
       match,
-      sub: judgement.principal.sub,
+      sub: principal.sub,
       receivedAt: judgement.receivedAt,
       signal,
     });
@@ -248,22 +262,23 @@ export class RequestPipeline {
     judgement.input = judged.input;
     judgement.evaluation = judged.evaluation;
     judgement.directoryVersion = judged.directoryVersion;
-    observer.stage('policy', judgement.evaluation.latencyUs / 1e6);
-    return judgement.evaluation.decision.allow === true;
+    observer.stage('policy', judged.evaluation.latencyUs / 1e6);
+    return judged.evaluation.decision.allow === true;
   }
 
   /** The response ended, or its connection closed first (then whatever still runs for it is aborted). */
-  private closed(req: IncomingMessage, entry: InFlight, receivedAt: number): void {
-    const { judgement, res } = entry;
-    this.inFlight.delete(entry);
+  private closed(judgement: Judgement): void {
+    const { res } = judgement;
+    this.inFlight.delete(judgement);
     const status = sentStatus(res);
     if (res.writableFinished) {
-      if (judgement.recordOnClose) this.record(req, judgement, status, []);
+      // audit.mode async: a forwarded request is recorded now, with the status the client got
+      // (strict mode recorded it before forwarding, and a denial was recorded before its answer).
+      if (judgement.state === 'allowed') this.record(judgement, status, []);
     } else {
       // Recorded now, with what the client got, whatever stage is still running: a decision
       // reached later is neither sent nor recorded again, and an allow is not forwarded.
-      judgement.closedEarly = true;
-      judgement.outcome = 'cancelled';
+      judgement.state = 'cancelled';
       if (!judgement.abort.signal.aborted) judgement.abort.abort(new ConnectionClosed());
       const reason = abortReason(judgement);
       if (!judgement.recorded)
@@ -271,20 +286,26 @@ export class RequestPipeline {
           { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, status },
           reason,
         );
-      this.record(req, judgement, status, [reason], goneCode(judgement));
+      this.record(judgement, status, [reason], goneCode(judgement));
     }
     const now = performance.now();
     const { observer } = this.stages;
     if (judgement.forwardedAt !== undefined) observer.stage('upstream', (now - judgement.forwardedAt) / 1000);
-    const { match, outcome } = judgement;
-    observer.request({ route: match.route, action: match.action, outcome, status, seconds: (now - receivedAt) / 1000 });
+    const { match, state } = judgement;
+    observer.request({
+      route: match.route,
+      action: match.action,
+      outcome: state === 'deciding' ? 'failed' : state,
+      status,
+      seconds: (now - judgement.startedAt) / 1000,
+    });
     if (this.inFlight.size === 0 && this.idleWaiters.length > 0) {
       for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
   }
 
-  private forward(req: IncomingMessage, res: ServerResponse, judgement: Judgement, query: string): void {
-    const { match, input, principal } = judgement;
+  private forward(judgement: Judgement): void {
+    const { req, res, match, input, principal } = judgement;
     const org = match.resource.org ?? null;
     const userId = input?.subject.id ?? null;
     this.stages.assertions
@@ -301,12 +322,12 @@ export class RequestPipeline {
         const { signal } = judgement.abort;
         const strict = this.stages.strictAudit === true;
         signal.throwIfAborted();
-        if (strict) await this.record(req, judgement, 200, [], undefined, true);
+        if (strict) await this.recordDurably(judgement, 200, []);
         // The connection may have closed meanwhile (a pipelined request's connection dying on a
         // later parse error, a shutdown): then nothing is forwarded for a client that is gone.
         signal.throwIfAborted();
         const headers = req.headers;
-        const clientCloses = /(^|,)\s*close\s*(,|$)/i.test(String(headers.connection ?? ''));
+        const clientCloses = CONNECTION_CLOSE.test(String(headers.connection ?? ''));
         stripHopByHop(headers);
         // http-proxy answers the client with this value; the upstream hop always keeps alive.
         headers.connection = clientCloses ? 'close' : 'keep-alive';
@@ -316,22 +337,21 @@ export class RequestPipeline {
         headers[HEADER.assertion] = assertion;
         headers[HEADER.requestId] = judgement.requestId;
         // The upstream sees exactly the path the policy judged (design §3.5).
-        req.url = judgement.path + query;
-        judgement.outcome = 'allowed';
+        req.url = judgement.path + judgement.query;
+        // Async mode records what the client got when the response ends (closed()).
+        judgement.state = 'allowed';
         judgement.forwardedAt = performance.now();
         judgement.decidedAt = new Date();
-        // Strict mode recorded the allow before forwarding; async mode records what the client got.
-        judgement.recordOnClose = !strict;
         this.stages.forwarder.forward(match.service, req, res);
       })
-      .catch((error: unknown) => this.fail(req, res, judgement, error));
+      .catch((error: unknown) => this.fail(judgement, error));
   }
 
-  private deny(req: IncomingMessage, res: ServerResponse, judgement: Judgement): void {
-    if (judgement.closedEarly) return;
+  private deny(judgement: Judgement): void {
+    if (judgement.state === 'cancelled') return;
     const decision = judgement.evaluation!.decision;
     const problem = denialProblem(decision, judgement);
-    judgement.outcome = 'denied';
+    judgement.state = 'denied';
     this.stages.logger.info(
       {
         requestId: judgement.requestId,
@@ -344,27 +364,25 @@ export class RequestPipeline {
       },
       'request denied',
     );
-    const record = (durably: boolean) => this.record(req, judgement, problem.status, decision.reasons, undefined, durably);
-    this.answerOnceRecorded(judgement, record, () => sendProblem(res, problem));
+    this.answerOnceRecorded(judgement, problem.status, decision.reasons, undefined, () => sendProblem(judgement.res, problem));
   }
 
   /** Any failure before forwarding is a recorded deny (fail closed, R8). */
-  private fail(req: IncomingMessage, res: ServerResponse, judgement: Judgement, error: unknown): void {
-    if (judgement.closedEarly) {
+  private fail(judgement: Judgement, error: unknown): void {
+    if (judgement.state === 'cancelled') {
       // Recorded when the connection closed, unless a strict allow record held that back and then failed.
-      this.record(req, judgement, CLIENT_CLOSED_STATUS, [abortReason(judgement)], goneCode(judgement));
+      this.record(judgement, CLIENT_CLOSED_STATUS, [abortReason(judgement)], goneCode(judgement));
       return;
     }
     const code = failureCode(judgement, error);
     const problem = errorProblem(error, { requestId: judgement.requestId, decisionId: judgement.decisionId, code });
-    judgement.outcome = problem.status === 401 ? 'denied' : 'failed';
+    judgement.state = problem.status === 401 ? 'denied' : 'failed';
     // A 401 is routine (the client's token, not the gateway, is at fault): its reason, no stack trace.
     const cause = problem.status === 401 ? { reason: problem.detail } : { err: error };
     const context = { requestId: judgement.requestId, decisionId: judgement.decisionId, traceId: judgement.traceId, ...cause };
     if (problem.status >= 500) this.stages.logger.error(context, 'request failed closed');
     else this.stages.logger.info(context, 'request denied');
-    const record = (durably: boolean) => this.record(req, judgement, problem.status, [problem.detail], code, durably);
-    this.answerOnceRecorded(judgement, record, () => sendProblem(res, problem, error));
+    this.answerOnceRecorded(judgement, problem.status, [problem.detail], code, () => sendProblem(judgement.res, problem, error));
   }
 
   /**
@@ -374,18 +392,24 @@ export class RequestPipeline {
    * anything else: the client is still denied, and the record waits in memory like any
    * async one, to be written once PostgreSQL takes records again.
    */
-  private answerOnceRecorded(judgement: Judgement, record: (durably: boolean) => Promise<void> | undefined, answer: () => void): void {
-    const durable = record(this.stages.strictAudit === true);
-    if (!durable) {
+  private answerOnceRecorded(
+    judgement: Judgement,
+    status: number,
+    reasons: readonly string[],
+    code: string | undefined,
+    answer: () => void,
+  ): void {
+    if (this.stages.strictAudit !== true) {
+      this.record(judgement, status, reasons, code);
       answer();
       return;
     }
-    durable.then(answer, (error: unknown) => {
+    this.recordDurably(judgement, status, reasons, code).then(answer, (error: unknown) => {
       this.stages.logger.error(
         { requestId: judgement.requestId, decisionId: judgement.decisionId, err: error },
         'a denial could not be recorded durably; answered, and its record kept in memory',
       );
-      record(false);
+      this.record(judgement, status, reasons, code);
       answer();
     });
   }
@@ -398,26 +422,47 @@ export class RequestPipeline {
     sendProblem(res, errorProblem(error, { requestId, decisionId }), error);
   };
 
+  /** Queues the request's decision record, unless it has one already. */
+  private record(judgement: Judgement, status: number, reasons: readonly string[], code?: string): void {
+    const record = this.decisionRecord(judgement, status, reasons, code);
+    if (record) this.stages.recorder.record(record);
+  }
+
   /**
-   * `code`: the gateway's own, for an outcome the policy did not decide; a policy denial and an
-   * allow keep the policy's code. `durably`: the returned promise settles once the record is
-   * durable, and rejects (503) if it cannot be.
+   * audit.mode strict: settles once the record is durable (at once if the request has one
+   * already), and rejects (503) if it cannot be; the request is then unrecorded again, so that
+   * its refusal can be recorded instead.
    */
-  private record(
-    req: IncomingMessage,
+  private recordDurably(judgement: Judgement, status: number, reasons: readonly string[], code?: string): Promise<void> {
+    const record = this.decisionRecord(judgement, status, reasons, code);
+    if (!record) return Promise.resolve();
+    return this.stages.recorder.recordDurably(record).catch((cause: unknown) => {
+      judgement.recorded = false;
+      throw new DependencyError('the decision could not be recorded durably (audit.mode: strict), so the request was not forwarded', {
+        cause,
+      });
+    });
+  }
+
+  /**
+   * The request's one decision record, built once from the judgement (undefined when it was
+   * recorded already). `code`: the gateway's own, for an outcome the policy did not decide; a
+   * policy denial and an allow keep the policy's code.
+   */
+  private decisionRecord(
     judgement: Judgement,
     status: number,
     reasons: readonly string[],
-    code?: string,
-    durably = false,
-  ): Promise<void> | undefined {
+    code: string | undefined,
+  ): DecisionRecord | undefined {
     if (judgement.recorded) return undefined;
     judgement.recorded = true;
-    judgement.recordOnClose = false;
-    const { match, input, evaluation, principal } = judgement;
+    const { req, match, input, evaluation, principal } = judgement;
+    const decision = evaluation?.decision;
     // An allowed request that reached the upstream stays an allow whatever the upstream answered.
-    const allow = evaluation?.decision.allow === true && (judgement.forwardedAt !== undefined || status < 400);
-    const record: DecisionRecord = {
+    const allow = decision?.allow === true && (judgement.forwardedAt !== undefined || status < 400);
+    const policyCoded = allow || code === undefined;
+    return {
       id: judgement.decisionId,
       time: judgement.decidedAt ?? new Date(),
       requestId: judgement.requestId,
@@ -430,29 +475,24 @@ export class RequestPipeline {
       path: judgement.path,
       allow,
       status,
-      reasons: allow ? [...(evaluation?.decision.reasons ?? []), ...reasons] : [...reasons],
-      ...(allow || code === undefined
-        ? { code: evaluation?.decision.code ?? null, codeParams: evaluation?.decision.params ?? null }
-        : { code, codeParams: {} }),
+      reasons: decision && allow ? joined(decision.reasons, reasons) : [...reasons],
+      code: policyCoded ? (decision?.code ?? null) : code,
+      codeParams: policyCoded ? (decision?.params ?? null) : {},
       policyRevision: evaluation?.revision ?? null,
       evalLatencyUs: evaluation?.latencyUs ?? null,
       input: input ?? null,
       dryRun: false,
-      directoryVersion: judgement.directoryVersion ?? null,
+      directoryVersion: judgement.directoryVersion,
       clientAddress: req.socket.remoteAddress ?? null,
     };
-    if (durably) {
-      return this.stages.recorder.recordDurably(record).catch((cause: unknown) => {
-        // The recorder withdrew it: the refusal is recorded instead.
-        judgement.recorded = false;
-        throw new DependencyError('the decision could not be recorded durably (audit.mode: strict), so the request was not forwarded', {
-          cause,
-        });
-      });
-    }
-    this.stages.recorder.record(record);
-    return undefined;
   }
+}
+
+/** A record's own copy of the policy's reasons and the gateway's, without copying twice when one list is empty. */
+function joined(first: readonly string[], second: readonly string[]): string[] {
+  if (second.length === 0) return first.slice();
+  if (first.length === 0) return second.slice();
+  return [...first, ...second];
 }
 
 /** The status the client received, or CLIENT_CLOSED_STATUS when no response head was sent. */

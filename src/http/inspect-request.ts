@@ -29,38 +29,50 @@ export function inspectRequest(req: InspectedRequest): void {
   if (hasMethodOverrideParameter(req.url)) {
     throw new InputError('the query parameter "_method" is refused: the gateway judges and forwards the method as sent');
   }
-  const seen = new Map<string, string[]>();
+  // One pass, no map: this runs on every request. Only the framing headers' values are kept.
+  let hosts = 0;
+  let authorizations = 0;
+  const lengths: string[] = [];
+  const encodings: string[] = [];
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i]!.toLowerCase();
     // Node keys `Content_Length` apart from `Content-Length`, but CGI, WSGI and Rack merge `_`
     // into `-`: such a name could frame the body, or add a hop-by-hop field, behind the gateway.
-    const lookAlike = name.replace(/_/g, '-').replace(/^-+|-+$/g, '');
-    if (lookAlike !== name && LOOK_ALIKE_PROTECTED.has(lookAlike)) {
-      throw new InputError(`the header name "${req.rawHeaders[i]}" is refused: it could be read as ${lookAlike}`);
+    if (name.includes('_') || name.startsWith('-') || name.endsWith('-')) {
+      const lookAlike = name.replace(/_/g, '-').replace(/^-+|-+$/g, '');
+      if (lookAlike !== name && LOOK_ALIKE_PROTECTED.has(lookAlike)) {
+        throw new InputError(`the header name "${req.rawHeaders[i]}" is refused: it could be read as ${lookAlike}`);
+      }
     }
-    if (name !== 'host' && name !== 'authorization' && name !== 'content-length' && name !== 'transfer-encoding') continue;
-    const values = seen.get(name);
-    if (values) values.push(req.rawHeaders[i + 1]!);
-    else seen.set(name, [req.rawHeaders[i + 1]!]);
+    if (name === 'host') hosts += 1;
+    else if (name === 'authorization') authorizations += 1;
+    else if (name === 'content-length') lengths.push(req.rawHeaders[i + 1]!);
+    else if (name === 'transfer-encoding') encodings.push(req.rawHeaders[i + 1]!);
   }
 
-  const hosts = seen.get('host') ?? [];
-  if (hosts.length > 1) throw new InputError('the request has more than one Host header');
-  if (hosts.length === 0 && req.httpVersion === '1.1') throw new InputError('an HTTP/1.1 request must have a Host header');
-  if ((seen.get('authorization')?.length ?? 0) > 1) throw new InputError('the request has more than one Authorization header');
+  if (hosts > 1) throw new InputError('the request has more than one Host header');
+  if (hosts === 0 && req.httpVersion === '1.1') throw new InputError('an HTTP/1.1 request must have a Host header');
+  if (authorizations > 1) throw new InputError('the request has more than one Authorization header');
 
-  const lengths = seen.get('content-length');
-  const encodings = seen.get('transfer-encoding');
-  if (lengths && encodings) throw new InputError('the request has both Content-Length and Transfer-Encoding');
-  if (lengths) {
+  if (lengths.length > 0 && encodings.length > 0) throw new InputError('the request has both Content-Length and Transfer-Encoding');
+  if (lengths.length > 0) {
     if (lengths.length > 1) throw new InputError('the request has more than one Content-Length header');
     if (!/^[0-9]+$/.test(lengths[0]!.trim())) throw new InputError('the Content-Length header is not a single decimal number');
   }
-  if (encodings) {
+  if (encodings.length > 0) {
     if (encodings.length > 1) throw new InputError('the request has more than one Transfer-Encoding header');
     if (encodings[0]!.trim().toLowerCase() !== 'chunked') throw new InputError('the only Transfer-Encoding accepted is "chunked"');
     if (req.httpVersion === '1.0') throw new InputError('an HTTP/1.0 request must not use Transfer-Encoding');
   }
+}
+
+/**
+ * A header name as an upstream stack might read it: lower-case, with `_` read as `-` (CGI, WSGI
+ * and Rack merge `X_Portcullis_User` into `X-Portcullis-User`).
+ */
+export function headerName(key: string): string {
+  const name = key.toLowerCase();
+  return name.includes('_') ? name.replace(/_/g, '-') : name;
 }
 
 /**
@@ -105,7 +117,7 @@ export function stripHopByHop(headers: IncomingHttpHeaders): void {
   }
 
   for (const key of Object.keys(headers)) {
-    const name = key.toLowerCase().replace(/_/g, '-');
+    const name = headerName(key);
     if (HOP_BY_HOP.has(name) || METHOD_OVERRIDES.has(name) || name.startsWith(GATEWAY_PREFIX)) delete headers[key];
   }
 }

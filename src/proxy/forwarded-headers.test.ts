@@ -96,6 +96,20 @@ describe('ForwardedHeaders', () => {
     expect(headers.forwarded).toBe('for=unknown;host=api.example.com;proto=http');
   });
 
+  it('judges each peer by its own address when one instance serves many (what it learns of a peer is kept per address)', () => {
+    const forwarded = new ForwardedHeaders(['10.0.0.0/8']);
+    const seen = (peer: string) => {
+      const headers: IncomingHttpHeaders = { 'x-forwarded-for': '1.2.3.4' };
+      forwarded.apply(headers, hop(peer));
+      return headers['x-forwarded-for'];
+    };
+    expect(seen('10.1.2.3')).toBe('1.2.3.4, 10.1.2.3');
+    expect(seen('203.0.113.7')).toBe('203.0.113.7');
+    expect(seen('::ffff:10.1.2.3')).toBe('1.2.3.4, 10.1.2.3');
+    expect(seen('203.0.113.7')).toBe('203.0.113.7');
+    expect(seen('10.1.2.3')).toBe('1.2.3.4, 10.1.2.3');
+  });
+
   it('refuses an entry that is not an address or range', () => {
     expect(() => new ForwardedHeaders(['lb.internal'])).toThrow(/lb\.internal/);
   });

@@ -3,6 +3,7 @@
 // the gateway only when that proxy's address is listed in server.trusted_proxies.
 import type { IncomingHttpHeaders } from 'node:http';
 import net from 'node:net';
+import { headerName } from '../http/inspect-request';
 
 /**
  * Never forwarded as the client sent them, in any case and with `_` for `-` (CGI, WSGI and
@@ -65,8 +66,22 @@ export function parseAddressRange(text: string): AddressRange | undefined {
   return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
 }
 
+/** What the headers say of one peer address, the same for every request it sends. */
+interface Peer {
+  /** The address as written in the headers (an IPv4-mapped IPv6 address as IPv4). */
+  address: string;
+  trusted: boolean;
+  /** Its RFC 7239 node: `for=` in the gateway's own `Forwarded` element. */
+  node: string;
+}
+
+/** Distinct peers remembered (a keep-alive client, a load balancer's few addresses); forgotten all at once past this. */
+const MAX_PEERS = 1024;
+
 export class ForwardedHeaders {
   private readonly trusted = new net.BlockList();
+  private readonly anyTrusted: boolean;
+  private readonly peers = new Map<string, Peer>();
 
   /** `trustedProxies`: addresses or CIDR ranges, already validated by the config schema. */
   constructor(trustedProxies: readonly string[]) {
@@ -75,6 +90,7 @@ export class ForwardedHeaders {
       if (!range) throw new Error(`not an IP address or CIDR range: ${entry}`);
       this.trusted.addSubnet(range.address, range.prefix, range.family);
     }
+    this.anyTrusted = trustedProxies.length > 0;
   }
 
   /**
@@ -83,29 +99,52 @@ export class ForwardedHeaders {
    * A trusted peer's chains are kept and extended, and its Host/Proto/Port kept.
    */
   apply(headers: IncomingHttpHeaders, hop: Hop): void {
-    const peer = hop.peer === undefined ? undefined : unmapped(hop.peer);
-    const trusted = peer !== undefined && net.isIP(peer) !== 0 && this.trusted.check(peer, net.isIP(peer) === 4 ? 'ipv4' : 'ipv6');
-    const kept = new Map<string, string>();
-    if (trusted) {
+    const peer = hop.peer === undefined ? undefined : this.peer(hop.peer);
+    let kept: Map<string, string> | undefined;
+    if (peer?.trusted) {
+      kept = new Map();
       for (const name of FROM_TRUSTED_PROXY) {
         const value = headers[name];
         if (typeof value === 'string' && value.trim() !== '') kept.set(name, value);
       }
     }
     for (const key of Object.keys(headers)) {
-      if (CLIENT_PROXY_HEADERS.has(key.toLowerCase().replace(/_/g, '-'))) delete headers[key];
+      if (CLIENT_PROXY_HEADERS.has(headerName(key))) delete headers[key];
     }
 
-    const chain = (name: string, own: string | undefined) => [kept.get(name), own].filter((item) => item !== undefined).join(', ');
-    const forwardedFor = chain('x-forwarded-for', peer);
+    const forwardedFor = chained(kept?.get('x-forwarded-for'), peer?.address);
     if (forwardedFor) headers['x-forwarded-for'] = forwardedFor;
-    headers.forwarded = chain('forwarded', forwardedElement(peer, hop));
-    const host = kept.get('x-forwarded-host') ?? hop.host;
+    headers.forwarded = chained(kept?.get('forwarded'), forwardedElement(peer?.node ?? 'unknown', hop));
+    const host = kept?.get('x-forwarded-host') ?? hop.host;
     if (host !== undefined) headers['x-forwarded-host'] = host;
-    headers['x-forwarded-proto'] = kept.get('x-forwarded-proto') ?? hop.proto;
-    const port = kept.get('x-forwarded-port');
+    headers['x-forwarded-proto'] = kept?.get('x-forwarded-proto') ?? hop.proto;
+    const port = kept?.get('x-forwarded-port');
     if (port !== undefined) headers['x-forwarded-port'] = port;
   }
+
+  /** Parsed and checked against the trusted ranges once per address, not once per request. */
+  private peer(remoteAddress: string): Peer {
+    let peer = this.peers.get(remoteAddress);
+    if (!peer) {
+      const address = unmapped(remoteAddress);
+      const version = net.isIP(address);
+      // §6: an IPv6 node is bracketed, and so must be a quoted-string.
+      peer = {
+        address,
+        trusted: this.anyTrusted && version !== 0 && this.trusted.check(address, version === 4 ? 'ipv4' : 'ipv6'),
+        node: version === 6 ? `"[${address}]"` : forwardedValue(address),
+      };
+      if (this.peers.size >= MAX_PEERS) this.peers.clear();
+      this.peers.set(remoteAddress, peer);
+    }
+    return peer;
+  }
+}
+
+/** A proxy chain (`X-Forwarded-For`, `Forwarded`) as received, extended with the gateway's own entry. */
+function chained(received: string | undefined, own: string | undefined): string {
+  if (received === undefined) return own ?? '';
+  return own === undefined ? received : `${received}, ${own}`;
 }
 
 /** `::ffff:127.0.0.1` (an IPv4 client of a dual-stack socket) is written as the IPv4 address it is. */
@@ -114,14 +153,10 @@ function unmapped(address: string): string {
   return mapped ? mapped[1]! : address;
 }
 
-/** One RFC 7239 element describing the hop the gateway received. */
-function forwardedElement(peer: string | undefined, hop: Hop): string {
-  // §6: an IPv6 node is bracketed, and so must be a quoted-string; an unknown one is "unknown".
-  const node = peer === undefined ? 'unknown' : net.isIPv6(peer) ? `"[${peer}]"` : forwardedValue(peer);
-  const pairs = [`for=${node}`];
-  if (hop.host !== undefined) pairs.push(`host=${forwardedValue(hop.host)}`);
-  pairs.push(`proto=${hop.proto}`);
-  return pairs.join(';');
+/** One RFC 7239 element describing the hop the gateway received; `node`: the peer's, or "unknown". */
+function forwardedElement(node: string, hop: Hop): string {
+  const host = hop.host === undefined ? '' : `;host=${forwardedValue(hop.host)}`;
+  return `for=${node}${host};proto=${hop.proto}`;
 }
 
 /** A token stays as it is; anything else (a `host:port`, for one) becomes a quoted-string. */

@@ -93,14 +93,16 @@ export class HttpProxyForwarder implements Forwarder {
             proxyReq.setHeader('connection', 'keep-alive');
             // A client that is gone (it closed the connection, or the gateway cut it at shutdown)
             // leaves no upstream request open: http-proxy only notices an incomplete request body.
-            (res as ServerResponse).once('close', () => {
-              if (!(res as ServerResponse).writableFinished) proxyReq.destroy();
+            res.once('close', () => {
+              if (!res.writableFinished) proxyReq.destroy();
             });
             proxyReq.setTimeout(timeoutMs, () => {
               (req as TimedRequest)[TIMED_OUT] = true;
               proxyReq.destroy(new Error('upstream timed out'));
             });
-            if (req.headers['content-length'] === undefined) {
+            // Only a chunked body can outgrow the limit here (a declared length was checked before
+            // forwarding; without either header a request has no body), so a GET gets no listener.
+            if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] !== undefined) {
               // http-proxy pipes the body right after this event, so no chunk is missed here.
               let received = 0;
               req.on('data', (chunk: Buffer) => {
@@ -117,7 +119,7 @@ export class HttpProxyForwarder implements Forwarder {
             proxyRes.on('error', () => undefined);
             // An upstream that dies mid-body must not leave the client waiting for the rest.
             proxyRes.on('close', () => {
-              if (!proxyRes.complete) (res as ServerResponse).destroy();
+              if (!proxyRes.complete) res.destroy();
             });
             // The upstream's hop-by-hop headers describe the upstream hop, not the client's.
             stripHopByHop(proxyRes.headers);

@@ -148,8 +148,8 @@ describe('IdentityAssertionSigner', () => {
       signer.assertionFor({ ...alice, userId: 'b2c3d4e5-0000-4000-8000-000000000000', sub: 'idp|bob' }),
     ]);
     expect(new Set(tokens).size).toBe(4);
-    expect(decodeJwt(tokens[1]!).org).toBe('globex');
-    expect(decodeJwt(tokens[2]!).aud).toBe('portcullis:credentials');
+    expect(decodeJwt(tokens[1]).org).toBe('globex');
+    expect(decodeJwt(tokens[2]).aud).toBe('portcullis:credentials');
   });
 
   it('shares one signature among concurrent requests of the same caller', async () => {

@@ -1,0 +1,61 @@
+import type { RouteMatch } from '../routes/route';
+import type { PolicyEngine, PolicyInput } from './policy-engine';
+import { RequestJudge } from './request-judge';
+
+const MATCH: RouteMatch = {
+  route: '/orgs/{org}/reports/{report}',
+  path: '/orgs/acme/reports/q3',
+  action: 'report:read',
+  service: 'reports',
+  params: { org: 'acme', report: 'q3' },
+  resource: { type: 'report', org: 'acme' },
+  checkedByUpstream: ['report'],
+};
+
+function judgeWith(evaluated: PolicyInput[]): RequestJudge {
+  const engine: PolicyEngine = {
+    revision: 'r1',
+    evaluate: (input) => {
+      evaluated.push(input);
+      return { decision: { allow: true, status: 200, reasons: [] }, revision: 'r1', latencyUs: 1 };
+    },
+  };
+  return new RequestJudge({
+    subjects: { load: (sub) => Promise.resolve({ id: 'u-1', sub, email: null, memberships: {} }) },
+    facts: { load: () => Promise.resolve({ organization: { exists: true } }) },
+    policy: { current: engine },
+  });
+}
+
+/** PostgreSQL's jsonb order: shorter keys (in UTF-8 bytes) first, then by their bytes (ASCII here). */
+const inJsonbOrder = (keys: readonly string[]) => [...keys].sort((a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0));
+
+describe('RequestJudge', () => {
+  it("builds the policy input with its members in jsonb key order, so the decision record's canonical JSON has none to sort", async () => {
+    const evaluated: PolicyInput[] = [];
+    const { input } = await judgeWith(evaluated).judge({
+      requestId: 'req-1',
+      decisionId: 'dec-1',
+      method: 'GET',
+      path: MATCH.path,
+      match: MATCH,
+      sub: 'idp|1',
+      receivedAt: Date.UTC(2026, 10, 30, 12, 0, 0),
+    });
+
+    expect(evaluated).toEqual([input]);
+    expect(Object.keys(input)).toEqual(['facts', 'action', 'request', 'subject', 'resource']);
+    expect(Object.keys(input)).toEqual(inJsonbOrder(Object.keys(input)));
+    expect(Object.keys(input.request)).toEqual(['id', 'path', 'time', 'route', 'method', 'time_ns', 'checked_by_upstream']);
+    expect(Object.keys(input.request)).toEqual(inJsonbOrder(Object.keys(input.request)));
+    expect(input.request).toEqual({
+      id: 'req-1',
+      path: '/orgs/acme/reports/q3',
+      time: '2026-11-30T12:00:00.000Z',
+      route: '/orgs/{org}/reports/{report}',
+      method: 'GET',
+      time_ns: Date.UTC(2026, 10, 30, 12, 0, 0) * 1_000_000,
+      checked_by_upstream: ['report'],
+    });
+  });
+});
