@@ -42,12 +42,15 @@ class FakeStore implements DecisionStore {
   private readonly ids = new Set<string>();
   failures = 0;
   attempts = 0;
+  /** Attempts that have thrown. */
+  failed = 0;
 
   async append(records: readonly PreparedDecision[]): Promise<AppendResult> {
     this.attempts += 1;
     await new Promise((resolve) => setImmediate(resolve));
     if (this.failures > 0) {
       this.failures -= 1;
+      this.failed += 1;
       throw new Error('connection terminated');
     }
     const fresh = records.filter((record) => !this.ids.has(record.id));
@@ -249,16 +252,20 @@ describe('BatchingDecisionRecorder', () => {
     idle.record(decision(0));
     expect(activeTimers()).toBe(before);
 
+    // The retry is 3 s away, far longer than this test takes to reach the flush on a loaded machine.
     const failing = new FakeStore();
     failing.failures = 1;
-    const retrying = recorderWith(failing, { delayMs: 1, retryInitialMs: 500, retryMaxMs: 500 }).recorder;
+    const retrying = recorderWith(failing, { delayMs: 1, retryInitialMs: 3_000, retryMaxMs: 3_000 }).recorder;
     retrying.record(decision(1));
-    await waitFor(() => failing.attempts > 0, { what: 'the first attempt' });
+    await waitFor(() => failing.failed > 0, { what: 'the first attempt to fail' });
+    await new Promise((resolve) => setImmediate(resolve));
     expect(failing.attempts).toBe(1);
     expect(activeTimers()).toBe(before);
 
-    // An awaited flush holds the process open until the records are written.
+    // An awaited flush holds the process open until the records are written: the pause before the
+    // retry is referenced from the moment a flush waits on it.
     const flushed = retrying.flush();
+    await new Promise((resolve) => setImmediate(resolve));
     expect(activeTimers()).toBe(before + 1);
     await flushed;
     expect(failing.written).toEqual(['request-1']);
