@@ -405,6 +405,16 @@ describe('RouteTable.match', () => {
     expect(pipelines?.route).toBe('/orgs/{org}/projects/{project}/pipelines');
   });
 
+  it("builds the resource in PostgreSQL's jsonb key order (shorter names first, then by bytes), the order the decision record writes", () => {
+    expect(Object.keys(table.match('GET', '/orgs/acme/projects/api')!.resource)).toEqual(['org', 'type', 'project']);
+    expect(Object.keys(table.match('GET', '/orgs/acme/teams/core')!.resource)).toEqual(['org', 'team', 'type']);
+    expect(Object.keys(table.match('GET', '/orgs/acme/members/u1')!.resource)).toEqual(['org', 'type', 'user']);
+    const custom = new RouteTable([{ method: 'GET', path: '/x/{zz}/{b}/{a}/{typf}', action: 'x:read', service: 'x' }]);
+    const resource = custom.match('GET', '/x/1/2/3/4')!.resource;
+    expect(Object.keys(resource)).toEqual(['a', 'b', 'zz', 'type', 'typf']);
+    expect(resource).toEqual({ type: 'x', zz: '1', b: '2', a: '3', typf: '4' });
+  });
+
   it('gives the policy percent-decoded parameters and keeps the encoded path', () => {
     const match = table.match('GET', '/orgs/caf%C3%A9/teams/core%20team');
     expect(match?.resource).toEqual({ type: 'team', org: 'café', team: 'core team' });

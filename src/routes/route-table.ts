@@ -14,6 +14,11 @@ interface CompiledRoute {
   type: string;
   /** Names of the pattern's parameters, in path order. */
   paramNames: readonly string[];
+  /**
+   * `type` and the parameters' names in PostgreSQL's jsonb key order, the order a resource is
+   * built in: the decision record's canonical JSON (resource, and input.resource) then needs no sort.
+   */
+  resourceKeys: readonly string[];
   /** The pattern's segments: a literal's text, or undefined for a parameter or `*`. */
   literals: readonly (string | undefined)[];
   checkedByUpstream: readonly string[];
@@ -90,11 +95,10 @@ export class RouteTable implements RouteMatcher {
     if (!route) return undefined;
 
     const params: Record<string, string> = {};
-    const resource: Resource = { type: route.type };
-    for (let i = 0; i < route.paramNames.length; i++) {
-      const name = route.paramNames[i]!;
-      params[name] = resource[name] = decodeSegment(values[i]!);
-    }
+    for (let i = 0; i < route.paramNames.length; i++) params[route.paramNames[i]!] = decodeSegment(values[i]!);
+    const members: Record<string, string> = {};
+    for (const key of route.resourceKeys) members[key] = key === 'type' ? route.type : params[key]!;
+    const resource = members as Resource;
     // One spelling per route: literals as the route writes them, everything else as sent.
     let judged = '';
     for (let i = 0; i < segments.length; i++) judged += '/' + (route.literals[i] ?? segments[i]!);
@@ -118,6 +122,7 @@ export class RouteTable implements RouteMatcher {
       service: definition.service,
       type: definition.resource ?? definition.action.slice(0, definition.action.indexOf(':')),
       paramNames,
+      resourceKeys: ['type', ...paramNames].sort(jsonbKeyOrder),
       literals: segments.map((segment) => (segment.kind === 'literal' ? segment.value : undefined)),
       checkedByUpstream: Object.freeze(paramNames.filter((name) => definition.checkedBy?.[name] === 'upstream')),
     };
@@ -242,4 +247,9 @@ function keyOf(definition: RouteDefinition): string {
     segment.kind === 'literal' ? segment.value : segment.kind === 'param' ? '{}' : '*',
   );
   return `${definition.method} /${shape.join('/')}`;
+}
+
+/** PostgreSQL's jsonb key order for ASCII keys (parameter names are): shorter first, equal lengths by their bytes. */
+function jsonbKeyOrder(a: string, b: string): number {
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }

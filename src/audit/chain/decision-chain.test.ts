@@ -61,6 +61,17 @@ describe('canonicalJson', () => {
     ).toBe(first);
   });
 
+  it('writes keys alike however many distinct keys it has seen (its quoted-key cache is bounded)', () => {
+    const keys = Array.from({ length: 3000 }, (_, i) => `k${i}`);
+    const object = Object.fromEntries(keys.map((key, i) => [key, i]));
+    // Every key is "k" and digits: shorter first, then by bytes.
+    const sorted = [...keys].sort((a, b) => a.length - b.length || (a < b ? -1 : 1));
+    const expected = `{${sorted.map((key) => `"${key}": ${object[key]}`).join(', ')}}`;
+    expect(canonicalJson(object)).toBe(expected);
+    expect(canonicalJson(object)).toBe(expected);
+    expect(canonicalJson({ k1: { k2999: 'x' } })).toBe('{"k1": {"k2999": "x"}}');
+  });
+
   it('writes numbers in plain decimal, as PostgreSQL’s numeric does', () => {
     expect(canonicalJson([1e21, 1.5e21, -1.5e-7, 5e-7, 1e-6, 2.5, -0, 0.1 + 0.2])).toBe(
       '[1000000000000000000000, 1500000000000000000000, -0.00000015, 0.0000005, 0.000001, 2.5, 0, 0.30000000000000004]',
@@ -84,6 +95,15 @@ describe('canonicalJson', () => {
     expect(prepareDecision(record).id).toBe('6f1c2d3e-0000-4000-8000-000000000001');
     expect(prepareDecision(record).content).toContain('"id": "6f1c2d3e-0000-4000-8000-000000000001"');
     expect(prepareDecision(record).time).toBe('2026-11-28T12:00:00.007Z');
+  });
+
+  it('writes a column JSON cannot hold (a function, a toJSON giving undefined) as null, as PostgreSQL renders it', () => {
+    const content = JSON.parse(prepareDecision({ ...record, input: () => 1, subject: undefined as unknown as null }).content) as Record<
+      string,
+      unknown
+    >;
+    expect(content).toMatchObject({ input: null, subject: null });
+    expect(Object.keys(content)).toContain('input');
   });
 
   it('includes dry_run only when it is true', () => {

@@ -52,36 +52,47 @@ export interface DecisionContent {
   code_params?: Record<string, unknown>;
 }
 
-function contentOf(record: DecisionRecord): DecisionContent {
-  // Members in canonical order, so canonicalJson need not sort them.
-  return {
-    // uuid columns come back lower-case.
-    id: record.id.toLowerCase(),
-    ...(typeof record.code === 'string' ? { code: record.code } : {}),
-    path: record.path,
-    time: record.time.toISOString(),
-    allow: record.allow,
-    input: record.input ?? null,
-    action: record.action,
-    method: record.method,
-    status: record.status,
-    ...(record.dryRun === true ? { dry_run: true as const } : {}),
-    reasons: record.reasons,
-    subject: record.subject,
-    user_id: record.userId?.toLowerCase() ?? null,
-    resource: record.resource,
-    request_id: record.requestId,
-    ...(record.codeParams ? { code_params: record.codeParams } : {}),
-    organization: record.organization,
-    eval_latency_us: record.evalLatencyUs,
-    policy_revision: record.policyRevision,
-    ...(typeof record.directoryVersion === 'number' ? { directory_version: record.directoryVersion } : {}),
-  };
+export function prepareDecision(record: DecisionRecord): PreparedDecision {
+  // uuid columns come back lower-case.
+  const id = record.id.toLowerCase();
+  const time = record.time.toISOString();
+  const text = writeRecord(record, id, time, false);
+  return { id, time, content: ESCAPED_UNSTORABLE.test(text) ? writeRecord(record, id, time, true) : text };
 }
 
-export function prepareDecision(record: DecisionRecord): PreparedDecision {
-  const content = contentOf(record);
-  return { id: content.id, time: content.time, content: canonicalJson(content) };
+/**
+ * A record's DecisionContent written straight from it, members in canonical order (that is
+ * jsonbKeyOrder of the column names below): no copy of the record, nothing to sort, and each
+ * member appended as one constant and its value.
+ */
+function writeRecord(record: DecisionRecord, id: string, time: string, clean: boolean): string {
+  let out = '{"id": ' + column(id, clean);
+  if (typeof record.code === 'string') out += ', "code": ' + column(record.code, clean);
+  out += ', "path": ' + column(record.path, clean);
+  out += ', "time": ' + column(time, clean);
+  out += ', "allow": ' + column(record.allow, clean);
+  out += ', "input": ' + column(record.input ?? null, clean);
+  out += ', "action": ' + column(record.action, clean);
+  out += ', "method": ' + column(record.method, clean);
+  out += ', "status": ' + column(record.status, clean);
+  if (record.dryRun === true) out += ', "dry_run": true';
+  out += ', "reasons": ' + column(record.reasons, clean);
+  out += ', "subject": ' + column(record.subject, clean);
+  out += ', "user_id": ' + column(record.userId?.toLowerCase() ?? null, clean);
+  out += ', "resource": ' + column(record.resource, clean);
+  out += ', "request_id": ' + column(record.requestId, clean);
+  const codeParams = record.codeParams ? write(record.codeParams, clean) : undefined;
+  if (codeParams !== undefined) out += ', "code_params": ' + codeParams;
+  out += ', "organization": ' + column(record.organization, clean);
+  out += ', "eval_latency_us": ' + column(record.evalLatencyUs, clean);
+  out += ', "policy_revision": ' + column(record.policyRevision, clean);
+  if (typeof record.directoryVersion === 'number') out += ', "directory_version": ' + column(record.directoryVersion, clean);
+  return out + '}';
+}
+
+/** A column's value: one that JSON cannot hold (a function) is null, as PostgreSQL renders the column. */
+function column(value: unknown, clean: boolean): string {
+  return write(value, clean) ?? 'null';
 }
 
 /** Reads a spool line (canonical content) back into a prepared record. */
@@ -161,9 +172,9 @@ function decimal(value: number): string {
   return `${sign}${digits.slice(0, position)}.${digits.slice(position)}`;
 }
 
-/** Objects built in canonical order (records) need no sort. */
-function inOrder(members: readonly (readonly [string, unknown])[]): boolean {
-  for (let i = 1; i < members.length; i++) if (jsonbKeyOrder(members[i - 1]![0], members[i]![0]) > 0) return false;
+/** Objects built in canonical order (the policy input, a route's resource) need no sort. */
+function inOrder(keys: readonly string[]): boolean {
+  for (let i = 1; i < keys.length; i++) if (jsonbKeyOrder(keys[i - 1]!, keys[i]!) > 0) return false;
   return true;
 }
 
@@ -201,16 +212,43 @@ function writeObject(value: object, clean: boolean): string | undefined {
     return `${out}]`;
   }
   const object = value as Record<string, unknown>;
-  // Keys are ordered as they will be stored: after replacing what PostgreSQL cannot hold.
-  const members = Object.keys(object).map((key) => [clean ? storable(key) : key, object[key]] as const);
-  if (!inOrder(members)) members.sort((a, b) => jsonbKeyOrder(a[0], b[0]));
+  const keys = Object.keys(object);
+  if (clean) return writeCleanObject(object, keys);
+  if (!inOrder(keys)) keys.sort(jsonbKeyOrder);
   let out = '{';
-  let first = true;
-  for (const [key, member] of members) {
-    const item = write(member, clean);
+  for (const key of keys) {
+    const item = write(object[key], false);
     if (item === undefined) continue;
-    out += `${first ? '' : ', '}${JSON.stringify(key)}: ${item}`;
-    first = false;
+    if (out.length > 1) out += ', ';
+    out += memberPrefix(key) + item;
+  }
+  return out + '}';
+}
+
+/**
+ * `"key": ` by key. Inputs use a small vocabulary of keys (the policy input's, a subject's,
+ * facts'), so each is quoted once rather than once per record; bounded, as some keys come from data.
+ */
+const prefixes = new Map<string, string>();
+const MAX_PREFIXES = 1024;
+
+function memberPrefix(key: string): string {
+  let prefix = prefixes.get(key);
+  if (prefix === undefined) {
+    if (prefixes.size >= MAX_PREFIXES) prefixes.clear();
+    prefix = `${JSON.stringify(key)}: `;
+    prefixes.set(key, prefix);
+  }
+  return prefix;
+}
+
+/** The rare second pass: keys are ordered as they will be stored, after replacing what PostgreSQL cannot hold. */
+function writeCleanObject(object: Record<string, unknown>, keys: readonly string[]): string {
+  const members = keys.map((key) => [storable(key), object[key]] as const).sort((a, b) => jsonbKeyOrder(a[0], b[0]));
+  let out = '{';
+  for (const [key, value] of members) {
+    const item = write(value, true);
+    if (item !== undefined) out += `${out.length > 1 ? ', ' : ''}${JSON.stringify(key)}: ${item}`;
   }
   return `${out}}`;
 }

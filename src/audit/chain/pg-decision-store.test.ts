@@ -200,6 +200,19 @@ describe('PgDecisionStore', () => {
     expect(await head()).toMatchObject({ seq: '5000' });
   });
 
+  it('writes a batch of a chain that exists in three statements besides BEGIN and COMMIT, the same three texts every time', async () => {
+    await append([decision(0)]);
+    const batches = [];
+    for (const from of [1, 4])
+      batches.push((await countQueries(() => append([decision(from), decision(from + 1), decision(from + 2)]))).queries);
+    const texts = batches.map((queries) => queries.map((query) => query.sql).filter((sql) => !/^(BEGIN|COMMIT)/i.test(sql)));
+    expect(texts[0]).toHaveLength(3);
+    expect(texts[1]).toEqual(texts[0]);
+    expect(texts[0]![0]).toMatch(/set_config\('statement_timeout'.*pg_advisory_xact_lock|pg_advisory_xact_lock[\s\S]*statement_timeout/);
+    expect(await head()).toMatchObject({ seq: '7' });
+    expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 7 });
+  });
+
   it('skips records already stored, so a replayed batch is written once and the chain continues', async () => {
     const records = Array.from({ length: 4 }, (_, n) => decision(n));
     await append(records.slice(0, 2));

@@ -23,11 +23,43 @@ export interface DecisionStore {
 // A hung database must not hold records in memory for long: the batch goes to the spool instead.
 const STATEMENT_TIMEOUT_MS = 10_000;
 
-const COLUMNS =
-  'id, time, request_id, subject, user_id, organization, action, resource, method, path, allow, status, reasons, policy_revision, eval_latency_us, input, directory_version, code, code_params, chain, chain_seq, prev_hash, hash';
+/** The stored columns a record's canonical content gives; the chain's own columns are sent beside it. */
+const CONTENT_COLUMNS =
+  'id, time, request_id, subject, user_id, organization, action, resource, method, path, allow, status, reasons, policy_revision, eval_latency_us, input, directory_version, code, code_params';
 
 /** The first key of each chain's append lock (the two-int form: the second is hashtext(chain)). */
 export const CHAIN_LOCK_SPACE = 706_572_401;
+
+// A batch is four statements besides BEGIN and COMMIT, and the last three are the same text
+// every time. The time limits and the lock are one: statement_timeout only applies from the
+// next statement, so lock_timeout (set before the lock in the same statement) bounds the wait.
+// The lock is not taken in the statement that reads the head: a statement sees the data as of
+// its start, so a head moved while it waited for the lock would be missed and the chain fork.
+const LOCK_SQL = `select pg_advisory_xact_lock(?, hashtext(?))
+  from (select set_config('statement_timeout', '${STATEMENT_TIMEOUT_MS}', true), set_config('lock_timeout', '${STATEMENT_TIMEOUT_MS}', true)) as limits`;
+
+// The ids already stored and the head, in one statement. The chain's lock, held from before the
+// seq is drawn (in APPEND_SQL) until the end, is what lets a reader of the log (the tail,
+// CommittedHorizon) know when every seq drawn so far is committed or never will be.
+const READ_SQL = `select h.seq, h.hash,
+    array(select id::text from decision_ids where id = any(?::uuid[])) as seen
+  from (select 1) as one left join decision_chain_head h on h.chain = ?`;
+
+// One statement and three parameters whatever the batch size: the records' canonical contents
+// as one JSON array, and their hashes as one text array (the head's first: record n's prev_hash
+// is element n, its hash element n + 1), so no record's text is copied to add the chain fields.
+// dry_run is only in the content when true. The global seq comes from the sequence, in the
+// batch's order (a function scan yields the array in order; the CTE is evaluated once). The ids
+// are claimed in the same statement: decision_ids' key refuses a repeat. The head moves with it.
+const APPEND_SQL = `with batch as (
+    select *, nextval('decision_seq') as next_seq from json_populate_recordset(null::decisions, ?::json) with ordinality as record
+  ),
+  hashes as (select ?::text[] as hash),
+  claimed as (insert into decision_ids (id, seq) select id, next_seq from batch),
+  moved as (update decision_chain_head set seq = ?, hash = ? where chain = ?)
+  insert into decisions (${CONTENT_COLUMNS}, chain, chain_seq, prev_hash, hash, seq, dry_run)
+  select ${CONTENT_COLUMNS}, ?, ?::bigint + ordinality, hashes.hash[ordinality::int], hashes.hash[ordinality::int + 1], next_seq, coalesce(dry_run, false)
+  from batch, hashes`;
 
 export class PgDecisionStore implements DecisionStore {
   /** Months whose partition this process has made sure of. */
@@ -45,11 +77,11 @@ export class PgDecisionStore implements DecisionStore {
     if (batch.length === 0) return { inserted: 0, skipped: 0 };
     try {
       return await this.db.transaction(async (trx) => {
-        await trx.raw(`set local statement_timeout = ${STATEMENT_TIMEOUT_MS}`);
-        await trx.raw('select pg_advisory_xact_lock(?, hashtext(?))', [CHAIN_LOCK_SPACE, this.chain]);
+        await trx.raw(LOCK_SQL, [CHAIN_LOCK_SPACE, this.chain]);
         await this.ensurePartitions(trx, batch);
-        const fresh = await this.unseen(trx, batch);
-        if (fresh.length > 0) await this.appendToChain(trx, fresh);
+        const { head, seen } = await this.read(trx, batch);
+        const fresh = unseen(batch, seen);
+        if (fresh.length > 0) await this.appendToChain(trx, head, fresh);
         return { inserted: fresh.length, skipped: batch.length - fresh.length };
       });
     } catch (error) {
@@ -72,69 +104,60 @@ export class PgDecisionStore implements DecisionStore {
     }
   }
 
-  /** The batch without the records already stored, under any time (and without repeats within it). */
-  private async unseen(trx: Knex.Transaction, batch: readonly PreparedDecision[]): Promise<PreparedDecision[]> {
-    const { rows } = await trx.raw<{ rows: { id: string }[] }>(`select id from decision_ids where id = any(?::uuid[])`, [
-      `{${batch.map((record) => record.id).join(',')}}`,
-    ]);
-    // PostgreSQL returns uuids in lower case; a record may spell its id in upper case.
-    const seen = new Set(rows.map((row) => row.id));
-    return batch.filter((record) => {
-      const id = record.id.toLowerCase();
-      if (seen.has(id)) return false;
-      seen.add(id);
-      return true;
-    });
+  /** The chain's head, made (with its anchor) on the chain's first append, and which of the batch's ids are stored already. */
+  private async read(trx: Knex.Transaction, batch: readonly PreparedDecision[]): Promise<{ head: ChainHead; seen: Set<string> }> {
+    const ids = `{${batch.map((record) => record.id).join(',')}}`;
+    const select = async () =>
+      (await trx.raw<{ rows: { seq: string | null; hash: string | null; seen: string[] }[] }>(READ_SQL, [ids, this.chain])).rows[0]!;
+    let row = await select();
+    if (row.seq === null || row.hash === null) {
+      await trx.raw('insert into decision_chain_head (chain, seq, hash) values (?, 0, ?) on conflict do nothing', [
+        this.chain,
+        GENESIS_HASH,
+      ]);
+      await trx.raw('insert into decision_chain_anchor (chain, seq, hash) values (?, 0, ?) on conflict do nothing', [
+        this.chain,
+        GENESIS_HASH,
+      ]);
+      row = await select();
+      if (row.seq === null || row.hash === null) throw new Error(`the head of decision chain ${this.chain} could not be created`);
+    }
+    return { head: { seq: Number(row.seq), hash: row.hash }, seen: new Set(row.seen) };
   }
 
-  private async appendToChain(trx: Knex.Transaction, records: readonly PreparedDecision[]): Promise<void> {
-    const head = await this.head(trx);
+  private async appendToChain(trx: Knex.Transaction, head: ChainHead, records: readonly PreparedDecision[]): Promise<void> {
     let seq = head.seq;
+    let hashes = head.hash;
     let prevHash = head.hash;
-    const chain = JSON.stringify(this.chain);
-    const json: string[] = [];
     for (const record of records) {
       seq += 1;
-      const hash = chainHash(prevHash, this.chain, seq, record.content);
-      // The canonical content is a JSON object: the chain fields join it as members.
-      json.push(`${record.content.slice(0, -1)},"chain":${chain},"chain_seq":${seq},"prev_hash":"${prevHash}","hash":"${hash}"}`);
-      prevHash = hash;
+      prevHash = chainHash(prevHash, this.chain, seq, record.content);
+      hashes += `,${prevHash}`;
     }
-    // One statement and one parameter whatever the batch size; dry_run is only in the content
-    // when true. The global seq comes from the sequence, in the batch's order (a function scan
-    // yields the array in order; the CTE is evaluated once). The ids are claimed in the same
-    // statement: decision_ids' key refuses a repeat.
-    await trx.raw(
-      `with batch as (select *, nextval('decision_seq') as next_seq from json_populate_recordset(null::decisions, ?::json)),
-         claimed as (insert into decision_ids (id, seq) select id, next_seq from batch)
-       insert into decisions (${COLUMNS}, seq, dry_run) select ${COLUMNS}, next_seq, coalesce(dry_run, false) from batch`,
-      [`[${json.join(',')}]`],
-    );
-    await trx.raw('update decision_chain_head set seq = ?, hash = ? where chain = ?', [seq, prevHash, this.chain]);
-  }
-
-  /**
-   * The chain's head, made (with its anchor) on the chain's first append. It also gives the
-   * transaction its id before it draws a seq, which is what lets a reader of the log (the tail)
-   * know when every seq drawn so far is either committed or never will be.
-   */
-  private async head(trx: Knex.Transaction): Promise<{ seq: number; hash: string }> {
-    const read = async () =>
-      (
-        await trx.raw<{ rows: { seq: string; hash: string }[] }>(
-          'select seq, hash, pg_current_xact_id() from decision_chain_head where chain = ?',
-          [this.chain],
-        )
-      ).rows[0];
-    const head = await read();
-    if (head) return { seq: Number(head.seq), hash: head.hash };
-    await trx.raw('insert into decision_chain_head (chain, seq, hash) values (?, 0, ?) on conflict do nothing', [this.chain, GENESIS_HASH]);
-    await trx.raw('insert into decision_chain_anchor (chain, seq, hash) values (?, 0, ?) on conflict do nothing', [
+    await trx.raw(APPEND_SQL, [
+      `[${records.map((record) => record.content).join(',')}]`,
+      `{${hashes}}`,
+      seq,
+      prevHash,
       this.chain,
-      GENESIS_HASH,
+      this.chain,
+      head.seq,
     ]);
-    const made = await read();
-    if (!made) throw new Error(`the head of decision chain ${this.chain} could not be created`);
-    return { seq: Number(made.seq), hash: made.hash };
   }
+}
+
+interface ChainHead {
+  seq: number;
+  hash: string;
+}
+
+/** The batch without the records already stored, under any time (and without repeats within it). */
+function unseen(batch: readonly PreparedDecision[], seen: Set<string>): PreparedDecision[] {
+  // PostgreSQL returns uuids in lower case; a record may spell its id in upper case.
+  return batch.filter((record) => {
+    const id = record.id.toLowerCase();
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
 }

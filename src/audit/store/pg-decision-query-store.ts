@@ -5,6 +5,7 @@ import type { Knex } from 'knex';
 import { isUuid } from '../../db/uuid';
 import { GENESIS_HASH } from '../chain/decision-chain';
 import type { ChainReader, ChainRow, ChainState } from '../chain/decision-chain-verifier';
+import { CHAIN_LOCK_SPACE } from '../chain/pg-decision-store';
 
 export interface DecisionFilter {
   /** The token's `sub`. */
@@ -199,12 +200,19 @@ export class PgDecisionQueryStore implements ChainReader {
     return Number(rows[0]?.mark ?? 0);
   }
 
-  /** The current snapshot's bounds: transactions below `xmin` have ended; those from `xmax` on had not started. */
-  async snapshotBounds(): Promise<{ xmin: bigint; xmax: bigint }> {
-    const { rows } = await this.db.raw<{ rows: { xmin: string; xmax: string }[] }>(
-      'select pg_snapshot_xmin(s)::text as xmin, pg_snapshot_xmax(s)::text as xmax from pg_current_snapshot() s',
+  /**
+   * The appends running now in this database: the virtual transaction ids holding a chain's
+   * append lock (its two-int form, CHAIN_LOCK_SPACE first). Virtual ids are never reused while
+   * the server runs, so an id gone from this list is an append that has ended.
+   */
+  async appendsInFlight(): Promise<string[]> {
+    const { rows } = await this.db.raw<{ rows: { vxid: string }[] }>(
+      `select virtualtransaction as vxid from pg_locks
+        where locktype = 'advisory' and classid = ?::oid and objsubid = 2 and granted
+          and database = (select oid from pg_database where datname = current_database())`,
+      [CHAIN_LOCK_SPACE],
     );
-    return { xmin: BigInt(rows[0]!.xmin), xmax: BigInt(rows[0]!.xmax) };
+    return rows.map((row) => row.vxid);
   }
 
   /** The chain's records with position in (afterSeq, throughSeq], in order, with their canonical content. */
