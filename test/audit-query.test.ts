@@ -152,6 +152,14 @@ describe('GET /admin/v1/decisions/{id}', () => {
       prev_hash: expect.stringMatching(/^[0-9a-f]{64}$/) as unknown,
       hash: expect.stringMatching(/^[0-9a-f]{64}$/) as unknown,
     });
+    // Its place in the chain is the stored one: the gateway's own chain and the position there.
+    const stored = (await h.database.db('decisions').select('chain', 'chain_seq', 'hash').where({ id: conflict.id }).first()) as {
+      chain: string;
+      chain_seq: string;
+      hash: string;
+    };
+    expect([body.chain, body.chain_seq, body.hash]).toEqual([stored.chain, Number(stored.chain_seq), stored.hash]);
+    expect(body.chain).not.toBe('legacy');
     expect(body.input).toMatchObject({
       action: 'organization:delete',
       subject: { id: dir.users.alice, sub: 'alice|sub' },

@@ -56,6 +56,9 @@ export interface DecisionDetail extends DecisionSummary {
   input: unknown;
   /** The decision as the policy output contract spells it (design §3.4): code and params only when set. */
   result: { allow: boolean; status: number; reasons: string[]; code?: string; params?: Record<string, unknown> };
+  /** The instance's chain the record belongs to, and its position there. */
+  chain: string;
+  chain_seq: number;
   prev_hash: string;
   hash: string;
 }
@@ -92,6 +95,8 @@ const DETAIL = [
   'input',
   'dry_run',
   'directory_version',
+  'chain',
+  'chain_seq',
   'prev_hash',
   'hash',
 ];
@@ -172,6 +177,8 @@ export class PgDecisionQueryStore implements ChainReader {
         reasons: base.reasons,
         ...(typeof base.code === 'string' ? { code: base.code, params: base.code_params ?? {} } : {}),
       },
+      chain: row.chain as string,
+      chain_seq: Number(row.chain_seq),
       prev_hash: row.prev_hash as string,
       hash: row.hash as string,
     };
