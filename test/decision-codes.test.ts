@@ -10,6 +10,7 @@ import type { Knex } from 'knex';
 import { prepareDecision } from '../src/audit/chain/decision-chain';
 import { verifyChain } from '../src/audit/chain/decision-chain-verifier';
 import { PgDecisionQueryStore } from '../src/audit/store/pg-decision-query-store';
+import { ConsoleStore } from '../src/admin/console/console-store';
 import { filterOptions, parseFilterOptions } from '../src/cli/decisions-filter';
 import { createDatabase, migrationConfig } from '../src/db/database';
 import { appendDecisions, syntheticDecision } from './support/audit-helpers';
@@ -236,6 +237,10 @@ describe('decision codes through the gateway (shipped policy)', () => {
     expect(filter.code).toBe('not_a_member');
     const rows = await new PgDecisionQueryStore(database.db).list(filter, { limit: 50 });
     expect(rows.decisions.map((d) => [d.code, d.organization])).toEqual([['not_a_member', 'globex']]);
+
+    // The console lists records through the same columns and row mapper: codes included.
+    const listed = await new ConsoleStore(database.db).decisions({ code: 'not_a_member' }, { limit: 50 });
+    expect(listed.decisions.map((d) => [d.code, d.organization])).toEqual([['not_a_member', 'globex']]);
   });
 
   // Last: it shuts this gateway down.

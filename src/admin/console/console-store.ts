@@ -5,6 +5,7 @@ import type { Knex } from 'knex';
 import { isUuid } from '../../db/uuid';
 import { CommittedHorizon } from '../../audit/store/committed-horizon';
 import {
+  DECISION_SUMMARY_COLUMNS,
   decisionSummaryOf,
   PgDecisionQueryStore,
   whereDecisionFilter,
@@ -58,25 +59,6 @@ export interface MemberGrants {
   defaultPermissions: string[];
   teams: { team: string; role: string; permissions: string[] }[];
 }
-
-const SUMMARY = [
-  'id',
-  'seq',
-  'time',
-  'request_id',
-  'subject',
-  'user_id',
-  'organization',
-  'action',
-  'method',
-  'path',
-  'allow',
-  'status',
-  'reasons',
-  'policy_revision',
-  'eval_latency_us',
-  'dry_run',
-];
 
 const TOP = 8;
 
@@ -173,7 +155,7 @@ export class ConsoleStore {
     options: { limit: number; beforeSeq?: number | undefined },
   ): Promise<{ decisions: DecisionSummary[]; more: boolean }> {
     const query = this.filtered(filter)
-      .select(SUMMARY)
+      .select(DECISION_SUMMARY_COLUMNS)
       .orderBy('seq', 'desc')
       .limit(options.limit + 1);
     if (options.beforeSeq !== undefined) query.where('seq', '<', options.beforeSeq);
@@ -184,7 +166,7 @@ export class ConsoleStore {
   /** Records with seq in (afterSeq, throughSeq] matching the filter, oldest first (the live stream; throughSeq from horizon()). */
   async decisionsAfter(filter: ConsoleFilter, afterSeq: number, throughSeq: number, limit: number): Promise<DecisionSummary[]> {
     const rows = (await this.filtered(filter)
-      .select(SUMMARY)
+      .select(DECISION_SUMMARY_COLUMNS)
       .where('seq', '>', afterSeq)
       .andWhere('seq', '<=', throughSeq)
       .orderBy('seq')

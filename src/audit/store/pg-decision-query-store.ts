@@ -69,7 +69,8 @@ export interface DecisionRows {
   more: boolean;
 }
 
-const SUMMARY = [
+/** The columns decisionSummaryOf reads: every store that lists records selects these. */
+export const DECISION_SUMMARY_COLUMNS = [
   'id',
   'seq',
   'time',
@@ -90,7 +91,7 @@ const SUMMARY = [
   'code_params',
 ];
 const DETAIL = [
-  ...SUMMARY.filter((column) => column !== 'dry_run'),
+  ...DECISION_SUMMARY_COLUMNS.filter((column) => column !== 'dry_run'),
   'resource',
   'input',
   'dry_run',
@@ -147,13 +148,15 @@ export class PgDecisionQueryStore implements ChainReader {
   constructor(private readonly db: Knex | Knex.Transaction) {}
 
   /**
-   * Newest first by seq, the order of commit: a record committed late (a spool replay, a batch
-   * from a slow clock) is still above every page read before it, never skipped below one.
+   * Newest first by seq, the order of commit within one instance's chain: a record committed
+   * late (a spool replay, a batch from a slow clock) is above every page read before it. Across
+   * instances a lower seq can commit after a higher one; readers that follow the log go by the
+   * CommittedHorizon instead.
    */
   async list(filter: DecisionFilter, options: { limit: number; beforeSeq?: number | undefined }): Promise<DecisionRows> {
     const limit = Math.min(Math.max(1, options.limit), MAX_PAGE);
     const query = this.filtered(filter)
-      .select(SUMMARY)
+      .select(DECISION_SUMMARY_COLUMNS)
       .orderBy('seq', 'desc')
       .limit(limit + 1);
     if (options.beforeSeq !== undefined) query.where('seq', '<', options.beforeSeq);
@@ -187,7 +190,7 @@ export class PgDecisionQueryStore implements ChainReader {
   /** Records with seq in (afterSeq, throughSeq], oldest first: what `tail` prints next (throughSeq from CommittedHorizon). */
   async after(afterSeq: number, throughSeq: number, filter: DecisionFilter, limit: number): Promise<DecisionSummary[]> {
     const rows = (await this.filtered(filter)
-      .select(SUMMARY)
+      .select(DECISION_SUMMARY_COLUMNS)
       .where('seq', '>', afterSeq)
       .andWhere('seq', '<=', throughSeq)
       .orderBy('seq')
