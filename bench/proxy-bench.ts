@@ -70,12 +70,20 @@ async function main(): Promise<void> {
   const settings = (cache: boolean) => targetSettings(env, { upstreamUrl: upstream.url, opaUrl: opaServer?.url ?? '', cache });
 
   if (flag('profile')) {
-    const gateway = await startTargetProcess('portcullis', settings(true));
+    // --target b profiles the plain Express proxy instead, to set (c)'s profile beside it.
+    const plain = process.argv[process.argv.indexOf('--target') + 1] === 'b' && flag('target');
+    const gateway = await startTargetProcess(plain ? 'express-proxy' : 'portcullis', settings(true));
     await drive(gateway.url, requests, { connections, durationS: 3 });
     await gateway.measure('profile', 'start');
     const result = await drive(gateway.url, requests, { connections, durationS: arg('duration', 15) });
-    const file = await gateway.measure<string>('profile', 'stop', path.join(env.dir, 'portcullis.cpuprofile'));
-    log(`(c) under profiling: ${Math.round(result.rps)} req/s, p99 ${result.p99.toFixed(2)} ms, ${result.failed} failed`);
+    const file = await gateway.measure<string>(
+      'profile',
+      'stop',
+      path.join(env.dir, plain ? 'express-proxy.cpuprofile' : 'portcullis.cpuprofile'),
+    );
+    log(
+      `(${plain ? 'b' : 'c'}) under profiling: ${Math.round(result.rps)} req/s, p99 ${result.p99.toFixed(2)} ms, ${result.failed} failed`,
+    );
     await gateway.stop();
     process.stdout.write(`${(await summarizeProfile(file, 30, result.ok + result.failed)).join('\n')}\n`);
   } else if (flag('allocations')) {

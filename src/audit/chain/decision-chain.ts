@@ -1,7 +1,7 @@
 // The tamper-evident form of a decision record: its canonical JSON (the text PostgreSQL's jsonb
 // writes for it, times as ISO-8601 UTC milliseconds) and the hash chain over it. The gateway
 // hashes a record before storing it; verification hashes what PostgreSQL renders of the row.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { DecisionRecord } from '../decision-record';
 
 /** The `prev_hash` of the very first record of a chain. */
@@ -109,7 +109,7 @@ export function preparedFromContent(line: string): PreparedDecision {
  */
 export function chainHash(prevHash: string, chain: string, seq: number, content: string): string {
   const position = chain === LEGACY_CHAIN ? `${seq}` : `${chain}\n${seq}`;
-  return createHash('sha256').update(`${prevHash}\n${position}\n`).update(content).digest('hex');
+  return hash('sha256', `${prevHash}\n${position}\n${content}`, 'hex');
 }
 
 // PostgreSQL refuses NUL in text and jsonb, and lone surrogates in jsonb: either would make a

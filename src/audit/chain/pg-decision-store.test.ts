@@ -11,6 +11,7 @@ import { DependencyError } from '../../base/errors';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database';
 import { waitFor } from '../../../test/support/wait-for';
 import { BatchingDecisionRecorder } from '../recording/batching-decision-recorder';
+import * as decisionChain from './decision-chain';
 import { chainHash, GENESIS_HASH, prepareDecision } from './decision-chain';
 import { verifyChain } from './decision-chain-verifier';
 import { DecisionSpool } from '../recording/decision-spool';
@@ -211,6 +212,29 @@ describe('PgDecisionStore', () => {
     expect(texts[0]![0]).toMatch(/set_config\('statement_timeout'.*pg_advisory_xact_lock|pg_advisory_xact_lock[\s\S]*statement_timeout/);
     expect(await head()).toMatchObject({ seq: '7' });
     expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 7 });
+  });
+
+  it('hashes a large batch a slice at a time, letting the event loop turn in between', async () => {
+    const batch = Array.from({ length: 500 }, (_, n) => prepareDecision(decision(n)));
+    const hashing = jest.spyOn(decisionChain, 'chainHash');
+    // What a request waiting for its turn sees: how many records were hashed since the last turn.
+    const seen: number[] = [];
+    let ticking = true;
+    const tick = () => {
+      seen.push(hashing.mock.calls.length);
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    try {
+      await store.append(batch);
+    } finally {
+      ticking = false;
+      hashing.mockRestore();
+    }
+    const steps = seen.slice(1).map((count, i) => count - seen[i]!);
+    expect(Math.max(...steps)).toBeLessThanOrEqual(64);
+    expect(seen.filter((count) => count > 0 && count < 500).length).toBeGreaterThanOrEqual(500 / 64 - 2);
+    expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 500 });
   });
 
   it('skips records already stored, so a replayed batch is written once and the chain continues', async () => {

@@ -4,6 +4,7 @@
 // forks, while other instances append to their own chains without waiting. Records whose id is
 // already stored (in any chain, under any time: `decision_ids` keys the id alone) are skipped,
 // so replaying a batch (from the spool) is exactly once.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Knex } from 'knex';
 import { DependencyError } from '../../base/errors';
 import { chainHash, GENESIS_HASH, LEGACY_CHAIN, type PreparedDecision } from './decision-chain';
@@ -26,6 +27,13 @@ const STATEMENT_TIMEOUT_MS = 10_000;
 /** The stored columns a record's canonical content gives; the chain's own columns are sent beside it. */
 const CONTENT_COLUMNS =
   'id, time, request_id, subject, user_id, organization, action, resource, method, path, allow, status, reasons, policy_revision, eval_latency_us, input, directory_version, code, code_params';
+
+/**
+ * Records hashed between two turns of the event loop: a hash is a few µs, so a batch of 500
+ * (a backlog after PostgreSQL was away) hashed at once would hold requests back for
+ * milliseconds; a slice this size stays well under one.
+ */
+const HASH_SLICE = 64;
 
 /** The first key of each chain's append lock (the two-int form: the second is hashtext(chain)). */
 export const CHAIN_LOCK_SPACE = 706_572_401;
@@ -129,9 +137,10 @@ export class PgDecisionStore implements DecisionStore {
     let seq = head.seq;
     let hashes = head.hash;
     let prevHash = head.hash;
-    for (const record of records) {
+    for (let i = 0; i < records.length; i++) {
+      if (i > 0 && i % HASH_SLICE === 0) await nextTurn();
       seq += 1;
-      prevHash = chainHash(prevHash, this.chain, seq, record.content);
+      prevHash = chainHash(prevHash, this.chain, seq, records[i]!.content);
       hashes += `,${prevHash}`;
     }
     await trx.raw(APPEND_SQL, [
