@@ -58,4 +58,38 @@ describe('RequestJudge', () => {
       checked_by_upstream: ['report'],
     });
   });
+
+  it('takes cached subject and facts as they are, and loads only what no cache holds', async () => {
+    const loaded: string[] = [];
+    const subject = { id: 'u-1', sub: 'idp|1', email: null, memberships: {} };
+    const facts = { organization: { exists: true } };
+    let cachedFacts: typeof facts | undefined = facts;
+    const judge = new RequestJudge({
+      subjects: {
+        load: (sub) => (loaded.push(`subject ${sub}`), Promise.resolve(subject)),
+        cached: () => subject,
+      },
+      facts: {
+        load: (resource) => (loaded.push(`facts ${resource.type}`), Promise.resolve(facts)),
+        cached: () => cachedFacts,
+      },
+      policy: {
+        current: {
+          revision: 'r1',
+          evaluate: () => ({ decision: { allow: true, status: 200, reasons: [] }, revision: 'r1', latencyUs: 1 }),
+        },
+      },
+    });
+    const request = { requestId: 'req-1', decisionId: 'dec-1', method: 'GET', path: MATCH.path, match: MATCH, sub: 'idp|1' };
+
+    const warm = await judge.judge(request);
+    expect(loaded).toEqual([]);
+    expect(warm.input.subject).toBe(subject);
+    expect(warm.input.facts).toBe(facts);
+
+    cachedFacts = undefined;
+    const cold = await judge.judge(request);
+    expect(loaded).toEqual(['facts report']);
+    expect(cold.input.subject).toBe(subject);
+  });
 });

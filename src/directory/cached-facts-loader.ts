@@ -21,10 +21,14 @@ export class CachedFactsLoader implements FactsLoader, DirectoryCache, CacheStat
 
   load(resource: Resource, action: string): Promise<Facts> {
     return this.cache.get(
-      `${action} ${JSON.stringify(resource)}`,
+      keyOf(resource, action),
       () => this.inner.load(resource, action),
       (facts) => factTags(resource, facts),
     );
+  }
+
+  cached(resource: Resource, action: string): Facts | undefined {
+    return this.cache.peek(keyOf(resource, action));
   }
 
   evict(change: DirectoryChange): void {
@@ -45,6 +49,8 @@ export class CachedFactsLoader implements FactsLoader, DirectoryCache, CacheStat
     return this.cache.stats();
   }
 }
+
+const keyOf = (resource: Resource, action: string) => `${action} ${JSON.stringify(resource)}`;
 
 // Slugs are exact (path parameters keep their case, and stored slugs are lower-case by
 // constraint); ids are uuids, which PostgreSQL matches whatever their case.

@@ -20,6 +20,10 @@ export class CachedSubjectLoader implements SubjectLoader, DirectoryCache, Cache
     return this.cache.get(sub, () => this.inner.load(sub), subjectTags);
   }
 
+  cached(sub: string): Subject | undefined {
+    return this.cache.peek(sub);
+  }
+
   evict(change: DirectoryChange): void {
     const { all, users, subs, orgs } = change.subjects;
     if (all) {

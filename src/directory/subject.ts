@@ -25,6 +25,8 @@ export interface Subject {
 
 export interface SubjectLoader {
   load(sub: string): Promise<Subject>;
+  /** A cache's entry at hand, without waiting (a hit counts as one); undefined when it must be loaded. */
+  cached?(sub: string): Subject | undefined;
 }
 
 export type Facts = Record<string, Record<string, unknown>>;
@@ -32,4 +34,6 @@ export type Facts = Record<string, Record<string, unknown>>;
 export interface FactsLoader {
   /** Loads exactly the facts the resource (and, for R5, the action) needs. */
   load(resource: Resource, action: string): Promise<Facts>;
+  /** A cache's entry at hand, without waiting (a hit counts as one); undefined when it must be loaded. */
+  cached?(resource: Resource, action: string): Facts | undefined;
 }

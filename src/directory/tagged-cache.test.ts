@@ -45,6 +45,23 @@ describe('TaggedCache', () => {
     expect(cache.stats()).toEqual({ hits: 1, misses: 1, size: 1 });
   });
 
+  it('peeks at a stored entry without loading, counting a hit, and at a missing one without counting anything', async () => {
+    expect(cache.peek('a1')).toBeUndefined();
+    expect(cache.stats()).toEqual({ hits: 0, misses: 0, size: 0 });
+    await get('a1', 7);
+    expect(cache.peek('a1')).toEqual({ v: 7 });
+    expect(loads).toBe(1);
+    expect(cache.stats()).toEqual({ hits: 1, misses: 1, size: 1 });
+    cache.evictTagged(['k:a1']);
+    expect(cache.peek('a1')).toBeUndefined();
+  });
+
+  it('peeks at nothing while its freshness source is not live', async () => {
+    await get('a1');
+    freshness.live = false;
+    expect(cache.peek('a1')).toBeUndefined();
+  });
+
   it('evicts exactly the entries carrying an evicted tag', async () => {
     await get('a1');
     await get('a2');

@@ -54,6 +54,14 @@ export class TaggedCache<V extends object> {
     });
   }
 
+  /** The cached value if there is one (counted as a hit), without waiting; otherwise undefined, and nothing is counted. */
+  peek(key: string): V | undefined {
+    if (!this.freshness.live) return undefined;
+    const cached = this.lru.get(key);
+    if (cached !== undefined) this.hits += 1;
+    return cached;
+  }
+
   /** The cached value, or `load()`'s (shared with an identical load in flight). */
   get(key: string, load: () => Promise<V>, tagsOf: (value: V) => readonly string[]): Promise<V> {
     if (!this.freshness.live) {

@@ -444,6 +444,28 @@ describe('RouteTable.match', () => {
   });
 });
 
+describe('RouteTable.match, repeated', () => {
+  it('answers a repeated path with the same frozen match, and another spelling or method with its own', () => {
+    const table = new RouteTable();
+    const first = table.match('GET', '/orgs/acme/projects/api')!;
+    expect(table.match('GET', '/orgs/acme/projects/api')).toBe(first);
+    expect(Object.isFrozen(first) && Object.isFrozen(first.resource) && Object.isFrozen(first.params)).toBe(true);
+    expect(() => Object.assign(first.resource, { org: 'other' })).toThrow(TypeError);
+    expect(table.match('GET', '/orgs/Acme/projects/api')).toMatchObject({ resource: { org: 'Acme' } });
+    expect(table.match('DELETE', '/orgs/acme/projects/api')).toMatchObject({ action: 'project:delete' });
+    expect(table.match('GET', '/orgs/acme/projects/api/unknown')).toBeUndefined();
+  });
+
+  it('still matches every path after many distinct ones, long ones too', () => {
+    const table = new RouteTable();
+    for (let n = 0; n < 25_000; n++)
+      expect(table.match('GET', `/orgs/org-${n}`)?.resource).toEqual({ type: 'organization', org: `org-${n}` });
+    const long = `/orgs/${'a'.repeat(300)}`;
+    expect(table.match('GET', long)).toEqual(table.match('GET', long));
+    expect(table.match('GET', long)).not.toBe(table.match('GET', long));
+  });
+});
+
 describe('checked_by: upstream', () => {
   it('marks the parameter in every match, and lists it for the start-up log', () => {
     const table = new RouteTable([

@@ -34,6 +34,10 @@ interface TrieNode {
 
 type Segment = { kind: 'literal'; value: string } | { kind: 'param'; name: string } | { kind: 'wildcard' };
 
+/** Matches kept for reuse, of paths up to RECENT_PATH_LENGTH only: about 12 MB at the very most. */
+const RECENT_MATCHES = 10_000;
+const RECENT_PATH_LENGTH = 256;
+
 const METHOD = /^[!#$%&'*+.^_`|~0-9A-Z-]+$/;
 const PARAM = /^\{([a-z][a-z0-9_]*)\}$/;
 const ACTION = /^[a-z][a-z0-9_-]*:[a-z*][a-z0-9_-]*$/;
@@ -53,6 +57,8 @@ export class RouteTable implements RouteMatcher {
   /** The effective routes after overrides, for `explain` and documentation. */
   readonly routes: readonly RouteDefinition[];
   private readonly tries = new Map<string, TrieNode>();
+  /** The latest matches by `METHOD path`, at most RECENT_MATCHES of them. */
+  private readonly recent = new Map<string, RouteMatch>();
 
   /**
    * Config routes replace a default with the same method and the same pattern shape
@@ -86,7 +92,25 @@ export class RouteTable implements RouteMatcher {
     return this.routes.flatMap((route) => Object.keys(route.checkedBy ?? {}).map((name) => `${route.method} ${route.path} {${name}}`));
   }
 
+  /**
+   * The route a canonical path matches, frozen: a match depends on the method and the path
+   * alone, so the latest matches are kept and shared (a service's traffic repeats its paths),
+   * and a frozen resource's JSON is kept by the policy engine and the decision record.
+   */
   match(method: string, path: string): RouteMatch | undefined {
+    const key = method + ' ' + path;
+    let match = this.recent.get(key);
+    if (match === undefined) {
+      match = this.find(method, path);
+      if (match === undefined || path.length > RECENT_PATH_LENGTH) return match;
+      // Whole generations: cheaper on every request than keeping a recency order.
+      if (this.recent.size >= RECENT_MATCHES) this.recent.clear();
+      this.recent.set(key, match);
+    }
+    return match;
+  }
+
+  private find(method: string, path: string): RouteMatch | undefined {
     const root = this.tries.get(method);
     if (!root || path.charCodeAt(0) !== 0x2f) return undefined;
     const segments = path === '/' ? [] : path.slice(1).split('/');
@@ -102,15 +126,15 @@ export class RouteTable implements RouteMatcher {
     // One spelling per route: literals as the route writes them, everything else as sent.
     let judged = '';
     for (let i = 0; i < segments.length; i++) judged += '/' + (route.literals[i] ?? segments[i]!);
-    return {
+    return Object.freeze({
       route: route.pattern,
       path: judged || '/',
       action: route.action,
       service: route.service,
-      params,
-      resource,
+      params: Object.freeze(params),
+      resource: Object.freeze(resource),
       checkedByUpstream: route.checkedByUpstream,
-    };
+    });
   }
 
   private insert(definition: RouteDefinition): void {
