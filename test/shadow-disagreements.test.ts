@@ -7,12 +7,10 @@ import path from 'node:path';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
-import { copyShippedPolicies, scratchDir } from './support/policy-workspace';
+import { copyShippedPolicies, scratchDir, withoutStar } from './support/policy-workspace';
 import { waitFor } from './support/wait-for';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
-const WITHOUT_STAR = (text: string) =>
-  text.replace('sprintf("%s:*", [split(input.action, ":")[0]]), "*"]', 'sprintf("%s:*", [split(input.action, ":")[0]])]');
 
 interface Disagreement {
   id: string;
@@ -41,8 +39,8 @@ beforeAll(async () => {
   const candidate = await copyShippedPolicies(work, 'candidate');
   const organization = path.join(candidate, 'organization.rego');
   const text = await readFile(organization, 'utf8');
-  expect(WITHOUT_STAR(text)).not.toBe(text);
-  await writeFile(organization, WITHOUT_STAR(text));
+  expect(withoutStar(text)).not.toBe(text);
+  await writeFile(organization, withoutStar(text));
   h = await startHarness({ policy: { source: process.env.PORTCULLIS_TEST_BUNDLE, shadow: { source: candidate } } });
   await seedDirectory(h.database.db);
   const alice = await h.tokens.sign('alice|sub');
