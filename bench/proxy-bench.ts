@@ -159,20 +159,26 @@ async function main(): Promise<void> {
     }
     // The same, paced at half (c)'s rate: a saturated loop runs every ready connection's work in
     // one turn, so at full load the figures above measure that queue more than any one stall.
-    const c = targets.find((target) => target.id === 'c')!;
+    // (b) at the same pace is the control: what the load generator's bursts and the shared
+    // machine do to a loop without any authorization work.
     const pacedRate = Math.round(median(results.get('c')!.map((result) => result.rps)) / 2);
-    await settle(env.db);
-    await c.process!.measure('loopDelay', 'start');
-    const paced = await drive(c.url!, requests, { connections, durationS, rate: pacedRate });
-    const pacedDelay = await c.process!.measure<LoopDelay>('loopDelay', 'stop');
-    log(
-      `(c) paced at ${pacedRate} req/s: ${Math.round(paced.rps)} req/s, p99 ${paced.p99.toFixed(2)} ms, loop delay max ${pacedDelay.max.toFixed(2)} ms`,
-    );
+    const pacedDelays = { b: undefined as LoopDelay | undefined, c: undefined as LoopDelay | undefined };
+    for (const id of ['b', 'c'] as const) {
+      const target = targets.find((candidate) => candidate.id === id)!;
+      await settle(env.db);
+      await target.process!.measure('loopDelay', 'start');
+      const paced = await drive(target.url!, requests, { connections, durationS, rate: pacedRate });
+      const delay = (pacedDelays[id] = await target.process!.measure<LoopDelay>('loopDelay', 'stop'));
+      log(
+        `(${id}) paced at ${pacedRate} req/s: ${Math.round(paced.rps)} req/s, p99 ${paced.p99.toFixed(2)} ms, loop delay p99 ${delay.p99.toFixed(2)} ms, max ${delay.max.toFixed(2)} ms`,
+      );
+    }
+    const pacedDelay = pacedDelays.c!;
     const lines = await report(
       targets,
       results,
       delays,
-      { rate: pacedRate, delay: pacedDelay },
+      { rate: pacedRate, delay: pacedDelay, control: pacedDelays.b! },
       { rounds, durationS, connections, callers },
       env,
     );
@@ -224,7 +230,7 @@ async function report(
   targets: Target[],
   results: Map<string, LoadResult[]>,
   delays: { b: readonly LoopDelay[]; c: readonly LoopDelay[] },
-  paced: { rate: number; delay: LoopDelay },
+  paced: { rate: number; delay: LoopDelay; control: LoopDelay },
   run: { rounds: number; durationS: number; connections: number; callers: number },
   env: { db: import('knex').Knex },
 ): Promise<string[]> {
@@ -279,20 +285,22 @@ async function report(
     '',
     'Event loops while driven (`monitorEventLoopDelay`, a timer every 1 ms; figures are the time between two firings, so 1 ms is no delay). ' +
       "At full load a loop turn serves every connection whose data is ready, so a long interval there is one turn's queue of requests, not " +
-      'necessarily a synchronous block: (b), which has no blocking work at all, shows what saturation alone does; the paced row, with the loop ' +
-      'not saturated, shows the blocks:',
+      'necessarily a synchronous block: (b), which has no blocking work at all, shows what saturation alone does. The last row drives both at the ' +
+      "same pace, half of (c)'s rate: the load generator still sends in bursts, and a burst's requests wait for each other, longer the more each " +
+      'costs; (b) there is the control for the bursts and the shared machine:',
     '',
     '| round | (b) p50 ms | (b) p99 ms | (b) max ms | (b) samples | (b) > 5 ms | (c) p50 ms | (c) p99 ms | (c) max ms | (c) samples | (c) > 5 ms |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
     ...delays.c.map((delay, i) => `| ${i + 1} | ${delayCells(delays.b[i])} | ${delayCells(delay)} |`),
-    `| (c) paced at ${paced.rate} req/s (half of its median) | | | | | | ${delayCells(paced.delay)} |`,
+    `| both paced at ${paced.rate} req/s (half of (c)'s median) | ${delayCells(paced.control)} | ${delayCells(paced.delay)} |`,
     '',
     `Targets: (c) ≥ 0.85× (b) req/s: ${(c.rps / b.rps).toFixed(2)}× ${verdict(c.rps >= 0.85 * b.rps)}; ` +
       `p99 (c) ≤ p99 (b) + 2 ms: ${c.p99 - b.p99 >= 0 ? '+' : ''}${(c.p99 - b.p99).toFixed(2)} ms ${verdict(c.p99 <= b.p99 + 2)}; ` +
       `(c) ≥ 4× (e): ${(c.rps / e.rps).toFixed(2)}× ${verdict(c.rps >= 4 * e.rps)}; ` +
       `(d) ≥ 1.5× (e): ${(d.rps / e.rps).toFixed(2)}× ${verdict(d.rps >= 1.5 * e.rps)}; ` +
       `no event-loop stall over ${STALL_MS} ms in (c) at full load: longest ${(worstDelay - 1).toFixed(2)} ms beyond the 1 ms tick, ${stalls} over ${STALL_MS} ms ${verdict(stalls === 0)}; ` +
-      `paced: longest ${(paced.delay.max - 1).toFixed(2)} ms, ${paced.delay.stalls} over ${STALL_MS} ms ${verdict(paced.delay.stalls === 0)}.`,
+      `paced: longest ${(paced.delay.max - 1).toFixed(2)} ms, ${paced.delay.stalls} over ${STALL_MS} ms ${verdict(paced.delay.stalls === 0)} ` +
+      `((b) at that pace: longest ${(paced.control.max - 1).toFixed(2)} ms, ${paced.control.stalls} over ${STALL_MS} ms).`,
     '',
     '(e) matches the route, verifies the JWT (no cache) and loads subject and facts from PostgreSQL exactly as (d) does, then POSTs the same ' +
       'input to `opa run --server` (`/v1/data/portcullis/decision`, keep-alive) and forwards with http-proxy-middleware; unlike (c) and (d) ' +
