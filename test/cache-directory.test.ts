@@ -163,6 +163,25 @@ describe('the cached loaders', () => {
     expect(result[1].project).toEqual({ exists: true, in_organization: true });
   });
 
+  it('hand out warm entries at once through cached(), a frozen resource keyed as its unfrozen twin and per action', async () => {
+    const resource = project('acme', 'api');
+    const frozen = Object.freeze({ ...resource });
+    await subjects.load('alice|sub');
+    await facts.load(resource, 'project:read');
+    const { result, queries } = await queriesDuring(() =>
+      Promise.resolve([
+        subjects.cached('alice|sub'),
+        facts.cached(frozen, 'project:read'),
+        facts.cached(frozen, 'project:delete'),
+      ] as const),
+    );
+    expect(queries).toEqual([]);
+    expect(result[0]?.memberships.acme?.role).toBe('organization-admin');
+    expect(result[1]?.project).toEqual({ exists: true, in_organization: true });
+    expect(result[2]).toBeUndefined();
+    expect(subjects.cached('nobody|sub')).toBeUndefined();
+  });
+
   it('evict exactly the members of a team whose role changed, and nobody else', async () => {
     await Promise.all(['alice|sub', 'bob|sub', 'dave|sub'].map((sub) => subjects.load(sub)));
     const reader = (await db('roles')

@@ -50,7 +50,17 @@ export class CachedFactsLoader implements FactsLoader, DirectoryCache, CacheStat
   }
 }
 
-const keyOf = (resource: Resource, action: string) => `${action} ${JSON.stringify(resource)}`;
+/** Keys of frozen resources (the route table's shared matches), each written once. */
+const frozenKeys = new WeakMap<Resource, { action: string; key: string }>();
+
+function keyOf(resource: Resource, action: string): string {
+  if (!Object.isFrozen(resource)) return `${action} ${JSON.stringify(resource)}`;
+  const known = frozenKeys.get(resource);
+  if (known?.action === action) return known.key;
+  const key = `${action} ${JSON.stringify(resource)}`;
+  frozenKeys.set(resource, { action, key });
+  return key;
+}
 
 // Slugs are exact (path parameters keep their case, and stored slugs are lower-case by
 // constraint); ids are uuids, which PostgreSQL matches whatever their case.
