@@ -8,6 +8,7 @@ import { PolicyCompileError } from './opa-toolchain';
 import type { PolicyEngine } from './policy-engine';
 import type { FetchedBundle, PolicySource, PolicySourceKind } from './policy-loader';
 import { UnsupportedBuiltinError } from './wasm-builtins';
+import { ThreadedPolicyEngine } from './threaded-policy-engine';
 import { WasmPolicyEngine } from './wasm-policy-engine';
 
 export interface PolicyLoadFailure {
@@ -40,10 +41,15 @@ export interface PolicyManagerOptions {
   logger: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** How log lines name this policy ("policy", "shadow policy"). */
   label?: string;
+  /** policy.evaluation: thread: requests are judged in a policy thread, dry runs inline. */
+  thread?: boolean;
 }
 
 export class PolicyManager {
+  /** The serving policy's engine on this thread (its state, dry runs). */
   private engine: WasmPolicyEngine;
+  /** What requests are judged with: `engine`, or its policy thread. */
+  private serving: PolicyEngine;
   private loaded: Date;
   private lastError: PolicyLoadFailure | null = null;
   private running: Promise<ReloadOutcome> | undefined;
@@ -55,9 +61,10 @@ export class PolicyManager {
 
   private constructor(
     private readonly options: PolicyManagerOptions,
-    first: WasmPolicyEngine,
+    first: Loaded,
   ) {
-    this.engine = first;
+    this.engine = first.engine;
+    this.serving = first.serving;
     this.loaded = new Date();
     this.label = options.label ?? 'policy';
   }
@@ -66,14 +73,14 @@ export class PolicyManager {
   static async create(options: PolicyManagerOptions): Promise<PolicyManager> {
     const fetched = await options.source.fetch();
     if (!fetched) throw new Error(`${options.source.location} gave no policy`);
-    const engine = await load(fetched, options);
+    const loaded = await load(fetched, options);
     fetched.loaded();
-    return new PolicyManager(options, engine);
+    return new PolicyManager(options, loaded);
   }
 
   /** The engine serving now. Read it once per request. */
   get current(): PolicyEngine {
-    return this.engine;
+    return this.serving;
   }
 
   get source(): string {
@@ -126,6 +133,7 @@ export class PolicyManager {
     this.stopWatching?.();
     this.stopWatching = undefined;
     this.closing.abort();
+    retire(this.serving);
   }
 
   private async loadOnce(): Promise<ReloadOutcome> {
@@ -138,10 +146,13 @@ export class PolicyManager {
         this.lastError = null;
         return { status: 'unchanged', revision: this.engine.revision };
       }
-      const engine = await load(fetched, this.options);
+      const { engine, serving } = await load(fetched, this.options);
       fetched.loaded();
       const previous = this.engine.revision;
+      // Requests that read the old engine finish with it; its thread stops after them.
+      retire(this.serving);
       this.engine = engine;
+      this.serving = serving;
       this.loaded = new Date();
       this.lastError = null;
       const { changes } = fetched;
@@ -163,10 +174,21 @@ export class PolicyManager {
   }
 }
 
-async function load({ bundle, sources }: FetchedBundle, options: PolicyManagerOptions): Promise<WasmPolicyEngine> {
+interface Loaded {
+  engine: WasmPolicyEngine;
+  serving: PolicyEngine;
+}
+
+async function load({ bundle, sources }: FetchedBundle, options: PolicyManagerOptions): Promise<Loaded> {
   // A directory is compiled here from files the operator points at; only bundles are signed.
   if (options.verifier && options.source.kind !== 'directory') await options.verifier.verify(bundle.files);
-  return WasmPolicyEngine.create(bundle, options.entrypoint, { sources });
+  const engine = await WasmPolicyEngine.create(bundle, options.entrypoint, { sources });
+  return { engine, serving: options.thread ? await ThreadedPolicyEngine.start(engine, bundle, options.entrypoint) : engine };
+}
+
+/** A policy thread that no longer serves stops once the evaluations it has in hand are answered. */
+function retire(serving: PolicyEngine): void {
+  if (serving instanceof ThreadedPolicyEngine) void serving.close();
 }
 
 function describeFailure(error: unknown): PolicyLoadFailure {

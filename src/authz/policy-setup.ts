@@ -47,7 +47,13 @@ export async function setUpPolicies(config: PortcullisConfig['policy'], options:
       'policy.verification: signatures are checked on bundles, but policy.source is a directory; point it at a signed bundle or remove policy.verification',
     );
   }
-  const policy = await PolicyManager.create({ source, entrypoint: config.entrypoint, verifier, logger });
+  const policy = await PolicyManager.create({
+    source,
+    entrypoint: config.entrypoint,
+    verifier,
+    logger,
+    thread: config.evaluation === 'thread',
+  });
   logger.info({ revision: policy.current.revision, source: policy.source }, 'policy loaded');
 
   let shadow: ShadowPolicy | undefined;

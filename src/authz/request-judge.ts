@@ -87,7 +87,8 @@ export class RequestJudge {
     };
     // The longest key, so last in that order too.
     if (match.checkedByUpstream.length > 0) input.request.checked_by_upstream = [...match.checkedByUpstream];
-    const evaluation = this.stages.policy.current.evaluate(input);
+    const engine = this.stages.policy.current;
+    const evaluation = engine.evaluateOffThread ? await engine.evaluateOffThread(input) : engine.evaluate(input);
     if (!this.stages.shadow) return { input, evaluation, directorySeconds, directoryVersion };
     const shadow = this.stages.shadow.compare(
       input,

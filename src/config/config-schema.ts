@@ -121,6 +121,8 @@ export const configSchema = z
           .optional(),
         /** A candidate policy evaluated beside the active one on every request, never enforced. */
         shadow: z.strictObject({ source: z.string().min(1) }).optional(),
+        /** thread: requests are judged in a worker thread beside the event loop (dry runs stay inline). */
+        evaluation: z.enum(['inline', 'thread']).default('inline'),
       })
       .prefault({}),
     /** Caches of the hot path (issue 6): verified tokens, subjects and resource facts. */

@@ -22,7 +22,12 @@ describe('parseConfig', () => {
     });
     expect(config.services.organizations).toEqual({ url: 'http://127.0.0.1:7001', forward_authorization: false, forward_cookies: true });
     expect(config.admin.port).toBe(9090);
-    expect(config.policy).toEqual({ source: '/etc/portcullis/policies', entrypoint: 'portcullis/decision', poll_interval_s: 30 });
+    expect(config.policy).toEqual({
+      source: '/etc/portcullis/policies',
+      entrypoint: 'portcullis/decision',
+      poll_interval_s: 30,
+      evaluation: 'inline',
+    });
     expect(config.auth.jwks_file).toBe('/etc/portcullis/keys/jwks.json');
     expect(config.auth.algorithms).toEqual(['RS256', 'ES256', 'EdDSA']);
     expect(config.database.url).toBeUndefined();
@@ -35,6 +40,8 @@ describe('parseConfig', () => {
   it('rejects a bad value and names its path', () => {
     expect(() => parseConfig({ ...minimal, server: { port: 'eighty' } }, {}, '/')).toThrow(/server\.port: /);
     expect(() => parseConfig({ ...minimal, auth: { ...minimal.auth, algorithms: ['none'] } }, {}, '/')).toThrow(/auth\.algorithms\.0: /);
+    expect(() => parseConfig({ ...minimal, policy: { evaluation: 'worker' } }, {}, '/')).toThrow(/policy\.evaluation: /);
+    expect(parseConfig({ ...minimal, policy: { evaluation: 'thread' } }, {}, '/').policy.evaluation).toBe('thread');
   });
 
   it('requires exactly one key source', () => {

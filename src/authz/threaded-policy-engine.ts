@@ -1,0 +1,156 @@
+// `policy.evaluation: thread`: the policy is evaluated in a worker thread, so that its
+// WebAssembly runs beside the event loop instead of on it (a gateway's main thread is its
+// bound, BENCHMARKS.md). The main thread only serializes the input and posts it. Dry runs
+// (admin evaluate, explain, the shadow comparison) still evaluate inline, on an engine of the
+// same bundle. It fails closed like the inline engine: a thread that cannot load the policy
+// fails the load, and one that stops denies what it had in hand (500) and is started again.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { PolicyError } from '../base/errors';
+import { projectRoot } from '../project-root';
+import type { PolicyBundle } from './policy-bundle';
+import type { PolicyEngine, PolicyEvaluation, PolicyInput } from './policy-engine';
+import { failure, type WasmPolicyEngine } from './wasm-policy-engine';
+
+/** What the thread is started with (its workerData). */
+export interface ThreadSetup {
+  wasm: Uint8Array;
+  data: Record<string, unknown>;
+  revision: string;
+  entrypoint: string;
+}
+
+/** One evaluation asked of the thread. */
+export interface ThreadRequest {
+  id: number;
+  json: string;
+  timeNs: number | undefined;
+}
+
+/** The thread's messages: once `ready` or `failed`, then one answer per request. */
+export type ThreadMessage = { ready: true } | { failed: string } | { id: number; evaluation: PolicyEvaluation };
+
+/** How long close() lets evaluations in hand finish before the thread is stopped (they are then denied). */
+const CLOSE_GRACE_MS = 1_000;
+
+export class ThreadedPolicyEngine implements PolicyEngine {
+  private worker: Worker | undefined;
+  private starting: Promise<Worker> | undefined;
+  private readonly pending = new Map<number, (evaluation: PolicyEvaluation) => void>();
+  private nextId = 0;
+  private closed = false;
+  private drained: (() => void) | undefined;
+
+  private constructor(
+    /** The same bundle's engine on this thread: dry runs, and serializing inputs. */
+    private readonly local: WasmPolicyEngine,
+    private readonly setup: ThreadSetup,
+  ) {}
+
+  /** Starts the thread and waits until it has loaded the policy; throws a PolicyError if it cannot. */
+  static async start(local: WasmPolicyEngine, bundle: PolicyBundle, entrypoint: string): Promise<ThreadedPolicyEngine> {
+    const engine = new ThreadedPolicyEngine(local, { wasm: bundle.wasm, data: bundle.data, revision: bundle.revision, entrypoint });
+    await engine.thread();
+    return engine;
+  }
+
+  get revision(): string {
+    return this.local.revision;
+  }
+
+  /** Inline, on this thread: for dry runs. */
+  evaluate(input: PolicyInput): PolicyEvaluation {
+    return this.local.evaluate(input);
+  }
+
+  /** In the policy thread. Never rejects: whatever goes wrong is a deny that says so. */
+  evaluateOffThread(input: PolicyInput): Promise<PolicyEvaluation> {
+    let json: string;
+    try {
+      json = this.local.inputJson(input);
+    } catch {
+      // The inline engine turns the same input into the same failure decision.
+      return Promise.resolve(this.local.evaluate(input));
+    }
+    const request: ThreadRequest = { id: this.nextId++, json, timeNs: input.request.time_ns };
+    return new Promise((resolve) => {
+      this.pending.set(request.id, resolve);
+      const worker = this.worker;
+      if (worker) worker.postMessage(request);
+      else
+        this.thread().then(
+          (started) => started.postMessage(request),
+          (error: Error) => this.settle(request.id, this.failed(`the policy thread could not be started: ${error.message}`)),
+        );
+    });
+  }
+
+  /** Lets the evaluations in hand finish (for a moment), then stops the thread. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.pending.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, CLOSE_GRACE_MS);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    await this.starting?.catch(() => undefined);
+    await this.worker?.terminate();
+  }
+
+  /** The running thread, or a new one once it has loaded the policy. */
+  private thread(): Promise<Worker> {
+    if (this.worker) return Promise.resolve(this.worker);
+    if (this.closed) return Promise.reject(new Error('the policy engine is closed'));
+    this.starting ??= new Promise<Worker>((resolve, reject) => {
+      const worker = new Worker(threadEntry(), { workerData: this.setup });
+      worker.unref();
+      let ready = false;
+      worker.on('message', (message: ThreadMessage) => {
+        if ('id' in message) this.settle(message.id, message.evaluation);
+        else if ('ready' in message) {
+          ready = true;
+          this.worker = worker;
+          resolve(worker);
+        } else {
+          reject(new PolicyError(`the policy thread could not load the policy: ${message.failed}`));
+          void worker.terminate();
+        }
+      });
+      const stopped = (reason: string) => {
+        if (this.worker === worker) this.worker = undefined;
+        if (!ready) reject(new PolicyError(`the policy thread stopped before it was ready: ${reason}`));
+        // Whatever it had in hand is denied; the next evaluation starts another thread.
+        for (const id of [...this.pending.keys()]) this.settle(id, this.failed(`the policy thread stopped: ${reason}`));
+      };
+      worker.on('error', (error) => stopped(error.message));
+      worker.on('exit', (code) => stopped(`it exited with code ${code}`));
+    }).finally(() => (this.starting = undefined));
+    return this.starting;
+  }
+
+  private settle(id: number, evaluation: PolicyEvaluation): void {
+    const resolve = this.pending.get(id);
+    if (!resolve) return;
+    this.pending.delete(id);
+    resolve(evaluation);
+    if (this.pending.size === 0) this.drained?.();
+  }
+
+  private failed(problem: string): PolicyEvaluation {
+    return { decision: failure(500, problem), revision: this.revision, latencyUs: 0 };
+  }
+}
+
+/** The compiled entry beside this file, or, when this runs from the TypeScript sources (tests), the build's. */
+function threadEntry(): string {
+  const sibling = path.join(__dirname, 'policy-thread.js');
+  if (existsSync(sibling)) return sibling;
+  const built = path.join(projectRoot, 'dist', 'authz', 'policy-thread.js');
+  if (existsSync(built)) return built;
+  throw new PolicyError(`policy.evaluation is "thread" but the policy thread's compiled entry is missing (${built}): run npm run build`);
+}
