@@ -94,7 +94,10 @@ export async function prepareEnvironment(name: string): Promise<BenchEnvironment
   };
 }
 
-export function targetSettings(env: BenchEnvironment, extra: { upstreamUrl: string; opaUrl?: string; cache?: boolean }): TargetSettings {
+export function targetSettings(
+  env: BenchEnvironment,
+  extra: { upstreamUrl: string; opaUrl?: string; cache?: boolean; policyThread?: boolean },
+): TargetSettings {
   return {
     upstreamUrl: extra.upstreamUrl,
     databaseUrl: env.databaseUrl,
@@ -105,6 +108,7 @@ export function targetSettings(env: BenchEnvironment, extra: { upstreamUrl: stri
     stateDir: env.dir,
     opaUrl: extra.opaUrl ?? '',
     cache: extra.cache ?? true,
+    policyThread: extra.policyThread ?? false,
   };
 }
 

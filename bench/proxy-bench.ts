@@ -1,6 +1,7 @@
 // `npm run bench`: the same loopback upstream behind (a) nothing, (b) Express 5 +
 // http-proxy-middleware, (c) Portcullis with warm caches, (d) Portcullis with caches
-// disabled, (e) an Express gateway asking `opa run --server` per request; alternating
+// disabled, (e) an Express gateway asking `opa run --server` per request, (f) (c) with its
+// policy evaluated in a worker thread (policy.evaluation: thread); alternating
 // rounds at a fixed concurrency; medians and ratios to (b) into BENCHMARKS.md.
 // Options: --rounds 5 --duration 10 --connections 32 --users 200; --profile takes a CPU
 // profile of (c) under load (the measured window only, after a warm-up) and prints where its
@@ -40,6 +41,7 @@ interface Target {
   label: string;
   kind: TargetKind;
   cache?: boolean;
+  policyThread?: boolean;
   process?: TargetProcess;
   url?: string;
 }
@@ -67,7 +69,8 @@ async function main(): Promise<void> {
 
   const upstream = await startTargetProcess('upstream', targetSettings(env, { upstreamUrl: '' }));
   const opaServer = flag('profile') || flag('allocations') ? undefined : await startOpaServer(env.opa);
-  const settings = (cache: boolean) => targetSettings(env, { upstreamUrl: upstream.url, opaUrl: opaServer?.url ?? '', cache });
+  const settings = (cache: boolean, policyThread = false) =>
+    targetSettings(env, { upstreamUrl: upstream.url, opaUrl: opaServer?.url ?? '', cache, policyThread });
 
   if (flag('profile')) {
     // --target b profiles the plain Express proxy instead, to set (c)'s profile beside it.
@@ -113,6 +116,7 @@ async function main(): Promise<void> {
       { id: 'a', label: 'upstream direct', kind: 'upstream' },
       { id: 'b', label: 'Express 5 + http-proxy-middleware, no authorization', kind: 'express-proxy' },
       { id: 'c', label: 'Portcullis (its Express app), caches warm', kind: 'portcullis', cache: true },
+      { id: 'f', label: 'Portcullis, caches warm, `policy.evaluation: thread`', kind: 'portcullis', cache: true, policyThread: true },
       { id: 'd', label: 'Portcullis (its Express app), caches disabled', kind: 'portcullis', cache: false },
       { id: 'e', label: 'Express gateway + `opa run --server` over HTTP', kind: 'opa-gateway' },
     ];
@@ -121,7 +125,7 @@ async function main(): Promise<void> {
         target.url = upstream.url;
         continue;
       }
-      target.process = await startTargetProcess(target.kind, settings(target.cache ?? true));
+      target.process = await startTargetProcess(target.kind, settings(target.cache ?? true, target.policyThread));
       target.url = target.process.url;
     }
     await checkTargets(targets, requests, (sub) => env.sign(sub));
@@ -256,6 +260,7 @@ async function report(
   const c = summary.get('c')!;
   const d = summary.get('d')!;
   const e = summary.get('e')!;
+  const f = summary.get('f')!;
   const worstDelay = Math.max(...delays.c.map((delay) => delay.max));
   const stalls = delays.c.reduce((sum, delay) => sum + delay.stalls, 0);
   const rows = targets.map((target) => {
@@ -301,6 +306,9 @@ async function report(
       `no event-loop stall over ${STALL_MS} ms in (c) at full load: longest ${(worstDelay - 1).toFixed(2)} ms beyond the 1 ms tick, ${stalls} over ${STALL_MS} ms ${verdict(stalls === 0)}; ` +
       `paced: longest ${(paced.delay.max - 1).toFixed(2)} ms, ${paced.delay.stalls} over ${STALL_MS} ms ${verdict(paced.delay.stalls === 0)} ` +
       `((b) at that pace: longest ${(paced.control.max - 1).toFixed(2)} ms, ${paced.control.stalls} over ${STALL_MS} ms).`,
+    '',
+    `(f) is (c) with the policy evaluated in a worker thread (\`policy.evaluation: thread\`, not the default): ${(f.rps / b.rps).toFixed(2)}× (b), ` +
+      `${(f.rps / c.rps).toFixed(2)}× (c), ${(f.rps / e.rps).toFixed(2)}× (e), p99 ${f.p99 - b.p99 >= 0 ? '+' : ''}${(f.p99 - b.p99).toFixed(2)} ms against (b)'s.`,
     '',
     '(e) matches the route, verifies the JWT (no cache) and loads subject and facts from PostgreSQL exactly as (d) does, then POSTs the same ' +
       'input to `opa run --server` (`/v1/data/portcullis/decision`, keep-alive) and forwards with http-proxy-middleware; unlike (c) and (d) ' +

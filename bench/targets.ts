@@ -33,6 +33,8 @@ export interface TargetSettings {
   stateDir: string;
   opaUrl: string;
   cache: boolean;
+  /** policy.evaluation: thread (Portcullis only). */
+  policyThread: boolean;
 }
 
 export interface StartedTarget {
@@ -70,7 +72,7 @@ export async function startTarget(kind: TargetKind, settings: TargetSettings): P
           admin: { host: '127.0.0.1', port: 0 },
           database: { url: settings.databaseUrl },
           auth: { issuer: settings.issuer, audience: settings.audience, jwks_file: settings.jwksFile, algorithms: ['ES256'] },
-          policy: { source: settings.bundle },
+          policy: { source: settings.bundle, evaluation: settings.policyThread ? 'thread' : 'inline' },
           cache: { enabled: settings.cache },
           services: Object.fromEntries(
             ['organizations', 'projects', 'credentials', 'users'].map((name) => [name, { url: settings.upstreamUrl }]),
