@@ -18,7 +18,7 @@ import { DecisionSpool } from '../recording/decision-spool';
 import type { DecisionRecord } from '../decision-record';
 import { CANONICAL_CONTENT_SQL, PgDecisionQueryStore } from '../store/pg-decision-query-store';
 import { PgDecisionPartitions } from '../store/pg-decision-partitions';
-import { PgDecisionStore } from './pg-decision-store';
+import { CHAIN_LOCK_SPACE, PgDecisionStore } from './pg-decision-store';
 
 let database: TestDatabase;
 let db: Knex;
@@ -284,6 +284,31 @@ describe('PgDecisionStore', () => {
       [later.id],
     );
     expect(rows).toEqual([{ partition: 'decisions_y2031m05' }]);
+  });
+
+  it("gives up waiting for its chain's lock after its timeout, writing nothing, and writes once the lock is free", async () => {
+    await append([decision(0)]);
+    const before = await head();
+    const quick = new PgDecisionStore(db, CHAIN, { timeoutMs: 300 });
+    const holder = await db.transaction();
+    try {
+      // Another process of this instance, stuck mid-append.
+      await holder.raw('select pg_advisory_xact_lock(?, hashtext(?))', [CHAIN_LOCK_SPACE, CHAIN]);
+      const started = performance.now();
+      const error = await quick.append([prepareDecision(decision(1))]).catch((thrown: unknown) => thrown);
+      expect(error).toBeInstanceOf(DependencyError);
+      expect(((error as Error).cause as Error).message).toMatch(/lock timeout/);
+      expect(performance.now() - started).toBeLessThan(5_000);
+    } finally {
+      await holder.rollback();
+    }
+    expect(await head()).toEqual(before);
+    expect(await quick.append([prepareDecision(decision(1))])).toEqual({ inserted: 1, skipped: 0 });
+  });
+
+  it('refuses a timeout that is not a positive whole number of ms', () => {
+    expect(() => new PgDecisionStore(db, CHAIN, { timeoutMs: 0 })).toThrow(/positive whole number/);
+    expect(() => new PgDecisionStore(db, CHAIN, { timeoutMs: 1.5 })).toThrow(/positive whole number/);
   });
 
   it('writes nothing of a batch that fails, keeps the chain head, and reports an unavailable dependency', async () => {

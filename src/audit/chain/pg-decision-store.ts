@@ -24,6 +24,11 @@ export interface DecisionStore {
 // A hung database must not hold records in memory for long: the batch goes to the spool instead.
 const STATEMENT_TIMEOUT_MS = 10_000;
 
+export interface PgDecisionStoreOptions {
+  /** How long one statement, and the wait for the chain's lock, may take. Default 10 s. */
+  timeoutMs?: number;
+}
+
 /** The stored columns a record's canonical content gives; the chain's own columns are sent beside it. */
 const CONTENT_COLUMNS =
   'id, time, request_id, subject, user_id, organization, action, resource, method, path, allow, status, reasons, policy_revision, eval_latency_us, input, directory_version, code, code_params';
@@ -43,8 +48,8 @@ export const CHAIN_LOCK_SPACE = 706_572_401;
 // next statement, so lock_timeout (set before the lock in the same statement) bounds the wait.
 // The lock is not taken in the statement that reads the head: a statement sees the data as of
 // its start, so a head moved while it waited for the lock would be missed and the chain fork.
-const LOCK_SQL = `select pg_advisory_xact_lock(?, hashtext(?))
-  from (select set_config('statement_timeout', '${STATEMENT_TIMEOUT_MS}', true), set_config('lock_timeout', '${STATEMENT_TIMEOUT_MS}', true)) as limits`;
+const lockSql = (timeoutMs: number) => `select pg_advisory_xact_lock(?, hashtext(?))
+  from (select set_config('statement_timeout', '${timeoutMs}', true), set_config('lock_timeout', '${timeoutMs}', true)) as limits`;
 
 // The ids already stored and the head, in one statement. The chain's lock, held from before the
 // seq is drawn (in APPEND_SQL) until the end, is what lets a reader of the log (the tail,
@@ -74,18 +79,25 @@ export class PgDecisionStore implements DecisionStore {
   private readonly knownMonths = new Set<number>();
 
   /** `chain`: this instance's (audit.instance_id); never the legacy chain. */
+  private readonly lockSql: string;
+
   constructor(
     private readonly db: Knex | Knex.Transaction,
     readonly chain: string,
+    options: PgDecisionStoreOptions = {},
   ) {
     if (chain === LEGACY_CHAIN) throw new Error(`the ${LEGACY_CHAIN} chain takes no new records: give this instance another id`);
+    const timeoutMs = options.timeoutMs ?? STATEMENT_TIMEOUT_MS;
+    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
+      throw new Error(`the decision store's timeout must be a positive whole number of ms, not ${timeoutMs}`);
+    this.lockSql = lockSql(timeoutMs);
   }
 
   async append(batch: readonly PreparedDecision[]): Promise<AppendResult> {
     if (batch.length === 0) return { inserted: 0, skipped: 0 };
     try {
       return await this.db.transaction(async (trx) => {
-        await trx.raw(LOCK_SQL, [CHAIN_LOCK_SPACE, this.chain]);
+        await trx.raw(this.lockSql, [CHAIN_LOCK_SPACE, this.chain]);
         await this.ensurePartitions(trx, batch);
         const { head, seen } = await this.read(trx, batch);
         const fresh = unseen(batch, seen);
