@@ -73,20 +73,16 @@ async function main(): Promise<void> {
     targetSettings(env, { upstreamUrl: upstream.url, opaUrl: opaServer?.url ?? '', cache, policyThread });
 
   if (flag('profile')) {
-    // --target b profiles the plain Express proxy instead, to set (c)'s profile beside it.
-    const plain = process.argv[process.argv.indexOf('--target') + 1] === 'b' && flag('target');
-    const gateway = await startTargetProcess(plain ? 'express-proxy' : 'portcullis', settings(true));
+    // --target b profiles the plain Express proxy instead, to set (c)'s profile beside it; --target f
+    // profiles (c) with its policy thread (the main thread only: the profiler sees no other).
+    const chosen = flag('target') ? process.argv[process.argv.indexOf('--target') + 1] : 'c';
+    const id = chosen === 'b' || chosen === 'f' ? chosen : 'c';
+    const gateway = await startTargetProcess(id === 'b' ? 'express-proxy' : 'portcullis', settings(true, id === 'f'));
     await drive(gateway.url, requests, { connections, durationS: 3 });
     await gateway.measure('profile', 'start');
     const result = await drive(gateway.url, requests, { connections, durationS: arg('duration', 15) });
-    const file = await gateway.measure<string>(
-      'profile',
-      'stop',
-      path.join(env.dir, plain ? 'express-proxy.cpuprofile' : 'portcullis.cpuprofile'),
-    );
-    log(
-      `(${plain ? 'b' : 'c'}) under profiling: ${Math.round(result.rps)} req/s, p99 ${result.p99.toFixed(2)} ms, ${result.failed} failed`,
-    );
+    const file = await gateway.measure<string>('profile', 'stop', path.join(env.dir, `${id}.cpuprofile`));
+    log(`(${id}) under profiling: ${Math.round(result.rps)} req/s, p99 ${result.p99.toFixed(2)} ms, ${result.failed} failed`);
     await gateway.stop();
     process.stdout.write(`${(await summarizeProfile(file, 30, result.ok + result.failed)).join('\n')}\n`);
   } else if (flag('allocations')) {

@@ -1,6 +1,6 @@
 // The policy thread's entry (`policy.evaluation: thread`), started by ThreadedPolicyEngine as a
 // worker: it loads the bundle it is given into its own WasmPolicyEngine, says it is ready (or
-// why it could not load it), and answers each serialized input with its evaluation.
+// why it could not load it), and answers each list of serialized inputs with their evaluations.
 import { parentPort, workerData } from 'node:worker_threads';
 import { toError } from '../base/errors';
 import type { ThreadMessage, ThreadRequest, ThreadSetup } from './threaded-policy-engine';
@@ -15,7 +15,9 @@ WasmPolicyEngine.create(
   setup.entrypoint,
 ).then(
   (engine) => {
-    port.on('message', (request: ThreadRequest) => send({ id: request.id, evaluation: engine.evaluateJson(request.json, request.timeNs) }));
+    port.on('message', (requests: ThreadRequest[]) =>
+      send(requests.map((request) => ({ id: request.id, evaluation: engine.evaluateJson(request.json, request.timeNs) }))),
+    );
     send({ ready: true });
   },
   (error: unknown) => send({ failed: toError(error).message }),

@@ -64,6 +64,21 @@ describe('ThreadedPolicyEngine', () => {
     }
   });
 
+  it('sends the requests of one turn of the event loop to its thread as one message', async () => {
+    const local = await WasmPolicyEngine.create(shipped, ENTRYPOINT);
+    const engine = await ThreadedPolicyEngine.start(local, shipped, ENTRYPOINT);
+    const posted = jest.spyOn(threadOf(engine)!, 'postMessage');
+    try {
+      const first = await Promise.all(INPUTS.map((each) => engine.evaluateOffThread(each)));
+      const second = await Promise.all(INPUTS.slice(0, 2).map((each) => engine.evaluateOffThread(each)));
+      expect(posted.mock.calls.map(([message]) => (message as unknown[]).length)).toEqual([INPUTS.length, 2]);
+      expect([...first, ...second].map((evaluation) => evaluation.decision.allow)).toEqual([true, true, false, false, false, true, true]);
+    } finally {
+      posted.mockRestore();
+      await engine.close();
+    }
+  });
+
   it('denies what its thread had in hand when the thread stops, and judges the next request in a new thread', async () => {
     const local = await WasmPolicyEngine.create(shipped, ENTRYPOINT);
     const engine = await ThreadedPolicyEngine.start(local, shipped, ENTRYPOINT);

@@ -28,8 +28,18 @@ export interface ThreadRequest {
   timeNs: number | undefined;
 }
 
-/** The thread's messages: once `ready` or `failed`, then one answer per request. */
-export type ThreadMessage = { ready: true } | { failed: string } | { id: number; evaluation: PolicyEvaluation };
+/** One evaluation answered by the thread. */
+export interface ThreadAnswer {
+  id: number;
+  evaluation: PolicyEvaluation;
+}
+
+/**
+ * The thread's messages: once `ready` or `failed`, then one list of answers per list of
+ * requests. Requests go in lists, one per turn of the event loop: a message costs a wake-up
+ * of the other thread and a structured clone, ~20 µs of the main thread each under load.
+ */
+export type ThreadMessage = { ready: true } | { failed: string } | ThreadAnswer[];
 
 /** How long close() lets evaluations in hand finish before the thread is stopped (they are then denied). */
 const CLOSE_GRACE_MS = 1_000;
@@ -39,6 +49,8 @@ export class ThreadedPolicyEngine implements PolicyEngine {
   private starting: Promise<Worker> | undefined;
   private readonly pending = new Map<number, (evaluation: PolicyEvaluation) => void>();
   private nextId = 0;
+  /** Requests of this turn of the event loop, posted together once it ends. */
+  private queued: ThreadRequest[] = [];
   private closed = false;
   private drained: (() => void) | undefined;
 
@@ -76,13 +88,8 @@ export class ThreadedPolicyEngine implements PolicyEngine {
     const request: ThreadRequest = { id: this.nextId++, json, timeNs: input.request.time_ns };
     return new Promise((resolve) => {
       this.pending.set(request.id, resolve);
-      const worker = this.worker;
-      if (worker) worker.postMessage(request);
-      else
-        this.thread().then(
-          (started) => started.postMessage(request),
-          (error: Error) => this.settle(request.id, this.failed(`the policy thread could not be started: ${error.message}`)),
-        );
+      if (this.queued.length === 0) setImmediate(() => this.post());
+      this.queued.push(request);
     });
   }
 
@@ -102,6 +109,25 @@ export class ThreadedPolicyEngine implements PolicyEngine {
     await this.worker?.terminate();
   }
 
+  /** Sends the turn's requests to the thread, started first if it is not running. */
+  private post(): void {
+    // A thread that stopped meanwhile has already denied them all.
+    const requests = this.queued.filter((request) => this.pending.has(request.id));
+    this.queued = [];
+    if (requests.length === 0) return;
+    const worker = this.worker;
+    if (worker) {
+      worker.postMessage(requests);
+      return;
+    }
+    this.thread().then(
+      (started) => started.postMessage(requests),
+      (error: Error) => {
+        for (const request of requests) this.settle(request.id, this.failed(`the policy thread could not be started: ${error.message}`));
+      },
+    );
+  }
+
   /** The running thread, or a new one once it has loaded the policy. */
   private thread(): Promise<Worker> {
     if (this.worker) return Promise.resolve(this.worker);
@@ -111,8 +137,9 @@ export class ThreadedPolicyEngine implements PolicyEngine {
       worker.unref();
       let ready = false;
       worker.on('message', (message: ThreadMessage) => {
-        if ('id' in message) this.settle(message.id, message.evaluation);
-        else if ('ready' in message) {
+        if (Array.isArray(message)) {
+          for (const answer of message) this.settle(answer.id, answer.evaluation);
+        } else if ('ready' in message) {
           ready = true;
           this.worker = worker;
           resolve(worker);
@@ -146,11 +173,16 @@ export class ThreadedPolicyEngine implements PolicyEngine {
   }
 }
 
-/** The compiled entry beside this file, or, when this runs from the TypeScript sources (tests), the build's. */
+/**
+ * The compiled entry beside this file; when this runs from the TypeScript sources (the tests),
+ * the build's, which `npm test` makes before it runs them.
+ */
 function threadEntry(): string {
-  const sibling = path.join(__dirname, 'policy-thread.js');
-  if (existsSync(sibling)) return sibling;
-  const built = path.join(projectRoot, 'dist', 'authz', 'policy-thread.js');
-  if (existsSync(built)) return built;
-  throw new PolicyError(`policy.evaluation is "thread" but the policy thread's compiled entry is missing (${built}): run npm run build`);
+  const entry = __filename.endsWith('.ts')
+    ? path.join(projectRoot, 'dist', 'authz', 'policy-thread.js')
+    : path.join(__dirname, 'policy-thread.js');
+  if (!existsSync(entry)) {
+    throw new PolicyError(`policy.evaluation is "thread" but the policy thread's compiled entry is missing (${entry}): run npm run build`);
+  }
+  return entry;
 }
