@@ -85,6 +85,8 @@ describe('ThreadedPolicyEngine', () => {
     try {
       const first = threadOf(engine)!;
       const inHand = Array.from({ length: 2_000 }, () => engine.evaluateOffThread(INPUTS[0]!));
+      // One turn: the engine posts them (its setImmediate came first), and the thread has them.
+      await new Promise((resolve) => setImmediate(resolve));
       await first.terminate();
       const answered = await Promise.all(inHand);
       const stopped = answered.filter((evaluation) => !evaluation.decision.allow);
@@ -94,7 +96,13 @@ describe('ThreadedPolicyEngine', () => {
         expect(evaluation.decision.reasons[0]).toMatch(/the policy thread stopped/);
       }
       expect((await engine.evaluateOffThread(INPUTS[0]!)).decision.allow).toBe(true);
-      expect(threadOf(engine)).not.toBe(first);
+      const second = threadOf(engine);
+      expect(second).not.toBe(first);
+      // A late event of the stopped thread (a crash says 'error', then 'exit') takes nothing of the new one's.
+      const later = Array.from({ length: 50 }, () => engine.evaluateOffThread(INPUTS[0]!));
+      first.emit('exit', 1);
+      expect((await Promise.all(later)).every((evaluation) => evaluation.decision.allow)).toBe(true);
+      expect(threadOf(engine)).toBe(second);
     } finally {
       await engine.close();
     }

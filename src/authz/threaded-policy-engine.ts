@@ -48,6 +48,8 @@ export class ThreadedPolicyEngine implements PolicyEngine {
   private worker: Worker | undefined;
   private starting: Promise<Worker> | undefined;
   private readonly pending = new Map<number, (evaluation: PolicyEvaluation) => void>();
+  /** The requests each thread has been sent and not answered: what it takes down with it if it stops. */
+  private readonly inHand = new WeakMap<Worker, Set<number>>();
   private nextId = 0;
   /** Requests of this turn of the event loop, posted together once it ends. */
   private queued: ThreadRequest[] = [];
@@ -117,15 +119,21 @@ export class ThreadedPolicyEngine implements PolicyEngine {
     if (requests.length === 0) return;
     const worker = this.worker;
     if (worker) {
-      worker.postMessage(requests);
+      this.send(worker, requests);
       return;
     }
     this.thread().then(
-      (started) => started.postMessage(requests),
+      (started) => this.send(started, requests),
       (error: Error) => {
         for (const request of requests) this.settle(request.id, this.failed(`the policy thread could not be started: ${error.message}`));
       },
     );
+  }
+
+  private send(worker: Worker, requests: ThreadRequest[]): void {
+    const held = this.inHand.get(worker)!;
+    for (const request of requests) held.add(request.id);
+    worker.postMessage(requests);
   }
 
   /** The running thread, or a new one once it has loaded the policy. */
@@ -135,10 +143,16 @@ export class ThreadedPolicyEngine implements PolicyEngine {
     this.starting ??= new Promise<Worker>((resolve, reject) => {
       const worker = new Worker(threadEntry(), { workerData: this.setup });
       worker.unref();
+      const held = new Set<number>();
+      this.inHand.set(worker, held);
       let ready = false;
+      let down = false;
       worker.on('message', (message: ThreadMessage) => {
         if (Array.isArray(message)) {
-          for (const answer of message) this.settle(answer.id, answer.evaluation);
+          for (const answer of message) {
+            held.delete(answer.id);
+            this.settle(answer.id, answer.evaluation);
+          }
         } else if ('ready' in message) {
           ready = true;
           this.worker = worker;
@@ -148,11 +162,16 @@ export class ThreadedPolicyEngine implements PolicyEngine {
           void worker.terminate();
         }
       });
+      // 'error' and then 'exit' for one crash: the first says why, and a thread started since
+      // keeps what it has in hand.
       const stopped = (reason: string) => {
+        if (down) return;
+        down = true;
         if (this.worker === worker) this.worker = undefined;
         if (!ready) reject(new PolicyError(`the policy thread stopped before it was ready: ${reason}`));
-        // Whatever it had in hand is denied; the next evaluation starts another thread.
-        for (const id of [...this.pending.keys()]) this.settle(id, this.failed(`the policy thread stopped: ${reason}`));
+        // What it had in hand is denied; the next evaluation starts another thread.
+        for (const id of held) this.settle(id, this.failed(`the policy thread stopped: ${reason}`));
+        held.clear();
       };
       worker.on('error', (error) => stopped(error.message));
       worker.on('exit', (code) => stopped(`it exited with code ${code}`));
