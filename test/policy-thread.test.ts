@@ -1,5 +1,5 @@
 // policy.evaluation: thread against a running gateway (a copy of the shipped policies as its
-// source): requests are judged in the policy thread exactly as inline, dry runs stay inline, a
+// source): requests are judged in the policy thread exactly as inline, dry runs too, a
 // reload under traffic swaps to a new thread without one request failing, and a thread that
 // stops is replaced while the requests it had in hand are denied, never forwarded.
 import { readFile, rm, writeFile } from 'node:fs/promises';
@@ -83,14 +83,14 @@ describe('policy.evaluation: thread', () => {
     expect(serving().thread?.threadId).toBeGreaterThan(0);
   });
 
-  it('answers dry runs inline, with the same decision', async () => {
-    inline.mockClear();
+  it('judges a dry run in the policy thread too, with the decision the request gets', async () => {
+    offThread.mockClear();
     const res = await admin('/evaluate', {
       method: 'POST',
       body: JSON.stringify({ subject: 'bob|sub', method: 'DELETE', path: '/orgs/acme' }),
     });
     expect(res.status).toBe(200);
-    expect(inline).toHaveBeenCalledTimes(1);
+    expect(offThread).toHaveBeenCalledTimes(1);
     expect(await res.json()).toMatchObject({ dry_run: true, result: { allow: false, status: 403 } });
   });
 

@@ -41,12 +41,12 @@ export interface PolicyManagerOptions {
   logger: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** How log lines name this policy ("policy", "shadow policy"). */
   label?: string;
-  /** policy.evaluation: thread: requests are judged in a policy thread, dry runs inline. */
+  /** policy.evaluation: thread: requests (and dry runs) are judged in a policy thread. */
   thread?: boolean;
 }
 
 export class PolicyManager {
-  /** The serving policy's engine on this thread (its state, dry runs). */
+  /** The serving policy's engine on this thread (its state; evaluate() for what-if alternatives). */
   private engine: WasmPolicyEngine;
   /** What requests are judged with: `engine`, or its policy thread. */
   private serving: PolicyEngine;

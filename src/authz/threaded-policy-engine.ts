@@ -1,8 +1,8 @@
 // `policy.evaluation: thread`: the policy is evaluated in a worker thread, so that its
 // WebAssembly runs beside the event loop instead of on it (a gateway's main thread is its
-// bound, BENCHMARKS.md). The main thread only serializes the input and posts it. Dry runs
-// (admin evaluate, explain, the shadow comparison) still evaluate inline, on an engine of the
-// same bundle. It fails closed like the inline engine: a thread that cannot load the policy
+// bound, BENCHMARKS.md). The main thread only serializes the input and posts it. Whatever
+// calls evaluate() (an explanation's what-if alternatives) still evaluates inline, on an engine
+// of the same bundle; the shadow policy has its own. It fails closed like the inline engine: a thread that cannot load the policy
 // fails the load, and one that stops denies what it had in hand (500) and is started again.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -57,7 +57,7 @@ export class ThreadedPolicyEngine implements PolicyEngine {
   private drained: (() => void) | undefined;
 
   private constructor(
-    /** The same bundle's engine on this thread: dry runs, and serializing inputs. */
+    /** The same bundle's engine on this thread: evaluate(), and serializing inputs. */
     private readonly local: WasmPolicyEngine,
     private readonly setup: ThreadSetup,
   ) {}
@@ -73,7 +73,7 @@ export class ThreadedPolicyEngine implements PolicyEngine {
     return this.local.revision;
   }
 
-  /** Inline, on this thread: for dry runs. */
+  /** Inline, on this thread (an explanation's what-if alternatives). */
   evaluate(input: PolicyInput): PolicyEvaluation {
     return this.local.evaluate(input);
   }

@@ -121,7 +121,7 @@ export const configSchema = z
           .optional(),
         /** A candidate policy evaluated beside the active one on every request, never enforced. */
         shadow: z.strictObject({ source: z.string().min(1) }).optional(),
-        /** thread: requests are judged in a worker thread beside the event loop (dry runs stay inline). */
+        /** thread: requests (and dry runs) are judged in a worker thread beside the event loop. */
         evaluation: z.enum(['inline', 'thread']).default('inline'),
       })
       .prefault({}),
