@@ -64,16 +64,10 @@ export class TaggedCache<V extends object> {
 
   /** The cached value, or `load()`'s (shared with an identical load in flight). */
   get(key: string, load: () => Promise<V>, tagsOf: (value: V) => readonly string[]): Promise<V> {
-    if (!this.freshness.live) {
-      this.misses += 1;
-      return load();
-    }
-    const cached = this.lru.get(key);
-    if (cached !== undefined) {
-      this.hits += 1;
-      return Promise.resolve(cached);
-    }
+    const cached = this.peek(key);
+    if (cached !== undefined) return Promise.resolve(cached);
     this.misses += 1;
+    if (!this.freshness.live) return load();
     // Shared only if nothing was invalidated since it started: its tags are not known yet.
     const pending = this.inFlight.get(key);
     if (pending && pending.startedAt === this.sequence) return pending.promise;
