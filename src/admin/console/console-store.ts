@@ -5,8 +5,8 @@ import type { Knex } from 'knex';
 import { isUuid } from '../../db/uuid';
 import { CommittedHorizon } from '../../audit/store/committed-horizon';
 import {
-  DECISION_SUMMARY_COLUMNS,
-  decisionSummaryOf,
+  decisionsAfter,
+  pageOfDecisions,
   PgDecisionQueryStore,
   whereDecisionFilter,
   type DecisionFilter,
@@ -150,28 +150,16 @@ export class ConsoleStore {
   }
 
   /** Newest first by seq, below `beforeSeq` when given; one more row than `limit` tells whether older ones match. */
-  async decisions(
+  decisions(
     filter: ConsoleFilter,
     options: { limit: number; beforeSeq?: number | undefined },
   ): Promise<{ decisions: DecisionSummary[]; more: boolean }> {
-    const query = this.filtered(filter)
-      .select(DECISION_SUMMARY_COLUMNS)
-      .orderBy('seq', 'desc')
-      .limit(options.limit + 1);
-    if (options.beforeSeq !== undefined) query.where('seq', '<', options.beforeSeq);
-    const rows = (await query) as Record<string, unknown>[];
-    return { decisions: rows.slice(0, options.limit).map(decisionSummaryOf), more: rows.length > options.limit };
+    return pageOfDecisions(this.filtered(filter), options.limit, options.beforeSeq);
   }
 
   /** Records with seq in (afterSeq, throughSeq] matching the filter, oldest first (the live stream; throughSeq from horizon()). */
-  async decisionsAfter(filter: ConsoleFilter, afterSeq: number, throughSeq: number, limit: number): Promise<DecisionSummary[]> {
-    const rows = (await this.filtered(filter)
-      .select(DECISION_SUMMARY_COLUMNS)
-      .where('seq', '>', afterSeq)
-      .andWhere('seq', '<=', throughSeq)
-      .orderBy('seq')
-      .limit(limit)) as Record<string, unknown>[];
-    return rows.map(decisionSummaryOf);
+  decisionsAfter(filter: ConsoleFilter, afterSeq: number, throughSeq: number, limit: number): Promise<DecisionSummary[]> {
+    return decisionsAfter(this.filtered(filter), afterSeq, throughSeq, limit);
   }
 
   /** How far the live stream may read without skipping a record that commits late (one per stream). */

@@ -120,6 +120,39 @@ export const CANONICAL_CONTENT_SQL = `(jsonb_build_object(
     || case when code is null then '{}'::jsonb else jsonb_build_object('code', code) end
     || case when code_params is null then '{}'::jsonb else jsonb_build_object('code_params', code_params) end)::text`;
 
+/**
+ * A page of `records` (a filtered query of decisions): newest first by seq, below `beforeSeq`
+ * when given; one row more than `limit` says whether older ones match.
+ */
+export async function pageOfDecisions(records: Knex.QueryBuilder, limit: number, beforeSeq?: number): Promise<DecisionRows> {
+  const query = records
+    .select(DECISION_SUMMARY_COLUMNS)
+    .orderBy('seq', 'desc')
+    .limit(limit + 1);
+  if (beforeSeq !== undefined) query.where('seq', '<', beforeSeq);
+  const rows = (await query) as Record<string, unknown>[];
+  return { decisions: rows.slice(0, limit).map(decisionSummaryOf), more: rows.length > limit };
+}
+
+/**
+ * `records` (a filtered query of decisions) with seq in (afterSeq, throughSeq], oldest first:
+ * what a reader following the log takes next, throughSeq being the CommittedHorizon's.
+ */
+export async function decisionsAfter(
+  records: Knex.QueryBuilder,
+  afterSeq: number,
+  throughSeq: number,
+  limit: number,
+): Promise<DecisionSummary[]> {
+  const rows = (await records
+    .select(DECISION_SUMMARY_COLUMNS)
+    .where('seq', '>', afterSeq)
+    .andWhere('seq', '<=', throughSeq)
+    .orderBy('seq')
+    .limit(limit)) as Record<string, unknown>[];
+  return rows.map(decisionSummaryOf);
+}
+
 /** A decisions row (as selected by the stores that list records) as the API's summary. */
 export function decisionSummaryOf(row: Record<string, unknown>): DecisionSummary {
   return {
@@ -153,15 +186,8 @@ export class PgDecisionQueryStore implements ChainReader {
    * instances a lower seq can commit after a higher one; readers that follow the log go by the
    * CommittedHorizon instead.
    */
-  async list(filter: DecisionFilter, options: { limit: number; beforeSeq?: number | undefined }): Promise<DecisionRows> {
-    const limit = Math.min(Math.max(1, options.limit), MAX_PAGE);
-    const query = this.filtered(filter)
-      .select(DECISION_SUMMARY_COLUMNS)
-      .orderBy('seq', 'desc')
-      .limit(limit + 1);
-    if (options.beforeSeq !== undefined) query.where('seq', '<', options.beforeSeq);
-    const rows = (await query) as Record<string, unknown>[];
-    return { decisions: rows.slice(0, limit).map(decisionSummaryOf), more: rows.length > limit };
+  list(filter: DecisionFilter, options: { limit: number; beforeSeq?: number | undefined }): Promise<DecisionRows> {
+    return pageOfDecisions(this.filtered(filter), Math.min(Math.max(1, options.limit), MAX_PAGE), options.beforeSeq);
   }
 
   async get(id: string): Promise<DecisionDetail | undefined> {
@@ -188,14 +214,8 @@ export class PgDecisionQueryStore implements ChainReader {
   }
 
   /** Records with seq in (afterSeq, throughSeq], oldest first: what `tail` prints next (throughSeq from CommittedHorizon). */
-  async after(afterSeq: number, throughSeq: number, filter: DecisionFilter, limit: number): Promise<DecisionSummary[]> {
-    const rows = (await this.filtered(filter)
-      .select(DECISION_SUMMARY_COLUMNS)
-      .where('seq', '>', afterSeq)
-      .andWhere('seq', '<=', throughSeq)
-      .orderBy('seq')
-      .limit(limit)) as Record<string, unknown>[];
-    return rows.map(decisionSummaryOf);
+  after(afterSeq: number, throughSeq: number, filter: DecisionFilter, limit: number): Promise<DecisionSummary[]> {
+    return decisionsAfter(this.filtered(filter), afterSeq, throughSeq, limit);
   }
 
   /**
