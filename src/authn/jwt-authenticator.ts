@@ -1,8 +1,8 @@
 // The authentication stage (R1): a bearer JWT verified against the identity provider's
 // JWKS with pinned algorithms, issuer, audience, token types, lifetime and clock tolerance.
-// Verified tokens are cached by their SHA-256 (at most `auth.token_cache_ttl_s`, never past
-// `exp`), because verification costs more than the rest of the pipeline together
-// (performance budget). Every failure is a 401 AuthenticationError.
+// Verified tokens are cached by the SHA-256 of their Authorization header (at most
+// `auth.token_cache_ttl_s`, never past `exp`), because verification costs more than the rest
+// of the pipeline together (performance budget). Every failure is a 401 AuthenticationError.
 import { hash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import {

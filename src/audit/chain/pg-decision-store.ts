@@ -78,9 +78,9 @@ export class PgDecisionStore implements DecisionStore {
   /** Months whose partition this process has made sure of. */
   private readonly knownMonths = new Set<number>();
 
-  /** `chain`: this instance's (audit.instance_id); never the legacy chain. */
   private readonly lockSql: string;
 
+  /** `chain`: this instance's (audit.instance_id); never the legacy chain. */
   constructor(
     private readonly db: Knex | Knex.Transaction,
     readonly chain: string,
