@@ -96,7 +96,7 @@ export async function prepareEnvironment(name: string): Promise<BenchEnvironment
 
 export function targetSettings(
   env: BenchEnvironment,
-  extra: { upstreamUrl: string; opaUrl?: string; cache?: boolean; policyThread?: boolean },
+  extra: { upstreamUrl: string; opaUrl?: string; cache?: boolean; evaluation?: 'inline' | 'thread' },
 ): TargetSettings {
   return {
     upstreamUrl: extra.upstreamUrl,
@@ -108,7 +108,7 @@ export function targetSettings(
     stateDir: env.dir,
     opaUrl: extra.opaUrl ?? '',
     cache: extra.cache ?? true,
-    policyThread: extra.policyThread ?? false,
+    evaluation: extra.evaluation ?? 'thread',
   };
 }
 

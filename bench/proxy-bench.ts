@@ -1,7 +1,7 @@
 // `npm run bench`: the same loopback upstream behind (a) nothing, (b) Express 5 +
 // http-proxy-middleware, (c) Portcullis with warm caches, (d) Portcullis with caches
 // disabled, (e) an Express gateway asking `opa run --server` per request, (f) (c) with its
-// policy evaluated in a worker thread (policy.evaluation: thread); alternating
+// policy evaluated on the event loop (policy.evaluation: inline; the default is thread); alternating
 // rounds at a fixed concurrency; medians and ratios to (b) into BENCHMARKS.md.
 // Options: --rounds 5 --duration 10 --connections 32 --users 200; --profile takes a CPU
 // profile of (c) under load (the measured window only, after a warm-up) and prints where its
@@ -41,7 +41,7 @@ interface Target {
   label: string;
   kind: TargetKind;
   cache?: boolean;
-  policyThread?: boolean;
+  evaluation?: 'inline' | 'thread';
   process?: TargetProcess;
   url?: string;
 }
@@ -69,15 +69,15 @@ async function main(): Promise<void> {
 
   const upstream = await startTargetProcess('upstream', targetSettings(env, { upstreamUrl: '' }));
   const opaServer = flag('profile') || flag('allocations') ? undefined : await startOpaServer(env.opa);
-  const settings = (cache: boolean, policyThread = false) =>
-    targetSettings(env, { upstreamUrl: upstream.url, opaUrl: opaServer?.url ?? '', cache, policyThread });
+  const settings = (cache: boolean, evaluation: 'inline' | 'thread' = 'thread') =>
+    targetSettings(env, { upstreamUrl: upstream.url, opaUrl: opaServer?.url ?? '', cache, evaluation });
 
   if (flag('profile')) {
     // --target b profiles the plain Express proxy instead, to set (c)'s profile beside it; --target f
-    // profiles (c) with its policy thread (the main thread only: the profiler sees no other).
+    // profiles (c) with its policy inline. (c)'s profile is its main thread only: the profiler sees no other.
     const chosen = flag('target') ? process.argv[process.argv.indexOf('--target') + 1] : 'c';
     const id = chosen === 'b' || chosen === 'f' ? chosen : 'c';
-    const gateway = await startTargetProcess(id === 'b' ? 'express-proxy' : 'portcullis', settings(true, id === 'f'));
+    const gateway = await startTargetProcess(id === 'b' ? 'express-proxy' : 'portcullis', settings(true, id === 'f' ? 'inline' : 'thread'));
     await drive(gateway.url, requests, { connections, durationS: 3 });
     await gateway.measure('profile', 'start');
     const result = await drive(gateway.url, requests, { connections, durationS: arg('duration', 15) });
@@ -112,7 +112,7 @@ async function main(): Promise<void> {
       { id: 'a', label: 'upstream direct', kind: 'upstream' },
       { id: 'b', label: 'Express 5 + http-proxy-middleware, no authorization', kind: 'express-proxy' },
       { id: 'c', label: 'Portcullis (its Express app), caches warm', kind: 'portcullis', cache: true },
-      { id: 'f', label: 'Portcullis, caches warm, `policy.evaluation: thread`', kind: 'portcullis', cache: true, policyThread: true },
+      { id: 'f', label: 'Portcullis, caches warm, `policy.evaluation: inline`', kind: 'portcullis', cache: true, evaluation: 'inline' },
       { id: 'd', label: 'Portcullis (its Express app), caches disabled', kind: 'portcullis', cache: false },
       { id: 'e', label: 'Express gateway + `opa run --server` over HTTP', kind: 'opa-gateway' },
     ];
@@ -121,7 +121,7 @@ async function main(): Promise<void> {
         target.url = upstream.url;
         continue;
       }
-      target.process = await startTargetProcess(target.kind, settings(target.cache ?? true, target.policyThread));
+      target.process = await startTargetProcess(target.kind, settings(target.cache ?? true, target.evaluation));
       target.url = target.process.url;
     }
     await checkTargets(targets, requests, (sub) => env.sign(sub));
@@ -303,8 +303,9 @@ async function report(
       `paced: longest ${(paced.delay.max - 1).toFixed(2)} ms, ${paced.delay.stalls} over ${STALL_MS} ms ${verdict(paced.delay.stalls === 0)} ` +
       `((b) at that pace: longest ${(paced.control.max - 1).toFixed(2)} ms, ${paced.control.stalls} over ${STALL_MS} ms).`,
     '',
-    `(f) is (c) with the policy evaluated in a worker thread (\`policy.evaluation: thread\`, not the default): ${(f.rps / b.rps).toFixed(2)}× (b), ` +
-      `${(f.rps / c.rps).toFixed(2)}× (c), ${(f.rps / e.rps).toFixed(2)}× (e), p99 ${f.p99 - b.p99 >= 0 ? '+' : ''}${(f.p99 - b.p99).toFixed(2)} ms against (b)'s.`,
+    `(c) and (d) run the default \`policy.evaluation: thread\` (the policy in a worker thread beside the event loop); (f) is (c) with ` +
+      `\`policy.evaluation: inline\`, the policy on the event loop: ${(f.rps / b.rps).toFixed(2)}× (b), ` +
+      `${(c.rps / f.rps).toFixed(2)}× as many req/s in (c) as in (f), ${(f.rps / e.rps).toFixed(2)}× (e), p99 ${f.p99 - b.p99 >= 0 ? '+' : ''}${(f.p99 - b.p99).toFixed(2)} ms against (b)'s.`,
     '',
     '(e) matches the route, verifies the JWT (no cache) and loads subject and facts from PostgreSQL exactly as (d) does, then POSTs the same ' +
       'input to `opa run --server` (`/v1/data/portcullis/decision`, keep-alive) and forwards with http-proxy-middleware; unlike (c) and (d) ' +

@@ -33,8 +33,8 @@ export interface TargetSettings {
   stateDir: string;
   opaUrl: string;
   cache: boolean;
-  /** policy.evaluation: thread (Portcullis only). */
-  policyThread: boolean;
+  /** policy.evaluation (Portcullis only); the product's default is thread. */
+  evaluation: 'inline' | 'thread';
 }
 
 export interface StartedTarget {
@@ -72,7 +72,7 @@ export async function startTarget(kind: TargetKind, settings: TargetSettings): P
           admin: { host: '127.0.0.1', port: 0 },
           database: { url: settings.databaseUrl },
           auth: { issuer: settings.issuer, audience: settings.audience, jwks_file: settings.jwksFile, algorithms: ['ES256'] },
-          policy: { source: settings.bundle, evaluation: settings.policyThread ? 'thread' : 'inline' },
+          policy: { source: settings.bundle, evaluation: settings.evaluation },
           cache: { enabled: settings.cache },
           services: Object.fromEntries(
             ['organizations', 'projects', 'credentials', 'users'].map((name) => [name, { url: settings.upstreamUrl }]),

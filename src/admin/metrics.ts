@@ -1,7 +1,9 @@
 // Prometheus metrics (prom-client) for operators: requests by route, action, outcome and
 // status; latency per pipeline stage; cache hit rates, audit backlog and policy revision,
-// read from their owners when /metrics is scraped (nothing extra on the request path).
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+// read from their owners when /metrics is scraped (nothing extra on the request path). The
+// request path's own series are counted by ./counting-metrics, exposed through prom-client.
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { CountingCounter, CountingHistogram } from './counting-metrics';
 import type { PipelineObserver, RequestSummary, Stage } from '../http/pipeline-observer';
 
 export interface CacheStatsSource {
@@ -18,32 +20,38 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 export class GatewayMetrics implements PipelineObserver {
   readonly registry = new Registry();
-  private readonly requests: Counter<'route' | 'action' | 'outcome' | 'status'>;
-  private readonly requestSeconds: Histogram<'outcome'>;
-  private readonly stageSeconds: Histogram<'stage'>;
+  private readonly requests: CountingCounter<'route' | 'action' | 'outcome' | 'status'>;
+  private readonly requestSeconds: CountingHistogram;
+  private readonly stageSeconds: CountingHistogram;
 
   constructor(sources: MetricSources = {}) {
     collectDefaultMetrics({ register: this.registry, prefix: 'portcullis_process_' });
-    this.requests = new Counter({
-      name: 'portcullis_requests_total',
-      help: 'Requests by matched route, action, outcome (allowed, denied, failed, rejected, cancelled) and HTTP status (499: the connection closed before any response)',
-      labelNames: ['route', 'action', 'outcome', 'status'],
-      registers: [this.registry],
-    });
-    this.requestSeconds = new Histogram({
-      name: 'portcullis_request_duration_seconds',
-      help: 'Time from receiving a request to finishing its response',
-      labelNames: ['outcome'],
-      buckets: LATENCY_BUCKETS,
-      registers: [this.registry],
-    });
-    this.stageSeconds = new Histogram({
-      name: 'portcullis_stage_duration_seconds',
-      help: 'Time spent per pipeline stage (authentication, directory, policy, upstream)',
-      labelNames: ['stage'],
-      buckets: LATENCY_BUCKETS,
-      registers: [this.registry],
-    });
+    this.requests = new CountingCounter(
+      {
+        name: 'portcullis_requests_total',
+        help: 'Requests by matched route, action, outcome (allowed, denied, failed, rejected, cancelled) and HTTP status (499: the connection closed before any response)',
+        labelNames: ['route', 'action', 'outcome', 'status'],
+      },
+      this.registry,
+    );
+    this.requestSeconds = new CountingHistogram(
+      {
+        name: 'portcullis_request_duration_seconds',
+        help: 'Time from receiving a request to finishing its response',
+        labelName: 'outcome',
+        buckets: LATENCY_BUCKETS,
+      },
+      this.registry,
+    );
+    this.stageSeconds = new CountingHistogram(
+      {
+        name: 'portcullis_stage_duration_seconds',
+        help: 'Time spent per pipeline stage (authentication, directory, policy, upstream)',
+        labelName: 'stage',
+        buckets: LATENCY_BUCKETS,
+      },
+      this.registry,
+    );
     const caches = Object.entries(sources.caches ?? {});
     for (const [name, read] of [
       ['hits', (stats: { hits: number }) => stats.hits],
@@ -82,11 +90,11 @@ export class GatewayMetrics implements PipelineObserver {
   }
 
   stage(stage: Stage, seconds: number): void {
-    this.stageSeconds.observe({ stage }, seconds);
+    this.stageSeconds.observe(stage, seconds);
   }
 
   request(summary: RequestSummary): void {
-    this.requests.inc({ route: summary.route, action: summary.action, outcome: summary.outcome, status: String(summary.status) });
-    this.requestSeconds.observe({ outcome: summary.outcome }, summary.seconds);
+    this.requests.inc([summary.route, summary.action, summary.outcome, String(summary.status)]);
+    this.requestSeconds.observe(summary.outcome, summary.seconds);
   }
 }

@@ -121,8 +121,8 @@ export const configSchema = z
           .optional(),
         /** A candidate policy evaluated beside the active one on every request, never enforced. */
         shadow: z.strictObject({ source: z.string().min(1) }).optional(),
-        /** thread: requests (and dry runs) are judged in a worker thread beside the event loop. */
-        evaluation: z.enum(['inline', 'thread']).default('inline'),
+        /** thread: requests (and dry runs) are judged in a worker thread beside the event loop; inline: on it. */
+        evaluation: z.enum(['inline', 'thread']).default('thread'),
       })
       .prefault({}),
     /** Caches of the hot path (issue 6): verified tokens, subjects and resource facts. */

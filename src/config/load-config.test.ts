@@ -26,7 +26,7 @@ describe('parseConfig', () => {
       source: '/etc/portcullis/policies',
       entrypoint: 'portcullis/decision',
       poll_interval_s: 30,
-      evaluation: 'inline',
+      evaluation: 'thread',
     });
     expect(config.auth.jwks_file).toBe('/etc/portcullis/keys/jwks.json');
     expect(config.auth.algorithms).toEqual(['RS256', 'ES256', 'EdDSA']);
@@ -41,7 +41,7 @@ describe('parseConfig', () => {
     expect(() => parseConfig({ ...minimal, server: { port: 'eighty' } }, {}, '/')).toThrow(/server\.port: /);
     expect(() => parseConfig({ ...minimal, auth: { ...minimal.auth, algorithms: ['none'] } }, {}, '/')).toThrow(/auth\.algorithms\.0: /);
     expect(() => parseConfig({ ...minimal, policy: { evaluation: 'worker' } }, {}, '/')).toThrow(/policy\.evaluation: /);
-    expect(parseConfig({ ...minimal, policy: { evaluation: 'thread' } }, {}, '/').policy.evaluation).toBe('thread');
+    expect(parseConfig({ ...minimal, policy: { evaluation: 'inline' } }, {}, '/').policy.evaluation).toBe('inline');
   });
 
   it('requires exactly one key source', () => {

@@ -16,7 +16,7 @@ import type { Forwarder } from '../proxy/forwarder';
 import type { AssertionClaims } from '../proxy/identity-assertion';
 import type { RouteMatch, RouteMatcher } from '../routes/route';
 import { DependencyError, InputError, NotFoundError, PortcullisError, UpstreamError } from '../base/errors';
-import { inspectRequest, stripHopByHop } from '../http/inspect-request';
+import { inspectRequest, withoutHopByHop } from '../http/inspect-request';
 import { canonicalizeTarget } from '../http/normalize-path';
 import type { Outcome, PipelineObserver } from '../http/pipeline-observer';
 import { denialProblem, errorProblem, sendProblem } from '../http/problem';
@@ -326,9 +326,9 @@ export class RequestPipeline {
         // The connection may have closed meanwhile (a pipelined request's connection dying on a
         // later parse error, a shutdown): then nothing is forwarded for a client that is gone.
         signal.throwIfAborted();
-        const headers = req.headers;
-        const clientCloses = CONNECTION_CLOSE.test(String(headers.connection ?? ''));
-        stripHopByHop(headers);
+        const clientCloses = CONNECTION_CLOSE.test(String(req.headers.connection ?? ''));
+        const headers = withoutHopByHop(req.headers);
+        req.headers = headers;
         // http-proxy answers the client with this value; the upstream hop always keeps alive.
         headers.connection = clientCloses ? 'close' : 'keep-alive';
         if (userId) headers[HEADER.user] = userId;

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { InputError } from '../base/errors';
-import { inspectRequest, stripHopByHop } from './inspect-request';
+import { inspectRequest, withoutHopByHop } from './inspect-request';
 
 function request(rawHeaders: string[], httpVersion = '1.1', method = 'POST') {
   return { method, url: '/orgs', rawHeaders, httpVersion };
@@ -162,11 +162,14 @@ describe('inspectRequest', () => {
   });
 });
 
-describe('stripHopByHop', () => {
-  const strip = (headers: IncomingHttpHeaders) => {
-    stripHopByHop(headers);
-    return headers;
-  };
+describe('withoutHopByHop', () => {
+  const strip = withoutHopByHop;
+
+  it('returns a copy and leaves the headers it was given as they were', () => {
+    const headers: IncomingHttpHeaders = { connection: 'keep-alive, x-debug', 'x-debug': '1', accept: '*/*' };
+    expect(strip(headers)).toEqual({ accept: '*/*' });
+    expect(headers).toEqual({ connection: 'keep-alive, x-debug', 'x-debug': '1', accept: '*/*' });
+  });
 
   it('removes the standard hop-by-hop headers and keeps end-to-end ones', () => {
     expect(

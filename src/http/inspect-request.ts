@@ -1,6 +1,6 @@
 // Header hygiene at the edge. inspectRequest refuses messages whose framing, identity or
 // method two HTTP parsers could read differently (request smuggling, a second Authorization
-// that Node drops but an upstream might read, a `_method` override); stripHopByHop cleans the
+// that Node drops but an upstream might read, a `_method` override); withoutHopByHop cleans the
 // headers just before the gateway adds its own identity headers and forwards.
 import type { IncomingHttpHeaders } from 'node:http';
 import { InputError } from '../base/errors';
@@ -102,22 +102,28 @@ function percentDecode(text: string): string {
 }
 
 /**
- * Removes, in place, every header that must not reach the upstream: hop-by-hop fields and
+ * The headers without any that must not reach the upstream: hop-by-hop fields and
  * those named by `Connection:`, method-override headers, and any client-sent
  * `x-portcullis-*` header. Names are compared case-insensitively with `_` read as `-`,
  * because some upstream stacks (CGI, WSGI, Rack) merge `X_Portcullis_User` into
- * `X-Portcullis-User`. The gateway adds its own identity headers after this.
+ * `X-Portcullis-User`. The gateway adds its own identity headers after this. A copy, not
+ * deletions in place: deleting properties turns the parser's object into a slow dictionary for
+ * everything that reads it afterwards (the proxy copies it once more).
  */
-export function stripHopByHop(headers: IncomingHttpHeaders): void {
+export function withoutHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   const connection = headers.connection as string | string[] | undefined;
-  const listed = connection === undefined ? [] : (Array.isArray(connection) ? connection.join(',') : connection).split(',');
-  for (const raw of listed) {
-    const token = raw.trim().toLowerCase();
-    if (TOKEN.test(token) && !CONNECTION_PROTECTED.has(token)) delete headers[token];
+  let listed: Set<string> | undefined;
+  if (connection !== undefined) {
+    for (const raw of (Array.isArray(connection) ? connection.join(',') : connection).split(',')) {
+      const token = raw.trim().toLowerCase();
+      if (TOKEN.test(token) && !CONNECTION_PROTECTED.has(token)) (listed ??= new Set()).add(token);
+    }
   }
-
+  const kept: IncomingHttpHeaders = {};
   for (const key of Object.keys(headers)) {
     const name = headerName(key);
-    if (HOP_BY_HOP.has(name) || METHOD_OVERRIDES.has(name) || name.startsWith(GATEWAY_PREFIX)) delete headers[key];
+    if (listed?.has(key) || HOP_BY_HOP.has(name) || METHOD_OVERRIDES.has(name) || name.startsWith(GATEWAY_PREFIX)) continue;
+    kept[key] = headers[key];
   }
+  return kept;
 }

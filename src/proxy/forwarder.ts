@@ -6,7 +6,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { createProxyMiddleware, debugProxyErrorsPlugin, type RequestHandler } from 'http-proxy-middleware';
 import { InputError, UpstreamError } from '../base/errors';
-import { stripHopByHop } from '../http/inspect-request';
+import { withoutHopByHop } from '../http/inspect-request';
 import { ForwardedHeaders } from './forwarded-headers';
 
 export interface UpstreamService {
@@ -122,7 +122,7 @@ export class HttpProxyForwarder implements Forwarder {
               if (!proxyRes.complete) res.destroy();
             });
             // The upstream's hop-by-hop headers describe the upstream hop, not the client's.
-            stripHopByHop(proxyRes.headers);
+            proxyRes.headers = withoutHopByHop(proxyRes.headers);
           });
           proxyServer.on('error', (error, req, res) => {
             const response = res as ServerResponse;

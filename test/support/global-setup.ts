@@ -1,5 +1,6 @@
-// Runs once before every test file: makes sure the OPA toolchain exists, compiles the
-// shipped policies, and prepares a migrated template database that each suite clones.
+// Runs once before every test file: makes sure the build the policy thread runs is fresh and
+// the OPA toolchain exists, compiles the shipped policies, and prepares a migrated template
+// database that each suite clones.
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +8,7 @@ import { buildWasmBundle, resolveOpa } from '../../src/authz/opa-toolchain';
 import { createDatabase, migrateToLatest } from '../../src/db/database';
 import { EmbeddedDatabase } from '../../src/db/embedded-database';
 import { projectRoot } from '../../src/project-root';
+import { ensureFreshBuild } from './fresh-build';
 import { TEMPLATE_DATABASE, withDatabaseName } from './test-database';
 
 declare global {
@@ -15,6 +17,7 @@ declare global {
 
 export default async function globalSetup(): Promise<void> {
   const log = (line: string) => process.stderr.write(`[test setup] ${line}\n`);
+  ensureFreshBuild(projectRoot, log);
   const scratch = await mkdtemp(path.join(os.tmpdir(), 'portcullis-test-'));
 
   const opa = await resolveOpa({ opaBin: process.env.OPA_BIN, searchPath: process.env.PATH, log });
