@@ -74,10 +74,14 @@ async function main(): Promise<void> {
 
   if (flag('profile')) {
     // --target b profiles the plain Express proxy instead, to set (c)'s profile beside it; --target f
-    // profiles (c) with its policy inline. (c)'s profile is its main thread only: the profiler sees no other.
+    // profiles (c) with its policy inline, --target d Portcullis with its caches disabled. A
+    // Portcullis profile is of its main thread only: the profiler sees no other.
     const chosen = flag('target') ? process.argv[process.argv.indexOf('--target') + 1] : 'c';
-    const id = chosen === 'b' || chosen === 'f' ? chosen : 'c';
-    const gateway = await startTargetProcess(id === 'b' ? 'express-proxy' : 'portcullis', settings(true, id === 'f' ? 'inline' : 'thread'));
+    const id = chosen === 'b' || chosen === 'd' || chosen === 'f' ? chosen : 'c';
+    const gateway = await startTargetProcess(
+      id === 'b' ? 'express-proxy' : 'portcullis',
+      settings(id !== 'd', id === 'f' ? 'inline' : 'thread'),
+    );
     await drive(gateway.url, requests, { connections, durationS: 3 });
     await gateway.measure('profile', 'start');
     const result = await drive(gateway.url, requests, { connections, durationS: arg('duration', 15) });
