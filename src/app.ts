@@ -138,12 +138,13 @@ export class Portcullis {
         onError: (error, req, res) => pipeline.upstreamFailed(error, req, res),
       });
       steps.push(() => forwarder.close());
-      const { subjects, facts } = directory;
+      const { subjects, facts, reader: directoryReader } = directory;
       const pipeline = new RequestPipeline({
         routes,
         authenticator,
         subjects,
         facts,
+        directoryReader,
         policy: policies.policy,
         shadow: policies.shadow,
         // 401s limited per client address (audit.unauthenticated_per_minute).
@@ -186,7 +187,7 @@ export class Portcullis {
 
       const explainer = new PolicyExplainer({
         routes,
-        judge: new RequestJudge({ subjects, facts, policy: policies.policy, shadow: policies.shadow, now: options.now }),
+        judge: new RequestJudge({ subjects, facts, directoryReader, policy: policies.policy, shadow: policies.shadow, now: options.now }),
         policy: policies.policy,
         directory: new PgGrantDirectory(db),
         recorder,

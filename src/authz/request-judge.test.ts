@@ -92,4 +92,35 @@ describe('RequestJudge', () => {
     expect(loaded).toEqual(['facts report']);
     expect(cold.input.subject).toBe(subject);
   });
+
+  it('reads subject and facts together through the directory reader when neither is cached, and through the loaders otherwise', async () => {
+    const loaded: string[] = [];
+    const subject = { id: 'u-1', sub: 'idp|1', email: null, memberships: {} };
+    const facts = { organization: { exists: true } };
+    let cachedSubject: typeof subject | undefined;
+    const judge = new RequestJudge({
+      subjects: { load: (sub) => (loaded.push(`subject ${sub}`), Promise.resolve(subject)), cached: () => cachedSubject },
+      facts: { load: (resource) => (loaded.push(`facts ${resource.type}`), Promise.resolve(facts)), cached: () => undefined },
+      directoryReader: {
+        load: (sub, resource, action) => (loaded.push(`both ${sub} ${resource.type} ${action}`), Promise.resolve({ subject, facts })),
+      },
+      policy: {
+        current: {
+          revision: 'r1',
+          evaluate: () => ({ decision: { allow: true, status: 200, reasons: [] }, revision: 'r1', latencyUs: 1 }),
+        },
+      },
+    });
+    const request = { requestId: 'req-1', decisionId: 'dec-1', method: 'GET', path: MATCH.path, match: MATCH, sub: 'idp|1' };
+
+    const cold = await judge.judge(request);
+    expect(loaded).toEqual(['both idp|1 report report:read']);
+    expect(cold.input.subject).toBe(subject);
+    expect(cold.input.facts).toBe(facts);
+
+    loaded.length = 0;
+    cachedSubject = subject;
+    await judge.judge(request);
+    expect(loaded).toEqual(['facts report']);
+  });
 });

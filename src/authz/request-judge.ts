@@ -2,7 +2,7 @@
 // policy input (design §3.4) and evaluates it, beside the shadow policy when one is set. The
 // gateway's pipeline and the dry runs (admin evaluate, explain) share it, so they cannot drift.
 import { directoryVersionOf } from '../directory/directory-version';
-import type { FactsLoader, SubjectLoader } from '../directory/subject';
+import type { DirectoryReader, FactsLoader, SubjectLoader } from '../directory/subject';
 import type { RouteMatch } from '../routes/route';
 import type { PolicyEngine, PolicyEvaluation, PolicyInput } from './policy-engine';
 import type { ShadowComparison, ShadowPolicy } from './shadow-policy';
@@ -10,6 +10,8 @@ import type { ShadowComparison, ShadowPolicy } from './shadow-policy';
 export interface JudgeStages {
   subjects: SubjectLoader;
   facts: FactsLoader;
+  /** When set, a judgement missing both reads them in one statement (the stages without caches). */
+  directoryReader?: DirectoryReader | undefined;
   /** Read once per judgement, so a reload affects only later requests. */
   policy: { readonly current: PolicyEngine };
   shadow?: Pick<ShadowPolicy, 'compare'> | undefined;
@@ -58,7 +60,10 @@ export class RequestJudge {
     // an abort meanwhile) was most of what a warm request spent here.
     let subject = this.stages.subjects.cached?.(request.sub);
     let facts = this.stages.facts.cached?.(match.resource, match.action);
-    if (subject === undefined || facts === undefined) {
+    if (subject === undefined && facts === undefined && this.stages.directoryReader) {
+      const both = this.stages.directoryReader.load(request.sub, match.resource, match.action);
+      ({ subject, facts } = await (request.signal ? unlessAborted(both, request.signal) : both));
+    } else if (subject === undefined || facts === undefined) {
       const lookups = Promise.all([
         subject ?? this.stages.subjects.load(request.sub),
         facts ?? this.stages.facts.load(match.resource, match.action),

@@ -8,13 +8,16 @@ import { CachedFactsLoader } from './cached-facts-loader';
 import { CachedSubjectLoader } from './cached-subject-loader';
 import { DirectoryChangeListener } from './change-listener';
 import type { CacheStatsSource } from './directory-cache';
+import { PgDirectoryReader } from './pg-directory-reader';
 import { PgFactsLoader } from './pg-facts-loader';
 import { PgSubjectLoader } from './pg-subject-loader';
-import type { FactsLoader, SubjectLoader } from './subject';
+import type { DirectoryReader, FactsLoader, SubjectLoader } from './subject';
 
 export interface DirectoryCaches {
   subjects: SubjectLoader;
   facts: FactsLoader;
+  /** Both in one statement, when caching is disabled (every request would read both). */
+  reader?: DirectoryReader;
   /** The cached loaders by name (none when caching is disabled). */
   caches: Record<string, CacheStatsSource>;
   close(): Promise<void>;
@@ -31,7 +34,7 @@ export async function createDirectoryCaches(options: {
   const subjects = new PgSubjectLoader(db);
   const facts = new PgFactsLoader(db);
   if (!config.enabled) {
-    return { subjects, facts, caches: {}, close: () => Promise.resolve() };
+    return { subjects, facts, reader: new PgDirectoryReader(db), caches: {}, close: () => Promise.resolve() };
   }
   const listener = new DirectoryChangeListener({ url, logger });
   const cacheOptions = { maxEntries: config.max_entries, ttlMs: config.ttl_s * 1000 };

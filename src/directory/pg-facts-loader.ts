@@ -12,7 +12,7 @@ import { readAtVersion } from './directory-version';
 export const PROJECT_SLUG_SAMPLE = 5;
 
 /** One `<sql> as <fact>` column of the facts query with its positional bindings. */
-interface FactColumn {
+export interface FactColumn {
   name: string;
   sql: string;
   bindings: readonly string[];
@@ -111,7 +111,7 @@ function invitationFact(invitationId: string, underOrganization: boolean): FactC
  * The facts the resource needs, in the order they appear in the query: one per parameter
  * of an organization's route (route.ts DIRECTORY_CHECKED_PARAMETERS), and the invitation accepted.
  */
-function factColumns(resource: Resource, action: string): FactColumn[] {
+export function factColumns(resource: Resource, action: string): FactColumn[] {
   const columns: FactColumn[] = [];
   if (resource.org !== undefined) columns.push(organizationFact(action));
   if (resource.project !== undefined) columns.push(scopedFact('project', 'projects', 'slug', resource.project));
@@ -124,6 +124,13 @@ function factColumns(resource: Resource, action: string): FactColumn[] {
   return columns;
 }
 
+/** The CTE the fact columns read the addressed organization from; its one binding is the slug (or null). */
+export const ORG_CTE = 'org as (select id from organizations where slug = ?)';
+
+export function factSelectList(columns: readonly FactColumn[]): string {
+  return columns.map((column) => `${column.sql} as ${column.name}`).join(',\n');
+}
+
 export class PgFactsLoader implements FactsLoader {
   constructor(private readonly db: Knex | Knex.Transaction) {}
 
@@ -131,8 +138,8 @@ export class PgFactsLoader implements FactsLoader {
     const columns = factColumns(resource, action);
     if (columns.length === 0) return {};
     // The directory version is read in the same snapshot as the facts.
-    const sql = `with org as (select id from organizations where slug = ?)
-      select ${columns.map((column) => `${column.sql} as ${column.name}`).join(',\n')},
+    const sql = `with ${ORG_CTE}
+      select ${factSelectList(columns)},
       (select version from directory_version) as directory_version`;
     const bindings: (string | null)[] = [resource.org ?? null, ...columns.flatMap((column) => column.bindings)];
     let row: (Facts & { directory_version?: string | null }) | undefined;

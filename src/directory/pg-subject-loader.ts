@@ -14,8 +14,9 @@ import type { Membership, Subject, SubjectLoader } from './subject';
 //  - counted_roles: the default role plus the teams' roles that are built-in or the
 //    organization's own; roles of another organization are ignored.
 // Names sort with COLLATE "C" (code-point order), the order JavaScript's sort() gives.
-const SUBJECT_SQL = `
-with subject_user as (
+// The CTEs alone (one binding: the token's sub), so PgDirectoryReader can put them in a statement of its own.
+export const SUBJECT_CTES = `
+subject_user as (
   select u.id, u.email from users u where u.subject = ?
 ),
 memberships as (
@@ -71,14 +72,15 @@ left join memberships m on true
 left join team_names tn on tn.organization_id = m.organization_id
 left join grants g on g.organization_id = m.organization_id
 group by su.id, su.email
-)
--- One row even for a subject without a users row: the directory version this snapshot saw.
-select s.id, s.email, s.memberships, dv.version as directory_version
-from directory_version dv
-left join subject s on true
-`;
+)`;
 
-interface SubjectRow {
+/** The subject's columns and the directory version: one row even for a subject without a users row. */
+export const SUBJECT_SELECT = `select s.id, s.email, s.memberships, dv.version as directory_version`;
+export const SUBJECT_FROM = `from directory_version dv left join subject s on true`;
+
+const SUBJECT_SQL = `with ${SUBJECT_CTES}\n${SUBJECT_SELECT}\n${SUBJECT_FROM}`;
+
+export interface SubjectRow {
   id: string | null;
   email: string | null;
   memberships: Record<string, Membership> | null;
@@ -97,8 +99,11 @@ export class PgSubjectLoader implements SubjectLoader {
     } catch (error) {
       throw new DependencyError('the directory database is unavailable: could not load the caller', { cause: error });
     }
-    const row = rows[0];
-    if (!row?.id) return readAtVersion({ id: null, sub, email: null, memberships: {} }, row?.directory_version);
-    return readAtVersion({ id: row.id, sub, email: row.email, memberships: row.memberships ?? {} }, row.directory_version);
+    return subjectFromRow(sub, rows[0]);
   }
+}
+
+export function subjectFromRow(sub: string, row: SubjectRow | undefined): Subject {
+  if (!row?.id) return readAtVersion({ id: null, sub, email: null, memberships: {} }, row?.directory_version);
+  return readAtVersion({ id: row.id, sub, email: row.email, memberships: row.memberships ?? {} }, row.directory_version);
 }

@@ -37,3 +37,8 @@ export interface FactsLoader {
   /** A cache's entry at hand, without waiting (a hit counts as one); undefined when it must be loaded. */
   cached?(resource: Resource, action: string): Facts | undefined;
 }
+
+/** The subject and the facts together, in one read: the path without caches, where both always miss. */
+export interface DirectoryReader {
+  load(sub: string, resource: Resource, action: string): Promise<{ subject: Subject; facts: Facts }>;
+}

@@ -11,7 +11,7 @@ import type { Authenticator, Principal } from '../authn/authenticator';
 import type { PolicyEngine, PolicyEvaluation, PolicyInput } from '../authz/policy-engine';
 import { RequestJudge } from '../authz/request-judge';
 import type { ShadowPolicy } from '../authz/shadow-policy';
-import type { FactsLoader, SubjectLoader } from '../directory/subject';
+import type { DirectoryReader, FactsLoader, SubjectLoader } from '../directory/subject';
 import type { Forwarder } from '../proxy/forwarder';
 import type { AssertionClaims } from '../proxy/identity-assertion';
 import type { RouteMatch, RouteMatcher } from '../routes/route';
@@ -31,6 +31,8 @@ export interface PipelineStages {
   authenticator: Authenticator;
   subjects: SubjectLoader;
   facts: FactsLoader;
+  /** Subject and facts in one statement when neither is cached (set when caching is disabled). */
+  directoryReader?: DirectoryReader | undefined;
   /** Read on every request, so a reload swaps the policy for the next request only. */
   policy: { readonly current: PolicyEngine };
   /** A candidate policy judged beside the active one and never enforced. */
