@@ -97,7 +97,7 @@ describe('RequestJudge', () => {
     const loaded: string[] = [];
     const subject = { id: 'u-1', sub: 'idp|1', email: null, memberships: {} };
     const facts = { organization: { exists: true } };
-    let cachedSubject: typeof subject | undefined;
+    let cachedSubject: typeof subject | undefined = undefined;
     const judge = new RequestJudge({
       subjects: { load: (sub) => (loaded.push(`subject ${sub}`), Promise.resolve(subject)), cached: () => cachedSubject },
       facts: { load: (resource) => (loaded.push(`facts ${resource.type}`), Promise.resolve(facts)), cached: () => undefined },

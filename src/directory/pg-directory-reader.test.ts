@@ -3,8 +3,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { DependencyError } from '../base/errors';
-import { seedDemoData } from '../demo/demo-data';
 import type { Resource } from '../routes/route';
+import { seedDirectory, type Directory } from '../../test/support/directory-fixtures';
 import { createTestDatabase, type TestDatabase } from '../../test/support/test-database';
 import { directoryVersionOf } from './directory-version';
 import { PgDirectoryReader } from './pg-directory-reader';
@@ -13,34 +13,20 @@ import { PgSubjectLoader } from './pg-subject-loader';
 
 let database: TestDatabase;
 let db: Knex;
-const ids: Record<string, string> = {};
-
-async function idOf(sql: string, ...bindings: string[]): Promise<string> {
-  const { rows } = await db.raw<{ rows: { id: string }[] }>(sql, bindings);
-  if (!rows[0]) throw new Error(`no row for ${sql}`);
-  return rows[0].id;
-}
+let directory: Directory;
+let builtinDefault: string;
 
 beforeAll(async () => {
   database = await createTestDatabase();
   db = database.db;
-  await seedDemoData(db);
-  ids.api = await idOf(
-    `select p.id from projects p join organizations o on o.id = p.organization_id where o.slug = 'acme' and p.slug = 'api'`,
-  );
-  ids.builders = await idOf(`select id from teams where name = 'builders'`);
-  ids.creator = await idOf(`select id from roles where name = 'project-creator'`);
-  ids.builtinDefault = await idOf(`select id from roles where name = 'default' and organization_id is null`);
-  ids.deployKey = await idOf(`select id from credentials where slug = 'deploy-key'`);
-  ids.bob = await idOf(`select id from users where subject = 'demo|bob'`);
-  ids.dave = await idOf(`select id from users where subject = 'demo|dave'`);
-  const acme = await idOf(`select id from organizations where slug = 'acme'`);
-  ids.invitation = await idOf(`insert into invitations (organization_id, email) values (?, 'Carol@Example.COM') returning id`, acme);
+  directory = await seedDirectory(db, { globexProject: true });
+  const [row] = await db('roles').whereNull('organization_id').where({ name: 'default' }).select<{ id: string }[]>('id');
+  builtinDefault = row!.id;
 });
 
 afterAll(() => database.drop());
 
-const subjects = ['demo|alice', 'demo|bob', 'demo|dave', 'nobody'];
+const subjects = ['alice|sub', 'bob|sub', 'dave|sub', 'erin|sub', 'nobody'];
 const resources: [string, Resource, string][] = [
   ['no organization', { type: 'organization' }, 'organization:list'],
   ['an organization', { org: 'acme', type: 'organization' }, 'organization:read'],
@@ -49,17 +35,19 @@ const resources: [string, Resource, string][] = [
   ['a project by slug', { org: 'acme', type: 'project', project: 'api' }, 'project:read'],
   ['a project by id', { org: 'acme', type: 'project', project: 'API-ID' }, 'project:read'],
   ['a project by id under another organization (R7)', { org: 'globex', type: 'project', project: 'API-ID' }, 'project:read'],
-  ['a team by name', { org: 'acme', type: 'team', team: 'builders' }, 'team:read'],
+  ['a team by name', { org: 'acme', type: 'team', team: 'deployers' }, 'team:read'],
+  ['a team by a name in another case', { org: 'acme', type: 'team', team: 'builders' }, 'team:read'],
   ['a team by id', { org: 'acme', type: 'team', team: 'BUILDERS-ID' }, 'team:read'],
   ["an organization's role by name", { org: 'acme', type: 'role', role: 'project-creator' }, 'role:read'],
   ['a role by id', { org: 'acme', type: 'role', role: 'CREATOR-ID' }, 'role:read'],
   ['a built-in role by id', { org: 'globex', type: 'role', role: 'DEFAULT-ID' }, 'role:read'],
-  ['a credential', { org: 'acme', type: 'credential', credential: 'deploy-key' }, 'credential:read'],
+  ['a credential', { org: 'acme', type: 'credential', credential: 'Key_AbC' }, 'credential:read'],
+  ["another organization's credential (R7)", { org: 'acme', type: 'credential', credential: 'globex-key' }, 'credential:read'],
   ['a credential by id', { org: 'acme', type: 'credential', credential: 'DEPLOY-ID' }, 'credential:read'],
   ['a member', { org: 'acme', type: 'member', user: 'BOB-ID' }, 'member:read'],
-  ['a non-member', { org: 'acme', type: 'member', user: 'DAVE-ID' }, 'member:read'],
+  ['a non-member', { org: 'acme', type: 'member', user: 'ERIN-ID' }, 'member:read'],
   ['a member by a malformed id', { org: 'acme', type: 'member', user: 'bob' }, 'member:read'],
-  ['a team member', { org: 'acme', type: 'team', team: 'builders', user: 'BOB-ID' }, 'team:member:read'],
+  ['a team member', { org: 'acme', type: 'team', team: 'deployers', user: 'BOB-ID' }, 'team:member:read'],
   ['an invitation under its organization', { org: 'acme', type: 'invitation', invitation: 'INVITATION-ID' }, 'invitation:read'],
   ['an invitation alone', { type: 'invitation', invitation: 'INVITATION-ID' }, 'invitation:accept'],
   ['an invitation by a malformed id', { type: 'invitation', invitation: 'nope' }, 'invitation:accept'],
@@ -68,14 +56,14 @@ const resources: [string, Resource, string][] = [
 /** The placeholders above with the seeded ids (known only once the database is seeded). */
 function resolved(resource: Resource): Resource {
   const placeholders: Record<string, string | undefined> = {
-    'API-ID': ids.api,
-    'BUILDERS-ID': ids.builders,
-    'CREATOR-ID': ids.creator,
-    'DEFAULT-ID': ids.builtinDefault,
-    'DEPLOY-ID': ids.deployKey,
-    'BOB-ID': ids.bob,
-    'DAVE-ID': ids.dave,
-    'INVITATION-ID': ids.invitation,
+    'API-ID': directory.projects.api,
+    'BUILDERS-ID': directory.teams.deployers,
+    'CREATOR-ID': directory.roles.projectCreator,
+    'DEFAULT-ID': builtinDefault,
+    'DEPLOY-ID': directory.credentials.acmeKey,
+    'BOB-ID': directory.users.bob,
+    'ERIN-ID': directory.users.erin,
+    'INVITATION-ID': directory.invitations.carol,
   };
   return Object.fromEntries(Object.entries(resource).map(([key, value]) => [key, placeholders[value as string] ?? value])) as Resource;
 }
@@ -103,11 +91,11 @@ describe('PgDirectoryReader', () => {
     db.on('query', count);
     try {
       const { subject, facts } = await new PgDirectoryReader(db).load(
-        'demo|bob',
+        'bob|sub',
         { org: 'acme', type: 'project', project: 'api' },
         'project:read',
       );
-      expect(subject.memberships.acme?.teams).toEqual(['builders']);
+      expect(subject.memberships.acme?.teams).toEqual(['deployers']);
       expect(facts).toEqual({ organization: { exists: true }, project: { exists: true, in_organization: true } });
     } finally {
       db.off('query', count);
@@ -119,7 +107,7 @@ describe('PgDirectoryReader', () => {
     const broken = await createTestDatabase();
     await broken.drop();
     await expect(
-      new PgDirectoryReader(broken.db).load('demo|bob', { org: 'acme', type: 'organization' }, 'organization:read'),
+      new PgDirectoryReader(broken.db).load('bob|sub', { org: 'acme', type: 'organization' }, 'organization:read'),
     ).rejects.toBeInstanceOf(DependencyError);
   });
 
@@ -129,9 +117,9 @@ describe('PgDirectoryReader', () => {
     db.on('query', seen);
     try {
       const reader = new PgDirectoryReader(db);
-      await reader.load('demo|bob', { org: 'acme', type: 'project', project: 'api' }, 'project:read');
-      await reader.load('demo|alice', { org: 'globex', type: 'project', project: 'web' }, 'project:read');
-      await reader.load('demo|alice', { org: 'globex', type: 'project', project: randomUUID() }, 'project:read');
+      await reader.load('bob|sub', { org: 'acme', type: 'project', project: 'api' }, 'project:read');
+      await reader.load('alice|sub', { org: 'globex', type: 'project', project: 'web' }, 'project:read');
+      await reader.load('alice|sub', { org: 'globex', type: 'project', project: randomUUID() }, 'project:read');
     } finally {
       db.off('query', seen);
     }
