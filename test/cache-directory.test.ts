@@ -9,6 +9,8 @@ import { CachedFactsLoader } from '../src/directory/cached-facts-loader';
 import { CachedSubjectLoader } from '../src/directory/cached-subject-loader';
 import { DIRECTORY_CHANNEL, DirectoryChangeListener } from '../src/directory/change-listener';
 import { parseDirectoryChange, type DirectoryChange } from '../src/directory/directory-cache';
+import { RequestJudge } from '../src/authz/request-judge';
+import { PgDirectoryReader } from '../src/directory/pg-directory-reader';
 import { PgFactsLoader } from '../src/directory/pg-facts-loader';
 import { PgSubjectLoader } from '../src/directory/pg-subject-loader';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
@@ -161,6 +163,60 @@ describe('the cached loaders', () => {
     expect(queries).toEqual([]);
     expect(result[0].memberships.acme?.role).toBe('organization-admin');
     expect(result[1].project).toEqual({ exists: true, in_organization: true });
+  });
+
+  it('fill both caches from one statement when a request has neither cached, then answer it without a query', async () => {
+    const options = { maxEntries: 100, ttlMs: 60_000 };
+    const coldSubjects = new CachedSubjectLoader(new PgSubjectLoader(db), listener, options);
+    const coldFacts = new CachedFactsLoader(new PgFactsLoader(db), listener, options);
+    listener.subscribe(coldSubjects);
+    listener.subscribe(coldFacts);
+    const judge = new RequestJudge({
+      subjects: coldSubjects,
+      facts: coldFacts,
+      directoryReader: new PgDirectoryReader(db),
+      policy: {
+        current: {
+          revision: 'r1',
+          evaluate: () => ({ decision: { allow: true, status: 200, reasons: [] }, revision: 'r1', latencyUs: 1 }),
+        },
+      },
+    });
+    const resource = project('acme', 'api');
+    const request = {
+      requestId: 'req-1',
+      decisionId: 'dec-1',
+      method: 'GET',
+      path: '/orgs/acme/projects/api',
+      match: {
+        route: '/orgs/{org}/projects/{project}',
+        path: '/orgs/acme/projects/api',
+        action: 'project:read',
+        service: 'projects',
+        params: { org: 'acme', project: 'api' },
+        resource,
+        checkedByUpstream: [],
+      },
+      sub: 'bob|sub',
+    };
+
+    const cold = await queriesDuring(() => judge.judge(request));
+    expect(cold.queries).toHaveLength(1);
+    expect(cold.result.input.subject).toEqual(await new PgSubjectLoader(db).load('bob|sub'));
+    expect(cold.result.input.facts).toEqual(await new PgFactsLoader(db).load(resource, 'project:read'));
+    expect(cold.result.directoryVersion).not.toBeNull();
+    expect(coldSubjects.cacheStats()).toMatchObject({ misses: 1, size: 1 });
+    expect(coldFacts.cacheStats()).toMatchObject({ misses: 1, size: 1 });
+
+    const warm = await queriesDuring(() => judge.judge(request));
+    expect(warm.queries).toEqual([]);
+    expect(warm.result.input.subject).toEqual(cold.result.input.subject);
+
+    // Only the facts missing: the facts loader's own statement, not the read of both.
+    const other = { ...request, match: { ...request.match, resource: project('acme', 'web'), params: { org: 'acme', project: 'web' } } };
+    const half = await queriesDuring(() => judge.judge(other));
+    expect(half.queries).toHaveLength(1);
+    expect(half.queries[0]).not.toMatch(/subject_user/);
   });
 
   it('hand out warm entries at once through cached(), a frozen resource keyed as its unfrozen twin and per action', async () => {

@@ -12,6 +12,17 @@ const MATCH: RouteMatch = {
   checkedByUpstream: ['report'],
 };
 
+/** A request for MATCH by `idp|1`. */
+const REQUEST = { requestId: 'req-1', decisionId: 'dec-1', method: 'GET', path: MATCH.path, match: MATCH, sub: 'idp|1' };
+
+/** A policy that allows everything. */
+const ALLOW = {
+  current: {
+    revision: 'r1',
+    evaluate: () => ({ decision: { allow: true, status: 200, reasons: [] }, revision: 'r1', latencyUs: 1 }),
+  },
+};
+
 function judgeWith(evaluated: PolicyInput[]): RequestJudge {
   const engine: PolicyEngine = {
     revision: 'r1',
@@ -73,14 +84,9 @@ describe('RequestJudge', () => {
         load: (resource) => (loaded.push(`facts ${resource.type}`), Promise.resolve(facts)),
         cached: () => cachedFacts,
       },
-      policy: {
-        current: {
-          revision: 'r1',
-          evaluate: () => ({ decision: { allow: true, status: 200, reasons: [] }, revision: 'r1', latencyUs: 1 }),
-        },
-      },
+      policy: ALLOW,
     });
-    const request = { requestId: 'req-1', decisionId: 'dec-1', method: 'GET', path: MATCH.path, match: MATCH, sub: 'idp|1' };
+    const request = REQUEST;
 
     const warm = await judge.judge(request);
     expect(loaded).toEqual([]);
@@ -104,14 +110,9 @@ describe('RequestJudge', () => {
       directoryReader: {
         load: (sub, resource, action) => (loaded.push(`both ${sub} ${resource.type} ${action}`), Promise.resolve({ subject, facts })),
       },
-      policy: {
-        current: {
-          revision: 'r1',
-          evaluate: () => ({ decision: { allow: true, status: 200, reasons: [] }, revision: 'r1', latencyUs: 1 }),
-        },
-      },
+      policy: ALLOW,
     });
-    const request = { requestId: 'req-1', decisionId: 'dec-1', method: 'GET', path: MATCH.path, match: MATCH, sub: 'idp|1' };
+    const request = REQUEST;
 
     const cold = await judge.judge(request);
     expect(loaded).toEqual(['both idp|1 report report:read']);
@@ -122,5 +123,40 @@ describe('RequestJudge', () => {
     cachedSubject = subject;
     await judge.judge(request);
     expect(loaded).toEqual(['facts report']);
+  });
+
+  it('reads both at once through caches that take a reader: one read, each cache filled from its half', async () => {
+    const reads: string[] = [];
+    const subject = { id: 'u-1', sub: 'idp|1', email: null, memberships: {} };
+    const facts = { organization: { exists: true } };
+    const filled: unknown[] = [];
+    const judge = new RequestJudge({
+      subjects: {
+        load: () => Promise.reject(new Error('the cache reads through the reader')),
+        cached: () => undefined,
+        loadThrough: async (_, read) => {
+          const value = await read();
+          filled.push(value);
+          return value;
+        },
+      },
+      facts: {
+        load: () => Promise.reject(new Error('the cache reads through the reader')),
+        cached: () => undefined,
+        loadThrough: async (_, __, read) => {
+          const value = await read();
+          filled.push(value);
+          return value;
+        },
+      },
+      directoryReader: { load: (sub) => (reads.push(sub), Promise.resolve({ subject, facts })) },
+      policy: ALLOW,
+    });
+
+    const { input } = await judge.judge(REQUEST);
+    expect(reads).toEqual(['idp|1']);
+    expect(filled).toEqual([subject, facts]);
+    expect(input.subject).toBe(subject);
+    expect(input.facts).toBe(facts);
   });
 });

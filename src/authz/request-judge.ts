@@ -2,7 +2,7 @@
 // policy input (design §3.4) and evaluates it, beside the shadow policy when one is set. The
 // gateway's pipeline and the dry runs (admin evaluate, explain) share it, so they cannot drift.
 import { directoryVersionOf } from '../directory/directory-version';
-import type { DirectoryReader, FactsLoader, SubjectLoader } from '../directory/subject';
+import type { DirectoryReader, Facts, FactsLoader, Subject, SubjectLoader } from '../directory/subject';
 import type { RouteMatch } from '../routes/route';
 import type { PolicyEngine, PolicyEvaluation, PolicyInput } from './policy-engine';
 import type { ShadowComparison, ShadowPolicy } from './shadow-policy';
@@ -10,7 +10,7 @@ import type { ShadowComparison, ShadowPolicy } from './shadow-policy';
 export interface JudgeStages {
   subjects: SubjectLoader;
   facts: FactsLoader;
-  /** When set, a judgement missing both reads them in one statement (the stages without caches). */
+  /** When set, a judgement that has neither cached reads both in one statement (through the caches, when they take a reader). */
   directoryReader?: DirectoryReader | undefined;
   /** Read once per judgement, so a reload affects only later requests. */
   policy: { readonly current: PolicyEngine };
@@ -61,7 +61,7 @@ export class RequestJudge {
     let subject = this.stages.subjects.cached?.(request.sub);
     let facts = this.stages.facts.cached?.(match.resource, match.action);
     if (subject === undefined && facts === undefined && this.stages.directoryReader) {
-      const both = this.stages.directoryReader.load(request.sub, match.resource, match.action);
+      const both = readBoth(this.stages, this.stages.directoryReader, request.sub, match);
       ({ subject, facts } = await (request.signal ? unlessAborted(both, request.signal) : both));
     } else if (subject === undefined || facts === undefined) {
       const lookups = Promise.all([
@@ -115,6 +115,27 @@ export class RequestJudge {
 }
 
 /** `work`, or the signal's reason as soon as it is aborted; a later failure of `work` is then ignored. */
+/**
+ * Neither is cached: one read of both. Through the caches when they take a reader (each keeps
+ * its single flight and its invalidation rules; the read starts once, for whichever misses);
+ * straight from the reader when there are no caches.
+ */
+function readBoth(
+  stages: JudgeStages,
+  reader: DirectoryReader,
+  sub: string,
+  match: RouteMatch,
+): Promise<{ subject: Subject; facts: Facts }> {
+  const { subjects, facts } = stages;
+  if (!subjects.loadThrough || !facts.loadThrough) return reader.load(sub, match.resource, match.action);
+  let read: Promise<{ subject: Subject; facts: Facts }> | undefined;
+  const once = () => (read ??= reader.load(sub, match.resource, match.action));
+  return Promise.all([
+    subjects.loadThrough(sub, () => once().then((both) => both.subject)),
+    facts.loadThrough(match.resource, match.action, () => once().then((both) => both.facts)),
+  ]).then(([subject, resourceFacts]) => ({ subject, facts: resourceFacts }));
+}
+
 function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) {
     work.catch(() => undefined);

@@ -20,11 +20,11 @@ export class CachedFactsLoader implements FactsLoader, DirectoryCache, CacheStat
   }
 
   load(resource: Resource, action: string): Promise<Facts> {
-    return this.cache.get(
-      keyOf(resource, action),
-      () => this.inner.load(resource, action),
-      (facts) => factTags(resource, facts),
-    );
+    return this.loadThrough(resource, action, () => this.inner.load(resource, action));
+  }
+
+  loadThrough(resource: Resource, action: string, read: () => Promise<Facts>): Promise<Facts> {
+    return this.cache.get(keyOf(resource, action), read, (facts) => factTags(resource, facts));
   }
 
   cached(resource: Resource, action: string): Facts | undefined {

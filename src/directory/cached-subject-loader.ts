@@ -17,7 +17,11 @@ export class CachedSubjectLoader implements SubjectLoader, DirectoryCache, Cache
   }
 
   load(sub: string): Promise<Subject> {
-    return this.cache.get(sub, () => this.inner.load(sub), subjectTags);
+    return this.loadThrough(sub, () => this.inner.load(sub));
+  }
+
+  loadThrough(sub: string, read: () => Promise<Subject>): Promise<Subject> {
+    return this.cache.get(sub, read, subjectTags);
   }
 
   cached(sub: string): Subject | undefined {

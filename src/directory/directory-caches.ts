@@ -16,7 +16,7 @@ import type { DirectoryReader, FactsLoader, SubjectLoader } from './subject';
 export interface DirectoryCaches {
   subjects: SubjectLoader;
   facts: FactsLoader;
-  /** Both in one statement, when caching is disabled (every request would read both). */
+  /** Both in one statement, for a request that has neither cached (with caching disabled: every request). */
   reader?: DirectoryReader;
   /** The cached loaders by name (none when caching is disabled). */
   caches: Record<string, CacheStatsSource>;
@@ -46,6 +46,7 @@ export async function createDirectoryCaches(options: {
   return {
     subjects: cachedSubjects,
     facts: cachedFacts,
+    reader: new PgDirectoryReader(db),
     caches: { subjects: cachedSubjects, facts: cachedFacts },
     close: () => listener.close(),
   };

@@ -27,6 +27,8 @@ export interface SubjectLoader {
   load(sub: string): Promise<Subject>;
   /** A cache's entry at hand, without waiting (a hit counts as one); undefined when it must be loaded. */
   cached?(sub: string): Subject | undefined;
+  /** A cache's load that reads with `read` on a miss instead of its own loader (a read of both, for one). */
+  loadThrough?(sub: string, read: () => Promise<Subject>): Promise<Subject>;
 }
 
 export type Facts = Record<string, Record<string, unknown>>;
@@ -36,9 +38,11 @@ export interface FactsLoader {
   load(resource: Resource, action: string): Promise<Facts>;
   /** A cache's entry at hand, without waiting (a hit counts as one); undefined when it must be loaded. */
   cached?(resource: Resource, action: string): Facts | undefined;
+  /** A cache's load that reads with `read` on a miss instead of its own loader (a read of both, for one). */
+  loadThrough?(resource: Resource, action: string, read: () => Promise<Facts>): Promise<Facts>;
 }
 
-/** The subject and the facts together, in one read: the path without caches, where both always miss. */
+/** The subject and the facts together, in one read: for a request that has neither cached. */
 export interface DirectoryReader {
   load(sub: string, resource: Resource, action: string): Promise<{ subject: Subject; facts: Facts }>;
 }

@@ -31,7 +31,7 @@ export interface PipelineStages {
   authenticator: Authenticator;
   subjects: SubjectLoader;
   facts: FactsLoader;
-  /** Subject and facts in one statement when neither is cached (set when caching is disabled). */
+  /** Subject and facts in one statement when neither is cached. */
   directoryReader?: DirectoryReader | undefined;
   /** Read on every request, so a reload swaps the policy for the next request only. */
   policy: { readonly current: PolicyEngine };
