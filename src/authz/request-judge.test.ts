@@ -159,4 +159,23 @@ describe('RequestJudge', () => {
     expect(input.subject).toBe(subject);
     expect(input.facts).toBe(facts);
   });
+
+  it('leaves a cache that takes no reader to its own loader: with one such, both read on their own', async () => {
+    const loaded: string[] = [];
+    const subject = { id: 'u-1', sub: 'idp|1', email: null, memberships: {} };
+    const facts = { organization: { exists: true } };
+    const judge = new RequestJudge({
+      subjects: {
+        load: () => (loaded.push('subject'), Promise.resolve(subject)),
+        cached: () => undefined,
+        loadThrough: (_, read) => (loaded.push('subject through'), read()),
+      },
+      facts: { load: () => (loaded.push('facts'), Promise.resolve(facts)), cached: () => undefined },
+      directoryReader: { load: () => (loaded.push('both'), Promise.resolve({ subject, facts })) },
+      policy: ALLOW,
+    });
+
+    await judge.judge(REQUEST);
+    expect(loaded.sort()).toEqual(['facts', 'subject']);
+  });
 });

@@ -60,8 +60,8 @@ export class RequestJudge {
     // an abort meanwhile) was most of what a warm request spent here.
     let subject = this.stages.subjects.cached?.(request.sub);
     let facts = this.stages.facts.cached?.(match.resource, match.action);
-    if (subject === undefined && facts === undefined && this.stages.directoryReader) {
-      const both = readBoth(this.stages, this.stages.directoryReader, request.sub, match);
+    const both = subject === undefined && facts === undefined ? readBoth(this.stages, request.sub, match) : undefined;
+    if (both) {
       ({ subject, facts } = await (request.signal ? unlessAborted(both, request.signal) : both));
     } else if (subject === undefined || facts === undefined) {
       const lookups = Promise.all([
@@ -114,20 +114,17 @@ export class RequestJudge {
   }
 }
 
-/** `work`, or the signal's reason as soon as it is aborted; a later failure of `work` is then ignored. */
 /**
- * Neither is cached: one read of both. Through the caches when they take a reader (each keeps
- * its single flight and its invalidation rules; the read starts once, for whichever misses);
- * straight from the reader when there are no caches.
+ * Neither is cached: one read of both, when the stages have a reader. Through the caches when
+ * both take one (each keeps its single flight and its invalidation rules; the read starts once,
+ * for whichever misses); straight from the reader when neither is a cache. Undefined otherwise:
+ * the loaders read, each its own.
  */
-function readBoth(
-  stages: JudgeStages,
-  reader: DirectoryReader,
-  sub: string,
-  match: RouteMatch,
-): Promise<{ subject: Subject; facts: Facts }> {
-  const { subjects, facts } = stages;
-  if (!subjects.loadThrough || !facts.loadThrough) return reader.load(sub, match.resource, match.action);
+function readBoth(stages: JudgeStages, sub: string, match: RouteMatch): Promise<{ subject: Subject; facts: Facts }> | undefined {
+  const { subjects, facts, directoryReader: reader } = stages;
+  if (!reader) return undefined;
+  if (!subjects.loadThrough && !facts.loadThrough) return reader.load(sub, match.resource, match.action);
+  if (!subjects.loadThrough || !facts.loadThrough) return undefined;
   let read: Promise<{ subject: Subject; facts: Facts }> | undefined;
   const once = () => (read ??= reader.load(sub, match.resource, match.action));
   return Promise.all([
@@ -136,6 +133,7 @@ function readBoth(
   ]).then(([subject, resourceFacts]) => ({ subject, facts: resourceFacts }));
 }
 
+/** `work`, or the signal's reason as soon as it is aborted; a later failure of `work` is then ignored. */
 function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) {
     work.catch(() => undefined);
