@@ -33,8 +33,9 @@ export async function createDirectoryCaches(options: {
   const { config, db, url, logger } = options;
   const subjects = new PgSubjectLoader(db);
   const facts = new PgFactsLoader(db);
+  const reader = new PgDirectoryReader(db);
   if (!config.enabled) {
-    return { subjects, facts, reader: new PgDirectoryReader(db), caches: {}, close: () => Promise.resolve() };
+    return { subjects, facts, reader, caches: {}, close: () => Promise.resolve() };
   }
   const listener = new DirectoryChangeListener({ url, logger });
   const cacheOptions = { maxEntries: config.max_entries, ttlMs: config.ttl_s * 1000 };
@@ -46,7 +47,7 @@ export async function createDirectoryCaches(options: {
   return {
     subjects: cachedSubjects,
     facts: cachedFacts,
-    reader: new PgDirectoryReader(db),
+    reader,
     caches: { subjects: cachedSubjects, facts: cachedFacts },
     close: () => listener.close(),
   };

@@ -1,9 +1,9 @@
-// The subject and the facts of one request in one statement, for the path without caches: two
-// statements cost two hand-overs to PostgreSQL (on a loopback socket, most of the uncached
+// The subject and the facts of one request in one statement, for a request that has neither
+// cached (without caches, every request): two statements cost two hand-overs to PostgreSQL (on a loopback socket, most of the uncached
 // request's main thread; `BENCHMARKS.md`, fourth round) and PostgreSQL twice the per-statement
 // work. The same SQL as PgSubjectLoader's and PgFactsLoader's, so the answers are theirs, read
 // in one snapshot (a test compares them resource by resource).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { DependencyError } from '../base/errors';
 import type { Resource } from '../routes/route';
@@ -47,7 +47,7 @@ ${SUBJECT_FROM}`;
   private nameOf(sql: string): string {
     let name = this.names.get(sql);
     if (name === undefined) {
-      name = `portcullis_directory_${createHash('sha256').update(sql).digest('hex').slice(0, 16)}`;
+      name = `portcullis_directory_${hash('sha256', sql, 'hex').slice(0, 16)}`;
       // The shapes are few (which facts a route's resource needs, and whether ids are uuids); bounded all the same.
       if (this.names.size < 1_000) this.names.set(sql, name);
     }
