@@ -2,8 +2,9 @@
 // WebAssembly runs beside the event loop instead of on it (a gateway's main thread is its
 // bound, BENCHMARKS.md). The main thread only serializes the input and posts it. Whatever
 // calls evaluate() (an explanation's what-if alternatives) still evaluates inline, on an engine
-// of the same bundle; the shadow policy has its own. It fails closed like the inline engine: a thread that cannot load the policy
-// fails the load, and one that stops denies what it had in hand (500) and is started again.
+// of the same bundle; the shadow policy has its own. It fails closed like the inline engine: a
+// thread that cannot load the policy fails the load, and one that stops denies what it had in
+// hand (500) and is started again.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -194,7 +195,7 @@ export class ThreadedPolicyEngine implements PolicyEngine {
 
 /**
  * The compiled entry beside this file; when this runs from the TypeScript sources (the tests),
- * the build's, which `npm test` makes before it runs them.
+ * the build's, which the tests' global setup rebuilds when a source is newer than it.
  */
 function threadEntry(): string {
   const entry = __filename.endsWith('.ts')
