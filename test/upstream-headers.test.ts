@@ -161,6 +161,98 @@ describe('method overrides in the query string', () => {
   });
 });
 
+/** A POST with a body, sent in one piece or (with `chunked`) without a Content-Length. */
+function post(
+  path: string,
+  headers: Record<string, string>,
+  body: string,
+  chunked = false,
+): Promise<Answer & { connection: string | undefined }> {
+  const { port } = new URL(h.gateway.gatewayUrl);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: 'POST',
+        agent: false,
+        headers: { authorization: `Bearer ${alice}`, ...(chunked ? {} : { 'content-length': Buffer.byteLength(body) }), ...headers },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            contentType: res.headers['content-type'],
+            body: text,
+            connection: res.headers.connection,
+          }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('method overrides in a form body', () => {
+  const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
+  const MULTIPART = { 'content-type': 'multipart/form-data; boundary=xyz' };
+  const field = (name: string, value: string) => `--xyz\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+
+  it.each([
+    ['a urlencoded form', FORM, 'name=api&_method=DELETE', false],
+    ['a chunked urlencoded form', FORM, 'name=api&%5Fmethod=DELETE', true],
+    ['a POST body without a Content-Type', {}, '_method=DELETE', false],
+    ['a multipart form', MULTIPART, `${field('name', 'api')}${field('_method', 'DELETE')}--xyz--\r\n`, false],
+  ])(
+    'answers 400 problem+json to %s with a _method field; the upstream never gets the whole body',
+    async (_name, headers, body, chunked) => {
+      const before = forwardedCount();
+      const answer = await post('/orgs/acme/projects', headers, body, chunked);
+      expect(answer.status).toBe(400);
+      expect(answer.contentType).toMatch(/^application\/problem\+json/);
+      expect(JSON.parse(answer.body)).toMatchObject({ status: 400, detail: expect.stringMatching(/form field "_method" is refused/) });
+      expect(answer.connection).toBe('close');
+      // The echo upstream keeps a request once its body is complete: give a late one time to land.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(forwardedCount()).toBe(before);
+    },
+  );
+
+  it('forwards a form without one, byte for byte', async () => {
+    const body = 'name=api&note=_method+is+a+word&x_method=1';
+    const echoed = seen(await post('/orgs/acme/projects', FORM, body));
+    expect(echoed.method).toBe('POST');
+    expect(echoed.body).toBe(body);
+  });
+
+  it('forwards JSON that has a _method member: only forms are read for it', async () => {
+    const body = '{"name":"api","_method":"DELETE"}';
+    expect(seen(await post('/orgs/acme/projects', { 'content-type': 'application/json' }, body)).body).toBe(body);
+  });
+
+  it('answers 415 to a compressed form, which it could not check', async () => {
+    const answer = await post('/orgs/acme/projects', { ...FORM, 'content-encoding': 'gzip' }, 'not really gzip');
+    expect(answer.status).toBe(415);
+    expect(JSON.parse(answer.body)).toMatchObject({ status: 415, detail: expect.stringMatching(/Content-Encoding "gzip"/) });
+  });
+
+  it('answers 400 to a request with two Content-Type headers and forwards nothing', async () => {
+    const before = forwardedCount();
+    const body = '_method=DELETE';
+    const answer = await rawRequest(
+      h.gateway.gatewayUrl,
+      `POST /orgs/acme/projects HTTP/1.1\nHost: x\nAuthorization: Bearer ${alice}\nContent-Type: application/json\nContent-Type: application/x-www-form-urlencoded\nContent-Length: ${body.length}\n\n${body}`,
+    );
+    expect(answer.status).toBe(400);
+    expect(answer.body).toMatch(/more than one Content-Type header/);
+    expect(forwardedCount()).toBe(before);
+  });
+});
+
 describe('look-alike framing and hop-by-hop header names', () => {
   it.each([
     [

@@ -24,7 +24,7 @@ const LOOK_ALIKE_PROTECTED = new Set([...HOP_BY_HOP, ...CONNECTION_PROTECTED]);
 const GATEWAY_PREFIX = 'x-portcullis-';
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
-/** Throws InputError (400) for ambiguous framing, look-alike framing or hop-by-hop names, duplicated identity headers or a `_method` parameter. */
+/** Throws InputError (400) for ambiguous framing, look-alike framing or hop-by-hop names, duplicated identity or type headers or a `_method` parameter. */
 export function inspectRequest(req: InspectedRequest): void {
   if (hasMethodOverrideParameter(req.url)) {
     throw new InputError('the query parameter "_method" is refused: the gateway judges and forwards the method as sent');
@@ -32,6 +32,7 @@ export function inspectRequest(req: InspectedRequest): void {
   // One pass, no map: this runs on every request. Only the framing headers' values are kept.
   let hosts = 0;
   let authorizations = 0;
+  let contentTypes = 0;
   const lengths: string[] = [];
   const encodings: string[] = [];
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
@@ -46,6 +47,7 @@ export function inspectRequest(req: InspectedRequest): void {
     }
     if (name === 'host') hosts += 1;
     else if (name === 'authorization') authorizations += 1;
+    else if (name === 'content-type') contentTypes += 1;
     else if (name === 'content-length') lengths.push(req.rawHeaders[i + 1]!);
     else if (name === 'transfer-encoding') encodings.push(req.rawHeaders[i + 1]!);
   }
@@ -53,6 +55,8 @@ export function inspectRequest(req: InspectedRequest): void {
   if (hosts > 1) throw new InputError('the request has more than one Host header');
   if (hosts === 0 && req.httpVersion === '1.1') throw new InputError('an HTTP/1.1 request must have a Host header');
   if (authorizations > 1) throw new InputError('the request has more than one Authorization header');
+  // Node keeps the first, an upstream might read the last: JSON to the gateway, a form behind it.
+  if (contentTypes > 1) throw new InputError('the request has more than one Content-Type header');
 
   if (lengths.length > 0 && encodings.length > 0) throw new InputError('the request has both Content-Length and Transfer-Encoding');
   if (lengths.length > 0) {
@@ -75,25 +79,30 @@ export function headerName(key: string): string {
   return name.includes('_') ? name.replace(/_/g, '-') : name;
 }
 
-/**
- * True when the query has a `_method` parameter, as Rails, Laravel, Symfony or Express's
- * method-override would read it: any case, percent-encoded (also twice), `;` as a separator,
- * and PHP's rewriting of `.`, space and `[` in names to `_` (`_method[]` too).
- */
+/** True when the query has a `_method` parameter, as isMethodOverrideName reads a name. */
 function hasMethodOverrideParameter(url: string): boolean {
   const start = url.indexOf('?');
   if (start === -1) return false;
   for (const pair of url.slice(start + 1).split(/[&;]/)) {
-    let name = pair.split('=', 1)[0]!.replace(/\+/g, ' ');
-    for (let decoded = percentDecode(name); decoded !== name; decoded = percentDecode(name)) name = decoded;
-    const key = name
-      .trim()
-      .toLowerCase()
-      .replace(/\[[^\]]*\].*$/, '')
-      .replace(/[ .[]/g, '_');
-    if (key === '_method') return true;
+    if (isMethodOverrideName(pair.split('=', 1)[0]!.replace(/\+/g, ' '))) return true;
   }
   return false;
+}
+
+/**
+ * True when a query or form field name is `_method` as Rails, Laravel, Symfony or Express's
+ * method-override would read it: any case, percent-encoded (also twice), and PHP's rewriting of
+ * `.`, space and `[` in names to `_` (`_method[]` too).
+ */
+export function isMethodOverrideName(raw: string): boolean {
+  let name = raw;
+  for (let decoded = percentDecode(name); decoded !== name; decoded = percentDecode(name)) name = decoded;
+  const key = name
+    .trim()
+    .toLowerCase()
+    .replace(/\[[^\]]*\].*$/, '')
+    .replace(/[ .[]/g, '_');
+  return key === '_method';
 }
 
 /** Byte-wise and tolerant: an invalid escape stays as it is (only ASCII names matter here). */

@@ -3,9 +3,11 @@
 // replaced every identity header; this module decides which client credentials and proxy
 // headers reach each upstream, moves bytes and maps upstream failures.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { Readable, type Writable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { createProxyMiddleware, debugProxyErrorsPlugin, type RequestHandler } from 'http-proxy-middleware';
 import { InputError, UpstreamError } from '../base/errors';
+import { formMethodOverrideGuard, type FormMethodOverrideGuard } from '../http/form-method-override';
 import { withoutHopByHop } from '../http/inspect-request';
 import { ForwardedHeaders } from './forwarded-headers';
 
@@ -36,7 +38,9 @@ export interface Forwarder {
 
 const TIMED_OUT = Symbol('portcullis.upstreamTimedOut');
 const TOO_LARGE = Symbol('portcullis.bodyTooLarge');
-type TimedRequest = IncomingMessage & { [TIMED_OUT]?: true; [TOO_LARGE]?: true };
+/** Why the form body was stopped on its way (a `_method` field, an unreadable form). */
+const REFUSED = Symbol('portcullis.bodyRefused');
+type TimedRequest = IncomingMessage & { [TIMED_OUT]?: true; [TOO_LARGE]?: true; [REFUSED]?: InputError };
 
 export class HttpProxyForwarder implements Forwarder {
   private readonly proxies = new Map<string, RequestHandler>();
@@ -68,6 +72,15 @@ export class HttpProxyForwarder implements Forwarder {
       host: headers.host,
       proto: (req.socket as TLSSocket).encrypted === true ? 'https' : 'http',
     });
+    let guard: FormMethodOverrideGuard | undefined;
+    try {
+      guard = formMethodOverrideGuard(req.method ?? '', headers);
+    } catch (error) {
+      res.setHeader('connection', 'close');
+      this.options.onError(error as InputError, req, res);
+      return;
+    }
+    if (guard) sendBodyThrough(req, guard);
     // http-proxy-middleware prefers req.originalUrl (set by Express) over req.url.
     (req as IncomingMessage & { originalUrl?: string }).originalUrl = req.url;
     void proxy(req, res);
@@ -137,6 +150,12 @@ export class HttpProxyForwarder implements Forwarder {
               onError(new InputError(`the request body exceeds ${bodyLimitBytes} bytes`, 413), req, response);
               return;
             }
+            const refused = (req as TimedRequest)[REFUSED];
+            if (refused) {
+              response.setHeader('connection', 'close');
+              onError(refused, req, response);
+              return;
+            }
             const timedOut = (req as TimedRequest)[TIMED_OUT] === true;
             const code = (error as NodeJS.ErrnoException).code;
             onError(
@@ -151,4 +170,23 @@ export class HttpProxyForwarder implements Forwarder {
       ],
     });
   }
+}
+
+/**
+ * Makes the body reach the upstream through `guard`. http-proxy sends a request's body with
+ * `req.pipe(upstreamRequest)` (its per-call `buffer` option is not reachable through
+ * http-proxy-middleware), so this request's pipe() goes through the guard instead. When the
+ * guard refuses the body, the upstream request is destroyed with the rest of it unsent, and
+ * the proxy's error handler answers the client with the guard's reason.
+ */
+function sendBodyThrough(req: IncomingMessage, guard: FormMethodOverrideGuard): void {
+  req.pipe = <T extends NodeJS.WritableStream>(upstream: T, options?: { end?: boolean }): T => {
+    guard.once('error', (error: InputError) => {
+      (req as TimedRequest)[REFUSED] = error;
+      req.unpipe(guard);
+      (upstream as unknown as Writable).destroy(error);
+    });
+    Readable.prototype.pipe.call(req, guard);
+    return guard.pipe(upstream, options);
+  };
 }

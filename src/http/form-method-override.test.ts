@@ -1,0 +1,185 @@
+import { expect } from '@jest/globals';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { IncomingHttpHeaders } from 'node:http';
+import { InputError } from '../base/errors';
+import { formMethodOverrideGuard } from './form-method-override';
+
+const FORM = 'application/x-www-form-urlencoded';
+const BOUNDARY = 'b0undary';
+const MULTIPART = `multipart/form-data; boundary=${BOUNDARY}`;
+
+interface Outcome {
+  /** The bytes the guard let through, in order. */
+  passed: string;
+  refusal: InputError | undefined;
+}
+
+/** Streams `body` through a guard for a request with these headers, in chunks of `chunkSize` bytes. */
+async function through(
+  body: string,
+  headers: IncomingHttpHeaders,
+  options: { method?: string; chunkSize?: number } = {},
+): Promise<Outcome> {
+  const bytes = Buffer.from(body);
+  const guard = formMethodOverrideGuard(options.method ?? 'POST', { 'content-length': String(bytes.length), ...headers });
+  if (!guard) throw new Error('expected a guard for this request');
+  const size = options.chunkSize ?? bytes.length;
+  const chunks: Buffer[] = [];
+  for (let start = 0; start < bytes.length; start += size) chunks.push(bytes.subarray(start, start + size));
+  let passed = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      passed += chunk.toString();
+      done();
+    },
+  });
+  try {
+    await pipeline(Readable.from(chunks), guard, sink);
+    return { passed, refusal: undefined };
+  } catch (error) {
+    if (!(error instanceof InputError)) throw error;
+    return { passed, refusal: error };
+  }
+}
+
+const part = (name: string, value: string, extra = '') =>
+  `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${name}"${extra}\r\n\r\n${value}\r\n`;
+const multipart = (...parts: string[]) => `${parts.join('')}--${BOUNDARY}--\r\n`;
+
+describe('which bodies are checked', () => {
+  it.each([
+    ['a urlencoded form', 'PUT', { 'content-type': `${FORM}; charset=utf-8`, 'content-length': '3' }],
+    ['a multipart form', 'POST', { 'content-type': MULTIPART, 'content-length': '3' }],
+    [
+      'multipart/mixed (Rack reads its parts too)',
+      'POST',
+      { 'content-type': `multipart/mixed; boundary=${BOUNDARY}`, 'content-length': '3' },
+    ],
+    ['a POST body without a Content-Type (Rack reads it as a form)', 'POST', { 'content-length': '3' }],
+    ['a chunked form', 'POST', { 'content-type': FORM, 'transfer-encoding': 'chunked' }],
+  ])('checks %s', (_name, method, headers: IncomingHttpHeaders) => {
+    expect(formMethodOverrideGuard(method, headers)).toBeDefined();
+  });
+
+  it.each([
+    ['JSON', 'POST', { 'content-type': 'application/json', 'content-length': '3' }],
+    ['a body-less GET', 'GET', {}],
+    ['an empty form', 'POST', { 'content-type': FORM, 'content-length': '0' }],
+    ['a PUT body without a Content-Type', 'PUT', { 'content-length': '3' }],
+  ])('leaves %s alone', (_name, method, headers: IncomingHttpHeaders) => {
+    expect(formMethodOverrideGuard(method, headers)).toBeUndefined();
+  });
+
+  it('refuses a compressed form with 415: it could not be checked', () => {
+    expect(() => formMethodOverrideGuard('POST', { 'content-type': FORM, 'content-length': '9', 'content-encoding': 'gzip' })).toThrow(
+      expect.objectContaining({ status: 415, message: expect.stringMatching(/Content-Encoding "gzip"/) }),
+    );
+    expect(formMethodOverrideGuard('POST', { 'content-type': FORM, 'content-length': '9', 'content-encoding': 'identity' })).toBeDefined();
+  });
+
+  it('refuses a multipart body without a boundary with 400', () => {
+    expect(() => formMethodOverrideGuard('POST', { 'content-type': 'multipart/form-data', 'content-length': '9' })).toThrow(
+      expect.objectContaining({ status: 400 }),
+    );
+  });
+});
+
+describe('urlencoded forms', () => {
+  it.each([
+    '_method=DELETE',
+    'name=x&_method=DELETE',
+    'name=x&_method=DELETE&more=1',
+    '_METHOD=delete',
+    '%5Fmethod=DELETE',
+    '%255Fmethod=DELETE',
+    '_method%5B%5D=DELETE',
+    '_method[]=DELETE',
+    '+_method=DELETE',
+    'name=x&_method',
+    'name=x;_method=DELETE',
+  ])('refuses %s, and the field never reaches the upstream whole', async (body) => {
+    const { passed, refusal } = await through(body, { 'content-type': FORM });
+    expect(refusal).toMatchObject({ status: 400, message: expect.stringMatching(/form field "_method" is refused/) });
+    expect(passed).toBe('');
+  });
+
+  it('stops at the chunk that completes the field, wherever the chunks are cut', async () => {
+    const body = 'name=alpha&note=hello+there&_method=DELETE';
+    for (let chunkSize = 1; chunkSize <= body.length; chunkSize++) {
+      const { passed, refusal } = await through(body, { 'content-type': FORM }, { chunkSize });
+      expect(refusal?.status).toBe(400);
+      // The upstream never holds the whole body, so nothing upstream can act on it.
+      expect(passed.length).toBeLessThan(body.length);
+      expect(body.startsWith(passed)).toBe(true);
+    }
+  });
+
+  it('passes a form whose _method appears only in a value or inside a longer name, byte for byte', async () => {
+    const body = 'q=_method&x_method=1&_methods=2&method=DELETE';
+    for (const chunkSize of [1, 7, body.length]) {
+      expect(await through(body, { 'content-type': FORM }, { chunkSize })).toEqual({ passed: body, refusal: undefined });
+    }
+  });
+
+  it('checks a POST body without a Content-Type as a form', async () => {
+    expect((await through('_method=DELETE', {})).refusal?.status).toBe(400);
+    expect(await through('{"name":"x"}', {})).toEqual({ passed: '{"name":"x"}', refusal: undefined });
+  });
+
+  it('checks a chunked form to its end before the end reaches the upstream', async () => {
+    const body = 'name=x&_method';
+    const guard = formMethodOverrideGuard('POST', { 'content-type': FORM, 'transfer-encoding': 'chunked' })!;
+    let passed = '';
+    let ended = false;
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        passed += chunk.toString();
+        done();
+      },
+      final(done) {
+        ended = true;
+        done();
+      },
+    });
+    await expect(pipeline(Readable.from([Buffer.from(body)]), guard, sink)).rejects.toMatchObject({ status: 400 });
+    // Its bytes went on (a chunked body is whole only at its end), but the end did not.
+    expect(passed).toBe(body);
+    expect(ended).toBe(false);
+  });
+});
+
+describe('multipart forms', () => {
+  it('refuses a _method field before the part that holds it is complete', async () => {
+    const body = multipart(part('name', 'x'), part('_method', 'DELETE'), part('after', 'y'));
+    for (const chunkSize of [1, 13, 64, body.length]) {
+      const { passed, refusal } = await through(body, { 'content-type': MULTIPART }, { chunkSize });
+      expect(refusal).toMatchObject({ status: 400, message: expect.stringMatching(/_method/) });
+      expect(passed.length).toBeLessThan(body.indexOf('after'));
+    }
+  });
+
+  it('refuses a file part named _method', async () => {
+    const body = multipart(part('_Method', 'DELETE', '; filename="m.txt"'));
+    expect((await through(body, { 'content-type': MULTIPART })).refusal?.status).toBe(400);
+  });
+
+  it('refuses the parts of multipart/mixed too', async () => {
+    const body = multipart(part('_method', 'DELETE'));
+    expect((await through(body, { 'content-type': `multipart/mixed; boundary=${BOUNDARY}` })).refusal?.status).toBe(400);
+  });
+
+  it('passes an upload whose file content mentions name="_method", byte for byte', async () => {
+    const template = '<form method="post"><input type="hidden" name="_method" value="DELETE"></form>';
+    const body = multipart(part('title', 'edit form'), part('template', template, '; filename="edit.html"'));
+    for (const chunkSize of [1, 50, body.length]) {
+      expect(await through(body, { 'content-type': MULTIPART }, { chunkSize })).toEqual({ passed: body, refusal: undefined });
+    }
+  });
+
+  it('refuses a form cut short: what the upstream would get cannot be checked', async () => {
+    const body = `--${BOUNDARY}\r\nContent-Disposition: form-data; name="name"\r\n\r\nx`;
+    const { refusal } = await through(body, { 'content-type': MULTIPART });
+    expect(refusal).toMatchObject({ status: 400, message: expect.stringMatching(/form body cannot be read/) });
+  });
+});

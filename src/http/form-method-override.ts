@@ -1,0 +1,171 @@
+// The `_method` override in a form body. Rails (Rack::MethodOverride), Laravel, Symfony and
+// Express's method-override read a POSTed form's `_method` field and run that method instead:
+// a request judged as `POST` (project:create) would run as `DELETE` upstream. The query
+// parameter and the override headers are refused before anything is judged (inspect-request);
+// a body is only read while it is forwarded, so it passes through a FormMethodOverrideGuard on
+// its way to the upstream. The guard reads the form's field names as it streams (multipart with
+// busboy, the parser multer and @fastify/busboy use) and lets a chunk through only once it has
+// read it: a form with a
+// `_method` field fails before the bytes that complete the field reach the upstream, and an
+// upstream never acts on a body it did not receive in full.
+import { finished, Transform, type TransformCallback } from 'node:stream';
+import type { IncomingHttpHeaders } from 'node:http';
+import busboy, { type Busboy } from 'busboy';
+import { InputError } from '../base/errors';
+import { isMethodOverrideName } from './inspect-request';
+
+/**
+ * The form body's guard, or undefined when the request carries no form an upstream would read
+ * for `_method`: a body typed `application/x-www-form-urlencoded` or `multipart/*` (any method),
+ * or a POST body with no Content-Type at all (Rack reads that as a form). Throws InputError for
+ * a form it could not check: compressed (415), or a multipart type without a boundary (400).
+ */
+export function formMethodOverrideGuard(method: string, headers: IncomingHttpHeaders): FormMethodOverrideGuard | undefined {
+  const declared = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
+  if (declared === 0 || (declared === undefined && headers['transfer-encoding'] === undefined)) return undefined;
+  const contentType = headers['content-type'];
+  const mediaType = contentType?.split(';', 1)[0]!.trim().toLowerCase();
+  let parser: FormNameParser;
+  if (mediaType === undefined || mediaType === '') {
+    if (method !== 'POST') return undefined;
+    parser = new UrlencodedNames();
+  } else if (mediaType === 'application/x-www-form-urlencoded') {
+    parser = new UrlencodedNames();
+  } else if (mediaType.startsWith('multipart/')) {
+    parser = multipartNames(contentType!);
+  } else {
+    return undefined;
+  }
+  const encoding = headers['content-encoding']?.trim().toLowerCase();
+  if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
+    throw new InputError(
+      `a form body with Content-Encoding "${encoding}" is refused: the gateway could not check it for a "_method" field`,
+      415,
+    );
+  }
+  return new FormMethodOverrideGuard(parser, declared);
+}
+
+/** Reads a form's field names as its bytes come; tells each name to `onName` as soon as it is whole. */
+interface FormNameParser {
+  write(chunk: Buffer, done: (error?: Error | null) => void): void;
+  end(done: (error?: Error | null) => void): void;
+  onName: (name: string) => void;
+}
+
+/**
+ * Field names of a urlencoded body, split at `&` and at `;` (older Rack and PHP setups split a
+ * form there too, as inspect-request does the query), `+` read as a space; isMethodOverrideName
+ * percent-decodes. Values are skipped, never kept.
+ */
+class UrlencodedNames implements FormNameParser {
+  onName: (name: string) => void = () => undefined;
+  private name: number[] = [];
+  private inName = true;
+
+  write(chunk: Buffer, done: (error?: Error | null) => void): void {
+    for (const byte of chunk) {
+      if (byte === AMPERSAND || byte === SEMICOLON) {
+        if (this.inName) this.flushName();
+        this.inName = true;
+      } else if (!this.inName) {
+        continue;
+      } else if (byte === EQUALS) {
+        this.flushName();
+        this.inName = false;
+      } else {
+        this.name.push(byte === PLUS ? SPACE : byte);
+      }
+    }
+    done();
+  }
+
+  end(done: (error?: Error | null) => void): void {
+    if (this.inName) this.flushName();
+    done();
+  }
+
+  private flushName(): void {
+    if (this.name.length > 0) this.onName(Buffer.from(this.name).toString('latin1'));
+    this.name = [];
+  }
+}
+
+const [AMPERSAND, SEMICOLON, EQUALS, PLUS, SPACE] = [0x26, 0x3b, 0x3d, 0x2b, 0x20];
+
+/** Field and file names of a multipart body (busboy); a malformed body is an error. */
+function multipartNames(contentType: string): FormNameParser {
+  // Rack reads the parts of multipart/mixed or /related too; busboy parses them as form-data.
+  const params = contentType.indexOf(';') === -1 ? '' : contentType.slice(contentType.indexOf(';'));
+  let parser: Busboy;
+  try {
+    // Names in full (a long one must not be cut to something else); values are never kept.
+    parser = busboy({
+      headers: { 'content-type': `multipart/form-data${params}` },
+      limits: { fieldNameSize: Number.MAX_SAFE_INTEGER, fieldSize: 0 },
+    });
+  } catch (error) {
+    throw new InputError(`the form body cannot be read (${(error as Error).message})`, 400, { cause: error });
+  }
+  let failure: Error | undefined;
+  const names: FormNameParser = {
+    onName: () => undefined,
+    write: (chunk, done) => parser.write(chunk, (error) => done(error ?? failure)),
+    end: (done) => {
+      parser.end();
+      // The last part is told by the parser's final step, before it finishes (or fails).
+      finished(parser, (error) => done(error ?? failure));
+    },
+  };
+  parser.on('field', (name: string) => names.onName(name));
+  parser.on('file', (name: string, file: NodeJS.ReadableStream) => {
+    file.resume();
+    names.onName(name);
+  });
+  parser.on('error', (error: Error) => (failure ??= error));
+  return names;
+}
+
+/** Passes a form body through unchanged, chunk by chunk once each is parsed; fails at a `_method` field or an unreadable form. */
+export class FormMethodOverrideGuard extends Transform {
+  private received = 0;
+  private refusal: InputError | undefined;
+
+  constructor(
+    private readonly parser: FormNameParser,
+    /** The Content-Length: the chunk that completes it is parsed to the form's end before it passes. */
+    private readonly declared: number | undefined,
+  ) {
+    super();
+    parser.onName = (name) => {
+      if (!this.refusal && isMethodOverrideName(name)) {
+        this.refusal = new InputError('the form field "_method" is refused: the gateway judges and forwards the method as sent');
+      }
+    };
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.received += chunk.length;
+    const last = this.declared !== undefined && this.received >= this.declared;
+    this.parser.write(chunk, (error) => {
+      this.fail(error);
+      if (!last || this.refusal) this.pass(done, chunk);
+      else this.parser.end((ended) => this.pass(done, chunk, ended));
+    });
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.declared !== undefined && this.received >= this.declared) done(this.refusal);
+    else this.parser.end((error) => this.pass(done, undefined, error));
+  }
+
+  private pass(done: TransformCallback, chunk: Buffer | undefined, error?: Error | null): void {
+    this.fail(error);
+    if (this.refusal) done(this.refusal);
+    else done(null, chunk);
+  }
+
+  private fail(error: Error | null | undefined): void {
+    if (error) this.refusal ??= new InputError(`the form body cannot be read (${error.message})`, 400, { cause: error });
+  }
+}
