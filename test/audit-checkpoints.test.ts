@@ -212,6 +212,35 @@ describe('portcullis decisions verify --public-key', () => {
     expect(run.stdout).toMatch(/^chain test-instance: 100 records intact .*; 3 signed checkpoints hold/);
   });
 
+  it('prunes the checkpoints before the newest one below the anchor, and still passes; deleting that one too fails', async () => {
+    // January in two halves, each checkpointed (seq 50 and 100), then February and March.
+    const writer = checkpointer(['2020-01-05T23:00:00Z', '2020-01-31T23:00:00Z', '2020-02-29T23:00:00Z', '2020-03-31T23:00:00Z']);
+    for (const [offset, count, day] of [
+      [0, 50, '2020-01-05'],
+      [50, 50, '2020-01-10'],
+      [100, 100, '2020-02-10'],
+      [200, 100, '2020-03-10'],
+    ] as const) {
+      await appendDecisions(db, count, offset, () => ({ time: new Date(`${day}T00:00:00Z`) }));
+      await writer.checkpoint();
+    }
+    await db('decisions').update({ recorded_at: db.ref('time') });
+    await new DecisionRetention(db, { retentionDays: 30, signer, onError: () => undefined }).run(new Date('2020-04-15T00:00:00Z'));
+    expect(await db('decision_chain_anchor').first('seq')).toEqual({ seq: '200' });
+    expect(await db('decision_checkpoints').orderBy('seq').pluck('seq')).toEqual(['100', '200', '300']);
+
+    const run = await verifySigned();
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(run.stdout).toMatch(/3 signed checkpoints hold/);
+
+    await db('decision_checkpoints').where({ seq: 100 }).delete();
+    const cut = await verifySigned();
+    expect(cut.code).toBe(1);
+    expect(cut.stderr).toContain(
+      'the checkpoint of seq 200 (signed 2020-02-29T23:00:00.000Z): it was signed after the checkpoint of seq 100, but the one before it now is none',
+    );
+  });
+
   it('refuses an anchor newer than retention allows: records back-dated by SQL so that retention dropped them early', async () => {
     // The checkpoint of seq 100 says seq 101 to 200 were stored after 2020-03-20; their
     // recorded_at was back-dated, so the retention run of 2020-04-15 dropped them at 26 days.

@@ -79,6 +79,58 @@ describe('verifyCheckpoints', () => {
     });
   });
 
+  describe('checkpoints retention pruned', () => {
+    // Checkpoints at 5, 10, 20 and 30; retention moved the anchor to 15 and pruned those before 10.
+    const all = checkpoints([
+      [5, '2026-01-01T00:00:00Z'],
+      [10, '2026-01-02T00:00:00Z'],
+      [20, '2026-03-01T00:00:00Z'],
+      [30, '2026-03-02T00:00:00Z'],
+    ]);
+    const anchor = signedAnchor(15, '2026-02-15T00:00:00Z', 30);
+    const head = { seq: 35, hash: hash(35) };
+    const verify = (kept: StoredCheckpoint[]) => verifyCheckpoints(reader(kept, anchor, 16), publicKey, { chain: CHAIN, head });
+
+    it('passes when the first checkpoint left is the newest before the anchor, its predecessor gone', async () => {
+      expect(await verify(all.slice(1))).toEqual({ ok: true, checkpoints: 3, newest: all[3] });
+    });
+
+    it('still checks the anchor against the newest checkpoint before it', async () => {
+      const early = signedAnchor(15, '2026-01-20T00:00:00Z', 30);
+      expect(await verifyCheckpoints(reader(all.slice(1), early, 16), publicKey, { chain: CHAIN, head })).toMatchObject({
+        ok: false,
+        broken: { what: 'the anchor (decision_chain_anchor, seq 15)' },
+      });
+    });
+
+    it('fails when every checkpoint before the anchor is gone: the first left is past it', async () => {
+      expect(await verify(all.slice(2))).toMatchObject({
+        ok: false,
+        broken: {
+          what: 'the checkpoint of seq 20 (signed 2026-03-01T00:00:00.000Z)',
+          problem: expect.stringMatching(/checkpoints were deleted or inserted$/) as string,
+        },
+      });
+    });
+
+    it('fails when one after the first left is gone, below the anchor or not', async () => {
+      const belowAnchor = checkpoints([
+        [5, '2026-01-01T00:00:00Z'],
+        [10, '2026-01-02T00:00:00Z'],
+        [12, '2026-01-03T00:00:00Z'],
+        [20, '2026-03-01T00:00:00Z'],
+      ]);
+      expect(await verify([belowAnchor[0]!, belowAnchor[2]!, belowAnchor[3]!])).toMatchObject({
+        ok: false,
+        broken: { what: 'the checkpoint of seq 12 (signed 2026-01-03T00:00:00.000Z)' },
+      });
+      expect(await verify([all[1]!, all[3]!])).toMatchObject({
+        ok: false,
+        broken: { what: 'the checkpoint of seq 30 (signed 2026-03-02T00:00:00.000Z)' },
+      });
+    });
+  });
+
   it('refuses an anchor retention could not have reached yet, allowing a few minutes of clock difference', async () => {
     const stored = checkpoints([
       [10, '2026-01-20T00:00:00Z'],

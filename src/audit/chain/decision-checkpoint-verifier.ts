@@ -1,6 +1,7 @@
 // What `decisions verify --public-key` adds to a chain's own check, which cannot tell a
 // whole-chain rewrite or a cut start from the real thing: the chain's signed checkpoints still
-// matching it, none deleted, and its anchor moved only by a signed retention run, not too far.
+// matching it, none deleted (but those retention pruned below its anchor), and its anchor moved
+// only by a signed retention run, not too far.
 // Signatures name their chain, so one chain's cannot vouch for another.
 import type { KeyObject } from 'node:crypto';
 import { anchorText, checkpointText, keyIdOf, signatureHolds } from './checkpoint-key';
@@ -75,7 +76,11 @@ export async function verifyCheckpoints(
       const name = `the checkpoint of seq ${checkpoint.seq} (signed ${checkpoint.signedAt.toISOString()})`;
       if (!signatureHolds(publicKey, checkpointText({ chain, ...checkpoint }), checkpoint.signature))
         return fail(name, `its signature does not hold: ${signedBy(checkpoint)}`);
-      if (checkpoint.prevSeq !== (previous?.seq ?? null)) {
+      // Retention deletes the checkpoints before the newest one below the anchor (they vouch
+      // only for records it removed): the first one left may name a predecessor that is gone,
+      // provided it is itself below the anchor. Any other gap is a deleted checkpoint.
+      const pruned = !previous && checkpoint.prevSeq !== null && checkpoint.prevSeq < checkpoint.seq && checkpoint.seq < anchor.seq;
+      if (!pruned && checkpoint.prevSeq !== (previous?.seq ?? null)) {
         const before = checkpoint.prevSeq === null ? 'no checkpoint' : `the checkpoint of seq ${checkpoint.prevSeq}`;
         const found = previous ? `the checkpoint of seq ${previous.seq}` : 'none';
         return fail(name, `it was signed after ${before}, but the one before it now is ${found}: checkpoints were deleted or inserted`);

@@ -3,7 +3,8 @@
 // retention both by its time and by when PostgreSQL stored it (never on a writer's clock
 // alone), so no chain's anchor jumps over a surviving record. Every chain's records up to the
 // dropped global seq go together (seq grows along each chain), and each chain's anchor moves to
-// its newest record gone. Runs at start and then periodically; with several gateways, one does
+// its newest record gone; the chain's checkpoints before the newest one below its anchor go
+// with them (they vouch only for records that are gone). Runs at start and then periodically; with several gateways, one does
 // the work and the others skip that round. Appends do not wait on it: they take the partition
 // lock only to create a missing month.
 import type { Knex } from 'knex';
@@ -115,6 +116,7 @@ export class DecisionRetention {
       for (const [chain, record] of newest) {
         const claim = { chain, seq: record.seq, hash: record.hash, movedAt: now, retentionDays: this.options.retentionDays };
         await partitions.moveAnchor({ ...claim, keyId: signer?.keyId ?? null, signature: signer?.sign(anchorText(claim)) ?? null });
+        await partitions.pruneCheckpoints(chain, record.seq);
       }
       start = end;
     }

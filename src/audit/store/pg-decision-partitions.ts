@@ -134,4 +134,17 @@ export class PgDecisionPartitions {
       [anchor.seq, anchor.hash, anchor.movedAt, anchor.retentionDays, anchor.keyId, anchor.signature, anchor.chain, anchor.seq],
     );
   }
+
+  /**
+   * Deletes the chain's checkpoints older than the newest one before its anchor: they vouch only
+   * for records retention removed. The newest one before the anchor stays, so verification can
+   * still tell whether the anchor moved too early (and its successors still name it).
+   */
+  async pruneCheckpoints(chain: string, anchorSeq: number): Promise<number> {
+    const { rowCount } = await this.db.raw<{ rowCount: number }>(
+      `delete from decision_checkpoints where chain = ? and seq < (select max(seq) from decision_checkpoints where chain = ? and seq < ?)`,
+      [chain, chain, anchorSeq],
+    );
+    return rowCount;
+  }
 }
