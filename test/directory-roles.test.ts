@@ -156,6 +156,20 @@ describe('changing and deleting a role', () => {
     expect((await alice.request('/orgs/acme/roles/observer', { method: 'PATCH', json: {} })).status).toBe(422);
   });
 
+  it('answers a PUT, which the gateway routes as role:update, 405 naming the methods it takes (it updates with PATCH)', async () => {
+    await createRole(alice, 'reader', ['audit:read']);
+    const put = await alice.request<Problem>('/orgs/acme/roles/reader', { method: 'PUT', json: { permissions: ['*'] } });
+    expect(put.status).toBe(405);
+    expect(put.headers.get('allow')).toBe('GET, PATCH, DELETE, HEAD');
+    expect(put.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect((await put.json()).detail).toBe('/orgs/acme/roles/reader takes GET, PATCH, DELETE, HEAD, not PUT');
+    expect(await (await alice.request<{ permissions: string[] }>('/orgs/acme/roles/reader')).json()).toMatchObject({
+      permissions: ['audit:read'],
+    });
+    // A path it does not serve at all is still 404.
+    expect((await alice.request('/orgs/acme/roles/reader/extra', { method: 'PUT', json: {} })).status).toBe(404);
+  });
+
   it('refuses to delete a role in use with 409 naming its members and teams, then deletes it once unused', async () => {
     const role = await (await createRole(alice, 'ops', ['project:read'])).json();
     await db()('organization_members').where({ organization_id: acme, user_id: users.dave }).update({ role_id: role.id });

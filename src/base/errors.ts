@@ -39,6 +39,20 @@ export class NotFoundError extends PortcullisError {
   readonly code = 'not-found';
 }
 
+/** A resource that exists, asked with a method it does not take. Answered 405 with `Allow`. */
+export class MethodNotAllowedError extends PortcullisError {
+  readonly status = 405;
+  readonly title = 'Method Not Allowed';
+  readonly code = 'method-not-allowed';
+  constructor(
+    message: string,
+    /** The methods the resource takes, for the `Allow` header. */
+    readonly allow: readonly string[],
+  ) {
+    super(message);
+  }
+}
+
 /** A request the gateway refuses to interpret (bad path encoding, duplicate headers, …). */
 export class InputError extends PortcullisError {
   readonly title: string;

@@ -3,7 +3,7 @@
 // turns domain errors (and PostgreSQL's integrity errors) into problem+json.
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { ConflictError, InputError, NotFoundError, PortcullisError } from '../base/errors';
+import { ConflictError, InputError, MethodNotAllowedError, NotFoundError, PortcullisError } from '../base/errors';
 import { errorProblem, sendProblem } from '../http/problem';
 import type { AssertionVerifier } from './assertion-verifier';
 import { eventsOperations } from './events-operations';
@@ -50,6 +50,14 @@ export function createDirectoryApp(deps: DirectoryAppDeps): express.Express {
     res.json(document);
   });
   mountOperations(app, operations, { verifier: deps.verifier, idempotency: new IdempotencyStore(deps.db) });
+  // A path the service serves, asked with another method (PUT where it updates with PATCH):
+  // 405 naming the methods it takes, not a 404 that would say the resource is missing.
+  for (const [path, methods] of methodsByPath(operations)) {
+    const allow = methods.includes('GET') ? [...methods, 'HEAD'] : methods;
+    app.all(path, (req: Request) => {
+      throw new MethodNotAllowedError(`${req.path} takes ${allow.join(', ')}, not ${req.method}`, allow);
+    });
+  }
   app.use((req: Request) => {
     throw new NotFoundError(`no operation ${req.method} ${req.path}: see GET /openapi.json`);
   });
@@ -62,6 +70,17 @@ export function createDirectoryApp(deps: DirectoryAppDeps): express.Express {
     sendProblem(res, problem, known);
   });
   return app;
+}
+
+/** Each operation path with its methods, in the order the operations are mounted. */
+function methodsByPath(operations: readonly Operation[]): Map<string, string[]> {
+  const paths = new Map<string, string[]>();
+  for (const operation of operations) {
+    const methods = paths.get(operation.path) ?? [];
+    if (!methods.includes(operation.method)) methods.push(operation.method);
+    paths.set(operation.path, methods);
+  }
+  return paths;
 }
 
 function header(req: Request, name: string): string | undefined {

@@ -1,7 +1,7 @@
 // The one place where outcomes become RFC 9457 problem+json: domain errors thrown by any
 // stage, and policy denials. Bodies never echo secrets (tokens, cookies).
 import { STATUS_CODES, type ServerResponse } from 'node:http';
-import { AuthenticationError, PortcullisError } from '../base/errors';
+import { AuthenticationError, MethodNotAllowedError, PortcullisError } from '../base/errors';
 
 export const PROBLEM_TYPE_BASE = 'urn:portcullis:problem:';
 
@@ -75,6 +75,7 @@ export function sendProblem(res: ServerResponse, problem: Problem, error?: unkno
   res.setHeader('content-type', 'application/problem+json');
   res.setHeader('content-length', Buffer.byteLength(body));
   res.setHeader('cache-control', 'no-store');
+  if (error instanceof MethodNotAllowedError) res.setHeader('allow', error.allow.join(', '));
   if (problem.status === 401) {
     const bearerError = error instanceof AuthenticationError ? error.bearerError : 'invalid_token';
     res.setHeader(
