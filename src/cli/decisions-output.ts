@@ -1,6 +1,7 @@
 // How `decisions query` and `decisions tail` print records: an aligned table for people,
 // JSON, NDJSON or CSV (RFC 4180) for tools. CSV cells are safe to open in a spreadsheet.
 import type { DecisionSummary } from '../audit/store/pg-decision-query-store';
+import { spreadsheetCell } from '../base/spreadsheet-csv';
 
 export const FORMATS = ['table', 'json', 'ndjson', 'csv'] as const;
 export type OutputFormat = (typeof FORMATS)[number];
@@ -52,7 +53,7 @@ export function formatDecisions(
     case 'csv':
       return [
         ...(options.header ? [CSV_COLUMNS.join(',')] : []),
-        ...decisions.map((decision) => CSV_COLUMNS.map((column) => csvField(decision[column])).join(',')),
+        ...decisions.map((decision) => CSV_COLUMNS.map((column) => spreadsheetCell(decision[column])).join(',')),
       ];
     case 'table':
       return table(decisions, options);
@@ -103,16 +104,4 @@ function table(decisions: readonly DecisionSummary[], options: { header: boolean
 function clip(text: string, max: number | undefined): string {
   const flat = text.replace(/[\r\n\t]+/g, ' ');
   return max !== undefined && flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
-}
-
-// A spreadsheet runs a cell that starts like a formula (OWASP "CSV injection"); a leading
-// quote makes it text. Paths, reasons and subjects come from clients, so this is reachable.
-const FORMULA_START = /^[=+\-@\t\r]/;
-
-function csvField(value: unknown): string {
-  if (value === null || value === undefined) return '';
-  // Text as it is; numbers and booleans read the same as JSON.
-  const joined = Array.isArray(value) ? value.join('; ') : typeof value === 'string' ? value : JSON.stringify(value);
-  const text = FORMULA_START.test(joined) ? `'${joined}` : joined;
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }

@@ -8,7 +8,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import type { AuditBacklog } from '../../audit/audit-trail';
 import { regressionTests } from '../../audit/replay/decision-regression-test';
 import { replayDecisions } from '../../audit/replay/decision-replay';
-import type { DecisionSummary, PgDecisionQueryStore } from '../../audit/store/pg-decision-query-store';
+import type { PgDecisionQueryStore } from '../../audit/store/pg-decision-query-store';
 import type { PgShadowDisagreementStore } from '../../audit/store/pg-shadow-disagreement-store';
 import { parseTimeBound } from '../../audit/store/time-bound';
 import type { PolicyEngine } from '../../authz/policy-engine';
@@ -36,6 +36,7 @@ import { organizationPage, organizationsPage } from './directory-page';
 import { explainPage } from './explain-page';
 import { overviewPage } from './overview-page';
 import { policyPage, type PolicyPageData, type ReplayForm } from './policy-page';
+import { spreadsheetCell } from '../../base/spreadsheet-csv';
 
 export interface ConsoleDependencies {
   /** The admin token the sign-in form must present; undefined: nobody signs in. */
@@ -266,7 +267,9 @@ export function createConsoleRouter(deps: ConsoleDependencies): Router {
       for (let written = 0; written < EXPORT_LIMIT;) {
         const rows = await deps.store.decisions(filter, { limit: EXPORT_PAGE, beforeSeq: before });
         for (const row of rows.decisions) {
-          res.write(format === 'csv' ? `${CSV_COLUMNS.map((column) => csvField(row[column])).join(',')}\n` : `${JSON.stringify(row)}\n`);
+          res.write(
+            format === 'csv' ? `${CSV_COLUMNS.map((column) => spreadsheetCell(row[column])).join(',')}\n` : `${JSON.stringify(row)}\n`,
+          );
         }
         written += rows.decisions.length;
         if (!rows.more || rows.decisions.length === 0) break;
@@ -533,14 +536,6 @@ const CSV_COLUMNS = [
   'eval_latency_us',
   'dry_run',
 ] as const;
-
-function csvField(value: DecisionSummary[(typeof CSV_COLUMNS)[number]]): string {
-  if (value === null || value === undefined) return '';
-  const text = Array.isArray(value) ? value.join('; ') : String(value);
-  // A leading =, +, - or @ would be a formula in a spreadsheet.
-  const safe = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
-  return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
-}
 
 function sessionOf(res: Response): ConsoleSession {
   return (res.locals as SignedIn).session;
