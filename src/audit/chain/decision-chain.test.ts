@@ -91,6 +91,13 @@ describe('canonicalJson', () => {
     expect(canonicalJson(JSON.parse(once))).toBe(once);
   });
 
+  it('keeps one member, the last written, of keys that become one once cleaned, as jsonb keeps the last duplicate', () => {
+    expect(canonicalJson({ 'a\u0000': 1, 'a\ud800': 2, b: 3 })).toBe('{"b": 3, "a\ufffd": 2}');
+    // A member JSON drops is not written, so it does not hide the one before it.
+    expect(canonicalJson({ 'a\u0000': 1, 'a\ud800': undefined })).toBe('{"a\ufffd": 1}');
+    expect(canonicalJson({ x: { '\udc00': 'first', '\ud800': 'second' } })).toBe('{"x": {"\ufffd": "second"}}');
+  });
+
   it('hashes uuids lower-case, as PostgreSQL returns them', () => {
     expect(prepareDecision(record).id).toBe('6f1c2d3e-0000-4000-8000-000000000001');
     expect(prepareDecision(record).content).toContain('"id": "6f1c2d3e-0000-4000-8000-000000000001"');

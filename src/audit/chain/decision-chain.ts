@@ -242,13 +242,24 @@ function memberPrefix(key: string): string {
   return prefix;
 }
 
-/** The rare second pass: keys are ordered as they will be stored, after replacing what PostgreSQL cannot hold. */
+/**
+ * The rare second pass: keys are ordered as they will be stored, after replacing what PostgreSQL
+ * cannot hold. Keys that become one (`a\u0000` and `a\ud800` are both `a\ufffd`) are one member,
+ * the last written, as jsonb keeps the last of duplicate keys: the text hashed is the text stored.
+ */
 function writeCleanObject(object: Record<string, unknown>, keys: readonly string[]): string {
-  const members = keys.map((key) => [storable(key), object[key]] as const).sort((a, b) => jsonbKeyOrder(a[0], b[0]));
+  const members: [key: string, item: string][] = [];
+  for (const key of keys) {
+    const item = write(object[key], true);
+    if (item !== undefined) members.push([storable(key), item]);
+  }
+  // Stable: keys that became one keep their order, and the last of them stays.
+  members.sort((a, b) => jsonbKeyOrder(a[0], b[0]));
   let out = '{';
-  for (const [key, value] of members) {
-    const item = write(value, true);
-    if (item !== undefined) out += `${out.length > 1 ? ', ' : ''}${JSON.stringify(key)}: ${item}`;
+  for (let i = 0; i < members.length; i++) {
+    const [key, item] = members[i]!;
+    if (i + 1 < members.length && members[i + 1]![0] === key) continue;
+    out += `${out.length > 1 ? ', ' : ''}${JSON.stringify(key)}: ${item}`;
   }
   return `${out}}`;
 }
