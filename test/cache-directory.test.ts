@@ -82,6 +82,27 @@ function queriesDuring<T>(work: () => Promise<T>): Promise<{ result: T; queries:
   );
 }
 
+/** A judge over empty caches (subscribed to the listener) and the reader of both, with a policy that allows everything. */
+function coldJudge(): { judge: RequestJudge; coldSubjects: CachedSubjectLoader; coldFacts: CachedFactsLoader } {
+  const options = { maxEntries: 100, ttlMs: 60_000 };
+  const coldSubjects = new CachedSubjectLoader(new PgSubjectLoader(db), listener, options);
+  const coldFacts = new CachedFactsLoader(new PgFactsLoader(db), listener, options);
+  listener.subscribe(coldSubjects);
+  listener.subscribe(coldFacts);
+  const judge = new RequestJudge({
+    subjects: coldSubjects,
+    facts: coldFacts,
+    directoryReader: new PgDirectoryReader(db),
+    policy: {
+      current: {
+        revision: 'r1',
+        evaluate: () => ({ decision: { allow: true, status: 200, reasons: [] }, revision: 'r1', latencyUs: 1 }),
+      },
+    },
+  });
+  return { judge, coldSubjects, coldFacts };
+}
+
 const project = (org: string, id: string) => ({ type: 'project', org, project: id });
 
 describe('the directory triggers', () => {
@@ -166,22 +187,7 @@ describe('the cached loaders', () => {
   });
 
   it('fill both caches from one statement when a request has neither cached, then answer it without a query', async () => {
-    const options = { maxEntries: 100, ttlMs: 60_000 };
-    const coldSubjects = new CachedSubjectLoader(new PgSubjectLoader(db), listener, options);
-    const coldFacts = new CachedFactsLoader(new PgFactsLoader(db), listener, options);
-    listener.subscribe(coldSubjects);
-    listener.subscribe(coldFacts);
-    const judge = new RequestJudge({
-      subjects: coldSubjects,
-      facts: coldFacts,
-      directoryReader: new PgDirectoryReader(db),
-      policy: {
-        current: {
-          revision: 'r1',
-          evaluate: () => ({ decision: { allow: true, status: 200, reasons: [] }, revision: 'r1', latencyUs: 1 }),
-        },
-      },
-    });
+    const { judge, coldSubjects, coldFacts } = coldJudge();
     const resource = project('acme', 'api');
     const request = {
       requestId: 'req-1',
@@ -217,6 +223,38 @@ describe('the cached loaders', () => {
     const half = await queriesDuring(() => judge.judge(other));
     expect(half.queries).toHaveLength(1);
     expect(half.queries[0]).not.toMatch(/subject_user/);
+  });
+
+  it("read a caller once for their concurrent cold requests: the others' facts alone, with the facts loader's statement", async () => {
+    const { judge, coldSubjects, coldFacts } = coldJudge();
+    const requestFor = (id: string) => ({
+      requestId: `req-${id}`,
+      decisionId: `dec-${id}`,
+      method: 'GET',
+      path: `/orgs/acme/projects/${id}`,
+      match: {
+        route: '/orgs/{org}/projects/{project}',
+        path: `/orgs/acme/projects/${id}`,
+        action: 'project:read',
+        service: 'projects',
+        params: { org: 'acme', project: id },
+        resource: project('acme', id),
+        checkedByUpstream: [],
+      },
+      sub: 'bob|sub',
+    });
+
+    const cold = await queriesDuring(() => Promise.all(['api', 'web', 'missing'].map((id) => judge.judge(requestFor(id)))));
+    // One statement reads the caller with the first request's facts; the others read their facts only.
+    expect(cold.queries).toHaveLength(3);
+    expect(cold.queries.filter((sql) => /subject_user/.test(sql))).toHaveLength(1);
+    const subject = await new PgSubjectLoader(db).load('bob|sub');
+    for (const [i, id] of ['api', 'web', 'missing'].entries()) {
+      expect(cold.result[i]!.input.subject).toEqual(subject);
+      expect(cold.result[i]!.input.facts).toEqual(await new PgFactsLoader(db).load(project('acme', id), 'project:read'));
+    }
+    expect(coldSubjects.cacheStats()).toMatchObject({ size: 1 });
+    expect(coldFacts.cacheStats()).toMatchObject({ size: 3 });
   });
 
   it('hand out warm entries at once through cached(), a frozen resource keyed as its unfrozen twin and per action', async () => {

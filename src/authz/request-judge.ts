@@ -127,10 +127,18 @@ function readBoth(stages: JudgeStages, sub: string, match: RouteMatch): Promise<
   if (!subjects.loadThrough || !facts.loadThrough) return undefined;
   let read: Promise<{ subject: Subject; facts: Facts }> | undefined;
   const once = () => (read ??= reader.load(sub, match.resource, match.action));
-  return Promise.all([
-    subjects.loadThrough(sub, () => once().then((both) => both.subject)),
-    facts.loadThrough(match.resource, match.action, () => once().then((both) => both.facts)),
-  ]).then(([subject, resourceFacts]) => ({ subject, facts: resourceFacts }));
+  // A cache calls its read at once when it starts a fill, and not at all when it joins one in
+  // flight. The caller's subject already on its way (their other request, cold too, for another
+  // resource) leaves only the facts to read: the facts loader's own statement, not both again.
+  let subjectRead = false;
+  const subject = subjects.loadThrough(sub, () => {
+    subjectRead = true;
+    return once().then((both) => both.subject);
+  });
+  const resourceFacts = subjectRead
+    ? facts.loadThrough(match.resource, match.action, () => once().then((both) => both.facts))
+    : facts.load(match.resource, match.action);
+  return Promise.all([subject, resourceFacts]).then(([loaded, loadedFacts]) => ({ subject: loaded, facts: loadedFacts }));
 }
 
 /** `work`, or the signal's reason as soon as it is aborted; a later failure of `work` is then ignored. */
