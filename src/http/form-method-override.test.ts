@@ -115,6 +115,13 @@ describe('urlencoded forms', () => {
     }
   });
 
+  it('reads a name however many chunks it spans (100 kB of encoded spaces before _method)', async () => {
+    const body = `a=1&${'%20'.repeat(33_000)}_method=DELETE`;
+    expect((await through(body, { 'content-type': FORM }, { chunkSize: 4096 })).refusal?.status).toBe(400);
+    const harmless = `a=1&${'x'.repeat(100_000)}_method=DELETE`;
+    expect(await through(harmless, { 'content-type': FORM }, { chunkSize: 4096 })).toEqual({ passed: harmless, refusal: undefined });
+  });
+
   it('passes a form whose _method appears only in a value or inside a longer name, byte for byte', async () => {
     const body = 'q=_method&x_method=1&_methods=2&method=DELETE';
     for (const chunkSize of [1, 7, body.length]) {

@@ -5,9 +5,8 @@
 // a body is only read while it is forwarded, so it passes through a FormMethodOverrideGuard on
 // its way to the upstream. The guard reads the form's field names as it streams (multipart with
 // busboy, the parser multer and @fastify/busboy use) and lets a chunk through only once it has
-// read it: a form with a
-// `_method` field fails before the bytes that complete the field reach the upstream, and an
-// upstream never acts on a body it did not receive in full.
+// read it: a form with a `_method` field fails before the bytes that complete the field reach
+// the upstream, and an upstream never acts on a body it did not receive in full.
 import { finished, Transform, type TransformCallback } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
 import busboy, { type Busboy } from 'busboy';
@@ -60,38 +59,40 @@ interface FormNameParser {
  */
 class UrlencodedNames implements FormNameParser {
   onName: (name: string) => void = () => undefined;
-  private name: number[] = [];
+  /** The name read so far, as slices of the chunks it spans. */
+  private parts: Buffer[] = [];
   private inName = true;
 
   write(chunk: Buffer, done: (error?: Error | null) => void): void {
-    for (const byte of chunk) {
+    let start = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i];
       if (byte === AMPERSAND || byte === SEMICOLON) {
-        if (this.inName) this.flushName();
+        if (this.inName) this.flushName(chunk.subarray(start, i));
         this.inName = true;
-      } else if (!this.inName) {
-        continue;
-      } else if (byte === EQUALS) {
-        this.flushName();
+        start = i + 1;
+      } else if (this.inName && byte === EQUALS) {
+        this.flushName(chunk.subarray(start, i));
         this.inName = false;
-      } else {
-        this.name.push(byte === PLUS ? SPACE : byte);
       }
     }
+    if (this.inName && start < chunk.length) this.parts.push(chunk.subarray(start));
     done();
   }
 
   end(done: (error?: Error | null) => void): void {
-    if (this.inName) this.flushName();
+    if (this.inName) this.flushName(Buffer.alloc(0));
     done();
   }
 
-  private flushName(): void {
-    if (this.name.length > 0) this.onName(Buffer.from(this.name).toString('latin1'));
-    this.name = [];
+  private flushName(last: Buffer): void {
+    const name = this.parts.length === 0 ? last : Buffer.concat([...this.parts, last]);
+    this.parts = [];
+    if (name.length > 0) this.onName(name.toString('latin1').replaceAll('+', ' '));
   }
 }
 
-const [AMPERSAND, SEMICOLON, EQUALS, PLUS, SPACE] = [0x26, 0x3b, 0x3d, 0x2b, 0x20];
+const [AMPERSAND, SEMICOLON, EQUALS] = [0x26, 0x3b, 0x3d];
 
 /** Field and file names of a multipart body (busboy); a malformed body is an error. */
 function multipartNames(contentType: string): FormNameParser {
