@@ -27,7 +27,11 @@ export interface SubjectLoader {
   load(sub: string): Promise<Subject>;
   /** A cache's entry at hand, without waiting (a hit counts as one); undefined when it must be loaded. */
   cached?(sub: string): Subject | undefined;
-  /** A cache's load that reads with `read` on a miss instead of its own loader (a read of both, for one). */
+  /**
+   * A cache's load that reads with `read` on a miss instead of its own loader (a read of both, for
+   * one). It calls `read` before it returns when it starts a read, and never when it joins one in
+   * flight: the judge then reads the facts alone.
+   */
   loadThrough?(sub: string, read: () => Promise<Subject>): Promise<Subject>;
 }
 

@@ -4,9 +4,9 @@
 // alone), so no chain's anchor jumps over a surviving record. Every chain's records up to the
 // dropped global seq go together (seq grows along each chain), and each chain's anchor moves to
 // its newest record gone; the chain's checkpoints before the newest one below its anchor go
-// with them (they vouch only for records that are gone). Runs at start and then periodically; with several gateways, one does
-// the work and the others skip that round. Appends do not wait on it: they take the partition
-// lock only to create a missing month.
+// with them (they vouch only for records that are gone). Runs at start and then periodically;
+// with several gateways, one does the work and the others skip that round. Appends do not wait
+// on it: they take the partition lock only to create a missing month.
 import type { Knex } from 'knex';
 import { anchorText, type CheckpointSigner } from '../chain/checkpoint-key';
 import { addMonths, monthOf, PARTITION_LOCK, PgDecisionPartitions, type DroppedPartition } from './pg-decision-partitions';
