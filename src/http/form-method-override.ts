@@ -106,7 +106,7 @@ function multipartNames(contentType: string): FormNameParser {
       limits: { fieldNameSize: Number.MAX_SAFE_INTEGER, fieldSize: 0 },
     });
   } catch (error) {
-    throw new InputError(`the form body cannot be read (${(error as Error).message})`, 400, { cause: error });
+    throw unreadable(error as Error);
   }
   let failure: Error | undefined;
   const names: FormNameParser = {
@@ -167,6 +167,10 @@ export class FormMethodOverrideGuard extends Transform {
   }
 
   private fail(error: Error | null | undefined): void {
-    if (error) this.refusal ??= new InputError(`the form body cannot be read (${error.message})`, 400, { cause: error });
+    if (error) this.refusal ??= unreadable(error);
   }
+}
+
+function unreadable(error: Error): InputError {
+  return new InputError(`the form body cannot be read (${error.message})`, 400, { cause: error });
 }

@@ -145,12 +145,10 @@ export class HttpProxyForwarder implements Forwarder {
               response.destroy();
               return;
             }
-            if ((req as TimedRequest)[TOO_LARGE]) {
-              response.setHeader('connection', 'close');
-              onError(new InputError(`the request body exceeds ${bodyLimitBytes} bytes`, 413), req, response);
-              return;
-            }
-            const refused = (req as TimedRequest)[REFUSED];
+            // A body stopped on its way (over the limit, or refused by the form guard): the rest of it is unread.
+            const refused = (req as TimedRequest)[TOO_LARGE]
+              ? new InputError(`the request body exceeds ${bodyLimitBytes} bytes`, 413)
+              : (req as TimedRequest)[REFUSED];
             if (refused) {
               response.setHeader('connection', 'close');
               onError(refused, req, response);
