@@ -16,6 +16,7 @@ import type { Explanation, PolicyExplainer } from '../../authz/policy-explainer'
 import type { PolicyManager } from '../../authz/policy-manager';
 import type { ShadowPolicy } from '../../authz/shadow-policy';
 import { InputError, PortcullisError } from '../../base/errors';
+import { spreadsheetCell } from '../../base/spreadsheet-csv';
 import { projectRoot } from '../../project-root';
 import { accessPage, orgActions, sourcesOf, type ConsoleRoute } from './access-page';
 import { html, page, type Html, type Section } from './console-html';
@@ -36,7 +37,6 @@ import { organizationPage, organizationsPage } from './directory-page';
 import { explainPage } from './explain-page';
 import { overviewPage } from './overview-page';
 import { policyPage, type PolicyPageData, type ReplayForm } from './policy-page';
-import { spreadsheetCell } from '../../base/spreadsheet-csv';
 
 export interface ConsoleDependencies {
   /** The admin token the sign-in form must present; undefined: nobody signs in. */
