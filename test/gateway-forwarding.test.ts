@@ -43,6 +43,18 @@ describe('identity headers', () => {
     expect(seen.headers['x-portcullis-extra']).toBeUndefined();
   });
 
+  it('names each decision, and each request without an x-request-id, with a UUIDv7 that sorts in the order of the requests', async () => {
+    const first = await h.request('/orgs/acme', { token: alice });
+    const second = await h.request('/orgs/acme', { token: alice });
+    const v7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    for (const header of ['x-portcullis-decision', 'x-request-id']) {
+      const [a, b] = [first.headers.get(header)!, second.headers.get(header)!];
+      expect(a).toMatch(v7);
+      expect(b).toMatch(v7);
+      expect(a < b).toBe(true);
+    }
+  });
+
   it('keeps its headers when the client names them in Connection', async () => {
     const res = await rawRequest(
       h.gateway.gatewayUrl,

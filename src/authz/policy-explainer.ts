@@ -2,11 +2,11 @@
 // for a named subject without a token and without forwarding (canonicalize, route, subject,
 // facts, policy), recorded as a dry-run decision, plus what would grant a missing permission:
 // each grant the directory offers is tried by running the policy again with it added.
-import { randomUUID } from 'node:crypto';
 import type { DecisionRecorder } from '../audit/decision-record';
 import type { Membership } from '../directory/subject';
 import type { OrganizationGrants, RoleGrant } from '../directory/pg-grant-directory';
 import { InputError } from '../base/errors';
+import { timeOrderedId } from '../base/time-ordered-id';
 import { canonicalizeTarget } from '../http/normalize-path';
 import type { RouteMatcher } from '../routes/route';
 import type { PolicyDecision, PolicyEngine, PolicyInput } from './policy-engine';
@@ -106,8 +106,8 @@ export class PolicyExplainer {
     // What the gateway would judge and forward (RouteMatch.path).
     const { path } = match;
 
-    const requestId = `dry-run-${randomUUID()}`;
-    const decisionId = randomUUID();
+    const requestId = `dry-run-${timeOrderedId()}`;
+    const decisionId = timeOrderedId();
     const { input, evaluation, shadow, directoryVersion } = await this.deps.judge.judge({
       requestId,
       decisionId,

@@ -2,10 +2,10 @@
 // and never enforced. When the two disagree (allow or status differ) the case is written to
 // policy_shadow_disagreements with both decisions, off the request path; counts are kept
 // here for the admin port and metrics.
-import { randomUUID } from 'node:crypto';
 import type { ShadowDisagreement, ShadowDisagreementStore } from '../audit/store/pg-shadow-disagreement-store';
 import type { PolicyDecision, PolicyEvaluation, PolicyInput } from './policy-engine';
 import type { PolicyManager } from './policy-manager';
+import { timeOrderedId } from '../base/time-ordered-id';
 
 export interface ShadowComparison {
   revision: string;
@@ -53,7 +53,7 @@ export class ShadowPolicy {
       if (!agrees) {
         this.counts.disagreements += 1;
         this.enqueue({
-          id: randomUUID(),
+          id: timeOrderedId(),
           time: new Date(),
           ...context,
           active: { revision: active.revision, decision: active.decision },

@@ -1,7 +1,6 @@
 // The request's path through the gateway (design §2): canonicalize, match, authenticate,
 // load subject and facts, evaluate, record, then forward or deny. Each stage is injected
 // through its small interface; this class only sequences them and fails closed.
-import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -16,6 +15,7 @@ import type { Forwarder } from '../proxy/forwarder';
 import type { AssertionClaims } from '../proxy/identity-assertion';
 import type { RouteMatch, RouteMatcher } from '../routes/route';
 import { DependencyError, InputError, NotFoundError, PortcullisError, UpstreamError } from '../base/errors';
+import { timeOrderedId } from '../base/time-ordered-id';
 import { inspectRequest, withoutHopByHop } from '../http/inspect-request';
 import { canonicalizeTarget } from '../http/normalize-path';
 import type { Outcome, PipelineObserver } from '../http/pipeline-observer';
@@ -157,7 +157,7 @@ export class RequestPipeline {
   /** The only request handler of the gateway port. Never throws, never forwards on error. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const clientId = req.headers[HEADER.requestId];
-    const requestId = typeof clientId === 'string' && REQUEST_ID.test(clientId) ? clientId : randomUUID();
+    const requestId = typeof clientId === 'string' && REQUEST_ID.test(clientId) ? clientId : timeOrderedId();
     res.setHeader(HEADER.requestId, requestId);
     const { traceparent, traceId } = traceparentFor(req.headers.traceparent);
     req.headers.traceparent = traceparent;
@@ -198,7 +198,7 @@ export class RequestPipeline {
       req,
       res,
       requestId,
-      randomUUID(),
+      timeOrderedId(),
       traceId,
       match,
       match.path,

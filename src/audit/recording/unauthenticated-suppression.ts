@@ -1,9 +1,9 @@
 // A DecisionRecorder decorator so no one without an account grows the decision log at line
 // rate: 401s are recorded up to audit.unauthenticated_per_minute per client and minute; the
 // rest are counted into one summary record per client and minute, so nothing vanishes silently.
-import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { DecisionRecord, DecisionRecorder } from '../decision-record';
+import { timeOrderedId } from '../../base/time-ordered-id';
 
 export interface SuppressionOptions {
   perMinute: number;
@@ -114,7 +114,7 @@ export class UnauthenticatedSuppression implements DecisionRecorder {
     if (counts.suppressed === 0) return;
     const suppressed = counts.suppressed;
     counts.suppressed = 0;
-    const id = randomUUID();
+    const id = timeOrderedId();
     this.inner.record({
       id,
       time: new Date(this.now()),
