@@ -1,13 +1,42 @@
 // The ids Portcullis mints for what it stores: decision ids, the request ids it makes up, and
-// shadow-policy disagreements. UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random
-// bits (a counter within one millisecond, so one process's ids also sort in the order made).
-// The decision log indexes its ids (`decisions`' key, `decision_ids`, the request id index):
-// with random (v4) ids every record lands on a random leaf page of each, which after each
-// checkpoint costs a full page image in the WAL; time-ordered ids are added at the right edge.
-// Nothing reads the time back out of an id: the record's `time` is the record's time.
-import { v7 } from 'uuid';
+// shadow-policy disagreements. UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, a 12-bit
+// counter within the millisecond (§6.2, method 1), then 62 random bits, so one process's ids
+// sort in the order they were made. The decision log indexes its ids (`decisions`' key,
+// `decision_ids`, the request id index): with random (v4) ids every record lands on a random
+// leaf page of each, which after each checkpoint costs a full page image in the WAL;
+// time-ordered ids are added at the right edge. Nothing reads the time back out of an id.
+//
+// Not the `uuid` package's v7(): it costs ~550 ns an id against ~100 ns here, on the hot path
+// twice a request. The random part is node's randomUUID(), which draws from a pooled buffer.
+import { randomUUID } from 'node:crypto';
 
-/** A new UUIDv7, lower case. */
+const MAX_COUNTER = 0xfff;
+/** The counter's three hex digits, by value. */
+const COUNTER_HEX = Array.from({ length: MAX_COUNTER + 1 }, (_, value) => value.toString(16).padStart(3, '0'));
+
+let lastMs = -1;
+let counter = 0;
+/** `tttttttt-tttt-7` of lastMs: formatting the time is most of an id's cost, so once a millisecond. */
+let prefix = '';
+
+/** A new UUIDv7, lower case, greater than every id this process made before. */
 export function timeOrderedId(): string {
-  return v7();
+  const now = Date.now();
+  if (now > lastMs) {
+    setTime(now);
+  } else if (counter === MAX_COUNTER) {
+    // 4,096 ids in one millisecond, or the clock went back: take the next millisecond (§6.2).
+    setTime(lastMs + 1);
+  } else {
+    counter += 1;
+  }
+  // randomUUID() is xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx: its last 18 characters keep the variant.
+  return prefix + COUNTER_HEX[counter]! + randomUUID().slice(18);
+}
+
+function setTime(ms: number): void {
+  lastMs = ms;
+  counter = 0;
+  const time = ms.toString(16).padStart(12, '0');
+  prefix = `${time.slice(0, 8)}-${time.slice(8)}-7`;
 }
