@@ -11,6 +11,7 @@ import { BatchingDecisionRecorder } from '../src/audit/recording/batching-decisi
 import { prepareDecision } from '../src/audit/chain/decision-chain';
 import { verifyChain } from '../src/audit/chain/decision-chain-verifier';
 import type { DecisionRecord } from '../src/audit/decision-record';
+import { timeOrderedId } from '../src/base/time-ordered-id';
 import { PgDecisionQueryStore } from '../src/audit/store/pg-decision-query-store';
 import { PgDecisionStore } from '../src/audit/chain/pg-decision-store';
 import { describeMachine, log, prepareEnvironment, writeBenchmarkSection } from './bench-environment';
@@ -19,14 +20,14 @@ const WRITE_RECORDS = Number(process.env.BENCH_RECORDS ?? 200_000);
 const VERIFY_RECORDS = Number(process.env.BENCH_VERIFY_RECORDS ?? 1_000_000);
 const fmt = (n: number) => Math.round(n).toLocaleString('en');
 
-/** A decision shaped like the gateway's: the full policy input of an org-scoped project read. */
+/** A decision shaped like the gateway's (its ids time-ordered too): the full policy input of an org-scoped project read. */
 function decision(n: number, time = new Date()): DecisionRecord {
   const userId = randomUUID();
   const allow = n % 4 !== 0;
   return {
-    id: randomUUID(),
+    id: timeOrderedId(),
     time,
-    requestId: randomUUID(),
+    requestId: timeOrderedId(),
     subject: `user-${n % 5000}`,
     userId,
     organization: `org-${n % 300}`,
@@ -43,7 +44,7 @@ function decision(n: number, time = new Date()): DecisionRecord {
     evalLatencyUs: 20 + (n % 40),
     input: {
       request: {
-        id: randomUUID(),
+        id: timeOrderedId(),
         method: allow ? 'GET' : 'DELETE',
         path: `/orgs/org-${n % 300}/projects/project-${n % 7}`,
         route: '/orgs/{org}/projects/{project}',
