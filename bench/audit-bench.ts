@@ -14,20 +14,23 @@ import type { DecisionRecord } from '../src/audit/decision-record';
 import { timeOrderedId } from '../src/base/time-ordered-id';
 import { PgDecisionQueryStore } from '../src/audit/store/pg-decision-query-store';
 import { PgDecisionStore } from '../src/audit/chain/pg-decision-store';
-import { describeMachine, log, prepareEnvironment, writeBenchmarkSection } from './bench-environment';
+import { describeMachine, log, prepareEnvironment, writeBenchmarkSection, type BenchEnvironment } from './bench-environment';
 
 const WRITE_RECORDS = Number(process.env.BENCH_RECORDS ?? 200_000);
 const VERIFY_RECORDS = Number(process.env.BENCH_VERIFY_RECORDS ?? 1_000_000);
 const fmt = (n: number) => Math.round(n).toLocaleString('en');
 
-/** A decision shaped like the gateway's (its ids time-ordered too): the full policy input of an org-scoped project read. */
-function decision(n: number, time = new Date()): DecisionRecord {
+/**
+ * A decision shaped like the gateway's: the full policy input of an org-scoped project read. Its
+ * ids are time-ordered, as the gateway's are; `newId: randomUUID` gives random (v4) ones, for comparison.
+ */
+function decision(n: number, time = new Date(), newId: () => string = timeOrderedId): DecisionRecord {
   const userId = randomUUID();
   const allow = n % 4 !== 0;
   return {
-    id: timeOrderedId(),
+    id: newId(),
     time,
-    requestId: timeOrderedId(),
+    requestId: newId(),
     subject: `user-${n % 5000}`,
     userId,
     organization: `org-${n % 300}`,
@@ -44,7 +47,7 @@ function decision(n: number, time = new Date()): DecisionRecord {
     evalLatencyUs: 20 + (n % 40),
     input: {
       request: {
-        id: timeOrderedId(),
+        id: newId(),
         method: allow ? 'GET' : 'DELETE',
         path: `/orgs/org-${n % 300}/projects/project-${n % 7}`,
         route: '/orgs/{org}/projects/{project}',
@@ -78,11 +81,26 @@ function decision(n: number, time = new Date()): DecisionRecord {
   };
 }
 
+interface WriteRate {
+  perSecond: number;
+  /** PostgreSQL's CPU time (all its processes) per record, from the first record until the last is committed. */
+  postgresUs: number | undefined;
+}
+
 /**
  * Records/s of `instances` recorders writing `total` records between them, each over a pool of
  * its own (as separate gateways have), to its own chain or, with `sharedChain`, all to one.
  */
-async function sustainedWrite(url: string, instances: number, total: number, run: string, sharedChain = false): Promise<number> {
+async function sustainedWrite(
+  env: BenchEnvironment,
+  instances: number,
+  total: number,
+  run: string,
+  options: { sharedChain?: boolean; randomIds?: boolean } = {},
+): Promise<WriteRate> {
+  const url = env.databaseUrl;
+  const sharedChain = options.sharedChain ?? false;
+  const newId = options.randomIds ? randomUUID : timeOrderedId;
   const pools = Array.from({ length: instances }, () => createDatabase({ url, poolMax: 4 }));
   const recorders = pools.map(
     (pool, i) =>
@@ -92,17 +110,21 @@ async function sustainedWrite(url: string, instances: number, total: number, run
   );
   try {
     const started = performance.now();
+    const postgresBefore = env.postgresCpuUs();
     await Promise.all(
       recorders.map(async (recorder, g) => {
         // As fast as the recorder takes them, with a bounded backlog (as traffic would see it).
         for (let n = g; n < total; n += instances) {
-          recorder.record(decision(n));
+          recorder.record(decision(n, new Date(), newId));
           if (recorder.memoryBacklog >= 20_000) await new Promise((resolve) => setTimeout(resolve, 5));
         }
         await recorder.close();
       }),
     );
-    return (total / (performance.now() - started)) * 1000;
+    const perSecond = (total / (performance.now() - started)) * 1000;
+    const postgresAfter = env.postgresCpuUs();
+    const postgresUs = postgresBefore === undefined || postgresAfter === undefined ? undefined : (postgresAfter - postgresBefore) / total;
+    return { perSecond, postgresUs };
   } finally {
     await Promise.all(pools.map((pool) => pool.destroy()));
   }
@@ -128,17 +150,34 @@ async function main(): Promise<void> {
   const { db } = env;
   try {
     // Alternating, twice each, so drift in the machine's load falls on every measure alike.
-    const rates = { one: [] as number[], three: [] as number[], shared: [] as number[] };
+    const measures = { one: [] as WriteRate[], three: [] as WriteRate[], shared: [] as WriteRate[], random: [] as WriteRate[] };
+    const measure = async (into: WriteRate[], label: string, write: Promise<WriteRate>) => {
+      const rate = await write;
+      into.push(rate);
+      log(`sustained write rate, ${label}: ${fmt(rate.perSecond)} records/s, PostgreSQL ${postgresText(rate)} per record`);
+    };
     for (let round = 0; round < 2; round++) {
-      rates.one.push(await sustainedWrite(env.databaseUrl, 1, WRITE_RECORDS, `one${round}`));
-      log(`sustained write rate, one instance: ${fmt(rates.one[round]!)} records/s`);
-      rates.three.push(await sustainedWrite(env.databaseUrl, 3, WRITE_RECORDS, `three${round}`));
-      log(`sustained write rate, three instances, a chain each: ${fmt(rates.three[round]!)} records/s`);
-      rates.shared.push(await sustainedWrite(env.databaseUrl, 3, WRITE_RECORDS, `shared${round}`, true));
-      log(`sustained write rate, three instances sharing one chain: ${fmt(rates.shared[round]!)} records/s`);
+      await measure(measures.one, 'one instance', sustainedWrite(env, 1, WRITE_RECORDS, `one${round}`));
+      await measure(measures.three, 'three instances, a chain each', sustainedWrite(env, 3, WRITE_RECORDS, `three${round}`));
+      await measure(
+        measures.shared,
+        'three instances sharing one chain',
+        sustainedWrite(env, 3, WRITE_RECORDS, `shared${round}`, { sharedChain: true }),
+      );
+      await measure(
+        measures.random,
+        'one instance, random ids',
+        sustainedWrite(env, 1, WRITE_RECORDS, `random${round}`, { randomIds: true }),
+      );
     }
+    const rates = {
+      one: measures.one.map((rate) => rate.perSecond),
+      three: measures.three.map((rate) => rate.perSecond),
+      shared: measures.shared.map((rate) => rate.perSecond),
+    };
     const best = (values: number[]) => Math.max(...values);
     const [one, three, shared] = [best(rates.one), best(rates.three), best(rates.shared)];
+    const postgresOf = (rates: WriteRate[]) => rates.map(postgresText).join(', ');
     const { rows: heads } = await db.raw<{ rows: { written: string }[] }>(
       'select coalesce(sum(seq), 0) as written from decision_chain_head',
     );
@@ -177,6 +216,8 @@ async function main(): Promise<void> {
       `| sustained write rate, **one instance** (BatchingDecisionRecorder → PgDecisionStore, batches of 500, its own chain, ${fmt(WRITE_RECORDS)} records) | ${fmt(one)} records/s |`,
       `| sustained write rate, **three instances** at once, each its own chain and connections (the same ${fmt(WRITE_RECORDS)} records between them) | ${fmt(three)} records/s in total (${(three / one).toFixed(2)}× one) |`,
       `| for comparison: three instances appending to one shared chain under one lock (every instance did before issue 15) | ${fmt(shared)} records/s in total (${(shared / one).toFixed(2)}× one) |`,
+      `| PostgreSQL CPU per record, one instance (both runs) | ${postgresOf(measures.one)} |`,
+      `| the same with random (v4) decision and request ids instead of time-ordered ones (both runs; ${measures.random.map((rate) => fmt(rate.perSecond)).join(', ')} records/s) | ${postgresOf(measures.random)} |`,
       `| \`verify\` over ${fmt(checked)} chained records (median of 3; runs: ${runs.map((s) => s.toFixed(1)).join(', ')} s) | ${median.toFixed(1)} s (${fmt(checked / median)} records/s) |`,
       '',
       `Write rates: the better of two alternating runs each (${rates.one.map(fmt).join(', ')} / ${rates.three.map(fmt).join(', ')} / ${rates.shared.map(fmt).join(', ')} records/s). ` +
@@ -192,6 +233,10 @@ async function main(): Promise<void> {
   } finally {
     await env.close();
   }
+}
+
+function postgresText(rate: WriteRate): string {
+  return rate.postgresUs === undefined ? 'not measured' : `${rate.postgresUs.toFixed(0)} µs`;
 }
 
 main().catch((error: unknown) => {
