@@ -307,6 +307,16 @@ async function report(
       `paced: longest ${(paced.delay.max - 1).toFixed(2)} ms, ${paced.delay.stalls} over ${STALL_MS} ms ${verdict(paced.delay.stalls === 0)} ` +
       `((b) at that pace: longest ${(paced.control.max - 1).toFixed(2)} ms, ${paced.control.stalls} over ${STALL_MS} ms).`,
     '',
+    // A bound a few % from the median is met or missed by the machine's drift over one run (up
+    // to 40 % on this shared machine): each round's ratio compares targets run seconds apart.
+    "Each round's ratios (the targets alternate, so a round compares runs seconds apart; the verdicts above are on the medians): " +
+      [
+        roundRatios('(c) ÷ (b)', c.runs, b.runs, 0.85),
+        roundRatios('(c) ÷ (e)', c.runs, e.runs, 4),
+        roundRatios('(d) ÷ (e)', d.runs, e.runs, 1.5),
+      ].join('; ') +
+      '.',
+    '',
     `(c) and (d) run the default \`policy.evaluation: thread\` (the policy in a worker thread beside the event loop); (f) is (c) with ` +
       `\`policy.evaluation: inline\`, the policy on the event loop: ${(f.rps / b.rps).toFixed(2)}× (b), ` +
       `${(c.rps / f.rps).toFixed(2)}× as many req/s in (c) as in (f), ${(f.rps / e.rps).toFixed(2)}× (e), p99 ${f.p99 - b.p99 >= 0 ? '+' : ''}${(f.p99 - b.p99).toFixed(2)} ms against (b)'s.`,
@@ -315,6 +325,13 @@ async function report(
       'input to `opa run --server` (`/v1/data/portcullis/decision`, keep-alive) and forwards with http-proxy-middleware; unlike (c) and (d) ' +
       'it neither records decisions nor signs identity assertions. (b) and (e) use a keep-alive agent to the upstream, as Portcullis does.',
   ];
+}
+
+/** `label: r1×, r2×, … (k of n rounds at or over bound×)`, a round's ratio being its req/s over the other's in that round. */
+function roundRatios(label: string, runs: readonly LoadResult[], against: readonly LoadResult[], bound: number): string {
+  const ratios = runs.map((run, i) => run.rps / against[i]!.rps);
+  const met = ratios.filter((ratio) => ratio >= bound).length;
+  return `${label} ${ratios.map((ratio) => `${ratio.toFixed(2)}×`).join(', ')} (${met} of ${ratios.length} rounds at or over ${bound}×)`;
 }
 
 main().catch((error: unknown) => {
