@@ -13,6 +13,7 @@ import { buildWasmBundle, OPA_VERSION, resolveOpa } from '../src/authz/opa-toolc
 import { createDatabase, migrateToLatest } from '../src/db/database';
 import { EmbeddedDatabase, freePort } from '../src/db/embedded-database';
 import { projectRoot } from '../src/project-root';
+import { statTimes } from './proc-stat';
 import type { TargetKind, TargetSettings } from './targets';
 
 export const ISSUER = 'https://id.bench.portcullis';
@@ -171,9 +172,6 @@ export async function startTargetProcess(kind: TargetKind, settings: TargetSetti
   };
 }
 
-/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ, 100 on every Linux build that matters). */
-const CLOCK_TICKS_PER_S = 100;
-
 function postgresCpuUs(dataDir: string): number | undefined {
   let postmaster: number;
   let processes: string[];
@@ -183,7 +181,7 @@ function postgresCpuUs(dataDir: string): number | undefined {
   } catch {
     return undefined;
   }
-  let ticks = 0;
+  let us = 0;
   for (const entry of processes) {
     if (!/^[0-9]+$/.test(entry)) continue;
     let stat: string;
@@ -192,13 +190,11 @@ function postgresCpuUs(dataDir: string): number | undefined {
     } catch {
       continue; // exited meanwhile
     }
-    // Fields after "pid (comm) ": state ppid … utime(14) stime(15) cutime(16) cstime(17), counted from 1.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const own = Number(fields[11]) + Number(fields[12]);
-    if (Number(entry) === postmaster) ticks += own + Number(fields[13]) + Number(fields[14]);
-    else if (Number(fields[1]) === postmaster) ticks += own;
+    const times = statTimes(stat);
+    if (Number(entry) === postmaster) us += times.ownUs + times.childrenUs;
+    else if (times.ppid === postmaster) us += times.ownUs;
   }
-  return (ticks * 1e6) / CLOCK_TICKS_PER_S;
+  return us;
 }
 
 /** `opa run --server` on the same Rego the gateway compiles (tests left out). */

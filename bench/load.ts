@@ -2,6 +2,7 @@
 // itself (autocannon's own histogram has whole-millisecond resolution): requests per
 // second of 2xx answers, p50 and p99 in milliseconds, and anything that was not a 2xx.
 import autocannon from 'autocannon';
+import type { CpuFigures } from './target-process';
 
 export interface LoadRequest {
   method: string;
@@ -15,8 +16,10 @@ export interface LoadResult {
   rps: number;
   p50: number;
   p99: number;
-  /** Set by the caller that measured it: the target process's CPU time per request. */
+  /** Set by the caller that measured it: the target process's CPU time per request… */
   cpuUsPerRequest?: number;
+  /** …and where it went (main thread, GC pauses), for the whole run. */
+  cpu?: CpuFigures;
   /** Likewise: PostgreSQL's CPU time per request (all its processes), the target's writes included. */
   postgresCpuUsPerRequest?: number;
 }

@@ -24,7 +24,7 @@ import {
 } from './bench-environment';
 import { summarizeProfile } from './cpu-profile';
 import { drive, median, type LoadRequest, type LoadResult } from './load';
-import type { Allocations, LoopDelay } from './target-process';
+import type { Allocations, CpuFigures, LoopDelay } from './target-process';
 import { STALL_MS } from './target-process';
 import type { TargetKind } from './targets';
 
@@ -90,7 +90,9 @@ async function main(): Promise<void> {
     await gateway.stop();
     process.stdout.write(`${(await summarizeProfile(file, 30, result.ok + result.failed)).join('\n')}\n`);
   } else if (flag('allocations')) {
-    const gateway = await startTargetProcess('portcullis', settings(true));
+    // --target b counts the plain Express proxy's instead, to set (c)'s beside it.
+    const id = flag('target') && process.argv[process.argv.indexOf('--target') + 1] === 'b' ? 'b' : 'c';
+    const gateway = await startTargetProcess(id === 'b' ? 'express-proxy' : 'portcullis', settings(true));
     await drive(gateway.url, requests, { connections, durationS: 3 });
     const amount = arg('requests', 20_000);
     await gateway.measure('allocations', 'start');
@@ -100,7 +102,7 @@ async function main(): Promise<void> {
     const perRequest = (bytes: number) => (bytes / result.ok).toFixed(0);
     process.stdout.write(
       [
-        `(c) ${result.ok} allowed requests (${result.failed} other): ${perRequest(allocations.bytes)} bytes allocated per request on the JavaScript heap`,
+        `(${id}) ${result.ok} allowed requests (${result.failed} other): ${perRequest(allocations.bytes)} bytes allocated per request on the JavaScript heap`,
         '| bytes per request | allocated in |',
         '|---|---|',
         ...allocations.top.map((entry) => `| ${perRequest(entry.bytes)} | \`${entry.frame}\` |`),
@@ -143,9 +145,12 @@ async function main(): Promise<void> {
         const postgresAtStart = env.postgresCpuUs();
         await target.process?.measure('cpu', 'start');
         const result = await drive(target.url!, requests, { connections, durationS });
-        const cpuUs = await target.process?.measure<number>('cpu', 'stop');
+        const cpu = await target.process?.measure<CpuFigures>('cpu', 'stop');
         const requestCount = result.ok + result.failed;
-        if (cpuUs !== undefined) result.cpuUsPerRequest = cpuUs / requestCount;
+        if (cpu !== undefined) {
+          result.cpu = cpu;
+          result.cpuUsPerRequest = cpu.processUs / requestCount;
+        }
         if (watched) watched.push(await target.process!.measure<LoopDelay>('loopDelay', 'stop'));
         // Its decision records still being written count as its own.
         await settle(env.db);
@@ -270,6 +275,7 @@ async function report(
     const postgres = s.postgres === undefined ? 'not measured' : `${Math.round(s.postgres)}`;
     return `| (${target.id}) ${target.label} | ${Math.round(s.rps)} | ${spread} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.rps / b.rps).toFixed(2)}× | ${s.p99 - b.p99 >= 0 ? '+' : ''}${(s.p99 - b.p99).toFixed(2)} | ${cpu} | ${postgres} |`;
   });
+  const breakdown = targets.filter((target) => target.process).map((target) => cpuBreakdownRow(target, summary.get(target.id)!.runs));
   const delayCells = (delay: LoopDelay | undefined) =>
     delay ? `${delay.p50.toFixed(2)} | ${delay.p99.toFixed(2)} | ${delay.max.toFixed(2)} | ${delay.samples} | ${delay.stalls}` : '| | | |';
   const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
@@ -287,6 +293,15 @@ async function report(
     '| target | req/s (median) | req/s (min–max) | p50 ms | p99 ms | req/s vs (b) | p99 vs (b), ms | CPU µs per request of its process (b ÷ it) | PostgreSQL CPU µs per request |',
     '|---|---|---|---|---|---|---|---|---|',
     ...rows,
+    '',
+    "Where each target's CPU time goes, µs per request (medians over the rounds): its main thread, which runs the event loop, and the " +
+      "garbage-collection pauses inside it (V8's young-generation scavenges and the rest, as `perf_hooks` reports them); the other " +
+      "threads are V8's helpers (parallel and concurrent GC), the policy's worker thread in (c) and (d), and libuv's. A scavenge's pause " +
+      'grows with what survives it: the requests in flight and, in Portcullis, the decision records waiting for their batch.',
+    '',
+    '| target | process | main thread | other threads | scavenge pauses | other GC pauses | scavenges per 1,000 requests | mean scavenge ms | longest GC pause ms |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...breakdown,
     '',
     'Event loops while driven (`monitorEventLoopDelay`, a timer every 1 ms; figures are the time between two firings, so 1 ms is no delay). ' +
       "At full load a loop turn serves every connection whose data is ready, so a long interval there is one turn's queue of requests, not " +
@@ -325,6 +340,28 @@ async function report(
       'input to `opa run --server` (`/v1/data/portcullis/decision`, keep-alive) and forwards with http-proxy-middleware; unlike (c) and (d) ' +
       'it neither records decisions nor signs identity assertions. (b) and (e) use a keep-alive agent to the upstream, as Portcullis does.',
   ];
+}
+
+/** One target's row of the CPU breakdown: medians over its rounds of each figure per request. */
+function cpuBreakdownRow(target: Target, runs: readonly LoadResult[]): string {
+  const measured = runs.filter((run) => run.cpu !== undefined);
+  const perRequest = (figure: (cpu: CpuFigures) => number | undefined) => {
+    const values = measured.map((run) => figure(run.cpu!)).filter((value): value is number => value !== undefined);
+    return values.length === measured.length && values.length > 0
+      ? median(values.map((value, i) => value / (measured[i]!.ok + measured[i]!.failed)))
+      : undefined;
+  };
+  const us = (value: number | undefined) => (value === undefined ? 'not measured' : `${Math.round(value)}`);
+  const main = perRequest((cpu) => cpu.mainThreadUs);
+  const all = perRequest((cpu) => cpu.processUs);
+  const scavengesPerThousand = perRequest((cpu) => cpu.scavenges * 1000);
+  const meanScavenge = median(measured.map((run) => (run.cpu!.scavenges > 0 ? run.cpu!.scavengeUs / run.cpu!.scavenges / 1000 : 0)));
+  const longest = Math.max(...measured.map((run) => run.cpu!.longestGcPauseMs));
+  const other = perRequest((cpu) => (cpu.mainThreadUs === undefined ? undefined : cpu.processUs - cpu.mainThreadUs));
+  return (
+    `| (${target.id}) | ${us(all)} | ${us(main)} | ${us(other)} | ${us(perRequest((cpu) => cpu.scavengeUs))} | ${us(perRequest((cpu) => cpu.otherGcUs))} | ` +
+    `${scavengesPerThousand === undefined ? 'not measured' : scavengesPerThousand.toFixed(1)} | ${meanScavenge.toFixed(2)} | ${longest.toFixed(2)} |`
+  );
 }
 
 /** `label: r1×, r2×, … (k of n rounds at or over bound×)`, a round's ratio being its req/s over the other's in that round. */

@@ -2,9 +2,11 @@
 // receives {start: kind, settings}, answers {ready: url}, answers {memory} on request,
 // measures its event-loop delay, its CPU time, its allocations and a CPU profile between a
 // start and a stop message, and exits cleanly on {stop}.
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector';
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks';
+import { statTimes } from './proc-stat';
 import { startTarget, type StartedTarget, type TargetKind, type TargetSettings } from './targets';
 
 type Message =
@@ -34,6 +36,32 @@ export interface Allocations {
   modules: Array<{ module: string; bytes: number }>;
 }
 
+/**
+ * Where the target's CPU time went between start and stop, in µs: the whole process, its main
+ * thread (the event loop), and the main thread's garbage-collection pauses (young-generation
+ * scavenges and the rest), as V8 reports them to `perf_hooks`. The rest of the process's time
+ * is its other threads: V8's helpers (parallel and concurrent GC), a policy worker thread, libuv.
+ */
+export interface CpuFigures {
+  processUs: number;
+  /** Undefined where /proc/self/task is not there (not Linux). */
+  mainThreadUs: number | undefined;
+  scavenges: number;
+  scavengeUs: number;
+  otherGcPauses: number;
+  otherGcUs: number;
+  longestGcPauseMs: number;
+}
+
+/** The main thread's user + system time, in µs (its task's stat: the main thread's id is the process id). */
+function mainThreadCpuUs(): number | undefined {
+  try {
+    return statTimes(readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')).ownUs;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The histogram's timer fires every millisecond; what it records is the time between two firings. */
 const LOOP_RESOLUTION_MS = 1;
 export const STALL_MS = 5;
@@ -45,7 +73,8 @@ const PROFILE_INTERVAL_US = 500;
 let target: StartedTarget | undefined;
 let delay: IntervalHistogram | undefined;
 let inspector: Session | undefined;
-let cpuAtStart: NodeJS.CpuUsage | undefined;
+let cpuAtStart: { process: NodeJS.CpuUsage; mainThreadUs: number | undefined } | undefined;
+let gcPauses: { observer: PerformanceObserver; scavenges: number[]; others: number[] } | undefined;
 
 // The benchmark went away (finished or failed): never linger as an orphan.
 process.on('disconnect', () => process.exit(0));
@@ -80,10 +109,41 @@ process.on('message', (message: Message) => {
       process.send?.({ loopDelay: loopDelayOf(delay!) });
     }
   } else if ('cpu' in message) {
-    // This process's CPU time (user + system, µs) between start and stop: what a request costs it, whatever else the machine runs.
-    if (message.cpu === 'start') cpuAtStart = process.cpuUsage();
-    const used = message.cpu === 'stop' ? process.cpuUsage(cpuAtStart) : undefined;
-    process.send?.({ cpu: used ? used.user + used.system : null });
+    // This process's CPU time (user + system) between start and stop: what a request costs it, whatever else the machine runs.
+    if (message.cpu === 'start') {
+      cpuAtStart = { process: process.cpuUsage(), mainThreadUs: mainThreadCpuUs() };
+      gcPauses?.observer.disconnect();
+      const pauses = { scavenges: [] as number[], others: [] as number[] };
+      const observer = new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) {
+          const kind = (entry as { detail?: { kind?: number } }).detail?.kind;
+          (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR ? pauses.scavenges : pauses.others).push(entry.duration);
+        }
+      });
+      observer.observe({ entryTypes: ['gc'] });
+      gcPauses = { observer, ...pauses };
+      process.send?.({ cpu: null });
+    } else {
+      const used = process.cpuUsage(cpuAtStart!.process);
+      const mainNow = mainThreadCpuUs();
+      const { observer, scavenges, others } = gcPauses!;
+      // GC entries are delivered after the pause; give the last ones a turn to arrive.
+      setImmediate(() => {
+        observer.disconnect();
+        gcPauses = undefined;
+        const sumUs = (pauses: number[]) => pauses.reduce((sum, ms) => sum + ms * 1000, 0);
+        const figures: CpuFigures = {
+          processUs: used.user + used.system,
+          mainThreadUs: mainNow === undefined || cpuAtStart!.mainThreadUs === undefined ? undefined : mainNow - cpuAtStart!.mainThreadUs,
+          scavenges: scavenges.length,
+          scavengeUs: sumUs(scavenges),
+          otherGcPauses: others.length,
+          otherGcUs: sumUs(others),
+          longestGcPauseMs: Math.max(0, ...scavenges, ...others),
+        };
+        process.send?.({ cpu: figures });
+      });
+    }
   } else if ('profile' in message) {
     // Only the measured window: start-up (module loading) and the warm-up (token verifications,
     // assertion signatures, JIT) are not what a request costs once the caches are warm.
