@@ -144,7 +144,8 @@ async function startOpaGateway(settings: TargetSettings): Promise<StartedTarget>
         if (answer.result?.allow === true) next();
         else res.status(answer.result?.status ?? 403).json({ denied: true });
       })
-      .catch(() => {
+      .catch((error: unknown) => {
+        reportOnce(error);
         if (!res.headersSent) res.status(500).end();
       });
   });
@@ -159,7 +160,12 @@ async function startOpaGateway(settings: TargetSettings): Promise<StartedTarget>
   };
 }
 
-function postJson(agent: http.Agent, url: URL, body: unknown): Promise<unknown> {
+/**
+ * POSTs JSON on a keep-alive agent. A request sent on a reused connection that the server
+ * closed meanwhile (its idle timeout racing the reuse) fails with ECONNRESET before anything
+ * was read: it is sent once more on a fresh connection, as Node's documentation advises.
+ */
+function postJson(agent: http.Agent, url: URL, body: unknown, retried = false): Promise<unknown> {
   const payload = JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -178,9 +184,22 @@ function postJson(agent: http.Agent, url: URL, body: unknown): Promise<unknown> 
         res.on('error', reject);
       },
     );
-    req.on('error', reject);
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      if (!retried && req.reusedSocket && error.code === 'ECONNRESET') resolve(postJson(agent, url, body, true));
+      else reject(error);
+    });
     req.end(payload);
   });
+}
+
+const reported = new Set<string>();
+
+/** The first failure of each kind, on stderr: a comparison target's 500 must say why. */
+function reportOnce(error: unknown): void {
+  const message = error instanceof Error ? error.message : String(error);
+  if (reported.has(message)) return;
+  reported.add(message);
+  process.stderr.write(`[bench] (e) failed a request: ${message}\n`);
 }
 
 function listening(server: http.Server): Promise<StartedTarget> {
