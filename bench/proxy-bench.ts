@@ -294,7 +294,7 @@ async function report(
     '|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
-    "Where each target's CPU time goes, µs per request (medians over the rounds): its main thread, which runs the event loop, and the " +
+    "Where each target's CPU time goes, µs per request (medians over the rounds; the longest pause is the longest of all rounds): its main thread, which runs the event loop, and the " +
       "garbage-collection pauses inside it (V8's young-generation scavenges and the rest, as `perf_hooks` reports them); the other " +
       "threads are V8's helpers (parallel and concurrent GC), the policy's worker thread in (c) and (d), and libuv's. A scavenge's pause " +
       'grows with what survives it: the requests in flight and, in Portcullis, the decision records waiting for their batch.',
