@@ -274,9 +274,14 @@ export async function writeBenchmarkSection(name: string, lines: readonly string
 }
 
 export function arg(name: string, fallback: number): number {
-  const index = process.argv.indexOf(`--${name}`);
-  const value = index >= 0 ? Number(process.argv[index + 1]) : NaN;
+  const value = Number(option(name));
   return Number.isFinite(value) ? value : fallback;
+}
+
+/** The word after `--name`, when given. */
+export function option(name: string): string | undefined {
+  const index = process.argv.indexOf(`--${name}`);
+  return index >= 0 ? process.argv[index + 1] : undefined;
 }
 
 export function flag(name: string): boolean {

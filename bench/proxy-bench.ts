@@ -15,6 +15,7 @@ import {
   describeMachine,
   flag,
   log,
+  option,
   prepareEnvironment,
   startOpaServer,
   startTargetProcess,
@@ -76,7 +77,7 @@ async function main(): Promise<void> {
     // --target b profiles the plain Express proxy instead, to set (c)'s profile beside it; --target f
     // profiles (c) with its policy inline, --target d Portcullis with its caches disabled. A
     // Portcullis profile is of its main thread only: the profiler sees no other.
-    const chosen = flag('target') ? process.argv[process.argv.indexOf('--target') + 1] : 'c';
+    const chosen = option('target');
     const id = chosen === 'b' || chosen === 'd' || chosen === 'f' ? chosen : 'c';
     const gateway = await startTargetProcess(
       id === 'b' ? 'express-proxy' : 'portcullis',
@@ -91,7 +92,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${(await summarizeProfile(file, 30, result.ok + result.failed)).join('\n')}\n`);
   } else if (flag('allocations')) {
     // --target b counts the plain Express proxy's instead, to set (c)'s beside it.
-    const id = flag('target') && process.argv[process.argv.indexOf('--target') + 1] === 'b' ? 'b' : 'c';
+    const id = option('target') === 'b' ? 'b' : 'c';
     const gateway = await startTargetProcess(id === 'b' ? 'express-proxy' : 'portcullis', settings(true));
     await drive(gateway.url, requests, { connections, durationS: 3 });
     const amount = arg('requests', 20_000);
