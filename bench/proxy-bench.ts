@@ -346,11 +346,15 @@ async function report(
 /** One target's row of the CPU breakdown: medians over its rounds of each figure per request. */
 function cpuBreakdownRow(target: Target, runs: readonly LoadResult[]): string {
   const measured = runs.filter((run) => run.cpu !== undefined);
+  /** The median over the rounds of a figure divided by each round's requests; undefined when a round lacks it. */
   const perRequest = (figure: (cpu: CpuFigures) => number | undefined) => {
-    const values = measured.map((run) => figure(run.cpu!)).filter((value): value is number => value !== undefined);
-    return values.length === measured.length && values.length > 0
-      ? median(values.map((value, i) => value / (measured[i]!.ok + measured[i]!.failed)))
-      : undefined;
+    const values: number[] = [];
+    for (const run of measured) {
+      const value = figure(run.cpu!);
+      if (value === undefined) return undefined;
+      values.push(value / (run.ok + run.failed));
+    }
+    return values.length > 0 ? median(values) : undefined;
   };
   const us = (value: number | undefined) => (value === undefined ? 'not measured' : `${Math.round(value)}`);
   const main = perRequest((cpu) => cpu.mainThreadUs);
