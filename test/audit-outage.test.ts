@@ -1,8 +1,8 @@
 // Nothing lost: a whole gateway over a PostgreSQL that goes away during traffic and comes
 // back (every decision of the window is written afterwards, in order, and the chain verifies),
 // a shutdown while it is away (the spool carries the records to the next start), and strict
-// mode (no allow is forwarded before its record is durable).
-import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+// mode (no allow is forwarded before its record is durable), and both modes without a spool.
+import { access, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -28,7 +28,7 @@ interface AuditStatus {
   backlog: number;
   memory: number;
   spool: number;
-  spool_file: string;
+  spool_file: string | null;
 }
 
 const auditStatus = async (h: Harness | Portcullis): Promise<AuditStatus> => {
@@ -113,7 +113,7 @@ describe('PostgreSQL unavailable during traffic', () => {
         { timeoutMs: 15_000, what: 'the outage decisions to be spooled' },
       );
       expect(status.backlog).toBe(during.ids.length);
-      expect(await spooledIds(status.spool_file)).toEqual(during.ids);
+      expect(await spooledIds(status.spool_file!)).toEqual(during.ids);
       expect(
         await h.database
           .db('decisions')
@@ -132,7 +132,7 @@ describe('PostgreSQL unavailable during traffic', () => {
       },
       { timeoutMs: 15_000, what: 'the spool to be replayed' },
     );
-    expect(await readFile(status.spool_file, 'utf8')).toBe('');
+    expect(await readFile(status.spool_file!, 'utf8')).toBe('');
 
     const expected = [...before.ids, ...during!.ids, ...after.ids];
     const stored = (await h.database.db('decisions').select('id').orderBy('seq')).map((row: { id: string }) => row.id);
@@ -250,5 +250,90 @@ describe('audit.mode: strict', () => {
     });
     expect(row).toEqual({ allow: false, status: 503 });
     expect(await h.database.db('decisions').where({ id }).count({ n: '*' })).toEqual([{ n: '1' }]);
+  });
+});
+
+describe('audit.spool: none (a state folder that does not outlive the instance)', () => {
+  let alice: string;
+  const decisionsAway = (h: Harness) => h.database.db.raw('alter table decisions rename to decisions_away');
+  const decisionsBack = (h: Harness) => h.database.db.raw('alter table decisions_away rename to decisions');
+  const spoolFolderExists = (h: Harness) =>
+    access(path.join(h.stateDir, 'spool')).then(
+      () => true,
+      () => false,
+    );
+
+  describe('in strict mode', () => {
+    let h: Harness;
+    beforeAll(async () => {
+      h = await startHarness({ audit: { mode: 'strict', spool: 'none' } });
+      await seedDirectory(h.database.db);
+      alice = await h.tokens.sign('alice|sub');
+    });
+    afterAll(async () => h?.close());
+
+    it('refuses with 503 what PostgreSQL cannot take, instead of counting a file that dies with the instance as durable', async () => {
+      const received = h.upstreams.organizations.received.length;
+      await decisionsAway(h);
+      let res: Response;
+      let status: AuditStatus;
+      try {
+        res = await h.request('/orgs/acme', { token: alice });
+        status = await auditStatus(h);
+      } finally {
+        await decisionsBack(h);
+      }
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { detail: string }).detail).toMatch(/could not be recorded durably \(audit.mode: strict\)/);
+      expect(h.upstreams.organizations.received.length).toBe(received);
+      expect(status).toMatchObject({ spool: 0, spool_file: null });
+      expect(await spoolFolderExists(h)).toBe(false);
+
+      // With PostgreSQL back, allows are forwarded again, each once its record is stored.
+      const ok = await h.request('/orgs/acme', { token: alice });
+      expect(ok.status).toBe(200);
+      expect(
+        await h.database
+          .db('decisions')
+          .where({ id: ok.headers.get('x-portcullis-decision') })
+          .first('allow'),
+      ).toEqual({ allow: true });
+    });
+  });
+
+  describe('in async mode', () => {
+    let h: Harness;
+    beforeAll(async () => {
+      h = await startHarness({ audit: { spool: 'none' } });
+      await seedDirectory(h.database.db);
+      alice = await h.tokens.sign('alice|sub');
+    });
+    afterAll(async () => h?.close());
+
+    it('keeps what PostgreSQL cannot take in memory, writes it in order once it is back, and the chain verifies', async () => {
+      const requests = Array.from({ length: 8 }, (_, i) => ({ path: '/orgs/acme', ...(i % 4 === 3 ? {} : { token: alice }) }));
+      await decisionsAway(h);
+      let during: { ids: string[]; statuses: number[] };
+      try {
+        during = await traffic(h, requests);
+        expect(during.statuses).toEqual([200, 200, 200, 401, 200, 200, 200, 401]);
+        const status = await waitFor(
+          async () => {
+            const current = await auditStatus(h);
+            return current.memory === during.ids.length && current;
+          },
+          { timeoutMs: 15_000, what: 'the records to wait in memory' },
+        );
+        expect(status).toMatchObject({ backlog: during.ids.length, spool: 0, spool_file: null });
+        expect(await spoolFolderExists(h)).toBe(false);
+      } finally {
+        await decisionsBack(h);
+      }
+
+      await waitFor(async () => (await auditStatus(h)).backlog === 0, { timeoutMs: 15_000, what: 'the records to be written' });
+      const stored = (await h.database.db('decisions').select('id').orderBy('seq')).map((row: { id: string }) => row.id);
+      expect(stored).toEqual(during!.ids);
+      expect(await verifyChain(new PgDecisionQueryStore(h.database.db))).toMatchObject({ ok: true, checked: during!.ids.length });
+    });
   });
 });

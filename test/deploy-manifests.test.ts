@@ -193,6 +193,9 @@ describe('deploy/kubernetes', () => {
     expect(shipped.auth.jwks_url).toBe(named('ConfigMap', 'portcullis-env').data.PORTCULLIS_JWKS_URL);
     // A SIGKILLed instance must leave no served request unrecorded (README: "Running more than one instance").
     expect(shipped.audit.mode).toBe('strict');
+    // So a record counts as durable in a spool only where the spool outlives the pod: an emptyDir does not.
+    expect(podSpec(gatewayDeployment).volumes.find((volume) => volume.name === 'state')?.emptyDir).toBeDefined();
+    expect((await loadWith(containerEnv(container(gatewayDeployment)))).audit.spool).toBe('none');
   });
 
   it('takes the database URL and the admin token from Secrets, never from a literal', () => {
@@ -404,7 +407,9 @@ describe('deploy/compose.yaml', () => {
         (service.volumes as string[]).some((volume) => volume.split(':')[1] === file || file.startsWith(`${volume.split(':')[1]}/`));
       if (name.startsWith('gateway')) {
         expect([config.assertion.signing_key_file, config.audit.checkpoint_key_file].every((file) => mounted(file!))).toBe(true);
+        // A volume of its own that outlives the container keeps the spool strict mode counts on.
         expect(service.volumes).toContain(`${name}-state:${imageEnv('PORTCULLIS_STATE_DIR')}`);
+        expect(config.audit.spool).toBe('local');
       }
       if (name === 'portcullis-directory') expect(mounted(config.assertion.signing_key_file!)).toBe(true);
     }

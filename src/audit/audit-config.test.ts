@@ -7,6 +7,7 @@ describe('audit configuration', () => {
   it('records asynchronously, keeps a year, masks cookies and authorization headers, limits 401s, checkpoints every minute, and exports nothing by default', () => {
     expect(parseConfig(minimal, {}, '/etc/portcullis').audit).toEqual({
       mode: 'async',
+      spool: 'local',
       retention_days: 365,
       unauthenticated_per_minute: 600,
       checkpoint_interval_s: 60,
@@ -51,6 +52,8 @@ describe('audit configuration', () => {
 
   it.each([
     [{ mode: 'sometimes' }, /audit\.mode: /],
+    [{ spool: 'tmpfs' }, /audit\.spool: /],
+    [{ spool: 'none', spool_dir: '/var/spool/portcullis' }, /audit\.spool_dir: is set, but audit\.spool is "none"/],
     [{ retention_days: 0 }, /audit\.retention_days: /],
     [{ unauthenticated_per_minute: -1 }, /audit\.unauthenticated_per_minute: /],
     [{ checkpoint_interval_s: 0 }, /audit\.checkpoint_interval_s: /],

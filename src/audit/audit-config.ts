@@ -24,6 +24,13 @@ export const auditConfigSchema = z
       .regex(CHAIN_NAME, "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit")
       .refine((id) => id !== LEGACY_CHAIN, `is reserved for the records written before instances had chains of their own`)
       .optional(),
+    /**
+     * local: records wait in `spool_dir` (fsync'd) while PostgreSQL is away, and strict mode counts
+     * a spooled record as durable. none: no spool, for a state folder that does not outlive the
+     * instance (a Kubernetes emptyDir): strict mode refuses (503) what PostgreSQL cannot take,
+     * async mode keeps it in memory until PostgreSQL is back.
+     */
+    spool: z.enum(['local', 'none']).default('local'),
     /** Where records wait while PostgreSQL is away; default `<state dir>/spool`. One per instance. */
     spool_dir: z.string().min(1).optional(),
     /** Partitions whose records are all older than this (by time and by when they were stored) are dropped. */
@@ -53,6 +60,10 @@ export const auditConfigSchema = z
         }),
       ])
       .optional(),
+  })
+  .refine((audit) => audit.spool === 'local' || audit.spool_dir === undefined, {
+    message: 'is set, but audit.spool is "none": records are never spooled; remove one of the two',
+    path: ['spool_dir'],
   })
   .prefault({});
 

@@ -27,7 +27,7 @@ import { UnauthenticatedSuppression } from './recording/unauthenticated-suppress
 export interface AuditTrailOptions {
   db: Knex;
   config: AuditConfig;
-  /** The spool defaults to `<stateDir>/spool`. */
+  /** The spool (with `audit.spool: local`) defaults to `<stateDir>/spool`. */
   stateDir: string;
   /** The policy entrypoint, reported as the exported events' `path`. */
   entrypoint: string;
@@ -45,7 +45,8 @@ export interface AuditBacklog {
   backlog: number;
   memory: number;
   spool: number;
-  spool_file: string;
+  /** null with `audit.spool: none`. */
+  spool_file: string | null;
   export?: { kind: string; pending: number; dropped: number };
 }
 
@@ -56,7 +57,7 @@ export class AuditTrail {
     readonly recorder: BatchingDecisionRecorder,
     /** What the gateway's requests are recorded through: `recorder` with 401s limited per client. */
     readonly requestRecorder: DecisionRecorder,
-    private readonly spool: DecisionSpool,
+    private readonly spool: DecisionSpool | undefined,
     private readonly retention: DecisionRetention,
     private readonly checkpointer: DecisionCheckpointer,
     private readonly exporter: DecisionExporter | undefined,
@@ -83,8 +84,13 @@ export class AuditTrail {
       "decision records are appended to this instance's own chain",
     );
     const mask = new DecisionMask(config.mask);
-    const spool = await DecisionSpool.open(config.spool_dir ?? path.join(options.stateDir, 'spool'));
-    if (spool.pending > 0) logger.warn({ spool: spool.file, records: spool.pending }, 'writing decision records an earlier run spooled');
+    const spool = config.spool === 'local' ? await DecisionSpool.open(config.spool_dir ?? path.join(options.stateDir, 'spool')) : undefined;
+    if (!spool) {
+      logger.info(
+        `audit.spool is "none": decision records PostgreSQL cannot take are ${config.mode === 'strict' ? 'refused with their requests (503)' : 'kept in memory until it is back'}`,
+      );
+    } else if (spool.pending > 0)
+      logger.warn({ spool: spool.file, records: spool.pending }, 'writing decision records an earlier run spooled');
     const exporter = config.export
       ? new DecisionExporter(sinkFor(config.export, options.stdout ?? process.stdout), {
           batchSize: config.export.batch_size,
@@ -96,7 +102,7 @@ export class AuditTrail {
         })
       : undefined;
     const recorder = new BatchingDecisionRecorder(new PgDecisionStore(options.db, instance.id), {
-      spool,
+      ...(spool ? { spool } : {}),
       mask,
       ...(exporter ? { onDurable: (records) => exporter.enqueue(records) } : {}),
       onError: (error) => logger.error({ err: error }, 'decision records could not be written to PostgreSQL yet'),
@@ -126,21 +132,21 @@ export class AuditTrail {
       backlog: this.recorder.backlog,
       memory: this.recorder.memoryBacklog,
       spool: this.recorder.spoolBacklog,
-      spool_file: this.spool.file,
+      spool_file: this.spool?.file ?? null,
       ...(this.exporter && this.config.export
         ? { export: { kind: this.config.export.kind, pending: this.exporter.pending, dropped: this.exporter.dropped } }
         : {}),
     };
   }
 
-  /** Everything recorded becomes durable (PostgreSQL or the spool); then the export gets a last chance. */
+  /** Everything recorded becomes durable (PostgreSQL or the spool, or only PostgreSQL without one); then the export gets a last chance. */
   async close(): Promise<void> {
     await this.retention.stop();
     await this.checkpointer.stop();
     // Writes the pending suppression summaries, then closes `recorder`.
     await this.requestRecorder.close();
     await this.exporter?.close(EXPORT_CLOSE_MS);
-    await this.spool.close();
+    await this.spool?.close();
   }
 }
 

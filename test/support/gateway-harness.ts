@@ -18,6 +18,8 @@ export interface Harness {
   database: TestDatabase;
   tokens: TokenIssuer;
   upstreams: Record<ServiceName, EchoUpstream>;
+  /** The gateway's state folder. */
+  stateDir: string;
   /** fetch against the gateway port. */
   request(pathAndQuery: string, init?: RequestInit & { token?: string }): Promise<Response>;
   close(): Promise<void>;
@@ -54,9 +56,10 @@ export async function startHarness(
     {},
     dir,
   );
+  const stateDir = path.join(dir, '.portcullis');
   const gateway = await Portcullis.start(config, {
     logger: options.logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
-    stateDir: path.join(dir, '.portcullis'),
+    stateDir,
     toolchain: { opaBin: process.env.PORTCULLIS_TEST_OPA },
     now: options.now,
   });
@@ -65,6 +68,7 @@ export async function startHarness(
     database,
     tokens,
     upstreams,
+    stateDir,
     request: (pathAndQuery, init = {}) => {
       const { token, ...rest } = init;
       const headers = new Headers(rest.headers);
