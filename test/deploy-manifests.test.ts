@@ -35,7 +35,7 @@ interface ConfigMap extends KubernetesObject {
 interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: { secretKeyRef?: { name: string; key: string } };
+  valueFrom?: { secretKeyRef?: { name: string; key: string }; fieldRef?: { fieldPath: string } };
 }
 
 interface HttpProbe {
@@ -150,10 +150,13 @@ function containerEnv(spec: Container): Record<string, string | undefined> {
   const env: Record<string, string | undefined> = {};
   for (const source of spec.envFrom ?? []) Object.assign(env, named('ConfigMap', source.configMapRef.name).data);
   for (const variable of spec.env ?? []) {
-    env[variable.name] = variable.value ?? (variable.valueFrom?.secretKeyRef ? secretPlaceholder(variable.name) : undefined);
+    env[variable.name] = variable.value ?? (variable.valueFrom?.secretKeyRef ? secretPlaceholder(variable.name) : podField(variable));
   }
   return env;
 }
+/** What the downward API gives: a pod's name as a Deployment makes it (its name, the ReplicaSet's hash, five characters). */
+const podField = (variable: EnvVar) =>
+  variable.valueFrom?.fieldRef?.fieldPath === 'metadata.name' ? `${gatewayDeployment.metadata.name}-7c9f6d5b8d-x2k7q` : undefined;
 const secretPlaceholder = (name: string) =>
   name === 'DATABASE_URL' ? 'postgres://portcullis:secret@db.internal:5432/portcullis' : `secret-${name.toLowerCase()}-0123456789`;
 
@@ -195,7 +198,10 @@ describe('deploy/kubernetes', () => {
     expect(shipped.audit.mode).toBe('strict');
     // So a record counts as durable in a spool only where the spool outlives the pod: an emptyDir does not.
     expect(podSpec(gatewayDeployment).volumes.find((volume) => volume.name === 'state')?.emptyDir).toBeDefined();
-    expect((await loadWith(containerEnv(container(gatewayDeployment)))).audit.spool).toBe('none');
+    const gateway = await loadWith(containerEnv(container(gatewayDeployment)));
+    expect(gateway.audit.spool).toBe('none');
+    // Each pod's chain is named after the pod (the loader has checked the name is a chain's).
+    expect(gateway.audit.instance_id).toBe(`${gatewayDeployment.metadata.name}-7c9f6d5b8d-x2k7q`);
   });
 
   it('takes the database URL and the admin token from Secrets, never from a literal', () => {
@@ -410,6 +416,8 @@ describe('deploy/compose.yaml', () => {
         // A volume of its own that outlives the container keeps the spool strict mode counts on.
         expect(service.volumes).toContain(`${name}-state:${imageEnv('PORTCULLIS_STATE_DIR')}`);
         expect(config.audit.spool).toBe('local');
+        // …and the instance id generated into it on the first start: the same chain after a restart.
+        expect(config.audit.instance_id).toBeUndefined();
       }
       if (name === 'portcullis-directory') expect(mounted(config.assertion.signing_key_file!)).toBe(true);
     }
