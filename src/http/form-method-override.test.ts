@@ -58,12 +58,15 @@ describe('which bodies are checked', () => {
     ],
     ['a POST body without a Content-Type (Rack reads it as a form)', 'POST', { 'content-length': '3' }],
     ['a chunked form', 'POST', { 'content-type': FORM, 'transfer-encoding': 'chunked' }],
+    ['JSON (Laravel reads _method from it)', 'POST', { 'content-type': 'application/json', 'content-length': '3' }],
+    ['JSON with parameters', 'PUT', { 'content-type': 'Application/JSON; charset=utf-8', 'content-length': '3' }],
+    ['a +json type', 'PATCH', { 'content-type': 'application/merge-patch+json', 'content-length': '3' }],
   ])('checks %s', (_name, method, headers: IncomingHttpHeaders) => {
     expect(formMethodOverrideGuard(method, headers)).toBeDefined();
   });
 
   it.each([
-    ['JSON', 'POST', { 'content-type': 'application/json', 'content-length': '3' }],
+    ['plain text', 'POST', { 'content-type': 'text/plain', 'content-length': '3' }],
     ['a body-less GET', 'GET', {}],
     ['an empty form', 'POST', { 'content-type': FORM, 'content-length': '0' }],
     ['a PUT body without a Content-Type', 'PUT', { 'content-length': '3' }],
@@ -76,6 +79,12 @@ describe('which bodies are checked', () => {
       expect.objectContaining({ status: 415, message: expect.stringMatching(/Content-Encoding "gzip"/) }),
     );
     expect(formMethodOverrideGuard('POST', { 'content-type': FORM, 'content-length': '9', 'content-encoding': 'identity' })).toBeDefined();
+  });
+
+  it('refuses compressed JSON with 415 too', () => {
+    expect(() =>
+      formMethodOverrideGuard('POST', { 'content-type': 'application/json', 'content-length': '9', 'content-encoding': 'br' }),
+    ).toThrow(expect.objectContaining({ status: 415, message: expect.stringMatching(/^a JSON body with Content-Encoding "br"/) }));
   });
 
   it('refuses a multipart body without a boundary with 400', () => {
@@ -153,6 +162,46 @@ describe('urlencoded forms', () => {
     // Its bytes went on (a chunked body is whole only at its end), but the end did not.
     expect(passed).toBe(body);
     expect(ended).toBe(false);
+  });
+});
+
+describe('JSON bodies', () => {
+  const JSON_TYPE = { 'content-type': 'application/json' };
+
+  it.each([
+    '{"_method":"DELETE"}',
+    '{"name":"api","_method":"DELETE"}',
+    '{\n  "name": "api",\n  "_method" : "DELETE"\n}',
+    '{"\\u005fmethod":"DELETE"}',
+    '{"_METHOD":"delete"}',
+    '{"nested":{"a":[1,{"b":"}],\\"{"}],"c":"\\\\"},"_method":"DELETE"}',
+    '{"name":"x","_method":{"not":"a string"}}',
+  ])('refuses %s, and the member never reaches the upstream whole', async (body) => {
+    const { passed, refusal } = await through(body, JSON_TYPE);
+    expect(refusal).toMatchObject({ status: 400, message: expect.stringMatching(/JSON member "_method" is refused/) });
+    expect(passed).toBe('');
+  });
+
+  it('stops at the chunk that completes the member name, wherever the chunks are cut', async () => {
+    const body = '{"name":"alpha","tags":["a","b"],"_method":"DELETE"}';
+    for (let chunkSize = 1; chunkSize <= body.length; chunkSize++) {
+      const { passed, refusal } = await through(body, JSON_TYPE, { chunkSize });
+      expect(refusal?.status).toBe(400);
+      expect(passed.length).toBeLessThan(body.indexOf('_method') + '_method"'.length);
+      expect(body.startsWith(passed)).toBe(true);
+    }
+  });
+
+  it.each([
+    ['_method as a value', '{"name":"_method","note":"\\"_method\\": 1"}'],
+    ['_method in a nested object', '{"project":{"_method":"DELETE"},"list":[{"_method":"DELETE"}]}'],
+    ['a top level that is an array', '[{"_method":"DELETE"}]'],
+    ['longer names', '{"x_method":1,"_methods":2,"method":"DELETE"}'],
+    ['a body that is not JSON', 'not json, "_method": 1'],
+  ])('passes %s, byte for byte', async (_name, body) => {
+    for (const chunkSize of [1, 5, body.length]) {
+      expect(await through(body, JSON_TYPE, { chunkSize })).toEqual({ passed: body, refusal: undefined });
+    }
   });
 });
 

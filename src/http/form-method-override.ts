@@ -1,12 +1,14 @@
-// The `_method` override in a form body. Rails (Rack::MethodOverride), Laravel, Symfony and
+// The `_method` override in a request body. Rails (Rack::MethodOverride), Laravel, Symfony and
 // Express's method-override read a POSTed form's `_method` field and run that method instead:
-// a request judged as `POST` (project:create) would run as `DELETE` upstream. The query
-// parameter and the override headers are refused before anything is judged (inspect-request);
-// a body is only read while it is forwarded, so it passes through a FormMethodOverrideGuard on
-// its way to the upstream. The guard reads the form's field names as it streams (multipart with
-// busboy, the parser multer and @fastify/busboy use) and lets a chunk through only once it has
-// read it: a form with a `_method` field fails before the bytes that complete the field reach
-// the upstream, and an upstream never acts on a body it did not receive in full.
+// a request judged as `POST` (project:create) would run as `DELETE` upstream. Laravel reads it
+// from a JSON body too (its request bag is the JSON for a JSON request). The query parameter
+// and the override headers are refused before anything is judged (inspect-request); a body is
+// only read while it is forwarded, so it passes through a FormMethodOverrideGuard on its way to
+// the upstream. The guard reads the form's field names (multipart with busboy, the parser
+// multer and @fastify/busboy use) or the JSON object's top-level member names as it streams,
+// and lets a chunk through only once it has read it: a body with a `_method` field fails
+// before the bytes that complete the field reach the upstream, and an upstream never acts on
+// a body it did not receive in full.
 import { finished, Transform, type TransformCallback } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
 import busboy, { type Busboy } from 'busboy';
@@ -14,10 +16,11 @@ import { InputError } from '../base/errors';
 import { isMethodOverrideName } from './inspect-request';
 
 /**
- * The form body's guard, or undefined when the request carries no form an upstream would read
- * for `_method`: a body typed `application/x-www-form-urlencoded` or `multipart/*` (any method),
- * or a POST body with no Content-Type at all (Rack reads that as a form). Throws InputError for
- * a form it could not check: compressed (415), or a multipart type without a boundary (400).
+ * The body's guard, or undefined when the request carries no body an upstream would read for
+ * `_method`: a body typed `application/x-www-form-urlencoded` or `multipart/*`, or JSON (a
+ * media type with `/json` or `+json` in it, as Laravel tells JSON), any method; or a POST body
+ * with no Content-Type at all (Rack reads that as a form). Throws InputError for a body it
+ * could not check: compressed (415), or a multipart type without a boundary (400).
  */
 export function formMethodOverrideGuard(method: string, headers: IncomingHttpHeaders): FormMethodOverrideGuard | undefined {
   const declared = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
@@ -32,21 +35,27 @@ export function formMethodOverrideGuard(method: string, headers: IncomingHttpHea
     parser = new UrlencodedNames();
   } else if (mediaType.startsWith('multipart/')) {
     parser = multipartNames(contentType!);
+  } else if (mediaType.includes('/json') || mediaType.includes('+json')) {
+    parser = new JsonMemberNames();
   } else {
     return undefined;
   }
   const encoding = headers['content-encoding']?.trim().toLowerCase();
   if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
     throw new InputError(
-      `a form body with Content-Encoding "${encoding}" is refused: the gateway could not check it for a "_method" field`,
+      `a ${parser.kind} body with Content-Encoding "${encoding}" is refused: the gateway could not check it for a "_method" field`,
       415,
     );
   }
   return new FormMethodOverrideGuard(parser, declared);
 }
 
-/** Reads a form's field names as its bytes come; tells each name to `onName` as soon as it is whole. */
+/** Reads a body's field names as its bytes come; tells each name to `onName` as soon as it is whole. */
 interface FormNameParser {
+  /** What the body is, for messages: `form` or `JSON`. */
+  readonly kind: string;
+  /** What its names are called, for messages: `form field` or `JSON member`. */
+  readonly field: string;
   write(chunk: Buffer, done: (error?: Error | null) => void): void;
   end(done: (error?: Error | null) => void): void;
   onName: (name: string) => void;
@@ -58,6 +67,8 @@ interface FormNameParser {
  * percent-decodes. Values are skipped, never kept.
  */
 class UrlencodedNames implements FormNameParser {
+  readonly kind = 'form';
+  readonly field = 'form field';
   onName: (name: string) => void = () => undefined;
   /** The name read so far, as slices of the chunks it spans. */
   private parts: Buffer[] = [];
@@ -110,6 +121,8 @@ function multipartNames(contentType: string): FormNameParser {
   }
   let failure: Error | undefined;
   const names: FormNameParser = {
+    kind: 'form',
+    field: 'form field',
     onName: () => undefined,
     write: (chunk, done) => parser.write(chunk, (error) => done(error ?? failure)),
     end: (done) => {
@@ -140,7 +153,7 @@ export class FormMethodOverrideGuard extends Transform {
     super();
     parser.onName = (name) => {
       if (!this.refusal && isMethodOverrideName(name)) {
-        this.refusal = new InputError('the form field "_method" is refused: the gateway judges and forwards the method as sent');
+        this.refusal = new InputError(`the ${parser.field} "_method" is refused: the gateway judges and forwards the method as sent`);
       }
     };
   }
@@ -174,3 +187,72 @@ export class FormMethodOverrideGuard extends Transform {
 function unreadable(error: Error): InputError {
   return new InputError(`the form body cannot be read (${error.message})`, 400, { cause: error });
 }
+
+/**
+ * The member names of a JSON body's top-level object (the only ones Laravel reads `_method`
+ * from), escapes decoded. It does not check the JSON: a body an upstream cannot parse has no
+ * member to act on. Values, nested members and a top level that is not an object are skipped.
+ */
+class JsonMemberNames implements FormNameParser {
+  readonly kind = 'JSON';
+  readonly field = 'JSON member';
+  onName: (name: string) => void = () => undefined;
+  /** The open objects and arrays, innermost last. */
+  private readonly open: number[] = [];
+  private inString = false;
+  private escaped = false;
+  /** After the top-level object's `{` or one of its `,`: the next string is a member name. */
+  private nameNext = false;
+  /** Whether the string being read is a top-level member name, and its bytes so far. */
+  private inName = false;
+  private parts: Buffer[] = [];
+
+  write(chunk: Buffer, done: (error?: Error | null) => void): void {
+    let nameStart = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i]!;
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (byte === BACKSLASH) this.escaped = true;
+        else if (byte === QUOTE) {
+          this.inString = false;
+          if (this.inName) this.flushName(chunk.subarray(nameStart, i));
+        }
+      } else if (byte === QUOTE) {
+        this.inString = true;
+        this.inName = this.nameNext && this.open.length === 1;
+        this.nameNext = false;
+        nameStart = i + 1;
+      } else if (byte === OPEN_OBJECT || byte === OPEN_ARRAY) {
+        this.open.push(byte);
+        this.nameNext = byte === OPEN_OBJECT && this.open.length === 1;
+      } else if (byte === CLOSE_OBJECT || byte === CLOSE_ARRAY) {
+        this.open.pop();
+      } else if (byte === COMMA) {
+        this.nameNext = this.open.length === 1 && this.open[0] === OPEN_OBJECT;
+      }
+    }
+    if (this.inName) this.parts.push(chunk.subarray(nameStart));
+    done();
+  }
+
+  end(done: (error?: Error | null) => void): void {
+    done();
+  }
+
+  private flushName(last: Buffer): void {
+    const raw = (this.parts.length === 0 ? last : Buffer.concat([...this.parts, last])).toString('utf8');
+    this.parts = [];
+    this.inName = false;
+    let name: string;
+    try {
+      name = JSON.parse(`"${raw}"`) as string;
+    } catch {
+      // Not a JSON string (a control character, a bad escape): the upstream cannot parse the body either.
+      name = raw;
+    }
+    this.onName(name);
+  }
+}
+
+const [QUOTE, BACKSLASH, COMMA, OPEN_OBJECT, CLOSE_OBJECT, OPEN_ARRAY, CLOSE_ARRAY] = [0x22, 0x5c, 0x2c, 0x7b, 0x7d, 0x5b, 0x5d];

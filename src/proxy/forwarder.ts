@@ -38,7 +38,7 @@ export interface Forwarder {
 
 const TIMED_OUT = Symbol('portcullis.upstreamTimedOut');
 const TOO_LARGE = Symbol('portcullis.bodyTooLarge');
-/** Why the form body was stopped on its way (a `_method` field, an unreadable form). */
+/** Why the body was stopped on its way (a `_method` form field or JSON member, an unreadable form). */
 const REFUSED = Symbol('portcullis.bodyRefused');
 type TimedRequest = IncomingMessage & { [TIMED_OUT]?: true; [TOO_LARGE]?: true; [REFUSED]?: InputError };
 
@@ -145,7 +145,7 @@ export class HttpProxyForwarder implements Forwarder {
               response.destroy();
               return;
             }
-            // A body stopped on its way (over the limit, or refused by the form guard): the rest of it is unread.
+            // A body stopped on its way (over the limit, or refused by the `_method` guard): the rest of it is unread.
             const refused = (req as TimedRequest)[TOO_LARGE]
               ? new InputError(`the request body exceeds ${bodyLimitBytes} bytes`, 413)
               : (req as TimedRequest)[REFUSED];
