@@ -1,8 +1,11 @@
 // Three gateway processes and the directory service on one PostgreSQL, behind a real nginx
 // running the config shipped in deploy/nginx/, with the instances configured from
-// deploy/portcullis.yaml. Under load one gateway is killed with SIGKILL and started again.
+// deploy/portcullis.yaml. Under load one gateway is killed with SIGKILL and started again; that
+// one runs as the Kubernetes manifests run it (no spool, its chain named after its pod), the
+// others as compose does (a spool in their state folder, generated ids).
 // Run alone with `npm run test:cluster`; it prints the figures the README quotes.
 import { generateKeyPairSync } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +22,7 @@ import { waitFor } from './support/wait-for';
 const SHIPPED_CONFIG = path.join(projectRoot, 'deploy', 'portcullis.yaml');
 const ADMIN_TOKEN = 'cluster-test-admin-token-0123456789';
 const GATEWAYS = 3;
+const POD_NAME = 'portcullis-gateway-7c9f6d5b8d-x2k7q';
 const CLIENTS = 12;
 const READY = /portcullis is ready/;
 /** Concurrent requests per instance while waiting for the membership change to be enforced. */
@@ -29,6 +33,8 @@ interface Gateway {
   adminPort: number;
   configFile: string;
   stateDir: string;
+  /** Its own environment, beside the one every process gets. */
+  env: NodeJS.ProcessEnv;
   /** Unset until it has started once. */
   process?: ServiceProcess;
 }
@@ -105,7 +111,7 @@ async function instanceConfig(
 }
 
 function startGateway(gateway: Omit<Gateway, 'process'>): Promise<ServiceProcess> {
-  return startServiceProcess(['serve', '--config', gateway.configFile, '--state-dir', gateway.stateDir], env, READY);
+  return startServiceProcess(['serve', '--config', gateway.configFile, '--state-dir', gateway.stateDir], { ...env, ...gateway.env }, READY);
 }
 
 /** Sum of portcullis_requests_total on an instance's /metrics: how many requests it has answered. */
@@ -132,7 +138,9 @@ describe('three gateways behind nginx', () => {
     for (let i = 1; i <= GATEWAYS; i += 1) {
       const ports = { gateway: await freePort(), admin: await freePort(), directory: directoryPort };
       const configFile = await instanceConfig(`gateway-${i}`, ports, keys, tokens.jwksFile);
-      gateways.push({ port: ports.gateway, adminPort: ports.admin, configFile, stateDir: path.join(dir, `state-${i}`) });
+      // The one killed below is a Kubernetes pod: deploy/kubernetes sets these two.
+      const pod = i === 2 ? { PORTCULLIS_AUDIT_SPOOL: 'none', PORTCULLIS_INSTANCE_ID: POD_NAME } : {};
+      gateways.push({ port: ports.gateway, adminPort: ports.admin, configFile, stateDir: path.join(dir, `state-${i}`), env: pod });
     }
     expect((parseYaml(await readFile(gateways[0]!.configFile, 'utf8')) as { audit: { mode: string } }).audit.mode).toBe('strict');
     directoryService = await startServiceProcess(
@@ -307,6 +315,10 @@ describe('three gateways behind nginx', () => {
     expect(missing).toEqual([]);
     expect(withDecision.length).toBeGreaterThan(answers.length * 0.95);
     expect(verify.code).toBe(0);
+    // Its pod's chain, the same before and after the restart, and no spool left behind.
+    expect(verify.stdout).toContain(`chain ${POD_NAME}: `);
+    expect(existsSync(path.join(victim.stateDir, 'spool'))).toBe(false);
+    expect(existsSync(path.join(gateways[0]!.stateDir, 'spool'))).toBe(true);
     // The kill was felt: nginx met the dead instance, and stepped around it.
     expect(upstreamErrors.length).toBeGreaterThan(0);
   }, 120_000);
