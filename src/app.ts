@@ -117,14 +117,14 @@ export class Portcullis {
         // The steps after this one (closing pools, stopping an embedded PostgreSQL) keep time of their own.
         const flushMs = deadline - Date.now() - Math.min(2_000, config.server.shutdown_grace_ms / 4);
         if (await withDeadline(audit.close(), flushMs)) return;
+        const lost = await recorder.spoolUnwritten();
         if (config.audit.spool === 'none') {
           logger.error(
-            { backlog: recorder.memoryBacklog },
-            'decision records PostgreSQL had not taken by the shutdown deadline are lost: there is no spool (audit.spool: none)',
+            { lost },
+            'decision records PostgreSQL had not taken by the shutdown deadline are lost (a write still in flight may yet store some): there is no spool (audit.spool: none)',
           );
           return;
         }
-        await recorder.spoolUnwritten();
         logger.error(
           { backlog: recorder.backlog },
           'decision records PostgreSQL had not taken by the shutdown deadline were spooled; the next start writes them',

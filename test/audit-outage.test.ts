@@ -13,6 +13,7 @@ import { parseConfig } from '../src/config/load-config';
 import { createDatabase } from '../src/db/database';
 import { seedDirectory } from './support/directory-fixtures';
 import { SERVICES, startHarness, type Harness } from './support/gateway-harness';
+import { createTestDatabase } from './support/test-database';
 import { AUDIENCE, ISSUER } from './support/token-issuer';
 import { waitFor } from './support/wait-for';
 
@@ -335,5 +336,38 @@ describe('audit.spool: none (a state folder that does not outlive the instance)'
       expect(stored).toEqual(during!.ids);
       expect(await verifyChain(new PgDecisionQueryStore(h.database.db))).toMatchObject({ ok: true, checked: during!.ids.length });
     });
+  });
+
+  it('shuts down within its grace while PostgreSQL is away, saying how many records are lost, and leaves no retry behind', async () => {
+    const logged: { msg: string; lost?: number }[] = [];
+    const logger = pino({ level: 'error' }, { write: (line: string) => logged.push(JSON.parse(line) as { msg: string; lost?: number }) });
+    const database = await createTestDatabase();
+    const h = await startHarness(
+      { server: { host: '127.0.0.1', port: 0, upstream_timeout_ms: 2000, shutdown_grace_ms: 2000 }, audit: { spool: 'none' } },
+      { logger, database },
+    );
+    try {
+      await seedDirectory(database.db);
+      const token = await h.tokens.sign('alice|sub');
+      await decisionsAway(h);
+      const { statuses } = await traffic(h, [{ path: '/orgs/acme', token }, { path: '/orgs/acme', token }, { path: '/orgs/acme' }]);
+      expect(statuses).toEqual([200, 200, 401]);
+      expect(await spoolFolderExists(h)).toBe(false);
+      const started = Date.now();
+      await h.close();
+      expect(Date.now() - started).toBeLessThan(4_000);
+      await decisionsBack(h);
+      expect(await database.db('decisions').count({ n: '*' })).toEqual([{ n: '0' }]);
+    } finally {
+      await database.drop();
+    }
+    const lostLine = logged.find((line) =>
+      line.msg.startsWith('decision records PostgreSQL had not taken by the shutdown deadline are lost'),
+    );
+    expect(lostLine).toMatchObject({ lost: 3 });
+    // Nothing is retried once the gateway is closed: the log stays as it was.
+    const lines = logged.length;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(logged.length).toBe(lines);
   });
 });

@@ -246,6 +246,25 @@ describe('BatchingDecisionRecorder', () => {
     expect(store.written).toEqual(['request-0']);
   });
 
+  it('gives up what it could not write at a shutdown out of time, without a spool: close() resolves and no retry goes on', async () => {
+    const store = new FakeStore();
+    store.failures = Number.MAX_SAFE_INTEGER;
+    const { recorder, errors } = recorderWith(store, { delayMs: 1 });
+    for (let n = 0; n < 3; n++) recorder.record(decision(n));
+    const closing = recorder.close();
+    await waitFor(() => store.failed >= 2, { what: 'the writes to fail' });
+
+    expect(await recorder.spoolUnwritten()).toBe(3);
+
+    await closing;
+    await recorder.close();
+    expect(recorder.memoryBacklog).toBe(0);
+    expect(errors.map((error) => error.message)).toContain('3 decision records were neither written nor spooled before shutdown');
+    const attempts = store.attempts;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(store.attempts).toBe(attempts);
+  });
+
   it('does not keep the process alive with its batch or retry timers', async () => {
     const before = activeTimers();
     const idle = recorderWith(new FakeStore(), { delayMs: 60_000 }).recorder;

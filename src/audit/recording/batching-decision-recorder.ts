@@ -153,24 +153,32 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
   /**
    * A shutdown out of time: closes, copies every record still in memory to the spool and stops
    * the writer, without waiting for the write in flight (which may yet store some of them: a
-   * record both stored and spooled is skipped on replay). Without a spool, nothing happens.
+   * record both stored and spooled is skipped on replay). Without a spool the records are given
+   * up (reported), so that no retry outlives the shutdown. Returns how many were lost.
    */
-  async spoolUnwritten(): Promise<void> {
-    if (!this.spool) return;
+  async spoolUnwritten(): Promise<number> {
     this.closed = true;
     const entries = this.queue;
     this.queue = [];
+    // They leave memory either way (a later close() waits for nothing); the write in flight may
+    // still count some of them again, which only lets a wait end sooner.
+    this.settled += entries.length;
+    this.urgent -= entries.filter((entry) => entry.durable).length;
     clearTimeout(this.batchTimer);
     this.batchTimer = undefined;
     this.wakePauses();
+    let lost = 0;
     try {
+      if (!this.spool) throw new Error('there is no spool (audit.spool: none)');
       await this.spool.append(entries.map((entry) => (entry.prepared ??= this.prepare(entry.record))));
       for (const entry of entries) entry.durable?.resolve();
     } catch (error) {
-      this.report(new Error(`${entries.length} decision records were neither written nor spooled before shutdown`, { cause: error }));
+      lost = entries.length;
+      if (lost > 0) this.report(new Error(`${lost} decision records were neither written nor spooled before shutdown`, { cause: error }));
       for (const entry of entries) entry.durable?.reject(new Error('the decision record could not be made durable', { cause: error }));
     }
     for (const waiter of this.waiters.splice(0)) waiter.resolve();
+    return lost;
   }
 
   /** A record after close(): appended to the spool for the next start to write; rejects without one. */
