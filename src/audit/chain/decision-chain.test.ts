@@ -113,6 +113,14 @@ describe('canonicalJson', () => {
     expect(Object.keys(content)).toContain('input');
   });
 
+  it('cleans a record whose text holds an escaped NUL or lone surrogate, and leaves a mere backslash-u in a value as it is', () => {
+    const unstorable = prepareDecision({ ...record, path: '/orgs/a\u0000b', input: { note: 'x\ud800y' } }).content;
+    expect(unstorable).toContain('"path": "/orgs/a\ufffdb"');
+    expect(unstorable).toContain('"note": "x\ufffdy"');
+    // A backslash followed by u0000 in the data is escaped as \\u0000: the text holds it, and stays as written.
+    expect(prepareDecision({ ...record, path: '/orgs/a\\u0000' }).content).toContain('"path": "/orgs/a\\\\u0000"');
+  });
+
   it('includes dry_run only when it is true', () => {
     expect(prepareDecision(record).content).not.toContain('dry_run');
     expect(prepareDecision({ ...record, dryRun: true }).content).toContain('"dry_run": true');

@@ -57,7 +57,7 @@ export function prepareDecision(record: DecisionRecord): PreparedDecision {
   const id = record.id.toLowerCase();
   const time = record.time.toISOString();
   const text = writeRecord(record, id, time, false);
-  return { id, time, content: ESCAPED_UNSTORABLE.test(text) ? writeRecord(record, id, time, true) : text };
+  return { id, time, content: needsCleaning(text) ? writeRecord(record, id, time, true) : text };
 }
 
 /**
@@ -120,6 +120,16 @@ const SURROGATES = /[\ud800-\udfff]/;
 // to replace, and the common case skips a test per string.
 const ESCAPED_UNSTORABLE = /\\u(0000|d[89a-f])/i;
 
+/**
+ * Whether the text holds one of those escapes. JSON.stringify writes every `\u` escape in lower
+ * case, so a text without `\u` (most records) has none, and a substring search rules that out
+ * before the case-insensitive pattern runs over the whole text: ~1 µs of a record's ~10.5 in a
+ * micro-benchmark.
+ */
+function needsCleaning(text: string): boolean {
+  return text.includes('\\u') && ESCAPED_UNSTORABLE.test(text);
+}
+
 function storable(text: string): string {
   if (!text.includes('\u0000') && !SURROGATES.test(text)) return text;
   return (text as string & { toWellFormed(): string }).toWellFormed().replaceAll('\u0000', '\ufffd');
@@ -154,7 +164,7 @@ const frozenText = new WeakMap<object, string>();
  */
 export function canonicalJson(value: unknown): string {
   const text = write(value, false) ?? 'null';
-  return ESCAPED_UNSTORABLE.test(text) ? (write(value, true) ?? 'null') : text;
+  return needsCleaning(text) ? (write(value, true) ?? 'null') : text;
 }
 
 /** A finite number as PostgreSQL's numeric prints it: JavaScript's digits, never an exponent. */
