@@ -48,7 +48,6 @@ export interface CpuFigures {
   mainThreadUs: number | undefined;
   scavenges: number;
   scavengeUs: number;
-  otherGcPauses: number;
   otherGcUs: number;
   longestGcPauseMs: number;
 }
@@ -137,7 +136,6 @@ process.on('message', (message: Message) => {
           mainThreadUs: mainNow === undefined || cpuAtStart!.mainThreadUs === undefined ? undefined : mainNow - cpuAtStart!.mainThreadUs,
           scavenges: scavenges.length,
           scavengeUs: sumUs(scavenges),
-          otherGcPauses: others.length,
           otherGcUs: sumUs(others),
           longestGcPauseMs: Math.max(0, ...scavenges, ...others),
         };

@@ -50,12 +50,18 @@ export function formMethodOverrideGuard(method: string, headers: IncomingHttpHea
   return new FormMethodOverrideGuard(parser, declared);
 }
 
+/** What a body's names are called, by its kind, in messages. */
+const FIELD_WORD = { form: 'form field', JSON: 'JSON member' } as const;
+
+/** A name read across chunks: the slices of the earlier chunks it spans, then its end. */
+function spanning(parts: readonly Buffer[], last: Buffer): Buffer {
+  return parts.length === 0 ? last : Buffer.concat([...parts, last]);
+}
+
 /** Reads a body's field names as its bytes come; tells each name to `onName` as soon as it is whole. */
 interface FormNameParser {
-  /** What the body is, for messages: `form` or `JSON`. */
-  readonly kind: string;
-  /** What its names are called, for messages: `form field` or `JSON member`. */
-  readonly field: string;
+  /** What the body is, for messages. */
+  readonly kind: keyof typeof FIELD_WORD;
   write(chunk: Buffer, done: (error?: Error | null) => void): void;
   end(done: (error?: Error | null) => void): void;
   onName: (name: string) => void;
@@ -68,7 +74,6 @@ interface FormNameParser {
  */
 class UrlencodedNames implements FormNameParser {
   readonly kind = 'form';
-  readonly field = 'form field';
   onName: (name: string) => void = () => undefined;
   /** The name read so far, as slices of the chunks it spans. */
   private parts: Buffer[] = [];
@@ -97,7 +102,7 @@ class UrlencodedNames implements FormNameParser {
   }
 
   private flushName(last: Buffer): void {
-    const name = this.parts.length === 0 ? last : Buffer.concat([...this.parts, last]);
+    const name = spanning(this.parts, last);
     this.parts = [];
     if (name.length > 0) this.onName(name.toString('latin1').replaceAll('+', ' '));
   }
@@ -122,7 +127,6 @@ function multipartNames(contentType: string): FormNameParser {
   let failure: Error | undefined;
   const names: FormNameParser = {
     kind: 'form',
-    field: 'form field',
     onName: () => undefined,
     write: (chunk, done) => parser.write(chunk, (error) => done(error ?? failure)),
     end: (done) => {
@@ -153,7 +157,9 @@ export class FormMethodOverrideGuard extends Transform {
     super();
     parser.onName = (name) => {
       if (!this.refusal && isMethodOverrideName(name)) {
-        this.refusal = new InputError(`the ${parser.field} "_method" is refused: the gateway judges and forwards the method as sent`);
+        this.refusal = new InputError(
+          `the ${FIELD_WORD[parser.kind]} "_method" is refused: the gateway judges and forwards the method as sent`,
+        );
       }
     };
   }
@@ -195,7 +201,6 @@ function unreadable(error: Error): InputError {
  */
 class JsonMemberNames implements FormNameParser {
   readonly kind = 'JSON';
-  readonly field = 'JSON member';
   onName: (name: string) => void = () => undefined;
   /** The open objects and arrays, innermost last. */
   private readonly open: number[] = [];
@@ -252,7 +257,7 @@ class JsonMemberNames implements FormNameParser {
   }
 
   private flushName(last: Buffer): void {
-    const raw = (this.parts.length === 0 ? last : Buffer.concat([...this.parts, last])).toString('utf8');
+    const raw = spanning(this.parts, last).toString('utf8');
     this.parts = [];
     this.inName = false;
     let name: string;
