@@ -66,6 +66,10 @@ async function traffic(
   return { ids, statuses };
 }
 
+/** The decisions table out of reach (renamed) while the connections stay up, and back. */
+const decisionsAway = (h: Harness) => h.database.db.raw('alter table decisions rename to decisions_away');
+const decisionsBack = (h: Harness) => h.database.db.raw('alter table decisions_away rename to decisions');
+
 const spooledIds = async (file: string) =>
   (await readFile(file, 'utf8'))
     .split('\n')
@@ -233,12 +237,12 @@ describe('audit.mode: strict', () => {
 
   it('refuses with 503 and forwards nothing when the record can be neither written nor spooled', async () => {
     const received = h.upstreams.organizations.received.length;
-    await h.database.db.raw('alter table decisions rename to decisions_away');
+    await decisionsAway(h);
     let res: Response;
     try {
       res = await h.request('/orgs/acme', { token: alice });
     } finally {
-      await h.database.db.raw('alter table decisions_away rename to decisions');
+      await decisionsBack(h);
     }
     expect(res.status).toBe(503);
     expect(((await res.json()) as { detail: string }).detail).toMatch(/could not be recorded durably \(audit.mode: strict\)/);
@@ -256,8 +260,6 @@ describe('audit.mode: strict', () => {
 
 describe('audit.spool: none (a state folder that does not outlive the instance)', () => {
   let alice: string;
-  const decisionsAway = (h: Harness) => h.database.db.raw('alter table decisions rename to decisions_away');
-  const decisionsBack = (h: Harness) => h.database.db.raw('alter table decisions_away rename to decisions');
   const spoolFolderExists = (h: Harness) =>
     access(path.join(h.stateDir, 'spool')).then(
       () => true,

@@ -154,9 +154,11 @@ function containerEnv(spec: Container): Record<string, string | undefined> {
   }
   return env;
 }
-/** What the downward API gives: a pod's name as a Deployment makes it (its name, the ReplicaSet's hash, five characters). */
+/** A pod's name as a Deployment makes it: its name, the ReplicaSet's hash, five characters. */
+const podName = (workload: Workload) => `${workload.metadata.name}-7c9f6d5b8d-x2k7q`;
+/** What the downward API gives: the gateway pod's name. */
 const podField = (variable: EnvVar) =>
-  variable.valueFrom?.fieldRef?.fieldPath === 'metadata.name' ? `${gatewayDeployment.metadata.name}-7c9f6d5b8d-x2k7q` : undefined;
+  variable.valueFrom?.fieldRef?.fieldPath === 'metadata.name' ? podName(gatewayDeployment) : undefined;
 const secretPlaceholder = (name: string) =>
   name === 'DATABASE_URL' ? 'postgres://portcullis:secret@db.internal:5432/portcullis' : `secret-${name.toLowerCase()}-0123456789`;
 
@@ -201,7 +203,7 @@ describe('deploy/kubernetes', () => {
     const gateway = await loadWith(containerEnv(container(gatewayDeployment)));
     expect(gateway.audit.spool).toBe('none');
     // Each pod's chain is named after the pod (the loader has checked the name is a chain's).
-    expect(gateway.audit.instance_id).toBe(`${gatewayDeployment.metadata.name}-7c9f6d5b8d-x2k7q`);
+    expect(gateway.audit.instance_id).toBe(podName(gatewayDeployment));
   });
 
   it('takes the database URL and the admin token from Secrets, never from a literal', () => {
