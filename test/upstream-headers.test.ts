@@ -209,6 +209,14 @@ describe('method overrides in a form or JSON body', () => {
     ['a chunked urlencoded form', FORM, 'name=api&%5Fmethod=DELETE', true, 'form field'],
     ['a POST body without a Content-Type', {}, '_method=DELETE', false, 'form field'],
     ['a multipart form', MULTIPART, `${field('name', 'api')}${field('_method', 'DELETE')}--xyz--\r\n`, false, 'form field'],
+    // PHP and Rack read a part's name whatever its disposition; busboy skips such a part.
+    [
+      'a multipart part with an attachment disposition',
+      MULTIPART,
+      `${field('name', 'api')}--xyz\r\nContent-Disposition: attachment; name="_method"\r\n\r\nDELETE\r\n--xyz--\r\n`,
+      true,
+      'form field',
+    ],
     // Laravel reads a JSON body's top-level members as its input, _method included.
     ['JSON', JSON_TYPE, '{"name":"api","_method":"DELETE"}', false, 'JSON member'],
     ['chunked JSON', JSON_TYPE, '{"name":"api","_method":"DELETE"}', true, 'JSON member'],

@@ -238,6 +238,62 @@ describe('multipart forms', () => {
     }
   });
 
+  // busboy reads only form-data parts framed by CRLF and one boundary; PHP (Laravel, Symfony)
+  // and Rack read a part's name more leniently, so these would reach them as a `_method` field.
+  it.each([
+    [
+      'a disposition other than form-data (PHP, Rack)',
+      `--${BOUNDARY}\r\nContent-Disposition: attachment; name="_method"\r\n\r\nDELETE\r\n`,
+    ],
+    ['a disposition with no type at all', `--${BOUNDARY}\r\nContent-Disposition: ;name=_method\r\n\r\nDELETE\r\n`],
+    ['a part named by its Content-ID (Rack)', `--${BOUNDARY}\r\nContent-ID: _method\r\n\r\nDELETE\r\n`],
+    ['a folded Content-Disposition', `--${BOUNDARY}\r\nContent-Disposition: attachment;\r\n name="_method"\r\n\r\nDELETE\r\n`],
+    ['lines ended by LF alone (PHP)', `--${BOUNDARY}\nContent-Disposition: form-data; name="_method"\n\nDELETE\n`],
+    ['a single-quoted name (PHP)', `--${BOUNDARY}\r\nContent-Disposition: inline; name='_method'\r\n\r\nDELETE\r\n`],
+    ["RFC 8187's name*", `--${BOUNDARY}\r\nContent-Disposition: attachment; name*=UTF-8''%5Fmethod\r\n\r\nDELETE\r\n`],
+  ])('refuses a _method part with %s before its value reaches the upstream', async (_name, first) => {
+    const body = `${first}--${BOUNDARY}\r\nContent-Disposition: form-data; name="after"\r\n\r\ny\r\n--${BOUNDARY}--\r\n`;
+    for (let chunkSize = 1; chunkSize <= body.length; chunkSize += chunkSize < 16 ? 1 : 23) {
+      const { passed, refusal } = await through(body, { 'content-type': MULTIPART }, { chunkSize });
+      expect(refusal).toMatchObject({ status: 400, message: expect.stringMatching(/_method/) });
+      expect(passed.length).toBeLessThan(body.indexOf('DELETE') + 'DELETE'.length);
+    }
+  });
+
+  it.each([
+    ['PHP: the first "boundary" anywhere in the type', 'multipart/form-data; xboundary=evil; boundary=b0undary'],
+    ['Rack: the last boundary parameter', 'multipart/form-data; boundary=b0undary; boundary=evil'],
+    ['the first of two boundary parameters', 'multipart/form-data; boundary=evil; boundary=b0undary'],
+  ])('refuses a _method part framed by a boundary another parser reads (%s)', async (_name, contentType) => {
+    const hidden = '--evil\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--evil--\r\n';
+    const body = hidden + multipart(part('title', 'x'));
+    expect((await through(body, { 'content-type': contentType })).refusal).toMatchObject({ status: 400 });
+  });
+
+  it('refuses a part whose name is on a header line without a colon (PHP appends it to the line before), as busboy cannot read it', async () => {
+    const body = multipart(`--${BOUNDARY}\r\nContent-Disposition: attachment;\r\nname="_method"\r\n\r\nDELETE\r\n`);
+    for (const chunkSize of [1, 9, body.length]) {
+      const { passed, refusal } = await through(body, { 'content-type': MULTIPART }, { chunkSize });
+      expect(refusal).toMatchObject({ status: 400 });
+      expect(passed.length).toBeLessThan(body.indexOf('DELETE') + 'DELETE'.length);
+    }
+  });
+
+  it('passes an upload whose content has lines like part headers but no boundary, byte for byte', async () => {
+    const content = '--b0undar\r\nContent-ID: _method\r\n\r\n-- b0undary\nContent-Disposition: attachment; name="_method"\n\nx';
+    const body = multipart(part('title', 'notes'), part('notes', content, '; filename="notes.txt"'));
+    for (const chunkSize of [1, 7, 64, body.length]) {
+      expect(await through(body, { 'content-type': MULTIPART }, { chunkSize })).toEqual({ passed: body, refusal: undefined });
+    }
+  });
+
+  it('refuses part headers over 16 KiB as unreadable, before they all reach the upstream', async () => {
+    const body = `--${BOUNDARY}\nX-Padding: ${'a'.repeat(17 * 1024)}\n\nx\n--${BOUNDARY}--\n`;
+    const { passed, refusal } = await through(body, { 'content-type': MULTIPART }, { chunkSize: 1024 });
+    expect(refusal).toMatchObject({ status: 400, message: expect.stringMatching(/form body cannot be read .*16384 bytes/) });
+    expect(passed.length).toBeLessThan(17 * 1024);
+  });
+
   it('refuses a form cut short: what the upstream would get cannot be checked', async () => {
     const body = `--${BOUNDARY}\r\nContent-Disposition: form-data; name="name"\r\n\r\nx`;
     const { refusal } = await through(body, { 'content-type': MULTIPART });

@@ -14,6 +14,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import busboy, { type Busboy } from 'busboy';
 import { InputError } from '../base/errors';
 import { isMethodOverrideName } from './inspect-request';
+import { MultipartPartHeaders, multipartBoundaries } from './multipart-part-headers';
 
 /**
  * The body's guard, or undefined when the request carries no body an upstream would read for
@@ -110,7 +111,10 @@ class UrlencodedNames implements FormNameParser {
 
 const [AMPERSAND, SEMICOLON, EQUALS] = [0x26, 0x3b, 0x3d];
 
-/** Field and file names of a multipart body (busboy); a malformed body is an error. */
+/**
+ * Field and file names of a multipart body (busboy), and every name a more lenient parser could
+ * take from its part headers (MultipartPartHeaders); a malformed body is an error.
+ */
 function multipartNames(contentType: string): FormNameParser {
   // Rack reads the parts of multipart/mixed or /related too; busboy parses them as form-data.
   const params = contentType.indexOf(';') === -1 ? '' : contentType.slice(contentType.indexOf(';'));
@@ -124,17 +128,27 @@ function multipartNames(contentType: string): FormNameParser {
   } catch (error) {
     throw unreadable(error as Error);
   }
+  const headers = new MultipartPartHeaders(multipartBoundaries(contentType));
   let failure: Error | undefined;
   const names: FormNameParser = {
     kind: 'form',
     onName: () => undefined,
-    write: (chunk, done) => parser.write(chunk, (error) => done(error ?? failure)),
+    write: (chunk, done) => {
+      try {
+        headers.write(chunk);
+      } catch (error) {
+        failure ??= error as Error;
+      }
+      parser.write(chunk, (error) => done(error ?? failure));
+    },
     end: (done) => {
+      headers.end();
       parser.end();
       // The last part is told by the parser's final step, before it finishes (or fails).
       finished(parser, (error) => done(error ?? failure));
     },
   };
+  headers.onName = (name) => names.onName(name);
   parser.on('field', (name: string) => names.onName(name));
   parser.on('file', (name: string, file: NodeJS.ReadableStream) => {
     file.resume();
