@@ -117,18 +117,21 @@ export class Portcullis {
         // The steps after this one (closing pools, stopping an embedded PostgreSQL) keep time of their own.
         const flushMs = deadline - Date.now() - Math.min(2_000, config.server.shutdown_grace_ms / 4);
         if (await withDeadline(audit.close(), flushMs)) return;
-        const lost = await recorder.spoolUnwritten();
-        if (config.audit.spool === 'none') {
+        const { spooled, lost } = await recorder.spoolUnwritten();
+        if (lost > 0) {
+          const why = config.audit.spool === 'none' ? 'there is no spool (audit.spool: none)' : 'the spool could not take them';
           logger.error(
             { lost },
-            'decision records PostgreSQL had not taken by the shutdown deadline are lost (a write still in flight may yet store some): there is no spool (audit.spool: none)',
+            `decision records PostgreSQL had not taken by the shutdown deadline are lost (a write still in flight may yet store some): ${why}`,
           );
-          return;
+        } else if (spooled > 0) {
+          logger.error(
+            { spooled },
+            'decision records PostgreSQL had not taken by the shutdown deadline were spooled; the next start writes them',
+          );
+        } else {
+          logger.warn('the decision recorder had not closed by the shutdown deadline; it held no record');
         }
-        logger.error(
-          { backlog: recorder.backlog },
-          'decision records PostgreSQL had not taken by the shutdown deadline were spooled; the next start writes them',
-        );
       });
 
       const metrics = new GatewayMetrics({

@@ -254,7 +254,7 @@ describe('BatchingDecisionRecorder', () => {
     const closing = recorder.close();
     await waitFor(() => store.failed >= 2, { what: 'the writes to fail' });
 
-    expect(await recorder.spoolUnwritten()).toBe(3);
+    expect(await recorder.spoolUnwritten()).toEqual({ spooled: 0, lost: 3 });
 
     await closing;
     await recorder.close();
@@ -432,12 +432,28 @@ describe('BatchingDecisionRecorder with a spool', () => {
     const { recorder } = recorderWith(hanging, { spool, delayMs: 1 });
     for (let n = 0; n < 3; n++) recorder.record(decision(n));
     const closing = recorder.close();
-    await recorder.spoolUnwritten();
+    expect(await recorder.spoolUnwritten()).toEqual({ spooled: 3, lost: 0 });
     expect(await spooledRequestIds()).toEqual(requestIds(0, 3));
     expect(recorder.memoryBacklog).toBe(0);
     expect(() => recorder.record(decision(3))).not.toThrow();
     await waitFor(async () => (await spooledRequestIds()).length === 4, { what: 'the late record in the spool' });
     // The write that hung may still finish: the store then skips on replay what it already has.
+    release();
+    await closing;
+  });
+
+  it('spoolUnwritten() counts as lost what the spool would not take, and reports it', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const store = new FakeStore();
+    const hanging: DecisionStore = { append: async (records) => (await released, store.append(records)) };
+    const { recorder, errors } = recorderWith(hanging, { spool, delayMs: 1 });
+    for (let n = 0; n < 3; n++) recorder.record(decision(n));
+    const closing = recorder.close();
+    await spool.close();
+    expect(await recorder.spoolUnwritten()).toEqual({ spooled: 0, lost: 3 });
+    expect(errors.map((error) => error.message)).toContain('3 decision records were neither written nor spooled before shutdown');
+    expect(recorder.memoryBacklog).toBe(0);
     release();
     await closing;
   });

@@ -154,9 +154,10 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
    * A shutdown out of time: closes, copies every record still in memory to the spool and stops
    * the writer, without waiting for the write in flight (which may yet store some of them: a
    * record both stored and spooled is skipped on replay). Without a spool the records are given
-   * up (reported), so that no retry outlives the shutdown. Returns how many were lost.
+   * up (reported), so that no retry outlives the shutdown. Returns how many were spooled and
+   * how many lost (all of them when there is no spool or its append failed).
    */
-  async spoolUnwritten(): Promise<number> {
+  async spoolUnwritten(): Promise<{ spooled: number; lost: number }> {
     this.closed = true;
     const entries = this.queue;
     this.queue = [];
@@ -170,7 +171,7 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
     let lost = 0;
     try {
       if (!this.spool) throw new Error('there is no spool (audit.spool: none)');
-      await this.spool.append(entries.map((entry) => (entry.prepared ??= this.prepare(entry.record))));
+      if (entries.length > 0) await this.spool.append(entries.map((entry) => (entry.prepared ??= this.prepare(entry.record))));
       for (const entry of entries) entry.durable?.resolve();
     } catch (error) {
       lost = entries.length;
@@ -178,7 +179,7 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
       for (const entry of entries) entry.durable?.reject(new Error('the decision record could not be made durable', { cause: error }));
     }
     for (const waiter of this.waiters.splice(0)) waiter.resolve();
-    return lost;
+    return { spooled: entries.length - lost, lost };
   }
 
   /** A record after close(): appended to the spool for the next start to write; rejects without one. */
