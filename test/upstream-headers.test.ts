@@ -3,6 +3,7 @@
 // own (a trusted proxy's chain is extended), and method overrides or look-alike framing
 // headers are refused before anything is judged or forwarded.
 import http from 'node:http';
+import zlib from 'node:zlib';
 import { expect } from '@jest/globals';
 import { seedDirectory } from './support/directory-fixtures';
 import { startEchoUpstream, type EchoedRequest, type EchoUpstream } from './support/echo-upstream';
@@ -165,7 +166,7 @@ describe('method overrides in the query string', () => {
 function post(
   path: string,
   headers: Record<string, string>,
-  body: string,
+  body: string | Buffer,
   chunked = false,
 ): Promise<Answer & { connection: string | undefined }> {
   const { port } = new URL(h.gateway.gatewayUrl);
@@ -252,10 +253,27 @@ describe('method overrides in a form or JSON body', () => {
     expect(echoed.body).toBe(body);
   });
 
-  it('answers 415 to a compressed form, which it could not check', async () => {
-    const answer = await post('/orgs/acme/projects', { ...FORM, 'content-encoding': 'gzip' }, 'not really gzip');
-    expect(answer.status).toBe(415);
-    expect(JSON.parse(answer.body)).toMatchObject({ status: 415, detail: expect.stringMatching(/Content-Encoding "gzip"/) });
+  it('decodes a compressed form to check it: 400 with a _method field, forwarded as it came without', async () => {
+    const before = forwardedCount();
+    const refused = await post('/orgs/acme/projects', { ...FORM, 'content-encoding': 'gzip' }, zlib.gzipSync('name=api&_method=DELETE'));
+    expect(refused.status).toBe(400);
+    expect(JSON.parse(refused.body)).toMatchObject({ status: 400, detail: expect.stringMatching(/form field "_method" is refused/) });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(forwardedCount()).toBe(before);
+
+    const body = zlib.brotliCompressSync('{"name":"api","note":"_method"}');
+    const echoed = seen(await post('/orgs/acme/projects', { ...JSON_TYPE, 'content-encoding': 'br' }, body));
+    expect(echoed.headers['content-encoding']).toBe('br');
+    expect(echoed.body).toBe(body.toString('utf8'));
+  });
+
+  it('answers 415 to a body in a coding it cannot decode, and 400 to one that does not decode', async () => {
+    const unknown = await post('/orgs/acme/projects', { ...FORM, 'content-encoding': 'compress' }, 'not really compressed');
+    expect(unknown.status).toBe(415);
+    expect(JSON.parse(unknown.body)).toMatchObject({ status: 415, detail: expect.stringMatching(/Content-Encoding "compress"/) });
+    const corrupt = await post('/orgs/acme/projects', { ...FORM, 'content-encoding': 'gzip' }, 'not really gzip');
+    expect(corrupt.status).toBe(400);
+    expect(JSON.parse(corrupt.body)).toMatchObject({ status: 400, detail: expect.stringMatching(/cannot be decoded/) });
   });
 
   it('answers 400 to a request with two Content-Type headers and forwards nothing', async () => {

@@ -1,6 +1,7 @@
 import { expect } from '@jest/globals';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
 import type { IncomingHttpHeaders } from 'node:http';
 import { InputError } from '../base/errors';
 import { formMethodOverrideGuard } from './form-method-override';
@@ -21,25 +22,37 @@ async function through(
   headers: IncomingHttpHeaders,
   options: { method?: string; chunkSize?: number } = {},
 ): Promise<Outcome> {
-  const bytes = Buffer.from(body);
-  const guard = formMethodOverrideGuard(options.method ?? 'POST', { 'content-length': String(bytes.length), ...headers });
+  const { passed, refusal } = await throughBytes(Buffer.from(body), headers, options);
+  return { passed: passed.toString(), refusal };
+}
+
+async function throughBytes(
+  bytes: Buffer,
+  headers: IncomingHttpHeaders,
+  options: { method?: string; chunkSize?: number; maxDecodedBytes?: number } = {},
+): Promise<{ passed: Buffer; refusal: InputError | undefined }> {
+  const guard = formMethodOverrideGuard(
+    options.method ?? 'POST',
+    { 'content-length': String(bytes.length), ...headers },
+    { maxDecodedBytes: options.maxDecodedBytes },
+  );
   if (!guard) throw new Error('expected a guard for this request');
   const size = options.chunkSize ?? bytes.length;
   const chunks: Buffer[] = [];
   for (let start = 0; start < bytes.length; start += size) chunks.push(bytes.subarray(start, start + size));
-  let passed = '';
+  const passed: Buffer[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
-      passed += chunk.toString();
+      passed.push(chunk);
       done();
     },
   });
   try {
     await pipeline(Readable.from(chunks), guard, sink);
-    return { passed, refusal: undefined };
+    return { passed: Buffer.concat(passed), refusal: undefined };
   } catch (error) {
     if (!(error instanceof InputError)) throw error;
-    return { passed, refusal: error };
+    return { passed: Buffer.concat(passed), refusal: error };
   }
 }
 
@@ -74,23 +87,87 @@ describe('which bodies are checked', () => {
     expect(formMethodOverrideGuard(method, headers)).toBeUndefined();
   });
 
-  it('refuses a compressed form with 415: it could not be checked', () => {
-    expect(() => formMethodOverrideGuard('POST', { 'content-type': FORM, 'content-length': '9', 'content-encoding': 'gzip' })).toThrow(
-      expect.objectContaining({ status: 415, message: expect.stringMatching(/Content-Encoding "gzip"/) }),
+  it.each(['compress', 'zstd', 'gzip, compress'])('refuses a body in a coding it cannot decode (%s) with 415', (coding) => {
+    expect(() => formMethodOverrideGuard('POST', { 'content-type': FORM, 'content-length': '9', 'content-encoding': coding })).toThrow(
+      expect.objectContaining({ status: 415, message: expect.stringMatching(/^a form body with Content-Encoding "(compress|zstd)"/) }),
     );
-    expect(formMethodOverrideGuard('POST', { 'content-type': FORM, 'content-length': '9', 'content-encoding': 'identity' })).toBeDefined();
-  });
-
-  it('refuses compressed JSON with 415 too', () => {
     expect(() =>
-      formMethodOverrideGuard('POST', { 'content-type': 'application/json', 'content-length': '9', 'content-encoding': 'br' }),
-    ).toThrow(expect.objectContaining({ status: 415, message: expect.stringMatching(/^a JSON body with Content-Encoding "br"/) }));
+      formMethodOverrideGuard('POST', { 'content-type': 'application/json', 'content-length': '9', 'content-encoding': coding }),
+    ).toThrow(expect.objectContaining({ status: 415, message: expect.stringMatching(/^a JSON body/) }));
   });
 
   it('refuses a multipart body without a boundary with 400', () => {
     expect(() => formMethodOverrideGuard('POST', { 'content-type': 'multipart/form-data', 'content-length': '9' })).toThrow(
       expect.objectContaining({ status: 400 }),
     );
+  });
+});
+
+describe('compressed bodies', () => {
+  const JSON_TYPE = { 'content-type': 'application/json' };
+  const encoders: Record<string, (bytes: Buffer) => Buffer> = {
+    gzip: (bytes) => zlib.gzipSync(bytes),
+    'x-gzip': (bytes) => zlib.gzipSync(bytes),
+    deflate: (bytes) => zlib.deflateSync(bytes),
+    br: (bytes) => zlib.brotliCompressSync(bytes),
+  };
+  /** `body` compressed with each of `codings`, in order (the Content-Encoding lists them so). */
+  const encoded = (body: string, codings: string[]) =>
+    codings.reduce<Buffer>((bytes, coding) => encoders[coding]!(bytes), Buffer.from(body));
+
+  it.each([['gzip'], ['x-gzip'], ['deflate'], ['br'], ['gzip', 'br'], ['deflate', 'gzip']])(
+    'decodes %s to refuse a _method field, and lets nothing through',
+    async (...codings: string[]) => {
+      const headers = { 'content-encoding': codings.join(', ') };
+      for (const [type, body] of [
+        [FORM, 'name=x&_method=DELETE'],
+        [FORM, 'name=x&_method'], // told only when the form ends
+        [JSON_TYPE['content-type'], '{"name":"x","_method":"DELETE"}'],
+        [MULTIPART, multipart(part('name', 'x'), part('_method', 'DELETE'))],
+      ] as const) {
+        const bytes = encoded(body, codings);
+        for (const chunkSize of [1, 7, bytes.length]) {
+          const { passed, refusal } = await throughBytes(bytes, { ...headers, 'content-type': type }, { chunkSize });
+          expect(refusal).toMatchObject({ status: 400, message: expect.stringMatching(/"_method" is refused/) });
+          expect(passed.length).toBe(0);
+        }
+      }
+    },
+  );
+
+  it('forwards a compressed body without one as it came, byte for byte', async () => {
+    const body = JSON.stringify({ name: 'x', note: '_method', nested: { _method: 'DELETE' }, padding: 'a'.repeat(100_000) });
+    const bytes = encoded(body, ['gzip']);
+    for (const chunkSize of [1_000, bytes.length]) {
+      const { passed, refusal } = await throughBytes(bytes, { ...JSON_TYPE, 'content-encoding': 'GZIP' }, { chunkSize });
+      expect(refusal).toBeUndefined();
+      expect(passed.equals(bytes)).toBe(true);
+    }
+  });
+
+  it('reads deflate without the zlib wrapper (raw deflate) too', async () => {
+    const bytes = zlib.deflateRawSync(Buffer.from('_method=DELETE'));
+    const { refusal } = await throughBytes(bytes, { 'content-type': FORM, 'content-encoding': 'deflate' });
+    expect(refusal).toMatchObject({ status: 400, message: expect.stringMatching(/"_method" is refused/) });
+  });
+
+  it('refuses a body that does not decode with 400, and one that decodes past the limit with 413, forwarding none of it', async () => {
+    const corrupt = await throughBytes(Buffer.from('not gzip at all'), { 'content-type': FORM, 'content-encoding': 'gzip' });
+    expect(corrupt.refusal).toMatchObject({ status: 400, message: expect.stringMatching(/cannot be decoded as Content-Encoding "gzip"/) });
+    expect(corrupt.passed.length).toBe(0);
+
+    const bomb = zlib.gzipSync(Buffer.alloc(5_000_000, 'a'));
+    const big = await throughBytes(bomb, { 'content-type': FORM, 'content-encoding': 'gzip' }, { maxDecodedBytes: 1_000_000 });
+    expect(big.refusal).toMatchObject({ status: 413, message: expect.stringMatching(/decodes to more than 1000000 bytes/) });
+    expect(big.passed.length).toBe(0);
+    const withinLimit = await throughBytes(bomb, { 'content-type': FORM, 'content-encoding': 'gzip' }, { maxDecodedBytes: 5_000_000 });
+    expect(withinLimit.refusal).toBeUndefined();
+  });
+
+  it('refuses a compressed multipart body that cannot be read as a form with 400', async () => {
+    const bytes = encoded(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="a"\r\n\r\nx`, ['gzip']);
+    const { refusal } = await throughBytes(bytes, { 'content-type': MULTIPART, 'content-encoding': 'gzip' });
+    expect(refusal).toMatchObject({ status: 400, message: expect.stringMatching(/form body cannot be read/) });
   });
 });
 

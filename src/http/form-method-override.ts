@@ -8,8 +8,10 @@
 // multer and @fastify/busboy use) or the JSON object's top-level member names as it streams,
 // and lets a chunk through only once it has read it: a body with a `_method` field fails
 // before the bytes that complete the field reach the upstream, and an upstream never acts on
-// a body it did not receive in full.
-import { finished, Transform, type TransformCallback } from 'node:stream';
+// a body it did not receive in full. A compressed body is held whole and decoded to be read.
+import { finished, Readable, Transform, Writable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
 import type { IncomingHttpHeaders } from 'node:http';
 import busboy, { type Busboy } from 'busboy';
 import { InputError } from '../base/errors';
@@ -20,10 +22,16 @@ import { MultipartPartHeaders, multipartBoundaries } from './multipart-part-head
  * The body's guard, or undefined when the request carries no body an upstream would read for
  * `_method`: a body typed `application/x-www-form-urlencoded` or `multipart/*`, or JSON (a
  * media type with `/json` or `+json` in it, as Laravel tells JSON), any method; or a POST body
- * with no Content-Type at all (Rack reads that as a form). Throws InputError for a body it
- * could not check: compressed (415), or a multipart type without a boundary (400).
+ * with no Content-Type at all (Rack reads that as a form). A compressed body (gzip, deflate,
+ * br, in layers) is held whole and decoded to be checked, then forwarded as it came. Throws
+ * InputError for a body it could not check: another coding (415), or a multipart type
+ * without a boundary (400).
  */
-export function formMethodOverrideGuard(method: string, headers: IncomingHttpHeaders): FormMethodOverrideGuard | undefined {
+export function formMethodOverrideGuard(
+  method: string,
+  headers: IncomingHttpHeaders,
+  options: FormGuardOptions = {},
+): FormMethodOverrideGuard | undefined {
   const declared = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
   if (declared === 0 || (declared === undefined && headers['transfer-encoding'] === undefined)) return undefined;
   const contentType = headers['content-type'];
@@ -41,15 +49,45 @@ export function formMethodOverrideGuard(method: string, headers: IncomingHttpHea
   } else {
     return undefined;
   }
-  const encoding = headers['content-encoding']?.trim().toLowerCase();
-  if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
+  const codings = contentCodings(headers['content-encoding']);
+  if (codings.length === 0) return new FormMethodOverrideGuard(parser, declared);
+  const unknown = codings.find((coding) => !(coding in DECODERS));
+  if (unknown !== undefined) {
     throw new InputError(
-      `a ${parser.kind} body with Content-Encoding "${encoding}" is refused: the gateway could not check it for a "_method" field`,
+      `a ${parser.kind} body with Content-Encoding "${unknown}" is refused: the gateway cannot decode it to check it for a "_method" field`,
       415,
     );
   }
-  return new FormMethodOverrideGuard(parser, declared);
+  return new DecodingFormGuard(parser, codings, options.maxDecodedBytes ?? MAX_DECODED_BYTES);
 }
+
+/** How many bytes a compressed body may decode to before it is refused (413): a zip bomb is not read to its end. */
+export const MAX_DECODED_BYTES = 64 * 1024 * 1024;
+
+export interface FormGuardOptions {
+  /** Default MAX_DECODED_BYTES. */
+  maxDecodedBytes?: number;
+}
+
+/** The codings a body was compressed with, in the order they were applied (`identity` dropped). */
+function contentCodings(header: string | undefined): string[] {
+  if (header === undefined) return [];
+  return header
+    .split(',')
+    .map((coding) => coding.trim().toLowerCase())
+    .filter((coding) => coding !== '' && coding !== 'identity');
+}
+
+/**
+ * The codings the gateway decodes to check a body (RFC 9110 §8.4.1). `deflate` is the zlib
+ * format, and raw deflate too, which some clients send and some servers accept.
+ */
+const DECODERS: Record<string, (raw: boolean) => Transform> = {
+  gzip: () => zlib.createGunzip(),
+  'x-gzip': () => zlib.createGunzip(),
+  deflate: (raw) => (raw ? zlib.createInflateRaw() : zlib.createInflate()),
+  br: () => zlib.createBrotliDecompress(),
+};
 
 /** What a body's names are called, by its kind, in messages. */
 const FIELD_WORD = { form: 'form field', JSON: 'JSON member' } as const;
@@ -161,10 +199,10 @@ function multipartNames(contentType: string): FormNameParser {
 /** Passes a form body through unchanged, chunk by chunk once each is parsed; fails at a `_method` field or an unreadable form. */
 export class FormMethodOverrideGuard extends Transform {
   private received = 0;
-  private refusal: InputError | undefined;
+  protected refusal: InputError | undefined;
 
   constructor(
-    private readonly parser: FormNameParser,
+    protected readonly parser: FormNameParser,
     /** The Content-Length: the chunk that completes it is parsed to the form's end before it passes. */
     private readonly declared: number | undefined,
   ) {
@@ -202,6 +240,68 @@ export class FormMethodOverrideGuard extends Transform {
   private fail(error: Error | null | undefined): void {
     if (error) this.refusal ??= unreadable(error);
   }
+}
+
+/**
+ * A compressed body: held whole (the body limit bounds it), decoded and read when it ends, and
+ * let through as it came only then. Decoding in slices as it streams would have to tell which
+ * compressed bytes complete a field; the upstream gets the body a few milliseconds later instead.
+ */
+class DecodingFormGuard extends FormMethodOverrideGuard {
+  private readonly held: Buffer[] = [];
+
+  constructor(
+    parser: FormNameParser,
+    private readonly codings: readonly string[],
+    private readonly maxDecodedBytes: number,
+  ) {
+    super(parser, undefined);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.held.push(chunk);
+    done();
+  }
+
+  override _flush(done: TransformCallback): void {
+    this.decodeInto(false)
+      // `deflate` that is not in the zlib format (it failed before a byte came out): read it as
+      // raw deflate, as lenient servers do.
+      .catch((error: Error) => (this.decoded === 0 && this.codings.includes('deflate') ? this.decodeInto(true) : Promise.reject(error)))
+      .then(() => new Promise<void>((resolve, reject) => this.parser.end((error) => (error ? reject(unreadable(error)) : resolve()))))
+      .then(
+        () => {
+          if (this.refusal) return done(this.refusal);
+          for (const chunk of this.held) this.push(chunk);
+          done();
+        },
+        (error: Error) => done(this.refusal ?? (error instanceof InputError ? error : undecodable(this.codings, error))),
+      );
+  }
+
+  /** Bytes the current decoding has given the parser. */
+  private decoded = 0;
+
+  /** Decodes the held body (the last coding applied undone first) into the parser; stops at a refusal. */
+  private async decodeInto(rawDeflate: boolean): Promise<void> {
+    this.decoded = 0;
+    const into = new Writable({
+      write: (chunk: Buffer, _encoding, next: (error?: Error) => void) => {
+        this.decoded += chunk.length;
+        if (this.decoded > this.maxDecodedBytes) {
+          next(new InputError(`the compressed body decodes to more than ${this.maxDecodedBytes} bytes; it is refused unread`, 413));
+          return;
+        }
+        this.parser.write(chunk, (error) => next(error ? unreadable(error) : this.refusal));
+      },
+    });
+    const decoders = [...this.codings].reverse().map((coding) => DECODERS[coding]!(rawDeflate));
+    await pipeline([Readable.from(this.held), ...decoders, into]);
+  }
+}
+
+function undecodable(codings: readonly string[], error: Error): InputError {
+  return new InputError(`the body cannot be decoded as Content-Encoding "${codings.join(', ')}" (${error.message})`, 400, { cause: error });
 }
 
 function unreadable(error: Error): InputError {
