@@ -356,6 +356,15 @@ describe('multipart forms', () => {
     }
   });
 
+  it('refuses a Content-Type naming many boundaries with 400 rather than search the body for each', () => {
+    const contentType = `multipart/form-data; ${Array.from({ length: 7 }, (_, n) => `boundary=b${n}`).join('; ')}`;
+    expect(() => formMethodOverrideGuard('POST', { 'content-type': contentType, 'content-length': '9' })).toThrow(
+      expect.objectContaining({ status: 400, message: expect.stringMatching(/names 7 boundaries/) }),
+    );
+    const quoted = 'multipart/form-data; boundary="----=_Part_1_Boundary=x"';
+    expect(formMethodOverrideGuard('POST', { 'content-type': quoted, 'content-length': '9' })).toBeDefined();
+  });
+
   it('passes an upload whose content has lines like part headers but no boundary, byte for byte', async () => {
     const content = '--b0undar\r\nContent-ID: _method\r\n\r\n-- b0undary\nContent-Disposition: attachment; name="_method"\n\nx';
     const body = multipart(part('title', 'notes'), part('notes', content, '; filename="notes.txt"'));

@@ -149,6 +149,9 @@ class UrlencodedNames implements FormNameParser {
 
 const [AMPERSAND, SEMICOLON, EQUALS] = [0x26, 0x3b, 0x3d];
 
+/** A Content-Type gives one boundary, or up to three readings of one (quoted, padded): more is not a client's. */
+const MAX_BOUNDARIES = 6;
+
 /**
  * Field and file names of a multipart body (busboy), and every name a more lenient parser could
  * take from its part headers (MultipartPartHeaders); a malformed body is an error.
@@ -166,7 +169,10 @@ function multipartNames(contentType: string): FormNameParser {
   } catch (error) {
     throw unreadable(error as Error);
   }
-  const headers = new MultipartPartHeaders(multipartBoundaries(contentType));
+  const boundaries = multipartBoundaries(contentType);
+  // Each is searched for in every byte of the body: a type naming many is refused, not searched.
+  if (boundaries.length > MAX_BOUNDARIES) throw unreadable(new Error(`the Content-Type names ${boundaries.length} boundaries`));
+  const headers = new MultipartPartHeaders(boundaries);
   let failure: Error | undefined;
   const names: FormNameParser = {
     kind: 'form',
