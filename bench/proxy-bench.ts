@@ -173,23 +173,32 @@ async function main(): Promise<void> {
     // machine do to a loop without any authorization work.
     const pacedRate = Math.round(median(results.get('c')!.map((result) => result.rps)) / 2);
     const pacedDelays = { b: undefined as LoopDelay | undefined, c: undefined as LoopDelay | undefined };
-    const pacedLoads = { b: undefined as LoadResult | undefined, c: undefined as LoadResult | undefined };
     for (const id of ['b', 'c'] as const) {
       const target = targets.find((candidate) => candidate.id === id)!;
       await settle(env.db);
       await target.process!.measure('loopDelay', 'start');
-      const paced = (pacedLoads[id] = await drive(target.url!, requests, { connections, durationS, rate: pacedRate }));
+      const paced = await drive(target.url!, requests, { connections, durationS, rate: pacedRate });
       const delay = (pacedDelays[id] = await target.process!.measure<LoopDelay>('loopDelay', 'stop'));
       log(
         `(${id}) paced at ${pacedRate} req/s: ${Math.round(paced.rps)} req/s, p99 ${paced.p99.toFixed(2)} ms, loop delay p99 ${delay.p99.toFixed(2)} ms, max ${delay.max.toFixed(2)} ms`,
       );
+    }
+    // And one request at a time: the latency each adds with no queue in front of it (the paced
+    // runs above are not that: the load generator sends each second's requests in a burst).
+    const alone = { b: undefined as LoadResult | undefined, c: undefined as LoadResult | undefined };
+    for (const id of ['b', 'c'] as const) {
+      const target = targets.find((candidate) => candidate.id === id)!;
+      await settle(env.db);
+      const result = (alone[id] = await drive(target.url!, requests, { connections: 1, durationS }));
+      log(`(${id}) one connection: ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms`);
     }
     const pacedDelay = pacedDelays.c!;
     const lines = await report(
       targets,
       results,
       delays,
-      { rate: pacedRate, delay: pacedDelay, control: pacedDelays.b!, load: pacedLoads.c!, controlLoad: pacedLoads.b! },
+      { rate: pacedRate, delay: pacedDelay, control: pacedDelays.b! },
+      { c: alone.c!, b: alone.b! },
       { rounds, durationS, connections, callers },
       env,
     );
@@ -245,7 +254,8 @@ async function report(
   targets: Target[],
   results: Map<string, LoadResult[]>,
   delays: { b: readonly LoopDelay[]; c: readonly LoopDelay[] },
-  paced: { rate: number; delay: LoopDelay; control: LoopDelay; load: LoadResult; controlLoad: LoadResult },
+  paced: { rate: number; delay: LoopDelay; control: LoopDelay },
+  alone: { b: LoadResult; c: LoadResult },
   run: { rounds: number; durationS: number; connections: number; callers: number },
   env: { db: import('knex').Knex },
 ): Promise<string[]> {
@@ -326,10 +336,12 @@ async function report(
       `(d) ≥ 1.5× (e): ${(d.rps / e.rps).toFixed(2)}× ${verdict(d.rps >= 1.5 * e.rps)}; ` +
       `no event-loop stall over ${STALL_MS} ms in (c) at full load: longest ${(worstDelay - 1).toFixed(2)} ms beyond the 1 ms tick, ${stalls} over ${STALL_MS} ms ${verdict(stalls === 0)}; ` +
       `paced: longest ${(paced.delay.max - 1).toFixed(2)} ms, ${paced.delay.stalls} over ${STALL_MS} ms ${verdict(paced.delay.stalls === 0)} ` +
-      `((b) at that pace: longest ${(paced.control.max - 1).toFixed(2)} ms, ${paced.control.stalls} over ${STALL_MS} ms). ` +
-      `At that same pace, the latency Portcullis adds without saturation's queue: p50 (c) ${paced.load.p50.toFixed(2)} ms against (b) ` +
-      `${paced.controlLoad.p50.toFixed(2)} (${signed(paced.load.p50 - paced.controlLoad.p50)} ms), p99 ${paced.load.p99.toFixed(2)} against ` +
-      `${paced.controlLoad.p99.toFixed(2)} (${signed(paced.load.p99 - paced.controlLoad.p99)} ms).`,
+      `((b) at that pace: longest ${(paced.control.max - 1).toFixed(2)} ms, ${paced.control.stalls} over ${STALL_MS} ms).`,
+    '',
+    `One request at a time (one connection, ${run.durationS} s each), the latency each adds with no queue in front of it: ` +
+      `(c) p50 ${alone.c.p50.toFixed(2)} ms, p99 ${alone.c.p99.toFixed(2)} ms, ${Math.round(alone.c.rps)} req/s; ` +
+      `(b) p50 ${alone.b.p50.toFixed(2)} ms, p99 ${alone.b.p99.toFixed(2)} ms, ${Math.round(alone.b.rps)} req/s; ` +
+      `(c) − (b): p50 ${signed(alone.c.p50 - alone.b.p50)} ms, p99 ${signed(alone.c.p99 - alone.b.p99)} ms.`,
     '',
     // A bound a few % from the median is met or missed by the machine's drift over one run (up
     // to 40 % on this shared machine): each round's ratio compares targets run seconds apart.
