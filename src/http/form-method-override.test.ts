@@ -103,6 +103,33 @@ describe('which bodies are checked', () => {
   });
 });
 
+describe('what a body is taken for, as the frameworks that read _method take it', () => {
+  it.each([
+    ['a form type followed by a comma (PHP, Rack)', 'application/x-www-form-urlencoded, text/plain', '_method=DELETE'],
+    ['a form type followed by a space (PHP)', 'application/x-www-form-urlencoded text/plain', 'name=x&_method=DELETE'],
+    ['/json in a parameter (Laravel reads the whole header)', 'text/plain; charset="/json"', '{"_method":"DELETE"}'],
+    ['a form that says +json, read as a form', 'application/x-www-form-urlencoded; profile=x+json', '_method=DELETE'],
+    ['a form that says +json, read as JSON', 'application/x-www-form-urlencoded; profile=x+json', '{"name=":1,"_method":"DELETE"}'],
+  ])('refuses _method in %s', async (_name, contentType, body) => {
+    for (const chunkSize of [1, 4, body.length]) {
+      const { refusal } = await through(body, { 'content-type': contentType }, { chunkSize });
+      expect(refusal).toMatchObject({ status: 400, message: expect.stringMatching(/"_method" is refused/) });
+    }
+  });
+
+  it('passes a form that says +json and holds no _method either way, byte for byte', async () => {
+    const body = '{"name":"x","note":"_method"}&a=1';
+    expect(await through(body, { 'content-type': 'application/x-www-form-urlencoded; x=+json' })).toEqual({
+      passed: body,
+      refusal: undefined,
+    });
+  });
+
+  it('leaves a text/plain body alone', () => {
+    expect(formMethodOverrideGuard('POST', { 'content-type': 'text/plain; charset=utf-8', 'content-length': '14' })).toBeUndefined();
+  });
+});
+
 describe('compressed bodies', () => {
   const JSON_TYPE = { 'content-type': 'application/json' };
   const encoders: Record<string, (bytes: Buffer) => Buffer> = {

@@ -20,8 +20,9 @@ import { MultipartPartHeaders, multipartBoundaries } from './multipart-part-head
 
 /**
  * The body's guard, or undefined when the request carries no body an upstream would read for
- * `_method`: a body typed `application/x-www-form-urlencoded` or `multipart/*`, or JSON (a
- * media type with `/json` or `+json` in it, as Laravel tells JSON), any method; or a POST body
+ * `_method`: a body typed `application/x-www-form-urlencoded` or `multipart/*` (the media type
+ * read as PHP and Rack read it), or JSON (`/json` or `+json` anywhere in the Content-Type, as
+ * Laravel tells JSON; both readings when a form says so too), any method; or a POST body
  * with no Content-Type at all (Rack reads that as a form). A compressed body (gzip, deflate,
  * br, in layers) is held whole and decoded to be checked, then forwarded as it came. Throws
  * InputError for a body it could not check: another coding (415), or a multipart type
@@ -34,21 +35,22 @@ export function formMethodOverrideGuard(
 ): FormMethodOverrideGuard | undefined {
   const declared = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
   if (declared === 0 || (declared === undefined && headers['transfer-encoding'] === undefined)) return undefined;
-  const contentType = headers['content-type'];
-  const mediaType = contentType?.split(';', 1)[0]!.trim().toLowerCase();
-  let parser: FormNameParser;
-  if (mediaType === undefined || mediaType === '') {
-    if (method !== 'POST') return undefined;
-    parser = new UrlencodedNames();
-  } else if (mediaType === 'application/x-www-form-urlencoded') {
-    parser = new UrlencodedNames();
+  const contentType = headers['content-type'] ?? '';
+  const lower = contentType.trim().toLowerCase();
+  // PHP reads the media type up to the first `;`, `,` or space, Rack up to `;` or `,`: a form
+  // typed `application/x-www-form-urlencoded, text/plain` is still a form to them.
+  const mediaType = lower.split(/[;,\s]/, 1)[0]!;
+  const parsers: FormNameParser[] = [];
+  if (mediaType === 'application/x-www-form-urlencoded' || (mediaType === '' && method === 'POST')) {
+    parsers.push(new UrlencodedNames());
   } else if (mediaType.startsWith('multipart/')) {
-    parser = multipartNames(contentType!);
-  } else if (mediaType.includes('/json') || mediaType.includes('+json')) {
-    parser = new JsonMemberNames();
-  } else {
-    return undefined;
+    parsers.push(multipartNames(contentType));
   }
+  // Laravel tells JSON by `/json` or `+json` anywhere in the header, parameters included; a
+  // form that says so is read both ways.
+  if (lower.includes('/json') || lower.includes('+json')) parsers.push(new JsonMemberNames());
+  if (parsers.length === 0) return undefined;
+  const parser = parsers.length === 1 ? parsers[0]! : new EveryReading(parsers);
   const codings = contentCodings(headers['content-encoding']);
   if (codings.length === 0) return new FormMethodOverrideGuard(parser, declared);
   const unknown = codings.find((coding) => !(coding in DECODERS));
@@ -88,6 +90,36 @@ const DECODERS: Record<string, (raw: boolean) => Transform> = {
   deflate: (raw) => (raw ? zlib.createInflateRaw() : zlib.createInflate()),
   br: () => zlib.createBrotliDecompress(),
 };
+
+/** A body read as a form and as JSON at once: every name either reading finds. */
+class EveryReading implements FormNameParser {
+  readonly kind: FormNameParser['kind'];
+
+  constructor(private readonly readings: readonly FormNameParser[]) {
+    this.kind = readings[0]!.kind;
+  }
+
+  set onName(onName: (name: string) => void) {
+    for (const reading of this.readings) reading.onName = onName;
+  }
+
+  write(chunk: Buffer, done: (error?: Error | null) => void): void {
+    this.each((reading, next) => reading.write(chunk, next), done);
+  }
+
+  end(done: (error?: Error | null) => void): void {
+    this.each((reading, next) => reading.end(next), done);
+  }
+
+  /** Runs `step` on each reading in turn; the first error ends it. */
+  private each(step: (reading: FormNameParser, next: (error?: Error | null) => void) => void, done: (error?: Error | null) => void): void {
+    const run = (index: number): void => {
+      if (index === this.readings.length) return done();
+      step(this.readings[index]!, (error) => (error ? done(error) : run(index + 1)));
+    };
+    run(0);
+  }
+}
 
 /** What a body's names are called, by its kind, in messages. */
 const FIELD_WORD = { form: 'form field', JSON: 'JSON member' } as const;
