@@ -97,7 +97,7 @@ export async function prepareEnvironment(name: string): Promise<BenchEnvironment
 
 export function targetSettings(
   env: BenchEnvironment,
-  extra: { upstreamUrl: string; opaUrl?: string; cache?: boolean; evaluation?: 'inline' | 'thread' },
+  extra: { upstreamUrl: string; opaUrl?: string; cache?: boolean; evaluation?: 'auto' | 'inline' | 'thread' },
 ): TargetSettings {
   return {
     upstreamUrl: extra.upstreamUrl,
@@ -109,7 +109,7 @@ export function targetSettings(
     stateDir: env.dir,
     opaUrl: extra.opaUrl ?? '',
     cache: extra.cache ?? true,
-    evaluation: extra.evaluation ?? 'thread',
+    evaluation: extra.evaluation ?? 'auto',
   };
 }
 

@@ -1,7 +1,7 @@
 // `npm run bench`: the same loopback upstream behind (a) nothing, (b) Express 5 +
 // http-proxy-middleware, (c) Portcullis with warm caches, (d) Portcullis with caches
 // disabled, (e) an Express gateway asking `opa run --server` per request, (f) (c) with its
-// policy evaluated on the event loop (policy.evaluation: inline; the default is thread); alternating
+// policy evaluated on the event loop (policy.evaluation: inline; the default is auto); alternating
 // rounds at a fixed concurrency; medians and ratios to (b) into BENCHMARKS.md.
 // Options: --rounds 5 --duration 10 --connections 32 --users 200; --profile takes a CPU
 // profile of (c) under load (the measured window only, after a warm-up) and prints where its
@@ -42,7 +42,7 @@ interface Target {
   label: string;
   kind: TargetKind;
   cache?: boolean;
-  evaluation?: 'inline' | 'thread';
+  evaluation?: 'auto' | 'inline' | 'thread';
   process?: TargetProcess;
   url?: string;
 }
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
 
   const upstream = await startTargetProcess('upstream', targetSettings(env, { upstreamUrl: '' }));
   const opaServer = flag('profile') || flag('allocations') ? undefined : await startOpaServer(env.opa);
-  const settings = (cache: boolean, evaluation: 'inline' | 'thread' = 'thread') =>
+  const settings = (cache: boolean, evaluation: 'auto' | 'inline' | 'thread' = 'auto') =>
     targetSettings(env, { upstreamUrl: upstream.url, opaUrl: opaServer?.url ?? '', cache, evaluation });
 
   if (flag('profile')) {
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     const id = chosen === 'b' || chosen === 'd' || chosen === 'f' ? chosen : 'c';
     const gateway = await startTargetProcess(
       id === 'b' ? 'express-proxy' : 'portcullis',
-      settings(id !== 'd', id === 'f' ? 'inline' : 'thread'),
+      settings(id !== 'd', id === 'f' ? 'inline' : 'auto'),
     );
     await drive(gateway.url, requests, { connections, durationS: 3 });
     await gateway.measure('profile', 'start');
@@ -353,7 +353,7 @@ async function report(
       ].join('; ') +
       '.',
     '',
-    `(c) and (d) run the default \`policy.evaluation: thread\` (the policy in a worker thread beside the event loop); (f) is (c) with ` +
+    `(c) and (d) run the default \`policy.evaluation: auto\` (at this load the policy runs in a worker thread beside the event loop; a request that comes alone, as in the one-connection runs, is judged inline); (f) is (c) with ` +
       `\`policy.evaluation: inline\`, the policy on the event loop: ${(f.rps / b.rps).toFixed(2)}× (b), ` +
       `${(c.rps / f.rps).toFixed(2)}× as many req/s in (c) as in (f), ${(f.rps / e.rps).toFixed(2)}× (e), p99 ${f.p99 - b.p99 >= 0 ? '+' : ''}${(f.p99 - b.p99).toFixed(2)} ms against (b)'s.`,
     '',

@@ -33,8 +33,8 @@ export interface TargetSettings {
   stateDir: string;
   opaUrl: string;
   cache: boolean;
-  /** policy.evaluation (Portcullis only); the product's default is thread. */
-  evaluation: 'inline' | 'thread';
+  /** policy.evaluation (Portcullis only); the product's default is auto. */
+  evaluation: 'auto' | 'inline' | 'thread';
 }
 
 export interface StartedTarget {

@@ -15,6 +15,7 @@ import { DecisionMask } from './audit/recording/decision-mask';
 import { PgDecisionQueryStore } from './audit/store/pg-decision-query-store';
 import { PgShadowDisagreementStore } from './audit/store/pg-shadow-disagreement-store';
 import { JwtAuthenticator } from './authn/jwt-authenticator';
+import { EvaluationPlacement } from './authz/evaluation-placement';
 import type { ToolchainOptions } from './authz/opa-toolchain';
 import { PolicyExplainer } from './authz/policy-explainer';
 import { setUpPolicies } from './authz/policy-setup';
@@ -134,10 +135,12 @@ export class Portcullis {
         }
       });
 
+      const placement = new EvaluationPlacement(config.policy.evaluation);
       const metrics = new GatewayMetrics({
         caches: { tokens: authenticator, ...directory.caches },
         auditBacklog: () => recorder.backlog,
         policyRevision: () => policies.policy.current.revision,
+        policyPlacement: () => placement.placed(),
       });
       const forwarder = new HttpProxyForwarder({
         services: config.services,
@@ -165,6 +168,7 @@ export class Portcullis {
         logger,
         observer: metrics,
         bodyLimitBytes: config.server.body_limit_bytes,
+        placement,
         now: options.now,
       });
 

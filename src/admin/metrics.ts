@@ -2,7 +2,7 @@
 // status; latency per pipeline stage; cache hit rates, audit backlog and policy revision,
 // read from their owners when /metrics is scraped (nothing extra on the request path). The
 // request path's own series are counted by ./counting-metrics, exposed through prom-client.
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { CountingCounter, CountingHistogram } from './counting-metrics';
 import type { PipelineObserver, RequestSummary, Stage } from '../http/pipeline-observer';
 
@@ -14,6 +14,8 @@ export interface MetricSources {
   caches?: Record<string, CacheStatsSource>;
   auditBacklog?: () => number;
   policyRevision?: () => string;
+  /** Requests whose policy evaluation ran in the policy thread and inline (`policy.evaluation`). */
+  policyPlacement?: () => { thread: number; inline: number };
 }
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -68,7 +70,22 @@ export class GatewayMetrics implements PipelineObserver {
         },
       });
     }
-    const { auditBacklog, policyRevision } = sources;
+    const { auditBacklog, policyRevision, policyPlacement } = sources;
+    const counted = { thread: 0, inline: 0 };
+    new Counter({
+      name: 'portcullis_policy_evaluations_total',
+      help: 'Requests by where their policy evaluation ran: in the policy thread or inline, on the event loop (policy.evaluation; auto moves between them with the load)',
+      labelNames: ['placement'],
+      registers: [this.registry],
+      collect() {
+        if (!policyPlacement) return;
+        const placed = policyPlacement();
+        for (const placement of ['thread', 'inline'] as const) {
+          this.inc({ placement }, placed[placement] - counted[placement]);
+          counted[placement] = placed[placement];
+        }
+      },
+    });
     new Gauge({
       name: 'portcullis_audit_backlog',
       help: 'Decision records not yet durable in PostgreSQL',

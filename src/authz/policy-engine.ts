@@ -40,6 +40,6 @@ export interface PolicyEvaluation {
 export interface PolicyEngine {
   readonly revision: string;
   evaluate(input: PolicyInput): PolicyEvaluation;
-  /** The same, in a thread beside the event loop (`policy.evaluation: thread`); never rejects. */
+  /** The same, in a thread beside the event loop (`policy.evaluation: thread`, or `auto` under load); never rejects. */
   evaluateOffThread?(input: PolicyInput): Promise<PolicyEvaluation>;
 }

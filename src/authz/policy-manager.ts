@@ -41,7 +41,7 @@ export interface PolicyManagerOptions {
   logger: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** How log lines name this policy ("policy", "shadow policy"). */
   label?: string;
-  /** policy.evaluation: thread: requests (and dry runs) are judged in a policy thread. */
+  /** policy.evaluation: thread or auto: requests (and dry runs) may be judged in a policy thread. */
   thread?: boolean;
 }
 

@@ -52,7 +52,7 @@ export async function setUpPolicies(config: PortcullisConfig['policy'], options:
     entrypoint: config.entrypoint,
     verifier,
     logger,
-    thread: config.evaluation === 'thread',
+    thread: config.evaluation !== 'inline',
   });
   logger.info({ revision: policy.current.revision, source: policy.source }, 'policy loaded');
 

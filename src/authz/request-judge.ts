@@ -38,6 +38,8 @@ export interface JudgeRequest {
    * The lookups themselves end by their statement timeout; a cached one may serve others.
    */
   signal?: AbortSignal;
+  /** false: evaluated inline even where a policy thread runs (`policy.evaluation: auto`, a request that came alone). */
+  offThread?: boolean;
 }
 
 export interface Judged {
@@ -93,7 +95,8 @@ export class RequestJudge {
     // The longest key, so last in that order too.
     if (match.checkedByUpstream.length > 0) input.request.checked_by_upstream = [...match.checkedByUpstream];
     const engine = this.stages.policy.current;
-    const evaluation = engine.evaluateOffThread ? await engine.evaluateOffThread(input) : engine.evaluate(input);
+    const evaluation =
+      engine.evaluateOffThread && request.offThread !== false ? await engine.evaluateOffThread(input) : engine.evaluate(input);
     if (!this.stages.shadow) return { input, evaluation, directorySeconds, directoryVersion };
     const shadow = this.stages.shadow.compare(
       input,

@@ -121,8 +121,12 @@ export const configSchema = z
           .optional(),
         /** A candidate policy evaluated beside the active one on every request, never enforced. */
         shadow: z.strictObject({ source: z.string().min(1) }).optional(),
-        /** thread: requests (and dry runs) are judged in a worker thread beside the event loop; inline: on it. */
-        evaluation: z.enum(['inline', 'thread']).default('thread'),
+        /**
+         * thread: requests (and dry runs) are judged in a worker thread beside the event loop;
+         * inline: on it; auto: inline while requests come one at a time, in the thread once they
+         * overlap (src/authz/evaluation-placement.ts).
+         */
+        evaluation: z.enum(['auto', 'inline', 'thread']).default('auto'),
       })
       .prefault({}),
     /** Caches of the hot path (issue 6): verified tokens, subjects and resource facts. */

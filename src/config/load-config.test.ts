@@ -26,7 +26,7 @@ describe('parseConfig', () => {
       source: '/etc/portcullis/policies',
       entrypoint: 'portcullis/decision',
       poll_interval_s: 30,
-      evaluation: 'thread',
+      evaluation: 'auto',
     });
     expect(config.auth.jwks_file).toBe('/etc/portcullis/keys/jwks.json');
     expect(config.auth.algorithms).toEqual(['RS256', 'ES256', 'EdDSA']);

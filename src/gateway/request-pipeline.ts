@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { DecisionRecord, DecisionRecorder } from '../audit/decision-record';
 import type { Authenticator, Principal } from '../authn/authenticator';
+import type { EvaluationPlacement } from '../authz/evaluation-placement';
 import type { PolicyEngine, PolicyEvaluation, PolicyInput } from '../authz/policy-engine';
 import { RequestJudge } from '../authz/request-judge';
 import type { ShadowPolicy } from '../authz/shadow-policy';
@@ -45,6 +46,8 @@ export interface PipelineStages {
   logger: Logger;
   observer: PipelineObserver;
   bodyLimitBytes: number;
+  /** Where each request's policy evaluation runs (`policy.evaluation`); default: in the policy thread when there is one. */
+  placement?: Pick<EvaluationPlacement, 'arrive'> | undefined;
   /** Epoch ms: when a request was received, the policy's request.time; default Date.now. */
   now?: (() => number) | undefined;
 }
@@ -120,6 +123,8 @@ class Judgement {
   evaluation: PolicyEvaluation | undefined = undefined;
   /** The directory state the subject and facts were read at. */
   directoryVersion: number | null = null;
+  /** Whether its policy evaluation runs in the policy thread (when there is one). */
+  offThread = true;
 
   constructor(
     readonly req: IncomingMessage,
@@ -209,6 +214,7 @@ export class RequestPipeline {
     );
     res.setHeader(HEADER.decision, judgement.decisionId);
     this.inFlight.add(judgement);
+    judgement.offThread = this.stages.placement?.arrive(this.inFlight.size) ?? true;
     res.on('close', () => this.closed(judgement));
     this.decide(judgement).then(
       (allowed) => (allowed ? this.forward(judgement) : this.deny(judgement)),
@@ -259,6 +265,7 @@ export class RequestPipeline {
       sub: principal.sub,
       receivedAt: judgement.receivedAt,
       signal,
+      offThread: judgement.offThread,
     });
     observer.stage('directory', judged.directorySeconds);
     judgement.input = judged.input;
