@@ -53,7 +53,7 @@ export function formMethodOverrideGuard(
   const parser = parsers.length === 1 ? parsers[0]! : new EveryReading(parsers);
   const codings = contentCodings(headers['content-encoding']);
   if (codings.length === 0) return new FormMethodOverrideGuard(parser, declared);
-  const unknown = codings.find((coding) => !(coding in DECODERS));
+  const unknown = codings.find((coding) => !DECODERS.has(coding));
   if (unknown !== undefined) {
     throw new InputError(
       `a ${parser.kind} body with Content-Encoding "${unknown}" is refused: the gateway cannot decode it to check it for a "_method" field`,
@@ -84,12 +84,12 @@ function contentCodings(header: string | undefined): string[] {
  * The codings the gateway decodes to check a body (RFC 9110 §8.4.1). `deflate` is the zlib
  * format, and raw deflate too, which some clients send and some servers accept.
  */
-const DECODERS: Record<string, (raw: boolean) => Transform> = {
-  gzip: () => zlib.createGunzip(),
-  'x-gzip': () => zlib.createGunzip(),
-  deflate: (raw) => (raw ? zlib.createInflateRaw() : zlib.createInflate()),
-  br: () => zlib.createBrotliDecompress(),
-};
+const DECODERS = new Map<string, (raw: boolean) => Transform>([
+  ['gzip', () => zlib.createGunzip()],
+  ['x-gzip', () => zlib.createGunzip()],
+  ['deflate', (raw) => (raw ? zlib.createInflateRaw() : zlib.createInflate())],
+  ['br', () => zlib.createBrotliDecompress()],
+]);
 
 /** A body read as a form and as JSON at once: every name either reading finds. */
 class EveryReading implements FormNameParser {
@@ -333,7 +333,7 @@ class DecodingFormGuard extends FormMethodOverrideGuard {
         this.parser.write(chunk, (error) => next(error ? unreadable(error) : this.refusal));
       },
     });
-    const decoders = [...this.codings].reverse().map((coding) => DECODERS[coding]!(rawDeflate));
+    const decoders = [...this.codings].reverse().map((coding) => DECODERS.get(coding)!(rawDeflate));
     await pipeline([Readable.from(this.held), ...decoders, into]);
   }
 }
