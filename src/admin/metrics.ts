@@ -74,7 +74,7 @@ export class GatewayMetrics implements PipelineObserver {
     const counted = { thread: 0, inline: 0 };
     new Counter({
       name: 'portcullis_policy_evaluations_total',
-      help: 'Requests by where their policy evaluation ran: in the policy thread or inline, on the event loop (policy.evaluation; auto moves between them with the load)',
+      help: 'Policy evaluations of requests by where they ran: in the policy thread or inline, on the event loop (policy.evaluation; auto moves between them with the load)',
       labelNames: ['placement'],
       registers: [this.registry],
       collect() {

@@ -26,8 +26,8 @@ export class EvaluationPlacement {
   }
 
   /**
-   * Told as each request arrives how many are in flight (itself included); answers whether its
-   * evaluation runs in the policy thread (true) or inline.
+   * Told, as each request comes to its policy evaluation, how many are in flight in the gateway
+   * (itself included); answers whether it is evaluated in the policy thread (true) or inline.
    */
   arrive(inFlight: number): boolean {
     if (this.mode === 'auto') {

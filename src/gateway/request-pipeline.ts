@@ -123,8 +123,6 @@ class Judgement {
   evaluation: PolicyEvaluation | undefined = undefined;
   /** The directory state the subject and facts were read at. */
   directoryVersion: number | null = null;
-  /** Whether its policy evaluation runs in the policy thread (when there is one). */
-  offThread = true;
 
   constructor(
     readonly req: IncomingMessage,
@@ -214,7 +212,6 @@ export class RequestPipeline {
     );
     res.setHeader(HEADER.decision, judgement.decisionId);
     this.inFlight.add(judgement);
-    judgement.offThread = this.stages.placement?.arrive(this.inFlight.size) ?? true;
     res.on('close', () => this.closed(judgement));
     this.decide(judgement).then(
       (allowed) => (allowed ? this.forward(judgement) : this.deny(judgement)),
@@ -265,7 +262,8 @@ export class RequestPipeline {
       sub: principal.sub,
       receivedAt: judgement.receivedAt,
       signal,
-      offThread: judgement.offThread,
+      // Placed once the caller is known: a request refused before the policy is not counted.
+      offThread: this.stages.placement?.arrive(this.inFlight.size) ?? true,
     });
     observer.stage('directory', judged.directorySeconds);
     judgement.input = judged.input;
