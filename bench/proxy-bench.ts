@@ -212,6 +212,7 @@ async function main(): Promise<void> {
   log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 
+/** A difference in ms with its sign, as the report writes them. */
 function signed(ms: number): string {
   return `${ms >= 0 ? '+' : ''}${ms.toFixed(2)}`;
 }
@@ -289,7 +290,7 @@ async function report(
     const spread = `${Math.round(Math.min(...s.runs.map((r) => r.rps)))}–${Math.round(Math.max(...s.runs.map((r) => r.rps)))}`;
     const cpu = s.cpu === undefined ? 'not measured' : `${Math.round(s.cpu)} (${(b.cpu! / s.cpu).toFixed(2)}×)`;
     const postgres = s.postgres === undefined ? 'not measured' : `${Math.round(s.postgres)}`;
-    return `| (${target.id}) ${target.label} | ${Math.round(s.rps)} | ${spread} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.rps / b.rps).toFixed(2)}× | ${s.p99 - b.p99 >= 0 ? '+' : ''}${(s.p99 - b.p99).toFixed(2)} | ${cpu} | ${postgres} |`;
+    return `| (${target.id}) ${target.label} | ${Math.round(s.rps)} | ${spread} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.rps / b.rps).toFixed(2)}× | ${signed(s.p99 - b.p99)} | ${cpu} | ${postgres} |`;
   });
   const breakdown = targets.filter((target) => target.process).map((target) => cpuBreakdownRow(target, summary.get(target.id)!.runs));
   const delayCells = (delay: LoopDelay | undefined) =>
@@ -331,7 +332,7 @@ async function report(
     `| both paced at ${paced.rate} req/s (half of (c)'s median) | ${delayCells(paced.control)} | ${delayCells(paced.delay)} |`,
     '',
     `Targets: (c) ≥ 0.85× (b) req/s: ${(c.rps / b.rps).toFixed(2)}× ${verdict(c.rps >= 0.85 * b.rps)}; ` +
-      `p99 (c) ≤ p99 (b) + 2 ms: ${c.p99 - b.p99 >= 0 ? '+' : ''}${(c.p99 - b.p99).toFixed(2)} ms ${verdict(c.p99 <= b.p99 + 2)}; ` +
+      `p99 (c) ≤ p99 (b) + 2 ms: ${signed(c.p99 - b.p99)} ms ${verdict(c.p99 <= b.p99 + 2)}; ` +
       `(c) ≥ 4× (e): ${(c.rps / e.rps).toFixed(2)}× ${verdict(c.rps >= 4 * e.rps)}; ` +
       `(d) ≥ 1.5× (e): ${(d.rps / e.rps).toFixed(2)}× ${verdict(d.rps >= 1.5 * e.rps)}; ` +
       `no event-loop stall over ${STALL_MS} ms in (c) at full load: longest ${(worstDelay - 1).toFixed(2)} ms beyond the 1 ms tick, ${stalls} over ${STALL_MS} ms ${verdict(stalls === 0)}; ` +
@@ -355,7 +356,7 @@ async function report(
     '',
     `(c) and (d) run the default \`policy.evaluation: auto\` (at this load the policy runs in a worker thread beside the event loop; a request that comes alone, as in the one-connection runs, is judged inline); (f) is (c) with ` +
       `\`policy.evaluation: inline\`, the policy on the event loop: ${(f.rps / b.rps).toFixed(2)}× (b), ` +
-      `${(c.rps / f.rps).toFixed(2)}× as many req/s in (c) as in (f), ${(f.rps / e.rps).toFixed(2)}× (e), p99 ${f.p99 - b.p99 >= 0 ? '+' : ''}${(f.p99 - b.p99).toFixed(2)} ms against (b)'s.`,
+      `${(c.rps / f.rps).toFixed(2)}× as many req/s in (c) as in (f), ${(f.rps / e.rps).toFixed(2)}× (e), p99 ${signed(f.p99 - b.p99)} ms against (b)'s.`,
     '',
     '(e) matches the route, verifies the JWT (no cache) and loads subject and facts from PostgreSQL exactly as (d) does, then POSTs the same ' +
       'input to `opa run --server` (`/v1/data/portcullis/decision`, keep-alive) and forwards with http-proxy-middleware; unlike (c) and (d) ' +
