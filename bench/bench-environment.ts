@@ -15,6 +15,7 @@ import { EmbeddedDatabase, freePort } from '../src/db/embedded-database';
 import { projectRoot } from '../src/project-root';
 import { statTimes } from './proc-stat';
 import type { TargetKind, TargetSettings } from './targets';
+import type { EvaluationMode } from '../src/authz/evaluation-placement';
 
 export const ISSUER = 'https://id.bench.portcullis';
 export const AUDIENCE = 'portcullis';
@@ -97,7 +98,7 @@ export async function prepareEnvironment(name: string): Promise<BenchEnvironment
 
 export function targetSettings(
   env: BenchEnvironment,
-  extra: { upstreamUrl: string; opaUrl?: string; cache?: boolean; evaluation?: 'auto' | 'inline' | 'thread' },
+  extra: { upstreamUrl: string; opaUrl?: string; cache?: boolean; evaluation?: EvaluationMode },
 ): TargetSettings {
   return {
     upstreamUrl: extra.upstreamUrl,

@@ -28,6 +28,7 @@ import { drive, median, type LoadRequest, type LoadResult } from './load';
 import type { Allocations, CpuFigures, LoopDelay } from './target-process';
 import { STALL_MS } from './target-process';
 import type { TargetKind } from './targets';
+import type { EvaluationMode } from '../src/authz/evaluation-placement';
 
 const SIZE: DirectorySize = {
   users: 1000,
@@ -42,7 +43,7 @@ interface Target {
   label: string;
   kind: TargetKind;
   cache?: boolean;
-  evaluation?: 'auto' | 'inline' | 'thread';
+  evaluation?: EvaluationMode;
   process?: TargetProcess;
   url?: string;
 }
@@ -70,7 +71,7 @@ async function main(): Promise<void> {
 
   const upstream = await startTargetProcess('upstream', targetSettings(env, { upstreamUrl: '' }));
   const opaServer = flag('profile') || flag('allocations') ? undefined : await startOpaServer(env.opa);
-  const settings = (cache: boolean, evaluation: 'auto' | 'inline' | 'thread' = 'auto') =>
+  const settings = (cache: boolean, evaluation: EvaluationMode = 'auto') =>
     targetSettings(env, { upstreamUrl: upstream.url, opaUrl: opaServer?.url ?? '', cache, evaluation });
 
   if (flag('profile')) {

@@ -11,6 +11,7 @@ import pino from 'pino';
 import { Portcullis } from '../src/app';
 import { JwtAuthenticator } from '../src/authn/jwt-authenticator';
 import type { PolicyInput } from '../src/authz/policy-engine';
+import type { EvaluationMode } from '../src/authz/evaluation-placement';
 import { configSchema } from '../src/config/config-schema';
 import { parseConfig } from '../src/config/load-config';
 import { createDatabase } from '../src/db/database';
@@ -34,7 +35,7 @@ export interface TargetSettings {
   opaUrl: string;
   cache: boolean;
   /** policy.evaluation (Portcullis only); the product's default is auto. */
-  evaluation: 'auto' | 'inline' | 'thread';
+  evaluation: EvaluationMode;
 }
 
 export interface StartedTarget {

@@ -7,7 +7,9 @@
 // flight as each arrives (averaged), with a band between the two so that the choice does not
 // flap: mixing the two at one load costs more than either (the thread sleeps and wakes more).
 
-export type EvaluationMode = 'auto' | 'thread' | 'inline';
+import type { PortcullisConfig } from '../config/config-schema';
+
+export type EvaluationMode = PortcullisConfig['policy']['evaluation'];
 
 /** `auto`'s band, in requests in flight (averaged over arrivals). */
 export const TO_THREAD_ABOVE = 6;
