@@ -71,19 +71,17 @@ export class GatewayMetrics implements PipelineObserver {
       });
     }
     const { auditBacklog, policyRevision, policyPlacement } = sources;
-    const counted = { thread: 0, inline: 0 };
     new Counter({
       name: 'portcullis_policy_evaluations_total',
       help: 'Policy evaluations of requests by where they ran: in the policy thread or inline, on the event loop (policy.evaluation; auto moves between them with the load)',
       labelNames: ['placement'],
       registers: [this.registry],
+      // Its owner keeps the totals: each scrape sets the counter to them.
       collect() {
         if (!policyPlacement) return;
+        this.reset();
         const placed = policyPlacement();
-        for (const placement of ['thread', 'inline'] as const) {
-          this.inc({ placement }, placed[placement] - counted[placement]);
-          counted[placement] = placed[placement];
-        }
+        for (const placement of ['thread', 'inline'] as const) this.inc({ placement }, placed[placement]);
       },
     });
     new Gauge({
