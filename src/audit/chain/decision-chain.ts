@@ -141,11 +141,9 @@ export function jsonbKeyOrder(a: string, b: string): number {
   if (lengths !== 0 || a === b) return lengths;
   // Without surrogates, UTF-16 code-unit order is code-point order, which is UTF-8 byte order:
   // no need to encode both keys (two buffers per comparison).
-  if (!SURROGATE.test(a) && !SURROGATE.test(b)) return a < b ? -1 : 1;
+  if (!SURROGATES.test(a) && !SURROGATES.test(b)) return a < b ? -1 : 1;
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
-
-const SURROGATE = /[\ud800-\udfff]/;
 
 /**
  * Canonical text of frozen objects by identity: the directory caches' subjects and facts are
