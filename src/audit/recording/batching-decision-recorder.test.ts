@@ -424,11 +424,16 @@ describe('BatchingDecisionRecorder with a spool', () => {
     expect(store.written).toEqual(['request-0']);
   });
 
-  it('spoolUnwritten() copies what a hanging write has not stored to the spool, without waiting for that write', async () => {
+  /** A store whose writes hang until released, then store as FakeStore does. */
+  function hangingStore(): { hanging: DecisionStore; release: () => void } {
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
     const store = new FakeStore();
-    const hanging: DecisionStore = { append: async (records) => (await released, store.append(records)) };
+    return { hanging: { append: async (records) => (await released, store.append(records)) }, release };
+  }
+
+  it('spoolUnwritten() copies what a hanging write has not stored to the spool, without waiting for that write', async () => {
+    const { hanging, release } = hangingStore();
     const { recorder } = recorderWith(hanging, { spool, delayMs: 1 });
     for (let n = 0; n < 3; n++) recorder.record(decision(n));
     const closing = recorder.close();
@@ -443,10 +448,7 @@ describe('BatchingDecisionRecorder with a spool', () => {
   });
 
   it('spoolUnwritten() counts as lost what the spool would not take, and reports it', async () => {
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    const store = new FakeStore();
-    const hanging: DecisionStore = { append: async (records) => (await released, store.append(records)) };
+    const { hanging, release } = hangingStore();
     const { recorder, errors } = recorderWith(hanging, { spool, delayMs: 1 });
     for (let n = 0; n < 3; n++) recorder.record(decision(n));
     const closing = recorder.close();
