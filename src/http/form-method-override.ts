@@ -52,7 +52,7 @@ export function formMethodOverrideGuard(
   if (parsers.length === 0) return undefined;
   const parser = parsers.length === 1 ? parsers[0]! : new EveryReading(parsers);
   const codings = contentCodings(headers['content-encoding']);
-  if (codings.length === 0) return new FormMethodOverrideGuard(parser, declared);
+  if (codings.length === 0) return new StreamingFormGuard(parser, declared);
   const unknown = codings.find((coding) => !DECODERS.has(coding));
   if (unknown !== undefined) {
     throw new InputError(
@@ -191,6 +191,9 @@ const MAX_BOUNDARIES = 6;
 function multipartNames(contentType: string): FormNameParser {
   // Rack reads the parts of multipart/mixed or /related too; busboy parses them as form-data.
   const params = contentType.indexOf(';') === -1 ? '' : contentType.slice(contentType.indexOf(';'));
+  const boundaries = multipartBoundaries(contentType);
+  // Each is searched for in every byte of the body: a type naming many is refused, not searched.
+  if (boundaries.length > MAX_BOUNDARIES) throw unreadable(new Error(`the Content-Type names ${boundaries.length} boundaries`));
   let parser: Busboy;
   try {
     // Names in full (a long one must not be cut to something else); values are never kept.
@@ -201,9 +204,6 @@ function multipartNames(contentType: string): FormNameParser {
   } catch (error) {
     throw unreadable(error as Error);
   }
-  const boundaries = multipartBoundaries(contentType);
-  // Each is searched for in every byte of the body: a type naming many is refused, not searched.
-  if (boundaries.length > MAX_BOUNDARIES) throw unreadable(new Error(`the Content-Type names ${boundaries.length} boundaries`));
   const headers = new MultipartPartHeaders(boundaries);
   let failure: Error | undefined;
   const names: FormNameParser = {
@@ -234,16 +234,15 @@ function multipartNames(contentType: string): FormNameParser {
   return names;
 }
 
-/** Passes a form body through unchanged, chunk by chunk once each is parsed; fails at a `_method` field or an unreadable form. */
-export class FormMethodOverrideGuard extends Transform {
-  private received = 0;
+/**
+ * Passes a body through unchanged once it has been read for names; fails at a `_method` field
+ * or a body it cannot read. How it reads (as the bytes come, or held and decoded) is its kind's.
+ */
+export abstract class FormMethodOverrideGuard extends Transform {
+  /** The first reason to refuse the body; once set, nothing more passes. */
   protected refusal: InputError | undefined;
 
-  constructor(
-    protected readonly parser: FormNameParser,
-    /** The Content-Length: the chunk that completes it is parsed to the form's end before it passes. */
-    private readonly declared: number | undefined,
-  ) {
+  constructor(protected readonly parser: FormNameParser) {
     super();
     parser.onName = (name) => {
       if (!this.refusal && isMethodOverrideName(name)) {
@@ -252,6 +251,19 @@ export class FormMethodOverrideGuard extends Transform {
         );
       }
     };
+  }
+}
+
+/** An uncompressed body: each chunk passes once the parser has read it. */
+class StreamingFormGuard extends FormMethodOverrideGuard {
+  private received = 0;
+
+  constructor(
+    parser: FormNameParser,
+    /** The Content-Length: the chunk that completes it is parsed to the form's end before it passes. */
+    private readonly declared: number | undefined,
+  ) {
+    super(parser);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
@@ -293,7 +305,7 @@ class DecodingFormGuard extends FormMethodOverrideGuard {
     private readonly codings: readonly string[],
     private readonly maxDecodedBytes: number,
   ) {
-    super(parser, undefined);
+    super(parser);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
