@@ -14,6 +14,7 @@ import { projectRoot } from '../src/project-root';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { ensureNginx, startNginx, type NginxProcess } from './support/nginx-process';
+import { deploymentPodName } from './support/pod-name';
 import { freePort, startServiceProcess, type ServiceProcess } from './support/service-process';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { AUDIENCE, createTokenIssuer, ISSUER } from './support/token-issuer';
@@ -22,7 +23,7 @@ import { waitFor } from './support/wait-for';
 const SHIPPED_CONFIG = path.join(projectRoot, 'deploy', 'portcullis.yaml');
 const ADMIN_TOKEN = 'cluster-test-admin-token-0123456789';
 const GATEWAYS = 3;
-const POD_NAME = 'portcullis-gateway-7c9f6d5b8d-x2k7q';
+const POD_NAME = deploymentPodName('portcullis-gateway');
 const CLIENTS = 12;
 const READY = /portcullis is ready/;
 /** Concurrent requests per instance while waiting for the membership change to be enforced. */

@@ -16,6 +16,7 @@ import { projectRoot } from '../src/project-root';
 import { startBareAdminApp } from './support/bare-admin-app';
 import { requireBuild, runCli } from './support/cli-process';
 import { SHIPPED_NGINX_CONF, templateShippedConfig } from './support/nginx-process';
+import { deploymentPodName } from './support/pod-name';
 import { createTestDatabase } from './support/test-database';
 
 // The fields of the manifests and of compose.yaml that the tests read. The YAML is taken to have
@@ -154,8 +155,7 @@ function containerEnv(spec: Container): Record<string, string | undefined> {
   }
   return env;
 }
-/** A pod's name as a Deployment makes it: its name, the ReplicaSet's hash, five characters. */
-const podName = (workload: Workload) => `${workload.metadata.name}-7c9f6d5b8d-x2k7q`;
+const podName = (workload: Workload) => deploymentPodName(workload.metadata.name);
 /** What the downward API gives: the gateway pod's name. */
 const podField = (variable: EnvVar) =>
   variable.valueFrom?.fieldRef?.fieldPath === 'metadata.name' ? podName(gatewayDeployment) : undefined;
