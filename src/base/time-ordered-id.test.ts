@@ -25,6 +25,14 @@ describe('timeOrderedId', () => {
     expect([...ids].sort()).toEqual(ids);
   });
 
+  it('ends in 62 random bits that differ from id to id, across blocks of the random pool', () => {
+    const tails = Array.from({ length: 2_000 }, () => timeOrderedId().slice(19).replace('-', ''));
+    expect(new Set(tails).size).toBe(tails.length);
+    // Every hex digit turns up after the variant digit: the bytes are written whole.
+    const digits = new Set(tails.flatMap((tail) => [...tail.slice(1)]));
+    expect(digits.size).toBe(16);
+  });
+
   it('counts within one millisecond, and takes the next millisecond after 4,096 ids in one', () => {
     const now = Date.now() + 60_000;
     jest.spyOn(Date, 'now').mockReturnValue(now);
