@@ -147,6 +147,7 @@ export class Portcullis {
         trustedProxies: config.server.trusted_proxies,
         timeoutMs: config.server.upstream_timeout_ms,
         bodyLimitBytes: config.server.body_limit_bytes,
+        decodedBodyLimitBytes: config.server.decoded_body_limit_bytes,
         // Only the pipeline below forwards through it, so an upstream failure always finds it built.
         onError: (error, req, res) => pipeline.upstreamFailed(error, req, res),
       });

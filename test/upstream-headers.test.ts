@@ -11,6 +11,8 @@ import { SERVICES, startHarness, type Harness, type ServiceName } from './suppor
 import { rawRequest } from './support/raw-http';
 
 const TRUSTED_PROXY = '127.0.0.2';
+/** server.decoded_body_limit_bytes here: 1 MB, so that a few KB of gzip go past it. */
+const DECODED_LIMIT = 1_000_000;
 
 let h: Harness;
 let upstreams: Record<ServiceName, EchoUpstream>;
@@ -24,7 +26,13 @@ beforeAll(async () => {
     EchoUpstream
   >;
   h = await startHarness({
-    server: { host: '127.0.0.1', port: 0, upstream_timeout_ms: 2000, trusted_proxies: [`${TRUSTED_PROXY}/32`] },
+    server: {
+      host: '127.0.0.1',
+      port: 0,
+      upstream_timeout_ms: 2000,
+      trusted_proxies: [`${TRUSTED_PROXY}/32`],
+      decoded_body_limit_bytes: DECODED_LIMIT,
+    },
     services: {
       organizations: { url: upstreams.organizations.url, forward_authorization: true },
       projects: { url: upstreams.projects.url, forward_cookies: false },
@@ -265,6 +273,25 @@ describe('method overrides in a form or JSON body', () => {
     const echoed = seen(await post('/orgs/acme/projects', { ...JSON_TYPE, 'content-encoding': 'br' }, body));
     expect(echoed.headers['content-encoding']).toBe('br');
     expect(echoed.body).toBe(body.toString('utf8'));
+  });
+
+  it('reads a compressed body up to server.decoded_body_limit_bytes decoded, and answers 413 unread past it', async () => {
+    const before = forwardedCount();
+    const within = zlib.gzipSync(`name=api&note=${'x'.repeat(DECODED_LIMIT - 100)}`);
+    const echoed = seen(await post('/orgs/acme/projects', { ...FORM, 'content-encoding': 'gzip' }, within));
+    expect(echoed.body).toBe(within.toString('utf8'));
+
+    // A few KB that decode to twice the limit: refused before the decoder reaches the end.
+    const bomb = zlib.gzipSync(`name=api&note=${'x'.repeat(2 * DECODED_LIMIT)}&_method=DELETE`);
+    expect(bomb.length).toBeLessThan(10_000);
+    const refused = await post('/orgs/acme/projects', { ...FORM, 'content-encoding': 'gzip' }, bomb);
+    expect(refused.status).toBe(413);
+    expect(JSON.parse(refused.body)).toMatchObject({
+      status: 413,
+      detail: `the compressed body decodes to more than ${DECODED_LIMIT} bytes; it is refused unread`,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(forwardedCount()).toBe(before + 1);
   });
 
   it('answers 415 to a body in a coding it cannot decode, and 400 to one that does not decode', async () => {

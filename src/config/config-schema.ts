@@ -2,6 +2,7 @@
 // bad values are start-up errors naming the key path.
 import { z } from 'zod';
 import { auditConfigSchema } from '../audit/audit-config';
+import { MAX_DECODED_BYTES } from '../http/form-method-override';
 import { parseAddressRange } from '../proxy/forwarded-headers';
 
 const hostPort = (defaultPort: number) =>
@@ -34,6 +35,8 @@ export const configSchema = z
           .int()
           .positive()
           .default(10 * 1024 * 1024),
+        /** What a compressed form or JSON body may decode to while it is checked for `_method` (413 beyond). */
+        decoded_body_limit_bytes: z.number().int().positive().default(MAX_DECODED_BYTES),
         /** How long the upstream may take to answer before the client gets 504. */
         upstream_timeout_ms: z.number().int().positive().default(30_000),
         /** Slow clients: the whole header block, and the whole request, must arrive within these. */

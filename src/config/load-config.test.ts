@@ -13,6 +13,7 @@ describe('parseConfig', () => {
       host: '127.0.0.1',
       port: 8080,
       body_limit_bytes: 10485760,
+      decoded_body_limit_bytes: 64 * 1024 * 1024,
       upstream_timeout_ms: 30000,
       headers_timeout_ms: 10000,
       request_timeout_ms: 60000,

@@ -63,7 +63,10 @@ export function formMethodOverrideGuard(
   return new DecodingFormGuard(parser, codings, options.maxDecodedBytes ?? MAX_DECODED_BYTES);
 }
 
-/** How many bytes a compressed body may decode to before it is refused (413): a zip bomb is not read to its end. */
+/**
+ * How many bytes a compressed body may decode to before it is refused (413): a zip bomb is not
+ * read to its end. The default of `server.decoded_body_limit_bytes`.
+ */
 export const MAX_DECODED_BYTES = 64 * 1024 * 1024;
 
 export interface FormGuardOptions {

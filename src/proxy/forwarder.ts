@@ -27,6 +27,8 @@ export interface ForwardOptions {
   timeoutMs: number;
   /** A streamed (chunked) body is cut off past this; declared lengths are checked before forwarding. */
   bodyLimitBytes: number;
+  /** What a compressed form or JSON body may decode to while it is checked for `_method` (413 beyond). */
+  decodedBodyLimitBytes: number;
   /** Called when forwarding fails before the response started (answer the client). */
   onError: (error: UpstreamError | InputError, req: IncomingMessage, res: ServerResponse) => void;
 }
@@ -74,7 +76,7 @@ export class HttpProxyForwarder implements Forwarder {
     });
     let guard: FormMethodOverrideGuard | undefined;
     try {
-      guard = formMethodOverrideGuard(req.method ?? '', headers);
+      guard = formMethodOverrideGuard(req.method ?? '', headers, { maxDecodedBytes: this.options.decodedBodyLimitBytes });
     } catch (error) {
       res.setHeader('connection', 'close');
       this.options.onError(error as InputError, req, res);
