@@ -111,12 +111,43 @@ describe('BatchingDecisionRecorder', () => {
     expect(recorder.backlog).toBe(0);
   });
 
-  it('writes a full batch without waiting for the delay', async () => {
+  it('writes a full batch without waiting for the delay; the partial rest waits for it', async () => {
     const store = new FakeStore();
     const { recorder } = recorderWith(store, { batchSize: 3, delayMs: 60_000 });
     for (let n = 0; n < 7; n++) recorder.record(decision(n));
-    await waitFor(() => store.written.length === 7, { what: 'all seven records to be written' });
+    await waitFor(() => store.written.length === 6, { what: 'the two full batches to be written' });
+    expect(store.batches).toEqual([requestIds(0, 3), requestIds(3, 6)]);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(store.attempts).toBe(2);
+    expect(recorder.backlog).toBe(1);
+    await recorder.flush();
     expect(store.batches).toEqual([requestIds(0, 3), requestIds(3, 6), ['request-6']]);
+  });
+
+  it('lets records that arrive while a batch is written fill the next one, due when its first record has waited the delay', async () => {
+    // Written right behind each other, they went a few at a time, each write a transaction of its own.
+    const store = new (class extends FakeStore {
+      started = 0;
+      override async append(records: readonly PreparedDecision[]): Promise<AppendResult> {
+        this.started += 1;
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        return super.append(records);
+      }
+    })();
+    const { recorder } = recorderWith(store, { delayMs: 200 });
+    recorder.record(decision(0));
+    // One record during the first write (it takes 30 ms), one after it: both go in the second batch.
+    await waitFor(() => store.started === 1, { what: 'the first write to start', everyMs: 1 });
+    const firstRecordOfSecondBatch = Date.now();
+    recorder.record(decision(1));
+    await waitFor(() => store.batches.length === 1, { what: 'the first batch to be written' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(store.batches).toEqual([['request-0']]);
+    recorder.record(decision(2));
+    await waitFor(() => store.batches.length === 2, { what: 'the second batch to be written' });
+    expect(store.batches).toEqual([['request-0'], ['request-1', 'request-2']]);
+    // Due 200 ms after request-1 was queued (the timer's clock may lag Date.now() a little), not right after the first write.
+    expect(Date.now() - firstRecordOfSecondBatch).toBeGreaterThanOrEqual(180);
   });
 
   it('prepares a batch a slice at a time, letting the event loop turn in between', async () => {

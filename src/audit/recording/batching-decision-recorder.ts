@@ -1,5 +1,7 @@
 // Records decisions off the request path: record() only queues, and one writer drains the
-// queue in order, in batches, when a batch is full or after a short delay. With a spool, a
+// queue in order, in batches, when a batch is full or once its first record has waited a short
+// delay (records that arrive while a batch is written wait for the next one to fill up too:
+// written right behind it, they went a few at a time, each batch its own transaction). With a spool, a
 // batch PostgreSQL refuses is appended to it (fsync'd) instead of waiting in memory, later
 // batches follow it there to keep the order, and a replayer writes the spool back once
 // PostgreSQL answers. Without one, a failed batch is retried from memory. Nothing is dropped:
@@ -41,6 +43,8 @@ const PREPARE_SLICE = 32;
 
 interface Entry {
   record: DecisionRecord;
+  /** When it was queued (performance.now()): its batch is due delayMs later. */
+  queuedAt: number;
   prepared?: PreparedDecision;
   /** Set by recordDurably: settled once the record is durable, or rejected if it cannot be. */
   durable?: { resolve: () => void; reject: (error: Error) => void };
@@ -114,7 +118,7 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
       this.late(record).catch((error: Error) => this.report(error));
       return;
     }
-    this.enqueue({ record });
+    this.enqueue({ record, queuedAt: performance.now() });
   }
 
   /** Resolves once the record is stored in PostgreSQL or fsync'd to the spool; rejects if neither is possible. */
@@ -122,7 +126,7 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
     if (this.closed) return this.late(record);
     return new Promise((resolve, reject) => {
       this.urgent += 1;
-      this.enqueue({ record, durable: { resolve, reject } });
+      this.enqueue({ record, queuedAt: performance.now(), durable: { resolve, reject } });
     });
   }
 
@@ -222,12 +226,19 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
 
   private schedule(): void {
     if (this.writing || this.queue.length === 0) return;
-    if (this.queue.length >= this.batchSize || this.waiters.length > 0 || this.urgent > 0) {
+    if (this.due()) {
       this.startWriting();
     } else if (!this.batchTimer) {
-      this.batchTimer = setTimeout(() => this.startWriting(), this.delayMs);
+      // Measured from the oldest record waiting: one that came while the last batch was written has waited already.
+      const wait = this.delayMs - (performance.now() - this.queue[0]!.queuedAt);
+      this.batchTimer = setTimeout(() => this.startWriting(), Math.max(0, wait));
       this.batchTimer.unref();
     }
+  }
+
+  /** Whether the queue is to be written now rather than when its oldest record has waited delayMs: a full batch, or someone waiting. */
+  private due(): boolean {
+    return this.queue.length >= this.batchSize || this.waiters.length > 0 || this.urgent > 0;
   }
 
   private startWriting(): void {
@@ -264,6 +275,8 @@ export class BatchingDecisionRecorder implements DecisionRecorder {
       this.tell(batch);
       for (const entry of entries) entry.durable?.resolve();
       this.releaseWaiters();
+      // What came meanwhile waits for its batch to fill (schedule(), once this writer is done).
+      if (!this.due()) return;
     }
   }
 
