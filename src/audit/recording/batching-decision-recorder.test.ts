@@ -134,7 +134,7 @@ describe('BatchingDecisionRecorder', () => {
         return super.append(records);
       }
     })();
-    const { recorder } = recorderWith(store, { delayMs: 200 });
+    const { recorder } = recorderWith(store, { delayMs: 400 });
     recorder.record(decision(0));
     // One record during the first write (it takes 30 ms), one after it: both go in the second batch.
     await waitFor(() => store.started === 1, { what: 'the first write to start', everyMs: 1 });
@@ -146,8 +146,8 @@ describe('BatchingDecisionRecorder', () => {
     recorder.record(decision(2));
     await waitFor(() => store.batches.length === 2, { what: 'the second batch to be written' });
     expect(store.batches).toEqual([['request-0'], ['request-1', 'request-2']]);
-    // Due 200 ms after request-1 was queued (the timer's clock may lag Date.now() a little), not right after the first write.
-    expect(Date.now() - firstRecordOfSecondBatch).toBeGreaterThanOrEqual(180);
+    // Due 400 ms after request-1 was queued (the timer's clock may lag Date.now() a little), not right after the first write.
+    expect(Date.now() - firstRecordOfSecondBatch).toBeGreaterThanOrEqual(380);
   });
 
   it('prepares a batch a slice at a time, letting the event loop turn in between', async () => {
