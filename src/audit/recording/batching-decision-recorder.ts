@@ -1,9 +1,9 @@
 // Records decisions off the request path: record() only queues, and one writer drains the
 // queue in order, in batches, when a batch is full or once its first record has waited a short
-// delay (records that arrive while a batch is written wait for the next one to fill up too:
-// written right behind it, they went a few at a time, each batch its own transaction). With a spool, a
-// batch PostgreSQL refuses is appended to it (fsync'd) instead of waiting in memory, later
-// batches follow it there to keep the order, and a replayer writes the spool back once
+// delay; records that arrive while a batch is written wait for the next one to fill up too
+// (written right behind it, they went a few at a time, each batch its own transaction). With a
+// spool, a batch PostgreSQL refuses is appended to it (fsync'd) instead of waiting in memory,
+// later batches follow it there to keep the order, and a replayer writes the spool back once
 // PostgreSQL answers. Without one, a failed batch is retried from memory. Nothing is dropped:
 // a record that arrives after close() (a request cut at shutdown) goes straight to the spool.
 import { setImmediate as nextTurn } from 'node:timers/promises';
