@@ -107,7 +107,7 @@ export class MultipartPartHeaders {
 
   /** Throws when a part's headers pass MAX_PART_HEADERS. */
   write(chunk: Buffer): void {
-    let data = this.state === 'content' ? Buffer.concat([this.carry, chunk]) : chunk;
+    const data = this.state === 'content' ? Buffer.concat([this.carry, chunk]) : chunk;
     let at = 0;
     while (at < data.length) {
       if (this.state === 'content') {
@@ -129,12 +129,9 @@ export class MultipartPartHeaders {
       }
       this.take(data.subarray(at, end === -1 ? data.length : end));
       if (end === -1) return;
-      at = end + 1;
-      if (this.endLine()) {
-        // The part's content starts a line: a delimiter may follow at once.
-        data = Buffer.concat([LINE_START, data.subarray(at)]);
-        at = 0;
-      }
+      // The part's content starts a line, so a delimiter may follow at once: the content is
+      // searched from the line break that ended the headers.
+      at = this.endLine() ? end : end + 1;
     }
   }
 
