@@ -29,7 +29,6 @@ const head = () => db<{ chain: string; seq: string; hash: string }>('decision_ch
 beforeAll(async () => {
   database = await createTestDatabase();
   db = database.db;
-  store = new PgDecisionStore(db, CHAIN);
 });
 
 afterAll(async () => {
@@ -42,6 +41,8 @@ beforeEach(async () => {
   await db('decision_chain_head').delete();
   await db('decision_chain_anchor').delete();
   await db.raw('alter sequence decision_seq restart');
+  // A process that starts with the chain as it is now (empty): it knows no head yet.
+  store = new PgDecisionStore(db, CHAIN);
 });
 
 function decision(n: number, overrides: Partial<DecisionRecord> = {}): DecisionRecord {
@@ -201,17 +202,117 @@ describe('PgDecisionStore', () => {
     expect(await head()).toMatchObject({ seq: '5000' });
   });
 
-  it('writes a batch of a chain that exists in three statements besides BEGIN and COMMIT, the same three texts every time', async () => {
-    await append([decision(0)]);
+  it("reads the head of a chain it has not appended to yet in a transaction: three statements besides BEGIN and COMMIT, the lock's first", async () => {
+    await append([decision(0)], new PgDecisionStore(db, CHAIN));
     const batches = [];
-    for (const from of [1, 4])
-      batches.push((await countQueries(() => append([decision(from), decision(from + 1), decision(from + 2)]))).queries);
-    const texts = batches.map((queries) => queries.map((query) => query.sql).filter((sql) => !/^(BEGIN|COMMIT)/i.test(sql)));
+    for (const from of [1, 4]) {
+      const fresh = new PgDecisionStore(db, CHAIN);
+      batches.push((await countQueries(() => append([decision(from), decision(from + 1), decision(from + 2)], fresh))).queries);
+    }
+    expect(batches[0]!.map((query) => query.sql)[0]).toMatch(/^BEGIN/i);
+    // A new process also makes sure of the month's partition, once.
+    const texts = batches.map((queries) => queries.map((query) => query.sql).filter((sql) => !/^(BEGIN|COMMIT)|to_regclass/i.test(sql)));
     expect(texts[0]).toHaveLength(3);
     expect(texts[1]).toEqual(texts[0]);
     expect(texts[0]![0]).toMatch(/set_config\('statement_timeout'.*pg_advisory_xact_lock|pg_advisory_xact_lock[\s\S]*statement_timeout/);
     expect(await head()).toMatchObject({ seq: '7' });
     expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 7 });
+  });
+
+  it('writes each later batch of its chain in one statement, the same text every time, without BEGIN or COMMIT', async () => {
+    await append([decision(0)]);
+    const batches = [];
+    for (const from of [1, 4])
+      batches.push((await countQueries(() => append([decision(from), decision(from + 1), decision(from + 2)]))).queries);
+    const texts = batches.map((queries) => queries.map((query) => query.sql));
+    expect(texts[0]).toHaveLength(1);
+    expect(texts[1]).toEqual(texts[0]);
+    // The chain's lock, bounded by lock_timeout, taken in the statement that draws the seqs.
+    expect(texts[0]![0]).toMatch(/set_config\('lock_timeout'[\s\S]*pg_advisory_xact_lock[\s\S]*nextval\('decision_seq'\)/);
+    expect(await head()).toMatchObject({ seq: '7' });
+    expect((await db('decisions').select('seq').orderBy('seq')).map((row: { seq: string }) => Number(row.seq))).toEqual([
+      1, 2, 3, 4, 5, 6, 7,
+    ]);
+    expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 7 });
+  });
+
+  it('notices when another process of its instance moved the head since its last batch: writes nothing in the one statement, then appends after the new head', async () => {
+    const other = new PgDecisionStore(db, CHAIN);
+    await append([decision(0), decision(1)]);
+    await append([decision(2), decision(3)], other);
+    const { result, queries } = await countQueries(() => append([decision(4), decision(5)]));
+    expect(result).toEqual({ inserted: 2, skipped: 0 });
+    const texts = queries.map((query) => query.sql);
+    expect(texts[0]).toMatch(/^with limits/);
+    expect(texts.slice(1).some((sql) => /^BEGIN/i.test(sql))).toBe(true);
+    // The statement that found the head moved drew no seq: the log has no gap.
+    expect(
+      (await db('decisions').select('seq', 'chain_seq').orderBy('seq')).map((row: { seq: string; chain_seq: string }) => [
+        Number(row.seq),
+        Number(row.chain_seq),
+      ]),
+    ).toEqual(Array.from({ length: 6 }, (_, i) => [i + 1, i + 1]));
+    expect(await storedRequestIds()).toEqual(requestIds(0, 6));
+    expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 6 });
+    // Its head known again, the next batch is one statement.
+    expect((await countQueries(() => append([decision(6)]))).queries).toHaveLength(1);
+  });
+
+  it('notices a head that is not where it left it (the chain reset under it) and starts the chain again', async () => {
+    await append([decision(0)]);
+    await db('decisions').truncate();
+    await db('decision_ids').truncate();
+    await db('decision_chain_head').delete();
+    expect(await append([decision(1)])).toEqual({ inserted: 1, skipped: 0 });
+    expect(await head()).toMatchObject({ seq: '1' });
+    expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 1 });
+  });
+
+  it('draws no seq in the one statement before it holds the chain lock, so a reader of the log can wait for it', async () => {
+    await append([decision(0)]);
+    const seqMark = async () =>
+      Number((await db.raw<{ rows: { last_value: string }[] }>('select last_value from decision_seq')).rows[0]!.last_value);
+    const before = await seqMark();
+    const holder = await db.transaction();
+    let appending: Promise<unknown> | undefined;
+    try {
+      await holder.raw('select pg_advisory_xact_lock(?, hashtext(?))', [CHAIN_LOCK_SPACE, CHAIN]);
+      appending = append([decision(1), decision(2)]);
+      await waitFor(async () => {
+        const { rows } = await db.raw<{ rows: unknown[] }>(
+          `select 1 from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory' and query like 'with limits%'`,
+        );
+        return rows.length > 0 ? true : undefined;
+      });
+      expect(await seqMark()).toBe(before);
+    } finally {
+      await holder.rollback();
+    }
+    expect(await appending).toEqual({ inserted: 2, skipped: 0 });
+    expect(await seqMark()).toBe(before + 2);
+    expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 3 });
+  });
+
+  it('waits for the chain lock in the one statement too, and gives up after its timeout, writing nothing', async () => {
+    const quick = new PgDecisionStore(db, CHAIN, { timeoutMs: 300 });
+    await append([decision(0)], quick);
+    const before = await head();
+    const holder = await db.transaction();
+    try {
+      await holder.raw('select pg_advisory_xact_lock(?, hashtext(?))', [CHAIN_LOCK_SPACE, CHAIN]);
+      const { result: error, queries } = await countQueries(() => append([decision(1)], quick).catch((thrown: unknown) => thrown));
+      expect(queries.map((query) => query.sql)).toEqual([expect.stringMatching(/^with limits/)]);
+      expect(error).toBeInstanceOf(DependencyError);
+      expect(((error as Error).cause as Error).message).toMatch(/lock timeout/);
+    } finally {
+      await holder.rollback();
+    }
+    expect(await head()).toEqual(before);
+    // After a failure it no longer trusts the head it knew: it reads it, then appends.
+    const { result, queries } = await countQueries(() => append([decision(1)], quick));
+    expect(result).toEqual({ inserted: 1, skipped: 0 });
+    expect(queries[0]!.sql).toMatch(/^BEGIN/i);
+    expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 2 });
   });
 
   it('hashes a large batch a slice at a time, letting the event loop turn in between', async () => {

@@ -1,9 +1,13 @@
-// Appends decision records to this instance's hash chain in `decisions`. One transaction per
-// batch, under the chain's own advisory lock, reads the chain head, hashes and inserts the new
-// records and moves the head: processes sharing an instance id queue up and the chain never
-// forks, while other instances append to their own chains without waiting. Records whose id is
-// already stored (in any chain, under any time: `decision_ids` keys the id alone) are skipped,
-// so replaying a batch (from the spool) is exactly once.
+// Appends decision records to this instance's hash chain in `decisions`, under the chain's own
+// advisory lock: processes sharing an instance id queue up and the chain never forks, while
+// other instances append to their own chains without waiting. Records whose id is already
+// stored (in any chain, under any time: `decision_ids` keys the id alone) are skipped, so
+// replaying a batch (from the spool) is exactly once.
+//
+// A batch is one statement when this process knows the chain's head (it moved it last): the
+// lock, the records and the head's move, guarded by the head it expects. Otherwise (the first
+// batch, a new month, another process of this instance moved the head, an id already stored,
+// any failure before) it is one transaction that reads the head and the stored ids first.
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Knex } from 'knex';
 import { DependencyError } from '../../base/errors';
@@ -76,11 +80,52 @@ const APPEND_SQL = `with batch as (
   select ${CONTENT_COLUMNS}, ?, ?::bigint + ordinality, hashes.hash[ordinality::int], hashes.hash[ordinality::int + 1], next_seq, coalesce(dry_run, false)
   from batch, hashes`;
 
+// The batch in one statement, for a process that knows the head. The lock comes first: the
+// head's move waits for it (its one-time filter reads `lock`), and so do the records, whose seq
+// is drawn from rows joined with it. Its wait is bounded by lock_timeout, set before it in the
+// same statement (statement_timeout would only apply from the next). The head moves only from
+// the seq and hash expected, read again after the lock (an UPDATE re-reads a row changed since
+// the statement began), and only when none of the batch's ids is stored: otherwise nothing is
+// written and no seq is drawn, and the transaction sorts it out. (An id stored by another
+// instance at the same moment fails the statement on decision_ids' key instead.)
+const appendAtOnceSql = (timeoutMs: number) => `with limits as materialized (select set_config('lock_timeout', '${timeoutMs}', true)),
+  lock as materialized (select pg_advisory_xact_lock(?, hashtext(?)) from limits),
+  moved as (
+    update decision_chain_head set seq = ?, hash = ?
+    where chain = ? and seq = ? and hash = ? and exists (select from lock)
+      and not exists (select from decision_ids where id = any(?::uuid[]))
+    returning 1
+  ),
+  batch as (
+    select record.*, nextval('decision_seq') as next_seq
+    from jsonb_populate_recordset(null::decisions, ?::jsonb) with ordinality as record, lock
+    where exists (select from moved)
+  ),
+  hashes as (select ?::text[] as hash),
+  claimed as (insert into decision_ids (id, seq) select id, next_seq from batch)
+  insert into decisions (${CONTENT_COLUMNS}, chain, chain_seq, prev_hash, hash, seq, dry_run)
+  select ${CONTENT_COLUMNS}, ?, ?::bigint + ordinality, hashes.hash[ordinality::int], hashes.hash[ordinality::int + 1], next_seq, coalesce(dry_run, false)
+  from batch, hashes`;
+
+/** PostgreSQL's SQLSTATE for a unique key refusing a row. */
+const UNIQUE_VIOLATION = '23505';
+
 export class PgDecisionStore implements DecisionStore {
   /** Months whose partition this process has made sure of. */
   private readonly knownMonths = new Set<number>();
 
   private readonly lockSql: string;
+
+  private readonly appendAtOnceSql: string;
+
+  private readonly timeoutMs: number;
+
+  /**
+   * The chain's head as this process's last append left it: what the next batch expects, so it
+   * can be one statement. Unknown at first and after anything failed (a statement that timed
+   * out may still have committed).
+   */
+  private head: ChainHead | undefined;
 
   /** `chain`: this instance's (audit.instance_id); never the legacy chain. */
   constructor(
@@ -92,24 +137,73 @@ export class PgDecisionStore implements DecisionStore {
     const timeoutMs = options.timeoutMs ?? STATEMENT_TIMEOUT_MS;
     if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
       throw new Error(`the decision store's timeout must be a positive whole number of ms, not ${timeoutMs}`);
+    this.timeoutMs = timeoutMs;
     this.lockSql = lockSql(timeoutMs);
+    this.appendAtOnceSql = appendAtOnceSql(timeoutMs);
   }
 
   async append(batch: readonly PreparedDecision[]): Promise<AppendResult> {
     if (batch.length === 0) return { inserted: 0, skipped: 0 };
+    const expected = this.head;
+    this.head = undefined;
     try {
-      return await this.db.transaction(async (trx) => {
+      if (expected && this.inKnownMonths(batch)) {
+        const moved = await this.appendAtOnce(expected, batch);
+        if (moved) {
+          this.head = moved;
+          return { inserted: batch.length, skipped: 0 };
+        }
+      }
+      let moved: ChainHead | undefined;
+      const result = await this.db.transaction(async (trx) => {
         await trx.raw(this.lockSql, [CHAIN_LOCK_SPACE, this.chain]);
         await this.ensurePartitions(trx, batch);
         const { head, seen } = await this.read(trx, batch);
         const fresh = unseen(batch, seen);
-        if (fresh.length > 0) await this.appendToChain(trx, head, fresh);
+        moved = fresh.length > 0 ? await this.appendToChain(trx, head, fresh) : head;
         return { inserted: fresh.length, skipped: batch.length - fresh.length };
       });
+      this.head = moved;
+      return result;
     } catch (error) {
       // A partition dropped by retention since we created it: check again on the retry.
       this.knownMonths.clear();
       throw new DependencyError(`could not write ${batch.length} decision records to PostgreSQL`, { cause: error });
+    }
+  }
+
+  private inKnownMonths(batch: readonly PreparedDecision[]): boolean {
+    return batch.every((record) => this.knownMonths.has(monthOf(record.time).getTime()));
+  }
+
+  /**
+   * The batch as one statement after `head`: the head it leaves, or undefined when it wrote
+   * nothing because the head has moved or one of its ids is stored already.
+   */
+  private async appendAtOnce(head: ChainHead, batch: readonly PreparedDecision[]): Promise<ChainHead | undefined> {
+    const { hashes, last } = await this.hash(head, batch);
+    try {
+      const { rowCount } = await this.db
+        .raw<{ rowCount: number | null }>(this.appendAtOnceSql, [
+          CHAIN_LOCK_SPACE,
+          this.chain,
+          last.seq,
+          last.hash,
+          this.chain,
+          head.seq,
+          head.hash,
+          idArray(batch),
+          contentArray(batch),
+          hashes,
+          this.chain,
+          head.seq,
+        ])
+        // The lock's wait has timeoutMs (lock_timeout), and so has the writing after it.
+        .timeout(2 * this.timeoutMs, { cancel: true });
+      return rowCount === batch.length ? last : undefined;
+    } catch (error) {
+      if ((error as { code?: unknown }).code === UNIQUE_VIOLATION) return undefined;
+      throw error;
     }
   }
 
@@ -128,7 +222,7 @@ export class PgDecisionStore implements DecisionStore {
 
   /** The chain's head, made (with its anchor) on the chain's first append, and which of the batch's ids are stored already. */
   private async read(trx: Knex.Transaction, batch: readonly PreparedDecision[]): Promise<{ head: ChainHead; seen: Set<string> }> {
-    const ids = `{${batch.map((record) => record.id).join(',')}}`;
+    const ids = idArray(batch);
     const select = async () =>
       (await trx.raw<{ rows: { seq: string | null; hash: string | null; seen: string[] }[] }>(READ_SQL, [ids, this.chain])).rows[0]!;
     let row = await select();
@@ -147,7 +241,15 @@ export class PgDecisionStore implements DecisionStore {
     return { head: { seq: Number(row.seq), hash: row.hash }, seen: new Set(row.seen) };
   }
 
-  private async appendToChain(trx: Knex.Transaction, head: ChainHead, records: readonly PreparedDecision[]): Promise<void> {
+  /** Appends `records` after `head`, in the transaction that read it; the head it leaves. */
+  private async appendToChain(trx: Knex.Transaction, head: ChainHead, records: readonly PreparedDecision[]): Promise<ChainHead> {
+    const { hashes, last } = await this.hash(head, records);
+    await trx.raw(APPEND_SQL, [contentArray(records), hashes, last.seq, last.hash, this.chain, this.chain, head.seq]);
+    return last;
+  }
+
+  /** The records' hashes after `head`, as a text[] literal that starts with the head's, and the head after the last. */
+  private async hash(head: ChainHead, records: readonly PreparedDecision[]): Promise<{ hashes: string; last: ChainHead }> {
     let seq = head.seq;
     let hashes = head.hash;
     let prevHash = head.hash;
@@ -157,16 +259,18 @@ export class PgDecisionStore implements DecisionStore {
       prevHash = chainHash(prevHash, this.chain, seq, records[i]!.content);
       hashes += `,${prevHash}`;
     }
-    await trx.raw(APPEND_SQL, [
-      `[${records.map((record) => record.content).join(',')}]`,
-      `{${hashes}}`,
-      seq,
-      prevHash,
-      this.chain,
-      this.chain,
-      head.seq,
-    ]);
+    return { hashes: `{${hashes}}`, last: { seq, hash: prevHash } };
   }
+}
+
+/** The records' ids as a uuid[] literal. */
+function idArray(records: readonly PreparedDecision[]): string {
+  return `{${records.map((record) => record.id).join(',')}}`;
+}
+
+/** The records' canonical contents as one JSON array: each record's text as it is, no copy per record. */
+function contentArray(records: readonly PreparedDecision[]): string {
+  return `[${records.map((record) => record.content).join(',')}]`;
 }
 
 interface ChainHead {
