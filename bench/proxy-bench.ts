@@ -25,6 +25,7 @@ import {
 } from './bench-environment';
 import { summarizeProfile } from './cpu-profile';
 import { drive, median, type LoadRequest, type LoadResult } from './load';
+import type { CallbackTimes } from './callback-times';
 import type { Allocations, CpuFigures, LoopDelay } from './target-process';
 import { STALL_MS } from './target-process';
 import type { TargetKind } from './targets';
@@ -184,6 +185,20 @@ async function main(): Promise<void> {
         `(${id}) paced at ${pacedRate} req/s: ${Math.round(paced.rps)} req/s, p99 ${paced.p99.toFixed(2)} ms, loop delay p99 ${delay.p99.toFixed(2)} ms, max ${delay.max.toFixed(2)} ms`,
       );
     }
+    // Then every callback timed one by one, at full load again (a round of its own: the hook
+    // slows every callback down): whether any piece of JavaScript runs long by itself, or only
+    // with a garbage-collection pause inside it.
+    const callbacks = { b: undefined as CallbackTimes | undefined, c: undefined as CallbackTimes | undefined };
+    for (const id of ['b', 'c'] as const) {
+      const target = targets.find((candidate) => candidate.id === id)!;
+      await settle(env.db);
+      await target.process!.measure('callbacks', 'start');
+      await drive(target.url!, requests, { connections, durationS });
+      const times = (callbacks[id] = await target.process!.measure<CallbackTimes>('callbacks', 'stop'));
+      log(
+        `(${id}) callbacks: ${times.count}, longest ${times.longest.toFixed(2)} ms (GC ${times.longestGc.toFixed(2)}, CPU ${times.longestCpu.toFixed(2)} ms), ${times.over} over ${STALL_MS} ms; JavaScript running at most ${times.longestRunning.toFixed(2)} ms, ${times.overRunning} over ${STALL_MS} ms`,
+      );
+    }
     // And one request at a time: the latency each adds with no queue in front of it (the paced
     // runs above are not that: the load generator sends each second's requests in a burst).
     const alone = { b: undefined as LoadResult | undefined, c: undefined as LoadResult | undefined };
@@ -200,6 +215,7 @@ async function main(): Promise<void> {
       delays,
       { rate: pacedRate, delay: pacedDelay, control: pacedDelays.b! },
       { c: alone.c!, b: alone.b! },
+      { c: callbacks.c!, b: callbacks.b! },
       { rounds, durationS, connections, callers },
       env,
     );
@@ -258,6 +274,7 @@ async function report(
   delays: { b: readonly LoopDelay[]; c: readonly LoopDelay[] },
   paced: { rate: number; delay: LoopDelay; control: LoopDelay },
   alone: { b: LoadResult; c: LoadResult },
+  callbacks: { b: CallbackTimes; c: CallbackTimes },
   run: { rounds: number; durationS: number; connections: number; callers: number },
   env: { db: import('knex').Knex },
 ): Promise<string[]> {
@@ -340,6 +357,10 @@ async function report(
       `paced: longest ${(paced.delay.max - 1).toFixed(2)} ms, ${paced.delay.stalls} over ${STALL_MS} ms ${verdict(paced.delay.stalls === 0)} ` +
       `((b) at that pace: longest ${(paced.control.max - 1).toFixed(2)} ms, ${paced.control.stalls} over ${STALL_MS} ms).`,
     '',
+    `Every callback timed (async_hooks around each callback the event loop runs, a further ${run.durationS} s of each at full load, not in the figures above: ` +
+      `the hook slows every callback): ${callbackSentence('(c)', callbacks.c)}; ${callbackSentence('(b)', callbacks.b)}. ` +
+      "A callback is one unbroken run of JavaScript; on the clock it also holds the garbage-collection pauses that began inside it and any time the thread waited for one of the machine's two cores, so JavaScript ran at most its time without those pauses, and at most the process's CPU time meanwhile (all its threads).",
+    '',
     `One request at a time (one connection, ${run.durationS} s each), the latency each adds with no queue in front of it: ` +
       `(c) p50 ${alone.c.p50.toFixed(2)} ms, p99 ${alone.c.p99.toFixed(2)} ms, ${Math.round(alone.c.rps)} req/s; ` +
       `(b) p50 ${alone.b.p50.toFixed(2)} ms, p99 ${alone.b.p99.toFixed(2)} ms, ${Math.round(alone.b.rps)} req/s; ` +
@@ -363,6 +384,14 @@ async function report(
       'input to `opa run --server` (`/v1/data/portcullis/decision`, keep-alive) and forwards with http-proxy-middleware; unlike (c) and (d) ' +
       'it neither records decisions nor signs identity assertions. (b) and (e) use a keep-alive agent to the upstream, as Portcullis does.',
   ];
+}
+
+function callbackSentence(label: string, times: CallbackTimes): string {
+  return (
+    `${label} ran ${times.count.toLocaleString('en-US')} callbacks, ${times.over} over ${STALL_MS} ms on the clock; the longest took ${times.longest.toFixed(2)} ms ` +
+    `with ${times.longestGc.toFixed(2)} ms of garbage-collection pauses inside it and ${times.longestCpu.toFixed(2)} ms of the process's CPU time meanwhile; ` +
+    `JavaScript ran at most ${times.longestRunning.toFixed(2)} ms in any one callback (over ${STALL_MS} ms in ${times.overRunning})`
+  );
 }
 
 /** One target's row of the CPU breakdown: medians over its rounds of each figure per request. */

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector';
 import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks';
+import { CallbackTimer } from './callback-times';
 import { statTimes } from './proc-stat';
 import { startTarget, type StartedTarget, type TargetKind, type TargetSettings } from './targets';
 
@@ -13,6 +14,7 @@ type Message =
   | { start: TargetKind; settings: TargetSettings }
   | { memory: true }
   | { loopDelay: 'start' | 'stop' }
+  | { callbacks: 'start' | 'stop' }
   | { allocations: 'start' | 'stop' }
   | { cpu: 'start' | 'stop' }
   | { profile: 'start' | 'stop'; file?: string }
@@ -74,6 +76,7 @@ let delay: IntervalHistogram | undefined;
 let inspector: Session | undefined;
 let cpuAtStart: { process: NodeJS.CpuUsage; mainThreadUs: number | undefined } | undefined;
 let gcPauses: { observer: PerformanceObserver; scavenges: number[]; others: number[] } | undefined;
+let callbackTimer: CallbackTimer | undefined;
 
 // The benchmark went away (finished or failed): never linger as an orphan.
 process.on('disconnect', () => process.exit(0));
@@ -106,6 +109,16 @@ process.on('message', (message: Message) => {
     } else {
       delay!.disable();
       process.send?.({ loopDelay: loopDelayOf(delay!) });
+    }
+  } else if ('callbacks' in message) {
+    if (message.callbacks === 'start') {
+      callbackTimer = new CallbackTimer(STALL_MS);
+      process.send?.({ callbacks: null });
+    } else {
+      const timer = callbackTimer!;
+      callbackTimer = undefined;
+      // GC entries are delivered after the pause; give the last ones a turn to arrive.
+      setImmediate(() => process.send?.({ callbacks: timer.stop() }));
     }
   } else if ('cpu' in message) {
     // This process's CPU time (user + system) between start and stop: what a request costs it, whatever else the machine runs.
