@@ -332,10 +332,12 @@ async function report(
     "Where each target's CPU time goes, µs per request (medians over the rounds; the longest pause is the longest of all rounds): its main thread, which runs the event loop, and the " +
       "garbage-collection pauses inside it (V8's young-generation scavenges and the rest, as `perf_hooks` reports them); the other " +
       "threads are V8's helpers (parallel and concurrent GC), the policy's worker thread in (c) and (d), and libuv's. A scavenge's pause " +
-      'grows with what survives it: the requests in flight and, in Portcullis, the decision records waiting for their batch.',
+      'grows with what survives it: the requests in flight and, in Portcullis, the decision records waiting for their batch. ' +
+      "The last column is the kernel's count (`schedstat`) of the time the main thread could have run but every core was busy with something else: " +
+      'the load generator, the upstream, PostgreSQL, its own other threads.',
     '',
-    '| target | process | main thread | other threads | scavenge pauses | other GC pauses | scavenges per 1,000 requests | mean scavenge ms | longest GC pause ms |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| target | process | main thread | other threads | scavenge pauses | other GC pauses | scavenges per 1,000 requests | mean scavenge ms | longest GC pause ms | main thread ready but waiting for a core |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...breakdown,
     '',
     'Event loops while driven (`monitorEventLoopDelay`, a timer every 1 ms; figures are the time between two firings, so 1 ms is no delay). ' +
@@ -414,9 +416,10 @@ function cpuBreakdownRow(target: Target, runs: readonly LoadResult[]): string {
   const meanScavenge = median(measured.map((run) => (run.cpu!.scavenges > 0 ? run.cpu!.scavengeUs / run.cpu!.scavenges / 1000 : 0)));
   const longest = Math.max(...measured.map((run) => run.cpu!.longestGcPauseMs));
   const other = perRequest((cpu) => (cpu.mainThreadUs === undefined ? undefined : cpu.processUs - cpu.mainThreadUs));
+  const waiting = perRequest((cpu) => cpu.mainThreadWaitUs);
   return (
     `| (${target.id}) | ${us(all)} | ${us(main)} | ${us(other)} | ${us(perRequest((cpu) => cpu.scavengeUs))} | ${us(perRequest((cpu) => cpu.otherGcUs))} | ` +
-    `${scavengesPerThousand === undefined ? 'not measured' : scavengesPerThousand.toFixed(1)} | ${meanScavenge.toFixed(2)} | ${longest.toFixed(2)} |`
+    `${scavengesPerThousand === undefined ? 'not measured' : scavengesPerThousand.toFixed(1)} | ${meanScavenge.toFixed(2)} | ${longest.toFixed(2)} | ${us(waiting)} |`
   );
 }
 

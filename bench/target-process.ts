@@ -48,6 +48,8 @@ export interface CpuFigures {
   processUs: number;
   /** Undefined where /proc/self/task is not there (not Linux). */
   mainThreadUs: number | undefined;
+  /** How long the main thread was ready to run but waited for a core (the kernel's run-queue wait); undefined without schedstat. */
+  mainThreadWaitUs: number | undefined;
   scavenges: number;
   scavengeUs: number;
   otherGcUs: number;
@@ -58,6 +60,16 @@ export interface CpuFigures {
 function mainThreadCpuUs(): number | undefined {
   try {
     return statTimes(readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')).ownUs;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The main thread's time waiting on a run queue, in µs (its task's schedstat: time on a CPU, time waiting, timeslices, in ns). */
+function mainThreadWaitUs(): number | undefined {
+  try {
+    const waitNs = Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[1]);
+    return Number.isFinite(waitNs) ? waitNs / 1000 : undefined;
   } catch {
     return undefined;
   }
@@ -74,7 +86,7 @@ const PROFILE_INTERVAL_US = 500;
 let target: StartedTarget | undefined;
 let delay: IntervalHistogram | undefined;
 let inspector: Session | undefined;
-let cpuAtStart: { process: NodeJS.CpuUsage; mainThreadUs: number | undefined } | undefined;
+let cpuAtStart: { process: NodeJS.CpuUsage; mainThreadUs: number | undefined; mainThreadWaitUs: number | undefined } | undefined;
 let gcPauses: { observer: PerformanceObserver; scavenges: number[]; others: number[] } | undefined;
 let callbackTimer: CallbackTimer | undefined;
 
@@ -123,7 +135,7 @@ process.on('message', (message: Message) => {
   } else if ('cpu' in message) {
     // This process's CPU time (user + system) between start and stop: what a request costs it, whatever else the machine runs.
     if (message.cpu === 'start') {
-      cpuAtStart = { process: process.cpuUsage(), mainThreadUs: mainThreadCpuUs() };
+      cpuAtStart = { process: process.cpuUsage(), mainThreadUs: mainThreadCpuUs(), mainThreadWaitUs: mainThreadWaitUs() };
       gcPauses?.observer.disconnect();
       const pauses = { scavenges: [] as number[], others: [] as number[] };
       const observer = new PerformanceObserver((list) => {
@@ -138,6 +150,7 @@ process.on('message', (message: Message) => {
     } else {
       const used = process.cpuUsage(cpuAtStart!.process);
       const mainNow = mainThreadCpuUs();
+      const waitNow = mainThreadWaitUs();
       const { observer, scavenges, others } = gcPauses!;
       // GC entries are delivered after the pause; give the last ones a turn to arrive.
       setImmediate(() => {
@@ -147,6 +160,8 @@ process.on('message', (message: Message) => {
         const figures: CpuFigures = {
           processUs: used.user + used.system,
           mainThreadUs: mainNow === undefined || cpuAtStart!.mainThreadUs === undefined ? undefined : mainNow - cpuAtStart!.mainThreadUs,
+          mainThreadWaitUs:
+            waitNow === undefined || cpuAtStart!.mainThreadWaitUs === undefined ? undefined : waitNow - cpuAtStart!.mainThreadWaitUs,
           scavenges: scavenges.length,
           scavengeUs: sumUs(scavenges),
           otherGcUs: sumUs(others),
