@@ -136,8 +136,19 @@ export interface TargetProcess {
 }
 
 /** Forks bench/target-process.js and starts the target in it. */
+/**
+ * The Node.js flags the container image runs Portcullis with (the Dockerfile's ENTRYPOINT;
+ * test/dockerfile.test.ts keeps the two the same). Every benchmark target runs with them, the
+ * plain Express proxy and the OPA gateway too, so a comparison stays one of code, not of flags.
+ * `--v8-pool-size=1`: one V8 helper thread instead of four (BENCHMARKS.md, ninth round).
+ */
+export const IMAGE_NODE_FLAGS: readonly string[] = ['--v8-pool-size=1'];
+
 export async function startTargetProcess(kind: TargetKind, settings: TargetSettings, execArgv: string[] = []): Promise<TargetProcess> {
-  const child = fork(path.join(__dirname, 'target-process.js'), [kind], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(path.join(__dirname, 'target-process.js'), [kind], {
+    execArgv: [...IMAGE_NODE_FLAGS, ...execArgv],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {
     child.once('message', (message: { ready?: string; failed?: string }) =>

@@ -18,7 +18,16 @@ import { importDirectory } from '../src/directory-service/directory-import';
 import { ASSERTION_HEADER, type DirectoryServiceName } from '../src/directory-service/assertion-verifier';
 import { DirectoryService } from '../src/directory-service/directory-service';
 import { IdentityAssertionSigner } from '../src/proxy/identity-assertion';
-import { arg, AUDIENCE, describeMachine, ISSUER, log, prepareEnvironment, writeBenchmarkSection } from './bench-environment';
+import {
+  arg,
+  AUDIENCE,
+  describeMachine,
+  IMAGE_NODE_FLAGS,
+  ISSUER,
+  log,
+  prepareEnvironment,
+  writeBenchmarkSection,
+} from './bench-environment';
 import { percentile } from './load';
 
 type Role = 'directory' | 'gateway';
@@ -99,7 +108,10 @@ interface Served {
 }
 
 async function startServed(message: ServeMessage): Promise<Served> {
-  const child: ChildProcess = fork(__filename, ['serve'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child: ChildProcess = fork(__filename, ['serve'], {
+    execArgv: [...IMAGE_NODE_FLAGS],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {
     child.once('message', (answer: { ready?: string }) =>

@@ -13,6 +13,7 @@ import { organizationOf, seedBenchDirectory, type DirectorySize } from './bench-
 import {
   arg,
   describeMachine,
+  IMAGE_NODE_FLAGS,
   flag,
   log,
   option,
@@ -319,7 +320,8 @@ async function report(
     '',
     ...(await describeMachine(env.db)),
     `- load: autocannon, ${run.connections} connections, ${run.rounds} alternating rounds of ${run.durationS} s per target (after a 3 s warm-up each); ` +
-      `${run.callers} distinct callers (tokens) reading a project of one of their organizations (\`GET /orgs/{org}/projects/{project}\`, allowed); every response checked to be 2xx`,
+      `${run.callers} distinct callers (tokens) reading a project of one of their organizations (\`GET /orgs/{org}/projects/{project}\`, allowed); every response checked to be 2xx; ` +
+      `every target's Node.js process runs with \`${IMAGE_NODE_FLAGS.join(' ')}\`, as the container image runs Portcullis`,
     "- figures: median over the rounds; latency measured per response by the benchmark (not autocannon's whole-millisecond histogram); " +
       "CPU: user + system time of the target's own process (`process.cpuUsage`) per request, which other work on the machine does not inflate the way it does req/s; " +
       "PostgreSQL: CPU time of all of PostgreSQL's processes (`/proc/<pid>/stat`) from the round's start until the target's decision records are written, per request " +
