@@ -47,7 +47,7 @@ EXPOSE 8080 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9090/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # One V8 helper thread instead of four: a gateway's heap is small, and four helpers contend with
-# the event loop for the few cores a pod gets. Under load +8 % req/s and p99 -10 ms, alone the
+# the event loop for the few cores a pod gets. Under load +5-8 % req/s and p99 -8-10 ms, alone the
 # same (BENCHMARKS.md, ninth round); `npm run bench` runs every target with these flags.
 ENTRYPOINT ["node", "--v8-pool-size=1", "bin/portcullis.js"]
 CMD ["serve"]
