@@ -198,8 +198,9 @@ export class PgDecisionStore implements DecisionStore {
           this.chain,
           head.seq,
         ])
-        // The lock's wait has timeoutMs (lock_timeout), and so has the writing after it.
-        .timeout(2 * this.timeoutMs, { cancel: true });
+        // The lock's wait has timeoutMs (lock_timeout), and so has the writing after it; the
+        // second behind the two keeps a slow start from passing for either.
+        .timeout(2 * this.timeoutMs + 1_000, { cancel: true });
       return rowCount === batch.length ? last : undefined;
     } catch (error) {
       if ((error as { code?: unknown }).code === UNIQUE_VIOLATION) return undefined;
