@@ -1,7 +1,7 @@
 // Times the event loop's callbacks in a benchmark target, to tell JavaScript that runs long by
 // itself from a callback that a garbage-collection pause, or the operating system giving the
 // core to another process, held up.
-import { createHook, type AsyncHook } from 'node:async_hooks';
+import { createHook, executionAsyncResource, type AsyncHook } from 'node:async_hooks';
 import { PerformanceObserver } from 'node:perf_hooks';
 
 /** [start, end] in ms on performance.now()'s clock. */
@@ -22,10 +22,14 @@ export interface CallbackTimes {
   longest: number;
   longestGc: number;
   longestCpu: number;
+  /** What ran in it: the constructor's name of its async resource (`Timeout`, `Immediate`, a socket's, a promise's, …). */
+  longestKind: string;
   /** Callbacks over the threshold on the clock. */
   over: number;
   /** At most how long JavaScript ran in the longest-running callback, and in how many that bound is over the threshold. */
   longestRunning: number;
+  /** The kind of the callback that bound belongs to. */
+  longestRunningKind: string;
   overRunning: number;
 }
 
@@ -34,6 +38,7 @@ interface Callback {
   start: number;
   end: number;
   cpu: number;
+  kind: string;
 }
 
 /** Times every outermost callback from its construction until stop(); see CallbackTimes. */
@@ -50,6 +55,7 @@ export class CallbackTimer {
   private depth = 0;
   private started = 0;
   private cpuAtStart = 0;
+  private resource: object | undefined;
 
   /** `stallMs`: what counts as a long callback. */
   constructor(private readonly stallMs: number) {
@@ -57,6 +63,7 @@ export class CallbackTimer {
       before: () => {
         if (this.depth++ !== 0) return;
         this.cpuAtStart = cpuMs();
+        this.resource = executionAsyncResource();
         this.started = performance.now();
       },
       after: () => {
@@ -67,7 +74,8 @@ export class CallbackTimer {
         const took = end - this.started;
         this.count += 1;
         if (took > this.longest) this.longest = took;
-        if (took > CallbackTimer.KEEP_MS) this.kept.push({ start: this.started, end, cpu: cpuMs() - this.cpuAtStart });
+        if (took > CallbackTimer.KEEP_MS)
+          this.kept.push({ start: this.started, end, cpu: cpuMs() - this.cpuAtStart, kind: this.resource?.constructor?.name ?? 'unknown' });
       },
     }).enable();
     this.observer = new PerformanceObserver((list) => {
@@ -101,21 +109,37 @@ export function summarizeCallbacks(
     seen.pauses.reduce((sum, [from, to]) => sum + Math.max(0, Math.min(end, to) - Math.max(start, from)), 0);
   let longestGc = 0;
   let longestCpu = 0;
+  let longestKind = '';
   let over = 0;
   let overRunning = 0;
   // Only kept callbacks are long enough to matter; with none kept, the longest bounds them all.
   let longestRunning = seen.kept.length > 0 ? 0 : seen.longest;
+  let longestRunningKind = '';
   for (const callback of seen.kept) {
     const took = callback.end - callback.start;
     const gc = gcInside(callback);
     if (took === seen.longest) {
       longestGc = gc;
       longestCpu = callback.cpu;
+      longestKind = callback.kind;
     }
     if (took > stallMs) over += 1;
     const running = Math.min(took - gc, callback.cpu);
     if (running > stallMs) overRunning += 1;
-    longestRunning = Math.max(longestRunning, running);
+    if (running > longestRunning) {
+      longestRunning = running;
+      longestRunningKind = callback.kind;
+    }
   }
-  return { count: seen.count, longest: seen.longest, longestGc, longestCpu, over, longestRunning, overRunning };
+  return {
+    count: seen.count,
+    longest: seen.longest,
+    longestGc,
+    longestCpu,
+    longestKind,
+    over,
+    longestRunning,
+    longestRunningKind,
+    overRunning,
+  };
 }

@@ -197,7 +197,7 @@ async function main(): Promise<void> {
       await drive(target.url!, requests, { connections, durationS });
       const times = (callbacks[id] = await target.process!.measure<CallbackTimes>('callbacks', 'stop'));
       log(
-        `(${id}) callbacks: ${times.count}, longest ${times.longest.toFixed(2)} ms (GC ${times.longestGc.toFixed(2)}, CPU ${times.longestCpu.toFixed(2)} ms), ${times.over} over ${STALL_MS} ms; JavaScript running at most ${times.longestRunning.toFixed(2)} ms, ${times.overRunning} over ${STALL_MS} ms`,
+        `(${id}) callbacks: ${times.count}, longest ${times.longest.toFixed(2)} ms (${times.longestKind}; GC ${times.longestGc.toFixed(2)}, CPU ${times.longestCpu.toFixed(2)} ms), ${times.over} over ${STALL_MS} ms; JavaScript running at most ${times.longestRunning.toFixed(2)} ms (${times.longestRunningKind}), ${times.overRunning} over ${STALL_MS} ms`,
       );
     }
     // And one request at a time: the latency each adds with no queue in front of it (the paced
@@ -393,8 +393,8 @@ async function report(
 function callbackSentence(label: string, times: CallbackTimes): string {
   return (
     `${label} ran ${times.count.toLocaleString('en-US')} callbacks, ${times.over} over ${STALL_MS} ms on the clock; the longest took ${times.longest.toFixed(2)} ms ` +
-    `with ${times.longestGc.toFixed(2)} ms of garbage-collection pauses inside it and ${times.longestCpu.toFixed(2)} ms of the process's CPU time meanwhile; ` +
-    `JavaScript ran at most ${times.longestRunning.toFixed(2)} ms in any one callback (over ${STALL_MS} ms in ${times.overRunning})`
+    `(${times.longestKind || 'its kind unknown'}) with ${times.longestGc.toFixed(2)} ms of garbage-collection pauses inside it and ${times.longestCpu.toFixed(2)} ms of the process's CPU time meanwhile; ` +
+    `JavaScript ran at most ${times.longestRunning.toFixed(2)} ms in any one callback${times.longestRunningKind ? ` (${times.longestRunningKind})` : ''}, over ${STALL_MS} ms in ${times.overRunning}`
   );
 }
 

@@ -10,10 +10,10 @@ describe('summarizeCallbacks', () => {
         count: 1000,
         longest: 9,
         kept: [
-          { start: 100, end: 109, cpu: 9 }, // 9 ms, 6 of them a pause: 3 ms of JavaScript at most
-          { start: 200, end: 207, cpu: 7 }, // 7 ms, no pause, busy throughout
-          { start: 300, end: 308, cpu: 1.5 }, // 8 ms on the clock, but the process ran 1.5 ms: it waited for a core
-          { start: 400, end: 402, cpu: 2 }, // short, with half a pause that began before it
+          { start: 100, end: 109, cpu: 9, kind: 'Timeout' }, // 9 ms, 6 of them a pause: 3 ms of JavaScript at most
+          { start: 200, end: 207, cpu: 7, kind: 'Immediate' }, // 7 ms, no pause, busy throughout
+          { start: 300, end: 308, cpu: 1.5, kind: 'Object' }, // 8 ms on the clock, but the process ran 1.5 ms: it waited for a core
+          { start: 400, end: 402, cpu: 2, kind: 'Object' }, // short, with half a pause that began before it
         ],
         pauses: [
           [101, 107],
@@ -23,7 +23,17 @@ describe('summarizeCallbacks', () => {
       },
       5,
     );
-    expect(times).toEqual({ count: 1000, longest: 9, longestGc: 6, longestCpu: 9, over: 3, longestRunning: 7, overRunning: 1 });
+    expect(times).toEqual({
+      count: 1000,
+      longest: 9,
+      longestGc: 6,
+      longestCpu: 9,
+      longestKind: 'Timeout',
+      over: 3,
+      longestRunning: 7,
+      longestRunningKind: 'Immediate',
+      overRunning: 1,
+    });
   });
 
   it('with no callback long enough to keep, the longest is the longest seen and nothing is over', () => {
@@ -32,8 +42,10 @@ describe('summarizeCallbacks', () => {
       longest: 0.4,
       longestGc: 0,
       longestCpu: 0,
+      longestKind: '',
       over: 0,
       longestRunning: 0.4,
+      longestRunningKind: '',
       overRunning: 0,
     });
   });
@@ -57,6 +69,7 @@ describe('CallbackTimer', () => {
     expect(times.longest).toBeGreaterThanOrEqual(12);
     expect(times.over).toBeGreaterThanOrEqual(1);
     expect(times.longestCpu).toBeGreaterThan(0);
+    expect(times.longestKind).toBe('Timeout');
     expect(times.longestRunning).toBeGreaterThan(0);
   });
 });
