@@ -47,8 +47,8 @@ const HASH_SLICE = 64;
 /** The first key of each chain's append lock (the two-int form: the second is hashtext(chain)). */
 export const CHAIN_LOCK_SPACE = 706_572_401;
 
-// A batch is four statements besides BEGIN and COMMIT, and the last three are the same text
-// every time. The time limits and the lock are one: statement_timeout only applies from the
+// In the transaction a batch is four statements besides BEGIN and COMMIT, and the last three are
+// the same text every time. The time limits and the lock are one: statement_timeout only applies from the
 // next statement, so lock_timeout (set before the lock in the same statement) bounds the wait.
 // The lock is not taken in the statement that reads the head: a statement sees the data as of
 // its start, so a head moved while it waited for the lock would be missed and the chain fork.
@@ -62,23 +62,29 @@ const READ_SQL = `select h.seq, h.hash,
     array(select id::text from decision_ids where id = any(?::uuid[])) as seen
   from (select 1) as one left join decision_chain_head h on h.chain = ?`;
 
-// One statement and three parameters whatever the batch size: the records' canonical contents
-// as one JSON array, and their hashes as one text array (the head's first: record n's prev_hash
-// is element n, its hash element n + 1), so no record's text is copied to add the chain fields.
-// The array is read as jsonb, parsed once: as json it was checked, parsed again into records
-// and each jsonb column (the input) parsed a third time: ~15 % of PostgreSQL's CPU per record.
-// dry_run is only in the content when true. The global seq comes from the sequence, in the
-// batch's order (a function scan yields the array in order; the CTE is evaluated once). The ids
-// are claimed in the same statement: decision_ids' key refuses a repeat. The head moves with it.
-const APPEND_SQL = `with batch as (
-    select *, nextval('decision_seq') as next_seq from jsonb_populate_recordset(null::decisions, ?::jsonb) with ordinality as record
-  ),
-  hashes as (select ?::text[] as hash),
-  claimed as (insert into decision_ids (id, seq) select id, next_seq from batch),
-  moved as (update decision_chain_head set seq = ?, hash = ? where chain = ?)
+// What both ways of appending end with, after a `batch` CTE (the records, each with its
+// next_seq): the hashes, the ids claimed and the rows inserted. Its parameters: the hashes, then
+// the chain and the head's position before the batch. Three parameters whatever the batch size:
+// the records' canonical contents as one JSON array (in `batch`), and their hashes as one text
+// array (the head's first: record n's prev_hash is element n, its hash element n + 1), so no
+// record's text is copied to add the chain fields. dry_run is only in the content when true. The
+// ids are claimed in the same statement: decision_ids' key refuses a repeat.
+const CLAIM_AND_INSERT = `hashes as (select ?::text[] as hash),
+  claimed as (insert into decision_ids (id, seq) select id, next_seq from batch)
   insert into decisions (${CONTENT_COLUMNS}, chain, chain_seq, prev_hash, hash, seq, dry_run)
   select ${CONTENT_COLUMNS}, ?, ?::bigint + ordinality, hashes.hash[ordinality::int], hashes.hash[ordinality::int + 1], next_seq, coalesce(dry_run, false)
   from batch, hashes`;
+
+// The append in the transaction that read the head. The array is read as jsonb, parsed once: as
+// json it was checked, parsed again into records and each jsonb column (the input) parsed a
+// third time: ~15 % of PostgreSQL's CPU per record. The global seq comes from the sequence, in
+// the batch's order (a function scan yields the array in order; the CTE is evaluated once). The
+// head moves with it.
+const APPEND_SQL = `with batch as (
+    select *, nextval('decision_seq') as next_seq from jsonb_populate_recordset(null::decisions, ?::jsonb) with ordinality as record
+  ),
+  moved as (update decision_chain_head set seq = ?, hash = ? where chain = ?),
+  ${CLAIM_AND_INSERT}`;
 
 // The batch in one statement, for a process that knows the head. The lock comes first: the
 // head's move waits for it (its one-time filter reads `lock`), and so do the records, whose seq
@@ -101,11 +107,7 @@ const appendAtOnceSql = (timeoutMs: number) => `with limits as materialized (sel
     from jsonb_populate_recordset(null::decisions, ?::jsonb) with ordinality as record, lock
     where exists (select from moved)
   ),
-  hashes as (select ?::text[] as hash),
-  claimed as (insert into decision_ids (id, seq) select id, next_seq from batch)
-  insert into decisions (${CONTENT_COLUMNS}, chain, chain_seq, prev_hash, hash, seq, dry_run)
-  select ${CONTENT_COLUMNS}, ?, ?::bigint + ordinality, hashes.hash[ordinality::int], hashes.hash[ordinality::int + 1], next_seq, coalesce(dry_run, false)
-  from batch, hashes`;
+  ${CLAIM_AND_INSERT}`;
 
 /** PostgreSQL's SQLSTATE for a unique key refusing a row. */
 const UNIQUE_VIOLATION = '23505';
@@ -148,22 +150,22 @@ export class PgDecisionStore implements DecisionStore {
     this.head = undefined;
     try {
       if (expected && this.inKnownMonths(batch)) {
-        const moved = await this.appendAtOnce(expected, batch);
-        if (moved) {
-          this.head = moved;
+        const after = await this.appendAtOnce(expected, batch);
+        if (after) {
+          this.head = after;
           return { inserted: batch.length, skipped: 0 };
         }
       }
-      let moved: ChainHead | undefined;
+      let after: ChainHead | undefined;
       const result = await this.db.transaction(async (trx) => {
         await trx.raw(this.lockSql, [CHAIN_LOCK_SPACE, this.chain]);
         await this.ensurePartitions(trx, batch);
         const { head, seen } = await this.read(trx, batch);
         const fresh = unseen(batch, seen);
-        moved = fresh.length > 0 ? await this.appendToChain(trx, head, fresh) : head;
+        after = fresh.length > 0 ? await this.appendToChain(trx, head, fresh) : head;
         return { inserted: fresh.length, skipped: batch.length - fresh.length };
       });
-      this.head = moved;
+      this.head = after;
       return result;
     } catch (error) {
       // A partition dropped by retention since we created it: check again on the retry.
@@ -245,7 +247,7 @@ export class PgDecisionStore implements DecisionStore {
   /** Appends `records` after `head`, in the transaction that read it; the head it leaves. */
   private async appendToChain(trx: Knex.Transaction, head: ChainHead, records: readonly PreparedDecision[]): Promise<ChainHead> {
     const { hashes, last } = await this.hash(head, records);
-    await trx.raw(APPEND_SQL, [contentArray(records), hashes, last.seq, last.hash, this.chain, this.chain, head.seq]);
+    await trx.raw(APPEND_SQL, [contentArray(records), last.seq, last.hash, this.chain, hashes, this.chain, head.seq]);
     return last;
   }
 
