@@ -22,6 +22,7 @@ import {
   startTargetProcess,
   targetSettings,
   writeBenchmarkSection,
+  type Measurement,
   type TargetProcess,
 } from './bench-environment';
 import { summarizeProfile } from './cpu-profile';
@@ -175,13 +176,22 @@ async function main(): Promise<void> {
     // (b) at the same pace is the control: what the load generator's bursts and the shared
     // machine do to a loop without any authorization work.
     const pacedRate = Math.round(median(results.get('c')!.map((result) => result.rps)) / 2);
-    const pacedDelays = { b: undefined as LoopDelay | undefined, c: undefined as LoopDelay | undefined };
-    for (const id of ['b', 'c'] as const) {
+    /** One more run of (b) or (c), on its own after PostgreSQL has settled, with one measurement around it. */
+    const measuredRun = async <T>(
+      id: 'b' | 'c',
+      measurement: Measurement,
+      options: { connections: number; durationS: number; rate?: number },
+    ) => {
       const target = targets.find((candidate) => candidate.id === id)!;
       await settle(env.db);
-      await target.process!.measure('loopDelay', 'start');
-      const paced = await drive(target.url!, requests, { connections, durationS, rate: pacedRate });
-      const delay = (pacedDelays[id] = await target.process!.measure<LoopDelay>('loopDelay', 'stop'));
+      await target.process!.measure(measurement, 'start');
+      const load = await drive(target.url!, requests, options);
+      return { load, figure: await target.process!.measure<T>(measurement, 'stop') };
+    };
+    const pacedDelays = { b: undefined as LoopDelay | undefined, c: undefined as LoopDelay | undefined };
+    for (const id of ['b', 'c'] as const) {
+      const { load: paced, figure: delay } = await measuredRun<LoopDelay>(id, 'loopDelay', { connections, durationS, rate: pacedRate });
+      pacedDelays[id] = delay;
       log(
         `(${id}) paced at ${pacedRate} req/s: ${Math.round(paced.rps)} req/s, p99 ${paced.p99.toFixed(2)} ms, loop delay p99 ${delay.p99.toFixed(2)} ms, max ${delay.max.toFixed(2)} ms`,
       );
@@ -191,11 +201,8 @@ async function main(): Promise<void> {
     // with a garbage-collection pause inside it.
     const callbacks = { b: undefined as CallbackTimes | undefined, c: undefined as CallbackTimes | undefined };
     for (const id of ['b', 'c'] as const) {
-      const target = targets.find((candidate) => candidate.id === id)!;
-      await settle(env.db);
-      await target.process!.measure('callbacks', 'start');
-      await drive(target.url!, requests, { connections, durationS });
-      const times = (callbacks[id] = await target.process!.measure<CallbackTimes>('callbacks', 'stop'));
+      const { figure: times } = await measuredRun<CallbackTimes>(id, 'callbacks', { connections, durationS });
+      callbacks[id] = times;
       log(
         `(${id}) callbacks: ${times.count}, longest ${times.longest.toFixed(2)} ms (${times.longestKind}; GC ${times.longestGc.toFixed(2)}, CPU ${times.longestCpu.toFixed(2)} ms), ${times.over} over ${STALL_MS} ms; JavaScript running at most ${times.longestRunning.toFixed(2)} ms (${times.longestRunningKind}), ${times.overRunning} over ${STALL_MS} ms`,
       );

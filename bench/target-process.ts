@@ -75,6 +75,11 @@ function mainThreadWaitUs(): number | undefined {
   }
 }
 
+/** How much a counter read at start and at stop grew; undefined when either read failed. */
+function since(start: number | undefined, stop: number | undefined): number | undefined {
+  return start === undefined || stop === undefined ? undefined : stop - start;
+}
+
 /** The histogram's timer fires every millisecond; what it records is the time between two firings. */
 const LOOP_RESOLUTION_MS = 1;
 export const STALL_MS = 5;
@@ -159,9 +164,8 @@ process.on('message', (message: Message) => {
         const sumUs = (pauses: number[]) => pauses.reduce((sum, ms) => sum + ms * 1000, 0);
         const figures: CpuFigures = {
           processUs: used.user + used.system,
-          mainThreadUs: mainNow === undefined || cpuAtStart!.mainThreadUs === undefined ? undefined : mainNow - cpuAtStart!.mainThreadUs,
-          mainThreadWaitUs:
-            waitNow === undefined || cpuAtStart!.mainThreadWaitUs === undefined ? undefined : waitNow - cpuAtStart!.mainThreadWaitUs,
+          mainThreadUs: since(cpuAtStart!.mainThreadUs, mainNow),
+          mainThreadWaitUs: since(cpuAtStart!.mainThreadWaitUs, waitNow),
           scavenges: scavenges.length,
           scavengeUs: sumUs(scavenges),
           otherGcUs: sumUs(others),
