@@ -17,7 +17,7 @@ import { verifyChain } from './decision-chain-verifier';
 import { DecisionSpool } from '../recording/decision-spool';
 import type { DecisionRecord } from '../decision-record';
 import { CANONICAL_CONTENT_SQL, PgDecisionQueryStore } from '../store/pg-decision-query-store';
-import { PgDecisionPartitions } from '../store/pg-decision-partitions';
+import { partitionName, PgDecisionPartitions } from '../store/pg-decision-partitions';
 import { CHAIN_LOCK_SPACE, PgDecisionStore } from './pg-decision-store';
 
 let database: TestDatabase;
@@ -234,6 +234,32 @@ describe('PgDecisionStore', () => {
       1, 2, 3, 4, 5, 6, 7,
     ]);
     expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 7 });
+  });
+
+  it('sends the one statement prepared, planned once per connection, and still writes after a partition is made and dropped under it', async () => {
+    // One connection, so the statements it prepared can be read from it.
+    const single = createDatabase({ url: database.url, poolMax: 1 });
+    try {
+      const own = new PgDecisionStore(single, CHAIN);
+      const prepared = async () =>
+        (
+          await single.raw<{ rows: { executions: number }[] }>(
+            `select generic_plans + custom_plans as executions from pg_prepared_statements where name like 'portcullis_decision_append_%'`,
+          )
+        ).rows.map((row) => Number(row.executions));
+      // The first batch reads the head in a transaction; the seven after it are the one statement.
+      for (let n = 0; n < 16; n += 2) await append([decision(n), decision(n + 1)], own);
+      expect(await prepared()).toEqual([7]);
+      // Another month's partition attached and dropped: the plan it had is made again.
+      const month = new Date(Date.UTC(2031, 0, 1));
+      await new PgDecisionPartitions(single).ensure(month);
+      await single.raw(`drop table ${partitionName(month)}`);
+      expect(await append([decision(16), decision(17)], own)).toEqual({ inserted: 2, skipped: 0 });
+      expect(await prepared()).toEqual([8]);
+      expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 18 });
+    } finally {
+      await single.destroy();
+    }
   });
 
   it('notices when another process of its instance moved the head since its last batch: writes nothing in the one statement, then appends after the new head', async () => {

@@ -8,6 +8,7 @@
 // lock, the records and the head's move, guarded by the head it expects. Otherwise (the first
 // batch, a new month, another process of this instance moved the head, an id already stored,
 // any failure before) it is one transaction that reads the head and the stored ids first.
+import { hash as digest } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Knex } from 'knex';
 import { DependencyError } from '../../base/errors';
@@ -94,6 +95,8 @@ const APPEND_SQL = `with batch as (
 // the statement began), and only when none of the batch's ids is stored: otherwise nothing is
 // written and no seq is drawn, and the transaction sorts it out. (An id stored by another
 // instance at the same moment fails the statement on decision_ids' key instead.)
+// It is a named (prepared) statement: parsing and planning it took PostgreSQL about as long as
+// writing a batch of ten (`BENCHMARKS.md`, tenth round); each pooled connection now plans it once.
 const appendAtOnceSql = (timeoutMs: number) => `with limits as materialized (select set_config('lock_timeout', '${timeoutMs}', true)),
   lock as materialized (select pg_advisory_xact_lock(?, hashtext(?)) from limits),
   moved as (
@@ -120,6 +123,9 @@ export class PgDecisionStore implements DecisionStore {
 
   private readonly appendAtOnceSql: string;
 
+  /** The one statement's name on each connection: its text's, as the text embeds the timeout. */
+  private readonly appendAtOnceName: string;
+
   private readonly timeoutMs: number;
 
   /**
@@ -142,6 +148,7 @@ export class PgDecisionStore implements DecisionStore {
     this.timeoutMs = timeoutMs;
     this.lockSql = lockSql(timeoutMs);
     this.appendAtOnceSql = appendAtOnceSql(timeoutMs);
+    this.appendAtOnceName = `portcullis_decision_append_${digest('sha256', this.appendAtOnceSql, 'hex').slice(0, 16)}`;
   }
 
   async append(batch: readonly PreparedDecision[]): Promise<AppendResult> {
@@ -200,6 +207,7 @@ export class PgDecisionStore implements DecisionStore {
           this.chain,
           head.seq,
         ])
+        .options({ name: this.appendAtOnceName })
         // The lock's wait has timeoutMs (lock_timeout), and so has the writing after it; the
         // second behind the two keeps a slow start from passing for either.
         .timeout(2 * this.timeoutMs + 1_000, { cancel: true });
