@@ -135,7 +135,6 @@ export interface TargetProcess {
   stop(): Promise<void>;
 }
 
-/** Forks bench/target-process.js and starts the target in it. */
 /**
  * The Node.js flags the container image runs Portcullis with (the Dockerfile's ENTRYPOINT;
  * test/dockerfile.test.ts keeps the two the same). Every benchmark target runs with them, the
@@ -144,6 +143,7 @@ export interface TargetProcess {
  */
 export const IMAGE_NODE_FLAGS: readonly string[] = ['--v8-pool-size=1'];
 
+/** Forks bench/target-process.js and starts the target in it. */
 export async function startTargetProcess(kind: TargetKind, settings: TargetSettings, execArgv: string[] = []): Promise<TargetProcess> {
   const child = fork(path.join(__dirname, 'target-process.js'), [kind], {
     execArgv: [...IMAGE_NODE_FLAGS, ...execArgv],
