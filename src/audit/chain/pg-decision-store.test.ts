@@ -69,6 +69,19 @@ function decision(n: number, overrides: Partial<DecisionRecord> = {}): DecisionR
 
 const append = (records: DecisionRecord[], into = store) => into.append(records.map(prepareDecision));
 
+/**
+ * `work` with a pool of one connection and a store of the chain on it: what that connection
+ * prepared, or counted, can be read from it.
+ */
+async function onOneConnection(work: (single: Knex, own: PgDecisionStore) => Promise<void>): Promise<void> {
+  const single = createDatabase({ url: database.url, poolMax: 1 });
+  try {
+    await work(single, new PgDecisionStore(single, CHAIN));
+  } finally {
+    await single.destroy();
+  }
+}
+
 async function countQueries<T>(work: () => Promise<T>): Promise<{ result: T; queries: { sql: string; bindings: unknown[] }[] }> {
   const queries: { sql: string; bindings: unknown[] }[] = [];
   const onQuery = (query: { sql: string; bindings: unknown[] }) => queries.push(query);
@@ -237,10 +250,7 @@ describe('PgDecisionStore', () => {
   });
 
   it('sends the one statement prepared, planned once per connection, and still writes after a partition is made and dropped under it', async () => {
-    // One connection, so the statements it prepared can be read from it.
-    const single = createDatabase({ url: database.url, poolMax: 1 });
-    try {
-      const own = new PgDecisionStore(single, CHAIN);
+    await onOneConnection(async (single, own) => {
       const prepared = async () =>
         (
           await single.raw<{ rows: { executions: number }[] }>(
@@ -257,15 +267,11 @@ describe('PgDecisionStore', () => {
       expect(await append([decision(16), decision(17)], own)).toEqual({ inserted: 2, skipped: 0 });
       expect(await prepared()).toEqual([8]);
       expect(await verifyChain(new PgDecisionQueryStore(db))).toMatchObject({ ok: true, checked: 18 });
-    } finally {
-      await single.destroy();
-    }
+    });
   });
 
   it('reads no table that grows in the one statement, so the plan a connection keeps stays good however large the log gets', async () => {
-    const single = createDatabase({ url: database.url, poolMax: 1 });
-    try {
-      const own = new PgDecisionStore(single, CHAIN);
+    await onOneConnection(async (single, own) => {
       await append([decision(0)], own);
       const scans = async () => {
         // This connection's counts, sent now rather than within the second.
@@ -280,9 +286,7 @@ describe('PgDecisionStore', () => {
       expect(await append([decision(1), decision(2)], own)).toEqual({ inserted: 2, skipped: 0 });
       expect(await scans()).toEqual(before);
       expect(await db('decision_ids').count({ n: '*' }).first()).toEqual({ n: '3' });
-    } finally {
-      await single.destroy();
-    }
+    });
   });
 
   it('notices when another process of its instance moved the head since its last batch: writes nothing in the one statement, then appends after the new head', async () => {
