@@ -2,7 +2,9 @@
 // itself from a callback that a garbage-collection pause, or the operating system giving the
 // core to another process, held up.
 import { createHook, executionAsyncResource, type AsyncHook } from 'node:async_hooks';
+import { existsSync } from 'node:fs';
 import { PerformanceObserver } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 
 /** [start, end] in ms on performance.now()'s clock. */
 type Span = [start: number, end: number];
@@ -12,9 +14,12 @@ type Span = [start: number, end: number];
  * callback, a timer, an immediate, a nextTick or a promise reaction, the outermost only), in ms.
  * A callback's time on the clock also holds the garbage-collection pauses that began inside it
  * and any time the thread waited for a core (on a machine with more busy threads than cores).
- * So each long callback is also given the process's CPU time meanwhile: the JavaScript in it ran
- * no longer than its time without the pauses, nor longer than that CPU time (the process's, all
- * threads: an upper bound for the main thread's).
+ * So each long callback is also given the process's CPU time meanwhile, and the main thread's
+ * (on Linux): the JavaScript in it ran no longer than its time without the pauses, nor longer
+ * than either CPU time. The process's counts every thread (the policy thread, V8's helpers); the
+ * main thread's is read from /proc by a helper thread every ~0.5 ms, and a callback is given
+ * what the main thread ran between the last reading before it and the first after it: an upper
+ * bound, looser by the readings' spacing.
  */
 export interface CallbackTimes {
   count: number;
@@ -22,6 +27,8 @@ export interface CallbackTimes {
   longest: number;
   longestGc: number;
   longestCpu: number;
+  /** At most how long the main thread ran during the longest (see above); undefined where it could not be read. */
+  longestMainCpu: number | undefined;
   /** What ran in it: the constructor's name of its async resource (`Timeout`, `Immediate`, a socket's, a promise's, …). */
   longestKind: string;
   /** Callbacks over the threshold on the clock. */
@@ -30,15 +37,27 @@ export interface CallbackTimes {
   longestRunning: number;
   /** The kind of the callback that bound belongs to. */
   longestRunningKind: string;
+  /**
+   * How far apart the two readings of the main thread's CPU around that callback were, when
+   * they bound it (ms): the wider than the callback, the more of its neighbours' time the bound holds.
+   */
+  longestRunningReadingsApart: number | undefined;
   overRunning: number;
 }
 
-/** A callback kept for the summary: on the clock, and the process's CPU time meanwhile. */
+/** A callback kept for the summary: on the clock, the process's CPU time meanwhile and at most the main thread's. */
 interface Callback {
   start: number;
   end: number;
   cpu: number;
+  mainCpu?: MainCpu;
   kind: string;
+}
+
+/** At most how long the main thread ran during a callback, and how far apart the readings that say so were (ms). */
+export interface MainCpu {
+  cpu: number;
+  apart: number;
 }
 
 /** Times every outermost callback from its construction until stop(); see CallbackTimes. */
@@ -56,6 +75,7 @@ export class CallbackTimer {
   private started = 0;
   private cpuAtStart = 0;
   private resource: object | undefined;
+  private readonly sampler = MainThreadCpuSampler.start();
 
   /** `stallMs`: what counts as a long callback. */
   constructor(private readonly stallMs: number) {
@@ -84,11 +104,121 @@ export class CallbackTimer {
     this.observer.observe({ entryTypes: ['gc'] });
   }
 
-  stop(): CallbackTimes {
+  /** Resolves once the main thread's CPU time is being read (at once where it cannot be). */
+  get ready(): Promise<void> {
+    return this.sampler?.ready ?? Promise.resolve();
+  }
+
+  async stop(): Promise<CallbackTimes> {
     this.hook.disable();
     this.observer.disconnect();
-    return summarizeCallbacks({ count: this.count, longest: this.longest, kept: this.kept, pauses: this.pauses }, this.stallMs);
+    const readings = await this.sampler?.stop();
+    // performance.now() (the callbacks' and the GC pauses' clock) to the readings' clock.
+    const offset = Number(process.hrtime.bigint()) / 1e6 - performance.now();
+    const kept = readings
+      ? this.kept.map((callback) => ({ ...callback, mainCpu: mainCpuWithin(readings, offset + callback.start, offset + callback.end) }))
+      : this.kept;
+    return summarizeCallbacks({ count: this.count, longest: this.longest, kept, pauses: this.pauses }, this.stallMs);
   }
+}
+
+/** Readings of the main thread's CPU time, three numbers each: the clock before the read and after it (process.hrtime, ms), and the CPU time read (ms). */
+export type CpuReadings = Float64Array;
+
+/** Readings kept: an hour at the helper's pace would be 7.2 million; a run times seconds. */
+const MAX_READINGS = 200_000;
+
+const READING_INTERVAL_MS = 0.5;
+
+// The helper thread: reads the main thread's schedstat (its first field is the time it has run,
+// in ns) until told to stop, each reading stamped before and after it on the monotonic clock
+// every thread shares (process.hrtime, in ms).
+const SAMPLER_SOURCE = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { openSync, readSync, closeSync } = require('node:fs');
+const { file, readings, control, intervalMs } = workerData;
+const out = new Float64Array(readings);
+const state = new Int32Array(control);
+const fd = openSync(file, 'r');
+const buffer = Buffer.alloc(128);
+const capacity = out.length / 3;
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+const read = () => {
+  const before = now();
+  const length = readSync(fd, buffer, 0, buffer.length, 0);
+  const after = now();
+  const i = Atomics.load(state, 1);
+  if (i >= capacity) return;
+  out[3 * i] = before;
+  out[3 * i + 1] = after;
+  out[3 * i + 2] = Number(buffer.toString('latin1', 0, length).split(' ')[0]) / 1e6;
+  Atomics.store(state, 1, i + 1);
+};
+// A reading before the first callback timed, and one after the last (the loop reads once more when told to stop).
+read();
+parentPort.postMessage('reading');
+while (Atomics.load(state, 0) === 0) {
+  Atomics.wait(state, 0, 0, intervalMs);
+  read();
+}
+closeSync(fd);
+`;
+
+/** The helper thread that reads the main thread's CPU time; none where /proc does not have it. */
+class MainThreadCpuSampler {
+  private constructor(
+    private readonly worker: Worker,
+    private readonly readings: SharedArrayBuffer,
+    private readonly control: Int32Array,
+    readonly ready: Promise<void>,
+  ) {}
+
+  static start(): MainThreadCpuSampler | undefined {
+    // The main thread's id is the process's.
+    const file = `/proc/${process.pid}/task/${process.pid}/schedstat`;
+    if (!existsSync(file)) return undefined;
+    const readings = new SharedArrayBuffer(MAX_READINGS * 3 * Float64Array.BYTES_PER_ELEMENT);
+    const control = new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT);
+    const worker = new Worker(SAMPLER_SOURCE, { eval: true, workerData: { file, readings, control, intervalMs: READING_INTERVAL_MS } });
+    worker.unref();
+    const ready = new Promise<void>((resolve, reject) => {
+      worker.once('message', () => resolve());
+      worker.once('error', reject);
+    });
+    return new MainThreadCpuSampler(worker, readings, new Int32Array(control), ready);
+  }
+
+  /** Stops the helper and returns its readings, oldest first. */
+  async stop(): Promise<CpuReadings> {
+    Atomics.store(this.control, 0, 1);
+    Atomics.notify(this.control, 0);
+    await new Promise((resolve) => this.worker.once('exit', resolve));
+    return new Float64Array(this.readings, 0, Atomics.load(this.control, 1) * 3);
+  }
+}
+
+/**
+ * At most how long the main thread ran between `start` and `end` (process.hrtime, ms): the CPU
+ * time of the first reading begun at or after `end` minus that of the last one ended at or
+ * before `start`. Undefined when no reading brackets the span.
+ */
+export function mainCpuWithin(readings: CpuReadings, start: number, end: number): MainCpu | undefined {
+  const count = readings.length / 3;
+  // The readings are in order on both stamps: binary searches, as a run keeps thousands of long callbacks.
+  const firstWhere = (test: (i: number) => boolean) => {
+    let low = 0;
+    let high = count;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (test(middle)) high = middle;
+      else low = middle + 1;
+    }
+    return low;
+  };
+  const below = firstWhere((i) => readings[3 * i + 1]! > start) - 1;
+  const above = firstWhere((i) => readings[3 * i]! >= end);
+  if (below < 0 || above >= count) return undefined;
+  return { cpu: readings[3 * above + 2]! - readings[3 * below + 2]!, apart: readings[3 * above]! - readings[3 * below + 1]! };
 }
 
 /** The process's CPU time (user + system, every thread), ms. */
@@ -109,26 +239,30 @@ export function summarizeCallbacks(
     seen.pauses.reduce((sum, [from, to]) => sum + Math.max(0, Math.min(end, to) - Math.max(start, from)), 0);
   let longestGc = 0;
   let longestCpu = 0;
+  let longestMainCpu: number | undefined;
   let longestKind = '';
   let over = 0;
   let overRunning = 0;
   // Only kept callbacks are long enough to matter; with none kept, the longest bounds them all.
   let longestRunning = seen.kept.length > 0 ? 0 : seen.longest;
   let longestRunningKind = '';
+  let longestRunningReadingsApart: number | undefined;
   for (const callback of seen.kept) {
     const took = callback.end - callback.start;
     const gc = gcInside(callback);
     if (took === seen.longest) {
       longestGc = gc;
       longestCpu = callback.cpu;
+      longestMainCpu = callback.mainCpu?.cpu;
       longestKind = callback.kind;
     }
     if (took > stallMs) over += 1;
-    const running = Math.min(took - gc, callback.cpu);
+    const running = Math.min(took - gc, callback.cpu, callback.mainCpu?.cpu ?? Infinity);
     if (running > stallMs) overRunning += 1;
     if (running > longestRunning) {
       longestRunning = running;
       longestRunningKind = callback.kind;
+      longestRunningReadingsApart = running === callback.mainCpu?.cpu ? callback.mainCpu.apart : undefined;
     }
   }
   return {
@@ -136,10 +270,12 @@ export function summarizeCallbacks(
     longest: seen.longest,
     longestGc,
     longestCpu,
+    longestMainCpu,
     longestKind,
     over,
     longestRunning,
     longestRunningKind,
+    longestRunningReadingsApart,
     overRunning,
   };
 }

@@ -204,7 +204,7 @@ async function main(): Promise<void> {
       const { figure: times } = await measuredRun<CallbackTimes>(id, 'callbacks', { connections, durationS });
       callbacks[id] = times;
       log(
-        `(${id}) callbacks: ${times.count}, longest ${times.longest.toFixed(2)} ms (${times.longestKind}; GC ${times.longestGc.toFixed(2)}, CPU ${times.longestCpu.toFixed(2)} ms), ${times.over} over ${STALL_MS} ms; JavaScript running at most ${times.longestRunning.toFixed(2)} ms (${times.longestRunningKind}), ${times.overRunning} over ${STALL_MS} ms`,
+        `(${id}) callbacks: ${times.count}, longest ${times.longest.toFixed(2)} ms (${times.longestKind}; GC ${times.longestGc.toFixed(2)}, CPU ${times.longestCpu.toFixed(2)} ms, main thread ${times.longestMainCpu?.toFixed(2) ?? 'unread'} ms), ${times.over} over ${STALL_MS} ms; JavaScript running at most ${times.longestRunning.toFixed(2)} ms (${times.longestRunningKind}; readings ${times.longestRunningReadingsApart?.toFixed(2) ?? '–'} ms apart), ${times.overRunning} over ${STALL_MS} ms`,
       );
     }
     // And one request at a time: the latency each adds with no queue in front of it (the paced
@@ -370,7 +370,7 @@ async function report(
     '',
     `Every callback timed (async_hooks around each callback the event loop runs, a further ${run.durationS} s of each at full load, not in the figures above: ` +
       `the hook slows every callback): ${callbackSentence('(c)', callbacks.c)}; ${callbackSentence('(b)', callbacks.b)}. ` +
-      "A callback is one unbroken run of JavaScript; on the clock it also holds the garbage-collection pauses that began inside it and any time the thread waited for one of the machine's two cores, so JavaScript ran at most its time without those pauses, and at most the process's CPU time meanwhile (all its threads).",
+      "A callback is one unbroken run of JavaScript; on the clock it also holds the garbage-collection pauses that began inside it and any time the thread waited for one of the machine's two cores, so JavaScript ran at most its time without those pauses, at most the process's CPU time meanwhile (all its threads), and at most the main thread's (read from `/proc` by a helper thread every ~0.5 ms: what the main thread ran from the last reading before the callback to the first after it).",
     '',
     `One request at a time (one connection, ${run.durationS} s each), the latency each adds with no queue in front of it: ` +
       `(c) p50 ${alone.c.p50.toFixed(2)} ms, p99 ${alone.c.p99.toFixed(2)} ms, ${Math.round(alone.c.rps)} req/s; ` +
@@ -398,10 +398,19 @@ async function report(
 }
 
 function callbackSentence(label: string, times: CallbackTimes): string {
+  const mainThread = times.longestMainCpu === undefined ? '' : ` and at most ${times.longestMainCpu.toFixed(2)} ms of its main thread's`;
+  const runningAbout = [
+    times.longestRunningKind,
+    times.longestRunningReadingsApart === undefined
+      ? ''
+      : `the main thread's readings around it ${times.longestRunningReadingsApart.toFixed(2)} ms apart`,
+  ]
+    .filter(Boolean)
+    .join('; ');
   return (
     `${label} ran ${times.count.toLocaleString('en-US')} callbacks, ${times.over} over ${STALL_MS} ms on the clock; the longest took ${times.longest.toFixed(2)} ms ` +
-    `(${times.longestKind || 'its kind unknown'}) with ${times.longestGc.toFixed(2)} ms of garbage-collection pauses inside it and ${times.longestCpu.toFixed(2)} ms of the process's CPU time meanwhile; ` +
-    `JavaScript ran at most ${times.longestRunning.toFixed(2)} ms in any one callback${times.longestRunningKind ? ` (${times.longestRunningKind})` : ''}, over ${STALL_MS} ms in ${times.overRunning}`
+    `(${times.longestKind || 'its kind unknown'}) with ${times.longestGc.toFixed(2)} ms of garbage-collection pauses inside it, ${times.longestCpu.toFixed(2)} ms of the process's CPU time meanwhile${mainThread}; ` +
+    `JavaScript ran at most ${times.longestRunning.toFixed(2)} ms in any one callback${runningAbout ? ` (${runningAbout})` : ''}, over ${STALL_MS} ms in ${times.overRunning}`
   );
 }
 

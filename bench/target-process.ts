@@ -129,13 +129,13 @@ process.on('message', (message: Message) => {
     }
   } else if ('callbacks' in message) {
     if (message.callbacks === 'start') {
-      callbackTimer = new CallbackTimer(STALL_MS);
-      process.send?.({ callbacks: null });
+      const timer = (callbackTimer = new CallbackTimer(STALL_MS));
+      void timer.ready.then(() => process.send?.({ callbacks: null }));
     } else {
       const timer = callbackTimer!;
       callbackTimer = undefined;
       // GC entries are delivered after the pause; give the last ones a turn to arrive.
-      setImmediate(() => process.send?.({ callbacks: timer.stop() }));
+      setImmediate(() => void timer.stop().then((times) => process.send?.({ callbacks: times })));
     }
   } else if ('cpu' in message) {
     // This process's CPU time (user + system) between start and stop: what a request costs it, whatever else the machine runs.
