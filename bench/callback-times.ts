@@ -19,7 +19,8 @@ type Span = [start: number, end: number];
  * than either CPU time. The process's counts every thread (the policy thread, V8's helpers); the
  * main thread's is read from /proc by a helper thread every ~0.5 ms, and a callback is given
  * what the main thread ran between the last reading before it and the first after it: an upper
- * bound, looser by the readings' spacing.
+ * bound, looser by the readings' spacing. (Node.js 22.15 and 23.9 have process.threadCpuUsage(),
+ * which would give each callback its own; the project's Node.js 20 does not.)
  */
 export interface CallbackTimes {
   count: number;
