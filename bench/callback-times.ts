@@ -168,10 +168,11 @@ closeSync(fd);
 /** The helper thread that reads the main thread's CPU time; none where /proc does not have it. */
 class MainThreadCpuSampler {
   private constructor(
-    private readonly worker: Worker,
     private readonly readings: SharedArrayBuffer,
     private readonly control: Int32Array,
+    /** Resolves once the first reading is taken, or the helper failed (then there are none: the process's CPU time bounds the callbacks alone). */
     readonly ready: Promise<void>,
+    private readonly exited: Promise<void>,
   ) {}
 
   static start(): MainThreadCpuSampler | undefined {
@@ -182,18 +183,18 @@ class MainThreadCpuSampler {
     const control = new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT);
     const worker = new Worker(SAMPLER_SOURCE, { eval: true, workerData: { file, readings, control, intervalMs: READING_INTERVAL_MS } });
     worker.unref();
-    const ready = new Promise<void>((resolve, reject) => {
-      worker.once('message', () => resolve());
-      worker.once('error', reject);
-    });
-    return new MainThreadCpuSampler(worker, readings, new Int32Array(control), ready);
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    const ready = Promise.race([new Promise<void>((resolve) => worker.once('message', () => resolve())), exited]);
+    // A helper that fails exits too ('error' first): its readings stop where it did.
+    worker.on('error', () => undefined);
+    return new MainThreadCpuSampler(readings, new Int32Array(control), ready, exited);
   }
 
   /** Stops the helper and returns its readings, oldest first. */
   async stop(): Promise<CpuReadings> {
     Atomics.store(this.control, 0, 1);
     Atomics.notify(this.control, 0);
-    await new Promise((resolve) => this.worker.once('exit', resolve));
+    await this.exited;
     return new Float64Array(this.readings, 0, Atomics.load(this.control, 1) * 3);
   }
 }
