@@ -3,9 +3,9 @@
 // request's main thread; `BENCHMARKS.md`, fourth round) and PostgreSQL twice the per-statement
 // work. The same SQL as PgSubjectLoader's and PgFactsLoader's, so the answers are theirs, read
 // in one snapshot (a test compares them resource by resource).
-import { hash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { DependencyError } from '../base/errors';
+import { statementName } from '../db/statement-name';
 import type { Resource } from '../routes/route';
 import { readAtVersion } from './directory-version';
 import { ORG_CTE, factColumns, factSelectList } from './pg-facts-loader';
@@ -47,7 +47,7 @@ ${SUBJECT_FROM}`;
   private nameOf(sql: string): string {
     let name = this.names.get(sql);
     if (name === undefined) {
-      name = `portcullis_directory_${hash('sha256', sql, 'hex').slice(0, 16)}`;
+      name = statementName('directory', sql);
       // The shapes are few (which facts a route's resource needs, and whether ids are uuids); bounded all the same.
       if (this.names.size < 1_000) this.names.set(sql, name);
     }

@@ -8,10 +8,10 @@
 // lock, the records and the head's move, guarded by the head it expects. Otherwise (the first
 // batch, a new month, another process of this instance moved the head, an id already stored,
 // any failure before) it is one transaction that reads the head and the stored ids first.
-import { hash as digest } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Knex } from 'knex';
 import { DependencyError } from '../../base/errors';
+import { statementName } from '../../db/statement-name';
 import { chainHash, GENESIS_HASH, LEGACY_CHAIN, type PreparedDecision } from './decision-chain';
 import { monthOf, PARTITION_LOCK, PgDecisionPartitions } from '../store/pg-decision-partitions';
 
@@ -151,7 +151,7 @@ export class PgDecisionStore implements DecisionStore {
     this.timeoutMs = timeoutMs;
     this.lockSql = lockSql(timeoutMs);
     this.appendAtOnceSql = appendAtOnceSql(timeoutMs);
-    this.appendAtOnceName = `portcullis_decision_append_${digest('sha256', this.appendAtOnceSql, 'hex').slice(0, 16)}`;
+    this.appendAtOnceName = statementName('decision_append', this.appendAtOnceSql);
   }
 
   async append(batch: readonly PreparedDecision[]): Promise<AppendResult> {
