@@ -8,6 +8,9 @@ const LOWEST_PORT = 10_000;
 
 const ATTEMPTS = 50;
 
+/** Every caller binds loopback only. */
+const LOOPBACK = '127.0.0.1';
+
 /**
  * A loopback port free right now, picked below the kernel's ephemeral range. A port the kernel
  * picked (listen on 0) and handed back could be taken by any outgoing connection of the same
@@ -15,13 +18,13 @@ const ATTEMPTS = 50;
  * failed to start with EADDRINUSE that way); ports below the range are only ever taken by a
  * listener asking for them by number.
  */
-export async function freePort(options: { host?: string; lowest?: number; highest?: number } = {}): Promise<number> {
-  const { host = '127.0.0.1', lowest = LOWEST_PORT, highest = ephemeralRangeStart() - 1 } = options;
+export async function freePort(range: { lowest?: number; highest?: number } = {}): Promise<number> {
+  const { lowest = LOWEST_PORT, highest = ephemeralRangeStart() - 1 } = range;
   for (let attempt = 0; attempt < ATTEMPTS; attempt += 1) {
     const port = lowest + Math.floor(Math.random() * (highest - lowest + 1));
-    if (await canListen(port, host)) return port;
+    if (await canListen(port)) return port;
   }
-  throw new Error(`no free port on ${host} between ${lowest} and ${highest} after ${ATTEMPTS} tries`);
+  throw new Error(`no free port on ${LOOPBACK} between ${lowest} and ${highest} after ${ATTEMPTS} tries`);
 }
 
 /** The first port of the kernel's ephemeral range; Linux's default where it cannot be read. */
@@ -35,11 +38,11 @@ export function ephemeralRangeStart(): number {
   return 32_768;
 }
 
-function canListen(port: number, host: string): Promise<boolean> {
+function canListen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
     server.once('error', () => resolve(false));
-    server.listen(port, host, () => server.close(() => resolve(true)));
+    server.listen(port, LOOPBACK, () => server.close(() => resolve(true)));
   });
 }
