@@ -39,7 +39,7 @@ export interface BenchEnvironment {
   close(): Promise<void>;
 }
 
-export type Measurement = 'loopDelay' | 'callbacks' | 'allocations' | 'cpu' | 'profile';
+export type Measurement = 'loopDelay' | 'callbacks' | 'allocations' | 'survivors' | 'cpu' | 'profile';
 
 export function log(line: string): void {
   process.stderr.write(`[bench] ${line}\n`);

@@ -16,6 +16,7 @@ type Message =
   | { loopDelay: 'start' | 'stop' }
   | { callbacks: 'start' | 'stop' }
   | { allocations: 'start' | 'stop' }
+  | { survivors: 'start' | 'stop' }
   | { cpu: 'start' | 'stop' }
   | { profile: 'start' | 'stop'; file?: string }
   | { stop: true };
@@ -192,23 +193,27 @@ process.on('message', (message: Message) => {
         })
         .then(() => process.send?.({ profile: message.file }));
     }
-  } else if ('allocations' in message) {
-    if (message.allocations === 'start') {
+  } else if ('allocations' in message || 'survivors' in message) {
+    // survivors: only what lived through a scavenge (promoted, or copied within the young
+    // generation), the part of the allocations that the scavenger's pauses are made of.
+    const kind = 'allocations' in message ? 'allocations' : 'survivors';
+    const action = 'allocations' in message ? message.allocations : message.survivors;
+    if (action === 'start') {
       inspector = new Session();
       inspector.connect();
       void post('HeapProfiler.enable')
         .then(() =>
           post('HeapProfiler.startSampling', {
             samplingInterval: SAMPLING_INTERVAL_BYTES,
-            includeObjectsCollectedByMinorGC: true,
+            includeObjectsCollectedByMinorGC: kind === 'allocations',
             includeObjectsCollectedByMajorGC: true,
           }),
         )
-        .then(() => process.send?.({ allocations: null }));
+        .then(() => process.send?.({ [kind]: null }));
     } else {
       void post('HeapProfiler.stopSampling').then((result) => {
         inspector!.disconnect();
-        process.send?.({ allocations: allocationsOf((result as { profile: { head: HeapNode } }).profile.head) });
+        process.send?.({ [kind]: allocationsOf((result as { profile: { head: HeapNode } }).profile.head) });
       });
     }
   } else if ('stop' in message) {
