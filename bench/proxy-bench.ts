@@ -6,8 +6,8 @@
 // Options: --rounds 5 --duration 10 --connections 32 --users 200; --profile takes a CPU
 // profile of (c) under load (the measured window only, after a warm-up) and prints where its
 // time goes, instead of the comparison; --allocations prints the bytes (c) allocates per
-// request (--requests 20000), and by whom, and with --survivors only those that lived through a
-// scavenge (what the young generation's collections copy). Each target's CPU and PostgreSQL's are measured
+// request (--requests 20000), and by whom, and with --survivors only those no scavenge
+// collected (mostly what the young generation's collections copy). Each target's CPU and PostgreSQL's are measured
 // per request, and (b)'s event loop beside (c)'s.
 import path from 'node:path';
 import { organizationOf, seedBenchDirectory, type DirectorySize } from './bench-directory';
@@ -109,7 +109,7 @@ async function main(): Promise<void> {
     const perRequest = (bytes: number) => (bytes / result.ok).toFixed(0);
     process.stdout.write(
       [
-        `(${id}) ${result.ok} allowed requests (${result.failed} other): ${perRequest(allocations.bytes)} bytes ${kind === 'survivors' ? 'per request allocated on the JavaScript heap and alive at a scavenge' : 'allocated per request on the JavaScript heap'}`,
+        `(${id}) ${result.ok} allowed requests (${result.failed} other): ${perRequest(allocations.bytes)} bytes ${kind === 'survivors' ? 'per request allocated on the JavaScript heap and not collected by a scavenge' : 'allocated per request on the JavaScript heap'}`,
         '| bytes per request | allocated in |',
         '|---|---|',
         ...allocations.top.map((entry) => `| ${perRequest(entry.bytes)} | \`${entry.frame}\` |`),

@@ -194,8 +194,9 @@ process.on('message', (message: Message) => {
         .then(() => process.send?.({ profile: message.file }));
     }
   } else if ('allocations' in message || 'survivors' in message) {
-    // survivors: only what lived through a scavenge (promoted, or copied within the young
-    // generation), the part of the allocations that the scavenger's pauses are made of.
+    // survivors: what no scavenge collected: objects alive at a scavenge (copied within the young
+    // generation or promoted: what the scavenger's pauses are made of), alive when sampling stops,
+    // or allocated outside the young generation (large objects).
     const kind = 'allocations' in message ? 'allocations' : 'survivors';
     const action = 'allocations' in message ? message.allocations : message.survivors;
     if (action === 'start') {
