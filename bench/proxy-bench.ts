@@ -124,6 +124,7 @@ async function main(): Promise<void> {
     const targets: Target[] = [
       { id: 'a', label: 'upstream direct', kind: 'upstream' },
       { id: 'b', label: 'Express 5 + http-proxy-middleware, no authorization', kind: 'express-proxy' },
+      { id: 'g', label: "(b) on a server made with Express's prototypes, as Portcullis makes its own", kind: 'express-proxy-classes' },
       { id: 'c', label: 'Portcullis (its Express app), caches warm', kind: 'portcullis', cache: true },
       { id: 'f', label: 'Portcullis, caches warm, `policy.evaluation: inline`', kind: 'portcullis', cache: true, evaluation: 'inline' },
       { id: 'd', label: 'Portcullis (its Express app), caches disabled', kind: 'portcullis', cache: false },
@@ -311,6 +312,7 @@ async function report(
   const d = summary.get('d')!;
   const e = summary.get('e')!;
   const f = summary.get('f')!;
+  const g = summary.get('g')!;
   const worstDelay = Math.max(...delays.c.map((delay) => delay.max));
   const stalls = delays.c.reduce((sum, delay) => sum + delay.stalls, 0);
   const rows = targets.map((target) => {
@@ -388,6 +390,11 @@ async function report(
         roundRatios('(d) ÷ (e)', d.runs, e.runs, 1.5),
       ].join('; ') +
       '.',
+    '',
+    "(g) is (b) on an HTTP server made as Portcullis makes its gateway's (`createExpressServer`): its requests and responses are made with " +
+      "Express's `request` and `response` prototypes, so the `Object.setPrototypeOf` Express applies to each of them changes nothing (the twelfth " +
+      `round of the notes below). Against it, as equally built Express: (g) ${(g.rps / b.rps).toFixed(2)}× (b); (c) ${(c.rps / g.rps).toFixed(2)}× (g), ` +
+      `p99 ${signed(c.p99 - g.p99)} ms against (g)'s; ${roundRatios('(c) ÷ (g)', c.runs, g.runs, 0.85)}.`,
     '',
     `(c) and (d) run the default \`policy.evaluation: auto\` (at this load the policy runs in a worker thread beside the event loop; a request that comes alone, as in the one-connection runs, is judged inline); (f) is (c) with ` +
       `\`policy.evaluation: inline\`, the policy on the event loop: ${(f.rps / b.rps).toFixed(2)}× (b), ` +

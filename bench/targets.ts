@@ -1,7 +1,8 @@
-// The five things the proxy benchmark compares, each started in its own process by
+// The things the proxy benchmark compares, each started in its own process by
 // bench/target-process.ts so that one's garbage collection or JIT never lands in another's
-// measurement: (a) the upstream itself, (b) a plain Express 5 + http-proxy-middleware proxy,
-// (c, d) Portcullis with caches on and off, (e) an Express gateway asking an OPA server.
+// measurement: (a) the upstream itself, (b) a plain Express 5 + http-proxy-middleware proxy and
+// (g) the same on a server made as Portcullis makes its own, (c, d, f) Portcullis with caches on
+// and off, (e) an Express gateway asking an OPA server.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -17,11 +18,12 @@ import { parseConfig } from '../src/config/load-config';
 import { createDatabase } from '../src/db/database';
 import { PgFactsLoader } from '../src/directory/pg-facts-loader';
 import { PgSubjectLoader } from '../src/directory/pg-subject-loader';
+import { createExpressServer } from '../src/http/express-server';
 import { canonicalizeTarget } from '../src/http/normalize-path';
 import { defaultRoutes } from '../src/routes/default-routes';
 import { RouteTable } from '../src/routes/route-table';
 
-export type TargetKind = 'upstream' | 'express-proxy' | 'portcullis' | 'opa-gateway';
+export type TargetKind = 'upstream' | 'express-proxy' | 'express-proxy-classes' | 'portcullis' | 'opa-gateway';
 
 /** What every target needs to know; set up once by the benchmark environment. */
 export interface TargetSettings {
@@ -59,12 +61,14 @@ export async function startTarget(kind: TargetKind, settings: TargetSettings): P
       server.keepAliveTimeout = 60_000;
       return listening(server);
     }
-    case 'express-proxy': {
-      // What a team would write without a gateway product: one proxy middleware, keep-alive upstream.
+    case 'express-proxy':
+    case 'express-proxy-classes': {
+      // What a team would write without a gateway product: one proxy middleware, keep-alive upstream;
+      // (g) on a server whose requests and responses are made with the app's prototypes, as Portcullis's.
       const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
       const app = express();
       app.use(createProxyMiddleware({ target: settings.upstreamUrl, changeOrigin: true, agent }));
-      return listening(http.createServer(app));
+      return listening(kind === 'express-proxy' ? http.createServer(app) : createExpressServer(app));
     }
     case 'portcullis': {
       const config = parseConfig(

@@ -26,6 +26,7 @@ import { EmbeddedDatabase } from './db/embedded-database';
 import { createDirectoryCaches } from './directory/directory-caches';
 import { PgGrantDirectory } from './directory/pg-grant-directory';
 import { createGatewayApp, type GatewayMiddleware } from './gateway/gateway-app';
+import { createExpressServer } from './http/express-server';
 import { ConfigError } from './base/errors';
 import { RequestPipeline } from './gateway/request-pipeline';
 import { HttpProxyForwarder } from './proxy/forwarder';
@@ -178,17 +179,14 @@ export class Portcullis {
       let gateway: http.Server | undefined;
       if (options.serveGateway ?? true) {
         // The same middleware a caller's own Express app mounts, with nothing in front of it.
-        const server = http.createServer(
-          {
-            headersTimeout: config.server.headers_timeout_ms,
-            requestTimeout: config.server.request_timeout_ms,
-            maxHeaderSize: config.server.max_header_bytes,
-            keepAliveTimeout: 5_000,
-            // How often Node checks the two timeouts above (its default, 30 s, would let slow clients linger).
-            connectionsCheckingInterval: Math.min(1_000, config.server.headers_timeout_ms),
-          },
-          createGatewayApp(middleware),
-        );
+        const server = createExpressServer(createGatewayApp(middleware), {
+          headersTimeout: config.server.headers_timeout_ms,
+          requestTimeout: config.server.request_timeout_ms,
+          maxHeaderSize: config.server.max_header_bytes,
+          keepAliveTimeout: 5_000,
+          // How often Node checks the two timeouts above (its default, 30 s, would let slow clients linger).
+          connectionsCheckingInterval: Math.min(1_000, config.server.headers_timeout_ms),
+        });
         await listen(server, config.server.host, config.server.port);
         steps.push(() => drainGateway(server, requests, config.server.shutdown_grace_ms));
         gateway = server;
@@ -236,7 +234,7 @@ export class Portcullis {
           await db.raw('select 1').timeout(1000);
         },
       });
-      const admin = http.createServer(adminApp);
+      const admin = createExpressServer(adminApp);
       await listen(admin, config.admin.host, config.admin.port);
       steps.push(() => closeNow(admin));
 

@@ -61,3 +61,5 @@ export async function createPortcullis(settings: PortcullisSettings, options: Cr
 }
 
 export type { GatewayMiddleware, PortcullisConfig };
+// For the caller's own server: requests and responses made with the app's prototypes (README).
+export { createExpressServer, expressServerClasses, type ExpressServerClasses } from './http/express-server';

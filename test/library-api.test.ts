@@ -11,7 +11,7 @@ import cors from 'cors';
 import express from 'express';
 import helmet from 'helmet';
 import pino from 'pino';
-import { createPortcullis, type PortcullisGate } from '../src/index';
+import { createExpressServer, createPortcullis, type PortcullisGate } from '../src/index';
 import { seedDirectory } from './support/directory-fixtures';
 import { startEchoUpstream, type EchoUpstream } from './support/echo-upstream';
 import { SERVICES } from './support/gateway-harness';
@@ -61,7 +61,7 @@ beforeAll(async () => {
   app.use(cors({ origin: ORIGIN })); // answers preflights itself
   app.use(helmet());
   app.use(gate.middleware); // last: authorize, record, forward; it answers every request it gets
-  server = app.listen(0, '127.0.0.1');
+  server = createExpressServer(app).listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
@@ -90,7 +90,8 @@ it('is the README example: cors(), then helmet(), then gate.middleware', () => {
     'app.use(helmet()',
     'app.use(gate.middleware)',
   ]);
-  expect(example).toContain("const { createPortcullis } = require('portcullis');");
+  expect(example).toContain("const { createPortcullis, createExpressServer } = require('portcullis');");
+  expect(example).toContain('const server = createExpressServer(app).listen(8080);');
 });
 
 it('leaves a CORS preflight to cors: answered 204 with its headers, not judged, not forwarded', async () => {

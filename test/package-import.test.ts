@@ -44,15 +44,15 @@ it('packs the built library with its declarations, and no TypeScript sources or 
   expect(sourcesOrTests).toEqual([]);
 });
 
-it("require('portcullis') gives createPortcullis, which validates its settings with the config schema", async () => {
+it("require('portcullis') gives createPortcullis, which validates its settings with the config schema, and createExpressServer", async () => {
   const script = `
     const portcullis = require('portcullis');
-    console.log(JSON.stringify({ exports: Object.keys(portcullis), kind: typeof portcullis.createPortcullis }));
+    console.log(JSON.stringify({ exports: Object.keys(portcullis).sort(), kind: typeof portcullis.createPortcullis }));
     portcullis.createPortcullis({ policy: { source: 'bundle.tar.gz' } }).catch((error) => console.log(error.message));
   `;
   const { stdout } = await run(process.execPath, ['-e', script], { cwd: project });
   const [first, second] = stdout.trim().split('\n');
-  expect(JSON.parse(first!)).toEqual({ exports: ['createPortcullis'], kind: 'function' });
+  expect(JSON.parse(first!)).toEqual({ exports: ['createExpressServer', 'createPortcullis', 'expressServerClasses'], kind: 'function' });
   expect(second).toMatch(/^invalid configuration: .*auth: /);
   expect(require.resolve('portcullis', { paths: [project] })).toBe(path.join(project, 'node_modules', 'portcullis', 'dist', 'index.js'));
 });

@@ -9,6 +9,7 @@ import type { PortcullisConfig } from '../config/config-schema';
 import { createDatabase, migrationConfig } from '../db/database';
 import { ConfigError } from '../base/errors';
 import { AssertionVerifier } from './assertion-verifier';
+import { createExpressServer } from '../http/express-server';
 import { createDirectoryApp } from './directory-app';
 import { DirectoryEvents } from './directory-events';
 
@@ -56,7 +57,7 @@ export class DirectoryService {
         logger: options.logger,
         fetch: options.fetch ?? fetch,
       });
-      const server = http.createServer(app);
+      const server = createExpressServer(app);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.directory.port, config.directory.host, () => {
