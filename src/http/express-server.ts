@@ -4,9 +4,11 @@
 // response's prototypes change after they were made, much of what the request allocates
 // survives the next scavenge into the old generation (BENCHMARKS.md, twelfth round: Express and
 // http-proxy-middleware promoted 1.7 MB a scavenge, 0.01 MB on these classes, and served 2.09×
-// the requests per second in `npm run bench`). Here the server makes them with the app's prototypes from the start,
-// and Express's own Object.setPrototypeOf finds the prototype already in place and changes
-// nothing. Express behaves as before: `req.app`, `res.locals`, mounted apps and routers.
+// the requests per second in `npm run bench`). Here the server makes them with the app's
+// prototypes from the start, and Express's own Object.setPrototypeOf finds the prototype already
+// in place and changes nothing. Express behaves as before: `req.app`, `res.locals`, mounted apps
+// and routers (an app mounted before this is called keeps the parent's prototypes of before,
+// which these classes add no member to).
 import http from 'node:http';
 import type { Express } from 'express';
 
