@@ -3,7 +3,7 @@
 // prototypes with Object.setPrototypeOf, on every request; in V8, once a request's and a
 // response's prototypes change after they were made, much of what the request allocates
 // survives the next scavenge into the old generation (BENCHMARKS.md, twelfth round: Express and
-// http-proxy-middleware promoted 1.7 MB a scavenge, 0.01 MB on these classes, and served 2.09×
+// http-proxy-middleware promoted 1.7 MB a scavenge, 0.01 MB on these classes, and served twice
 // the requests per second in `npm run bench`). Here the server makes them with the app's
 // prototypes from the start, and Express's own Object.setPrototypeOf finds the prototype already
 // in place and changes nothing. Express behaves as before: `req.app`, `res.locals`, mounted apps
