@@ -10,14 +10,24 @@ describe('statTimes', () => {
     expect(statTimes(line)).toEqual({ ppid: 17, ownUs: 2_810_000, childrenUs: 100_000 });
   });
 
-  it('reads this process’s main thread: its own time grows as it works', () => {
+  it('reads this process’s main thread: its own time grows as it works, and no faster than the process’s', () => {
     const read = () => statTimes(readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8'));
     const before = read();
     const started = process.cpuUsage();
-    // 60 ms of this thread's CPU time (six clock ticks), however busy the machine is.
-    while (process.cpuUsage(started).user < 60_000);
-    const after = read();
+    // Works until the kernel has counted 20 ms of this thread's own time (two clock ticks), for at
+    // most 5 s. Waiting for the process's CPU time instead could end early: it counts the worker's
+    // other threads too (V8's helpers), which a busy machine lets run meanwhile.
+    const deadline = Date.now() + 5_000;
+    let after = read();
+    while (after.ownUs - before.ownUs < 20_000 && Date.now() < deadline) {
+      const until = process.cpuUsage(started).user + 1_000;
+      while (process.cpuUsage(started).user < until);
+      after = read();
+    }
+    const processUs = process.cpuUsage(started);
     expect(before.ppid).toBe(process.ppid);
     expect(after.ownUs - before.ownUs).toBeGreaterThanOrEqual(20_000);
+    // The thread is part of the process: its ticks (10 ms each) never outrun the process's time by more than one.
+    expect(after.ownUs - before.ownUs).toBeLessThanOrEqual(processUs.user + processUs.system + 10_000);
   });
 });
