@@ -68,12 +68,18 @@ describe('the directory source', () => {
     });
     const { calls, stop } = collectChanges(opened);
     try {
-      // The subfolder's watch begins asynchronously: a change in it proves it is watched.
-      await writeFile(path.join(source, 'rules', 'rule.rego'), 'package rules\n\nx := 2\n');
-      await waitFor(() => (calls.some((names) => names.includes(path.join('rules', 'rule.rego'))) ? true : undefined), {
-        timeoutMs: 5000,
-        what: 'the change in the subfolder',
-      });
+      // The subfolder's watch begins asynchronously: a change in it proves it is watched. One
+      // written before the watch began is not seen, so a new one is written until one is, each
+      // long enough after the last for the watcher's debounce (150 ms) to report it.
+      let version = 2;
+      await waitFor(
+        async () => {
+          if (calls.some((names) => names.includes(path.join('rules', 'rule.rego')))) return true;
+          await writeFile(path.join(source, 'rules', 'rule.rego'), `package rules\n\nx := ${version++}\n`);
+          return undefined;
+        },
+        { timeoutMs: 5000, everyMs: 500, what: 'the change in the subfolder' },
+      );
       calls.length = 0;
       await rename(path.join(source, 'rules'), path.join(dir, 'rules-away'));
       await waitFor(() => (calls.some((names) => names.includes(`rules${path.sep}`)) ? true : undefined), {
