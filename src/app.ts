@@ -172,6 +172,7 @@ export class Portcullis {
         bodyLimitBytes: config.server.body_limit_bytes,
         placement,
         now: options.now,
+        afterWrite: () => directory.forget(),
       });
 
       const requests = pipeline;

@@ -20,6 +20,11 @@ export interface DirectoryCaches {
   reader?: DirectoryReader;
   /** The cached loaders by name (none when caching is disabled). */
   caches: Record<string, CacheStatsSource>;
+  /**
+   * Empties the caches: called once a write this gateway forwarded has been answered, so that
+   * the next request reads what it wrote, before PostgreSQL's change notification arrives.
+   */
+  forget(): void;
   close(): Promise<void>;
 }
 
@@ -35,7 +40,7 @@ export async function createDirectoryCaches(options: {
   const facts = new PgFactsLoader(db);
   const reader = new PgDirectoryReader(db);
   if (!config.enabled) {
-    return { subjects, facts, reader, caches: {}, close: () => Promise.resolve() };
+    return { subjects, facts, reader, caches: {}, forget: () => {}, close: () => Promise.resolve() };
   }
   const listener = new DirectoryChangeListener({ url, logger });
   const cacheOptions = { maxEntries: config.max_entries, ttlMs: config.ttl_s * 1000 };
@@ -49,6 +54,10 @@ export async function createDirectoryCaches(options: {
     facts: cachedFacts,
     reader,
     caches: { subjects: cachedSubjects, facts: cachedFacts },
+    forget: () => {
+      cachedSubjects.clear();
+      cachedFacts.clear();
+    },
     close: () => listener.close(),
   };
 }

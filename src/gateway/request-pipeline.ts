@@ -50,6 +50,13 @@ export interface PipelineStages {
   placement?: Pick<EvaluationPlacement, 'arrive'> | undefined;
   /** Epoch ms: when a request was received, the policy's request.time; default Date.now. */
   now?: (() => number) | undefined;
+  /**
+   * Called when a forwarded request that may write (any method but GET, HEAD and OPTIONS) has
+   * been answered below 400, before the gateway reads another request: the directory caches are
+   * emptied there, so a client that saw its write answered is judged on it next, even before
+   * PostgreSQL's change notification arrives (read your writes, through one gateway).
+   */
+  afterWrite?: (() => void) | undefined;
 }
 
 export const HEADER = {
@@ -61,6 +68,9 @@ export const HEADER = {
 } as const;
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Methods that write nothing (RFC 9110 safe methods but TRACE, which is never forwarded). */
+const READ_ONLY_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 /** A `Connection` header listing `close` among its tokens. */
 const CONNECTION_CLOSE = /(^|,)\s*close\s*(,|$)/i;
 
@@ -281,7 +291,11 @@ export class RequestPipeline {
     if (res.writableFinished) {
       // audit.mode async: a forwarded request is recorded now, with the status the client got
       // (strict mode recorded it before forwarding, and a denial was recorded before its answer).
-      if (judgement.state === 'allowed') this.record(judgement, status, []);
+      if (judgement.state === 'allowed') {
+        this.record(judgement, status, []);
+        // 'close' comes in a process.nextTick after the answer was written: before any next request is read.
+        if (status < 400 && !READ_ONLY_METHODS.has(judgement.req.method ?? '')) this.stages.afterWrite?.();
+      }
     } else {
       // Recorded now, with what the client got, whatever stage is still running: a decision
       // reached later is neither sent nor recorded again, and an allow is not forwarded.
