@@ -68,7 +68,7 @@ export const HEADER = {
 } as const;
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-/** Methods that write nothing (RFC 9110 safe methods but TRACE, which is never forwarded). */
+/** Methods that write nothing: RFC 9110's safe methods but TRACE (a route that forwards TRACE empties the caches too). */
 const READ_ONLY_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** A `Connection` header listing `close` among its tokens. */
