@@ -153,7 +153,8 @@ export class DirectoryChangeListener implements CacheFreshness {
     this.retry.unref();
   }
 
-  private clearCaches(): void {
+  /** Empties every subscribed cache (on a reconnect here; after a write the gateway forwarded, by DirectoryCaches.forget). */
+  clearCaches(): void {
     for (const cache of this.caches) cache.clear();
   }
 }

@@ -54,10 +54,7 @@ export async function createDirectoryCaches(options: {
     facts: cachedFacts,
     reader,
     caches: { subjects: cachedSubjects, facts: cachedFacts },
-    forget: () => {
-      cachedSubjects.clear();
-      cachedFacts.clear();
-    },
+    forget: () => listener.clearCaches(),
     close: () => listener.close(),
   };
 }
