@@ -32,10 +32,13 @@ async function statusOf(user: string, method: string, path: string): Promise<num
   return res.status;
 }
 
-/** Runs `work` while the gateway's notification connection's backend is stopped: nothing it is sent arrives meanwhile. */
+/**
+ * Runs `work` while the gateway's notification connection's backend is stopped: nothing it is sent
+ * arrives meanwhile. Its database's only: the tests running beside this one share the server.
+ */
 async function withoutNotifications(work: () => Promise<void>): Promise<void> {
   const { rows } = await database.db.raw<{ rows: { pid: number }[] }>(
-    "select pid from pg_stat_activity where application_name = 'portcullis-directory-listener'",
+    "select pid from pg_stat_activity where application_name = 'portcullis-directory-listener' and datname = current_database()",
   );
   expect(rows).toHaveLength(1);
   const pid = rows[0]!.pid;
