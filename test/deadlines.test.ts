@@ -80,7 +80,7 @@ const waitingOnLock = (likes: string[], ms = 0) =>
     async () => {
       const { rows } = await locker.raw<{ rows: unknown[] }>(
         `select 1 from pg_stat_activity
-         where application_name = 'portcullis' and wait_event_type = 'Lock' and query ilike any(?::text[]) and now() - query_start >= ? * interval '1 millisecond'`,
+         where datname = current_database() and application_name = 'portcullis' and wait_event_type = 'Lock' and query ilike any(?::text[]) and now() - query_start >= ? * interval '1 millisecond'`,
         [likes, ms],
       );
       return rows.length > 0;

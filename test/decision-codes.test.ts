@@ -102,7 +102,7 @@ describe('decision codes through the gateway (shipped policy)', () => {
     waitFor(
       async () => {
         const { rows } = await locker.raw<{ rows: unknown[] }>(
-          `select 1 from pg_stat_activity where application_name = 'portcullis' and wait_event_type = 'Lock' and query like '%subject_user%'`,
+          `select 1 from pg_stat_activity where datname = current_database() and application_name = 'portcullis' and wait_event_type = 'Lock' and query like '%subject_user%'`,
         );
         return rows.length > 0;
       },
