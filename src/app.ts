@@ -172,7 +172,8 @@ export class Portcullis {
         bodyLimitBytes: config.server.body_limit_bytes,
         placement,
         now: options.now,
-        afterWrite: () => directory.forget(),
+        afterWrite: () => directory.afterWrite(),
+        catchingUp: () => directory.catchingUp(),
       });
 
       const requests = pipeline;

@@ -179,3 +179,39 @@ describe('RequestJudge', () => {
     expect(loaded.sort()).toEqual(['facts', 'subject']);
   });
 });
+
+describe('RequestJudge after a write the gateway forwarded', () => {
+  it('reads neither cache nor directory until the caches have caught up', async () => {
+    const reads: string[] = [];
+    let caughtUp!: () => void;
+    const catchingUp = new Promise<void>((resolve) => (caughtUp = resolve));
+    const judge = new RequestJudge({
+      subjects: {
+        cached: (sub) => (reads.push(`cached subject ${sub}`), undefined),
+        load: (sub) => (reads.push(`load subject ${sub}`), Promise.resolve({ id: 'u-1', sub, email: null, memberships: {} })),
+      },
+      facts: { load: () => (reads.push('load facts'), Promise.resolve({ organization: { exists: true } })) },
+      policy: ALLOW,
+      catchingUp: () => catchingUp,
+    });
+    const judged = judge.judge(REQUEST);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(reads).toEqual([]);
+    caughtUp();
+    await judged;
+    expect(reads).toEqual(['cached subject idp|1', 'load subject idp|1', 'load facts']);
+  });
+
+  it('stops waiting when the request is aborted', async () => {
+    const judge = new RequestJudge({
+      subjects: { load: (sub) => Promise.resolve({ id: 'u-1', sub, email: null, memberships: {} }) },
+      facts: { load: () => Promise.resolve({}) },
+      policy: ALLOW,
+      catchingUp: () => new Promise<void>(() => undefined),
+    });
+    const abort = new AbortController();
+    const judged = judge.judge({ ...REQUEST, signal: abort.signal });
+    abort.abort(new Error('the client left'));
+    await expect(judged).rejects.toThrow('the client left');
+  });
+});

@@ -17,6 +17,8 @@ export interface JudgeStages {
   shadow?: Pick<ShadowPolicy, 'compare'> | undefined;
   /** Epoch ms, for requests that bring no receipt time; default Date.now. */
   now?: (() => number) | undefined;
+  /** What to wait for before reading the directory (DirectoryCaches.catchingUp): undefined, nearly always. */
+  catchingUp?: (() => Promise<void> | undefined) | undefined;
 }
 
 export interface JudgeRequest {
@@ -58,6 +60,9 @@ export class RequestJudge {
   async judge(request: JudgeRequest): Promise<Judged> {
     const { match } = request;
     const started = performance.now();
+    // A write answered before this request was read: its change reaches the caches first.
+    const catchingUp = this.stages.catchingUp?.();
+    if (catchingUp) await (request.signal ? unlessAborted(catchingUp, request.signal) : catchingUp);
     // Cached entries are taken as they are: waiting for two settled promises (and listening for
     // an abort meanwhile) was most of what a warm request spent here.
     let subject = this.stages.subjects.cached?.(request.sub);

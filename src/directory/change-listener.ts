@@ -40,6 +40,10 @@ export class DirectoryChangeListener implements CacheFreshness {
   private heartbeat: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
   private firstAttempt: Promise<void> | undefined;
+  /** The newest sync() round trip, until it resolves. */
+  private latest: Promise<void> | undefined;
+  /** A sync() round trip queued behind the one before it, not sent yet. */
+  private unsent: Promise<void> | undefined;
   private readonly heartbeatMs: number;
   private readonly timeoutMs: number;
   private readonly initialBackoffMs: number;
@@ -123,12 +127,53 @@ export class DirectoryChangeListener implements CacheFreshness {
   }
 
   private beat(client: pg.Client): void {
+    void this.roundTrip(client, 'heartbeat');
+  }
+
+  /**
+   * Resolves once every directory change committed before the call has reached the caches:
+   * PostgreSQL sends a listening session the notifications committed before its next statement
+   * ends ahead of that statement's answer, so one round trip on this connection is enough. The
+   * gateway calls it after a write it forwarded was answered, and holds the requests that come
+   * next until it resolves (read your writes, without emptying the caches). At once while not
+   * listening (the caches serve nothing then). A round trip that fails or takes over timeoutMs
+   * drops the connection, as a failed heartbeat does: the caches are emptied and off until it is
+   * back, so what waits is then read from PostgreSQL.
+   */
+  sync(): Promise<void> {
+    const client = this.client;
+    if (!client || !this.connected) return Promise.resolve();
+    // A round trip not sent yet is sent after this call, so it covers it too.
+    if (this.unsent) return this.unsent;
+    const after = this.latest ?? Promise.resolve();
+    const sync: Promise<void> = after.then(() => {
+      if (this.unsent === sync) this.unsent = undefined;
+      return this.client === client && this.connected ? this.roundTrip(client, 'catch-up') : undefined;
+    });
+    this.unsent = sync;
+    this.latest = sync;
+    void sync.then(() => {
+      if (this.latest === sync) this.latest = undefined;
+    });
+    return sync;
+  }
+
+  /** The newest sync() still running, if any: what a request read now must wait for. */
+  get catchingUp(): Promise<void> | undefined {
+    return this.latest;
+  }
+
+  /** One `select 1` on the connection; a failure or no answer within timeoutMs drops it. Never rejects. */
+  private roundTrip(client: pg.Client, what: string): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no heartbeat answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer = setTimeout(() => reject(new Error(`no ${what} answer within ${this.timeoutMs} ms`)), this.timeoutMs);
     });
-    Promise.race([client.query('select 1'), timeout])
-      .catch((error: unknown) => this.dropped(client, error))
+    return Promise.race([client.query('select 1'), timeout])
+      .then(
+        () => undefined,
+        (error: unknown) => this.dropped(client, error),
+      )
       .finally(() => clearTimeout(timer));
   }
 
@@ -153,8 +198,8 @@ export class DirectoryChangeListener implements CacheFreshness {
     this.retry.unref();
   }
 
-  /** Empties every subscribed cache (on a reconnect here; after a write the gateway forwarded, by DirectoryCaches.forget). */
-  clearCaches(): void {
+  /** Empties every subscribed cache (on a reconnect, and when the connection is lost). */
+  private clearCaches(): void {
     for (const cache of this.caches) cache.clear();
   }
 }

@@ -21,10 +21,17 @@ export interface DirectoryCaches {
   /** The cached loaders by name (none when caching is disabled). */
   caches: Record<string, CacheStatsSource>;
   /**
-   * Empties the caches: called once a write this gateway forwarded has been answered, so that
-   * the next request reads what it wrote, before PostgreSQL's change notification arrives.
+   * Called once a write this gateway forwarded has been answered: the caches catch up with
+   * every change committed so far (one round trip on the change listener's connection), and
+   * until they have, catchingUp() says what to wait for.
    */
-  forget(): void;
+  afterWrite(): void;
+  /**
+   * What a request must wait for before it reads the caches: the catching up after a write
+   * answered before it was read (read your writes, through one gateway); undefined when there
+   * is none, nearly always.
+   */
+  catchingUp(): Promise<void> | undefined;
   close(): Promise<void>;
 }
 
@@ -40,7 +47,7 @@ export async function createDirectoryCaches(options: {
   const facts = new PgFactsLoader(db);
   const reader = new PgDirectoryReader(db);
   if (!config.enabled) {
-    return { subjects, facts, reader, caches: {}, forget: () => {}, close: () => Promise.resolve() };
+    return { subjects, facts, reader, caches: {}, afterWrite: () => {}, catchingUp: () => undefined, close: () => Promise.resolve() };
   }
   const listener = new DirectoryChangeListener({ url, logger });
   const cacheOptions = { maxEntries: config.max_entries, ttlMs: config.ttl_s * 1000 };
@@ -54,7 +61,8 @@ export async function createDirectoryCaches(options: {
     facts: cachedFacts,
     reader,
     caches: { subjects: cachedSubjects, facts: cachedFacts },
-    forget: () => listener.clearCaches(),
+    afterWrite: () => void listener.sync(),
+    catchingUp: () => listener.catchingUp,
     close: () => listener.close(),
   };
 }

@@ -52,11 +52,14 @@ export interface PipelineStages {
   now?: (() => number) | undefined;
   /**
    * Called when a forwarded request that may write (any method but GET, HEAD and OPTIONS) has
-   * been answered below 400, before the gateway reads another request: the directory caches are
-   * emptied there, so a client that saw its write answered is judged on it next, even before
-   * PostgreSQL's change notification arrives (read your writes, through one gateway).
+   * been answered below 400, before the gateway reads another request: the directory caches
+   * catch up there with every change committed so far, and the requests read meanwhile wait for
+   * them (`catchingUp`), so a client that saw its write answered is judged on it next (read your
+   * writes, through one gateway).
    */
   afterWrite?: (() => void) | undefined;
+  /** What a request read after such a write waits for before it reads the directory; undefined nearly always. */
+  catchingUp?: (() => Promise<void> | undefined) | undefined;
 }
 
 export const HEADER = {
@@ -68,7 +71,7 @@ export const HEADER = {
 } as const;
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-/** Methods that write nothing: RFC 9110's safe methods but TRACE (a route that forwards TRACE empties the caches too). */
+/** Methods that write nothing: RFC 9110's safe methods but TRACE (a route that forwards TRACE makes the caches catch up too). */
 const READ_ONLY_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** A `Connection` header listing `close` among its tokens. */
