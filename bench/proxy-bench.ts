@@ -7,8 +7,11 @@
 // profile of (c) under load (the measured window only, after a warm-up) and prints where its
 // time goes, instead of the comparison; --allocations prints the bytes (c) allocates per
 // request (--requests 20000), and by whom, and with --survivors only those no scavenge
-// collected (mostly what the young generation's collections copy). Each target's CPU and PostgreSQL's are measured
-// per request, and (b)'s event loop beside (c)'s.
+// collected (mostly what the young generation's collections copy); --writes 10 makes every
+// tenth caller write (`POST /orgs/{org}/projects`, answered by the upstream) and prints (b) and
+// (c) under that mix, alternating, instead of the comparison: what a write costs Portcullis's
+// caches (read your writes). Each target's CPU and PostgreSQL's are measured per request, and
+// (b)'s event loop beside (c)'s.
 import path from 'node:path';
 import { organizationOf, seedBenchDirectory, type DirectorySize } from './bench-directory';
 import {
@@ -64,17 +67,24 @@ async function main(): Promise<void> {
   // Each request: a distinct caller reading a project of an organization where they have the
   // default role and a team (so the subject has roles, teams and several memberships).
   const requests: LoadRequest[] = [];
+  // --writes N: every N-th caller creates a project there instead (allowed by its default role).
+  const writeEvery = arg('writes', 0);
   for (let user = 1; user <= callers; user += 1) {
     const org = organizationOf(SIZE, user, 1);
-    requests.push({
-      method: 'GET',
-      path: `/orgs/org-${org}/projects/project-${(user % SIZE.projectsPerOrganization) + 1}`,
-      headers: { authorization: `Bearer ${await env.sign(`user-${user}`)}` },
-    });
+    const authorization = `Bearer ${await env.sign(`user-${user}`)}`;
+    requests.push(
+      writeEvery > 0 && user % writeEvery === 0
+        ? { method: 'POST', path: `/orgs/org-${org}/projects`, headers: { authorization, 'content-length': '0' } }
+        : {
+            method: 'GET',
+            path: `/orgs/org-${org}/projects/project-${(user % SIZE.projectsPerOrganization) + 1}`,
+            headers: { authorization },
+          },
+    );
   }
 
   const upstream = await startTargetProcess('upstream', targetSettings(env, { upstreamUrl: '' }));
-  const opaServer = flag('profile') || flag('allocations') ? undefined : await startOpaServer(env.opa);
+  const opaServer = flag('profile') || flag('allocations') || writeEvery > 0 ? undefined : await startOpaServer(env.opa);
   const settings = (cache: boolean, evaluation: EvaluationMode = 'auto') =>
     targetSettings(env, { upstreamUrl: upstream.url, opaUrl: opaServer?.url ?? '', cache, evaluation });
 
@@ -117,6 +127,44 @@ async function main(): Promise<void> {
         '| bytes per request | allocated under (a Portcullis module and everything it called) |',
         '|---|---|',
         ...allocations.modules.map((entry) => `| ${perRequest(entry.bytes)} | \`${entry.module}\` |`),
+        '',
+      ].join('\n'),
+    );
+  } else if (writeEvery > 0) {
+    // Not written to BENCHMARKS.md: a mix for looking at writes, beside the table's reads.
+    const mixed = [
+      { id: 'b', process: await startTargetProcess('express-proxy', settings(true)), runs: [] as LoadResult[] },
+      { id: 'c', process: await startTargetProcess('portcullis', settings(true)), runs: [] as LoadResult[] },
+    ];
+    for (const target of mixed) await drive(target.process.url, requests, { connections, durationS: 3 });
+    for (let round = 1; round <= rounds; round += 1) {
+      for (const target of mixed) {
+        await settle(env.db);
+        const postgresAtStart = env.postgresCpuUs();
+        const result = await drive(target.process.url, requests, { connections, durationS });
+        await settle(env.db);
+        const postgresAtEnd = env.postgresCpuUs();
+        if (postgresAtStart !== undefined && postgresAtEnd !== undefined) {
+          result.postgresCpuUsPerRequest = (postgresAtEnd - postgresAtStart) / (result.ok + result.failed);
+        }
+        if (result.failed > 0) throw new Error(`(${target.id}) answered ${result.failed} requests with something other than 2xx`);
+        target.runs.push(result);
+        log(`round ${round}/${rounds} (${target.id}) ${Math.round(result.rps)} req/s, p99 ${result.p99.toFixed(2)} ms`);
+      }
+    }
+    for (const target of mixed) await target.process.stop();
+    const rps = (runs: readonly LoadResult[]) => median(runs.map((r) => r.rps));
+    const [b, c] = mixed;
+    process.stdout.write(
+      [
+        `Every ${writeEvery}th caller writes (${requests.filter((r) => r.method === 'POST').length} of ${requests.length}); ${rounds} alternating rounds of ${durationS} s at ${connections} connections, medians:`,
+        '| target | req/s | vs (b) | p99 ms | PostgreSQL CPU µs/request |',
+        '|---|---|---|---|---|',
+        ...mixed.map(
+          (target) =>
+            `| (${target.id}) | ${Math.round(rps(target.runs))} | ${(rps(target.runs) / rps(b!.runs)).toFixed(2)}× | ${median(target.runs.map((r) => r.p99)).toFixed(2)} | ${Math.round(median(target.runs.map((r) => r.postgresCpuUsPerRequest ?? 0)))} |`,
+        ),
+        `(c) ÷ (b) by round: ${c!.runs.map((r, i) => (r.rps / b!.runs[i]!.rps).toFixed(2)).join(', ')}`,
         '',
       ].join('\n'),
     );
