@@ -1,6 +1,6 @@
 // The instance id's default: generated once into the state folder, the same for every process
 // that shares the folder, and a configured one used as it is.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../../base/errors';
@@ -21,9 +21,15 @@ describe('resolveInstanceId', () => {
     expect(await resolveInstanceId(undefined, stateDir)).toEqual(first);
   });
 
-  it('gives processes starting at once on one folder the same id', async () => {
-    const ids = await Promise.all(Array.from({ length: 8 }, () => resolveInstanceId(undefined, dir)));
-    expect(new Set(ids.map((resolved) => resolved.id)).size).toBe(1);
+  it('gives processes starting at once on one folder the same id, and leaves nothing else there', async () => {
+    // Each start reads the file right after trying to create it: one that found it created and not yet
+    // written failed (about one run in three of this test, before).
+    for (let attempt = 0; attempt < 50; attempt += 1) {
+      const stateDir = path.join(dir, `state-${attempt}`);
+      const ids = await Promise.all(Array.from({ length: 64 }, () => resolveInstanceId(undefined, stateDir)));
+      expect(new Set(ids.map((resolved) => resolved.id)).size).toBe(1);
+      expect(await readdir(stateDir)).toEqual(['instance-id']);
+    }
   });
 
   it('uses a configured id as it is, and writes nothing', async () => {
