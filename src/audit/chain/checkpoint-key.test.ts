@@ -11,6 +11,12 @@ beforeEach(async () => {
 afterEach(async () => rm(dir, { recursive: true, force: true }));
 
 describe('CheckpointSigner', () => {
+  it('gives instances starting at once on one state folder the same generated key', async () => {
+    const opened = await Promise.all(Array.from({ length: 8 }, () => CheckpointSigner.open(undefined, dir)));
+    expect(new Set(opened.map(({ signer }) => signer.keyId)).size).toBe(1);
+    expect((await stat(path.join(dir, 'checkpoint-key.pem'))).mode & 0o777).toBe(0o600);
+  });
+
   it('without a key file generates one in the state folder (0600, with its public half) and reuses it', async () => {
     const first = await CheckpointSigner.open(undefined, dir);
     expect(first.generated).toEqual({

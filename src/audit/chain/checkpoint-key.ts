@@ -5,6 +5,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../../base/errors';
+import { writeOnce } from '../../base/write-once';
 import { LEGACY_CHAIN } from './decision-chain';
 
 /** A chain's head as a checkpoint signs it. */
@@ -73,12 +74,8 @@ export class CheckpointSigner {
       };
     const { privateKey } = generateKeyPairSync('ed25519');
     await mkdir(stateDir, { recursive: true });
-    // wx: two instances starting at once on one state folder must not overwrite each other's key.
-    await writeFile(privateKeyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' }).catch(
-      (error: NodeJS.ErrnoException) => {
-        if (error.code !== 'EEXIST') throw error;
-      },
-    );
+    // Two instances starting at once on one state folder keep the first one's key, read whole.
+    await writeOnce(privateKeyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600);
     const stored = await readPrivateKey(privateKeyFile, 'the generated checkpoint key');
     await writeFile(publicKeyFile, createPublicKey(stored).export({ type: 'spki', format: 'pem' }));
     return { signer: new CheckpointSigner(stored), generated: { privateKeyFile, publicKeyFile } };
