@@ -6,7 +6,8 @@ import pino from 'pino';
 import { DirectoryChangeListener, DIRECTORY_CHANNEL } from '../src/directory/change-listener';
 import type { DirectoryCache, DirectoryChange } from '../src/directory/directory-cache';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { waitFor } from './support/wait-for';
+import { listenerPids } from './support/listener-backends';
+import { settled, waitFor } from './support/wait-for';
 
 let database: TestDatabase;
 let listener: DirectoryChangeListener | undefined;
@@ -47,23 +48,15 @@ async function listening(timeoutMs?: number): Promise<{ cache: RecordingCache; p
 
 /** The listener's backend in this test's database (the tests beside it share the server). */
 async function listenerPid(): Promise<number> {
-  const { rows } = await database.db.raw<{ rows: { pid: number }[] }>(
-    "select pid from pg_stat_activity where application_name = 'portcullis-directory-listener' and datname = current_database()",
-  );
-  expect(rows).toHaveLength(1);
-  return rows[0]!.pid;
+  const pids = await listenerPids(database.db);
+  expect(pids).toHaveLength(1);
+  return pids[0]!;
 }
 
 /** A committed change to bob's subject, as the directory's triggers announce one. */
 async function commitChange(): Promise<void> {
   const payload = JSON.stringify({ table: 'organization_members', op: 'DELETE', subjects: { users: ['bob'] }, facts: {} });
   await database.db.raw('select pg_notify(?, ?)', [DIRECTORY_CHANNEL, payload]);
-}
-
-function settled(promise: Promise<void>): () => boolean {
-  let done = false;
-  void promise.then(() => (done = true));
-  return () => done;
 }
 
 it('resolves only once a change committed before it has reached the caches', async () => {

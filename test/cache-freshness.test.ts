@@ -3,6 +3,7 @@
 // notification connections were killed. Warm requests must not touch the directory.
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
+import { listenerPids } from './support/listener-backends';
 import type { Inserted, MembershipRow } from './support/rows';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
 import { waitFor } from './support/wait-for';
@@ -199,12 +200,7 @@ describe('a change written by another service is enforced by every instance with
 });
 
 describe('when the notification connection drops', () => {
-  const listeners = async () =>
-    (
-      await db().raw<{ rows: { pid: number }[] }>(
-        "select pid from pg_stat_activity where application_name = 'portcullis-directory-listener' and datname = current_database()",
-      )
-    ).rows.map((row) => row.pid);
+  const listeners = () => listenerPids(db());
 
   it('clears the caches, reconnects, and is fresh again', async () => {
     await warm('bob', 'GET', '/orgs/acme', 200);

@@ -6,7 +6,8 @@
 import { seedDirectory, type Directory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { createTestDatabase, type TestDatabase } from './support/test-database';
-import { waitFor } from './support/wait-for';
+import { listenerPids } from './support/listener-backends';
+import { settled, waitFor } from './support/wait-for';
 
 let database: TestDatabase;
 let dir: Directory;
@@ -37,11 +38,9 @@ async function statusOf(user: string, method: string, path: string): Promise<num
 
 /** The gateway's notification connection's backend. Its database's only: the tests running beside this one share the server. */
 async function listenerPid(): Promise<number> {
-  const { rows } = await database.db.raw<{ rows: { pid: number }[] }>(
-    "select pid from pg_stat_activity where application_name = 'portcullis-directory-listener' and datname = current_database()",
-  );
-  expect(rows).toHaveLength(1);
-  return rows[0]!.pid;
+  const pids = await listenerPids(database.db);
+  expect(pids).toHaveLength(1);
+  return pids[0]!;
 }
 
 /** Runs `work` while the listener's backend is stopped: nothing it is sent arrives meanwhile. */
@@ -67,12 +66,6 @@ function removeBobWhileAnswering(): void {
         res.end('{}');
       });
   };
-}
-
-function settled<T>(promise: Promise<T>): () => boolean {
-  let done = false;
-  void promise.then(() => (done = true));
-  return () => done;
 }
 
 it('a member removed by a write the gateway forwarded is refused on the very next request, once the caches have caught up', async () => {

@@ -11,6 +11,9 @@ import { parseDirectoryChange, type CacheFreshness, type DirectoryCache } from '
 /** The channel the triggers of migrations/20261128000020_directory_notify.js notify. */
 export const DIRECTORY_CHANNEL = 'portcullis_directory';
 
+/** The listener's session name in pg_stat_activity. */
+export const LISTENER_APPLICATION_NAME = 'portcullis-directory-listener';
+
 export interface ChangeListenerOptions {
   url: string;
   logger: Pick<Logger, 'info' | 'warn' | 'error'>;
@@ -89,7 +92,7 @@ export class DirectoryChangeListener implements CacheFreshness {
     if (this.closed) return;
     const client = new pg.Client({
       connectionString: this.options.url,
-      application_name: 'portcullis-directory-listener',
+      application_name: LISTENER_APPLICATION_NAME,
       connectionTimeoutMillis: this.timeoutMs,
       keepAlive: true,
     });

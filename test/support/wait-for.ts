@@ -32,3 +32,13 @@ export async function waitFor<T>(
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
+
+/** Whether `promise` has settled yet, read at any moment (a wait a test expects still to be going). */
+export function settled(promise: Promise<unknown>): () => boolean {
+  let done = false;
+  void promise.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  return () => done;
+}
