@@ -26,6 +26,7 @@ import {
   startTargetProcess,
   targetSettings,
   writeBenchmarkSection,
+  type BenchEnvironment,
   type Measurement,
   type TargetProcess,
 } from './bench-environment';
@@ -139,15 +140,7 @@ async function main(): Promise<void> {
     for (const target of mixed) await drive(target.process.url, requests, { connections, durationS: 3 });
     for (let round = 1; round <= rounds; round += 1) {
       for (const target of mixed) {
-        await settle(env.db);
-        const postgresAtStart = env.postgresCpuUs();
-        const result = await drive(target.process.url, requests, { connections, durationS });
-        await settle(env.db);
-        const postgresAtEnd = env.postgresCpuUs();
-        if (postgresAtStart !== undefined && postgresAtEnd !== undefined) {
-          result.postgresCpuUsPerRequest = (postgresAtEnd - postgresAtStart) / (result.ok + result.failed);
-        }
-        if (result.failed > 0) throw new Error(`(${target.id}) answered ${result.failed} requests with something other than 2xx`);
+        const result = await measuredRound(env, target.id, () => drive(target.process.url, requests, { connections, durationS }));
         target.runs.push(result);
         log(`round ${round}/${rounds} (${target.id}) ${Math.round(result.rps)} req/s, p99 ${result.p99.toFixed(2)} ms`);
       }
@@ -195,26 +188,19 @@ async function main(): Promise<void> {
     const delays = { b: [] as LoopDelay[], c: [] as LoopDelay[] };
     for (let round = 1; round <= rounds; round += 1) {
       for (const target of targets) {
-        await settle(env.db);
         const watched = target.id === 'b' || target.id === 'c' ? delays[target.id] : undefined;
-        if (watched) await target.process!.measure('loopDelay', 'start');
-        const postgresAtStart = env.postgresCpuUs();
-        await target.process?.measure('cpu', 'start');
-        const result = await drive(target.url!, requests, { connections, durationS });
-        const cpu = await target.process?.measure<CpuFigures>('cpu', 'stop');
-        const requestCount = result.ok + result.failed;
-        if (cpu !== undefined) {
-          result.cpu = cpu;
-          result.cpuUsPerRequest = cpu.processUs / requestCount;
-        }
-        if (watched) watched.push(await target.process!.measure<LoopDelay>('loopDelay', 'stop'));
-        // Its decision records still being written count as its own.
-        await settle(env.db);
-        const postgresAtEnd = env.postgresCpuUs();
-        if (postgresAtStart !== undefined && postgresAtEnd !== undefined) {
-          result.postgresCpuUsPerRequest = (postgresAtEnd - postgresAtStart) / requestCount;
-        }
-        if (result.failed > 0) throw new Error(`(${target.id}) answered ${result.failed} requests with something other than 2xx`);
+        const result = await measuredRound(env, target.id, async () => {
+          if (watched) await target.process!.measure('loopDelay', 'start');
+          await target.process?.measure('cpu', 'start');
+          const driven = await drive(target.url!, requests, { connections, durationS });
+          const cpu = await target.process?.measure<CpuFigures>('cpu', 'stop');
+          if (cpu !== undefined) {
+            driven.cpu = cpu;
+            driven.cpuUsPerRequest = cpu.processUs / (driven.ok + driven.failed);
+          }
+          if (watched) watched.push(await target.process!.measure<LoopDelay>('loopDelay', 'stop'));
+          return driven;
+        });
         results.get(target.id)!.push(result);
         log(
           `round ${round}/${rounds} (${target.id}) ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, ` +
@@ -301,6 +287,28 @@ function perRequest(us: number | undefined): string {
  * Waits until PostgreSQL is idle (the previous gateway's decision batches written), so that
  * one target's audit writes do not land in the next target's measurement. At most 15 s.
  */
+/**
+ * One measured round of a target: `run` drives it once PostgreSQL is quiet, and PostgreSQL's CPU
+ * per request counts until the target's decision records are written too (still being written,
+ * they count as its own). A request answered with anything but 2xx fails the benchmark.
+ */
+async function measuredRound(
+  env: Pick<BenchEnvironment, 'db' | 'postgresCpuUs'>,
+  id: string,
+  run: () => Promise<LoadResult>,
+): Promise<LoadResult> {
+  await settle(env.db);
+  const postgresAtStart = env.postgresCpuUs();
+  const result = await run();
+  await settle(env.db);
+  const postgresAtEnd = env.postgresCpuUs();
+  if (postgresAtStart !== undefined && postgresAtEnd !== undefined) {
+    result.postgresCpuUsPerRequest = (postgresAtEnd - postgresAtStart) / (result.ok + result.failed);
+  }
+  if (result.failed > 0) throw new Error(`(${id}) answered ${result.failed} requests with something other than 2xx`);
+  return result;
+}
+
 async function settle(db: import('knex').Knex): Promise<void> {
   const deadline = Date.now() + 15_000;
   let quiet = 0;
