@@ -7,9 +7,9 @@
 // profile of (c) under load (the measured window only, after a warm-up) and prints where its
 // time goes, instead of the comparison; --allocations prints the bytes (c) allocates per
 // request (--requests 20000), and by whom, and with --survivors only those no scavenge
-// collected (mostly what the young generation's collections copy); --writes 10 makes every
-// tenth caller write (`POST /orgs/{org}/projects`, answered by the upstream) and prints (b) and
-// (c) under that mix, alternating, instead of the comparison: what a write costs Portcullis's
+// collected (mostly what the young generation's collections copy). Two more rows, (h) and (i),
+// are (b) and (c) with every tenth caller writing (`POST /orgs/{org}/projects`, answered by the
+// upstream; --writes N for every N-th, --writes 0 for none): what a write costs Portcullis's
 // caches (read your writes). Each target's CPU and PostgreSQL's are measured per request, and
 // (b)'s event loop beside (c)'s.
 import path from 'node:path';
@@ -54,6 +54,8 @@ interface Target {
   evaluation?: EvaluationMode;
   process?: TargetProcess;
   url?: string;
+  /** What it is driven with, when not the reads. */
+  requests?: LoadRequest[];
 }
 
 async function main(): Promise<void> {
@@ -66,26 +68,29 @@ async function main(): Promise<void> {
   const env = await prepareEnvironment('proxy');
   await seedBenchDirectory(env.db, SIZE, log);
   // Each request: a distinct caller reading a project of an organization where they have the
-  // default role and a team (so the subject has roles, teams and several memberships).
+  // default role and a team (so the subject has roles, teams and several memberships). In the
+  // write mix every N-th caller creates a project there instead (allowed by its default role).
+  const writeEvery = arg('writes', 10);
   const requests: LoadRequest[] = [];
-  // --writes N: every N-th caller creates a project there instead (allowed by its default role).
-  const writeEvery = arg('writes', 0);
+  const mix: LoadRequest[] = [];
   for (let user = 1; user <= callers; user += 1) {
     const org = organizationOf(SIZE, user, 1);
     const authorization = `Bearer ${await env.sign(`user-${user}`)}`;
-    requests.push(
+    const read: LoadRequest = {
+      method: 'GET',
+      path: `/orgs/org-${org}/projects/project-${(user % SIZE.projectsPerOrganization) + 1}`,
+      headers: { authorization },
+    };
+    requests.push(read);
+    mix.push(
       writeEvery > 0 && user % writeEvery === 0
         ? { method: 'POST', path: `/orgs/org-${org}/projects`, headers: { authorization, 'content-length': '0' } }
-        : {
-            method: 'GET',
-            path: `/orgs/org-${org}/projects/project-${(user % SIZE.projectsPerOrganization) + 1}`,
-            headers: { authorization },
-          },
+        : read,
     );
   }
 
   const upstream = await startTargetProcess('upstream', targetSettings(env, { upstreamUrl: '' }));
-  const opaServer = flag('profile') || flag('allocations') || writeEvery > 0 ? undefined : await startOpaServer(env.opa);
+  const opaServer = flag('profile') || flag('allocations') ? undefined : await startOpaServer(env.opa);
   const settings = (cache: boolean, evaluation: EvaluationMode = 'auto') =>
     targetSettings(env, { upstreamUrl: upstream.url, opaUrl: opaServer?.url ?? '', cache, evaluation });
 
@@ -131,36 +136,6 @@ async function main(): Promise<void> {
         '',
       ].join('\n'),
     );
-  } else if (writeEvery > 0) {
-    // Not written to BENCHMARKS.md: a mix for looking at writes, beside the table's reads.
-    const mixed = [
-      { id: 'b', process: await startTargetProcess('express-proxy', settings(true)), runs: [] as LoadResult[] },
-      { id: 'c', process: await startTargetProcess('portcullis', settings(true)), runs: [] as LoadResult[] },
-    ];
-    for (const target of mixed) await drive(target.process.url, requests, { connections, durationS: 3 });
-    for (let round = 1; round <= rounds; round += 1) {
-      for (const target of mixed) {
-        const result = await measuredRound(env, target.id, () => drive(target.process.url, requests, { connections, durationS }));
-        target.runs.push(result);
-        log(`round ${round}/${rounds} (${target.id}) ${Math.round(result.rps)} req/s, p99 ${result.p99.toFixed(2)} ms`);
-      }
-    }
-    for (const target of mixed) await target.process.stop();
-    const rps = (runs: readonly LoadResult[]) => median(runs.map((r) => r.rps));
-    const [b, c] = mixed;
-    process.stdout.write(
-      [
-        `Every ${writeEvery}th caller writes (${requests.filter((r) => r.method === 'POST').length} of ${requests.length}); ${rounds} alternating rounds of ${durationS} s at ${connections} connections, medians:`,
-        '| target | req/s | vs (b) | p99 ms | PostgreSQL CPU µs/request |',
-        '|---|---|---|---|---|',
-        ...mixed.map(
-          (target) =>
-            `| (${target.id}) | ${Math.round(rps(target.runs))} | ${(rps(target.runs) / rps(b!.runs)).toFixed(2)}× | ${median(target.runs.map((r) => r.p99)).toFixed(2)} | ${Math.round(median(target.runs.map((r) => r.postgresCpuUsPerRequest ?? 0)))} |`,
-        ),
-        `(c) ÷ (b) by round: ${c!.runs.map((r, i) => (r.rps / b!.runs[i]!.rps).toFixed(2)).join(', ')}`,
-        '',
-      ].join('\n'),
-    );
   } else {
     const targets: Target[] = [
       { id: 'a', label: 'upstream direct', kind: 'upstream' },
@@ -171,6 +146,13 @@ async function main(): Promise<void> {
       { id: 'd', label: 'Portcullis (its Express app), caches disabled', kind: 'portcullis', cache: false },
       { id: 'e', label: 'Express gateway + `opa run --server` over HTTP', kind: 'opa-gateway' },
     ];
+    if (writeEvery > 0) {
+      const writing = `${everyNth(writeEvery)} caller writing`;
+      targets.push(
+        { id: 'h', label: `(b) with ${writing}`, kind: 'express-proxy', requests: mix },
+        { id: 'i', label: `(c) with ${writing}`, kind: 'portcullis', cache: true, requests: mix },
+      );
+    }
     for (const target of targets) {
       if (target.kind === 'upstream') {
         target.url = upstream.url;
@@ -180,7 +162,7 @@ async function main(): Promise<void> {
       target.url = target.process.url;
     }
     await checkTargets(targets, requests, (sub) => env.sign(sub));
-    for (const target of targets) await drive(target.url!, requests, { connections, durationS: 3 }); // warm-up: JIT, caches, pools
+    for (const target of targets) await drive(target.url!, target.requests ?? requests, { connections, durationS: 3 }); // warm-up: JIT, caches, pools
 
     const results = new Map<string, LoadResult[]>(targets.map((target) => [target.id, []]));
     // (c)'s event loop while it is driven (a batch of decision records must not stall it), and
@@ -192,7 +174,7 @@ async function main(): Promise<void> {
         const result = await measuredRound(env, target.id, async () => {
           if (watched) await target.process!.measure('loopDelay', 'start');
           await target.process?.measure('cpu', 'start');
-          const driven = await drive(target.url!, requests, { connections, durationS });
+          const driven = await drive(target.url!, target.requests ?? requests, { connections, durationS });
           const cpu = await target.process?.measure<CpuFigures>('cpu', 'stop');
           if (cpu !== undefined) {
             driven.cpu = cpu;
@@ -261,7 +243,7 @@ async function main(): Promise<void> {
       { rate: pacedRate, delay: pacedDelay, control: pacedDelays.b! },
       { c: alone.c!, b: alone.b! },
       { c: callbacks.c!, b: callbacks.b! },
-      { rounds, durationS, connections, callers },
+      { rounds, durationS, connections, callers, writeEvery },
       env,
     );
     process.stdout.write(`${lines.join('\n')}\n`);
@@ -272,6 +254,13 @@ async function main(): Promise<void> {
   await opaServer?.stop();
   await env.close();
   log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
+}
+
+/** 10 → `every 10th`, 2 → `every 2nd`, 1 → `every`. */
+function everyNth(n: number): string {
+  if (n === 1) return 'every';
+  const suffix = n % 100 >= 11 && n % 100 <= 13 ? 'th' : (({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10] ?? 'th');
+  return `every ${n}${suffix}`;
 }
 
 /** A difference in ms with its sign, as the report writes them. */
@@ -342,7 +331,7 @@ async function report(
   paced: { rate: number; delay: LoopDelay; control: LoopDelay },
   alone: { b: LoadResult; c: LoadResult },
   callbacks: { b: CallbackTimes; c: CallbackTimes },
-  run: { rounds: number; durationS: number; connections: number; callers: number },
+  run: { rounds: number; durationS: number; connections: number; callers: number; writeEvery: number },
   env: { db: import('knex').Knex },
 ): Promise<string[]> {
   const medianOf = (runs: readonly LoadResult[], figure: (r: LoadResult) => number | undefined) =>
@@ -369,6 +358,8 @@ async function report(
   const e = summary.get('e')!;
   const f = summary.get('f')!;
   const g = summary.get('g')!;
+  const h = summary.get('h');
+  const i = summary.get('i');
   const worstDelay = Math.max(...delays.c.map((delay) => delay.max));
   const stalls = delays.c.reduce((sum, delay) => sum + delay.stalls, 0);
   const rows = targets.map((target) => {
@@ -387,7 +378,11 @@ async function report(
     '',
     ...(await describeMachine(env.db)),
     `- load: autocannon, ${run.connections} connections, ${run.rounds} alternating rounds of ${run.durationS} s per target (after a 3 s warm-up each); ` +
-      `${run.callers} distinct callers (tokens) reading a project of one of their organizations (\`GET /orgs/{org}/projects/{project}\`, allowed); every response checked to be 2xx; ` +
+      `${run.callers} distinct callers (tokens) reading a project of one of their organizations (\`GET /orgs/{org}/projects/{project}\`, allowed)` +
+      (h && i
+        ? `, except in (h) and (i), where ${everyNth(run.writeEvery)} caller creates a project there instead (\`POST /orgs/{org}/projects\`, allowed and answered by the upstream)`
+        : '') +
+      '; every response checked to be 2xx; ' +
       `every target's Node.js process runs with \`${IMAGE_NODE_FLAGS.join(' ')}\`, as the container image runs Portcullis`,
     "- figures: median over the rounds; latency measured per response by the benchmark (not autocannon's whole-millisecond histogram); " +
       "CPU: user + system time of the target's own process (`process.cpuUsage`) per request, which other work on the machine does not inflate the way it does req/s; " +
@@ -452,6 +447,15 @@ async function report(
       `round of the notes below). Against it, as equally built Express: (g) ${(g.rps / b.rps).toFixed(2)}× (b); (c) ${(c.rps / g.rps).toFixed(2)}× (g), ` +
       `p99 ${signed(c.p99 - g.p99)} ms against (g)'s; ${roundRatios('(c) ÷ (g)', c.runs, g.runs, 0.85)}.`,
     '',
+    ...(h && i
+      ? [
+          `With ${everyNth(run.writeEvery)} caller writing, (i) serves ${(i.rps / h.rps).toFixed(2)}× (h), p99 ${signed(i.p99 - h.p99)} ms against (h)'s, ` +
+            `${i.postgres === undefined ? 'PostgreSQL not measured' : `PostgreSQL ${Math.round(i.postgres)} µs a request`} (reads only, (c): ${c.postgres === undefined ? 'not measured' : Math.round(c.postgres)}); ` +
+            `${roundRatios('(i) ÷ (h)', i.runs, h.runs, 0.85)}. After each write it forwards and sees answered below 400, Portcullis catches its caches up ` +
+            "with the directory (one round trip on its change listener's connection) before it reads them again: what read-your-writes costs.",
+          '',
+        ]
+      : []),
     `(c) and (d) run the default \`policy.evaluation: auto\` (at this load the policy runs in a worker thread beside the event loop; a request that comes alone, as in the one-connection runs, is judged inline); (f) is (c) with ` +
       `\`policy.evaluation: inline\`, the policy on the event loop: ${(f.rps / b.rps).toFixed(2)}× (b), ` +
       `${(c.rps / f.rps).toFixed(2)}× as many req/s in (c) as in (f), ${(f.rps / e.rps).toFixed(2)}× (e), p99 ${signed(f.p99 - b.p99)} ms against (b)'s.`,
