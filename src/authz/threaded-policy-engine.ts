@@ -8,6 +8,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { IdTable } from '../base/churn-free';
 import { PolicyError } from '../base/errors';
 import { projectRoot } from '../project-root';
 import type { PolicyBundle } from './policy-bundle';
@@ -48,9 +49,10 @@ const CLOSE_GRACE_MS = 1_000;
 export class ThreadedPolicyEngine implements PolicyEngine {
   private worker: Worker | undefined;
   private starting: Promise<Worker> | undefined;
-  private readonly pending = new Map<number, (evaluation: PolicyEvaluation) => void>();
+  /** Each request's resolver by its id; not a Map, whose churn under load promotes every request (churn-free.ts). */
+  private readonly pending = new IdTable<(evaluation: PolicyEvaluation) => void>();
   /** The requests each thread has been sent and not answered: what it takes down with it if it stops. */
-  private readonly inHand = new WeakMap<Worker, Set<number>>();
+  private readonly inHand = new WeakMap<Worker, IdTable<true>>();
   private nextId = 0;
   /** Requests of this turn of the event loop, posted together once it ends. */
   private queued: ThreadRequest[] = [];
@@ -133,7 +135,7 @@ export class ThreadedPolicyEngine implements PolicyEngine {
 
   private send(worker: Worker, requests: ThreadRequest[]): void {
     const held = this.inHand.get(worker)!;
-    for (const request of requests) held.add(request.id);
+    for (const request of requests) held.set(request.id, true);
     worker.postMessage(requests);
   }
 
@@ -144,7 +146,7 @@ export class ThreadedPolicyEngine implements PolicyEngine {
     this.starting ??= new Promise<Worker>((resolve, reject) => {
       const worker = new Worker(threadEntry(), { workerData: this.setup });
       worker.unref();
-      const held = new Set<number>();
+      const held = new IdTable<true>();
       this.inHand.set(worker, held);
       let ready = false;
       let down = false;
@@ -171,8 +173,10 @@ export class ThreadedPolicyEngine implements PolicyEngine {
         if (this.worker === worker) this.worker = undefined;
         if (!ready) reject(new PolicyError(`the policy thread stopped before it was ready: ${reason}`));
         // What it had in hand is denied; the next evaluation starts another thread.
-        for (const id of held) this.settle(id, this.failed(`the policy thread stopped: ${reason}`));
-        held.clear();
+        for (const id of held.heldIds()) {
+          held.delete(id);
+          this.settle(id, this.failed(`the policy thread stopped: ${reason}`));
+        }
       };
       worker.on('error', (error) => stopped(error.message));
       worker.on('exit', (code) => stopped(`it exited with code ${code}`));

@@ -15,6 +15,7 @@ import type { DirectoryReader, FactsLoader, SubjectLoader } from '../directory/s
 import type { Forwarder } from '../proxy/forwarder';
 import type { AssertionClaims } from '../proxy/identity-assertion';
 import type { RouteMatch, RouteMatcher } from '../routes/route';
+import { SlotSet } from '../base/churn-free';
 import { DependencyError, InputError, NotFoundError, PortcullisError, UpstreamError } from '../base/errors';
 import { timeOrderedId } from '../base/time-ordered-id';
 import { inspectRequest, withoutHopByHop } from '../http/inspect-request';
@@ -136,6 +137,8 @@ class Judgement {
   evaluation: PolicyEvaluation | undefined = undefined;
   /** The directory state the subject and facts were read at. */
   directoryVersion: number | null = null;
+  /** Its place in the pipeline's requests in flight (a SlotSet), -1 when not there. */
+  slot = -1;
 
   constructor(
     readonly req: IncomingMessage,
@@ -158,8 +161,11 @@ class Judgement {
 
 export class RequestPipeline {
   private readonly judge: RequestJudge;
-  /** Requests past routing whose response has not ended: what a shutdown drains, then cuts. */
-  private readonly inFlight = new Set<Judgement>();
+  /**
+   * Requests past routing whose response has not ended: what a shutdown drains, then cuts. Not a
+   * Set, whose churn under load promotes every request's objects (churn-free.ts).
+   */
+  private readonly inFlight = new SlotSet<Judgement>();
   private idleWaiters: Array<() => void> = [];
   /** Set by stop(): the stages are shutting down, so new requests are refused. */
   private stopped = false;
