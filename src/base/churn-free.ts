@@ -7,9 +7,10 @@
 // current table into the old generation, every table after it is kept alive by the dead one
 // before it until the next major GC, with the entries each held: every request's objects
 // outlive two scavenges and are promoted, which makes promoting them the steady state. Under
-// load that doubled the gateway's GC pauses and cost a third of its rate from the first
-// mark-compact on (BENCHMARKS.md, fourteenth round). Here entries live in arrays that only grow,
-// and a removed entry's slot is cleared, so nothing dead keeps a later request alive.
+// load that nearly tripled the gateway's GC pauses and cost it a fifth of its rate (a third
+// without decision records) from the first mark-compact on (BENCHMARKS.md, fifteenth round).
+// Here entries live in arrays that only grow, and a removed entry's slot is cleared, so nothing
+// dead keeps a later request alive.
 
 /** What a SlotSet holds: its position there, kept on the item itself (-1 while not in one). */
 export interface Slotted {
