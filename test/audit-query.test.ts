@@ -4,6 +4,7 @@
 // piped into `head`), `decisions tail` following live traffic, and masking of stored inputs.
 import { spawn } from 'node:child_process';
 import { seedDirectory, type Directory } from './support/directory-fixtures';
+import { INPUT_SQL } from '../src/audit/store/pg-decision-query-store';
 import { prepareDecision } from '../src/audit/chain/decision-chain';
 import { PgDecisionStore } from '../src/audit/chain/pg-decision-store';
 import { appendDecisions, syntheticDecision, TEST_CHAIN } from './support/audit-helpers';
@@ -169,8 +170,12 @@ describe('GET /admin/v1/decisions/{id}', () => {
 
   it('never stores a masked value or the token', async () => {
     const rows = await h.database
-      .db<{ input: { subject?: Record<string, unknown> } | null; resource: unknown; subject: string | null }>('decisions')
-      .select('input', 'resource', 'subject');
+      .db('decisions')
+      .select<{ input: { subject?: Record<string, unknown> } | null; resource: unknown; subject: string | null }[]>(
+        h.database.db.raw(`${INPUT_SQL} as input`),
+        'resource',
+        'subject',
+      );
     const stored = JSON.stringify(rows);
     expect(stored).not.toContain('alice@example.com');
     expect(stored).not.toContain('"project_slugs"');

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { prepareDecision } from '../src/audit/chain/decision-chain';
 import { PgDecisionStore } from '../src/audit/chain/pg-decision-store';
+import { INPUT_SQL } from '../src/audit/store/pg-decision-query-store';
 import { projectRoot } from '../src/project-root';
 import { syntheticDecision, TEST_CHAIN } from './support/audit-helpers';
 import { requireBuild, runCli } from './support/cli-process';
@@ -76,7 +77,10 @@ beforeAll(async () => {
   ids.dryRun = [(await h.database.db<Row>('decisions').where({ dry_run: true }).first('id'))!.id];
   servingRevision = (await h.database.db<Row>('decisions').where({ id: ids.aliceReadsAcme![0] }).first('policy_revision'))!.policy_revision;
   // A read of globex that an earlier policy revision recorded, with the same input.
-  const daveRead = (await h.database.db<Row>('decisions').where({ id: ids.daveReadsGlobex![0] }).first('input', 'resource'))!;
+  const daveRead = await h.database
+    .db('decisions')
+    .where({ id: ids.daveReadsGlobex![0] })
+    .first<Pick<Row, 'input' | 'resource'>>(h.database.db.raw(`${INPUT_SQL} as input`), 'resource');
   const earlier = syntheticDecision(0, {
     time: new Date(),
     subject: 'dave|sub',

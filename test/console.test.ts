@@ -1,6 +1,7 @@
 // The console's guard rails over real HTTP: sign-in with the admin token, the signed session
 // cookie and its attributes, CSRF refusal, the CSP on every page, redirects when signed out,
 // and the rollup the overview reads, maintained by the migration's trigger.
+import { INPUT_SQL } from '../src/audit/store/pg-decision-query-store';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
 import { waitFor } from './support/wait-for';
@@ -173,7 +174,7 @@ describe('the operator console', () => {
     const replayed = await post(process.env.PORTCULLIS_TEST_BUNDLE!);
     expect(replayed.status).toBe(200);
     const served = Number(
-      (await harness.database.db('decisions').where({ dry_run: false }).whereNotNull('input').count({ n: '*' }).first())?.n,
+      (await harness.database.db('decisions').where({ dry_run: false }).whereRaw(`${INPUT_SQL} is not null`).count({ n: '*' }).first())?.n,
     );
     expect(served).toBeGreaterThan(0);
     // Whitespace in the markup is the formatter's, not the reader's: compare the text as a browser shows it.

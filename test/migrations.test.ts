@@ -288,6 +288,7 @@ describe('decision log schema (design §3.6)', () => {
       policy_revision: TEXT,
       eval_latency_us: 'integer',
       input: 'jsonb',
+      input_text: TEXT,
       dry_run: 'boolean',
       directory_version: 'bigint',
       code: TEXT,

@@ -12,6 +12,7 @@ import { PolicyManager } from '../src/authz/policy-manager';
 import { readBundle } from '../src/authz/policy-bundle';
 import type { PolicyInput } from '../src/authz/policy-engine';
 import { WasmPolicyEngine } from '../src/authz/wasm-policy-engine';
+import { INPUT_SQL } from '../src/audit/store/pg-decision-query-store';
 import { requireBuild, runCli } from './support/cli-process';
 import { seedDirectory } from './support/directory-fixtures';
 import { startHarness, type Harness } from './support/gateway-harness';
@@ -108,10 +109,17 @@ async function adminPolicy(): Promise<{
 const deleteApi = (token: string) => h.request('/orgs/acme/projects/api', { method: 'DELETE', token });
 
 async function recordedInput(decisionId: string): Promise<PolicyInput> {
-  const row = await waitFor(() => h.database.db('decisions').where({ id: decisionId }).first<{ input: PolicyInput } | undefined>('input'), {
-    timeoutMs: 5000,
-    what: 'the decision record',
-  });
+  const row = await waitFor(
+    () =>
+      h.database
+        .db('decisions')
+        .where({ id: decisionId })
+        .first<{ input: PolicyInput } | undefined>(h.database.db.raw(`${INPUT_SQL} as input`)),
+    {
+      timeoutMs: 5000,
+      what: 'the decision record',
+    },
+  );
   return row.input;
 }
 
@@ -163,7 +171,7 @@ describe('a time-based rule: no project deletions on Fridays (UTC) except by org
     const text = await h.database
       .db('decisions')
       .where({ id: denied.headers.get('x-portcullis-decision')! })
-      .first<{ time_ns: string }>(h.database.db.raw("input->'request'->>'time_ns' as time_ns"));
+      .first<{ time_ns: string }>(h.database.db.raw(`${INPUT_SQL}->'request'->>'time_ns' as time_ns`));
     expect(text.time_ns).toBe('1795773600000000000');
 
     // Any day later, the recorded input gets the Friday answer from the same policy (as `decisions replay` evaluates it).

@@ -1,7 +1,7 @@
 // The canonical form every hash is computed over: the text PostgreSQL's jsonb writes for the
 // same value, whatever order or shape the value was built in.
 import { createHash } from 'node:crypto';
-import { canonicalJson, chainHash, GENESIS_HASH, LEGACY_CHAIN, prepareDecision, preparedFromContent } from './decision-chain';
+import { canonicalJson, chainHash, GENESIS_HASH, jsonValueEnd, LEGACY_CHAIN, prepareDecision, preparedFromContent } from './decision-chain';
 import type { DecisionRecord } from '../decision-record';
 
 const record: DecisionRecord = {
@@ -151,5 +151,51 @@ describe('preparedFromContent', () => {
     const prepared = prepareDecision(record);
     expect(preparedFromContent(prepared.content)).toEqual(prepared);
     expect(() => preparedFromContent('{"id":1}')).toThrow(/not a decision record/);
+  });
+});
+
+describe("a prepared record's input", () => {
+  // The store sends the input apart from the rest and keeps it as this text (input_text).
+  const awkward: DecisionRecord[] = [
+    record,
+    { ...record, input: null },
+    { ...record, input: ['a', { b: [1, 2] }] },
+    { ...record, input: 42 },
+    { ...record, input: 'just "text", with \\ and , "input": inside' },
+    { ...record, input: { action: 'x', input: { input: ', "input": ' }, 'a"b': '\\', 'c\\': ['}', ']', '{', '['] } },
+    { ...record, code: 'c, "input": {"x": 1}', path: '/orgs/a, "input": null' },
+    { ...record, input: { nul: 'x\u0000y', lone: '\ud800', emoji: '😀' } },
+  ];
+
+  it('is marked where its canonical text is in the content, and taking it out leaves the record with no input', () => {
+    for (const each of awkward) {
+      const prepared = prepareDecision(each);
+      const text = prepared.content.slice(prepared.inputStart, prepared.inputEnd);
+      expect(text).toBe(canonicalJson(each.input));
+      expect(JSON.parse(text)).toEqual((JSON.parse(prepared.content) as { input: unknown }).input);
+      expect(prepared.content.slice(0, prepared.inputStart) + 'null' + prepared.content.slice(prepared.inputEnd)).toBe(
+        prepareDecision({ ...each, input: null }).content,
+      );
+    }
+  });
+
+  it('is found at the same place in a spool line read back', () => {
+    for (const each of awkward) {
+      const prepared = prepareDecision(each);
+      expect(preparedFromContent(prepared.content)).toEqual(prepared);
+    }
+  });
+});
+
+describe('jsonValueEnd', () => {
+  it('finds the end of the JSON value at a position: scalars, strings with escapes, nested containers', () => {
+    const text = '{"a": null, "b": "x\\"y\\\\", "c": [1, {"d": "]}"}], "e": -1.5e3, "f": {}}';
+    const end = (key: string) => {
+      const start = text.indexOf(`"${key}": `) + key.length + 4;
+      return text.slice(start, jsonValueEnd(text, start));
+    };
+    expect(['a', 'b', 'c', 'e', 'f'].map(end)).toEqual(['null', '"x\\"y\\\\"', '[1, {"d": "]}"}]', '-1.5e3', '{}']);
+    expect(jsonValueEnd('true', 0)).toBe(4);
+    expect(() => jsonValueEnd('"open', 0)).toThrow(/unterminated/);
   });
 });

@@ -23,6 +23,12 @@ export interface PreparedDecision {
   /** ISO-8601 UTC with milliseconds, exactly as hashed. */
   time: string;
   content: string;
+  /**
+   * Where the policy input's canonical text is in `content` ([inputStart, inputEnd)): the store
+   * keeps it as that text (`input_text`), which PostgreSQL neither parses nor takes apart.
+   */
+  inputStart: number;
+  inputEnd: number;
 }
 
 /** The stored, hashed fields of a decision: the `decisions` columns other than seq and the hashes. */
@@ -56,22 +62,29 @@ export function prepareDecision(record: DecisionRecord): PreparedDecision {
   // uuid columns come back lower-case.
   const id = record.id.toLowerCase();
   const time = record.time.toISOString();
-  const text = writeRecord(record, id, time, false);
-  return { id, time, content: needsCleaning(text) ? writeRecord(record, id, time, true) : text };
+  const written = writeRecord(record, id, time, false);
+  const { content, inputStart, inputEnd } = needsCleaning(written.content) ? writeRecord(record, id, time, true) : written;
+  return { id, time, content, inputStart, inputEnd };
 }
+
+/** The member that precedes the input in a record's canonical text (only scalars come before it). */
+const INPUT_MEMBER = ', "input": ';
 
 /**
  * A record's DecisionContent written straight from it, members in canonical order (that is
  * jsonbKeyOrder of the column names below): no copy of the record, nothing to sort, and each
  * member appended as one constant and its value.
  */
-function writeRecord(record: DecisionRecord, id: string, time: string, clean: boolean): string {
+function writeRecord(record: DecisionRecord, id: string, time: string, clean: boolean): Omit<PreparedDecision, 'id' | 'time'> {
   let out = '{"id": ' + column(id, clean);
   if (typeof record.code === 'string') out += ', "code": ' + column(record.code, clean);
   out += ', "path": ' + column(record.path, clean);
   out += ', "time": ' + column(time, clean);
   out += ', "allow": ' + column(record.allow, clean);
-  out += ', "input": ' + column(record.input ?? null, clean);
+  out += INPUT_MEMBER;
+  const inputStart = out.length;
+  out += column(record.input ?? null, clean);
+  const inputEnd = out.length;
   out += ', "action": ' + column(record.action, clean);
   out += ', "method": ' + column(record.method, clean);
   out += ', "status": ' + column(record.status, clean);
@@ -87,7 +100,7 @@ function writeRecord(record: DecisionRecord, id: string, time: string, clean: bo
   out += ', "eval_latency_us": ' + column(record.evalLatencyUs, clean);
   out += ', "policy_revision": ' + column(record.policyRevision, clean);
   if (typeof record.directoryVersion === 'number') out += ', "directory_version": ' + column(record.directoryVersion, clean);
-  return out + '}';
+  return { content: out + '}', inputStart, inputEnd };
 }
 
 /** A column's value: one that JSON cannot hold (a function) is null, as PostgreSQL renders the column. */
@@ -99,7 +112,29 @@ function column(value: unknown, clean: boolean): string {
 export function preparedFromContent(line: string): PreparedDecision {
   const parsed = JSON.parse(line) as { id?: unknown; time?: unknown };
   if (typeof parsed.id !== 'string' || typeof parsed.time !== 'string') throw new Error('not a decision record: id or time is missing');
-  return { id: parsed.id, time: parsed.time, content: line };
+  // The first such member is the record's own: in a string before it, its quotes would be escaped.
+  const member = line.indexOf(INPUT_MEMBER);
+  if (member === -1) throw new Error('not a decision record: the input is missing');
+  const inputStart = member + INPUT_MEMBER.length;
+  return { id: parsed.id, time: parsed.time, content: line, inputStart, inputEnd: jsonValueEnd(line, inputStart) };
+}
+
+/** Where the JSON value that starts at `start` in valid JSON `text` ends (exclusive). */
+export function jsonValueEnd(text: string, start: number): number {
+  let depth = 0;
+  for (let i = start; i < text.length; i++) {
+    const char = text[i];
+    if (char === '"') {
+      for (i += 1; text[i] !== '"'; i += text[i] === '\\' ? 2 : 1) if (i >= text.length) throw new Error('unterminated string in JSON');
+      if (depth === 0) return i + 1;
+    } else if (char === '{' || char === '[') depth += 1;
+    else if (char === '}' || char === ']') {
+      if (depth === 0) return i;
+      depth -= 1;
+      if (depth === 0) return i + 1;
+    } else if (char === ',' && depth === 0) return i;
+  }
+  return text.length;
 }
 
 /**

@@ -12,11 +12,11 @@ import { createTestDatabase, type TestDatabase } from '../../../test/support/tes
 import { waitFor } from '../../../test/support/wait-for';
 import { BatchingDecisionRecorder } from '../recording/batching-decision-recorder';
 import * as decisionChain from './decision-chain';
-import { chainHash, GENESIS_HASH, prepareDecision } from './decision-chain';
+import { canonicalJson, chainHash, GENESIS_HASH, prepareDecision } from './decision-chain';
 import { verifyChain } from './decision-chain-verifier';
 import { DecisionSpool } from '../recording/decision-spool';
 import type { DecisionRecord } from '../decision-record';
-import { CANONICAL_CONTENT_SQL, PgDecisionQueryStore } from '../store/pg-decision-query-store';
+import { CANONICAL_CONTENT_SQL, INPUT_SQL, PgDecisionQueryStore } from '../store/pg-decision-query-store';
 import { partitionName, PgDecisionPartitions } from '../store/pg-decision-partitions';
 import { CHAIN_LOCK_SPACE, PgDecisionStore } from './pg-decision-store';
 
@@ -122,7 +122,9 @@ describe('PgDecisionStore', () => {
       reasons: ['organization acme still has 2 projects: api, web'],
       policy_revision: 'sha256:abc',
       eval_latency_us: 137,
-      input: record.input,
+      // The input as its canonical text, which PostgreSQL stores without parsing; readers parse it (INPUT_SQL).
+      input: null,
+      input_text: canonicalJson(record.input),
       dry_run: false,
       directory_version: null,
       code: 'organization_has_projects',
@@ -168,13 +170,36 @@ describe('PgDecisionStore', () => {
       `select seq from decisions where hash <> encode(sha256(convert_to(prev_hash || E'\\n' || chain || E'\\n' || chain_seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex')`,
     );
     expect(mismatched).toEqual([]);
-    const stored = await db<{ seq: number; dry_run: boolean; input: { strings: string[]; numbers: (number | null)[] } }>('decisions')
+    const stored = await db('decisions')
       .where({ seq: 2 })
-      .first('input', 'dry_run');
+      .first<{ dry_run: boolean; input: { strings: string[]; numbers: (number | null)[] } } | undefined>(
+        db.raw(`${INPUT_SQL} as input`),
+        'dry_run',
+      );
     expect(stored?.dry_run).toBe(true);
     // PostgreSQL cannot store NUL or a lone surrogate: they became U+FFFD before hashing.
     expect(stored?.input.strings.slice(3)).toEqual(['x\ufffdy', 'lone \ufffd surrogate', '😀 é ü 中文']);
     expect(stored?.input.numbers).toEqual([1e21, -1.5e-7, 5e-324, 0, 0.1 + 0.2, 2 ** 53 + 2, 123456789.125, 1e300, null]);
+  });
+
+  it('reads and verifies records with their input as text beside records from before, whose input is jsonb', async () => {
+    const records = [decision(1), decision(2, { input: null }), decision(3, { input: { n: 2 ** 60, s: 'x\\"y' } })];
+    await append(records);
+    // Records written before migration 20261201000001 kept the input as jsonb and no text.
+    await db('decisions')
+      .where({ id: records[0]!.id })
+      .update({ input: db.raw('input_text::jsonb'), input_text: null });
+    const query = new PgDecisionQueryStore(db);
+    expect(await verifyChain(query)).toMatchObject({ ok: true, checked: 3 });
+    for (const record of records) expect((await query.get(record.id))?.input).toEqual(record.input);
+    const inputs = await db('decisions')
+      .orderBy('seq')
+      .select<{ input: unknown }[]>(db.raw(`${INPUT_SQL} as input`));
+    expect(inputs).toEqual([{ input: records[0]!.input }, { input: null }, { input: { n: 2 ** 60, s: 'x\\"y' } }]);
+
+    // The text is what the hash covers: an edit of it is found.
+    await db('decisions').where({ id: records[2]!.id }).update({ input_text: '{"n": 1, "s": "x\\"y"}' });
+    expect(await verifyChain(query)).toMatchObject({ ok: false, broken: { id: records[2]!.id } });
   });
 
   it('stores the optional fields as null and keeps a JSON array input as JSON', async () => {
@@ -192,7 +217,7 @@ describe('PgDecisionStore', () => {
     expect(
       await db('decisions')
         .where({ id: anonymous.id })
-        .first('subject', 'user_id', 'organization', 'policy_revision', 'eval_latency_us', 'input', 'reasons'),
+        .first('subject', 'user_id', 'organization', 'policy_revision', 'eval_latency_us', db.raw(`${INPUT_SQL} as input`), 'reasons'),
     ).toEqual({
       subject: null,
       user_id: null,
@@ -202,10 +227,13 @@ describe('PgDecisionStore', () => {
       input: null,
       reasons: [],
     });
-    expect((await db<{ id: string; input: unknown }>('decisions').where({ id: listInput.id }).first('input'))?.input).toEqual([
-      'a',
-      { b: 1 },
-    ]);
+    expect(
+      (
+        await db('decisions')
+          .where({ id: listInput.id })
+          .first<{ input: unknown } | undefined>(db.raw(`${INPUT_SQL} as input`))
+      )?.input,
+    ).toEqual(['a', { b: 1 }]);
   });
 
   it('writes a batch with one INSERT, whatever its size', async () => {

@@ -34,9 +34,12 @@ export interface PgDecisionStoreOptions {
   timeoutMs?: number;
 }
 
-/** The stored columns a record's canonical content gives; the chain's own columns are sent beside it. */
+/**
+ * The stored columns a record's canonical content gives, but its input: the chain's own columns
+ * and the input's text (input_text) are sent beside it.
+ */
 const CONTENT_COLUMNS =
-  'id, time, request_id, subject, user_id, organization, action, resource, method, path, allow, status, reasons, policy_revision, eval_latency_us, input, directory_version, code, code_params';
+  'id, time, request_id, subject, user_id, organization, action, resource, method, path, allow, status, reasons, policy_revision, eval_latency_us, directory_version, code, code_params';
 
 /**
  * Records hashed between two turns of the event loop: a hash is a few µs, so a batch of 500
@@ -64,17 +67,22 @@ const READ_SQL = `select h.seq, h.hash,
   from (select 1) as one left join decision_chain_head h on h.chain = ?`;
 
 // What both ways of appending end with, after a `batch` CTE (the records, each with its
-// next_seq): the hashes, the ids claimed and the rows inserted. Its parameters: the hashes, then
-// the chain and the head's position before the batch. Three parameters whatever the batch size:
-// the records' canonical contents as one JSON array (in `batch`), and their hashes as one text
-// array (the head's first: record n's prev_hash is element n, its hash element n + 1), so no
-// record's text is copied to add the chain fields. dry_run is only in the content when true. The
-// ids are claimed in the same statement: decision_ids' key refuses a repeat.
-const CLAIM_AND_INSERT = `hashes as (select ?::text[] as hash),
+// next_seq): the inputs, the hashes, the ids claimed and the rows inserted. Its parameters: the
+// inputs, the hashes, then the chain and the head's position before the batch. Four parameters
+// whatever the batch size: the records' canonical contents as one JSON array (in `batch`), each
+// with its input left out (null); their inputs' canonical texts, one a line (canonical JSON has
+// no line break), stored as text: parsing them into jsonb was a third of PostgreSQL's CPU per
+// record (BENCHMARKS.md, sixteenth round), and a reader that wants the input parses the one it
+// reads; and their hashes as one text array (the head's first: record n's prev_hash is element n,
+// its hash element n + 1), so no record's text is copied to add the chain fields. dry_run is
+// only in the content when true. The ids are claimed in the same statement: decision_ids' key
+// refuses a repeat.
+const CLAIM_AND_INSERT = `inputs as (select input, position from unnest(string_to_array(?::text, E'\\n')) with ordinality as inputs(input, position)),
+  hashes as (select ?::text[] as hash),
   claimed as (insert into decision_ids (id, seq) select id, next_seq from batch)
-  insert into decisions (${CONTENT_COLUMNS}, chain, chain_seq, prev_hash, hash, seq, dry_run)
-  select ${CONTENT_COLUMNS}, ?, ?::bigint + ordinality, hashes.hash[ordinality::int], hashes.hash[ordinality::int + 1], next_seq, coalesce(dry_run, false)
-  from batch, hashes`;
+  insert into decisions (${CONTENT_COLUMNS}, input_text, chain, chain_seq, prev_hash, hash, seq, dry_run)
+  select ${CONTENT_COLUMNS}, inputs.input, ?, ?::bigint + ordinality, hashes.hash[ordinality::int], hashes.hash[ordinality::int + 1], next_seq, coalesce(dry_run, false)
+  from batch join inputs on inputs.position = batch.ordinality, hashes`;
 
 // The append in the transaction that read the head. The array is read as jsonb, parsed once: as
 // json it was checked, parsed again into records and each jsonb column (the input) parsed a
@@ -205,6 +213,7 @@ export class PgDecisionStore implements DecisionStore {
           head.seq,
           head.hash,
           contentArray(batch),
+          inputLines(batch),
           hashes,
           this.chain,
           head.seq,
@@ -257,7 +266,7 @@ export class PgDecisionStore implements DecisionStore {
   /** Appends `records` after `head`, in the transaction that read it; the head it leaves. */
   private async appendToChain(trx: Knex.Transaction, head: ChainHead, records: readonly PreparedDecision[]): Promise<ChainHead> {
     const { hashes, last } = await this.hash(head, records);
-    await trx.raw(APPEND_SQL, [contentArray(records), last.seq, last.hash, this.chain, hashes, this.chain, head.seq]);
+    await trx.raw(APPEND_SQL, [contentArray(records), last.seq, last.hash, this.chain, inputLines(records), hashes, this.chain, head.seq]);
     return last;
   }
 
@@ -281,9 +290,14 @@ function idArray(records: readonly PreparedDecision[]): string {
   return `{${records.map((record) => record.id).join(',')}}`;
 }
 
-/** The records' canonical contents as one JSON array: each record's text as it is, no copy per record. */
+/** The records' canonical contents as one JSON array, each with its input left out (null). */
 function contentArray(records: readonly PreparedDecision[]): string {
-  return `[${records.map((record) => record.content).join(',')}]`;
+  return `[${records.map((record) => `${record.content.slice(0, record.inputStart)}null${record.content.slice(record.inputEnd)}`).join(',')}]`;
+}
+
+/** The records' inputs' canonical texts, one a line. */
+function inputLines(records: readonly PreparedDecision[]): string {
+  return records.map((record) => record.content.slice(record.inputStart, record.inputEnd)).join('\n');
 }
 
 interface ChainHead {

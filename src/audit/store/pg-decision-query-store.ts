@@ -93,7 +93,6 @@ export const DECISION_SUMMARY_COLUMNS = [
 const DETAIL = [
   ...DECISION_SUMMARY_COLUMNS.filter((column) => column !== 'dry_run'),
   'resource',
-  'input',
   'dry_run',
   'directory_version',
   'chain',
@@ -105,13 +104,21 @@ const DETAIL = [
 export const MAX_PAGE = 1000;
 
 /**
+ * A record's policy input: records written since migration 20261201000001 keep it as its
+ * canonical text (`input_text`, always set: `null` when none was built), older ones as jsonb
+ * (`input`, SQL null when none was built, never beside a text). Either reads as the same value,
+ * SQL null when there is none, and verification renders the record from what this reads.
+ */
+export const INPUT_SQL = "(case when input_text is null then input else nullif(input_text, 'null')::jsonb end)";
+
+/**
  * A stored record rendered by PostgreSQL in canonical form (canonicalJson's): the hashed
  * columns as one jsonb object's text. Verification then only hashes, and the database does the
  * rendering on its own core.
  */
 export const CANONICAL_CONTENT_SQL = `(jsonb_build_object(
     'id', id, 'path', path, 'time', to_char(time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    'allow', allow, 'input', input, 'action', action, 'method', method, 'status', status,
+    'allow', allow, 'input', ${INPUT_SQL}, 'action', action, 'method', method, 'status', status,
     'reasons', to_jsonb(reasons), 'subject', subject, 'user_id', user_id, 'resource', resource,
     'request_id', request_id, 'organization', organization, 'eval_latency_us', eval_latency_us,
     'policy_revision', policy_revision
@@ -192,7 +199,11 @@ export class PgDecisionQueryStore implements ChainReader {
 
   async get(id: string): Promise<DecisionDetail | undefined> {
     if (!isUuid(id)) return undefined;
-    const row = (await this.db('decisions').select(DETAIL).where({ id }).first()) as Record<string, unknown> | undefined;
+    const row = (await this.db('decisions')
+      .select(DETAIL)
+      .select(this.db.raw(`${INPUT_SQL} as input`))
+      .where({ id })
+      .first()) as Record<string, unknown> | undefined;
     if (!row) return undefined;
     const base = decisionSummaryOf(row);
     return {
@@ -311,7 +322,7 @@ export class PgDecisionQueryStore implements ChainReader {
   /** What replay needs of the records with seq > afterSeq matching the filter, oldest first. */
   async replayPage(afterSeq: number, filter: DecisionFilter, limit: number): Promise<ReplayRow[]> {
     const rows = (await this.filtered(filter)
-      .select('id', 'seq', 'action', 'organization', 'allow', 'status', 'reasons', 'input', 'policy_revision')
+      .select('id', 'seq', 'action', 'organization', 'allow', 'status', 'reasons', 'policy_revision', this.db.raw(`${INPUT_SQL} as input`))
       .where('seq', '>', afterSeq)
       .orderBy('seq')
       .limit(limit)) as (Omit<ReplayRow, 'seq'> & { seq: string })[];
