@@ -159,12 +159,17 @@ describe('PgDecisionStore', () => {
       decision(2, { input: awkward, resource: { type: 'x', ünïcode: 'ñ' }, dryRun: true, reasons: [] }),
       decision(3, { id: randomUUID().toUpperCase(), subject: 'sub with "quotes" and \n newline', input: [1, 'two', { three: 3 }] }),
       decision(4, { input: null, userId: null, evalLatencyUs: null, policyRevision: null, organization: null }),
+      decision(5, {
+        code: 'c, "input": null',
+        codeParams: { a: 1, input: null, action: ', "input": null, "action": ' },
+        directoryVersion: 7,
+      }),
     ];
     await append(records);
     const query = new PgDecisionQueryStore(db);
     const rendered = await query.chainPage(CHAIN, 0, 10);
     expect(rendered.map((row) => row.content)).toEqual(records.map((record) => prepareDecision(record).content));
-    expect(await verifyChain(query)).toMatchObject({ ok: true, checked: 4 });
+    expect(await verifyChain(query)).toMatchObject({ ok: true, checked: 5 });
     // The same check with SQL alone, as an auditor without this code could run it.
     const { rows: mismatched } = await db.raw<{ rows: { seq: string }[] }>(
       `select seq from decisions where hash <> encode(sha256(convert_to(prev_hash || E'\\n' || chain || E'\\n' || chain_seq || E'\\n' || ${CANONICAL_CONTENT_SQL}, 'UTF8')), 'hex')`,
@@ -197,7 +202,12 @@ describe('PgDecisionStore', () => {
       .select<{ input: unknown }[]>(db.raw(`${INPUT_SQL} as input`));
     expect(inputs).toEqual([{ input: records[0]!.input }, { input: null }, { input: { n: 2 ** 60, s: 'x\\"y' } }]);
 
-    // The text is what the hash covers: an edit of it is found.
+    // The text is what the hash covers: an edit of it is found, even one that leaves the same JSON.
+    const stored = await db('decisions').where({ id: records[2]!.id }).first<{ input_text: string }>('input_text');
+    await db('decisions')
+      .where({ id: records[2]!.id })
+      .update({ input_text: stored.input_text.replace('{', '{ ') });
+    expect(await verifyChain(query)).toMatchObject({ ok: false, broken: { id: records[2]!.id } });
     await db('decisions').where({ id: records[2]!.id }).update({ input_text: '{"n": 1, "s": "x\\"y"}' });
     expect(await verifyChain(query)).toMatchObject({ ok: false, broken: { id: records[2]!.id } });
   });

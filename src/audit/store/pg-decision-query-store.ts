@@ -107,25 +107,36 @@ export const MAX_PAGE = 1000;
  * A record's policy input: records written since migration 20261201000001 keep it as its
  * canonical text (`input_text`, always set: `null` when none was built), older ones as jsonb
  * (`input`, SQL null when none was built, never beside a text). Either reads as the same value,
- * SQL null when there is none, and verification renders the record from what this reads.
+ * SQL null when there is none.
  */
 export const INPUT_SQL = "(case when input_text is null then input else nullif(input_text, 'null')::jsonb end)";
 
-/**
- * A stored record rendered by PostgreSQL in canonical form (canonicalJson's): the hashed
- * columns as one jsonb object's text. Verification then only hashes, and the database does the
- * rendering on its own core.
- */
-export const CANONICAL_CONTENT_SQL = `(jsonb_build_object(
-    'id', id, 'path', path, 'time', to_char(time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    'allow', allow, 'input', ${INPUT_SQL}, 'action', action, 'method', method, 'status', status,
+// A record's members in canonical order (jsonb's: shorter keys first) fall on either side of
+// `input`: the keys of up to five bytes (`id`, `code`, `path`, `time`, `allow`) before it, every
+// other key after it.
+const BEFORE_INPUT = `(jsonb_build_object(
+    'id', id, 'path', path, 'time', to_char(time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'allow', allow
+  ) || case when code is null then '{}'::jsonb else jsonb_build_object('code', code) end)`;
+const AFTER_INPUT = `(jsonb_build_object(
+    'action', action, 'method', method, 'status', status,
     'reasons', to_jsonb(reasons), 'subject', subject, 'user_id', user_id, 'resource', resource,
     'request_id', request_id, 'organization', organization, 'eval_latency_us', eval_latency_us,
     'policy_revision', policy_revision
   ) || case when dry_run then '{"dry_run": true}'::jsonb else '{}'::jsonb end
     || case when directory_version is null then '{}'::jsonb else jsonb_build_object('directory_version', directory_version) end
-    || case when code is null then '{}'::jsonb else jsonb_build_object('code', code) end
-    || case when code_params is null then '{}'::jsonb else jsonb_build_object('code_params', code_params) end)::text`;
+    || case when code_params is null then '{}'::jsonb else jsonb_build_object('code_params', code_params) end)`;
+
+/**
+ * A stored record rendered by PostgreSQL in canonical form (canonicalJson's): the hashed
+ * columns as one jsonb object's text. Verification then only hashes, and the database does the
+ * rendering on its own core. A record whose input is kept as its canonical text (input_text)
+ * has the text put in its place as it is, between the members before and after it, not parsed
+ * and written again (so a text that is not the one hashed, even one equal as JSON, does not
+ * verify, and rendering costs no parse).
+ */
+export const CANONICAL_CONTENT_SQL = `(case when input_text is null
+    then (${BEFORE_INPUT} || jsonb_build_object('input', input) || ${AFTER_INPUT})::text
+    else left(${BEFORE_INPUT}::text, -1) || ', "input": ' || input_text || ', ' || substr(${AFTER_INPUT}::text, 2) end)`;
 
 /**
  * A page of `records` (a filtered query of decisions): newest first by seq, below `beforeSeq`
