@@ -1,9 +1,12 @@
 // Each decision record's policy input is stored as its canonical text (`input_text`), the text
 // the record's hash covers, instead of jsonb (`input`): PostgreSQL then stores it without parsing
-// it, which was a third of its CPU per record, on the cores the gateway shares with it
+// it, which was about a quarter of its CPU per record, on the cores the gateway shares with it
 // (BENCHMARKS.md, sixteenth round). Records written before keep `input` (and no `input_text`);
 // readers take `input_text` parsed when there is one and `input` otherwise (the same value either
-// way), and verification renders the record from that, so both kinds keep verifying.
+// way, INPUT_SQL), and verification puts the text in its place in the rendered record as it is
+// (CANONICAL_CONTENT_SQL), so both kinds keep verifying. A gateway not yet upgraded still writes
+// `input`, which reads and verifies as before; a `decisions verify` not yet upgraded cannot
+// render the new records and reports them as edited.
 
 /** @param {import('knex').Knex} knex */
 exports.up = async function up(knex) {
