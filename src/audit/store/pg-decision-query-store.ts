@@ -129,14 +129,13 @@ const AFTER_INPUT = `(jsonb_build_object(
 /**
  * A stored record rendered by PostgreSQL in canonical form (canonicalJson's): the hashed
  * columns as one jsonb object's text. Verification then only hashes, and the database does the
- * rendering on its own core. A record whose input is kept as its canonical text (input_text)
- * has the text put in its place as it is, between the members before and after it, not parsed
- * and written again (so a text that is not the one hashed, even one equal as JSON, does not
- * verify, and rendering costs no parse).
+ * rendering on its own core. The input goes between the members before and after it: a record's
+ * canonical text (input_text) as it is, not parsed and written again (so a text that is not the
+ * one hashed, even one equal as JSON, does not verify, and rendering costs no parse); an older
+ * record's jsonb as jsonb writes it, which is the text it has inside the whole object.
  */
-export const CANONICAL_CONTENT_SQL = `(case when input_text is null
-    then (${BEFORE_INPUT} || jsonb_build_object('input', input) || ${AFTER_INPUT})::text
-    else left(${BEFORE_INPUT}::text, -1) || ', "input": ' || input_text || ', ' || substr(${AFTER_INPUT}::text, 2) end)`;
+export const CANONICAL_CONTENT_SQL = `(left(${BEFORE_INPUT}::text, -1) || ', "input": ' || coalesce(input_text, input::text, 'null')
+    || ', ' || substr(${AFTER_INPUT}::text, 2))`;
 
 /**
  * A page of `records` (a filtered query of decisions): newest first by seq, below `beforeSeq`
