@@ -71,8 +71,8 @@ const READ_SQL = `select h.seq, h.hash,
 // inputs, the hashes, then the chain and the head's position before the batch. Four parameters
 // whatever the batch size: the records' canonical contents as one JSON array (in `batch`), each
 // with its input left out (null); their inputs' canonical texts, one a line (canonical JSON has
-// no line break), stored as text: parsing them into jsonb was a third of PostgreSQL's CPU per
-// record (BENCHMARKS.md, sixteenth round), and a reader that wants the input parses the one it
+// no line break), stored as text: parsing them into jsonb was about a quarter of PostgreSQL's CPU
+// per record (BENCHMARKS.md, sixteenth round), and a reader that wants the input parses the one it
 // reads; and their hashes as one text array (the head's first: record n's prev_hash is element n,
 // its hash element n + 1), so no record's text is copied to add the chain fields. dry_run is
 // only in the content when true. The ids are claimed in the same statement: decision_ids' key
